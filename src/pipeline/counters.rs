@@ -1,0 +1,199 @@
+//! Accounting: every frame a port receives ends as forwarded, consumed or dropped,
+//! and every drop has a named reason.
+//!
+//! Like a VPP graph node's error counters, each reason carries the stage that decides
+//! it and a sentence a person can read in `show counters`. Besides drops there are
+//! *events*: things a stage did that are worth counting without being a fate of the
+//! frame (a MAC learned, a MAC moved, a MAC not learned because the table is full).
+//!
+//! The invariant, per port and checked by the tests:
+//! `rx_frames == forwarded + consumed + dropped`.
+
+use serde::Serialize;
+
+macro_rules! counted_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => ($id:literal, $stage:literal, $text:literal),)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum $name { $($variant,)* }
+
+        impl $name {
+            /// Every value, in declaration order (the index of each is `as usize`).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            /// How many values there are.
+            pub const COUNT: usize = $name::ALL.len();
+
+            /// A stable snake_case identifier, used in JSON.
+            pub fn id(self) -> &'static str {
+                match self { $($name::$variant => $id,)* }
+            }
+
+            /// The pipeline stage that counts it.
+            pub fn stage(self) -> &'static str {
+                match self { $($name::$variant => $stage,)* }
+            }
+
+            /// A sentence for people.
+            pub fn text(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.text())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.id())
+            }
+        }
+    };
+}
+
+counted_enum! {
+    /// Why a frame was dropped.
+    DropReason {
+        Truncated => ("truncated", "ethernet-input", "frame shorter than an Ethernet header"),
+        GroupSourceMac => ("group_source_mac", "ethernet-input", "source MAC is multicast or broadcast"),
+        ZeroSourceMac => ("zero_source_mac", "ethernet-input", "source MAC is all zeros"),
+        OwnSourceMac => ("own_source_mac", "ethernet-input", "source MAC is switchyard's own gateway MAC"),
+        FrameTooLong => ("frame_too_long", "ethernet-input", "frame longer than the network MTU allows"),
+        SamePort => ("same_port", "l2-forward", "destination MAC is on the ingress port"),
+        NoEgressPort => ("no_egress_port", "l2-flood", "flooded, but no other port in the bridge domain"),
+        ArpMalformed => ("arp_malformed", "arp-input", "malformed or non-Ethernet/IPv4 ARP"),
+        ArpNotForUs => ("arp_not_for_us", "arp-input", "ARP to switchyard's MAC for an address it does not own"),
+        TaggedToGateway => ("tagged_to_gateway", "l3-input", "802.1Q-tagged frame to the gateway MAC (no VLAN interfaces)"),
+        UnsupportedEtherType => ("unsupported_ethertype", "l3-input", "EtherType to the gateway MAC that switchyard does not route"),
+        Ip4Malformed => ("ip4_malformed", "ip4-input", "IPv4 header invalid (version, IHL or lengths)"),
+        Ip4BadChecksum => ("ip4_bad_checksum", "ip4-input", "IPv4 header checksum wrong"),
+        NoRoute => ("no_route", "ip4-lookup", "no route to the destination (routing between networks comes with L3)"),
+        LocalFragment => ("local_fragment", "ip4-local", "fragment addressed to switchyard (it does not reassemble)"),
+        LocalProtocol => ("local_protocol", "ip4-local", "protocol not served at switchyard's address"),
+        IcmpMalformed => ("icmp_malformed", "ip4-local", "ICMP to switchyard truncated or with a bad checksum"),
+    }
+}
+
+counted_enum! {
+    /// Things a stage counts that are not a frame's fate.
+    Event {
+        FdbLearned => ("fdb_learned", "l2-learn", "MACs learned"),
+        FdbMoved => ("fdb_moved", "l2-learn", "MAC moves (a known MAC seen on another port)"),
+        FdbLimit => ("fdb_limit", "l2-learn", "MACs not learned because the FDB is full"),
+        FdbAged => ("fdb_aged", "l2-age", "MACs aged out"),
+        UnknownUnicastFlooded => ("unknown_unicast_flooded", "l2-forward", "unknown unicast frames flooded"),
+        ArpReplies => ("arp_replies", "arp-input", "ARP replies sent for switchyard's addresses"),
+        EchoReplies => ("echo_replies", "ip4-local", "ICMP echo replies sent from switchyard's addresses"),
+        NoBuffer => ("no_buffer", "emit", "packets switchyard could not originate for lack of a buffer"),
+    }
+}
+
+/// Per-port accounting of the pipeline's decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    /// Sent on to at least one port (unicast or flood).
+    pub forwarded: u64,
+    /// Taken by switchyard's own stack (ARP for the gateway, ping to the gateway).
+    pub consumed: u64,
+    pub dropped: u64,
+    /// `dropped`, split by reason (indexed by `DropReason as usize`).
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx_frames: 0,
+            rx_bytes: 0,
+            forwarded: 0,
+            consumed: 0,
+            dropped: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl PortCounters {
+    /// Adds `other` into `self` (to total ports, or workers).
+    pub fn add(&mut self, other: &PortCounters) {
+        self.rx_frames += other.rx_frames;
+        self.rx_bytes += other.rx_bytes;
+        self.forwarded += other.forwarded;
+        self.consumed += other.consumed;
+        self.dropped += other.dropped;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Drop reasons with a non-zero count.
+    pub fn drop_reasons(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.drops[r as usize]))
+            .filter(|&(_, n)| n != 0)
+    }
+}
+
+/// All of the pipeline's counters.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    pub ports: Vec<PortCounters>,
+    pub events: [u64; Event::COUNT],
+}
+
+impl Counters {
+    pub fn new(ports: usize) -> Counters {
+        Counters {
+            ports: vec![PortCounters::default(); ports],
+            events: [0; Event::COUNT],
+        }
+    }
+
+    #[inline]
+    pub fn event(&mut self, e: Event) {
+        self.events[e as usize] += 1;
+    }
+
+    #[inline]
+    pub fn event_n(&mut self, e: Event, n: u64) {
+        self.events[e as usize] += n;
+    }
+
+    #[inline]
+    pub fn events(&self, e: Event) -> u64 {
+        self.events[e as usize]
+    }
+
+    /// The sum over every port.
+    pub fn total(&self) -> PortCounters {
+        let mut t = PortCounters::default();
+        for p in &self.ports {
+            t.add(p);
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_indexes_match() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut ids: Vec<_> = DropReason::ALL.iter().map(|r| r.id()).collect();
+        ids.extend(Event::ALL.iter().map(|e| e.id()));
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+}

@@ -1,0 +1,226 @@
+//! Frames as the pipeline sees them: an owned buffer plus the little metadata a
+//! switch carries along (ingress port, offload header, verdict, trace id).
+//!
+//! Buffers are allocated once, at start, and recycled forever: the dataplane reads
+//! into them, the pipeline rewrites them in place, the dataplane writes them out. A
+//! buffer is large enough for the biggest thing a TAP can hand over (a 64 KB TCP
+//! super-frame with offloads on) and keeps [`HEADROOM`] bytes free in front of the
+//! Ethernet header, so the virtio-net header (or, later, an encapsulation) can be put
+//! in front without moving the frame.
+
+use super::{Action, DomainId, PortId};
+use crate::wire::VirtioNetHdr;
+
+/// Free bytes kept before the Ethernet header.
+pub const HEADROOM: usize = 128;
+/// Largest frame a buffer holds: an IPv4 packet of 65535 bytes behind an Ethernet
+/// header with two VLAN tags, rounded up.
+pub const MAX_FRAME_LEN: usize = 65535 + 14 + 8 + 7;
+/// Bytes allocated per buffer.
+pub const BUFFER_LEN: usize = HEADROOM + MAX_FRAME_LEN;
+
+/// One frame and its metadata.
+pub struct Frame {
+    buf: Box<[u8]>,
+    start: usize,
+    len: usize,
+    /// Offload metadata that arrived with the frame (all zero when there was none).
+    pub vnet: VirtioNetHdr,
+    /// The port the frame came in on, or [`PortId::LOCAL`] for frames switchyard made.
+    pub ingress: PortId,
+    /// The verdict, set by the pipeline.
+    pub action: Action,
+    /// Non-zero when this frame is being traced: the packet number in the trace.
+    pub trace: u32,
+}
+
+impl Frame {
+    /// Allocates a buffer of [`BUFFER_LEN`] bytes. Only done when pools are filled.
+    pub fn new() -> Frame {
+        Frame {
+            buf: vec![0u8; BUFFER_LEN].into_boxed_slice(),
+            start: HEADROOM,
+            len: 0,
+            vnet: VirtioNetHdr::default(),
+            ingress: PortId::LOCAL,
+            action: Action::Consume,
+            trace: 0,
+        }
+    }
+
+    /// A frame holding a copy of `bytes`, for tests and tools.
+    pub fn from_bytes(ingress: PortId, bytes: &[u8]) -> Frame {
+        let mut f = Frame::new();
+        f.load(bytes);
+        f.ingress = ingress;
+        f
+    }
+
+    /// Clears the metadata and sets the frame to `bytes` (copied after the headroom).
+    pub fn load(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(MAX_FRAME_LEN);
+        self.buf[HEADROOM..HEADROOM + n].copy_from_slice(&bytes[..n]);
+        self.reset(n);
+    }
+
+    /// Clears the metadata and sets the frame to the `len` bytes after the headroom.
+    pub fn reset(&mut self, len: usize) {
+        self.start = HEADROOM;
+        self.len = len.min(MAX_FRAME_LEN);
+        self.vnet = VirtioNetHdr::default();
+        self.ingress = PortId::LOCAL;
+        self.action = Action::Consume;
+        self.trace = 0;
+    }
+
+    /// The frame's bytes, from the Ethernet header on.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shrinks or grows the frame (within the buffer); new bytes hold whatever the
+    /// buffer held before.
+    #[inline]
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.buf.len() - self.start);
+    }
+
+    /// The whole buffer, for a port to read into. Follow with [`Frame::set_bounds`].
+    #[inline]
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Sets where the frame starts and how long it is within the buffer.
+    #[inline]
+    pub fn set_bounds(&mut self, start: usize, len: usize) {
+        let start = start.min(self.buf.len());
+        self.start = start;
+        self.len = len.min(self.buf.len() - start);
+    }
+
+    /// Offset of the Ethernet header in the buffer (the free space in front of it).
+    #[inline]
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The frame with `n` bytes in front of it (which must fit in the headroom), for a
+    /// port that prepends a header such as the virtio-net one.
+    #[inline]
+    pub fn with_prefix_mut(&mut self, n: usize) -> &mut [u8] {
+        let from = self.start - n;
+        &mut self.buf[from..self.start + self.len]
+    }
+}
+
+impl Default for Frame {
+    fn default() -> Self {
+        Frame::new()
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("len", &self.len)
+            .field("ingress", &self.ingress)
+            .field("action", &self.action)
+            .field("vnet", &self.vnet)
+            .finish()
+    }
+}
+
+/// Frames switchyard itself originates while processing a batch (an ARP reply to a
+/// broadcast request that is also flooded, later ARP requests and ICMP errors). Its
+/// buffers are allocated once; when they run out, the packet is not made and the
+/// event counted.
+pub struct Emitter {
+    frames: Vec<Frame>,
+    used: usize,
+}
+
+impl Emitter {
+    pub fn with_capacity(n: usize) -> Emitter {
+        Emitter {
+            frames: (0..n).map(|_| Frame::new()).collect(),
+            used: 0,
+        }
+    }
+
+    /// A cleared frame to fill, or `None` when every buffer is in use.
+    pub fn alloc(&mut self) -> Option<&mut Frame> {
+        let f = self.frames.get_mut(self.used)?;
+        self.used += 1;
+        f.reset(0);
+        Some(f)
+    }
+
+    /// The frames made since the last [`Emitter::clear`].
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames[..self.used]
+    }
+
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+}
+
+/// Where a frame leaves, as computed by [`super::Pipeline::egress`].
+#[derive(Debug, Clone, Copy)]
+pub enum Egress<'a> {
+    None,
+    One(PortId),
+    /// Every port of a domain except one.
+    Flood {
+        ports: &'a [PortId],
+        except: PortId,
+        domain: DomainId,
+    },
+}
+
+impl Iterator for Egress<'_> {
+    type Item = PortId;
+
+    fn next(&mut self) -> Option<PortId> {
+        match self {
+            Egress::None => None,
+            Egress::One(p) => {
+                let p = *p;
+                *self = Egress::None;
+                Some(p)
+            }
+            Egress::Flood { ports, except, .. } => loop {
+                let (&first, rest) = ports.split_first()?;
+                *ports = rest;
+                if first != *except {
+                    return Some(first);
+                }
+            },
+        }
+    }
+}

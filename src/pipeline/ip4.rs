@@ -1,0 +1,144 @@
+//! Stages `ip4-input` and `ip4-local`: IPv4 packets sent to the gateway MAC.
+//!
+//! `ip4-input` validates the header as RFC 1812 section 5.2.2 asks of a router before
+//! anything trusts it: version 4, header length at least 20 bytes, total length
+//! covering the header and within the frame, header checksum correct. A packet for
+//! the gateway address goes to `ip4-local`; anything else would be routed, which
+//! arrives with the L3 work ([`DropReason::NoRoute`] until then).
+//!
+//! `ip4-local` answers ICMP echo (ping) in place: addresses swapped, type 8 → 0, TTL
+//! set afresh, checksums patched incrementally. It does not reassemble fragments.
+//!
+//! Drops: [`DropReason::Ip4Malformed`], [`DropReason::Ip4BadChecksum`],
+//! [`DropReason::NoRoute`], [`DropReason::LocalFragment`], [`DropReason::LocalProtocol`],
+//! [`DropReason::IcmpMalformed`]. Events: [`Event::EchoReplies`].
+//! Trace: `ip4-local: echo request 172.17.0.2 > 172.17.0.1 id 7 seq 1: replying`
+
+use super::trace::note;
+use super::{Action, DropReason, Event, Frame, Pipeline, L2};
+use crate::wire::icmp::kind;
+use crate::wire::{EthernetFrame, IcmpPacket, IpProtocol, Ipv4Packet};
+
+const INPUT: &str = "ip4-input";
+const LOCAL: &str = "ip4-local";
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
+pub(super) const DEFAULT_TTL: u8 = 64;
+
+impl Pipeline {
+    pub(super) fn ip4_input(&mut self, f: &mut Frame, l2: &L2) -> Action {
+        let gw = self.domains[l2.domain.index()]
+            .spec
+            .gateway
+            .expect("only called for a domain with a gateway");
+        let ip = match Ipv4Packet::new_checked(&f.data()[ETH..]) {
+            Ok(ip) => ip,
+            Err(e) => {
+                note!(self, f, INPUT, "invalid IPv4 header ({e}): drop");
+                return Action::Drop(DropReason::Ip4Malformed);
+            }
+        };
+        if !ip.checksum_ok() {
+            note!(
+                self,
+                f,
+                INPUT,
+                "header checksum 0x{:04x} is wrong: drop",
+                ip.header_checksum()
+            );
+            return Action::Drop(DropReason::Ip4BadChecksum);
+        }
+        let (src, dst) = (ip.src(), ip.dst());
+        note!(
+            self,
+            f,
+            INPUT,
+            "{} > {} {} ttl {} len {}",
+            src,
+            dst,
+            ip.protocol(),
+            ip.ttl(),
+            ip.total_len()
+        );
+        if dst == gw.ip {
+            return self.ip4_local(f, l2);
+        }
+        note!(
+            self,
+            f,
+            INPUT,
+            "{} is not switchyard's and routing is not enabled: drop",
+            dst
+        );
+        Action::Drop(DropReason::NoRoute)
+    }
+
+    fn ip4_local(&mut self, f: &mut Frame, l2: &L2) -> Action {
+        let gw_mac = self.domains[l2.domain.index()]
+            .spec
+            .gateway
+            .map(|g| g.mac)
+            .expect("gateway");
+        let mut ip =
+            Ipv4Packet::new_checked(&mut f.data_mut()[ETH..]).expect("checked in ip4-input");
+        if ip.more_fragments() || ip.frag_offset() != 0 {
+            note!(
+                self,
+                f,
+                LOCAL,
+                "fragment for switchyard (no reassembly): drop"
+            );
+            return Action::Drop(DropReason::LocalFragment);
+        }
+        if ip.protocol() != IpProtocol::ICMP {
+            let proto = ip.protocol();
+            note!(
+                self,
+                f,
+                LOCAL,
+                "{proto} to switchyard's address is not served: drop"
+            );
+            return Action::Drop(DropReason::LocalProtocol);
+        }
+        let (src, dst) = (ip.src(), ip.dst());
+        let icmp_ok = IcmpPacket::new_checked(ip.payload())
+            .map(|i| i.checksum_ok())
+            .unwrap_or(false);
+        if !icmp_ok {
+            note!(
+                self,
+                f,
+                LOCAL,
+                "ICMP truncated or with a bad checksum: drop"
+            );
+            return Action::Drop(DropReason::IcmpMalformed);
+        }
+        let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).expect("checked above");
+        if icmp.msg_type() != kind::ECHO_REQUEST {
+            let t = icmp.msg_type();
+            note!(self, f, LOCAL, "ICMP type {t} to switchyard: noted");
+            return Action::Consume;
+        }
+        let (id, seq) = (icmp.echo_ident(), icmp.echo_seq());
+        icmp.make_echo_reply();
+        ip.set_src(dst);
+        ip.set_dst(src);
+        ip.set_ttl(DEFAULT_TTL);
+        let mut eth = EthernetFrame::new_checked(f.data_mut()).expect("checked in ethernet-input");
+        eth.set_dst(l2.src);
+        eth.set_src(gw_mac);
+        f.vnet = Default::default();
+        self.counters.event(Event::EchoReplies);
+        note!(
+            self,
+            f,
+            LOCAL,
+            "echo request {} > {} id {} seq {}: replying",
+            src,
+            dst,
+            id,
+            seq
+        );
+        Action::Reply
+    }
+}

@@ -1,0 +1,321 @@
+//! IPv4 headers (RFC 791).
+//!
+//! ```text
+//!  0               1               2               3
+//! +-------+-------+---------------+-------------------------------+
+//! |version|  IHL  |   DSCP/ECN    |          total length         |
+//! +-------+-------+---------------+-----+-------------------------+
+//! |        identification         |flags|     fragment offset     |
+//! +---------------+---------------+-----+-------------------------+
+//! |      TTL      |   protocol    |        header checksum        |
+//! +---------------+---------------+-------------------------------+
+//! |                        source address                         |
+//! |                      destination address                      |
+//! |                  options (IHL > 5) ...                        |
+//! ```
+//! The header checksum covers the header only; a router that decrements the TTL
+//! patches it incrementally (RFC 1624) instead of summing the header again.
+
+use super::checksum;
+use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, WireError};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The IP protocol number (the next header).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpProtocol(pub u8);
+
+impl IpProtocol {
+    pub const ICMP: IpProtocol = IpProtocol(1);
+    pub const TCP: IpProtocol = IpProtocol(6);
+    pub const UDP: IpProtocol = IpProtocol(17);
+}
+
+impl fmt::Display for IpProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            IpProtocol::ICMP => f.write_str("icmp"),
+            IpProtocol::TCP => f.write_str("tcp"),
+            IpProtocol::UDP => f.write_str("udp"),
+            IpProtocol(p) => write!(f, "proto {p}"),
+        }
+    }
+}
+
+impl fmt::Debug for IpProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+mod field {
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+/// A view over an IPv4 packet (the Ethernet payload). The slice may be longer than
+/// the packet (Ethernet pads short frames to 60 bytes); `total_len` says where the
+/// packet ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    pub const MIN_HEADER_LEN: usize = 20;
+
+    /// Wraps `buf` after checking what must hold before any field is trusted:
+    /// version 4, IHL ≥ 5 and within the slice, total length ≥ the header and within
+    /// the slice. The checksum is *not* checked here (see [`Self::checksum_ok`]).
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        let hdr = etherparse::Ipv4HeaderSlice::from_slice(b).map_err(|e| match e {
+            etherparse::err::ipv4::HeaderSliceError::Len(l) => WireError::Truncated {
+                needed: l.required_len,
+                have: l.len,
+            },
+            etherparse::err::ipv4::HeaderSliceError::Content(c) => match c {
+                etherparse::err::ipv4::HeaderError::UnexpectedVersion { .. } => {
+                    WireError::Malformed("IP version is not 4")
+                }
+                etherparse::err::ipv4::HeaderError::HeaderLengthSmallerThanHeader { .. } => {
+                    WireError::Malformed("IPv4 header length (IHL) below 5")
+                }
+            },
+        })?;
+        let total = usize::from(hdr.total_len());
+        if total < hdr.slice().len() {
+            return Err(WireError::Malformed(
+                "IPv4 total length shorter than its header",
+            ));
+        }
+        check_len(b, total)?;
+        Ok(Ipv4Packet { buf })
+    }
+
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), field::TOTAL_LEN))
+    }
+
+    #[inline]
+    pub fn ident(&self) -> u16 {
+        get_u16(self.buf.as_ref(), field::IDENT)
+    }
+
+    /// The Don't Fragment flag.
+    #[inline]
+    pub fn dont_fragment(&self) -> bool {
+        self.buf.as_ref()[field::FLAGS_FRAG] & 0x40 != 0
+    }
+
+    /// The More Fragments flag.
+    #[inline]
+    pub fn more_fragments(&self) -> bool {
+        self.buf.as_ref()[field::FLAGS_FRAG] & 0x20 != 0
+    }
+
+    /// Fragment offset in bytes (the field counts 8-byte units).
+    #[inline]
+    pub fn frag_offset(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & 0x1fff) * 8
+    }
+
+    #[inline]
+    pub fn ttl(&self) -> u8 {
+        self.buf.as_ref()[field::TTL]
+    }
+
+    #[inline]
+    pub fn protocol(&self) -> IpProtocol {
+        IpProtocol(self.buf.as_ref()[field::PROTOCOL])
+    }
+
+    #[inline]
+    pub fn header_checksum(&self) -> u16 {
+        get_u16(self.buf.as_ref(), field::CHECKSUM)
+    }
+
+    #[inline]
+    pub fn src(&self) -> Ipv4Addr {
+        get_ipv4(self.buf.as_ref(), field::SRC)
+    }
+
+    #[inline]
+    pub fn dst(&self) -> Ipv4Addr {
+        get_ipv4(self.buf.as_ref(), field::DST)
+    }
+
+    /// True if the header checksum is correct.
+    #[inline]
+    pub fn checksum_ok(&self) -> bool {
+        checksum::verify(&self.buf.as_ref()[..self.header_len()])
+    }
+
+    /// The bytes after the header up to the total length.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        &self.buf.as_ref()[self.header_len()..self.total_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Sets the TTL, patching the header checksum incrementally. The TTL shares a
+    /// 16-bit word with the protocol field, which is what the checksum sees.
+    #[inline]
+    pub fn set_ttl(&mut self, ttl: u8) {
+        let b = self.buf.as_mut();
+        let old = get_u16(b, field::TTL);
+        b[field::TTL] = ttl;
+        let new = get_u16(b, field::TTL);
+        let c = checksum::update_u16(get_u16(b, field::CHECKSUM), old, new);
+        set_u16(b, field::CHECKSUM, c);
+    }
+
+    /// Sets the source address, patching the header checksum incrementally.
+    #[inline]
+    pub fn set_src(&mut self, addr: Ipv4Addr) {
+        self.set_addr(field::SRC, addr)
+    }
+
+    /// Sets the destination address, patching the header checksum incrementally.
+    #[inline]
+    pub fn set_dst(&mut self, addr: Ipv4Addr) {
+        self.set_addr(field::DST, addr)
+    }
+
+    fn set_addr(&mut self, at: usize, addr: Ipv4Addr) {
+        let b = self.buf.as_mut();
+        let old = u32::from(get_ipv4(b, at));
+        set_ipv4(b, at, addr);
+        let c = checksum::update_u32(get_u16(b, field::CHECKSUM), old, u32::from(addr));
+        set_u16(b, field::CHECKSUM, c);
+    }
+
+    /// Recomputes the header checksum from scratch (for headers switchyard builds).
+    pub fn fill_checksum(&mut self) {
+        let hl = self.header_len();
+        let b = self.buf.as_mut();
+        set_u16(b, field::CHECKSUM, 0);
+        let c = checksum::checksum(&b[..hl]);
+        set_u16(b, field::CHECKSUM, c);
+    }
+
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (h, t) = (self.header_len(), self.total_len());
+        &mut self.buf.as_mut()[h..t]
+    }
+}
+
+/// What [`write_header`] needs to build a 20-byte IPv4 header.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Repr {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: IpProtocol,
+    pub ttl: u8,
+    pub ident: u16,
+    pub dont_fragment: bool,
+    /// Bytes after the header.
+    pub payload_len: usize,
+}
+
+/// Writes a 20-byte header without options into `buf[..20]`, checksum filled in.
+pub fn write_header(buf: &mut [u8], r: &Ipv4Repr) {
+    buf[field::VER_IHL] = 0x45;
+    buf[1] = 0;
+    set_u16(buf, field::TOTAL_LEN, (20 + r.payload_len) as u16);
+    set_u16(buf, field::IDENT, r.ident);
+    set_u16(
+        buf,
+        field::FLAGS_FRAG,
+        if r.dont_fragment { 0x4000 } else { 0 },
+    );
+    buf[field::TTL] = r.ttl;
+    buf[field::PROTOCOL] = r.protocol.0;
+    set_u16(buf, field::CHECKSUM, 0);
+    set_ipv4(buf, field::SRC, r.src);
+    set_ipv4(buf, field::DST, r.dst);
+    let c = checksum::checksum(&buf[..20]);
+    set_u16(buf, field::CHECKSUM, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut b = vec![0u8; 28];
+        write_header(
+            &mut b,
+            &Ipv4Repr {
+                src: Ipv4Addr::new(172, 17, 0, 2),
+                dst: Ipv4Addr::new(172, 17, 0, 3),
+                protocol: IpProtocol::UDP,
+                ttl: 64,
+                ident: 7,
+                dont_fragment: true,
+                payload_len: 8,
+            },
+        );
+        b
+    }
+
+    #[test]
+    fn parse_and_agree_with_etherparse() {
+        let b = sample();
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert!(p.checksum_ok());
+        assert!(p.dont_fragment());
+        assert_eq!(p.total_len(), 28);
+        let theirs = etherparse::Ipv4HeaderSlice::from_slice(&b).unwrap();
+        assert_eq!(theirs.header_checksum(), p.header_checksum());
+        assert_eq!(
+            theirs.to_header().calc_header_checksum(),
+            p.header_checksum()
+        );
+    }
+
+    #[test]
+    fn ttl_and_address_rewrites_keep_checksum_valid() {
+        let mut b = sample();
+        let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
+        p.set_ttl(63);
+        assert!(p.checksum_ok());
+        p.set_src(Ipv4Addr::new(198, 51, 100, 1));
+        p.set_dst(Ipv4Addr::new(198, 51, 100, 77));
+        assert!(p.checksum_ok());
+        assert_eq!(p.ttl(), 63);
+    }
+
+    #[test]
+    fn bad_lengths_are_refused() {
+        let b = sample();
+        assert!(
+            Ipv4Packet::new_checked(&b[..27]).is_err(),
+            "total length beyond slice"
+        );
+        let mut v = b.clone();
+        v[0] = 0x44; // IHL 4
+        assert!(Ipv4Packet::new_checked(&v[..]).is_err());
+        let mut v = b.clone();
+        v[0] = 0x65; // version 6
+        assert!(Ipv4Packet::new_checked(&v[..]).is_err());
+        let mut v = b;
+        v[2..4].copy_from_slice(&10u16.to_be_bytes()); // total < header
+        assert!(Ipv4Packet::new_checked(&v[..]).is_err());
+    }
+}
