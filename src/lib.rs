@@ -14,5 +14,10 @@
 //! 6. [`control`] — the control socket and the `show` commands.
 //! 7. [`bench`] — traffic helpers and the benchmark harness.
 
+pub mod bench;
+pub mod control;
+pub mod dataplane;
 pub mod pipeline;
+pub mod port;
+pub mod topology;
 pub mod wire;

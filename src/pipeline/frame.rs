@@ -177,6 +177,12 @@ impl Emitter {
         &self.frames[..self.used]
     }
 
+    /// The `i`-th frame made since the last [`Emitter::clear`].
+    pub fn frame_mut(&mut self, i: usize) -> &mut Frame {
+        assert!(i < self.used, "frame {i} was not emitted");
+        &mut self.frames[i]
+    }
+
     pub fn clear(&mut self) {
         self.used = 0;
     }

@@ -27,6 +27,7 @@ mod counters;
 mod ethernet_input;
 mod fdb;
 mod frame;
+pub mod fuzz;
 mod ip4;
 mod l2_forward;
 mod l2_learn;

@@ -319,3 +319,115 @@ mod tests {
         assert!(Ipv4Packet::new_checked(&v[..]).is_err());
     }
 }
+
+/// An IPv4 prefix such as `10.1.0.0/24`: an address and how many leading bits of it
+/// name the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Cidr {
+    addr: Ipv4Addr,
+    prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    /// Fails if `prefix_len` is over 32.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Cidr> {
+        (prefix_len <= 32).then_some(Ipv4Cidr { addr, prefix_len })
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// The netmask as a number (`/24` → `0xffffff00`).
+    pub fn mask(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix_len))
+        }
+    }
+
+    /// The first address (host bits zero).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    /// The last address (host bits one), the subnet's directed broadcast.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// True if `ip` lies inside the prefix.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+
+    /// True if the two prefixes share any address.
+    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
+    /// The prefix with host bits cleared.
+    pub fn trunc(&self) -> Ipv4Cidr {
+        Ipv4Cidr {
+            addr: self.network(),
+            prefix_len: self.prefix_len,
+        }
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+
+    /// Parses `a.b.c.d/n`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a prefix like 10.1.0.0/24 (no '/')"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+        let len: u8 = n
+            .parse()
+            .ok()
+            .filter(|&l| l <= 32)
+            .ok_or_else(|| format!("{n:?} is not a prefix length from 0 to 32"))?;
+        Ok(Ipv4Cidr {
+            addr,
+            prefix_len: len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::*;
+
+    #[test]
+    fn parse_contains_overlap() {
+        let a: Ipv4Cidr = "10.1.0.0/24".parse().unwrap();
+        assert_eq!(a.broadcast(), Ipv4Addr::new(10, 1, 0, 255));
+        assert!(a.contains(Ipv4Addr::new(10, 1, 0, 77)));
+        assert!(!a.contains(Ipv4Addr::new(10, 1, 1, 1)));
+        let b: Ipv4Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        let c: Ipv4Cidr = "10.2.0.0/24".parse().unwrap();
+        assert!(!a.overlaps(&c));
+        let d: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(d.mask(), 0);
+        assert!(d.contains(Ipv4Addr::new(1, 2, 3, 4)));
+        assert!("10.1.0.0".parse::<Ipv4Cidr>().is_err());
+        assert!("10.1.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("10.1.0/24".parse::<Ipv4Cidr>().is_err());
+    }
+}

@@ -23,7 +23,7 @@ pub mod virtio_net;
 pub use arp::ArpPacket;
 pub use ethernet::{EtherType, EthernetFrame};
 pub use icmp::IcmpPacket;
-pub use ipv4::{IpProtocol, Ipv4Packet};
+pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet};
 pub use mac::MacAddr;
 pub use virtio_net::VirtioNetHdr;
 

@@ -1,0 +1,533 @@
+//! Traffic helpers: sockets opened inside a network namespace.
+//!
+//! Every function takes the namespace by name and creates its socket on a short-lived
+//! thread that entered the namespace; the socket then works from the calling thread.
+//! Nothing here runs an external program, so tests need nothing a fresh machine lacks.
+
+use crate::topology::netns;
+use crate::wire::{checksum, MacAddr};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    netns::run_in_named(ns, f).map_err(|e| io::Error::other(e.to_string()))?
+}
+
+/// A raw socket of `domain`/`kind`/`proto` created inside `ns`.
+fn raw_socket(ns: &str, domain: i32, kind: i32, proto: i32) -> io::Result<OwnedFd> {
+    in_ns(ns, move || {
+        // SAFETY: socket(2) takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, proto) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+fn set_timeout(fd: &OwnedFd, t: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: SO_RCVTIMEO reads a `timeval` from a live local of that type and size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live writable slice; recv(2) writes at most its length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn sockaddr_in(ip: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// What came back for an ICMP probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpReply {
+    /// An echo reply from the target, after this long.
+    Echo { from: Ipv4Addr, rtt: Duration },
+    /// An ICMP error (type, code) about our probe, from a router or the target.
+    Error { from: Ipv4Addr, kind: u8, code: u8 },
+    /// Nothing within the timeout.
+    Timeout,
+}
+
+/// Sends one ICMP echo request from inside `ns` to `dst` with the given TTL and
+/// payload size, and reports what answers: the echo reply, an ICMP error about the
+/// probe, or nothing.
+pub fn icmp_probe(
+    ns: &str,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payload: usize,
+    dont_fragment: bool,
+    timeout: Duration,
+) -> io::Result<IcmpReply> {
+    let fd = raw_socket(ns, libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
+    let ttl_v: libc::c_int = ttl.into();
+    let pmtu: libc::c_int = if dont_fragment {
+        libc::IP_PMTUDISC_PROBE
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
+    for (opt, val) in [(libc::IP_TTL, ttl_v), (libc::IP_MTU_DISCOVER, pmtu)] {
+        // SAFETY: both options read one int from a live local.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IP,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let ident: u16 = (std::process::id() as u16) ^ (next_seq() as u16).rotate_left(8);
+    let seq: u16 = 1;
+    let mut msg = vec![0u8; 8 + payload];
+    msg[0] = 8;
+    msg[4..6].copy_from_slice(&ident.to_be_bytes());
+    msg[6..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in msg[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = checksum::checksum(&msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let to = sockaddr_in(dst);
+    let start = Instant::now();
+    // SAFETY: `msg` and `to` are live; sendto reads `msg.len()` bytes and a sockaddr_in.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Ok(IcmpReply::Timeout);
+        }
+        set_timeout(&fd, left.max(Duration::from_millis(1)))?;
+        let n = match recv(&fd, &mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(IcmpReply::Timeout)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // A raw IPv4 socket delivers the IP header too.
+        let pkt = &buf[..n];
+        if n < 28 {
+            continue;
+        }
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let from = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+        let icmp = &pkt[ihl..];
+        if icmp.len() < 8 {
+            continue;
+        }
+        match icmp[0] {
+            0 if u16::from_be_bytes([icmp[4], icmp[5]]) == ident && from == dst => {
+                return Ok(IcmpReply::Echo {
+                    from,
+                    rtt: start.elapsed(),
+                });
+            }
+            3 | 11 | 12 => {
+                // The quoted packet: its IP header, then our echo header.
+                let inner = &icmp[8..];
+                if inner.len() < 20 {
+                    continue;
+                }
+                let ihl2 = usize::from(inner[0] & 0x0f) * 4;
+                if inner.len() < ihl2 + 8 {
+                    continue;
+                }
+                let q = &inner[ihl2..];
+                if q[0] == 8 && u16::from_be_bytes([q[4], q[5]]) == ident {
+                    return Ok(IcmpReply::Error {
+                        from,
+                        kind: icmp[0],
+                        code: icmp[1],
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Pings `dst` from `ns` (56 bytes of payload, like ping(8)); the round trip time.
+pub fn ping(ns: &str, dst: Ipv4Addr, timeout: Duration) -> io::Result<Duration> {
+    match icmp_probe(ns, dst, 64, 56, false, timeout)? {
+        IcmpReply::Echo { rtt, .. } => Ok(rtt),
+        IcmpReply::Error { from, kind, code } => Err(io::Error::other(format!(
+            "ping {dst}: ICMP type {kind} code {code} from {from}"
+        ))),
+        IcmpReply::Timeout => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("ping {dst}: no reply"),
+        )),
+    }
+}
+
+fn next_seq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A UDP socket bound inside `ns`.
+pub fn udp_socket(ns: &str, bind: SocketAddrV4) -> io::Result<UdpSocket> {
+    in_ns(ns, move || UdpSocket::bind(bind))
+}
+
+/// A TCP listener inside `ns`.
+pub fn tcp_listener(ns: &str, bind: SocketAddrV4) -> io::Result<TcpListener> {
+    in_ns(ns, move || TcpListener::bind(bind))
+}
+
+/// A TCP connection from inside `ns`.
+pub fn tcp_connect(ns: &str, to: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
+    in_ns(ns, move || {
+        TcpStream::connect_timeout(&SocketAddr::V4(to), timeout)
+    })
+}
+
+/// Starts a UDP echo server in `ns`: every datagram goes back to its sender. It
+/// answers until `count` datagrams were echoed or nothing arrives for `idle`.
+pub fn udp_echo_server(
+    ns: &str,
+    bind: SocketAddrV4,
+    count: usize,
+    idle: Duration,
+) -> io::Result<JoinHandle<io::Result<Vec<SocketAddr>>>> {
+    let sock = udp_socket(ns, bind)?;
+    sock.set_read_timeout(Some(idle))?;
+    Ok(std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        let mut buf = [0u8; 65536];
+        while peers.len() < count {
+            let (n, from) = match sock.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e),
+            };
+            sock.send_to(&buf[..n], from)?;
+            peers.push(from);
+        }
+        Ok(peers)
+    }))
+}
+
+/// Sends `payload` from `ns` to `to` and waits for the same bytes to come back.
+pub fn udp_request(
+    ns: &str,
+    to: SocketAddrV4,
+    payload: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let sock = udp_socket(ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.send_to(payload, to)?;
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// A fast, reproducible byte stream: xorshift64* from a seed.
+pub struct PatternStream {
+    state: u64,
+}
+
+impl PatternStream {
+    pub fn new(seed: u64) -> PatternStream {
+        PatternStream { state: seed | 1 }
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let v = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a over a byte stream, to compare what was sent with what arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest(pub u64);
+
+impl Digest {
+    pub fn new() -> Digest {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest::new()
+    }
+}
+
+/// What a TCP sink received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub bytes: u64,
+    pub digest: Digest,
+    pub peer: SocketAddr,
+}
+
+/// Accepts one TCP connection in `ns` and reads it to the end; returns the byte count,
+/// digest and the peer's address (as the server saw it — after any NAT).
+pub fn tcp_sink(
+    ns: &str,
+    bind: SocketAddrV4,
+    timeout: Duration,
+) -> io::Result<JoinHandle<io::Result<Received>>> {
+    let l = tcp_listener(ns, bind)?;
+    Ok(std::thread::spawn(move || {
+        l.set_nonblocking(true)?;
+        let start = Instant::now();
+        let (mut s, peer) = loop {
+            match l.accept() {
+                Ok(x) => break x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if start.elapsed() > timeout {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "no connection"));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut d = Digest::new();
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let k = s.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            d.update(&buf[..k]);
+            n += k as u64;
+        }
+        Ok(Received {
+            bytes: n,
+            digest: d,
+            peer,
+        })
+    }))
+}
+
+/// Connects from `ns` to `to` and sends `bytes` of the pattern for `seed`; returns
+/// the digest of what was sent.
+pub fn tcp_send(
+    ns: &str,
+    to: SocketAddrV4,
+    bytes: u64,
+    seed: u64,
+    timeout: Duration,
+) -> io::Result<Digest> {
+    let mut s = tcp_connect(ns, to, timeout)?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut pattern = PatternStream::new(seed);
+    let mut d = Digest::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        pattern.fill(&mut buf[..k]);
+        s.write_all(&buf[..k])?;
+        d.update(&buf[..k]);
+        left -= k as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    // Wait for the peer's close so every byte is known delivered.
+    let mut rest = [0u8; 64];
+    while s.read(&mut rest)? > 0 {}
+    Ok(d)
+}
+
+/// A frame seen by a [`Capture`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub dst: MacAddr,
+    pub src: MacAddr,
+    pub ethertype: u16,
+    pub bytes: Vec<u8>,
+}
+
+/// An `AF_PACKET` socket on an interface inside a namespace: sees every frame the
+/// interface receives (and sends), as tcpdump would.
+pub struct Capture {
+    fd: OwnedFd,
+}
+
+impl Capture {
+    /// Opens a capture on `ifname` inside `ns`, receiving incoming frames only.
+    pub fn open(ns: &str, ifname: &str) -> io::Result<Capture> {
+        let name = ifname.to_string();
+        let fd = in_ns(ns, move || {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: socket(2) takes no pointers.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: fd was just created and is ours.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+            // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+            let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+            if index == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            // SAFETY: bind reads a sockaddr_ll from a live local of that size.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(fd)
+        })?;
+        Ok(Capture { fd })
+    }
+
+    /// Frames received until nothing arrives for `quiet` (or `max` frames).
+    pub fn collect(&self, quiet: Duration, max: usize) -> io::Result<Vec<Seen>> {
+        set_timeout(&self.fd, quiet)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while out.len() < max {
+            // SAFETY: zeroed sockaddr_ll is valid; recvfrom writes at most `len` bytes to it.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buffers are live and sized as passed.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    break;
+                }
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // Frames the interface itself sent are reported as PACKET_OUTGOING.
+            if sll.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            let n = n as usize;
+            if n < 14 {
+                continue;
+            }
+            let b = &buf[..n];
+            out.push(Seen {
+                dst: MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]),
+                src: MacAddr([b[6], b[7], b[8], b[9], b[10], b[11]]),
+                ethertype: u16::from_be_bytes([b[12], b[13]]),
+                bytes: b.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,172 @@
+//! The CLI verbs. `main.rs` parses the command line and calls one of these.
+
+use super::protocol::{CountersReport, FdbRow, PortRow, Request, Table};
+use super::{client, render, Switchyard};
+use crate::topology::{config, setup, Topology};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which running instance a verb talks to.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// An explicit socket path.
+    pub socket: Option<PathBuf>,
+    /// A config file whose prefix names the instance.
+    pub config: Option<PathBuf>,
+    /// The prefix naming the instance (default "sy-").
+    pub prefix: Option<String>,
+    /// The run root (default /run/switchyard).
+    pub run_root: PathBuf,
+}
+
+impl Target {
+    fn prefix(&self) -> Result<String> {
+        if let Some(p) = &self.prefix {
+            return Ok(p.clone());
+        }
+        if let Some(f) = &self.config {
+            return Ok(config::load(f)?.prefix);
+        }
+        Ok(config::default_topology().prefix)
+    }
+
+    fn socket(&self) -> Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        Ok(setup::RunDir::new(&self.run_root, &self.prefix()?).socket())
+    }
+}
+
+fn load_topology(file: Option<&Path>) -> Result<Topology> {
+    Ok(match file {
+        Some(f) => config::load(f)?,
+        None => config::default_topology(),
+    })
+}
+
+/// `switchyard up [FILE]`: build the topology, switch until SIGINT/SIGTERM, clean up.
+pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
+    let topo = load_topology(file)?;
+    // Handlers first, so a Ctrl-C during setup still leads to a clean teardown.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+    }
+    let sy = Switchyard::start(topo, run_root).context("switchyard up")?;
+    print_summary(sy.topology(), sy.socket());
+    while !stop.load(Ordering::SeqCst) {
+        if sy.dataplane_died() {
+            eprintln!("switchyard: the dataplane stopped unexpectedly; cleaning up");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("\nstopping: removing what switchyard created ...");
+    let removed = sy.stop()?;
+    println!(
+        "removed {} namespace(s): {}",
+        removed.len(),
+        removed.join(" ")
+    );
+    Ok(())
+}
+
+fn print_summary(t: &Topology, socket: &Path) {
+    println!("switchyard: running {} (prefix {:?})", t.source, t.prefix);
+    for n in &t.networks {
+        match n.gateway {
+            Some(g) => println!(
+                "  network {:<10} {}  gateway {} ({})  mtu {}",
+                n.name, n.subnet, g.ip, g.mac, n.mtu
+            ),
+            None => println!(
+                "  network {:<10} {}  no gateway  mtu {}",
+                n.name, n.subnet, n.mtu
+            ),
+        }
+    }
+    for e in &t.endpoints {
+        for i in &e.interfaces {
+            let n = &t.networks[i.network];
+            println!(
+                "  endpoint {:<9} netns {:<12} {} {}/{} {}  on {}",
+                e.name,
+                e.netns,
+                i.ifname,
+                i.ip,
+                n.subnet.prefix_len(),
+                i.mac,
+                n.name
+            );
+        }
+    }
+    println!("  control socket {}", socket.display());
+    println!();
+    println!("try it (in another terminal):");
+    let mut ifaces = t.interfaces();
+    if let (Some((e1, _)), Some((_, i2))) = (ifaces.next(), ifaces.next()) {
+        println!("  ip netns exec {} ping {}", e1.netns, i2.ip);
+    }
+    if let Some((e, i)) = t.interfaces().next() {
+        if let Some(g) = t.networks[i.network].gateway {
+            println!("  ip netns exec {} ping {}", e.netns, g.ip);
+        }
+    }
+    println!(
+        "  switchyard show ports --prefix {}    (also: fdb, counters; --json)",
+        t.prefix
+    );
+    println!("Ctrl-C stops switchyard and removes everything it created.");
+}
+
+/// `switchyard down [FILE | --prefix P]`: clean up after a crashed `up`.
+pub fn down(target: &Target) -> Result<()> {
+    let prefix = target.prefix()?;
+    let removed = setup::down(&prefix, &target.run_root)?;
+    if removed.is_empty() {
+        println!("nothing left to remove for prefix {prefix:?}; state cleared");
+    } else {
+        println!(
+            "removed {} namespace(s): {}",
+            removed.len(),
+            removed.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `switchyard check FILE`: validate a config without touching the machine.
+pub fn check(file: &Path) -> Result<()> {
+    let t = config::load(file)?;
+    let ports: usize = t.endpoints.iter().map(|e| e.interfaces.len()).sum();
+    println!(
+        "{}: ok ({} network(s), {} endpoint(s), {} port(s), prefix {:?})",
+        file.display(),
+        t.networks.len(),
+        t.endpoints.len(),
+        ports,
+        t.prefix
+    );
+    Ok(())
+}
+
+/// `switchyard show TABLE`: print a table of a running instance.
+pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
+    let socket = target.socket()?;
+    let v = client::request(&socket, &Request::Show { table })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let text = match table {
+        Table::Ports => render::ports(&serde_json::from_value::<Vec<PortRow>>(v)?),
+        Table::Fdb => render::fdb(&serde_json::from_value::<Vec<FdbRow>>(v)?),
+        Table::Counters => render::counters(&serde_json::from_value::<CountersReport>(v)?),
+    };
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The control protocol: one JSON request per line on the control socket, one JSON
+//! response per line back. The `--json` output of the `show` commands is exactly the
+//! `ok` payload, so scripts can rely on the shapes documented in the README.
+
+use serde::{Deserialize, Serialize};
+
+/// A request from a CLI verb.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// `show <table>`
+    Show { table: Table },
+}
+
+/// The tables `show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// Ports: endpoint, interface, network, addresses, MTU, offloads, I/O counters.
+    Ports,
+    /// The forwarding database: learned MACs per network, their port and age.
+    Fdb,
+    /// Per-port accounting, drops by reason, and stage events.
+    Counters,
+}
+
+/// A response: exactly one of `ok` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One row of `show ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRow {
+    pub port: String,
+    pub endpoint: String,
+    pub interface: String,
+    pub netns: String,
+    pub network: String,
+    pub mac: String,
+    /// Address with prefix length, e.g. "172.17.0.2/16".
+    pub ip: String,
+    pub mtu: u16,
+    pub vnet_hdr: bool,
+    pub offloads: String,
+    pub queues: u16,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub dropped: u64,
+}
+
+/// One row of `show fdb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub network: String,
+    pub mac: String,
+    pub port: String,
+    /// Seconds since the MAC was last seen as a source.
+    pub age_secs: u32,
+}
+
+/// One port in `show counters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounterRow {
+    pub port: String,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub forwarded: u64,
+    pub consumed: u64,
+    pub dropped: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+    pub rx_errors: u64,
+    /// Non-zero drop counts by reason id.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// A named counter with its stage and description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCount {
+    pub id: String,
+    pub stage: String,
+    pub text: String,
+    pub count: u64,
+}
+
+/// `show counters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountersReport {
+    pub ports: Vec<PortCounterRow>,
+    /// Every drop reason with its total over all ports (zeros included).
+    pub drops: Vec<NamedCount>,
+    /// Every event counter (zeros included).
+    pub events: Vec<NamedCount>,
+}

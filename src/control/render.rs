@@ -1,0 +1,184 @@
+//! Human-readable tables for the `show` verbs.
+
+use super::protocol::*;
+use std::fmt::Write as _;
+
+/// Left-aligned columns separated by two spaces.
+struct TextTable {
+    rows: Vec<Vec<String>>,
+}
+
+impl TextTable {
+    fn new(header: &[&str]) -> TextTable {
+        TextTable {
+            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for r in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in r.iter().enumerate() {
+                if c + 1 == r.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+pub fn ports(rows: &[PortRow]) -> String {
+    let mut t = TextTable::new(&[
+        "PORT", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS", "QUEUES", "RX", "TX",
+        "DROPPED",
+    ]);
+    for r in rows {
+        t.row(vec![
+            r.port.clone(),
+            r.netns.clone(),
+            r.interface.clone(),
+            r.network.clone(),
+            r.mac.clone(),
+            r.ip.clone(),
+            r.mtu.to_string(),
+            r.offloads.clone(),
+            r.queues.to_string(),
+            r.rx_frames.to_string(),
+            r.tx_frames.to_string(),
+            r.dropped.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn fdb(rows: &[FdbRow]) -> String {
+    if rows.is_empty() {
+        return "FDB is empty (no MAC learned yet)\n".into();
+    }
+    let mut t = TextTable::new(&["NETWORK", "MAC", "PORT", "AGE"]);
+    for r in rows {
+        t.row(vec![
+            r.network.clone(),
+            r.mac.clone(),
+            r.port.clone(),
+            format!("{}s", r.age_secs),
+        ]);
+    }
+    let mut s = t.render();
+    let _ = writeln!(
+        s,
+        "{} entr{}",
+        rows.len(),
+        if rows.len() == 1 { "y" } else { "ies" }
+    );
+    s
+}
+
+pub fn counters(c: &CountersReport) -> String {
+    let mut t = TextTable::new(&[
+        "PORT",
+        "RX",
+        "RX-BYTES",
+        "FORWARDED",
+        "CONSUMED",
+        "DROPPED",
+        "TX",
+        "TX-BYTES",
+        "TX-ERRORS",
+        "RX-ERRORS",
+    ]);
+    for p in &c.ports {
+        t.row(vec![
+            p.port.clone(),
+            p.rx_frames.to_string(),
+            p.rx_bytes.to_string(),
+            p.forwarded.to_string(),
+            p.consumed.to_string(),
+            p.dropped.to_string(),
+            p.tx_frames.to_string(),
+            p.tx_bytes.to_string(),
+            p.tx_errors.to_string(),
+            p.rx_errors.to_string(),
+        ]);
+    }
+    let mut s = t.render();
+    s.push('\n');
+    let drops: Vec<&NamedCount> = c.drops.iter().filter(|d| d.count > 0).collect();
+    if drops.is_empty() {
+        s.push_str("drops: none\n");
+    } else {
+        s.push_str("drops by reason:\n");
+        let mut t = TextTable::new(&["  STAGE", "REASON", "COUNT"]);
+        for d in drops {
+            t.row(vec![
+                format!("  {}", d.stage),
+                d.text.clone(),
+                d.count.to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    let events: Vec<&NamedCount> = c.events.iter().filter(|e| e.count > 0).collect();
+    if !events.is_empty() {
+        s.push_str("\nevents:\n");
+        let mut t = TextTable::new(&["  STAGE", "EVENT", "COUNT"]);
+        for e in events {
+            t.row(vec![
+                format!("  {}", e.stage),
+                e.text.clone(),
+                e.count.to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let s = fdb(&[
+            FdbRow {
+                network: "default".into(),
+                mac: "02:42:ac:11:00:02".into(),
+                port: "a".into(),
+                age_secs: 3,
+            },
+            FdbRow {
+                network: "default".into(),
+                mac: "02:42:ac:11:00:03".into(),
+                port: "bb".into(),
+                age_secs: 12,
+            },
+        ]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], "NETWORK  MAC                PORT  AGE");
+        assert_eq!(lines[1], "default  02:42:ac:11:00:02  a     3s");
+        assert_eq!(lines[2], "default  02:42:ac:11:00:03  bb    12s");
+        assert_eq!(lines[3], "2 entries");
+    }
+}

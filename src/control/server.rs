@@ -1,0 +1,237 @@
+//! The control socket server: a unix socket (mode 0600) per instance, answering one
+//! JSON request per line. It runs on its own thread and reads the dataplane's tables
+//! by sending a query closure to the dataplane thread ([`dataplane::Handle::query`]),
+//! so a `show` never races the packets being switched.
+
+use super::protocol::*;
+use crate::dataplane::{self, View};
+use crate::pipeline::{DropReason, Event, PortId};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the server knows of each port from the topology (it does not change).
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub port: String,
+    pub endpoint: String,
+    pub interface: String,
+    pub netns: String,
+    pub network: String,
+    pub mac: String,
+    pub ip: String,
+}
+
+/// A running control server.
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `path` (replacing a stale socket file) and starts answering.
+    pub fn start(path: &Path, dp: dataplane::Handle, ports: Vec<PortInfo>) -> io::Result<Server> {
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ports = Arc::new(ports);
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("switchyard-ctl".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(conn) = conn {
+                        // One client at a time is plenty for a control socket; a
+                        // timeout keeps a stuck client from blocking the others.
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let _ = serve(conn, &dp, &ports);
+                    }
+                }
+            })?;
+        Ok(Server {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the server and removes the socket file.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the blocking accept with a connection of our own.
+            let _ = UnixStream::connect(&self.path);
+            let _ = t.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn serve(conn: UnixStream, dp: &dataplane::Handle, ports: &Arc<Vec<PortInfo>>) -> io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        let resp = match serde_json::from_str::<Request>(line.trim()) {
+            Ok(req) => match handle(req, dp, ports) {
+                Ok(v) => Response {
+                    ok: Some(v),
+                    error: None,
+                },
+                Err(e) => Response {
+                    ok: None,
+                    error: Some(e),
+                },
+            },
+            Err(e) => Response {
+                ok: None,
+                error: Some(format!("bad request: {e}")),
+            },
+        };
+        let mut text = serde_json::to_string(&resp).expect("responses serialize");
+        text.push('\n');
+        writer.write_all(text.as_bytes())?;
+        line.clear();
+    }
+    Ok(())
+}
+
+fn handle(
+    req: Request,
+    dp: &dataplane::Handle,
+    ports: &Arc<Vec<PortInfo>>,
+) -> Result<serde_json::Value, String> {
+    let ports = ports.clone();
+    let value = match req {
+        Request::Show { table } => match table {
+            Table::Ports => dp.query(move |v| serde_json::to_value(port_rows(&v, &ports))),
+            Table::Fdb => dp.query(|v| serde_json::to_value(fdb_rows(&v))),
+            Table::Counters => dp.query(|v| serde_json::to_value(counters(&v))),
+        },
+    };
+    value.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
+
+fn port_rows(v: &View<'_>, info: &[PortInfo]) -> Vec<PortRow> {
+    let counters = &v.pipeline.counters().ports;
+    info.iter()
+        .zip(v.ports)
+        .zip(counters)
+        .map(|((i, s), c)| PortRow {
+            port: i.port.clone(),
+            endpoint: i.endpoint.clone(),
+            interface: i.interface.clone(),
+            netns: i.netns.clone(),
+            network: i.network.clone(),
+            mac: i.mac.clone(),
+            ip: i.ip.clone(),
+            mtu: s.caps.mtu,
+            vnet_hdr: s.caps.vnet_hdr,
+            offloads: s.caps.offload_names(),
+            queues: s.caps.queues,
+            rx_frames: c.rx_frames,
+            tx_frames: s.io.tx_frames,
+            dropped: c.dropped,
+        })
+        .collect()
+}
+
+fn fdb_rows(v: &View<'_>) -> Vec<FdbRow> {
+    let p = &*v.pipeline;
+    let now = v.now.secs();
+    let mut rows: Vec<FdbRow> = p
+        .fdb()
+        .iter()
+        .map(|(d, mac, e)| FdbRow {
+            network: p
+                .domain(d)
+                .map_or_else(|| format!("#{}", d.0), |s| s.name.clone()),
+            mac: mac.to_string(),
+            port: p
+                .port(e.port)
+                .map_or_else(|| format!("#{}", e.port.0), |s| s.name.clone()),
+            age_secs: now.saturating_sub(e.last_seen),
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));
+    rows
+}
+
+fn counters(v: &View<'_>) -> CountersReport {
+    let p = &*v.pipeline;
+    let c = p.counters();
+    let ports = c
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, pc)| {
+            let io = v.ports.get(i).map(|s| s.io).unwrap_or_default();
+            PortCounterRow {
+                port: p
+                    .port(PortId(i as u16))
+                    .map_or_else(|| format!("#{i}"), |s| s.name.clone()),
+                rx_frames: pc.rx_frames,
+                rx_bytes: pc.rx_bytes,
+                forwarded: pc.forwarded,
+                consumed: pc.consumed,
+                dropped: pc.dropped,
+                tx_frames: io.tx_frames,
+                tx_bytes: io.tx_bytes,
+                tx_errors: io.tx_errors,
+                rx_errors: io.rx_errors,
+                drops: pc
+                    .drop_reasons()
+                    .map(|(r, n)| (r.id().to_string(), n))
+                    .collect(),
+            }
+        })
+        .collect();
+    let total = c.total();
+    CountersReport {
+        ports,
+        drops: DropReason::ALL
+            .iter()
+            .map(|&r| NamedCount {
+                id: r.id().into(),
+                stage: r.stage().into(),
+                text: r.text().into(),
+                count: total.drops[r as usize],
+            })
+            .collect(),
+        events: Event::ALL
+            .iter()
+            .map(|&e| NamedCount {
+                id: e.id().into(),
+                stage: e.stage().into(),
+                text: e.text().into(),
+                count: c.events(e),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,267 @@
+//! TAP devices: the endpoint's `eth0` on one side, a file descriptor in switchyard on
+//! the other. What the namespace sends on `eth0` switchyard reads from the fd; what
+//! switchyard writes to the fd arrives on `eth0` as if from a wire.
+//!
+//! Three facts shape this code:
+//! * A TAP is created in the network namespace that is current *for the thread* that
+//!   opens `/dev/net/tun` and issues `TUNSETIFF`; [`TapPort::create`] must therefore
+//!   run on a thread that has `setns`'d into the endpoint's namespace (see
+//!   `topology::netns::run_in`). The fd keeps working from any thread afterwards.
+//! * The device is opened with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE`:
+//!   Ethernet frames, no packet-info prefix, a 12-byte virtio-net header before every
+//!   frame (`TUNSETVNETHDRSZ`) so that offloads can be switched on without changing
+//!   the frame format, and one fd per queue. Each further queue is another open of
+//!   `/dev/net/tun` with the same name, from inside the same namespace. With several
+//!   queues the kernel spreads flows over them, so every queue must be read — an ARP
+//!   reply can arrive on any.
+//! * The device is not persistent: when the last fd closes the kernel deletes it.
+
+use super::{Capabilities, Port};
+use crate::pipeline::{Frame, HEADROOM};
+use crate::wire::VirtioNetHdr;
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// A failure to create or configure a TAP device.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("open /dev/net/tun: {0} (is the tun module loaded, and are we root?)")]
+    OpenTun(#[source] io::Error),
+    #[error("TAP device name {0:?} is invalid (1 to 15 bytes, no '/', no whitespace)")]
+    BadName(String),
+    #[error("TUNSETIFF {name} (queue {queue}): {source}")]
+    SetIff {
+        name: String,
+        queue: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the kernel's TAP driver lacks {0}")]
+    MissingFeature(&'static str),
+    #[error("{op} on TAP {name}: {source}")]
+    Ioctl {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `struct ifreq` as TUNSETIFF reads it: a name and, in the union, the flags.
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// A TAP device and its queue fds.
+pub struct TapPort {
+    ifname: String,
+    queues: Vec<OwnedFd>,
+    caps: Capabilities,
+}
+
+impl TapPort {
+    /// Creates TAP device `ifname` with `queues` queues in the calling thread's
+    /// network namespace, with the virtio-net header on and the given `TUN_F_*`
+    /// offloads, fds non-blocking. The device starts down with a random MAC; the
+    /// caller configures it (address, MTU, up) over netlink in the same namespace.
+    pub fn create(
+        ifname: &str,
+        queues: usize,
+        offloads: u32,
+        mtu: u16,
+    ) -> Result<TapPort, TapError> {
+        if ifname.is_empty()
+            || ifname.len() >= libc::IFNAMSIZ
+            || ifname.contains('/')
+            || ifname.chars().any(char::is_whitespace)
+        {
+            return Err(TapError::BadName(ifname.to_string()));
+        }
+        let queues = queues.max(1);
+        let mut fds = Vec::with_capacity(queues);
+        for q in 0..queues {
+            let fd = open_tun()?;
+            if q == 0 {
+                check_features(&fd)?;
+            }
+            set_iff(&fd, ifname, q)?;
+            set_vnet_hdr_size(&fd, ifname)?;
+            set_offload(&fd, ifname, offloads)?;
+            fds.push(fd);
+        }
+        Ok(TapPort {
+            ifname: ifname.to_string(),
+            queues: fds,
+            caps: Capabilities {
+                mtu,
+                vnet_hdr: true,
+                offloads,
+                queues: queues as u16,
+            },
+        })
+    }
+
+    /// The device name inside its namespace.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+}
+
+fn open_tun() -> Result<OwnedFd, TapError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    Ok(OwnedFd::from(f))
+}
+
+fn check_features(fd: &OwnedFd) -> Result<(), TapError> {
+    let mut features: libc::c_uint = 0;
+    // SAFETY: TUNGETFEATURES writes one unsigned int through the pointer, which
+    // points to a live local of that type.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETFEATURES, &mut features) };
+    if rc < 0 {
+        return Err(TapError::Ioctl {
+            op: "TUNGETFEATURES",
+            name: String::new(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    let has = |bit: libc::c_int| features & (bit as libc::c_uint) != 0;
+    if !has(libc::IFF_VNET_HDR) {
+        return Err(TapError::MissingFeature("IFF_VNET_HDR"));
+    }
+    if !has(libc::IFF_MULTI_QUEUE) {
+        return Err(TapError::MissingFeature("IFF_MULTI_QUEUE"));
+    }
+    Ok(())
+}
+
+fn set_iff(fd: &OwnedFd, ifname: &str, queue: usize) -> Result<(), TapError> {
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE)
+            as libc::c_short,
+        _pad: [0; 22],
+    };
+    let cname = CString::new(ifname).map_err(|_| TapError::BadName(ifname.to_string()))?;
+    for (dst, &src) in req.name.iter_mut().zip(cname.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: TUNSETIFF reads a `struct ifreq` (40 bytes on Linux) and may write the
+    // chosen name back into it; `req` is a live, writable struct of that size and
+    // layout (name, then the flags at the start of the union).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+    if rc < 0 {
+        return Err(TapError::SetIff {
+            name: ifname.to_string(),
+            queue,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn set_vnet_hdr_size(fd: &OwnedFd, ifname: &str) -> Result<(), TapError> {
+    let size: libc::c_int = VirtioNetHdr::LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) };
+    if rc < 0 {
+        return Err(TapError::Ioctl {
+            op: "TUNSETVNETHDRSZ",
+            name: ifname.to_string(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn set_offload(fd: &OwnedFd, ifname: &str, offloads: u32) -> Result<(), TapError> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of TUN_F_*
+    // bits), not through a pointer; no memory is passed.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(offloads),
+        )
+    };
+    if rc < 0 {
+        return Err(TapError::Ioctl {
+            op: "TUNSETOFFLOAD",
+            name: ifname.to_string(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+impl Port for TapPort {
+    fn recv_batch(&mut self, queue: usize, frames: &mut [Frame]) -> io::Result<usize> {
+        let fd = self.queues[queue].as_raw_fd();
+        let at = HEADROOM - VirtioNetHdr::LEN;
+        let mut n = 0;
+        while n < frames.len() {
+            let f = &mut frames[n];
+            let buf = &mut f.buffer_mut()[at..];
+            // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; read(2)
+            // writes at most that many.
+            let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if got < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    break;
+                }
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if n > 0 {
+                    // Deliver what was read; the error will show again next time.
+                    break;
+                }
+                return Err(e);
+            }
+            let got = got as usize;
+            // A read shorter than the virtio-net header cannot happen with a sane
+            // kernel; if it does, hand an empty frame on so it is counted as a runt.
+            f.vnet = VirtioNetHdr::parse(&buf[..got]).unwrap_or_default();
+            f.set_bounds(HEADROOM, got.saturating_sub(VirtioNetHdr::LEN));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, queue: usize, frame: &mut Frame) -> io::Result<()> {
+        let fd = self.queues[queue % self.queues.len()].as_raw_fd();
+        let vnet = frame.vnet;
+        let bytes = frame.with_prefix_mut(VirtioNetHdr::LEN);
+        vnet.write(&mut bytes[..VirtioNetHdr::LEN]);
+        loop {
+            // SAFETY: `bytes` is a live slice; write(2) reads at most its length.
+            let rc = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn fd(&self, queue: usize) -> RawFd {
+        self.queues[queue].as_raw_fd()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+}

@@ -1,0 +1,765 @@
+//! The config file: what users write (TOML, in the shape of the config contract) and
+//! the validated [`Topology`] switchyard builds from it.
+//!
+//! Validation happens completely before anything is created. Every problem found is
+//! reported at once, each naming the file, the field (`endpoint "web".ip`) and the
+//! reason; a file with any problem changes nothing on the machine.
+//!
+//! Addresses left out are filled in as Docker's IPAM does: an endpoint without `ip`
+//! gets the lowest free host address of its subnet; an endpoint without `mac` gets
+//! `02:42` followed by its IPv4 address; the gateway MAC is derived the same way.
+
+use crate::pipeline::{self, DomainId, DomainSpec, GatewaySpec, PortSpec};
+use crate::wire::{Ipv4Cidr, MacAddr};
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// The built-in default topology (also shipped as `examples/default.toml`).
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../examples/default.toml");
+
+// ---- the file as written ------------------------------------------------------
+
+/// The config file, as parsed (before validation).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub switch: SwitchSection,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<NetworkSection>,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointSection>,
+    #[serde(default, rename = "allow")]
+    pub allow: Vec<AllowSection>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSection>,
+}
+
+/// `[switch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_fdb_max")]
+    pub fdb_max: usize,
+    #[serde(default = "default_fdb_aging")]
+    pub fdb_aging_secs: u32,
+    #[serde(default = "default_conntrack_max")]
+    pub conntrack_max: usize,
+}
+
+fn default_prefix() -> String {
+    "sy-".into()
+}
+fn default_fdb_max() -> usize {
+    8192
+}
+fn default_fdb_aging() -> u32 {
+    300
+}
+fn default_conntrack_max() -> usize {
+    65536
+}
+
+impl Default for SwitchSection {
+    fn default() -> Self {
+        SwitchSection {
+            prefix: default_prefix(),
+            fdb_max: default_fdb_max(),
+            fdb_aging_secs: default_fdb_aging(),
+            conntrack_max: default_conntrack_max(),
+        }
+    }
+}
+
+/// `[[network]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
+    #[serde(default)]
+    pub masquerade: bool,
+    #[serde(default)]
+    pub external: bool,
+}
+
+/// `[[endpoint]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub name: String,
+    pub network: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub attach: Vec<AttachSection>,
+    pub mode: Option<String>,
+}
+
+/// One entry of `attach = [...]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSection {
+    pub network: String,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+}
+
+/// `[[allow]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowSection {
+    pub between: Vec<String>,
+}
+
+/// `[[route]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub prefix: String,
+    pub via: Ipv4Addr,
+}
+
+// ---- the validated model -------------------------------------------------------
+
+/// A validated topology: every name resolved, every address assigned and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Where it came from (a path, or "built-in default"), for messages.
+    pub source: String,
+    /// Prefix of every namespace (and device) switchyard creates.
+    pub prefix: String,
+    pub fdb_max: usize,
+    pub fdb_aging_secs: u32,
+    pub conntrack_max: usize,
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A network: one bridge domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Cidr,
+    pub gateway: Option<Gateway>,
+    /// IP MTU of every interface on the network.
+    pub mtu: u16,
+}
+
+/// switchyard's own address on a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// An endpoint: a network namespace with interfaces eth0, eth1, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    /// The namespace's name: prefix + name.
+    pub netns: String,
+    pub interfaces: Vec<Interface>,
+}
+
+/// One TAP interface of an endpoint: one switchyard port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Name inside the namespace: eth0, eth1, ...
+    pub ifname: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+impl Topology {
+    /// The display name of an endpoint's interface as a switchyard port: the endpoint
+    /// name for eth0, `endpoint/ethN` for the others.
+    pub fn port_name(endpoint: &Endpoint, iface: &Interface) -> String {
+        if iface.ifname == "eth0" {
+            endpoint.name.clone()
+        } else {
+            format!("{}/{}", endpoint.name, iface.ifname)
+        }
+    }
+
+    /// Every interface in port order (port `i` is the `i`-th item).
+    pub fn interfaces(&self) -> impl Iterator<Item = (&Endpoint, &Interface)> {
+        self.endpoints
+            .iter()
+            .flat_map(|e| e.interfaces.iter().map(move |i| (e, i)))
+    }
+
+    /// What the pipeline is built from.
+    pub fn pipeline_spec(&self) -> pipeline::Spec {
+        pipeline::Spec {
+            domains: self
+                .networks
+                .iter()
+                .map(|n| DomainSpec {
+                    name: n.name.clone(),
+                    mtu: n.mtu,
+                    gateway: n.gateway.map(|g| GatewaySpec {
+                        ip: g.ip,
+                        prefix_len: n.subnet.prefix_len(),
+                        mac: g.mac,
+                    }),
+                })
+                .collect(),
+            ports: self
+                .interfaces()
+                .map(|(e, i)| PortSpec {
+                    name: Topology::port_name(e, i),
+                    domain: DomainId(i.network as u16),
+                })
+                .collect(),
+            fdb_max: self.fdb_max,
+            fdb_aging_secs: self.fdb_aging_secs,
+        }
+    }
+}
+
+// ---- errors ---------------------------------------------------------------------
+
+/// One thing wrong with a config: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, ProblemList(problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {}: {}", p.field, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// The problems found, if the file parsed.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+// ---- loading and validation -------------------------------------------------------
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Topology, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file)
+}
+
+/// The built-in default topology.
+pub fn default_topology() -> Topology {
+    parse(DEFAULT_TOPOLOGY, "built-in default").expect("the built-in default is valid")
+}
+
+/// Parses and validates config text; `file` names it in messages.
+pub fn parse(text: &str, file: &str) -> Result<Topology, ConfigError> {
+    let raw: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(&raw, file)
+}
+
+/// Longest name of a network or endpoint.
+const MAX_NAME: usize = 48;
+/// Longest namespace prefix.
+const MAX_PREFIX: usize = 12;
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
+        && !s.starts_with('-')
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn bad(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn not_yet(&mut self, field: impl Into<String>, what: &str) {
+        self.bad(
+            field,
+            format!("{what} is not supported yet by this version of switchyard; remove it to run"),
+        );
+    }
+}
+
+/// An interface before addresses are assigned.
+struct Pending {
+    endpoint: usize,
+    ifname: String,
+    network: usize,
+    ip: Option<Ipv4Addr>,
+    mac: Option<MacAddr>,
+    field: String,
+}
+
+/// Checks a parsed file and resolves it into a [`Topology`].
+pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let sw = &raw.switch;
+
+    // [switch]
+    let prefix_ok = !sw.prefix.is_empty()
+        && sw.prefix.len() <= MAX_PREFIX
+        && sw
+            .prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && !sw.prefix.starts_with('.');
+    if !prefix_ok {
+        c.bad(
+            "switch.prefix",
+            format!("{:?} must be 1 to {MAX_PREFIX} characters of letters, digits, '-', '_' or '.', not starting with '.'", sw.prefix),
+        );
+    }
+    if sw.fdb_max == 0 || sw.fdb_max > 1 << 24 {
+        c.bad(
+            "switch.fdb_max",
+            format!("{} must be from 1 to {}", sw.fdb_max, 1 << 24),
+        );
+    }
+    if sw.fdb_aging_secs == 0 {
+        c.bad("switch.fdb_aging_secs", "must be at least 1 second");
+    }
+    if sw.conntrack_max == 0 || sw.conntrack_max > 1 << 24 {
+        c.bad(
+            "switch.conntrack_max",
+            format!("{} must be from 1 to {}", sw.conntrack_max, 1 << 24),
+        );
+    }
+
+    // [[network]]
+    let mut networks: Vec<Network> = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in raw.networks.iter().enumerate() {
+        let f = format!("network \"{}\"", n.name);
+        let fld = |k: &str| format!("{f}.{k}");
+        if !valid_name(&n.name) {
+            c.bad(
+                format!("network[{i}].name"),
+                format!(
+                    "{:?} must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                    n.name
+                ),
+            );
+        }
+        if by_name.contains_key(n.name.as_str()) {
+            c.bad(fld("name"), "a network with this name is already defined");
+        } else {
+            by_name.insert(&n.name, i);
+        }
+        let subnet = match n.subnet.parse::<Ipv4Cidr>() {
+            Ok(s) if s.prefix_len() > 30 => {
+                c.bad(
+                    fld("subnet"),
+                    format!("{s} leaves no room for a gateway and hosts; use /30 or shorter"),
+                );
+                None
+            }
+            Ok(s) if s.trunc() != s => {
+                c.bad(
+                    fld("subnet"),
+                    format!("{s} has host bits set; did you mean {}?", s.trunc()),
+                );
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.bad(fld("subnet"), e);
+                None
+            }
+        };
+        if let Some(s) = subnet {
+            for prev in &networks {
+                if prev.subnet.overlaps(&s) {
+                    c.bad(
+                        fld("subnet"),
+                        format!("{s} overlaps {} of network \"{}\"", prev.subnet, prev.name),
+                    );
+                }
+            }
+        }
+        let mtu = match n.mtu {
+            None => 1500,
+            Some(m) if (68..=65535).contains(&m) => m as u16,
+            Some(m) => {
+                c.bad(
+                    fld("mtu"),
+                    format!("{m} is outside 68..=65535 (68 is the IPv4 minimum)"),
+                );
+                1500
+            }
+        };
+        let gateway = match (n.gateway, subnet) {
+            (Some(g), Some(s)) => {
+                if !s.contains(g) {
+                    c.bad(fld("gateway"), format!("{g} is outside the subnet {s}"));
+                } else if g == s.network() || g == s.broadcast() {
+                    c.bad(
+                        fld("gateway"),
+                        format!("{g} is the network or broadcast address of {s}"),
+                    );
+                }
+                Some(Gateway {
+                    ip: g,
+                    mac: MacAddr::from_ipv4(g),
+                })
+            }
+            (Some(g), None) => Some(Gateway {
+                ip: g,
+                mac: MacAddr::from_ipv4(g),
+            }),
+            (None, _) => None,
+        };
+        if n.masquerade {
+            c.not_yet(
+                fld("masquerade"),
+                "masquerade (SNAT to the external network)",
+            );
+        }
+        if n.external {
+            c.not_yet(fld("external"), "an external (uplink) network");
+        }
+        networks.push(Network {
+            name: n.name.clone(),
+            subnet: subnet
+                .unwrap_or_else(|| Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("/32")),
+            gateway,
+            mtu,
+        });
+    }
+
+    // [[endpoint]]
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut ep_names: HashMap<&str, usize> = HashMap::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let f = format!("endpoint \"{}\"", e.name);
+        let fld = |k: &str| format!("{f}.{k}");
+        if !valid_name(&e.name) {
+            c.bad(
+                format!("endpoint[{i}].name"),
+                format!(
+                    "{:?} must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                    e.name
+                ),
+            );
+        }
+        if ep_names.contains_key(e.name.as_str()) {
+            c.bad(fld("name"), "an endpoint with this name is already defined");
+        } else {
+            ep_names.insert(&e.name, i);
+        }
+        for (k, p) in e.publish.iter().enumerate() {
+            match parse_publish(p) {
+                Ok(_) => c.not_yet(format!("{f}.publish[{k}]"), "publishing ports (DNAT)"),
+                Err(why) => c.bad(format!("{f}.publish[{k}]"), why),
+            }
+        }
+        let mut ifaces = Vec::new();
+        match (&e.mode, &e.network, e.attach.is_empty()) {
+            (Some(mode), _, _) => {
+                if mode == "none"
+                    || mode
+                        .strip_prefix("container:")
+                        .is_some_and(|m| !m.is_empty())
+                {
+                    c.not_yet(fld("mode"), &format!("network mode {mode:?}"));
+                } else {
+                    c.bad(fld("mode"), format!("{mode:?} is not a network mode; use \"none\" or \"container:<endpoint>\""));
+                }
+                if e.network.is_some() || !e.attach.is_empty() {
+                    c.bad(
+                        fld("mode"),
+                        "an endpoint with a mode takes no network or attach",
+                    );
+                }
+            }
+            (None, Some(net), true) => ifaces.push((net.clone(), e.ip, e.mac, f.clone())),
+            (None, Some(_), false) => c.bad(
+                fld("attach"),
+                "give either network (one interface) or attach (several), not both",
+            ),
+            (None, None, false) => {
+                if e.ip.is_some() || e.mac.is_some() {
+                    c.bad(
+                        f.clone(),
+                        "with attach, put ip and mac inside each attach entry",
+                    );
+                }
+                for (k, a) in e.attach.iter().enumerate() {
+                    ifaces.push((a.network.clone(), a.ip, a.mac, format!("{f}.attach[{k}]")));
+                }
+            }
+            (None, None, true) => c.bad(f.clone(), "needs a network (or attach, or mode)"),
+        }
+        let mut seen_nets = BTreeSet::new();
+        for (k, (net, ip, mac, field)) in ifaces.into_iter().enumerate() {
+            let Some(&ni) = by_name.get(net.as_str()) else {
+                c.bad(
+                    format!("{field}.network"),
+                    format!("no network named {net:?}"),
+                );
+                continue;
+            };
+            if !seen_nets.insert(ni) {
+                c.bad(
+                    format!("{field}.network"),
+                    format!("already attached to network {net:?}"),
+                );
+                continue;
+            }
+            pending.push(Pending {
+                endpoint: i,
+                ifname: format!("eth{k}"),
+                network: ni,
+                ip,
+                mac,
+                field,
+            });
+        }
+        endpoints.push(Endpoint {
+            name: e.name.clone(),
+            netns: format!("{}{}", sw.prefix, e.name),
+            interfaces: Vec::new(),
+        });
+    }
+
+    // Explicit addresses first, so automatic ones never take an address someone asked for.
+    let mut taken: HashMap<Ipv4Addr, String> = HashMap::new();
+    for n in &networks {
+        if let Some(g) = n.gateway {
+            taken.insert(g.ip, format!("the gateway of network \"{}\"", n.name));
+        }
+    }
+    let mut assigned: Vec<Option<Ipv4Addr>> = vec![None; pending.len()];
+    for (p, slot) in pending.iter().zip(assigned.iter_mut()) {
+        let Some(ip) = p.ip else { continue };
+        let net = &networks[p.network];
+        if !net.subnet.contains(ip) {
+            c.bad(
+                format!("{}.ip", p.field),
+                format!(
+                    "{ip} is outside network \"{}\" subnet {}",
+                    net.name, net.subnet
+                ),
+            );
+        } else if ip == net.subnet.network() || ip == net.subnet.broadcast() {
+            c.bad(
+                format!("{}.ip", p.field),
+                format!("{ip} is the network or broadcast address of {}", net.subnet),
+            );
+        } else if let Some(owner) = taken.get(&ip) {
+            c.bad(
+                format!("{}.ip", p.field),
+                format!("{ip} is already used by {owner}"),
+            );
+        } else {
+            taken.insert(ip, p.field.clone());
+            *slot = Some(ip);
+        }
+    }
+    for (p, slot) in pending.iter().zip(assigned.iter_mut()) {
+        if p.ip.is_some() {
+            continue;
+        }
+        let net = &networks[p.network];
+        let first = u32::from(net.subnet.network()) + 1;
+        let last = u32::from(net.subnet.broadcast());
+        let free = (first..last)
+            .map(Ipv4Addr::from)
+            .find(|a| !taken.contains_key(a));
+        match free {
+            Some(ip) => {
+                taken.insert(ip, p.field.clone());
+                *slot = Some(ip);
+            }
+            None => c.bad(
+                format!("{}.ip", p.field),
+                format!(
+                    "network \"{}\" ({}) has no free address left",
+                    net.name, net.subnet
+                ),
+            ),
+        }
+    }
+
+    // MACs: explicit ones must be unicast and unique, derived ones follow the IP.
+    let mut macs: HashMap<MacAddr, String> = HashMap::new();
+    for n in &networks {
+        if let Some(g) = n.gateway {
+            macs.insert(g.mac, format!("the gateway of network \"{}\"", n.name));
+        }
+    }
+    for (p, ip) in pending.iter().zip(&assigned) {
+        let Some(ip) = *ip else { continue };
+        let mac = p.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip));
+        if let Some(m) = p.mac {
+            if m.is_multicast() || m.is_zero() {
+                c.bad(
+                    format!("{}.mac", p.field),
+                    format!("{m} is a multicast or zero address; an interface needs a unicast MAC"),
+                );
+                continue;
+            }
+        }
+        if let Some(owner) = macs.get(&mac) {
+            c.bad(
+                format!("{}.mac", p.field),
+                format!("{mac} is already used by {owner}"),
+            );
+            continue;
+        }
+        macs.insert(mac, p.field.clone());
+        endpoints[p.endpoint].interfaces.push(Interface {
+            ifname: p.ifname.clone(),
+            network: p.network,
+            ip,
+            mac,
+        });
+    }
+
+    // [[allow]] and [[route]]: checked, then refused until routing exists.
+    for (i, a) in raw.allow.iter().enumerate() {
+        let f = format!("allow[{i}].between");
+        if a.between.len() != 2 {
+            c.bad(f.clone(), "names exactly two networks");
+        }
+        for n in &a.between {
+            if !by_name.contains_key(n.as_str()) {
+                c.bad(f.clone(), format!("no network named {n:?}"));
+            }
+        }
+        c.not_yet(format!("allow[{i}]"), "joining networks ([[allow]])");
+    }
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Err(e) = r.prefix.parse::<Ipv4Cidr>() {
+            c.bad(format!("route[{i}].prefix"), e);
+        }
+        c.not_yet(
+            format!("route[{i}]"),
+            &format!("static routes (via {})", r.via),
+        );
+    }
+
+    let port_count: usize = endpoints.iter().map(|e| e.interfaces.len()).sum();
+    if port_count >= usize::from(u16::MAX) {
+        c.bad(
+            "endpoint",
+            format!("{port_count} interfaces; at most {}", u16::MAX - 1),
+        );
+    }
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: file.to_string(),
+            problems: c.problems,
+        });
+    }
+    Ok(Topology {
+        source: file.to_string(),
+        prefix: sw.prefix.clone(),
+        fdb_max: sw.fdb_max,
+        fdb_aging_secs: sw.fdb_aging_secs,
+        conntrack_max: sw.conntrack_max,
+        networks,
+        endpoints,
+    })
+}
+
+/// A published port, `HOST:CONTAINER[/tcp|/udp]` as `docker run -p` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub udp: bool,
+}
+
+/// Parses `8080:80/tcp`, `5353:53/udp` or `8080:80` (TCP).
+pub fn parse_publish(s: &str) -> Result<Publish, String> {
+    let (ports, proto) = match s.split_once('/') {
+        Some((p, proto)) => (p, proto),
+        None => (s, "tcp"),
+    };
+    let udp = match proto {
+        "tcp" => false,
+        "udp" => true,
+        other => return Err(format!("{s:?}: protocol {other:?} is not tcp or udp")),
+    };
+    let (h, c) = ports
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:CONTAINER[/tcp|udp], like \"8080:80/tcp\""))?;
+    let port = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&n| n != 0)
+            .ok_or_else(|| format!("{s:?}: {p:?} is not a port from 1 to 65535"))
+    };
+    Ok(Publish {
+        host_port: port(h)?,
+        container_port: port(c)?,
+        udp,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! `topology` — from a config file to running namespaces.
+//!
+//! [`config`] turns TOML into a validated [`config::Topology`]; [`setup`] creates the
+//! namespaces and TAP devices it describes (over netlink, never by running `ip`),
+//! records what it made in a state file, and removes it all again — on a clean exit,
+//! on a failure half-way through, or later with `switchyard down` after a crash.
+
+pub mod config;
+
+pub use config::{Endpoint, Interface, Network, Topology};
+pub mod netlink;
+pub mod netns;
+pub mod setup;
+
+pub use setup::{Deployment, RunDir, SetupError, DEFAULT_RUN_ROOT};
