@@ -1,103 +1,181 @@
 //! ns per frame through the pipeline, batch by batch, without I/O.
 //!
 //! `cargo bench --bench pipeline` — each benchmark runs a batch of 64 frames through
-//! `Pipeline::process` and reports time per frame (criterion's throughput in
-//! elements/s is frames/s).
+//! `Pipeline::process` and reports the time per batch; criterion's throughput line
+//! (elements/s) is frames per second.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use std::net::Ipv4Addr;
 use switchyard::pipeline::*;
-use switchyard::wire::MacAddr;
+use switchyard::wire::{Ipv4Cidr, MacAddr};
 
 const BATCH: usize = 64;
 
-fn spec(ports: u16) -> Spec {
-    Spec {
-        domains: vec![DomainSpec {
-            name: "default".into(),
-            mtu: 1500,
-            gateway: Some(GatewaySpec {
-                ip: Ipv4Addr::new(172, 17, 0, 1),
-                prefix_len: 16,
-                mac: MacAddr([2, 0x42, 172, 17, 0, 1]),
-            }),
-        }],
-        ports: (0..ports)
-            .map(|i| PortSpec {
-                name: format!("p{i}"),
-                domain: DomainId(0),
-            })
-            .collect(),
-        fdb_max: 8192,
-        fdb_aging_secs: 300,
+fn gw_mac(net: u8) -> MacAddr {
+    MacAddr([2, 0x42, 10, net, 0, 1])
+}
+
+fn host_mac(net: u8, n: u8) -> MacAddr {
+    MacAddr([2, 0x42, 10, net, 0, n])
+}
+
+fn domain(name: &str, net: u8) -> DomainSpec {
+    DomainSpec {
+        name: name.into(),
+        subnet: Ipv4Cidr::new(Ipv4Addr::new(10, net, 0, 0), 24).unwrap(),
+        mtu: 1500,
+        gateway: Some(GatewaySpec {
+            ip: Ipv4Addr::new(10, net, 0, 1),
+            mac: gw_mac(net),
+        }),
+        mode: DomainMode::Bridge,
+        proxy_arp: false,
     }
 }
 
-fn mac(n: u16) -> MacAddr {
-    MacAddr([2, 0x42, 172, 17, (n >> 8) as u8, n as u8])
+/// Two joined networks, `front` (ports 0..8) and `back` (ports 8..16).
+fn spec() -> Spec {
+    let ports = (0..16)
+        .map(|i| PortSpec {
+            name: format!("p{i}"),
+            domain: DomainId(if i < 8 { 0 } else { 1 }),
+        })
+        .collect();
+    Spec {
+        allow: vec![(DomainId(0), DomainId(1))],
+        ..Spec::new(vec![domain("front", 1), domain("back", 2)], ports)
+    }
 }
 
-fn udp_frame(src: MacAddr, dst: MacAddr, payload: usize) -> Vec<u8> {
+fn udp_frame(
+    src: MacAddr,
+    dst: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    payload: usize,
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(src.0, dst.0)
-        .ipv4([172, 17, 0, 2], [172, 17, 0, 3], 64)
+        .ipv4(src_ip.octets(), dst_ip.octets(), 64)
         .udp(4000, 5000)
         .write(&mut v, &vec![0u8; payload])
         .unwrap();
     v
 }
 
-/// Known unicast between 8 hosts on 8 ports: learn (refresh) + lookup + forward.
-fn l2_known_unicast(c: &mut Criterion) {
-    let mut g = c.benchmark_group("l2");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    let mut p = Pipeline::new(spec(8)).unwrap();
-    let mut out = Emitter::with_capacity(BATCH);
-    // Teach the FDB every host first.
-    let mut warm: Vec<Frame> = (0..8)
-        .map(|i| Frame::from_bytes(PortId(i), &udp_frame(mac(i + 2), MacAddr::BROADCAST, 18)))
-        .collect();
-    p.process(&mut warm, Timestamp::from_secs(1), &mut out);
-    let templates: Vec<(PortId, Vec<u8>)> = (0..BATCH as u16)
-        .map(|i| {
-            let (s, d) = (i % 8, (i + 3) % 8);
-            (PortId(s), udp_frame(mac(s + 2), mac(d + 2), 18))
-        })
-        .collect();
+fn arp_reply(net: u8, n: u8) -> Vec<u8> {
+    let mut v = vec![0u8; 42];
+    switchyard::wire::ethernet::write_header(
+        &mut v,
+        gw_mac(net),
+        host_mac(net, n),
+        switchyard::wire::EtherType::ARP,
+    );
+    switchyard::wire::arp::write(
+        &mut v[14..],
+        switchyard::wire::arp::ArpOp::Reply,
+        host_mac(net, n),
+        Ipv4Addr::new(10, net, 0, n),
+        gw_mac(net),
+        Ipv4Addr::new(10, net, 0, 1),
+    );
+    v
+}
+
+/// Runs `templates` as one batch per iteration, reloading the bytes each time (the
+/// pipeline rewrites frames in place).
+fn bench_batch(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    p: &mut Pipeline,
+    templates: &[(PortId, Vec<u8>)],
+) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(templates.len() as u64));
     let mut batch: Vec<Frame> = templates
         .iter()
         .map(|(port, b)| Frame::from_bytes(*port, b))
         .collect();
-    g.bench_function("known_unicast_64B", |b| {
+    let mut out = Emitter::with_capacity(2 * BATCH);
+    g.bench_function(name, |b| {
         b.iter(|| {
+            for (f, (port, bytes)) in batch.iter_mut().zip(templates) {
+                f.load(bytes);
+                f.ingress = *port;
+            }
             out.clear();
             p.process(&mut batch, Timestamp::from_secs(2), &mut out);
         })
     });
-    // Unknown destinations: every frame floods to 7 ports.
-    let mut p2 = Pipeline::new(spec(8)).unwrap();
-    let mut flood: Vec<Frame> = (0..BATCH as u16)
-        .map(|i| Frame::from_bytes(PortId(i % 8), &udp_frame(mac(i % 8 + 2), mac(1000 + i), 18)))
-        .collect();
-    g.bench_function("unknown_unicast_flood_64B", |b| {
-        b.iter(|| {
-            out.clear();
-            p2.process(&mut flood, Timestamp::from_secs(2), &mut out);
+    g.finish();
+}
+
+fn l2(c: &mut Criterion) {
+    // Known unicast between 8 hosts on 8 ports: learn (refresh) + lookup + forward.
+    let mut p = Pipeline::new(spec()).unwrap();
+    let ip = |n: u8| Ipv4Addr::new(10, 1, 0, n);
+    let mut out = Emitter::with_capacity(BATCH);
+    let mut warm: Vec<Frame> = (0..8u8)
+        .map(|i| {
+            Frame::from_bytes(
+                PortId(i.into()),
+                &udp_frame(
+                    host_mac(1, i + 2),
+                    MacAddr::BROADCAST,
+                    ip(i + 2),
+                    ip(255),
+                    18,
+                ),
+            )
         })
-    });
-    // A MAC-learning storm: a new source MAC in every frame, table far from full.
+        .collect();
+    p.process(&mut warm, Timestamp::from_secs(1), &mut out);
+    let known: Vec<(PortId, Vec<u8>)> = (0..BATCH as u8)
+        .map(|i| {
+            let (s, d) = (i % 8, (i + 3) % 8);
+            (
+                PortId(s.into()),
+                udp_frame(
+                    host_mac(1, s + 2),
+                    host_mac(1, d + 2),
+                    ip(s + 2),
+                    ip(d + 2),
+                    18,
+                ),
+            )
+        })
+        .collect();
+    bench_batch(c, "l2", "known_unicast_64B", &mut p, &known);
+
+    // Unknown destinations: every frame floods to the 7 other ports.
+    let unknown: Vec<(PortId, Vec<u8>)> = (0..BATCH as u8)
+        .map(|i| {
+            (
+                PortId((i % 8).into()),
+                udp_frame(host_mac(1, i % 8 + 2), host_mac(9, i), ip(2), ip(3), 18),
+            )
+        })
+        .collect();
+    bench_batch(c, "l2", "unknown_unicast_flood_64B", &mut p, &unknown);
+
+    // A MAC-learning storm: a new source MAC in every frame, the table far from full.
+    let mut g = c.benchmark_group("l2");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut n: u32 = 0;
     g.bench_function("learn_new_macs_64B", |b| {
-        let mut n: u32 = 0;
         b.iter_batched_ref(
             || {
-                let mut p = Pipeline::new(spec(8)).unwrap();
-                p.tick(Timestamp::from_secs(0));
+                let p = Pipeline::new(spec()).unwrap();
                 let frames: Vec<Frame> = (0..BATCH)
                     .map(|_| {
                         n = n.wrapping_add(1);
                         let src = MacAddr([2, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8, 7]);
-                        Frame::from_bytes(PortId((n % 8) as u16), &udp_frame(src, mac(2), 18))
+                        Frame::from_bytes(
+                            PortId((n % 8) as u16),
+                            &udp_frame(src, host_mac(1, 2), ip(2), ip(3), 18),
+                        )
                     })
                     .collect();
                 (p, frames)
@@ -112,5 +190,39 @@ fn l2_known_unicast(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, l2_known_unicast);
+fn routed(c: &mut Criterion) {
+    // front hosts send to 8 back hosts whose MACs switchyard has resolved: validate,
+    // TTL, FIB lookup, isolation check, neighbor lookup, MAC rewrite, FDB lookup.
+    let mut p = Pipeline::new(spec()).unwrap();
+    let mut out = Emitter::with_capacity(BATCH);
+    let mut warm: Vec<Frame> = (0..8u8)
+        .map(|i| Frame::from_bytes(PortId(8 + u16::from(i)), &arp_reply(2, i + 2)))
+        .collect();
+    p.process(&mut warm, Timestamp::from_secs(1), &mut out);
+    let frames: Vec<(PortId, Vec<u8>)> = (0..BATCH as u8)
+        .map(|i| {
+            let (s, d) = (i % 8, (i + 5) % 8);
+            let src_ip = Ipv4Addr::new(10, 1, 0, s + 2);
+            let dst_ip = Ipv4Addr::new(10, 2, 0, d + 2);
+            (
+                PortId(s.into()),
+                udp_frame(host_mac(1, s + 2), gw_mac(1), src_ip, dst_ip, 18),
+            )
+        })
+        .collect();
+    bench_batch(c, "routed", "known_neighbor_64B", &mut p, &frames);
+    let big: Vec<(PortId, Vec<u8>)> = frames
+        .iter()
+        .map(|(port, f)| {
+            let ip = |b: &[u8], at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+            (
+                *port,
+                udp_frame(host_mac(1, f[11]), gw_mac(1), ip(f, 26), ip(f, 30), 1472),
+            )
+        })
+        .collect();
+    bench_batch(c, "routed", "known_neighbor_1500B", &mut p, &big);
+}
+
+criterion_group!(benches, l2, routed);
 criterion_main!(benches);

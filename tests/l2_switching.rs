@@ -230,7 +230,7 @@ attach = [ { network = "front" }, { network = "back" } ]
         !seen.iter().any(|s| s.src.0[..4] == [0x02, 0x42, 10, 1]),
         "nothing from front's endpoints reached db: {seen:?}"
     );
-    // Across networks without routing: no reply (the gateway drops it, counted).
+    // Across networks not joined by [[allow]]: no reply (the gateway drops it, counted).
     assert!(traffic::ping(web, Ipv4Addr::new(10, 2, 0, 2), Duration::from_millis(500)).is_err());
     let counters: CountersReport = serde_json::from_value(
         client::request(
@@ -242,8 +242,8 @@ attach = [ { network = "front" }, { network = "back" } ]
         .unwrap(),
     )
     .unwrap();
-    let no_route = counters.drops.iter().find(|d| d.id == "no_route").unwrap();
-    assert!(no_route.count >= 1, "{counters:?}");
+    let isolated = counters.drops.iter().find(|d| d.id == "isolated").unwrap();
+    assert!(isolated.count >= 1, "{counters:?}");
     drop(sy);
     assert_gone(&names);
 }

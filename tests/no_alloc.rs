@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use switchyard::pipeline::*;
-use switchyard::wire::MacAddr;
+use switchyard::wire::{Ipv4Cidr, MacAddr};
 
 struct Counting;
 
@@ -73,9 +73,45 @@ fn frames() -> Vec<(PortId, Vec<u8>)> {
         .icmpv4_echo_request(1, 1)
         .write(&mut ping, b"payload")
         .unwrap();
+    let routed = |dst: [u8; 4], ttl: u8, payload: usize, df: bool| {
+        let mut ip =
+            etherparse::Ipv4Header::new(0, ttl, etherparse::IpNumber::UDP, [10, 0, 0, 2], dst)
+                .unwrap();
+        ip.dont_fragment = df;
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ethernet2(m(2).0, gw.0)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .udp(1, 2)
+            .write(&mut v, &vec![0u8; payload])
+            .unwrap();
+        v
+    };
+    // The router endpoint on network m answers switchyard's ARP.
+    let r_mac = MacAddr([2, 0x42, 10, 1, 0, 5]);
+    let mut arp_reply = vec![0u8; 42];
+    switchyard::wire::ethernet::write_header(
+        &mut arp_reply,
+        MacAddr([2, 0x42, 10, 1, 0, 1]),
+        r_mac,
+        switchyard::wire::EtherType::ARP,
+    );
+    switchyard::wire::arp::write(
+        &mut arp_reply[14..],
+        switchyard::wire::arp::ArpOp::Reply,
+        r_mac,
+        Ipv4Addr::new(10, 1, 0, 5),
+        MacAddr([2, 0x42, 10, 1, 0, 1]),
+        Ipv4Addr::new(10, 1, 0, 1),
+    );
     vec![
-        (PortId(0), udp(2, m(3))),  // known unicast
-        (PortId(1), udp(3, m(2))),  // known unicast back
+        (PortId(3), arp_reply), // neighbor learned (or refreshed)
+        (PortId(0), routed([10, 1, 0, 5], 64, 100, true)), // routed to a known neighbor
+        (PortId(0), routed([10, 1, 0, 5], 64, 1400, false)), // routed and fragmented
+        (PortId(0), routed([10, 1, 0, 5], 1, 10, false)), // TTL expired: ICMP error
+        (PortId(0), routed([10, 1, 0, 99], 64, 10, false)), // unresolved: queued, ARP sent
+        (PortId(0), routed([192, 0, 2, 1], 64, 10, false)), // no route: ICMP error
+        (PortId(0), udp(2, m(3))), // known unicast
+        (PortId(1), udp(3, m(2))), // known unicast back
         (PortId(0), udp(2, m(77))), // unknown unicast: flood
         (PortId(2), udp(4, MacAddr::BROADCAST)),
         (PortId(0), arp),           // ARP for the gateway: flood + emitted reply
@@ -87,24 +123,31 @@ fn frames() -> Vec<(PortId, Vec<u8>)> {
 
 #[test]
 fn the_pipeline_does_not_allocate_per_packet() {
+    let dom = |name: &str, net: u8, mtu: u16| DomainSpec {
+        name: name.into(),
+        subnet: Ipv4Cidr::new(Ipv4Addr::new(10, net, 0, 0), 24).unwrap(),
+        mtu,
+        gateway: Some(GatewaySpec {
+            ip: Ipv4Addr::new(10, net, 0, 1),
+            mac: MacAddr([2, 0x42, 10, net, 0, 1]),
+        }),
+        mode: DomainMode::Bridge,
+        proxy_arp: false,
+    };
+    let mut ports: Vec<PortSpec> = (0..3)
+        .map(|i| PortSpec {
+            name: format!("p{i}"),
+            domain: DomainId(0),
+        })
+        .collect();
+    ports.push(PortSpec {
+        name: "r".into(),
+        domain: DomainId(1),
+    });
     let spec = Spec {
-        domains: vec![DomainSpec {
-            name: "n".into(),
-            mtu: 1500,
-            gateway: Some(GatewaySpec {
-                ip: Ipv4Addr::new(10, 0, 0, 1),
-                prefix_len: 24,
-                mac: MacAddr([2, 0x42, 10, 0, 0, 1]),
-            }),
-        }],
-        ports: (0..3)
-            .map(|i| PortSpec {
-                name: format!("p{i}"),
-                domain: DomainId(0),
-            })
-            .collect(),
         fdb_max: 1024,
-        fdb_aging_secs: 300,
+        allow: vec![(DomainId(0), DomainId(1))],
+        ..Spec::new(vec![dom("n", 0, 1500), dom("m", 1, 1000)], ports)
     };
     let mut p = Pipeline::new(spec).unwrap();
     let templates = frames();
@@ -130,7 +173,7 @@ fn the_pipeline_does_not_allocate_per_packet() {
         out.clear();
         p.process(batch, Timestamp::from_secs(t), &mut out);
         p.process(learners, Timestamp::from_secs(t), &mut out);
-        p.tick(Timestamp::from_secs(t));
+        p.tick(Timestamp::from_secs(t), &mut out);
         for f in batch.iter() {
             let _ = p.egress(f).count();
         }

@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 
 /// Frames read from one port before moving on to the next (fairness between ports).
 pub const BATCH: usize = 64;
-/// Buffers for frames switchyard originates within one batch.
-const EMIT_BUFFERS: usize = BATCH;
-/// How often the pipeline's timers (FDB aging) run.
-const TICK: Duration = Duration::from_millis(1000);
+/// Buffers for frames switchyard originates within one batch (ARP, ICMP errors,
+/// fragments, packets released from neighbor queues).
+const EMIT_BUFFERS: usize = 2 * BATCH;
+/// How often the pipeline's timers run (ARP retransmissions are due every second;
+/// a finer tick keeps them close to that).
+const TICK: Duration = Duration::from_millis(100);
 const WAKER: Token = Token(usize::MAX);
 
 /// I/O counters of one port, kept by the dataplane (the pipeline counts decisions).
@@ -239,7 +241,9 @@ impl Dataplane {
             }
             let now = self.now();
             if now.0 >= next_tick {
-                self.pipeline.tick(now);
+                self.emit.clear();
+                self.pipeline.tick(now, &mut self.emit);
+                self.transmit_emitted();
                 next_tick = now.0 + TICK.as_nanos() as u64;
             }
         }
@@ -270,11 +274,17 @@ impl Dataplane {
         for f in &mut self.batch[..n] {
             transmit(&self.pipeline, &mut self.ports, &mut self.status, f);
         }
+        self.transmit_emitted();
+        n == BATCH
+    }
+
+    /// Sends the frames the pipeline originated.
+    fn transmit_emitted(&mut self) {
         for i in 0..self.emit.len() {
             let f = self.emit.frame_mut(i);
             transmit(&self.pipeline, &mut self.ports, &mut self.status, f);
         }
-        n == BATCH
+        self.emit.clear();
     }
 }
 

@@ -7,7 +7,8 @@
 //! frame (a MAC learned, a MAC moved, a MAC not learned because the table is full).
 //!
 //! The invariant, per port and checked by the tests:
-//! `rx_frames == forwarded + consumed + dropped`.
+//! `rx_frames == forwarded + consumed + dropped + held`, where `held` counts the
+//! packets waiting, right now, for their next hop's MAC.
 
 use serde::Serialize;
 
@@ -64,13 +65,24 @@ counted_enum! {
         FrameTooLong => ("frame_too_long", "ethernet-input", "frame longer than the network MTU allows"),
         SamePort => ("same_port", "l2-forward", "destination MAC is on the ingress port"),
         NoEgressPort => ("no_egress_port", "l2-flood", "flooded, but no other port in the bridge domain"),
+        L3NoBridge => ("l3_no_bridge", "l2-forward", "an L3 network does not bridge between endpoints"),
+        L3NoFlood => ("l3_no_flood", "l2-flood", "an L3 network does not flood broadcast or multicast"),
         ArpMalformed => ("arp_malformed", "arp-input", "malformed or non-Ethernet/IPv4 ARP"),
-        ArpNotForUs => ("arp_not_for_us", "arp-input", "ARP to switchyard's MAC for an address it does not own"),
+        ArpNotForUs => ("arp_not_for_us", "arp-input", "ARP to switchyard's MAC for an address it does not own or proxy"),
         TaggedToGateway => ("tagged_to_gateway", "l3-input", "802.1Q-tagged frame to the gateway MAC (no VLAN interfaces)"),
         UnsupportedEtherType => ("unsupported_ethertype", "l3-input", "EtherType to the gateway MAC that switchyard does not route"),
         Ip4Malformed => ("ip4_malformed", "ip4-input", "IPv4 header invalid (version, IHL or lengths)"),
         Ip4BadChecksum => ("ip4_bad_checksum", "ip4-input", "IPv4 header checksum wrong"),
-        NoRoute => ("no_route", "ip4-lookup", "no route to the destination (routing between networks comes with L3)"),
+        MartianSource => ("martian_source", "ip4-input", "source address not valid for forwarding (0/8, 127/8, multicast, broadcast)"),
+        NotRouted => ("not_routed", "ip4-input", "broadcast or multicast destination is not routed"),
+        TtlExpired => ("ttl_expired", "ip4-forward", "TTL expired in transit"),
+        NoRoute => ("no_route", "ip4-lookup", "no route to the destination"),
+        Isolated => ("isolated", "ip4-forward", "networks not joined by an [[allow]] rule"),
+        FragNeeded => ("frag_needed", "ip4-forward", "over the egress MTU with Don't Fragment set"),
+        NeighborQueueFull => ("neighbor_queue_full", "ip4-neighbor", "pushed out of a full queue while the next hop was resolved"),
+        NeighborUnresolved => ("neighbor_unresolved", "ip4-neighbor", "next hop did not answer ARP"),
+        NeighborTableFull => ("neighbor_table_full", "ip4-neighbor", "neighbor table full"),
+        NoBuffer => ("no_buffer", "ip4-neighbor", "no free buffer to queue the packet or its fragments"),
         LocalFragment => ("local_fragment", "ip4-local", "fragment addressed to switchyard (it does not reassemble)"),
         LocalProtocol => ("local_protocol", "ip4-local", "protocol not served at switchyard's address"),
         IcmpMalformed => ("icmp_malformed", "ip4-local", "ICMP to switchyard truncated or with a bad checksum"),
@@ -86,8 +98,20 @@ counted_enum! {
         FdbAged => ("fdb_aged", "l2-age", "MACs aged out"),
         UnknownUnicastFlooded => ("unknown_unicast_flooded", "l2-forward", "unknown unicast frames flooded"),
         ArpReplies => ("arp_replies", "arp-input", "ARP replies sent for switchyard's addresses"),
+        ProxyArpReplies => ("proxy_arp_replies", "arp-input", "ARP replies sent for proxied addresses"),
+        ArpRequests => ("arp_requests", "ip4-neighbor", "ARP requests sent to resolve next hops"),
+        NeighborsResolved => ("neighbors_resolved", "ip4-neighbor", "next hops resolved"),
+        NeighborsFailed => ("neighbors_failed", "ip4-neighbor", "next hops that did not answer"),
         EchoReplies => ("echo_replies", "ip4-local", "ICMP echo replies sent from switchyard's addresses"),
-        NoBuffer => ("no_buffer", "emit", "packets switchyard could not originate for lack of a buffer"),
+        Routed => ("routed", "ip4-forward", "packets routed between or within networks"),
+        Fragmented => ("fragmented", "ip4-fragment", "packets fragmented to fit the egress MTU"),
+        FragmentsSent => ("fragments_sent", "ip4-fragment", "fragments made"),
+        IcmpTimeExceeded => ("icmp_time_exceeded", "icmp-error", "ICMP time exceeded sent"),
+        IcmpNetUnreachable => ("icmp_net_unreachable", "icmp-error", "ICMP net unreachable sent"),
+        IcmpHostUnreachable => ("icmp_host_unreachable", "icmp-error", "ICMP host unreachable sent"),
+        IcmpFragNeeded => ("icmp_frag_needed", "icmp-error", "ICMP fragmentation needed sent"),
+        IcmpRateLimited => ("icmp_rate_limited", "icmp-error", "ICMP errors suppressed by the rate limit"),
+        NoBuffer => ("emit_no_buffer", "emit", "packets switchyard could not originate for lack of a buffer"),
     }
 }
 
@@ -101,6 +125,9 @@ pub struct PortCounters {
     /// Taken by switchyard's own stack (ARP for the gateway, ping to the gateway).
     pub consumed: u64,
     pub dropped: u64,
+    /// Waiting right now in a neighbor queue for their next hop to be resolved; each
+    /// ends as forwarded or dropped.
+    pub held: u64,
     /// `dropped`, split by reason (indexed by `DropReason as usize`).
     pub drops: [u64; DropReason::COUNT],
 }
@@ -113,6 +140,7 @@ impl Default for PortCounters {
             forwarded: 0,
             consumed: 0,
             dropped: 0,
+            held: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -126,6 +154,7 @@ impl PortCounters {
         self.forwarded += other.forwarded;
         self.consumed += other.consumed;
         self.dropped += other.dropped;
+        self.held += other.held;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

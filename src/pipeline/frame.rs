@@ -177,6 +177,11 @@ impl Emitter {
         &self.frames[..self.used]
     }
 
+    /// Buffers still free.
+    pub fn available(&self) -> usize {
+        self.frames.len() - self.used
+    }
+
     /// The `i`-th frame made since the last [`Emitter::clear`].
     pub fn frame_mut(&mut self, i: usize) -> &mut Frame {
         assert!(i < self.used, "frame {i} was not emitted");

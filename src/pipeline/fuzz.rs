@@ -8,13 +8,23 @@
 
 use super::*;
 
-/// The topology every fuzz input runs against: two domains with gateways and a
-/// third without, small tables so that "full" paths are reached.
+/// The topology every fuzz input runs against: two bridge networks with gateways
+/// joined for routing, an L3-only network, a network without gateway, a static route,
+/// and small tables so that "full" paths are reached.
 pub fn spec() -> Spec {
-    let gw = |a: u8, b: u8| GatewaySpec {
-        ip: Ipv4Addr::new(10, a, b, 1),
-        prefix_len: 24,
-        mac: MacAddr([2, 0x42, 10, a, b, 1]),
+    let gw = |a: u8| GatewaySpec {
+        ip: Ipv4Addr::new(10, a, 0, 1),
+        mac: MacAddr([2, 0x42, 10, a, 0, 1]),
+    };
+    let dom = |name: &str, a: u8, mtu: u16, gateway: bool, mode: DomainMode, proxy_arp: bool| {
+        DomainSpec {
+            name: name.into(),
+            subnet: Ipv4Cidr::new(Ipv4Addr::new(10, a, 0, 0), 24).expect("/24"),
+            mtu,
+            gateway: gateway.then(|| gw(a)),
+            mode,
+            proxy_arp,
+        }
     };
     let port = |n: &str, d: u16| PortSpec {
         name: n.into(),
@@ -22,21 +32,10 @@ pub fn spec() -> Spec {
     };
     Spec {
         domains: vec![
-            DomainSpec {
-                name: "front".into(),
-                mtu: 1500,
-                gateway: Some(gw(1, 0)),
-            },
-            DomainSpec {
-                name: "back".into(),
-                mtu: 9000,
-                gateway: Some(gw(2, 0)),
-            },
-            DomainSpec {
-                name: "plain".into(),
-                mtu: 576,
-                gateway: None,
-            },
+            dom("front", 1, 1500, true, DomainMode::Bridge, true),
+            dom("back", 2, 9000, true, DomainMode::Bridge, false),
+            dom("plain", 3, 576, false, DomainMode::Bridge, false),
+            dom("l3", 4, 1280, true, DomainMode::L3, false),
         ],
         ports: vec![
             port("a", 0),
@@ -45,9 +44,21 @@ pub fn spec() -> Spec {
             port("d", 1),
             port("e", 2),
             port("f", 2),
+            port("g", 3),
+            port("h", 3),
         ],
         fdb_max: 16,
         fdb_aging_secs: 30,
+        routes: vec![StaticRoute {
+            prefix: Ipv4Cidr::new(Ipv4Addr::new(10, 9, 0, 0), 16).expect("/16"),
+            via: Ipv4Addr::new(10, 2, 0, 254),
+        }],
+        allow: vec![(DomainId(0), DomainId(1)), (DomainId(3), DomainId(0))],
+        neighbor: NeighborConfig {
+            max: 8,
+            held_max: 6,
+            ..NeighborConfig::default()
+        },
     }
 }
 
@@ -57,7 +68,7 @@ pub fn run(data: &[u8]) {
     let nports = spec.ports.len();
     let mut p = Pipeline::new(spec).expect("fuzz spec is valid");
     p.tracer().start(u32::MAX, None);
-    let mut out = Emitter::with_capacity(8);
+    let mut out = Emitter::with_capacity(64);
     let mut batch: Vec<Frame> = Vec::new();
     let mut now = 0u64;
     let mut rest = data;
@@ -94,18 +105,30 @@ pub fn run(data: &[u8]) {
             for f in out.frames() {
                 assert!(p.egress(f).count() >= 1, "emitted frame goes nowhere");
             }
-            p.tick(t);
+            out.clear();
+            p.tick(t, &mut out);
+            for f in out.frames() {
+                assert!(p.egress(f).count() >= 1, "emitted frame goes nowhere");
+            }
             batch.clear();
             assert!(p.fdb().len() <= p.fdb().capacity(), "FDB over its bound");
             let _ = p.tracer().drain();
         }
     }
+    // Let every pending resolution run out, so nothing stays held.
+    for _ in 0..8 {
+        now += 1;
+        out.clear();
+        p.tick(Timestamp::from_secs(now), &mut out);
+    }
     let total = p.counters().total();
     assert_eq!(total.rx_frames, frames);
+    assert_eq!(total.held, 0, "every held packet was settled");
+    assert_eq!(p.neighbors().held(), 0, "no buffer is left in a queue");
     for c in &p.counters().ports {
         assert_eq!(
             c.rx_frames,
-            c.forwarded + c.consumed + c.dropped,
+            c.forwarded + c.consumed + c.dropped + c.held,
             "accounting invariant"
         );
         assert_eq!(c.dropped, c.drops.iter().sum::<u64>());

@@ -1,23 +1,26 @@
-//! Stages `ip4-input` and `ip4-local`: IPv4 packets sent to the gateway MAC.
+//! Stages `ip4-input` and `ip4-local`: IPv4 packets sent to a gateway MAC.
 //!
 //! `ip4-input` validates the header as RFC 1812 section 5.2.2 asks of a router before
 //! anything trusts it: version 4, header length at least 20 bytes, total length
-//! covering the header and within the frame, header checksum correct. A packet for
-//! the gateway address goes to `ip4-local`; anything else would be routed, which
-//! arrives with the L3 work ([`DropReason::NoRoute`] until then).
+//! covering the header and within the frame, header checksum correct. It refuses to
+//! route what no router routes: martian sources (0/8, 127/8, multicast, broadcast)
+//! and broadcast or multicast destinations. A packet for any of switchyard's own
+//! addresses — the gateway of any network, as a Linux host answers on all its
+//! addresses — goes to `ip4-local`; everything else to `ip4-forward`.
 //!
 //! `ip4-local` answers ICMP echo (ping) in place: addresses swapped, type 8 → 0, TTL
 //! set afresh, checksums patched incrementally. It does not reassemble fragments.
 //!
 //! Drops: [`DropReason::Ip4Malformed`], [`DropReason::Ip4BadChecksum`],
-//! [`DropReason::NoRoute`], [`DropReason::LocalFragment`], [`DropReason::LocalProtocol`],
-//! [`DropReason::IcmpMalformed`]. Events: [`Event::EchoReplies`].
+//! [`DropReason::MartianSource`], [`DropReason::NotRouted`], [`DropReason::LocalFragment`],
+//! [`DropReason::LocalProtocol`], [`DropReason::IcmpMalformed`]. Events: [`Event::EchoReplies`].
 //! Trace: `ip4-local: echo request 172.17.0.2 > 172.17.0.1 id 7 seq 1: replying`
 
 use super::trace::note;
-use super::{Action, DropReason, Event, Frame, Pipeline, L2};
+use super::{Action, DropReason, Emitter, Event, Frame, Pipeline, L2};
 use crate::wire::icmp::kind;
 use crate::wire::{EthernetFrame, IcmpPacket, IpProtocol, Ipv4Packet};
+use std::net::Ipv4Addr;
 
 const INPUT: &str = "ip4-input";
 const LOCAL: &str = "ip4-local";
@@ -25,12 +28,12 @@ const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 /// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
 pub(super) const DEFAULT_TTL: u8 = 64;
 
+fn martian(src: Ipv4Addr) -> bool {
+    src.octets()[0] == 0 || src.is_loopback() || src.is_multicast() || src.is_broadcast()
+}
+
 impl Pipeline {
-    pub(super) fn ip4_input(&mut self, f: &mut Frame, l2: &L2) -> Action {
-        let gw = self.domains[l2.domain.index()]
-            .spec
-            .gateway
-            .expect("only called for a domain with a gateway");
+    pub(super) fn ip4_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
         let ip = match Ipv4Packet::new_checked(&f.data()[ETH..]) {
             Ok(ip) => ip,
             Err(e) => {
@@ -60,17 +63,24 @@ impl Pipeline {
             ip.ttl(),
             ip.total_len()
         );
-        if dst == gw.ip {
+        if martian(src) {
+            note!(self, f, INPUT, "martian source {src}: drop");
+            return Action::Drop(DropReason::MartianSource);
+        }
+        if self.local.contains_key(&u32::from(dst)) {
             return self.ip4_local(f, l2);
         }
-        note!(
-            self,
-            f,
-            INPUT,
-            "{} is not switchyard's and routing is not enabled: drop",
-            dst
-        );
-        Action::Drop(DropReason::NoRoute)
+        let subnet = self.domains[l2.domain.index()].spec.subnet;
+        if dst.is_broadcast() || dst.is_multicast() || dst == subnet.broadcast() {
+            note!(
+                self,
+                f,
+                INPUT,
+                "{dst} is a broadcast or multicast address: not routed"
+            );
+            return Action::Drop(DropReason::NotRouted);
+        }
+        self.ip4_forward(f, l2, out)
     }
 
     fn ip4_local(&mut self, f: &mut Frame, l2: &L2) -> Action {

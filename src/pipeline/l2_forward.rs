@@ -13,11 +13,16 @@
 //! Flooding sends to every port of the domain but the ingress port (split horizon);
 //! with no other port it is [`DropReason::NoEgressPort`].
 //!
+//! On an L3-only network nothing is bridged or flooded between endpoints: a broadcast
+//! ARP is answered by switchyard alone, other broadcasts are dropped
+//! ([`DropReason::L3NoFlood`]), and unicast frames must be addressed to the gateway
+//! MAC ([`DropReason::L3NoBridge`]).
+//!
 //! Trace: `l2-forward: 02:42:ac:11:00:03 is on port b`,
 //! `l2-flood: broadcast to 2 ports of bridge default: b, c`
 
 use super::trace::note;
-use super::{Action, DropReason, Emitter, Event, Frame, Pipeline, L2};
+use super::{Action, DomainMode, DropReason, Emitter, Event, Frame, Pipeline, L2};
 use crate::wire::{EtherType, EthernetFrame};
 
 const FORWARD: &str = "l2-forward";
@@ -26,16 +31,31 @@ const L3_INPUT: &str = "l3-input";
 
 impl Pipeline {
     pub(super) fn l2_forward(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
-        let gateway = self.domains[l2.domain.index()].spec.gateway;
+        let d = &self.domains[l2.domain.index()].spec;
+        let (gateway, l3_only) = (d.gateway, d.mode == DomainMode::L3);
 
         if l2.dst.is_multicast() {
-            // A broadcast ARP request may ask for switchyard's own address.
+            // A broadcast ARP may be for switchyard, or teach it a neighbor.
             let mut answered = false;
-            if l2.dst.is_broadcast() && gateway.is_some() {
-                let eth = EthernetFrame::new_checked(f.data()).expect("checked in ethernet-input");
-                if eth.ethertype() == EtherType::ARP {
-                    answered = self.arp_input_broadcast(f, l2, out);
+            let is_arp = EthernetFrame::new_checked(f.data())
+                .expect("checked in ethernet-input")
+                .ethertype()
+                == EtherType::ARP;
+            if l2.dst.is_broadcast() && gateway.is_some() && is_arp {
+                answered = self.arp_input_broadcast(f, l2, out);
+            }
+            if l3_only {
+                if is_arp {
+                    note!(
+                        self,
+                        f,
+                        FLOOD,
+                        "L3 network: ARP handled by switchyard alone, not flooded"
+                    );
+                    return Action::Consume;
                 }
+                note!(self, f, FLOOD, "L3 network: no flooding: drop");
+                return Action::Drop(DropReason::L3NoFlood);
             }
             return self.l2_flood(
                 f,
@@ -51,8 +71,18 @@ impl Pipeline {
 
         if let Some(gw) = gateway {
             if l2.dst == gw.mac {
-                return self.l3_input(f, l2);
+                return self.l3_input(f, l2, out);
             }
+        }
+        if l3_only {
+            note!(
+                self,
+                f,
+                FORWARD,
+                "L3 network: {} is not the gateway MAC: drop",
+                l2.dst
+            );
+            return Action::Drop(DropReason::L3NoBridge);
         }
 
         match self.fdb.lookup(l2.domain, l2.dst) {
@@ -131,11 +161,11 @@ impl Pipeline {
     }
 
     /// `l3-input`: a unicast frame to the gateway MAC. Dispatches on the EtherType.
-    fn l3_input(&mut self, f: &mut Frame, l2: &L2) -> Action {
+    fn l3_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
         let eth = EthernetFrame::new_checked(f.data()).expect("checked in ethernet-input");
         match eth.ethertype() {
-            EtherType::ARP => self.arp_input_unicast(f, l2),
-            EtherType::IPV4 => self.ip4_input(f, l2),
+            EtherType::ARP => self.arp_input_unicast(f, l2, out),
+            EtherType::IPV4 => self.ip4_input(f, l2, out),
             t @ (EtherType::VLAN | EtherType::QINQ) => {
                 note!(
                     self,

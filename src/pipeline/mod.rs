@@ -12,11 +12,16 @@
 //!
 //! ```text
 //! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port (known unicast)
-//!   validate          FDB         │         ├─▶ l2-flood (broadcast, multicast, unknown)
-//!                                 │         │     └─▶ arp-input (a broadcast ARP may be for us)
-//!                                 │         └─▶ l3-input (to the gateway MAC)
-//!                                 │               ├─▶ arp-input ─▶ reply
-//!                                 │               └─▶ ip4-input ─▶ ip4-local ─▶ echo reply
+//!   validate          FDB                   ├─▶ l2-flood (broadcast, multicast, unknown)
+//!                                           │     └─▶ arp-input (a broadcast ARP may be for us)
+//!                                           └─▶ l3-input (to the gateway MAC)
+//!                                                 ├─▶ arp-input ─▶ reply, neighbor learning
+//!                                                 └─▶ ip4-input ─┬─▶ ip4-local ─▶ echo reply
+//!                                                                └─▶ ip4-forward: TTL, lookup (FIB),
+//!                                                                    isolation, MTU ─▶ icmp-error
+//!                                                                    └─▶ ip4-neighbor (ARP, queue)
+//!                                                                        └─▶ ip4-output: rewrite,
+//!                                                                            fragment ─▶ L2 out
 //! ```
 //!
 //! Each frame runs through the stages to completion before the next one starts; the
@@ -26,19 +31,28 @@ mod arp;
 mod counters;
 mod ethernet_input;
 mod fdb;
+pub mod fib;
+mod fragment;
 mod frame;
 pub mod fuzz;
+mod icmp_error;
 mod ip4;
+mod ip4_forward;
 mod l2_forward;
 mod l2_learn;
+pub mod neighbor;
 mod trace;
 
 pub use counters::{Counters, DropReason, Event, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
+pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
+pub use icmp_error::IcmpLimiter;
+pub use neighbor::{Neighbor, NeighborConfig, NeighborState, NeighborTable, TickWork};
 pub use trace::{TraceRecord, Tracer};
 
-use crate::wire::MacAddr;
+use crate::wire::{Ipv4Cidr, MacAddr};
+use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 /// Index of a port (one TAP queue set: one endpoint interface).
@@ -101,24 +115,42 @@ pub enum Action {
     Forward(PortId),
     /// Sent to every port of the domain except the ingress port (split horizon).
     Flood(DomainId),
+    /// Taken into a neighbor queue until the next hop's MAC is known; the frame's
+    /// buffer was swapped for a spare, so nothing goes out now.
+    Held,
 }
 
-/// switchyard's own address on a network: it answers ARP and ping there and, from L3
-/// on, routes through it.
+/// switchyard's own address on a network: it answers ARP and ping there and routes
+/// through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewaySpec {
     pub ip: Ipv4Addr,
-    pub prefix_len: u8,
     pub mac: MacAddr,
+}
+
+/// How a network moves frames between its own endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DomainMode {
+    /// A learning bridge, like docker0.
+    #[default]
+    Bridge,
+    /// L3 only, like ipvlan in L3 mode: no bridging or flooding between endpoints;
+    /// switchyard answers every ARP request (proxy ARP) and routes all traffic, even
+    /// between two endpoints of the same subnet.
+    L3,
 }
 
 /// A bridge domain as the pipeline needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainSpec {
     pub name: String,
+    pub subnet: Ipv4Cidr,
     /// IP MTU of every port in the domain.
     pub mtu: u16,
     pub gateway: Option<GatewaySpec>,
+    pub mode: DomainMode,
+    /// Answer ARP for addresses routed via another network (the kernel's `proxy_arp`).
+    pub proxy_arp: bool,
 }
 
 /// A port as the pipeline needs it.
@@ -129,6 +161,14 @@ pub struct PortSpec {
     pub domain: DomainId,
 }
 
+/// A static route: `prefix` via the router at `via`, which must be on a network
+/// with a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub prefix: Ipv4Cidr,
+    pub via: Ipv4Addr,
+}
+
 /// Everything the pipeline is built from; the topology layer produces it from the
 /// config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +177,25 @@ pub struct Spec {
     pub ports: Vec<PortSpec>,
     pub fdb_max: usize,
     pub fdb_aging_secs: u32,
+    pub routes: Vec<StaticRoute>,
+    /// Pairs of networks joined for routing (both directions).
+    pub allow: Vec<(DomainId, DomainId)>,
+    pub neighbor: NeighborConfig,
+}
+
+impl Spec {
+    /// A spec with the given domains and ports and defaults for everything else.
+    pub fn new(domains: Vec<DomainSpec>, ports: Vec<PortSpec>) -> Spec {
+        Spec {
+            domains,
+            ports,
+            fdb_max: 8192,
+            fdb_aging_secs: 300,
+            routes: Vec::new(),
+            allow: Vec::new(),
+            neighbor: NeighborConfig::default(),
+        }
+    }
 }
 
 /// A spec that does not hold together.
@@ -154,6 +213,10 @@ pub enum SpecError {
     TooManyDomains(usize),
     #[error("fdb_max must be at least 1")]
     EmptyFdb,
+    #[error("route {prefix} via {via}: {via} is not on a network with a gateway")]
+    UnreachableNextHop { prefix: Ipv4Cidr, via: Ipv4Addr },
+    #[error("allow rule names bridge domain {0}, which does not exist")]
+    NoSuchAllowDomain(u16),
 }
 
 /// A bridge domain with its member ports.
@@ -168,8 +231,24 @@ pub struct Pipeline {
     ports: Vec<PortSpec>,
     domains: Vec<Domain>,
     fdb: Fdb,
+    fib: Fib,
+    neighbors: NeighborTable,
+    icmp: IcmpLimiter,
+    /// switchyard's own addresses (the gateways) and their domains.
+    local: HashMap<u32, DomainId, foldhash::fast::RandomState>,
+    /// `allowed[a * n + b]`: domain a may route to domain b.
+    allowed: Vec<bool>,
     counters: Counters,
     tracer: Tracer,
+    /// The time of the batch or tick being processed.
+    now: Timestamp,
+    fdb_aged_at: u32,
+    /// IP identification for packets switchyard originates.
+    ident: u16,
+    /// Timer and release work, reused (capacity reserved once).
+    work: Vec<TickWork>,
+    /// A spare frame for taking packets out of neighbor queues.
+    scratch: Option<Frame>,
 }
 
 impl Pipeline {
@@ -182,6 +261,59 @@ impl Pipeline {
         }
         if spec.fdb_max == 0 {
             return Err(SpecError::EmptyFdb);
+        }
+        let n = spec.domains.len();
+        // Connected routes for every network switchyard has an address on, then the
+        // static ones, each resolved to the network its next hop is on.
+        let mut routes: Vec<Route> = spec
+            .domains
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.gateway.is_some())
+            .map(|(i, d)| Route {
+                prefix: d.subnet.trunc(),
+                next_hop: NextHop::Connected {
+                    domain: DomainId(i as u16),
+                },
+                origin: RouteOrigin::Connected,
+            })
+            .collect();
+        for r in &spec.routes {
+            let domain = spec
+                .domains
+                .iter()
+                .position(|d| d.gateway.is_some() && d.subnet.contains(r.via))
+                .ok_or(SpecError::UnreachableNextHop {
+                    prefix: r.prefix,
+                    via: r.via,
+                })?;
+            routes.push(Route {
+                prefix: r.prefix,
+                next_hop: NextHop::Via {
+                    domain: DomainId(domain as u16),
+                    gateway: r.via,
+                },
+                origin: RouteOrigin::Static,
+            });
+        }
+        let mut allowed = vec![false; n * n];
+        for i in 0..n {
+            allowed[i * n + i] = true;
+        }
+        for &(a, b) in &spec.allow {
+            for d in [a, b] {
+                if d.index() >= n {
+                    return Err(SpecError::NoSuchAllowDomain(d.0));
+                }
+            }
+            allowed[a.index() * n + b.index()] = true;
+            allowed[b.index() * n + a.index()] = true;
+        }
+        let mut local = HashMap::with_hasher(Default::default());
+        for (i, d) in spec.domains.iter().enumerate() {
+            if let Some(g) = d.gateway {
+                local.insert(u32::from(g.ip), DomainId(i as u16));
+            }
         }
         let mut domains: Vec<Domain> = spec
             .domains
@@ -202,18 +334,31 @@ impl Pipeline {
                 })?;
             d.ports.push(PortId(i as u16));
         }
+        let neighbors = NeighborTable::new(spec.neighbor);
+        let work_cap = neighbors.config().max + neighbors.config().held_max;
         Ok(Pipeline {
             counters: Counters::new(spec.ports.len()),
             ports: spec.ports,
             domains,
             fdb: Fdb::new(spec.fdb_max, spec.fdb_aging_secs),
+            fib: Fib::new(routes),
+            neighbors,
+            icmp: IcmpLimiter::new(1024),
+            local,
+            allowed,
             tracer: Tracer::new(),
+            now: Timestamp(0),
+            fdb_aged_at: 0,
+            ident: 0,
+            work: Vec::with_capacity(work_cap),
+            scratch: Some(Frame::new()),
         })
     }
 
     /// Decides the fate of every frame in `frames` (setting each one's `action`) and
     /// puts any packets switchyard originates meanwhile into `out`.
     pub fn process(&mut self, frames: &mut [Frame], now: Timestamp, out: &mut Emitter) {
+        self.now = now;
         let now_s = now.secs();
         for f in frames.iter_mut() {
             self.process_frame(f, now_s, out);
@@ -221,35 +366,63 @@ impl Pipeline {
     }
 
     fn process_frame(&mut self, f: &mut Frame, now_s: u32, out: &mut Emitter) {
-        f.action = match self.ethernet_input(f) {
+        // Remembered before the stages run: a frame taken into a neighbor queue is
+        // swapped for a spare, and the spare's metadata is not this frame's.
+        let ingress = f.ingress;
+        let action = match self.ethernet_input(f) {
             Err(reason) => Action::Drop(reason),
             Ok(l2) => {
                 self.l2_learn(f, &l2, now_s);
                 self.l2_forward(f, &l2, out)
             }
         };
-        self.account(f);
+        f.action = action;
+        if action == Action::Held {
+            f.ingress = ingress;
+            f.set_len(0);
+        }
+        self.account(ingress, action);
     }
 
-    /// Books the frame's fate on its ingress port; the one place the invariant
-    /// rx = forwarded + consumed + dropped is kept.
+    /// Books a frame's fate on its ingress port; the one place the invariant
+    /// rx = forwarded + consumed + dropped + held is kept.
     #[inline]
-    fn account(&mut self, f: &Frame) {
-        let c = &mut self.counters.ports[f.ingress.index()];
-        match f.action {
+    fn account(&mut self, port: PortId, action: Action) {
+        let c = &mut self.counters.ports[port.index()];
+        match action {
             Action::Drop(r) => {
                 c.dropped += 1;
                 c.drops[r as usize] += 1;
             }
             Action::Consume | Action::Reply => c.consumed += 1,
             Action::Forward(_) | Action::Flood(_) => c.forwarded += 1,
+            Action::Held => c.held += 1,
         }
     }
 
-    /// Periodic work driven by time alone: ages the FDB. Call about once a second.
-    pub fn tick(&mut self, now: Timestamp) {
-        let aged = self.fdb.age(now.secs());
-        self.counters.event_n(Event::FdbAged, aged as u64);
+    /// A held packet left its queue: book its final fate.
+    fn settle_held(&mut self, port: PortId, action: Action) {
+        if let Some(c) = self.counters.ports.get_mut(port.index()) {
+            c.held = c.held.saturating_sub(1);
+        }
+        if port != PortId::LOCAL {
+            self.account(port, action);
+        }
+    }
+
+    /// Periodic work driven by time alone: FDB aging (once a second), ARP
+    /// retransmissions and their failures (ICMP host unreachable), neighbor state
+    /// changes. Packets it originates go to `out`. Call every 100 ms or so.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Emitter) {
+        self.now = now;
+        if now.secs() != self.fdb_aged_at {
+            self.fdb_aged_at = now.secs();
+            let aged = self.fdb.age(now.secs());
+            self.counters.event_n(Event::FdbAged, aged as u64);
+        }
+        self.work.clear();
+        self.neighbors.tick(now, &mut self.work);
+        self.neighbor_work(out);
     }
 
     /// The ports a frame leaves on, given its action.
@@ -262,7 +435,7 @@ impl Pipeline {
                 except: f.ingress,
                 domain: d,
             },
-            Action::Drop(_) | Action::Consume => Egress::None,
+            Action::Drop(_) | Action::Consume | Action::Held => Egress::None,
         }
     }
 
@@ -294,12 +467,36 @@ impl Pipeline {
         &self.fdb
     }
 
+    pub fn fib(&self) -> &Fib {
+        &self.fib
+    }
+
+    pub fn neighbors(&self) -> &NeighborTable {
+        &self.neighbors
+    }
+
+    /// True if packets may be routed from network `from` to network `to`.
+    pub fn allowed(&self, from: DomainId, to: DomainId) -> bool {
+        let n = self.domains.len();
+        self.allowed[from.index() * n + to.index()]
+    }
+
+    /// The network that owns `ip` as its gateway address, if it is switchyard's.
+    pub fn local_domain(&self, ip: Ipv4Addr) -> Option<DomainId> {
+        self.local.get(&u32::from(ip)).copied()
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
 
     pub fn tracer(&mut self) -> &mut Tracer {
         &mut self.tracer
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
     }
 
     /// A port's display name, for trace lines ("switchyard" for [`PortId::LOCAL`]).

@@ -9,7 +9,9 @@
 //! gets the lowest free host address of its subnet; an endpoint without `mac` gets
 //! `02:42` followed by its IPv4 address; the gateway MAC is derived the same way.
 
-use crate::pipeline::{self, DomainId, DomainSpec, GatewaySpec, PortSpec};
+use crate::pipeline::{
+    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NeighborConfig, PortSpec, StaticRoute,
+};
 use crate::wire::{Ipv4Cidr, MacAddr};
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
@@ -50,6 +52,43 @@ pub struct SwitchSection {
     pub fdb_aging_secs: u32,
     #[serde(default = "default_conntrack_max")]
     pub conntrack_max: usize,
+    /// How long a confirmed neighbor stays REACHABLE.
+    #[serde(default = "default_arp_reachable")]
+    pub arp_reachable_secs: u32,
+    /// How long an unused STALE neighbor is kept.
+    #[serde(default = "default_arp_stale")]
+    pub arp_stale_secs: u32,
+    /// ARP requests sent before a next hop is declared unreachable.
+    #[serde(default = "default_arp_retries")]
+    pub arp_retries: u8,
+    /// Time between those requests.
+    #[serde(default = "default_arp_retry_ms")]
+    pub arp_retry_ms: u32,
+    /// Packets queued per unresolved next hop.
+    #[serde(default = "default_arp_queue")]
+    pub arp_queue: u8,
+    /// Neighbor table capacity.
+    #[serde(default = "default_neighbor_max")]
+    pub neighbor_max: usize,
+}
+
+fn default_arp_reachable() -> u32 {
+    30
+}
+fn default_arp_stale() -> u32 {
+    60
+}
+fn default_arp_retries() -> u8 {
+    3
+}
+fn default_arp_retry_ms() -> u32 {
+    1000
+}
+fn default_arp_queue() -> u8 {
+    3
+}
+fn default_neighbor_max() -> usize {
+    1024
 }
 
 fn default_prefix() -> String {
@@ -72,6 +111,12 @@ impl Default for SwitchSection {
             fdb_max: default_fdb_max(),
             fdb_aging_secs: default_fdb_aging(),
             conntrack_max: default_conntrack_max(),
+            arp_reachable_secs: default_arp_reachable(),
+            arp_stale_secs: default_arp_stale(),
+            arp_retries: default_arp_retries(),
+            arp_retry_ms: default_arp_retry_ms(),
+            arp_queue: default_arp_queue(),
+            neighbor_max: default_neighbor_max(),
         }
     }
 }
@@ -88,6 +133,10 @@ pub struct NetworkSection {
     pub masquerade: bool,
     #[serde(default)]
     pub external: bool,
+    /// "bridge" (default) or "l3".
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub proxy_arp: bool,
 }
 
 /// `[[endpoint]]`
@@ -141,8 +190,13 @@ pub struct Topology {
     pub fdb_max: usize,
     pub fdb_aging_secs: u32,
     pub conntrack_max: usize,
+    pub neighbor: NeighborConfig,
     pub networks: Vec<Network>,
     pub endpoints: Vec<Endpoint>,
+    /// Static routes: prefix via a router on one of the networks.
+    pub routes: Vec<StaticRoute>,
+    /// Pairs of networks (indexes into `networks`) joined for routing.
+    pub allow: Vec<(usize, usize)>,
 }
 
 /// A network: one bridge domain.
@@ -153,6 +207,8 @@ pub struct Network {
     pub gateway: Option<Gateway>,
     /// IP MTU of every interface on the network.
     pub mtu: u16,
+    pub mode: DomainMode,
+    pub proxy_arp: bool,
 }
 
 /// switchyard's own address on a network.
@@ -168,7 +224,11 @@ pub struct Endpoint {
     pub name: String,
     /// The namespace's name: prefix + name.
     pub netns: String,
+    /// No interfaces and `shares` unset: `mode = "none"` (only lo).
     pub interfaces: Vec<Interface>,
+    /// `mode = "container:<other>"`: this endpoint is a second name for the namespace
+    /// of endpoint `shares` (an index into [`Topology::endpoints`]).
+    pub shares: Option<usize>,
 }
 
 /// One TAP interface of an endpoint: one switchyard port.
@@ -208,12 +268,14 @@ impl Topology {
                 .iter()
                 .map(|n| DomainSpec {
                     name: n.name.clone(),
+                    subnet: n.subnet,
                     mtu: n.mtu,
                     gateway: n.gateway.map(|g| GatewaySpec {
                         ip: g.ip,
-                        prefix_len: n.subnet.prefix_len(),
                         mac: g.mac,
                     }),
+                    mode: n.mode,
+                    proxy_arp: n.proxy_arp,
                 })
                 .collect(),
             ports: self
@@ -225,6 +287,13 @@ impl Topology {
                 .collect(),
             fdb_max: self.fdb_max,
             fdb_aging_secs: self.fdb_aging_secs,
+            routes: self.routes.clone(),
+            allow: self
+                .allow
+                .iter()
+                .map(|&(a, b)| (DomainId(a as u16), DomainId(b as u16)))
+                .collect(),
+            neighbor: self.neighbor,
         }
     }
 }
@@ -386,6 +455,40 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             format!("{} must be from 1 to {}", sw.conntrack_max, 1 << 24),
         );
     }
+    if sw.arp_reachable_secs == 0 {
+        c.bad("switch.arp_reachable_secs", "must be at least 1 second");
+    }
+    if sw.arp_stale_secs == 0 {
+        c.bad("switch.arp_stale_secs", "must be at least 1 second");
+    }
+    if sw.arp_retries == 0 || sw.arp_retries > 10 {
+        c.bad(
+            "switch.arp_retries",
+            format!("{} must be from 1 to 10", sw.arp_retries),
+        );
+    }
+    if sw.arp_retry_ms < 10 || sw.arp_retry_ms > 60_000 {
+        c.bad(
+            "switch.arp_retry_ms",
+            format!("{} must be from 10 to 60000", sw.arp_retry_ms),
+        );
+    }
+    if sw.arp_queue == 0 || usize::from(sw.arp_queue) > pipeline::neighbor::MAX_QUEUE {
+        c.bad(
+            "switch.arp_queue",
+            format!(
+                "{} must be from 1 to {}",
+                sw.arp_queue,
+                pipeline::neighbor::MAX_QUEUE
+            ),
+        );
+    }
+    if sw.neighbor_max == 0 || sw.neighbor_max > 1 << 20 {
+        c.bad(
+            "switch.neighbor_max",
+            format!("{} must be from 1 to {}", sw.neighbor_max, 1 << 20),
+        );
+    }
 
     // [[network]]
     let mut networks: Vec<Network> = Vec::new();
@@ -479,12 +582,37 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         if n.external {
             c.not_yet(fld("external"), "an external (uplink) network");
         }
+        let mode = match n.mode.as_deref() {
+            None | Some("bridge") => DomainMode::Bridge,
+            Some("l3") => DomainMode::L3,
+            Some(other) => {
+                c.bad(
+                    fld("mode"),
+                    format!("{other:?} is not a network mode; use \"bridge\" or \"l3\""),
+                );
+                DomainMode::Bridge
+            }
+        };
+        if gateway.is_none() && mode == DomainMode::L3 {
+            c.bad(
+                fld("mode"),
+                "an L3 network needs a gateway: switchyard routes all of its traffic",
+            );
+        }
+        if gateway.is_none() && n.proxy_arp {
+            c.bad(
+                fld("proxy_arp"),
+                "proxy ARP needs a gateway: switchyard answers with the gateway MAC",
+            );
+        }
         networks.push(Network {
             name: n.name.clone(),
             subnet: subnet
                 .unwrap_or_else(|| Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("/32")),
             gateway,
             mtu,
+            mode,
+            proxy_arp: n.proxy_arp,
         });
     }
 
@@ -492,6 +620,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let mut endpoints: Vec<Endpoint> = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut ep_names: HashMap<&str, usize> = HashMap::new();
+    let mut shares: Vec<Option<String>> = Vec::new();
     for (i, e) in raw.endpoints.iter().enumerate() {
         let f = format!("endpoint \"{}\"", e.name);
         let fld = |k: &str| format!("{f}.{k}");
@@ -516,21 +645,27 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             }
         }
         let mut ifaces = Vec::new();
+        let mut shares_name = None;
         match (&e.mode, &e.network, e.attach.is_empty()) {
             (Some(mode), _, _) => {
-                if mode == "none"
-                    || mode
-                        .strip_prefix("container:")
-                        .is_some_and(|m| !m.is_empty())
+                if mode == "none" {
+                    // Only lo: nothing to check.
+                } else if let Some(other) =
+                    mode.strip_prefix("container:").filter(|m| !m.is_empty())
                 {
-                    c.not_yet(fld("mode"), &format!("network mode {mode:?}"));
+                    shares_name = Some(other.to_string());
                 } else {
                     c.bad(fld("mode"), format!("{mode:?} is not a network mode; use \"none\" or \"container:<endpoint>\""));
                 }
-                if e.network.is_some() || !e.attach.is_empty() {
+                if e.network.is_some()
+                    || !e.attach.is_empty()
+                    || e.ip.is_some()
+                    || e.mac.is_some()
+                    || !e.publish.is_empty()
+                {
                     c.bad(
                         fld("mode"),
-                        "an endpoint with a mode takes no network or attach",
+                        "an endpoint with a mode takes no network, attach, ip, mac or publish",
                     );
                 }
             }
@@ -552,6 +687,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             }
             (None, None, true) => c.bad(f.clone(), "needs a network (or attach, or mode)"),
         }
+        shares.push(shares_name);
         let mut seen_nets = BTreeSet::new();
         for (k, (net, ip, mac, field)) in ifaces.into_iter().enumerate() {
             let Some(&ni) = by_name.get(net.as_str()) else {
@@ -581,7 +717,24 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             name: e.name.clone(),
             netns: format!("{}{}", sw.prefix, e.name),
             interfaces: Vec::new(),
+            shares: None,
         });
+    }
+    for (i, other) in shares.iter().enumerate() {
+        let Some(other) = other else { continue };
+        let f = format!("endpoint \"{}\".mode", endpoints[i].name);
+        match ep_names.get(other.as_str()) {
+            None => c.bad(
+                f,
+                format!("no endpoint named {other:?} to share a namespace with"),
+            ),
+            Some(&j) if j == i => c.bad(f, "an endpoint cannot share its own namespace"),
+            Some(&j) if shares[j].is_some() => c.bad(
+                f,
+                format!("{other:?} itself shares another namespace; name that one instead"),
+            ),
+            Some(&j) => endpoints[i].shares = Some(j),
+        }
     }
 
     // Explicit addresses first, so automatic ones never take an address someone asked for.
@@ -678,27 +831,85 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         });
     }
 
-    // [[allow]] and [[route]]: checked, then refused until routing exists.
+    // [[allow]]: pairs of networks switchyard may route between.
+    let mut allow = Vec::new();
     for (i, a) in raw.allow.iter().enumerate() {
         let f = format!("allow[{i}].between");
-        if a.between.len() != 2 {
-            c.bad(f.clone(), "names exactly two networks");
+        if a.between.len() != 2 || a.between[0] == a.between[1] {
+            c.bad(f.clone(), "names exactly two different networks");
+            continue;
         }
-        for n in &a.between {
-            if !by_name.contains_key(n.as_str()) {
-                c.bad(f.clone(), format!("no network named {n:?}"));
+        let mut pair = [0usize; 2];
+        let mut ok = true;
+        for (k, n) in a.between.iter().enumerate() {
+            match by_name.get(n.as_str()) {
+                None => {
+                    c.bad(f.clone(), format!("no network named {n:?}"));
+                    ok = false;
+                }
+                Some(&idx) if networks[idx].gateway.is_none() => {
+                    c.bad(f.clone(), format!("network {n:?} has no gateway, so switchyard cannot route to or from it"));
+                    ok = false;
+                }
+                Some(&idx) => pair[k] = idx,
             }
         }
-        c.not_yet(format!("allow[{i}]"), "joining networks ([[allow]])");
-    }
-    for (i, r) in raw.routes.iter().enumerate() {
-        if let Err(e) = r.prefix.parse::<Ipv4Cidr>() {
-            c.bad(format!("route[{i}].prefix"), e);
+        if ok {
+            allow.push((pair[0], pair[1]));
         }
-        c.not_yet(
-            format!("route[{i}]"),
-            &format!("static routes (via {})", r.via),
-        );
+    }
+
+    // [[route]]: the next hop must sit on a network switchyard has an address on.
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let f = format!("route[{i}]");
+        let prefix = match r.prefix.parse::<Ipv4Cidr>() {
+            Ok(p) if p.trunc() != p => {
+                c.bad(
+                    format!("{f}.prefix"),
+                    format!("{p} has host bits set; did you mean {}?", p.trunc()),
+                );
+                continue;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                c.bad(format!("{f}.prefix"), e);
+                continue;
+            }
+        };
+        if let Some(n) = networks
+            .iter()
+            .find(|n| n.subnet == prefix && n.gateway.is_some())
+        {
+            c.bad(
+                format!("{f}.prefix"),
+                format!(
+                    "{prefix} is network \"{}\" itself, already routed directly",
+                    n.name
+                ),
+            );
+            continue;
+        }
+        match networks
+            .iter()
+            .find(|n| n.gateway.is_some() && n.subnet.contains(r.via))
+        {
+            None => c.bad(
+                format!("{f}.via"),
+                format!(
+                    "{} is not inside a network with a gateway, so switchyard cannot reach it",
+                    r.via
+                ),
+            ),
+            Some(n) if n.gateway.is_some_and(|g| g.ip == r.via) => c.bad(
+                format!("{f}.via"),
+                format!(
+                    "{} is switchyard's own address on network \"{}\"",
+                    r.via, n.name
+                ),
+            ),
+            Some(_) => routes.push(StaticRoute { prefix, via: r.via }),
+        }
     }
 
     let port_count: usize = endpoints.iter().map(|e| e.interfaces.len()).sum();
@@ -721,8 +932,19 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         fdb_max: sw.fdb_max,
         fdb_aging_secs: sw.fdb_aging_secs,
         conntrack_max: sw.conntrack_max,
+        neighbor: NeighborConfig {
+            reachable_ms: u64::from(sw.arp_reachable_secs) * 1000,
+            stale_ms: u64::from(sw.arp_stale_secs) * 1000,
+            retrans_ms: u64::from(sw.arp_retry_ms),
+            probes: sw.arp_retries,
+            queue_len: sw.arp_queue,
+            max: sw.neighbor_max,
+            held_max: 256,
+        },
         networks,
         endpoints,
+        routes,
+        allow,
     })
 }
 

@@ -167,6 +167,44 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
     result
 }
 
+/// Gives the existing namespace `target` a second name, `alias` (what Docker's
+/// `--network container:<name>` amounts to: two endpoints, one network namespace).
+/// Deleting either name leaves the other working.
+pub fn alias(target: &str, alias: &str) -> Result<(), NetnsError> {
+    let from = check_name(target)?;
+    let path = check_name(alias)?;
+    if !from.exists() {
+        return Err(NetnsError::NotFound(target.to_string()));
+    }
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(NetnsError::AlreadyExists(alias.to_string()))
+        }
+        Err(e) => return Err(os("create", alias, format!("create {}", path.display()), e)),
+    }
+    if let Err(e) = mount(
+        Some(&from),
+        &path,
+        Some("none"),
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = fs::remove_file(&path);
+        return Err(os(
+            "create",
+            alias,
+            format!("bind mount {} on {}", from.display(), path.display()),
+            e,
+        ));
+    }
+    Ok(())
+}
+
 /// Deletes the named namespace (like `ip netns del`). Returns false if it did not
 /// exist. The namespace itself disappears once nothing else refers to it.
 pub fn delete(name: &str) -> Result<bool, NetnsError> {
@@ -295,6 +333,26 @@ mod tests {
         assert!(!exists(&g.0));
         assert!(!delete(&g.0).unwrap());
         assert!(matches!(open(&g.0), Err(NetnsError::NotFound(_))));
+    }
+
+    #[test]
+    fn an_alias_is_the_same_namespace() {
+        let g = unique();
+        let a = unique();
+        create(&g.0).unwrap();
+        alias(&g.0, &a.0).unwrap();
+        let one = run_in_named(&g.0, netns_inode).unwrap();
+        assert_eq!(run_in_named(&a.0, netns_inode).unwrap(), one);
+        assert!(delete(&g.0).unwrap());
+        assert_eq!(
+            run_in_named(&a.0, netns_inode).unwrap(),
+            one,
+            "still alive under its other name"
+        );
+        assert!(matches!(
+            alias("nstest-missing", "nstest-x"),
+            Err(NetnsError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Deployment {
     }
 
     fn build(&mut self, topo: &Topology) -> Result<(), SetupError> {
-        for ep in &topo.endpoints {
+        for ep in topo.endpoints.iter().filter(|e| e.shares.is_none()) {
             // Record first: a crash between these two lines leaves a name in the
             // state file that `down` finds absent, which is harmless.
             self.state.namespaces.push(ep.netns.clone());
@@ -247,6 +247,18 @@ impl Deployment {
                     source,
                 })?;
             self.ports.extend(taps);
+        }
+        // `mode = "container:<other>"`: a second name for the other's namespace.
+        for ep in &topo.endpoints {
+            let Some(target) = ep.shares else { continue };
+            let target = &topo.endpoints[target].netns;
+            self.state.namespaces.push(ep.netns.clone());
+            write_state(&self.run.state(), &self.state)?;
+            netns::alias(target, &ep.netns).map_err(|e| SetupError::Endpoint {
+                endpoint: ep.name.clone(),
+                what: format!("share namespace {target}"),
+                source: Box::new(e),
+            })?;
         }
         Ok(())
     }

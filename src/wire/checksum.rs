@@ -86,6 +86,25 @@ pub fn update_partial_u32(partial: u16, old: u32, new: u32) -> u16 {
     !update_u32(!partial, old, new)
 }
 
+/// Completes a checksum the sender left partial (virtio-net `NEEDS_CSUM`): the field
+/// at `start + offset` holds the pseudo-header sum, so summing everything from `start`
+/// to the end — field included — and complementing gives the final checksum. Used
+/// before a packet is fragmented or otherwise leaves the offload path. Returns false
+/// if the offsets do not fit the frame.
+pub fn complete_partial(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let at = start + offset;
+    if at + 2 > frame.len() || start > frame.len() {
+        return false;
+    }
+    let mut c = checksum(&frame[start..]);
+    if offset == 6 && c == 0 {
+        // UDP sends an all-zero result as 0xffff (0 means "no checksum").
+        c = 0xffff;
+    }
+    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// True if `data` (which includes its own checksum field) sums to all ones, i.e. the
 /// checksum in it is correct.
 #[inline]
@@ -109,6 +128,20 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(fold(sum(0, &[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn completes_a_partial_udp_checksum() {
+        // A UDP datagram whose checksum field holds only the pseudo-header sum.
+        let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let mut udp = vec![0x04, 0x00, 0x08, 0x00, 0x00, 0x0c, 0, 0, 1, 2, 3, 4];
+        let partial = fold(pseudo_header_sum(src, dst, 17, 12));
+        udp[6..8].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_partial(&mut udp, 0, 6));
+        // Verify against the full computation.
+        let full = fold(sum(pseudo_header_sum(src, dst, 17, 12), &udp));
+        assert_eq!(full, 0xffff);
+        assert!(!complete_partial(&mut udp, 0, 11));
     }
 
     proptest! {

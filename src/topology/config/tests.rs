@@ -1,4 +1,5 @@
 use super::*;
+use crate::pipeline::DomainMode;
 
 fn problems(text: &str) -> Vec<Problem> {
     match parse(text, "test.toml") {
@@ -274,26 +275,12 @@ external = true
 name = "web"
 network = "front"
 publish = ["8080:80/tcp", "80:http"]
-
-[[endpoint]]
-name = "side"
-mode = "container:web"
-
-[[allow]]
-between = ["front", "outside"]
-
-[[route]]
-prefix = "10.9.0.0/16"
-via = "10.1.0.254"
 "#,
     );
     for field in [
         "network \"front\".masquerade",
         "network \"outside\".external",
         "endpoint \"web\".publish[0]",
-        "endpoint \"side\".mode",
-        "allow[0]",
-        "route[0]",
     ] {
         assert!(has(&ps, field, "not supported yet"), "{field}: {ps:#?}");
     }
@@ -301,6 +288,186 @@ via = "10.1.0.254"
         has(&ps, "endpoint \"web\".publish[1]", "not a port"),
         "{ps:#?}"
     );
+}
+
+const TWO: &str = r#"
+[[network]]
+name = "front"
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.1"
+
+[[network]]
+name = "back"
+subnet = "10.2.0.0/24"
+gateway = "10.2.0.1"
+
+[[network]]
+name = "plain"
+subnet = "10.3.0.0/24"
+"#;
+
+#[test]
+fn allow_routes_and_modes_resolve() {
+    let t = parse(
+        &format!(
+            "{TWO}
+[[allow]]
+between = [\"front\", \"back\"]
+[[route]]
+prefix = \"10.9.0.0/16\"
+via = \"10.2.0.254\"
+[[endpoint]]
+name = \"web\"
+network = \"front\"
+[[endpoint]]
+name = \"side\"
+mode = \"container:web\"
+[[endpoint]]
+name = \"quiet\"
+mode = \"none\"
+"
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(t.allow, vec![(0, 1)]);
+    assert_eq!(t.routes.len(), 1);
+    assert_eq!(t.routes[0].via, Ipv4Addr::new(10, 2, 0, 254));
+    assert_eq!(t.endpoints[1].shares, Some(0));
+    assert!(t.endpoints[1].interfaces.is_empty());
+    assert_eq!(t.endpoints[2].shares, None);
+    assert!(t.endpoints[2].interfaces.is_empty());
+    let spec = t.pipeline_spec();
+    assert_eq!(spec.allow, vec![(DomainId(0), DomainId(1))]);
+    assert_eq!(spec.ports.len(), 1, "only web has an interface");
+    crate::pipeline::Pipeline::new(spec).expect("the spec holds together");
+}
+
+#[test]
+fn bad_allow_routes_and_modes_are_refused() {
+    let ps = problems(&format!(
+        "{TWO}
+[[allow]]
+between = [\"front\"]
+[[allow]]
+between = [\"front\", \"plain\"]
+[[allow]]
+between = [\"front\", \"nowhere\"]
+[[route]]
+prefix = \"10.9.0.0/16\"
+via = \"10.3.0.254\"
+[[route]]
+prefix = \"10.8.0.1/16\"
+via = \"10.2.0.254\"
+[[route]]
+prefix = \"10.7.0.0/16\"
+via = \"10.2.0.1\"
+[[route]]
+prefix = \"10.1.0.0/24\"
+via = \"10.2.0.254\"
+[[endpoint]]
+name = \"side\"
+mode = \"container:ghost\"
+[[endpoint]]
+name = \"weird\"
+mode = \"host\"
+[[endpoint]]
+name = \"both\"
+mode = \"none\"
+network = \"front\"
+"
+    ));
+    assert!(has(&ps, "allow[0].between", "exactly two"), "{ps:#?}");
+    assert!(has(&ps, "allow[1].between", "no gateway"), "{ps:#?}");
+    assert!(has(&ps, "allow[2].between", "no network named"), "{ps:#?}");
+    assert!(
+        has(&ps, "route[0].via", "not inside a network with a gateway"),
+        "{ps:#?}"
+    );
+    assert!(has(&ps, "route[1].prefix", "host bits"), "{ps:#?}");
+    assert!(
+        has(&ps, "route[2].via", "switchyard's own address"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "route[3].prefix", "already routed directly"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "endpoint \"side\".mode", "no endpoint named \"ghost\""),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "endpoint \"weird\".mode", "not a network mode"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "endpoint \"both\".mode", "takes no network"),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn network_modes_and_proxy_arp() {
+    let t = parse(
+        r#"
+[[network]]
+name = "flat"
+subnet = "10.4.0.0/24"
+gateway = "10.4.0.1"
+mode = "l3"
+[[network]]
+name = "px"
+subnet = "10.5.0.0/24"
+gateway = "10.5.0.1"
+proxy_arp = true
+"#,
+        "t",
+    )
+    .unwrap();
+    assert_eq!(t.networks[0].mode, DomainMode::L3);
+    assert!(t.networks[1].proxy_arp);
+    let ps = problems(
+        r#"
+[[network]]
+name = "flat"
+subnet = "10.4.0.0/24"
+mode = "l3"
+proxy_arp = true
+[[network]]
+name = "odd"
+subnet = "10.6.0.0/24"
+mode = "macvlan"
+"#,
+    );
+    assert!(
+        has(&ps, "network \"flat\".mode", "needs a gateway"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network \"flat\".proxy_arp", "needs a gateway"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network \"odd\".mode", "not a network mode"),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn neighbor_settings_are_checked_and_carried() {
+    let t = parse(
+        "[switch]\narp_retries = 5\narp_retry_ms = 200\narp_queue = 8\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(t.neighbor.probes, 5);
+    assert_eq!(t.neighbor.retrans_ms, 200);
+    assert_eq!(t.neighbor.queue_len, 8);
+    let ps = problems("[switch]\narp_retries = 0\narp_queue = 99\narp_retry_ms = 1\n");
+    assert!(has(&ps, "switch.arp_retries", "from 1"), "{ps:#?}");
+    assert!(has(&ps, "switch.arp_queue", "from 1"), "{ps:#?}");
+    assert!(has(&ps, "switch.arp_retry_ms", "from 10"), "{ps:#?}");
 }
 
 #[test]

@@ -1,0 +1,456 @@
+//! Stages `ip4-forward`, `ip4-neighbor`, `ip4-output` and `ip4-fragment`: routing a
+//! packet that came in on one network towards its destination.
+//!
+//! In order, as RFC 1812 section 5.2 lists a router's duties:
+//! 1. TTL: a packet with TTL ≤ 1 is not forwarded; ICMP time exceeded goes back.
+//! 2. Lookup: longest-prefix match in the FIB; no route → ICMP net unreachable.
+//! 3. Isolation: between two different networks only if an `[[allow]]` rule joins
+//!    them (dropped silently otherwise, like Docker's isolation rules).
+//! 4. MTU: over the egress MTU with DF set → ICMP fragmentation needed, carrying the
+//!    next-hop MTU (this is what makes path MTU discovery work); without DF the packet
+//!    is fragmented on output.
+//! 5. TTL is decremented (checksum patched incrementally, RFC 1624).
+//! 6. Neighbor: the next hop's MAC from the neighbor table; unknown → the packet
+//!    waits in a small queue while an ARP request goes out.
+//! 7. Output: both MACs rewritten (the gateway's MAC as source), fragmented if needed,
+//!    and sent like any bridged frame of the egress network (FDB lookup or flood).
+//!
+//! Trace: `ip4-lookup: 10.2.0.2 via 10.2.0.0/24 (connected, network back)`,
+//! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`.
+
+use super::fragment;
+use super::icmp_error::{self, code, ErrorSource, IcmpError};
+use super::neighbor::{Held, Resolve, TickWork};
+use super::trace::note;
+use super::{Action, DomainId, DropReason, Emitter, Event, Frame, NextHop, Pipeline, PortId, L2};
+use crate::wire::arp::{self, ArpOp};
+use crate::wire::ethernet::write_header;
+use crate::wire::icmp::kind;
+use crate::wire::{checksum, EtherType, EthernetFrame, Ipv4Packet, MacAddr};
+use std::net::Ipv4Addr;
+
+const FORWARD: &str = "ip4-forward";
+const LOOKUP: &str = "ip4-lookup";
+const NEIGHBOR: &str = "ip4-neighbor";
+const OUTPUT: &str = "ip4-output";
+const ICMP: &str = "icmp-error";
+const ETH: usize = 14;
+
+impl Pipeline {
+    pub(super) fn ip4_forward(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+        let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
+        let (dst, ttl, total, df) = (ip.dst(), ip.ttl(), ip.total_len(), ip.dont_fragment());
+
+        if ttl <= 1 {
+            note!(
+                self,
+                f,
+                FORWARD,
+                "TTL {ttl} would expire: drop, time exceeded to {}",
+                ip.src()
+            );
+            self.icmp_error(f, l2.domain, kind::TIME_EXCEEDED, 0, 0, out);
+            return Action::Drop(DropReason::TtlExpired);
+        }
+        let Some(route) = self.fib.lookup(dst).copied() else {
+            note!(self, f, LOOKUP, "no route to {dst}: drop, net unreachable");
+            self.icmp_error(
+                f,
+                l2.domain,
+                kind::DEST_UNREACHABLE,
+                code::NET_UNREACHABLE,
+                0,
+                out,
+            );
+            return Action::Drop(DropReason::NoRoute);
+        };
+        let egress = route.next_hop.domain();
+        if f.trace != 0 {
+            let how = match route.next_hop {
+                NextHop::Connected { .. } => "connected".to_string(),
+                NextHop::Via { gateway, .. } => format!("via {gateway}"),
+            };
+            note!(
+                self,
+                f,
+                LOOKUP,
+                "{dst} matches {} ({how}, network {})",
+                route.prefix,
+                self.domains[egress.index()].spec.name
+            );
+        }
+        if !self.allowed(l2.domain, egress) {
+            note!(
+                self,
+                f,
+                FORWARD,
+                "networks {} and {} are not joined by [[allow]]: drop",
+                self.domains[l2.domain.index()].spec.name,
+                self.domains[egress.index()].spec.name
+            );
+            return Action::Drop(DropReason::Isolated);
+        }
+        let mtu = usize::from(self.domains[egress.index()].spec.mtu);
+        if total > mtu && df && !f.vnet.is_gso() {
+            note!(
+                self,
+                f,
+                FORWARD,
+                "{total} bytes over MTU {mtu} of {} with DF: drop, fragmentation needed",
+                self.domains[egress.index()].spec.name
+            );
+            self.icmp_error(
+                f,
+                l2.domain,
+                kind::DEST_UNREACHABLE,
+                code::FRAG_NEEDED,
+                mtu as u32,
+                out,
+            );
+            return Action::Drop(DropReason::FragNeeded);
+        }
+        {
+            let mut ip = Ipv4Packet::new_checked(&mut f.data_mut()[ETH..]).expect("validated");
+            ip.set_ttl(ttl - 1);
+        }
+        self.counters.event(Event::Routed);
+
+        let next = route.next_hop.neighbor(dst);
+        match self.neighbors.resolve(next, egress, self.now, f) {
+            Resolve::Mac(mac) => self.ip4_output(f, egress, mac, out, 0),
+            Resolve::MacAndProbe(mac) => {
+                note!(
+                    self,
+                    f,
+                    NEIGHBOR,
+                    "{next} is stale: re-confirming with a unicast ARP request"
+                );
+                self.send_arp_request(egress, next, Some(mac), out);
+                self.ip4_output(f, egress, mac, out, 0)
+            }
+            Resolve::Queued { request, evicted } => {
+                // `f` now holds a spare buffer; the packet waits in the table.
+                if request {
+                    self.send_arp_request(egress, next, None, out);
+                }
+                if let Some(old) = evicted {
+                    self.drop_held(old, DropReason::NeighborQueueFull);
+                }
+                let waiting = self.neighbors.get(next).map_or(0, |n| n.queued());
+                note!(
+                    self,
+                    f,
+                    NEIGHBOR,
+                    "{next} unresolved: queued ({waiting} waiting){}",
+                    if request { ", ARP request sent" } else { "" }
+                );
+                Action::Held
+            }
+            Resolve::TableFull => {
+                note!(self, f, NEIGHBOR, "neighbor table full: drop");
+                Action::Drop(DropReason::NeighborTableFull)
+            }
+            Resolve::NoBuffer => {
+                note!(
+                    self,
+                    f,
+                    NEIGHBOR,
+                    "no buffer left to queue for {next}: drop"
+                );
+                Action::Drop(DropReason::NoBuffer)
+            }
+        }
+    }
+
+    /// Rewrites the MACs, fragments if the packet exceeds the egress MTU, and sends it
+    /// like a bridged frame of `domain`. Fragments beyond the first go to `out`, which
+    /// must keep `reserve` buffers free for the caller.
+    pub(super) fn ip4_output(
+        &mut self,
+        f: &mut Frame,
+        domain: DomainId,
+        mac: MacAddr,
+        out: &mut Emitter,
+        reserve: usize,
+    ) -> Action {
+        let d = &self.domains[domain.index()].spec;
+        let gw_mac = d
+            .gateway
+            .expect("routes only lead to networks with a gateway")
+            .mac;
+        let mtu = usize::from(d.mtu);
+        {
+            let mut eth = EthernetFrame::new_checked(f.data_mut()).expect("checked");
+            eth.set_dst(mac);
+            eth.set_src(gw_mac);
+        }
+        let action = match self.fdb.lookup(domain, mac) {
+            Some(p) => Action::Forward(p),
+            None => Action::Flood(domain),
+        };
+        let total = f.len() - ETH;
+        let mut fragments = 0;
+        if total > mtu && !f.vnet.is_gso() {
+            match self.fragment(f, mtu, action, out, reserve) {
+                Ok(n) => fragments = n,
+                Err(r) => {
+                    note!(self, f, OUTPUT, "cannot fragment: drop");
+                    return Action::Drop(r);
+                }
+            }
+        }
+        if f.trace != 0 {
+            let to = match action {
+                Action::Forward(p) => format!("port {}", self.port_name(p)),
+                _ => format!(
+                    "all ports of {} (MAC not in the FDB)",
+                    self.domains[domain.index()].spec.name
+                ),
+            };
+            let frag = if fragments > 0 {
+                format!(", as {fragments} fragments")
+            } else {
+                String::new()
+            };
+            note!(self, f, OUTPUT, "{} > {} to {to}{frag}", gw_mac, mac);
+        }
+        action
+    }
+
+    /// Splits the IPv4 packet in `f` to fit `mtu`: `f` keeps the first fragment, the
+    /// others are emitted with the same `action`. Returns the number of fragments.
+    fn fragment(
+        &mut self,
+        f: &mut Frame,
+        mtu: usize,
+        action: Action,
+        out: &mut Emitter,
+        reserve: usize,
+    ) -> Result<usize, DropReason> {
+        // A checksum left to the receiver cannot be completed once the datagram is
+        // in pieces: finish it now.
+        if f.vnet.needs_csum() {
+            let (start, off) = (
+                usize::from(f.vnet.csum_start),
+                usize::from(f.vnet.csum_offset),
+            );
+            checksum::complete_partial(f.data_mut(), start, off);
+            f.vnet = Default::default();
+        }
+        let data = f.data();
+        let ip = Ipv4Packet::new_checked(&data[ETH..]).expect("validated");
+        let hlen = ip.header_len();
+        let payload = ip.total_len() - hlen;
+        let (orig_off, orig_mf) = fragment::original_position(&ip);
+        let first = fragment::chunk_size(mtu, hlen);
+        let mut later_hdr = [0u8; 60];
+        let later_hlen = fragment::copied_header(&data[ETH..ETH + hlen], &mut later_hdr);
+        let later = fragment::chunk_size(mtu, later_hlen);
+        if first == 0 || later == 0 {
+            return Err(DropReason::NoBuffer);
+        }
+        let rest = payload.saturating_sub(first);
+        let count = 1 + rest.div_ceil(later);
+        if out.available() < count - 1 + reserve {
+            return Err(DropReason::NoBuffer);
+        }
+        let mut pos = first;
+        while pos < payload {
+            let n = later.min(payload - pos);
+            let slot = out.alloc().expect("counted above");
+            slot.set_len(ETH + later_hlen + n);
+            let b = slot.data_mut();
+            b[..ETH].copy_from_slice(&data[..ETH]);
+            b[ETH..ETH + later_hlen].copy_from_slice(&later_hdr[..later_hlen]);
+            b[ETH + later_hlen..].copy_from_slice(&data[ETH + hlen + pos..ETH + hlen + pos + n]);
+            let more = pos + n < payload || orig_mf;
+            fragment::finish_header(&mut b[ETH..], later_hlen, n, orig_off + pos, more, false);
+            slot.ingress = f.ingress;
+            slot.trace = f.trace;
+            slot.action = action;
+            pos += n;
+        }
+        fragment::finish_header(&mut f.data_mut()[ETH..], hlen, first, orig_off, true, false);
+        f.set_len(ETH + hlen + first);
+        self.counters.event(Event::Fragmented);
+        self.counters.event_n(Event::FragmentsSent, count as u64);
+        Ok(count)
+    }
+
+    /// Sends an ICMP error about the packet in `f` (which arrived on `domain`) back to
+    /// its sender, unless the silence rules or the rate limit say no.
+    pub(super) fn icmp_error(
+        &mut self,
+        f: &Frame,
+        domain: DomainId,
+        kind_: u8,
+        code_: u8,
+        extra: u32,
+        out: &mut Emitter,
+    ) {
+        let data = f.data();
+        let Ok(eth) = EthernetFrame::new_checked(data) else {
+            return;
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
+            return;
+        };
+        let what = icmp_error::describe(kind_, code_);
+        if !icmp_error::may_answer(&ip, eth.dst()) {
+            note!(
+                self,
+                f,
+                ICMP,
+                "no {what}: not sent about this packet (RFC 1812 4.3.2.7)"
+            );
+            return;
+        }
+        let Some(gw) = self.domains[domain.index()].spec.gateway else {
+            return;
+        };
+        let to = ip.src();
+        if !self.icmp.allow(to, self.now) {
+            self.counters.event(Event::IcmpRateLimited);
+            note!(self, f, ICMP, "{what} to {to} suppressed by the rate limit");
+            return;
+        }
+        let ident = self.next_ident();
+        let Some(slot) = out.alloc() else {
+            self.counters.event(Event::NoBuffer);
+            return;
+        };
+        icmp_error::build(
+            slot,
+            data,
+            IcmpError {
+                kind: kind_,
+                code: code_,
+                extra,
+            },
+            ErrorSource {
+                ip: gw.ip,
+                mac: gw.mac,
+            },
+            ident,
+        );
+        slot.ingress = PortId::LOCAL;
+        slot.action = Action::Forward(f.ingress);
+        slot.trace = f.trace;
+        self.counters.event(match (kind_, code_) {
+            (kind::TIME_EXCEEDED, _) => Event::IcmpTimeExceeded,
+            (_, code::FRAG_NEEDED) => Event::IcmpFragNeeded,
+            (_, code::HOST_UNREACHABLE) => Event::IcmpHostUnreachable,
+            _ => Event::IcmpNetUnreachable,
+        });
+        note!(self, f, ICMP, "{what} from {} to {to}", gw.ip);
+    }
+
+    /// Broadcasts an ARP request for `target` on `domain` (or unicasts it to `to`, to
+    /// re-confirm a stale entry).
+    pub(super) fn send_arp_request(
+        &mut self,
+        domain: DomainId,
+        target: Ipv4Addr,
+        to: Option<MacAddr>,
+        out: &mut Emitter,
+    ) {
+        let Some(gw) = self.domains[domain.index()].spec.gateway else {
+            return;
+        };
+        let action = match to.and_then(|m| self.fdb.lookup(domain, m)) {
+            Some(p) => Action::Forward(p),
+            None => Action::Flood(domain),
+        };
+        let Some(slot) = out.alloc() else {
+            self.counters.event(Event::NoBuffer);
+            return;
+        };
+        slot.set_len(ETH + 28);
+        let b = slot.data_mut();
+        write_header(b, to.unwrap_or(MacAddr::BROADCAST), gw.mac, EtherType::ARP);
+        arp::write(
+            &mut b[ETH..],
+            ArpOp::Request,
+            gw.mac,
+            gw.ip,
+            MacAddr::ZERO,
+            target,
+        );
+        slot.ingress = PortId::LOCAL;
+        slot.action = action;
+        self.counters.event(Event::ArpRequests);
+    }
+
+    /// Drops a packet that was waiting in a neighbor queue.
+    fn drop_held(&mut self, held: Held, reason: DropReason) {
+        let mut spare = self.scratch.take().expect("scratch frame is present");
+        self.neighbors.take(held, &mut spare);
+        let port = spare.ingress;
+        note!(self, spare, NEIGHBOR, "waited in vain: drop ({})", reason);
+        self.scratch = Some(spare);
+        self.settle_held(port, Action::Drop(reason));
+    }
+
+    /// Carries out the work the neighbor table handed back: requests to send, packets
+    /// to release now that their next hop is known, packets whose next hop never
+    /// answered.
+    pub(super) fn neighbor_work(&mut self, out: &mut Emitter) {
+        let mut i = 0;
+        while i < self.work.len() {
+            let w = self.work[i];
+            i += 1;
+            match w {
+                TickWork::Request { ip, domain, to } => self.send_arp_request(domain, ip, to, out),
+                TickWork::Unreachable(h) => {
+                    let mut f = self.scratch.take().expect("scratch frame is present");
+                    self.neighbors.take(h, &mut f);
+                    let port = f.ingress;
+                    if let Some(p) = self.ports.get(port.index()) {
+                        let domain = p.domain;
+                        note!(
+                            self,
+                            f,
+                            NEIGHBOR,
+                            "next hop never answered: drop, host unreachable"
+                        );
+                        self.icmp_error(
+                            &f,
+                            domain,
+                            kind::DEST_UNREACHABLE,
+                            code::HOST_UNREACHABLE,
+                            0,
+                            out,
+                        );
+                    }
+                    self.scratch = Some(f);
+                    self.counters.event(Event::NeighborsFailed);
+                    self.settle_held(port, Action::Drop(DropReason::NeighborUnresolved));
+                }
+                TickWork::Release { held, mac, domain } => {
+                    let mut f = self.scratch.take().expect("scratch frame is present");
+                    self.neighbors.take(held, &mut f);
+                    let port = f.ingress;
+                    let action = if out.available() == 0 {
+                        self.counters.event(Event::NoBuffer);
+                        Action::Drop(DropReason::NoBuffer)
+                    } else {
+                        note!(self, f, NEIGHBOR, "next hop answered ({mac}): released");
+                        // One buffer stays free for the packet itself.
+                        self.ip4_output(&mut f, domain, mac, out, 1)
+                    };
+                    f.action = action;
+                    match out.alloc() {
+                        Some(slot) if !matches!(action, Action::Drop(_)) => {
+                            std::mem::swap(slot, &mut f)
+                        }
+                        _ => {}
+                    }
+                    // The emitter slot's old buffer (or the dropped packet's) is the new spare.
+                    self.scratch = Some(f);
+                    self.settle_held(port, action);
+                }
+            }
+        }
+        self.work.clear();
+    }
+}

@@ -1,0 +1,712 @@
+//! The neighbor table (ARP cache): which MAC answers for an IPv4 address on a
+//! network, and the packets waiting while that is being found out.
+//!
+//! States follow the kernel's (`include/net/neighbour.h`), simplified:
+//!
+//! ```text
+//!            packet to an unknown address: queue it, broadcast an ARP request
+//!   (none) ──────────────────────────────────────────────▶ INCOMPLETE
+//!                                                           │ reply   │ no reply after
+//!                                                           ▼         ▼ `probes` tries
+//!   STALE ◀── reachable time passes ── REACHABLE ◀──────────┘       (gone: queued packets
+//!     │  ▲                               ▲                           get ICMP host unreachable)
+//!     │  └ unsolicited ARP (new MAC)     │ reply to the probe
+//!     └── used for a packet ──▶ PROBE ───┘ (unicast ARP; no reply after `probes` tries: gone)
+//! ```
+//!
+//! A STALE entry is still used (the MAC is probably right) while it is re-confirmed;
+//! an unused STALE entry is forgotten after `stale_ms`. Everything is bounded: the
+//! number of entries, the packets queued per entry (the oldest is dropped when a new
+//! one arrives, as Linux does with `unres_qlen`), and the buffers for queued packets,
+//! which are allocated once and swapped with the dataplane's, never copied.
+
+use super::{DomainId, Frame, Timestamp};
+use crate::wire::MacAddr;
+use hashbrown::HashMap;
+use std::net::Ipv4Addr;
+
+/// Largest per-neighbor queue the table supports.
+pub const MAX_QUEUE: usize = 16;
+
+/// Timers and bounds, with the kernel's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborConfig {
+    /// How long a confirmed entry stays REACHABLE (`base_reachable_time`, 30 s).
+    pub reachable_ms: u64,
+    /// How long an unused STALE entry is kept (`gc_stale_time`, 60 s).
+    pub stale_ms: u64,
+    /// Time between ARP requests for the same address (`retrans_time`, 1 s).
+    pub retrans_ms: u64,
+    /// Requests sent before giving up (`mcast_solicit`/`ucast_solicit`, 3).
+    pub probes: u8,
+    /// Packets queued per unresolved address (the classic `unres_qlen`, 3).
+    pub queue_len: u8,
+    /// Entries at most (like `gc_thresh3`, 1024).
+    pub max: usize,
+    /// Packets queued over all entries at most.
+    pub held_max: usize,
+}
+
+impl Default for NeighborConfig {
+    fn default() -> Self {
+        NeighborConfig {
+            reachable_ms: 30_000,
+            stale_ms: 60_000,
+            retrans_ms: 1_000,
+            probes: 3,
+            queue_len: 3,
+            max: 1024,
+            held_max: 256,
+        }
+    }
+}
+
+/// An entry's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighborState {
+    Incomplete,
+    Reachable,
+    Stale,
+    Probe,
+}
+
+impl std::fmt::Display for NeighborState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NeighborState::Incomplete => "INCOMPLETE",
+            NeighborState::Reachable => "REACHABLE",
+            NeighborState::Stale => "STALE",
+            NeighborState::Probe => "PROBE",
+        })
+    }
+}
+
+/// One neighbor.
+#[derive(Debug, Clone)]
+pub struct Neighbor {
+    pub ip: Ipv4Addr,
+    pub domain: DomainId,
+    /// Zero while INCOMPLETE.
+    pub mac: MacAddr,
+    pub state: NeighborState,
+    /// When the entry was last confirmed or changed (ns).
+    pub updated: u64,
+    /// When a packet last used it (ns).
+    pub used: u64,
+    /// Requests sent in the current resolution or probe.
+    pub probes: u8,
+    next_probe: u64,
+    queue: [u32; MAX_QUEUE],
+    qlen: u8,
+}
+
+impl Neighbor {
+    /// Packets waiting for this neighbor.
+    pub fn queued(&self) -> usize {
+        usize::from(self.qlen)
+    }
+}
+
+/// How an address was learned, which decides the state it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// An ARP reply addressed to switchyard: confirmed, REACHABLE.
+    Reply,
+    /// An ARP request to switchyard (the sender told us its MAC): creates or updates
+    /// an entry, STALE unless the MAC is unchanged (as the kernel does).
+    Request,
+    /// A gratuitous or other unsolicited ARP: updates an existing entry only.
+    Unsolicited,
+}
+
+/// What to do with a packet for a neighbor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// Send it to this MAC.
+    Mac(MacAddr),
+    /// Send it to this MAC, and re-confirm the entry with a unicast ARP request.
+    MacAndProbe(MacAddr),
+    /// The packet was taken into the queue (the caller's frame now holds a spare
+    /// buffer). `request`: a new resolution started; broadcast an ARP request.
+    /// `evicted`: a held packet pushed out of the full queue, to be dropped.
+    Queued {
+        request: bool,
+        evicted: Option<Held>,
+    },
+    /// Nothing could be queued: the table or the packet buffers are full.
+    TableFull,
+    NoBuffer,
+}
+
+/// A handle to a held packet, to take it out with [`NeighborTable::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held(u32);
+
+/// Timer work found by [`NeighborTable::tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickWork {
+    /// Send an ARP request for `ip` on `domain`: broadcast, or unicast to `to`.
+    Request {
+        ip: Ipv4Addr,
+        domain: DomainId,
+        to: Option<MacAddr>,
+    },
+    /// Resolution failed: this held packet is to be answered with ICMP host unreachable.
+    Unreachable(Held),
+    /// A queued packet for a now-resolved neighbor, to be sent to `mac` on `domain`.
+    Release {
+        held: Held,
+        mac: MacAddr,
+        domain: DomainId,
+    },
+}
+
+/// The table.
+pub struct NeighborTable {
+    cfg: NeighborConfig,
+    index: HashMap<u32, u32, foldhash::fast::RandomState>,
+    entries: Vec<Option<Neighbor>>,
+    free_entries: Vec<u32>,
+    held: Vec<Frame>,
+    free_held: Vec<u32>,
+}
+
+impl NeighborTable {
+    /// Allocates everything up front: `max` entries and `held_max` packet buffers.
+    pub fn new(cfg: NeighborConfig) -> NeighborTable {
+        let cfg = NeighborConfig {
+            queue_len: cfg.queue_len.clamp(1, MAX_QUEUE as u8),
+            probes: cfg.probes.max(1),
+            max: cfg.max.max(1),
+            ..cfg
+        };
+        NeighborTable {
+            index: HashMap::with_capacity_and_hasher(cfg.max, Default::default()),
+            entries: vec![None; cfg.max],
+            free_entries: (0..cfg.max as u32).rev().collect(),
+            held: (0..cfg.held_max).map(|_| Frame::new()).collect(),
+            free_held: (0..cfg.held_max as u32).rev().collect(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &NeighborConfig {
+        &self.cfg
+    }
+
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&Neighbor> {
+        let slot = *self.index.get(&u32::from(ip))?;
+        self.entries[slot as usize].as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Packets held over all entries.
+    pub fn held(&self) -> usize {
+        self.held.len() - self.free_held.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Neighbor> {
+        self.entries.iter().flatten()
+    }
+
+    fn slot_mut(&mut self, ip: Ipv4Addr) -> Option<&mut Neighbor> {
+        let slot = *self.index.get(&u32::from(ip))?;
+        self.entries[slot as usize].as_mut()
+    }
+
+    /// Finds the MAC for `ip` to send `frame` to, or queues `frame` while it is resolved.
+    pub fn resolve(
+        &mut self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        now: Timestamp,
+        frame: &mut Frame,
+    ) -> Resolve {
+        let now = now.0;
+        let retrans = self.cfg.retrans_ms * 1_000_000;
+        if let Some(n) = self.slot_mut(ip) {
+            n.used = now;
+            match n.state {
+                NeighborState::Reachable => return Resolve::Mac(n.mac),
+                NeighborState::Probe => return Resolve::Mac(n.mac),
+                NeighborState::Stale => {
+                    n.state = NeighborState::Probe;
+                    n.probes = 1;
+                    n.next_probe = now + retrans;
+                    return Resolve::MacAndProbe(n.mac);
+                }
+                NeighborState::Incomplete => return self.enqueue(ip, frame, false),
+            }
+        }
+        if self.free_entries.is_empty() && !self.evict_one() {
+            return Resolve::TableFull;
+        }
+        if self.free_held.is_empty() {
+            return Resolve::NoBuffer;
+        }
+        let slot = self.free_entries.pop().expect("checked above");
+        self.entries[slot as usize] = Some(Neighbor {
+            ip,
+            domain,
+            mac: MacAddr::ZERO,
+            state: NeighborState::Incomplete,
+            updated: now,
+            used: now,
+            probes: 1,
+            next_probe: now + retrans,
+            queue: [0; MAX_QUEUE],
+            qlen: 0,
+        });
+        self.index.insert(u32::from(ip), slot);
+        self.enqueue(ip, frame, true)
+    }
+
+    fn enqueue(&mut self, ip: Ipv4Addr, frame: &mut Frame, request: bool) -> Resolve {
+        let Some(h) = self.free_held.pop() else {
+            return Resolve::NoBuffer;
+        };
+        std::mem::swap(&mut self.held[h as usize], frame);
+        let max = usize::from(self.cfg.queue_len);
+        let n = self.slot_mut(ip).expect("entry exists");
+        let mut evicted = None;
+        if usize::from(n.qlen) == max {
+            // Drop the oldest, as the kernel does when unres_qlen is exceeded.
+            evicted = Some(Held(n.queue[0]));
+            n.queue.copy_within(1..max, 0);
+            n.qlen -= 1;
+        }
+        n.queue[usize::from(n.qlen)] = h;
+        n.qlen += 1;
+        Resolve::Queued { request, evicted }
+    }
+
+    /// Forgets an unused STALE entry (the least recently used one) to make room.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|n| n.state == NeighborState::Stale && n.qlen == 0)
+            .min_by_key(|n| n.used)
+            .map(|n| n.ip);
+        match victim {
+            Some(ip) => {
+                self.remove(ip);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, ip: Ipv4Addr) {
+        if let Some(slot) = self.index.remove(&u32::from(ip)) {
+            self.entries[slot as usize] = None;
+            self.free_entries.push(slot);
+        }
+    }
+
+    /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).
+    pub fn take(&mut self, held: Held, into: &mut Frame) {
+        std::mem::swap(&mut self.held[held.0 as usize], into);
+        self.free_held.push(held.0);
+    }
+
+    /// The held packet, to read before taking it.
+    pub fn peek(&self, held: Held) -> &Frame {
+        &self.held[held.0 as usize]
+    }
+
+    /// Records that `ip` is at `mac` on `domain`. Returns true if the entry was
+    /// INCOMPLETE and has packets to release (see [`Self::tick`], which releases them),
+    /// and whether anything changed at all.
+    pub fn learn(
+        &mut self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        mac: MacAddr,
+        how: Learned,
+        now: Timestamp,
+    ) -> LearnOutcome {
+        let now = now.0;
+        if let Some(n) = self.slot_mut(ip) {
+            let changed = n.mac != mac;
+            let was = n.state;
+            n.mac = mac;
+            n.domain = domain;
+            n.state = match (how, was) {
+                (Learned::Reply, _) => NeighborState::Reachable,
+                (_, NeighborState::Incomplete) => NeighborState::Reachable,
+                (_, s) if changed => {
+                    let _ = s;
+                    NeighborState::Stale
+                }
+                (_, s) => s,
+            };
+            if n.state == NeighborState::Reachable || changed {
+                n.updated = now;
+                n.probes = 0;
+            }
+            return if was == NeighborState::Incomplete {
+                LearnOutcome::Resolved { queued: n.qlen }
+            } else if changed {
+                LearnOutcome::Changed
+            } else {
+                LearnOutcome::Refreshed
+            };
+        }
+        if how == Learned::Unsolicited {
+            return LearnOutcome::Ignored;
+        }
+        if self.free_entries.is_empty() && !self.evict_one() {
+            return LearnOutcome::Ignored;
+        }
+        let slot = self.free_entries.pop().expect("checked above");
+        self.entries[slot as usize] = Some(Neighbor {
+            ip,
+            domain,
+            mac,
+            state: if how == Learned::Reply {
+                NeighborState::Reachable
+            } else {
+                NeighborState::Stale
+            },
+            updated: now,
+            used: now,
+            probes: 0,
+            next_probe: 0,
+            queue: [0; MAX_QUEUE],
+            qlen: 0,
+        });
+        self.index.insert(u32::from(ip), slot);
+        LearnOutcome::Created
+    }
+
+    /// Runs the timers: retransmissions, failures, REACHABLE → STALE, garbage
+    /// collection, and the release of packets whose neighbor has been resolved.
+    /// The work is appended to `work` (reserve capacity once to avoid allocating).
+    pub fn tick(&mut self, now: Timestamp, work: &mut Vec<TickWork>) {
+        let now = now.0;
+        let c = self.cfg;
+        let ms = 1_000_000;
+        let mut gone: [Ipv4Addr; 16] = [Ipv4Addr::UNSPECIFIED; 16];
+        let mut ngone = 0;
+        for n in self.entries.iter_mut().flatten() {
+            match n.state {
+                NeighborState::Incomplete | NeighborState::Probe if now >= n.next_probe => {
+                    if n.probes < c.probes {
+                        n.probes += 1;
+                        n.next_probe = now + c.retrans_ms * ms;
+                        let to = (n.state == NeighborState::Probe).then_some(n.mac);
+                        work.push(TickWork::Request {
+                            ip: n.ip,
+                            domain: n.domain,
+                            to,
+                        });
+                    } else {
+                        for &h in &n.queue[..usize::from(n.qlen)] {
+                            work.push(TickWork::Unreachable(Held(h)));
+                        }
+                        n.qlen = 0;
+                        if ngone < gone.len() {
+                            gone[ngone] = n.ip;
+                            ngone += 1;
+                        }
+                    }
+                }
+                NeighborState::Reachable if now >= n.updated + c.reachable_ms * ms => {
+                    n.state = NeighborState::Stale;
+                }
+                NeighborState::Stale
+                    if now >= n.used.max(n.updated) + c.stale_ms * ms && ngone < gone.len() =>
+                {
+                    gone[ngone] = n.ip;
+                    ngone += 1;
+                }
+                _ => {}
+            }
+            // Resolved entries release what they held.
+            if n.state != NeighborState::Incomplete && n.qlen > 0 {
+                for &h in &n.queue[..usize::from(n.qlen)] {
+                    work.push(TickWork::Release {
+                        held: Held(h),
+                        mac: n.mac,
+                        domain: n.domain,
+                    });
+                }
+                n.qlen = 0;
+            }
+        }
+        for ip in &gone[..ngone] {
+            self.remove(*ip);
+        }
+    }
+
+    /// Hands out the packets queued for `ip` if it is resolved (right after the ARP
+    /// reply, rather than at the next tick).
+    pub fn release(&mut self, ip: Ipv4Addr, work: &mut Vec<TickWork>) {
+        if let Some(n) = self.slot_mut(ip) {
+            if n.state != NeighborState::Incomplete {
+                for &h in &n.queue[..usize::from(n.qlen)] {
+                    work.push(TickWork::Release {
+                        held: Held(h),
+                        mac: n.mac,
+                        domain: n.domain,
+                    });
+                }
+                n.qlen = 0;
+            }
+        }
+    }
+
+    /// Forgets every entry learned on `domain` and hands back what they held.
+    pub fn flush_domain(&mut self, domain: DomainId, work: &mut Vec<TickWork>) {
+        let ips: Vec<Ipv4Addr> = self
+            .iter()
+            .filter(|n| n.domain == domain)
+            .map(|n| n.ip)
+            .collect();
+        for ip in ips {
+            if let Some(n) = self.slot_mut(ip) {
+                for &h in &n.queue[..usize::from(n.qlen)] {
+                    work.push(TickWork::Unreachable(Held(h)));
+                }
+                n.qlen = 0;
+            }
+            self.remove(ip);
+        }
+    }
+}
+
+/// What [`NeighborTable::learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnOutcome {
+    /// A new entry.
+    Created,
+    /// An INCOMPLETE entry got its MAC; `queued` packets are ready to go.
+    Resolved { queued: u8 },
+    /// An entry's MAC changed.
+    Changed,
+    /// Confirmed or unchanged.
+    Refreshed,
+    /// Unsolicited news about an address we do not track, or no room.
+    Ignored,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: DomainId = DomainId(0);
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
+
+    fn ms(n: u64) -> Timestamp {
+        Timestamp::from_millis(n)
+    }
+
+    fn frame(tag: u8) -> Frame {
+        Frame::from_bytes(super::super::PortId(0), &[tag; 20])
+    }
+
+    fn table() -> NeighborTable {
+        NeighborTable::new(NeighborConfig {
+            held_max: 8,
+            max: 4,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn resolve_queue_reply_release() {
+        let mut t = table();
+        let mut f = frame(1);
+        assert_eq!(
+            t.resolve(IP, D, ms(0), &mut f),
+            Resolve::Queued {
+                request: true,
+                evicted: None
+            }
+        );
+        assert!(f.is_empty(), "the caller got a spare buffer");
+        let mut f2 = frame(2);
+        assert_eq!(
+            t.resolve(IP, D, ms(10), &mut f2),
+            Resolve::Queued {
+                request: false,
+                evicted: None
+            }
+        );
+        assert_eq!(t.get(IP).unwrap().state, NeighborState::Incomplete);
+        assert_eq!(t.held(), 2);
+
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        assert_eq!(
+            t.learn(IP, D, mac, Learned::Reply, ms(20)),
+            LearnOutcome::Resolved { queued: 2 }
+        );
+        let mut work = Vec::new();
+        t.tick(ms(30), &mut work);
+        assert_eq!(work.len(), 2);
+        let mut out = Frame::new();
+        for (i, w) in work.iter().enumerate() {
+            let TickWork::Release { held, mac: m, .. } = *w else {
+                panic!("{w:?}")
+            };
+            assert_eq!(m, mac);
+            t.take(held, &mut out);
+            assert_eq!(out.data()[0], i as u8 + 1, "released in arrival order");
+        }
+        assert_eq!(t.held(), 0);
+        assert_eq!(t.resolve(IP, D, ms(40), &mut frame(3)), Resolve::Mac(mac));
+    }
+
+    #[test]
+    fn retries_then_unreachable() {
+        let mut t = table();
+        t.resolve(IP, D, ms(0), &mut frame(1));
+        let mut work = Vec::new();
+        t.tick(ms(500), &mut work);
+        assert!(work.is_empty(), "not yet time to retransmit");
+        t.tick(ms(1000), &mut work);
+        assert_eq!(
+            work,
+            vec![TickWork::Request {
+                ip: IP,
+                domain: D,
+                to: None
+            }]
+        );
+        work.clear();
+        t.tick(ms(2000), &mut work);
+        assert_eq!(work.len(), 1, "third request");
+        work.clear();
+        t.tick(ms(3000), &mut work);
+        assert!(matches!(work[..], [TickWork::Unreachable(_)]), "{work:?}");
+        assert!(t.get(IP).is_none(), "the failed entry is gone");
+    }
+
+    #[test]
+    fn queue_overflow_drops_the_oldest() {
+        let mut t = table();
+        for i in 0..3 {
+            assert!(matches!(
+                t.resolve(IP, D, ms(0), &mut frame(i)),
+                Resolve::Queued { evicted: None, .. }
+            ));
+        }
+        let Resolve::Queued {
+            evicted: Some(old), ..
+        } = t.resolve(IP, D, ms(0), &mut frame(9))
+        else {
+            panic!("the fourth packet pushes the first out");
+        };
+        assert_eq!(t.peek(old).data()[0], 0);
+        let mut spare = Frame::new();
+        t.take(old, &mut spare);
+        assert_eq!(t.get(IP).unwrap().queued(), 3);
+        assert_eq!(t.held(), 3);
+    }
+
+    #[test]
+    fn held_buffers_are_bounded() {
+        let mut t = NeighborTable::new(NeighborConfig {
+            held_max: 2,
+            ..Default::default()
+        });
+        t.resolve(Ipv4Addr::new(10, 0, 0, 1), D, ms(0), &mut frame(0));
+        t.resolve(Ipv4Addr::new(10, 0, 0, 2), D, ms(0), &mut frame(0));
+        assert_eq!(
+            t.resolve(Ipv4Addr::new(10, 0, 0, 3), D, ms(0), &mut frame(0)),
+            Resolve::NoBuffer
+        );
+    }
+
+    #[test]
+    fn reachable_goes_stale_then_probe_then_reachable() {
+        let mut t = table();
+        let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+        t.learn(IP, D, mac, Learned::Reply, ms(0));
+        let mut work = Vec::new();
+        t.tick(ms(29_999), &mut work);
+        assert_eq!(t.get(IP).unwrap().state, NeighborState::Reachable);
+        t.tick(ms(30_000), &mut work);
+        assert_eq!(t.get(IP).unwrap().state, NeighborState::Stale);
+        // Used while stale: still sent to the known MAC, and probed.
+        assert_eq!(
+            t.resolve(IP, D, ms(30_500), &mut frame(0)),
+            Resolve::MacAndProbe(mac)
+        );
+        assert_eq!(t.get(IP).unwrap().state, NeighborState::Probe);
+        t.learn(IP, D, mac, Learned::Reply, ms(30_600));
+        assert_eq!(t.get(IP).unwrap().state, NeighborState::Reachable);
+        assert!(work.is_empty());
+    }
+
+    #[test]
+    fn unused_stale_entries_are_collected() {
+        let mut t = table();
+        t.learn(IP, D, MacAddr([2, 0, 0, 0, 0, 9]), Learned::Request, ms(0));
+        assert_eq!(
+            t.get(IP).unwrap().state,
+            NeighborState::Stale,
+            "learned from a request: stale"
+        );
+        let mut work = Vec::new();
+        t.tick(ms(59_999), &mut work);
+        assert!(t.get(IP).is_some());
+        t.tick(ms(60_000), &mut work);
+        assert!(t.get(IP).is_none());
+    }
+
+    #[test]
+    fn gratuitous_arp_updates_but_does_not_create() {
+        let mut t = table();
+        let (m1, m2) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        assert_eq!(
+            t.learn(IP, D, m1, Learned::Unsolicited, ms(0)),
+            LearnOutcome::Ignored
+        );
+        assert!(t.get(IP).is_none());
+        t.learn(IP, D, m1, Learned::Reply, ms(0));
+        assert_eq!(
+            t.learn(IP, D, m2, Learned::Unsolicited, ms(5)),
+            LearnOutcome::Changed
+        );
+        let n = t.get(IP).unwrap();
+        assert_eq!((n.mac, n.state), (m2, NeighborState::Stale));
+    }
+
+    #[test]
+    fn full_table_evicts_unused_stale_first() {
+        let mut t = table(); // max 4
+        for i in 1..=4 {
+            t.learn(
+                Ipv4Addr::new(10, 0, 0, i),
+                D,
+                MacAddr([2, 0, 0, 0, 0, i]),
+                Learned::Request,
+                ms(u64::from(i)),
+            );
+        }
+        // A fifth address pushes out the least recently used stale entry (10.0.0.1).
+        assert_eq!(
+            t.learn(
+                Ipv4Addr::new(10, 0, 0, 5),
+                D,
+                MacAddr([2, 0, 0, 0, 0, 5]),
+                Learned::Request,
+                ms(10)
+            ),
+            LearnOutcome::Created
+        );
+        assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none());
+        assert_eq!(t.len(), 4);
+    }
+}
