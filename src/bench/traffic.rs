@@ -284,7 +284,35 @@ pub fn udp_request(
     payload: &[u8],
     timeout: Duration,
 ) -> io::Result<Vec<u8>> {
+    udp_request_df(ns, to, payload, timeout, true)
+}
+
+/// [`udp_request`] with control over the Don't Fragment bit: with `df` false the
+/// datagram may be fragmented by routers on the way (`IP_PMTUDISC_DONT`).
+pub fn udp_request_df(
+    ns: &str,
+    to: SocketAddrV4,
+    payload: &[u8],
+    timeout: Duration,
+    df: bool,
+) -> io::Result<Vec<u8>> {
     let sock = udp_socket(ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+    if !df {
+        let v: libc::c_int = libc::IP_PMTUDISC_DONT;
+        // SAFETY: IP_MTU_DISCOVER reads one int from a live local.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&v as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     sock.set_read_timeout(Some(timeout))?;
     sock.send_to(payload, to)?;
     let mut buf = vec![0u8; 65536];

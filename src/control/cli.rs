@@ -1,7 +1,8 @@
 //! The CLI verbs. `main.rs` parses the command line and calls one of these.
 
-use super::protocol::{CountersReport, FdbRow, PortRow, Request, Table};
+use super::protocol::{CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table};
 use super::{client, render, Switchyard};
+use crate::pipeline::DomainMode;
 use crate::topology::{config, setup, Topology};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -78,18 +79,48 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
 fn print_summary(t: &Topology, socket: &Path) {
     println!("switchyard: running {} (prefix {:?})", t.source, t.prefix);
     for n in &t.networks {
+        let mut how = String::new();
+        if n.mode == DomainMode::L3 {
+            how.push_str("  L3 only");
+        }
+        if n.proxy_arp {
+            how.push_str("  proxy ARP");
+        }
         match n.gateway {
             Some(g) => println!(
-                "  network {:<10} {}  gateway {} ({})  mtu {}",
+                "  network {:<10} {}  gateway {} ({})  mtu {}{how}",
                 n.name, n.subnet, g.ip, g.mac, n.mtu
             ),
             None => println!(
-                "  network {:<10} {}  no gateway  mtu {}",
+                "  network {:<10} {}  no gateway  mtu {}{how}",
                 n.name, n.subnet, n.mtu
             ),
         }
     }
+    for &(a, b) in &t.allow {
+        println!(
+            "  allow   {} <-> {}",
+            t.networks[a].name, t.networks[b].name
+        );
+    }
+    for r in &t.routes {
+        println!("  route   {} via {}", r.prefix, r.via);
+    }
     for e in &t.endpoints {
+        if let Some(other) = e.shares {
+            let o = &t.endpoints[other];
+            println!(
+                "  endpoint {:<9} netns {:<12} shares the namespace of {} ({})",
+                e.name, e.netns, o.name, o.netns
+            );
+            continue;
+        }
+        if e.interfaces.is_empty() {
+            println!(
+                "  endpoint {:<9} netns {:<12} no network (only lo)",
+                e.name, e.netns
+            );
+        }
         for i in &e.interfaces {
             let n = &t.networks[i.network];
             println!(
@@ -117,7 +148,7 @@ fn print_summary(t: &Topology, socket: &Path) {
         }
     }
     println!(
-        "  switchyard show ports --prefix {}    (also: fdb, counters; --json)",
+        "  switchyard show ports --prefix {}    (also: fdb, counters, routes, neighbors; --json)",
         t.prefix
     );
     println!("Ctrl-C stops switchyard and removes everything it created.");
@@ -166,6 +197,8 @@ pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
         Table::Ports => render::ports(&serde_json::from_value::<Vec<PortRow>>(v)?),
         Table::Fdb => render::fdb(&serde_json::from_value::<Vec<FdbRow>>(v)?),
         Table::Counters => render::counters(&serde_json::from_value::<CountersReport>(v)?),
+        Table::Routes => render::routes(&serde_json::from_value::<Vec<RouteRow>>(v)?),
+        Table::Neighbors => render::neighbors(&serde_json::from_value::<Vec<NeighborRow>>(v)?),
     };
     print!("{text}");
     Ok(())

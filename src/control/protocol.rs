@@ -22,6 +22,10 @@ pub enum Table {
     Fdb,
     /// Per-port accounting, drops by reason, and stage events.
     Counters,
+    /// The FIB: connected networks and static routes.
+    Routes,
+    /// The neighbor (ARP) table.
+    Neighbors,
 }
 
 /// A response: exactly one of `ok` or `error`.
@@ -72,6 +76,8 @@ pub struct PortCounterRow {
     pub forwarded: u64,
     pub consumed: u64,
     pub dropped: u64,
+    /// Waiting for their next hop's MAC right now.
+    pub held: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub tx_errors: u64,
@@ -97,4 +103,33 @@ pub struct CountersReport {
     pub drops: Vec<NamedCount>,
     /// Every event counter (zeros included).
     pub events: Vec<NamedCount>,
+}
+
+/// One row of `show routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRow {
+    pub prefix: String,
+    /// The router packets go to, for static routes; none for connected networks.
+    pub via: Option<String>,
+    /// The network packets leave on.
+    pub network: String,
+    /// "connected" or "static".
+    pub origin: String,
+    /// MTU of the network packets leave on.
+    pub mtu: u16,
+}
+
+/// One row of `show neighbors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborRow {
+    pub ip: String,
+    /// Empty while incomplete.
+    pub mac: String,
+    pub network: String,
+    /// incomplete, reachable, stale or probe.
+    pub state: String,
+    /// Seconds since the entry was last confirmed or changed.
+    pub age_secs: u64,
+    /// Packets waiting for this neighbor.
+    pub queued: usize,
 }

@@ -103,6 +103,7 @@ pub fn counters(c: &CountersReport) -> String {
         "FORWARDED",
         "CONSUMED",
         "DROPPED",
+        "HELD",
         "TX",
         "TX-BYTES",
         "TX-ERRORS",
@@ -116,6 +117,7 @@ pub fn counters(c: &CountersReport) -> String {
             p.forwarded.to_string(),
             p.consumed.to_string(),
             p.dropped.to_string(),
+            p.held.to_string(),
             p.tx_frames.to_string(),
             p.tx_bytes.to_string(),
             p.tx_errors.to_string(),
@@ -153,6 +155,42 @@ pub fn counters(c: &CountersReport) -> String {
         s.push_str(&t.render());
     }
     s
+}
+
+pub fn routes(rows: &[RouteRow]) -> String {
+    let mut t = TextTable::new(&["PREFIX", "VIA", "NETWORK", "ORIGIN", "MTU"]);
+    for r in rows {
+        t.row(vec![
+            r.prefix.clone(),
+            r.via.clone().unwrap_or_else(|| "-".into()),
+            r.network.clone(),
+            r.origin.clone(),
+            r.mtu.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn neighbors(rows: &[NeighborRow]) -> String {
+    if rows.is_empty() {
+        return "no neighbors (nothing routed yet)\n".into();
+    }
+    let mut t = TextTable::new(&["IP", "MAC", "NETWORK", "STATE", "AGE", "QUEUED"]);
+    for r in rows {
+        t.row(vec![
+            r.ip.clone(),
+            if r.mac.is_empty() {
+                "(incomplete)".into()
+            } else {
+                r.mac.clone()
+            },
+            r.network.clone(),
+            r.state.to_uppercase(),
+            format!("{}s", r.age_secs),
+            r.queued.to_string(),
+        ]);
+    }
+    t.render()
 }
 
 #[cfg(test)]

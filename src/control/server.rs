@@ -5,7 +5,7 @@
 
 use super::protocol::*;
 use crate::dataplane::{self, View};
-use crate::pipeline::{DropReason, Event, PortId};
+use crate::pipeline::{DropReason, Event, NeighborState, NextHop, PortId, RouteOrigin};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -133,6 +133,8 @@ fn handle(
             Table::Ports => dp.query(move |v| serde_json::to_value(port_rows(&v, &ports))),
             Table::Fdb => dp.query(|v| serde_json::to_value(fdb_rows(&v))),
             Table::Counters => dp.query(|v| serde_json::to_value(counters(&v))),
+            Table::Routes => dp.query(|v| serde_json::to_value(route_rows(&v))),
+            Table::Neighbors => dp.query(|v| serde_json::to_value(neighbor_rows(&v))),
         },
     };
     value.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
@@ -201,6 +203,7 @@ fn counters(v: &View<'_>) -> CountersReport {
                 forwarded: pc.forwarded,
                 consumed: pc.consumed,
                 dropped: pc.dropped,
+                held: pc.held,
                 tx_frames: io.tx_frames,
                 tx_bytes: io.tx_bytes,
                 tx_errors: io.tx_errors,
@@ -234,4 +237,73 @@ fn counters(v: &View<'_>) -> CountersReport {
             })
             .collect(),
     }
+}
+
+fn route_rows(v: &View<'_>) -> Vec<RouteRow> {
+    let p = &*v.pipeline;
+    let mut rows: Vec<RouteRow> = p
+        .fib()
+        .routes()
+        .iter()
+        .map(|r| {
+            let d = r.next_hop.domain();
+            let spec = p.domain(d);
+            RouteRow {
+                prefix: r.prefix.to_string(),
+                via: match r.next_hop {
+                    NextHop::Via { gateway, .. } => Some(gateway.to_string()),
+                    NextHop::Connected { .. } => None,
+                },
+                network: spec.map_or_else(|| format!("#{}", d.0), |s| s.name.clone()),
+                origin: match r.origin {
+                    RouteOrigin::Connected => "connected".into(),
+                    RouteOrigin::Static => "static".into(),
+                },
+                mtu: spec.map_or(0, |s| s.mtu),
+            }
+        })
+        .collect();
+    // Most specific first, as a router reads its table.
+    rows.sort_by(|a, b| {
+        let len = |r: &RouteRow| {
+            r.prefix
+                .rsplit('/')
+                .next()
+                .and_then(|l| l.parse::<u8>().ok())
+                .unwrap_or(0)
+        };
+        len(b).cmp(&len(a)).then_with(|| a.prefix.cmp(&b.prefix))
+    });
+    rows
+}
+
+fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
+    let p = &*v.pipeline;
+    let mut rows: Vec<NeighborRow> = p
+        .neighbors()
+        .iter()
+        .map(|n| NeighborRow {
+            ip: n.ip.to_string(),
+            mac: if n.state == NeighborState::Incomplete {
+                String::new()
+            } else {
+                n.mac.to_string()
+            },
+            network: p
+                .domain(n.domain)
+                .map_or_else(|| format!("#{}", n.domain.0), |s| s.name.clone()),
+            state: serde_json::to_value(n.state)
+                .ok()
+                .and_then(|s| s.as_str().map(String::from))
+                .unwrap_or_default(),
+            age_secs: v.now.0.saturating_sub(n.updated) / 1_000_000_000,
+            queued: n.queued(),
+        })
+        .collect();
+    rows.sort_by_key(|r| {
+        r.ip.parse::<std::net::Ipv4Addr>()
+            .map(u32::from)
+            .unwrap_or(0)
+    });
+    rows
 }
