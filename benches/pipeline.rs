@@ -4,7 +4,7 @@
 //! `Pipeline::process` and reports the time per batch; criterion's throughput line
 //! (elements/s) is frames per second.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use std::net::Ipv4Addr;
 use switchyard::pipeline::*;
@@ -83,8 +83,10 @@ fn arp_reply(net: u8, n: u8) -> Vec<u8> {
     v
 }
 
-/// Runs `templates` as one batch per iteration, reloading the bytes each time (the
-/// pipeline rewrites frames in place).
+/// Runs `templates` as one batch per iteration. The paths measured here rewrite only
+/// the Ethernet and IPv4 headers in place (MACs, TTL, checksum), so only those 34
+/// bytes are restored between iterations, not the whole frame: the time is the
+/// pipeline's, not a memcpy's.
 fn bench_batch(
     c: &mut Criterion,
     group: &str,
@@ -102,7 +104,8 @@ fn bench_batch(
     g.bench_function(name, |b| {
         b.iter(|| {
             for (f, (port, bytes)) in batch.iter_mut().zip(templates) {
-                f.load(bytes);
+                let n = bytes.len().min(34);
+                f.data_mut()[..n].copy_from_slice(&bytes[..n]);
                 f.ingress = *port;
             }
             out.clear();
@@ -161,31 +164,42 @@ fn l2(c: &mut Criterion) {
     bench_batch(c, "l2", "unknown_unicast_flood_64B", &mut p, &unknown);
 
     // A MAC-learning storm: a new source MAC in every frame, the table far from full.
+    // Each timed batch runs on a pipeline that has already learned a few thousand MACs
+    // (so the table's memory is warm); only `process` is timed.
     let mut g = c.benchmark_group("l2");
     g.throughput(Throughput::Elements(BATCH as u64));
-    let mut n: u32 = 0;
     g.bench_function("learn_new_macs_64B", |b| {
-        b.iter_batched_ref(
-            || {
-                let p = Pipeline::new(spec()).unwrap();
-                let frames: Vec<Frame> = (0..BATCH)
-                    .map(|_| {
-                        n = n.wrapping_add(1);
-                        let src = MacAddr([2, 0, (n >> 16) as u8, (n >> 8) as u8, n as u8, 7]);
-                        Frame::from_bytes(
-                            PortId((n % 8) as u16),
-                            &udp_frame(src, host_mac(1, 2), ip(2), ip(3), 18),
-                        )
-                    })
-                    .collect();
-                (p, frames)
-            },
-            |(p, frames)| {
-                let mut out = Emitter::with_capacity(4);
-                p.process(frames, Timestamp::from_secs(2), &mut out);
-            },
-            BatchSize::LargeInput,
-        )
+        let mut p = Pipeline::new(spec()).unwrap();
+        let mut out = Emitter::with_capacity(4);
+        let mut n: u32 = 0;
+        let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+        let template = udp_frame(host_mac(1, 2), host_mac(1, 3), ip(2), ip(3), 18);
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                if p.fdb().len() + BATCH > 6000 {
+                    p = Pipeline::new(spec()).unwrap();
+                }
+                for f in frames.iter_mut() {
+                    n = n.wrapping_add(1);
+                    f.load(&template);
+                    f.data_mut()[6..12].copy_from_slice(&[
+                        2,
+                        0,
+                        (n >> 16) as u8,
+                        (n >> 8) as u8,
+                        n as u8,
+                        7,
+                    ]);
+                    f.ingress = PortId((n % 8) as u16);
+                }
+                out.clear();
+                let start = std::time::Instant::now();
+                p.process(&mut frames, Timestamp::from_secs(2), &mut out);
+                total += start.elapsed();
+            }
+            total
+        })
     });
     g.finish();
 }
