@@ -31,6 +31,8 @@ fn domain(name: &str, net: u8) -> DomainSpec {
         }),
         mode: DomainMode::Bridge,
         proxy_arp: false,
+        masquerade: false,
+        external: false,
     }
 }
 

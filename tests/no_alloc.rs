@@ -133,6 +133,8 @@ fn the_pipeline_does_not_allocate_per_packet() {
         }),
         mode: DomainMode::Bridge,
         proxy_arp: false,
+        masquerade: false,
+        external: false,
     };
     let mut ports: Vec<PortSpec> = (0..3)
         .map(|i| PortSpec {

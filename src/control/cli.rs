@@ -1,6 +1,8 @@
 //! The CLI verbs. `main.rs` parses the command line and calls one of these.
 
-use super::protocol::{CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table};
+use super::protocol::{
+    ConntrackReport, CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table,
+};
 use super::{client, render, Switchyard};
 use crate::pipeline::DomainMode;
 use crate::topology::{config, setup, Topology};
@@ -86,6 +88,12 @@ fn print_summary(t: &Topology, socket: &Path) {
         if n.proxy_arp {
             how.push_str("  proxy ARP");
         }
+        if n.masquerade {
+            how.push_str("  masquerade");
+        }
+        if n.external {
+            how.push_str("  external (uplink)");
+        }
         match n.gateway {
             Some(g) => println!(
                 "  network {:<10} {}  gateway {} ({})  mtu {}{how}",
@@ -105,6 +113,20 @@ fn print_summary(t: &Topology, socket: &Path) {
     }
     for r in &t.routes {
         println!("  route   {} via {}", r.prefix, r.via);
+    }
+    if let Some(up) = t.external().and_then(|n| n.gateway) {
+        for p in &t.publish {
+            let e = &t.endpoints[p.endpoint];
+            println!(
+                "  publish {}:{}/{} -> {} {}:{}",
+                up.ip,
+                p.rule.host_port,
+                if p.rule.udp { "udp" } else { "tcp" },
+                e.name,
+                p.target,
+                p.rule.container_port
+            );
+        }
     }
     for e in &t.endpoints {
         if let Some(other) = e.shares {
@@ -148,7 +170,7 @@ fn print_summary(t: &Topology, socket: &Path) {
         }
     }
     println!(
-        "  switchyard show ports --prefix {}    (also: fdb, counters, routes, neighbors; --json)",
+        "  switchyard show ports --prefix {}    (also: fdb, counters, routes, neighbors, conntrack; --json)",
         t.prefix
     );
     println!("Ctrl-C stops switchyard and removes everything it created.");
@@ -199,6 +221,7 @@ pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
         Table::Counters => render::counters(&serde_json::from_value::<CountersReport>(v)?),
         Table::Routes => render::routes(&serde_json::from_value::<Vec<RouteRow>>(v)?),
         Table::Neighbors => render::neighbors(&serde_json::from_value::<Vec<NeighborRow>>(v)?),
+        Table::Conntrack => render::conntrack(&serde_json::from_value::<ConntrackReport>(v)?),
     };
     print!("{text}");
     Ok(())

@@ -26,6 +26,8 @@ pub enum Table {
     Routes,
     /// The neighbor (ARP) table.
     Neighbors,
+    /// Tracked connections (translated flows), like `conntrack -L`.
+    Conntrack,
 }
 
 /// A response: exactly one of `ok` or `error`.
@@ -132,4 +134,43 @@ pub struct NeighborRow {
     pub age_secs: u64,
     /// Packets waiting for this neighbor.
     pub queued: usize,
+}
+
+/// One direction of a tracked flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTuple {
+    pub src: String,
+    pub dst: String,
+    /// Ports, or the ICMP echo identifier in both.
+    pub sport: u16,
+    pub dport: u16,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One row of `show conntrack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackRow {
+    /// tcp, udp or icmp.
+    pub proto: String,
+    /// The TCP state (SYN_SENT ... CLOSE), or UNREPLIED/REPLIED for UDP and ICMP.
+    pub state: String,
+    /// Seconds until the entry expires.
+    pub timeout_secs: u64,
+    /// Traffic seen both ways: not evicted when the table fills.
+    pub assured: bool,
+    /// "snat", "dnat" or "snat+dnat".
+    pub nat: String,
+    /// As the first packet arrived.
+    pub original: FlowTuple,
+    /// As replies arrive (after translation).
+    pub reply: FlowTuple,
+}
+
+/// `show conntrack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackReport {
+    pub count: usize,
+    pub max: usize,
+    pub connections: Vec<ConntrackRow>,
 }

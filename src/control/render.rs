@@ -193,6 +193,32 @@ pub fn neighbors(rows: &[NeighborRow]) -> String {
     t.render()
 }
 
+/// Like `conntrack -L`: one line per connection.
+pub fn conntrack(r: &ConntrackReport) -> String {
+    let mut s = String::new();
+    for c in &r.connections {
+        let t = |t: &FlowTuple| {
+            format!(
+                "src={} dst={} sport={} dport={} packets={} bytes={}",
+                t.src, t.dst, t.sport, t.dport, t.packets, t.bytes
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{:<4} {:>6} {:<11} {} {}{} [{}]",
+            c.proto,
+            c.timeout_secs,
+            c.state,
+            t(&c.original),
+            t(&c.reply),
+            if c.assured { " [ASSURED]" } else { "" },
+            c.nat.to_uppercase()
+        );
+    }
+    let _ = writeln!(s, "{} of at most {} connections tracked", r.count, r.max);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

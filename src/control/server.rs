@@ -5,7 +5,10 @@
 
 use super::protocol::*;
 use crate::dataplane::{self, View};
-use crate::pipeline::{DropReason, Event, NeighborState, NextHop, PortId, RouteOrigin};
+use crate::pipeline::conntrack::ProtoState;
+use crate::pipeline::{
+    Conn, DropReason, Event, NeighborState, NextHop, PortId, RouteOrigin, Tuple,
+};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -135,6 +138,7 @@ fn handle(
             Table::Counters => dp.query(|v| serde_json::to_value(counters(&v))),
             Table::Routes => dp.query(|v| serde_json::to_value(route_rows(&v))),
             Table::Neighbors => dp.query(|v| serde_json::to_value(neighbor_rows(&v))),
+            Table::Conntrack => dp.query(|v| serde_json::to_value(conntrack_report(&v))),
         },
     };
     value.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
@@ -306,4 +310,52 @@ fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
             .unwrap_or(0)
     });
     rows
+}
+
+fn conntrack_report(v: &View<'_>) -> ConntrackReport {
+    let p = &*v.pipeline;
+    let ct = p.conntrack();
+    let tuple = |t: &Tuple, d: usize, c: &Conn| FlowTuple {
+        src: t.src.to_string(),
+        dst: t.dst.to_string(),
+        sport: t.sport,
+        dport: t.dport,
+        packets: c.packets[d],
+        bytes: c.bytes[d],
+    };
+    let mut connections: Vec<ConntrackRow> = ct
+        .iter(v.now)
+        .map(|(c, left)| ConntrackRow {
+            proto: match c.orig.proto {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                1 => "icmp".into(),
+                n => format!("proto {n}"),
+            },
+            state: match c.state {
+                ProtoState::Tcp(s) => s.name().into(),
+                ProtoState::Udp { replied: false } => "UNREPLIED".into(),
+                ProtoState::Udp { replied: true } => "REPLIED".into(),
+                ProtoState::Icmp if c.packets[1] == 0 => "UNREPLIED".into(),
+                ProtoState::Icmp => "REPLIED".into(),
+            },
+            timeout_secs: left,
+            assured: c.assured,
+            nat: match (c.is_snat(), c.is_dnat()) {
+                (true, true) => "snat+dnat".into(),
+                (false, true) => "dnat".into(),
+                _ => "snat".into(),
+            },
+            original: tuple(&c.orig, 0, c),
+            reply: tuple(&c.reply, 1, c),
+        })
+        .collect();
+    connections.sort_by(|a, b| {
+        (&a.original.src, a.original.sport).cmp(&(&b.original.src, b.original.sport))
+    });
+    ConntrackReport {
+        count: ct.len(),
+        max: ct.capacity(),
+        connections,
+    }
 }

@@ -8,6 +8,7 @@
 //! Ethernet header, so the virtio-net header (or, later, an encapsulation) can be put
 //! in front without moving the frame.
 
+use super::conntrack::CtRef;
 use super::{Action, DomainId, PortId};
 use crate::wire::VirtioNetHdr;
 
@@ -32,6 +33,11 @@ pub struct Frame {
     pub action: Action,
     /// Non-zero when this frame is being traced: the packet number in the trace.
     pub trace: u32,
+    /// The tracked flow the packet belongs to, when it is translated (NAT); the rewrite
+    /// itself happens on output.
+    pub ct: Option<CtRef>,
+    /// The packet is an ICMP error about that flow (its quote is translated too).
+    pub ct_related: bool,
 }
 
 impl Frame {
@@ -45,6 +51,8 @@ impl Frame {
             ingress: PortId::LOCAL,
             action: Action::Consume,
             trace: 0,
+            ct: None,
+            ct_related: false,
         }
     }
 
@@ -71,6 +79,8 @@ impl Frame {
         self.ingress = PortId::LOCAL;
         self.action = Action::Consume;
         self.trace = 0;
+        self.ct = None;
+        self.ct_related = false;
     }
 
     /// The frame's bytes, from the Ethernet header on.

@@ -9,22 +9,23 @@
 use super::*;
 
 /// The topology every fuzz input runs against: two bridge networks with gateways
-/// joined for routing, an L3-only network, a network without gateway, a static route,
-/// and small tables so that "full" paths are reached.
+/// joined for routing (front masquerades), an L3-only network, a network without
+/// gateway, an external network with published ports, a static route, and small
+/// tables and a narrow NAT port range so that "full" and "exhausted" paths are reached.
 pub fn spec() -> Spec {
     let gw = |a: u8| GatewaySpec {
         ip: Ipv4Addr::new(10, a, 0, 1),
         mac: MacAddr([2, 0x42, 10, a, 0, 1]),
     };
-    let dom = |name: &str, a: u8, mtu: u16, gateway: bool, mode: DomainMode, proxy_arp: bool| {
-        DomainSpec {
-            name: name.into(),
-            subnet: Ipv4Cidr::new(Ipv4Addr::new(10, a, 0, 0), 24).expect("/24"),
-            mtu,
-            gateway: gateway.then(|| gw(a)),
-            mode,
-            proxy_arp,
-        }
+    let dom = |name: &str, a: u8, mtu: u16, gateway: bool, mode: DomainMode| DomainSpec {
+        name: name.into(),
+        subnet: Ipv4Cidr::new(Ipv4Addr::new(10, a, 0, 0), 24).expect("/24"),
+        mtu,
+        gateway: gateway.then(|| gw(a)),
+        mode,
+        proxy_arp: a == 1,
+        masquerade: a == 1 || a == 4,
+        external: a == 5,
     };
     let port = |n: &str, d: u16| PortSpec {
         name: n.into(),
@@ -32,10 +33,11 @@ pub fn spec() -> Spec {
     };
     Spec {
         domains: vec![
-            dom("front", 1, 1500, true, DomainMode::Bridge, true),
-            dom("back", 2, 9000, true, DomainMode::Bridge, false),
-            dom("plain", 3, 576, false, DomainMode::Bridge, false),
-            dom("l3", 4, 1280, true, DomainMode::L3, false),
+            dom("front", 1, 1500, true, DomainMode::Bridge),
+            dom("back", 2, 9000, true, DomainMode::Bridge),
+            dom("plain", 3, 576, false, DomainMode::Bridge),
+            dom("l3", 4, 1280, true, DomainMode::L3),
+            dom("outside", 5, 1500, true, DomainMode::Bridge),
         ],
         ports: vec![
             port("a", 0),
@@ -46,6 +48,8 @@ pub fn spec() -> Spec {
             port("f", 2),
             port("g", 3),
             port("h", 3),
+            port("o", 4),
+            port("p", 4),
         ],
         fdb_max: 16,
         fdb_aging_secs: 30,
@@ -58,6 +62,25 @@ pub fn spec() -> Spec {
             max: 8,
             held_max: 6,
             ..NeighborConfig::default()
+        },
+        nat: NatSpec {
+            publish: vec![
+                PublishSpec {
+                    proto: 6,
+                    host_port: 8080,
+                    target: Ipv4Addr::new(10, 1, 0, 2),
+                    target_port: 80,
+                },
+                PublishSpec {
+                    proto: 17,
+                    host_port: 5353,
+                    target: Ipv4Addr::new(10, 2, 0, 3),
+                    target_port: 53,
+                },
+            ],
+            port_range: (40000, 40003),
+            conntrack_max: 12,
+            timeouts: Timeouts::default(),
         },
     }
 }
@@ -112,6 +135,10 @@ pub fn run(data: &[u8]) {
             }
             batch.clear();
             assert!(p.fdb().len() <= p.fdb().capacity(), "FDB over its bound");
+            assert!(
+                p.conntrack().len() <= p.conntrack().capacity(),
+                "conntrack over its bound"
+            );
             let _ = p.tracer().drain();
         }
     }

@@ -16,6 +16,7 @@
 //! [`DropReason::LocalProtocol`], [`DropReason::IcmpMalformed`]. Events: [`Event::EchoReplies`].
 //! Trace: `ip4-local: echo request 172.17.0.2 > 172.17.0.1 id 7 seq 1: replying`
 
+use super::nat::Pre;
 use super::trace::note;
 use super::{Action, DropReason, Emitter, Event, Frame, Pipeline, L2};
 use crate::wire::icmp::kind;
@@ -67,9 +68,6 @@ impl Pipeline {
             note!(self, f, INPUT, "martian source {src}: drop");
             return Action::Drop(DropReason::MartianSource);
         }
-        if self.local.contains_key(&u32::from(dst)) {
-            return self.ip4_local(f, l2);
-        }
         let subnet = self.domains[l2.domain.index()].spec.subnet;
         if dst.is_broadcast() || dst.is_multicast() || dst == subnet.broadcast() {
             note!(
@@ -80,7 +78,14 @@ impl Pipeline {
             );
             return Action::Drop(DropReason::NotRouted);
         }
-        self.ip4_forward(f, l2, out)
+        // Connection tracking first: a published port or a reply to a masqueraded
+        // flow changes where the packet goes.
+        match self.ct_lookup(f, l2) {
+            Pre::Drop(r) => Action::Drop(r),
+            Pre::Tracked { dst } => self.ip4_forward(f, l2, dst, out),
+            Pre::Untracked if self.local.contains_key(&u32::from(dst)) => self.ip4_local(f, l2),
+            Pre::Untracked => self.ip4_forward(f, l2, dst, out),
+        }
     }
 
     fn ip4_local(&mut self, f: &mut Frame, l2: &L2) -> Action {

@@ -37,9 +37,17 @@ const ICMP: &str = "icmp-error";
 const ETH: usize = 14;
 
 impl Pipeline {
-    pub(super) fn ip4_forward(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+    /// Routes the packet in `f` towards `dst`: its header's destination, or where
+    /// connection tracking says it goes.
+    pub(super) fn ip4_forward(
+        &mut self,
+        f: &mut Frame,
+        l2: &L2,
+        dst: Ipv4Addr,
+        out: &mut Emitter,
+    ) -> Action {
         let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
-        let (dst, ttl, total, df) = (ip.dst(), ip.ttl(), ip.total_len(), ip.dont_fragment());
+        let (ttl, total, df) = (ip.ttl(), ip.total_len(), ip.dont_fragment());
 
         if ttl <= 1 {
             note!(
@@ -79,7 +87,13 @@ impl Pipeline {
                 self.domains[egress.index()].spec.name
             );
         }
-        if !self.allowed(l2.domain, egress) {
+        // Isolation: tracked flows (replies to masqueraded flows, published ports) and
+        // new flows about to be masqueraded pass; others need an [[allow]].
+        let masquerading = f.ct.is_none()
+            && Some(egress) == self.external
+            && egress != l2.domain
+            && self.domains[l2.domain.index()].spec.masquerade;
+        if f.ct.is_none() && !masquerading && !self.allowed(l2.domain, egress) {
             note!(
                 self,
                 f,
@@ -108,6 +122,11 @@ impl Pipeline {
                 out,
             );
             return Action::Drop(DropReason::FragNeeded);
+        }
+        if masquerading {
+            if let Err(r) = self.ct_snat(f, l2, egress) {
+                return Action::Drop(r);
+            }
         }
         {
             let mut ip = Ipv4Packet::new_checked(&mut f.data_mut()[ETH..]).expect("validated");
@@ -173,6 +192,9 @@ impl Pipeline {
         out: &mut Emitter,
         reserve: usize,
     ) -> Action {
+        if let Err(r) = self.nat_rewrite(f) {
+            return Action::Drop(r);
+        }
         let d = &self.domains[domain.index()].spec;
         let gw_mac = d
             .gateway

@@ -28,6 +28,7 @@
 //! batching that pays for system calls happens in the dataplane around this call.
 
 mod arp;
+pub mod conntrack;
 mod counters;
 mod ethernet_input;
 mod fdb;
@@ -40,9 +41,11 @@ mod ip4;
 mod ip4_forward;
 mod l2_forward;
 mod l2_learn;
+mod nat;
 pub mod neighbor;
 mod trace;
 
+pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
 pub use counters::{Counters, DropReason, Event, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
@@ -151,6 +154,10 @@ pub struct DomainSpec {
     pub mode: DomainMode,
     /// Answer ARP for addresses routed via another network (the kernel's `proxy_arp`).
     pub proxy_arp: bool,
+    /// New flows from this network leaving by the external network are masqueraded.
+    pub masquerade: bool,
+    /// The uplink: the way out, where published ports listen on the gateway address.
+    pub external: bool,
 }
 
 /// A port as the pipeline needs it.
@@ -169,6 +176,37 @@ pub struct StaticRoute {
     pub via: Ipv4Addr,
 }
 
+/// A published port: flows to the uplink address on `host_port` go to `target:target_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishSpec {
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    pub host_port: u16,
+    pub target: Ipv4Addr,
+    pub target_port: u16,
+}
+
+/// Connection tracking and NAT settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatSpec {
+    pub publish: Vec<PublishSpec>,
+    /// Source ports masquerade picks from when the original one is taken.
+    pub port_range: (u16, u16),
+    pub conntrack_max: usize,
+    pub timeouts: Timeouts,
+}
+
+impl Default for NatSpec {
+    fn default() -> Self {
+        NatSpec {
+            publish: Vec::new(),
+            port_range: (1024, 65535),
+            conntrack_max: 65536,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
 /// Everything the pipeline is built from; the topology layer produces it from the
 /// config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +219,7 @@ pub struct Spec {
     /// Pairs of networks joined for routing (both directions).
     pub allow: Vec<(DomainId, DomainId)>,
     pub neighbor: NeighborConfig,
+    pub nat: NatSpec,
 }
 
 impl Spec {
@@ -194,6 +233,7 @@ impl Spec {
             routes: Vec::new(),
             allow: Vec::new(),
             neighbor: NeighborConfig::default(),
+            nat: NatSpec::default(),
         }
     }
 }
@@ -217,6 +257,12 @@ pub enum SpecError {
     UnreachableNextHop { prefix: Ipv4Cidr, via: Ipv4Addr },
     #[error("allow rule names bridge domain {0}, which does not exist")]
     NoSuchAllowDomain(u16),
+    #[error("more than one external network, or one without a gateway")]
+    BadExternal,
+    #[error("published ports need an external network")]
+    PublishWithoutExternal,
+    #[error("NAT port range {0}-{1} is empty")]
+    EmptyPortRange(u16, u16),
 }
 
 /// A bridge domain with its member ports.
@@ -249,6 +295,12 @@ pub struct Pipeline {
     work: Vec<TickWork>,
     /// A spare frame for taking packets out of neighbor queues.
     scratch: Option<Frame>,
+    conntrack: ConnTrack,
+    /// The external network, if any.
+    external: Option<DomainId>,
+    /// Published ports: (protocol, host port) → (target address, target port).
+    publish: HashMap<(u8, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
+    port_range: (u16, u16),
 }
 
 impl Pipeline {
@@ -263,6 +315,28 @@ impl Pipeline {
             return Err(SpecError::EmptyFdb);
         }
         let n = spec.domains.len();
+        let externals: Vec<usize> = spec
+            .domains
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.external)
+            .map(|(i, _)| i)
+            .collect();
+        if externals.len() > 1 || externals.iter().any(|&i| spec.domains[i].gateway.is_none()) {
+            return Err(SpecError::BadExternal);
+        }
+        let external = externals.first().map(|&i| DomainId(i as u16));
+        if external.is_none() && !spec.nat.publish.is_empty() {
+            return Err(SpecError::PublishWithoutExternal);
+        }
+        let (lo, hi) = spec.nat.port_range;
+        if lo > hi {
+            return Err(SpecError::EmptyPortRange(lo, hi));
+        }
+        let mut publish = HashMap::with_hasher(Default::default());
+        for p in &spec.nat.publish {
+            publish.insert((p.proto, p.host_port), (p.target, p.target_port));
+        }
         // Connected routes for every network switchyard has an address on, then the
         // static ones, each resolved to the network its next hop is on.
         let mut routes: Vec<Route> = spec
@@ -352,6 +426,19 @@ impl Pipeline {
             ident: 0,
             work: Vec::with_capacity(work_cap),
             scratch: Some(Frame::new()),
+            // Only flows that are translated are tracked: without an external network
+            // there are none, and the table stays small.
+            conntrack: ConnTrack::new(
+                if external.is_some() {
+                    spec.nat.conntrack_max
+                } else {
+                    1
+                },
+                spec.nat.timeouts,
+            ),
+            external,
+            publish,
+            port_range: (lo, hi),
         })
     }
 
@@ -369,6 +456,10 @@ impl Pipeline {
         // Remembered before the stages run: a frame taken into a neighbor queue is
         // swapped for a spare, and the spare's metadata is not this frame's.
         let ingress = f.ingress;
+        // Metadata of the pipeline's own making starts fresh for every frame: a
+        // recycled buffer must not carry the last packet's flow.
+        f.ct = None;
+        f.ct_related = false;
         let action = match self.ethernet_input(f) {
             Err(reason) => Action::Drop(reason),
             Ok(l2) => {
@@ -423,6 +514,11 @@ impl Pipeline {
         self.work.clear();
         self.neighbors.tick(now, &mut self.work);
         self.neighbor_work(out);
+        // Reclaim expired connections: a tenth of the table per tick, so all of it
+        // every second at the usual tick of 100 ms.
+        let budget = (self.conntrack.capacity() / 10).max(64);
+        let expired = self.conntrack.gc(now, budget);
+        self.counters.event_n(Event::CtExpired, expired as u64);
     }
 
     /// The ports a frame leaves on, given its action.
@@ -473,6 +569,15 @@ impl Pipeline {
 
     pub fn neighbors(&self) -> &NeighborTable {
         &self.neighbors
+    }
+
+    pub fn conntrack(&self) -> &ConnTrack {
+        &self.conntrack
+    }
+
+    /// The current time of the pipeline's clock (of the last batch or tick).
+    pub fn now(&self) -> Timestamp {
+        self.now
     }
 
     /// True if packets may be routed from network `from` to network `to`.

@@ -10,7 +10,8 @@
 //! `02:42` followed by its IPv4 address; the gateway MAC is derived the same way.
 
 use crate::pipeline::{
-    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NeighborConfig, PortSpec, StaticRoute,
+    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
+    PublishSpec, StaticRoute, Timeouts,
 };
 use crate::wire::{Ipv4Cidr, MacAddr};
 use serde::Deserialize;
@@ -70,6 +71,18 @@ pub struct SwitchSection {
     /// Neighbor table capacity.
     #[serde(default = "default_neighbor_max")]
     pub neighbor_max: usize,
+    /// Source ports masquerade picks from when a flow's own is taken: "LOW-HIGH".
+    #[serde(default = "default_nat_port_range")]
+    pub nat_port_range: String,
+    /// Conntrack timeouts in seconds (the kernel's defaults when absent).
+    pub conntrack_tcp_established_secs: Option<u32>,
+    pub conntrack_udp_secs: Option<u32>,
+    pub conntrack_udp_stream_secs: Option<u32>,
+    pub conntrack_icmp_secs: Option<u32>,
+}
+
+fn default_nat_port_range() -> String {
+    "1024-65535".into()
 }
 
 fn default_arp_reachable() -> u32 {
@@ -117,6 +130,11 @@ impl Default for SwitchSection {
             arp_retry_ms: default_arp_retry_ms(),
             arp_queue: default_arp_queue(),
             neighbor_max: default_neighbor_max(),
+            nat_port_range: default_nat_port_range(),
+            conntrack_tcp_established_secs: None,
+            conntrack_udp_secs: None,
+            conntrack_udp_stream_secs: None,
+            conntrack_icmp_secs: None,
         }
     }
 }
@@ -197,6 +215,20 @@ pub struct Topology {
     pub routes: Vec<StaticRoute>,
     /// Pairs of networks (indexes into `networks`) joined for routing.
     pub allow: Vec<(usize, usize)>,
+    /// Published ports, in the order declared.
+    pub publish: Vec<Published>,
+    pub nat_port_range: (u16, u16),
+    pub timeouts: Timeouts,
+}
+
+/// A published port: the uplink address's `host_port` leads to an endpoint's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Index into [`Topology::endpoints`].
+    pub endpoint: usize,
+    pub rule: Publish,
+    /// The endpoint's address the flows go to (its eth0).
+    pub target: Ipv4Addr,
 }
 
 /// A network: one bridge domain.
@@ -209,6 +241,8 @@ pub struct Network {
     pub mtu: u16,
     pub mode: DomainMode,
     pub proxy_arp: bool,
+    pub masquerade: bool,
+    pub external: bool,
 }
 
 /// switchyard's own address on a network.
@@ -276,6 +310,8 @@ impl Topology {
                     }),
                     mode: n.mode,
                     proxy_arp: n.proxy_arp,
+                    masquerade: n.masquerade,
+                    external: n.external,
                 })
                 .collect(),
             ports: self
@@ -294,7 +330,27 @@ impl Topology {
                 .map(|&(a, b)| (DomainId(a as u16), DomainId(b as u16)))
                 .collect(),
             neighbor: self.neighbor,
+            nat: NatSpec {
+                publish: self
+                    .publish
+                    .iter()
+                    .map(|p| PublishSpec {
+                        proto: if p.rule.udp { 17 } else { 6 },
+                        host_port: p.rule.host_port,
+                        target: p.target,
+                        target_port: p.rule.container_port,
+                    })
+                    .collect(),
+                port_range: self.nat_port_range,
+                conntrack_max: self.conntrack_max,
+                timeouts: self.timeouts,
+            },
         }
+    }
+
+    /// The external network, if there is one.
+    pub fn external(&self) -> Option<&Network> {
+        self.networks.iter().find(|n| n.external)
     }
 }
 
@@ -399,13 +455,6 @@ impl Checker {
             field: field.into(),
             reason: reason.into(),
         });
-    }
-
-    fn not_yet(&mut self, field: impl Into<String>, what: &str) {
-        self.bad(
-            field,
-            format!("{what} is not supported yet by this version of switchyard; remove it to run"),
-        );
     }
 }
 
@@ -573,14 +622,20 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             }),
             (None, _) => None,
         };
-        if n.masquerade {
-            c.not_yet(
+        if n.external && gateway.is_none() {
+            c.bad(fld("external"), "the external network needs a gateway: switchyard's uplink address, where published ports listen");
+        }
+        if n.masquerade && gateway.is_none() {
+            c.bad(
                 fld("masquerade"),
-                "masquerade (SNAT to the external network)",
+                "a masquerading network needs a gateway: its traffic is routed by switchyard",
             );
         }
-        if n.external {
-            c.not_yet(fld("external"), "an external (uplink) network");
+        if n.masquerade && n.external {
+            c.bad(fld("masquerade"), "the external network itself is not masqueraded; set masquerade on the inside networks");
+        }
+        if n.external && n.mode.as_deref() == Some("l3") {
+            c.bad(fld("mode"), "the external network is a bridge network");
         }
         let mode = match n.mode.as_deref() {
             None | Some("bridge") => DomainMode::Bridge,
@@ -613,7 +668,32 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             mtu,
             mode,
             proxy_arp: n.proxy_arp,
+            masquerade: n.masquerade,
+            external: n.external,
         });
+    }
+    let externals: Vec<&str> = networks
+        .iter()
+        .filter(|n| n.external)
+        .map(|n| n.name.as_str())
+        .collect();
+    if externals.len() > 1 {
+        c.bad(
+            "network",
+            format!(
+                "only one network can be external, not {}",
+                externals.join(", ")
+            ),
+        );
+    }
+    let has_external = !externals.is_empty();
+    for n in networks.iter().filter(|n| n.masquerade) {
+        if !has_external {
+            c.bad(
+                format!("network \"{}\".masquerade", n.name),
+                "there is no external network (external = true) to masquerade to",
+            );
+        }
     }
 
     // [[endpoint]]
@@ -621,6 +701,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let mut pending: Vec<Pending> = Vec::new();
     let mut ep_names: HashMap<&str, usize> = HashMap::new();
     let mut shares: Vec<Option<String>> = Vec::new();
+    let mut publish_raw: Vec<(usize, usize, Publish)> = Vec::new();
     for (i, e) in raw.endpoints.iter().enumerate() {
         let f = format!("endpoint \"{}\"", e.name);
         let fld = |k: &str| format!("{f}.{k}");
@@ -640,7 +721,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         }
         for (k, p) in e.publish.iter().enumerate() {
             match parse_publish(p) {
-                Ok(_) => c.not_yet(format!("{f}.publish[{k}]"), "publishing ports (DNAT)"),
+                Ok(rule) => publish_raw.push((i, k, rule)),
                 Err(why) => c.bad(format!("{f}.publish[{k}]"), why),
             }
         }
@@ -912,6 +993,85 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         }
     }
 
+    // Published ports: on the uplink address, one endpoint per (protocol, port).
+    let mut publish = Vec::new();
+    let mut seen_ports: HashMap<(bool, u16), String> = HashMap::new();
+    for &(i, k, rule) in &publish_raw {
+        let e = &endpoints[i];
+        let f = format!("endpoint \"{}\".publish[{k}]", e.name);
+        if !has_external {
+            c.bad(f, "publishing needs an external network (external = true): ports are published on its gateway address");
+            continue;
+        }
+        let Some(eth0) = e.interfaces.first() else {
+            c.bad(
+                f,
+                "an endpoint without a network of its own has nothing to publish",
+            );
+            continue;
+        };
+        if networks[eth0.network].external {
+            c.bad(
+                f,
+                "the endpoint is on the external network already; publishing is for the inside",
+            );
+            continue;
+        }
+        let proto = if rule.udp { "udp" } else { "tcp" };
+        if let Some(other) = seen_ports.get(&(rule.udp, rule.host_port)) {
+            c.bad(
+                f,
+                format!("{}/{proto} is already published by {other}", rule.host_port),
+            );
+            continue;
+        }
+        seen_ports.insert(
+            (rule.udp, rule.host_port),
+            format!("endpoint \"{}\"", e.name),
+        );
+        publish.push(Published {
+            endpoint: i,
+            rule,
+            target: eth0.ip,
+        });
+    }
+    let nat_port_range = match parse_port_range(&sw.nat_port_range) {
+        Ok(r) => r,
+        Err(why) => {
+            c.bad("switch.nat_port_range", why);
+            (1024, 65535)
+        }
+    };
+    let mut timeouts = Timeouts::default();
+    for (field, value, slot) in [
+        (
+            "switch.conntrack_tcp_established_secs",
+            sw.conntrack_tcp_established_secs,
+            &mut timeouts.tcp[2],
+        ),
+        (
+            "switch.conntrack_udp_secs",
+            sw.conntrack_udp_secs,
+            &mut timeouts.udp_unreplied,
+        ),
+        (
+            "switch.conntrack_udp_stream_secs",
+            sw.conntrack_udp_stream_secs,
+            &mut timeouts.udp_assured,
+        ),
+        (
+            "switch.conntrack_icmp_secs",
+            sw.conntrack_icmp_secs,
+            &mut timeouts.icmp,
+        ),
+    ] {
+        match value {
+            Some(0) => c.bad(field, "must be at least 1 second"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
+
     let port_count: usize = endpoints.iter().map(|e| e.interfaces.len()).sum();
     if port_count >= usize::from(u16::MAX) {
         c.bad(
@@ -945,7 +1105,24 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         endpoints,
         routes,
         allow,
+        publish,
+        nat_port_range,
+        timeouts,
     })
+}
+
+/// Parses a port range "LOW-HIGH" (inclusive, 1..=65535, LOW <= HIGH).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a range like \"1024-65535\""))?;
+    let p = |x: &str| x.trim().parse::<u16>().ok().filter(|&n| n != 0);
+    match (p(a), p(b)) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(format!(
+            "{s:?} is not a range of ports LOW-HIGH with 1 <= LOW <= HIGH <= 65535"
+        )),
+    }
 }
 
 /// A published port, `HOST:CONTAINER[/tcp|/udp]` as `docker run -p` takes it.

@@ -18,6 +18,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod mac;
+pub mod nat;
 pub mod virtio_net;
 
 pub use arp::ArpPacket;

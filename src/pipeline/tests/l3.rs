@@ -40,6 +40,8 @@ fn router() -> Pipeline {
         }),
         mode,
         proxy_arp,
+        masquerade: false,
+        external: false,
     };
     let port = |n: &str, d: u16| PortSpec {
         name: n.into(),

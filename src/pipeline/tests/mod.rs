@@ -6,6 +6,7 @@ use etherparse::PacketBuilder;
 
 mod l2;
 mod l3;
+mod nat;
 
 pub(super) const GW_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
 pub(super) const GW_MAC: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x01]);
@@ -39,6 +40,8 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     }),
                     mode: DomainMode::Bridge,
                     proxy_arp: false,
+                    masquerade: false,
+                    external: false,
                 },
                 DomainSpec {
                     name: "other".into(),
@@ -47,6 +50,8 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     gateway: None,
                     mode: DomainMode::Bridge,
                     proxy_arp: false,
+                    masquerade: false,
+                    external: false,
                 },
             ],
             vec![

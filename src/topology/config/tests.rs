@@ -25,7 +25,11 @@ gateway = "10.1.0.1"
 fn default_is_dockers_default_bridge() {
     let t = default_topology();
     assert_eq!(t.prefix, "sy-");
-    assert_eq!(t.networks.len(), 1);
+    assert_eq!(
+        t.networks.len(),
+        2,
+        "default, and the outside standing for the host's network"
+    );
     let n = &t.networks[0];
     assert_eq!(
         (n.name.as_str(), n.subnet.to_string().as_str(), n.mtu),
@@ -39,7 +43,10 @@ fn default_is_dockers_default_bridge() {
         .iter()
         .map(|e| (e.name.as_str(), e.netns.as_str()))
         .collect();
-    assert_eq!(names, vec![("a", "sy-a"), ("b", "sy-b")]);
+    assert_eq!(
+        names,
+        vec![("a", "sy-a"), ("b", "sy-b"), ("outside", "sy-outside")]
+    );
     let a = &t.endpoints[0].interfaces[0];
     assert_eq!(
         (a.ifname.as_str(), a.ip, a.mac.to_string()),
@@ -50,7 +57,7 @@ fn default_is_dockers_default_bridge() {
         )
     );
     let spec = t.pipeline_spec();
-    assert_eq!(spec.ports.len(), 2);
+    assert_eq!(spec.ports.len(), 3);
     assert_eq!(spec.fdb_max, 8192);
     assert_eq!(spec.fdb_aging_secs, 300);
 }
@@ -258,34 +265,124 @@ fn unknown_keys_are_errors_not_ignored() {
 }
 
 #[test]
-fn later_features_are_parsed_then_refused_clearly() {
+fn nat_settings_resolve() {
+    let t = default_topology();
+    let ext = t.external().expect("the default has an outside");
+    assert_eq!(
+        (ext.name.as_str(), ext.gateway.unwrap().ip),
+        ("outside", Ipv4Addr::new(198, 51, 100, 1))
+    );
+    assert!(t.networks[0].masquerade);
+    assert_eq!(t.publish.len(), 2);
+    assert_eq!(t.publish[0].target, Ipv4Addr::new(172, 17, 0, 2));
+    assert_eq!(
+        t.publish[0].rule,
+        Publish {
+            host_port: 8080,
+            container_port: 80,
+            udp: false
+        }
+    );
+    assert_eq!(t.nat_port_range, (1024, 65535));
+    let spec = t.pipeline_spec();
+    assert_eq!(spec.nat.publish.len(), 2);
+    assert_eq!(spec.nat.publish[1].proto, 17);
+    crate::pipeline::Pipeline::new(spec).expect("the default's spec holds together");
+}
+
+#[test]
+fn bad_nat_settings_are_refused() {
     let ps = problems(
         r#"
+[switch]
+nat_port_range = "5000-4000"
+conntrack_udp_secs = 0
+
 [[network]]
 name = "front"
 subnet = "10.1.0.0/24"
 masquerade = true
 
 [[network]]
-name = "outside"
+name = "out1"
 subnet = "198.51.100.0/24"
+gateway = "198.51.100.1"
+external = true
+masquerade = true
+
+[[network]]
+name = "out2"
+subnet = "203.0.113.0/24"
 external = true
 
 [[endpoint]]
 name = "web"
 network = "front"
 publish = ["8080:80/tcp", "80:http"]
+
+[[endpoint]]
+name = "api"
+network = "front"
+publish = ["8080:8000/tcp"]
+
+[[endpoint]]
+name = "peer"
+network = "out1"
+publish = ["9000:90"]
 "#,
     );
-    for field in [
-        "network \"front\".masquerade",
-        "network \"outside\".external",
-        "endpoint \"web\".publish[0]",
-    ] {
-        assert!(has(&ps, field, "not supported yet"), "{field}: {ps:#?}");
-    }
+    assert!(
+        has(&ps, "network \"front\".masquerade", "needs a gateway"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network \"out1\".masquerade", "not masqueraded"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network \"out2\".external", "needs a gateway"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network", "only one network can be external"),
+        "{ps:#?}"
+    );
     assert!(
         has(&ps, "endpoint \"web\".publish[1]", "not a port"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(
+            &ps,
+            "endpoint \"api\".publish[0]",
+            "already published by endpoint \"web\""
+        ),
+        "{ps:#?}"
+    );
+    assert!(
+        has(
+            &ps,
+            "endpoint \"peer\".publish[0]",
+            "on the external network already"
+        ),
+        "{ps:#?}"
+    );
+    assert!(has(&ps, "switch.nat_port_range", "not a range"), "{ps:#?}");
+    assert!(
+        has(&ps, "switch.conntrack_udp_secs", "at least 1"),
+        "{ps:#?}"
+    );
+    let ps = problems("[[network]]\nname = \"n\"\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"\nmasquerade = true\n[[endpoint]]\nname = \"x\"\nnetwork = \"n\"\npublish = [\"80:80\"]\n");
+    assert!(
+        has(&ps, "network \"n\".masquerade", "no external network"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(
+            &ps,
+            "endpoint \"x\".publish[0]",
+            "needs an external network"
+        ),
         "{ps:#?}"
     );
 }

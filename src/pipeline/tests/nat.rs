@@ -1,0 +1,733 @@
+//! Connection tracking and NAT: masquerade, published ports, hairpin, ICMP error
+//! translation, table limits, timeouts, checksums.
+
+use super::*;
+use crate::pipeline::conntrack::{ProtoState, TcpState};
+use crate::wire::{checksum, Ipv4Packet};
+use etherparse::{SlicedPacket, TransportSlice};
+
+// front 10.1.0.0/24 (masquerade): ports fa (10.1.0.2), fb (10.1.0.3)
+// back 10.2.0.0/24 (masquerade): port ba (10.2.0.2)
+// outside 198.51.100.0/24 (external, uplink 198.51.100.1): port out, peer 198.51.100.2
+// published: tcp 8080 -> 10.1.0.2:80, udp 5353 -> 10.1.0.3:53
+const FA: PortId = PortId(0);
+const FB: PortId = PortId(1);
+const BA: PortId = PortId(2);
+const OUT: PortId = PortId(3);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+fn hmac(ip: Ipv4Addr) -> MacAddr {
+    MacAddr::from_ipv4(ip)
+}
+
+fn gw(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr::from_ipv4(Ipv4Addr::new(o[0], o[1], o[2], 1))
+}
+
+fn a(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
+    let dom =
+        |name: &str, subnet: &str, gw_ip: &str, masquerade: bool, external: bool| DomainSpec {
+            name: name.into(),
+            subnet: subnet.parse().unwrap(),
+            mtu: 1500,
+            gateway: Some(GatewaySpec {
+                ip: a(gw_ip),
+                mac: MacAddr::from_ipv4(a(gw_ip)),
+            }),
+            mode: DomainMode::Bridge,
+            proxy_arp: false,
+            masquerade,
+            external,
+        };
+    let port = |n: &str, d: u16| PortSpec {
+        name: n.into(),
+        domain: DomainId(d),
+    };
+    let mut p = Pipeline::new(Spec {
+        nat: NatSpec {
+            publish: vec![
+                PublishSpec {
+                    proto: 6,
+                    host_port: 8080,
+                    target: a("10.1.0.2"),
+                    target_port: 80,
+                },
+                PublishSpec {
+                    proto: 17,
+                    host_port: 5353,
+                    target: a("10.1.0.3"),
+                    target_port: 53,
+                },
+            ],
+            port_range,
+            conntrack_max,
+            timeouts: Timeouts::default(),
+        },
+        ..Spec::new(
+            vec![
+                dom("front", "10.1.0.0/24", "10.1.0.1", true, false),
+                dom("back", "10.2.0.0/24", "10.2.0.1", true, false),
+                dom("outside", "198.51.100.0/24", "198.51.100.1", false, true),
+            ],
+            vec![port("fa", 0), port("fb", 0), port("ba", 1), port("out", 2)],
+        )
+    })
+    .unwrap();
+    // Every host has answered ARP already.
+    for (port, ip) in [
+        (FA, "10.1.0.2"),
+        (FB, "10.1.0.3"),
+        (BA, "10.2.0.2"),
+        (OUT, "198.51.100.2"),
+    ] {
+        let ip = a(ip);
+        let mut v = vec![0u8; 42];
+        crate::wire::ethernet::write_header(&mut v, gw(ip), hmac(ip), crate::wire::EtherType::ARP);
+        let o = ip.octets();
+        crate::wire::arp::write(
+            &mut v[14..],
+            crate::wire::arp::ArpOp::Reply,
+            hmac(ip),
+            ip,
+            gw(ip),
+            Ipv4Addr::new(o[0], o[1], o[2], 1),
+        );
+        run(&mut p, port, &v, 0);
+    }
+    p
+}
+
+/// A TCP segment from `src:sp` to `dst:dp` with the given flags, sent to the
+/// gateway of the sender's network.
+fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> {
+    let (s, d) = (a(src), a(dst));
+    let mut b = etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
+        .ipv4(s.octets(), d.octets(), ttl)
+        .tcp(sp, dp, 1000, 64000);
+    for c in flags.chars() {
+        b = match c {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => b,
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"data").unwrap();
+    v
+}
+
+fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
+    let (s, d) = (a(src), a(dst));
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
+        .ipv4(s.octets(), d.octets(), 64)
+        .udp(sp, dp)
+        .write(&mut v, b"hello")
+        .unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of a frame, after checking every checksum in it.
+fn flow_of(f: &Frame) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let p = SlicedPacket::from_ethernet(f.data()).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(v4)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = v4.header().to_header();
+    assert_eq!(h.calc_header_checksum(), h.header_checksum, "IP checksum");
+    let (sp, dp) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            assert_eq!(
+                t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+                t.checksum(),
+                "TCP checksum"
+            );
+            (t.source_port(), t.destination_port())
+        }
+        Some(TransportSlice::Udp(u)) => {
+            assert_eq!(
+                u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+                u.checksum(),
+                "UDP checksum"
+            );
+            (u.source_port(), u.destination_port())
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert!(checksum::verify(i.slice()), "ICMP checksum");
+            let id = u16::from_be_bytes([i.slice()[4], i.slice()[5]]);
+            (id, id)
+        }
+        other => panic!("unexpected transport {other:?}"),
+    };
+    (
+        v4.header().source_addr(),
+        sp,
+        v4.header().destination_addr(),
+        dp,
+    )
+}
+
+fn tcp_state(p: &Pipeline) -> Vec<TcpState> {
+    p.conntrack()
+        .iter(p.now())
+        .filter_map(|(c, _)| match c.state {
+            ProtoState::Tcp(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn masquerade_follows_a_tcp_connection_through_every_state() {
+    let mut p = nat_router(64, (1024, 65535));
+    let steps: [(PortId, Vec<u8>, TcpState); 8] = [
+        (
+            FA,
+            tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64),
+            TcpState::SynSent,
+        ),
+        (
+            OUT,
+            tcp("198.51.100.2", 80, "198.51.100.1", 40000, "SA", 64),
+            TcpState::SynRecv,
+        ),
+        (
+            FA,
+            tcp("10.1.0.2", 40000, "198.51.100.2", 80, "A", 64),
+            TcpState::Established,
+        ),
+        (
+            OUT,
+            tcp("198.51.100.2", 80, "198.51.100.1", 40000, "A", 64),
+            TcpState::Established,
+        ),
+        (
+            FA,
+            tcp("10.1.0.2", 40000, "198.51.100.2", 80, "FA", 64),
+            TcpState::FinWait,
+        ),
+        (
+            OUT,
+            tcp("198.51.100.2", 80, "198.51.100.1", 40000, "A", 64),
+            TcpState::CloseWait,
+        ),
+        (
+            OUT,
+            tcp("198.51.100.2", 80, "198.51.100.1", 40000, "FA", 64),
+            TcpState::LastAck,
+        ),
+        (
+            FA,
+            tcp("10.1.0.2", 40000, "198.51.100.2", 80, "A", 64),
+            TcpState::TimeWait,
+        ),
+    ];
+    for (i, (port, bytes, state)) in steps.iter().enumerate() {
+        let (f, _) = run(&mut p, *port, bytes, 1 + i as u64);
+        if *port == FA {
+            assert_eq!(f.action, Action::Forward(OUT));
+            assert_eq!(
+                flow_of(&f),
+                (UPLINK, 40000, PEER, 80),
+                "masqueraded, port kept"
+            );
+        } else {
+            assert_eq!(f.action, Action::Forward(FA));
+            assert_eq!(
+                flow_of(&f),
+                (PEER, 80, a("10.1.0.2"), 40000),
+                "reply translated back"
+            );
+        }
+        assert_eq!(tcp_state(&p), vec![*state], "after step {i}");
+    }
+    assert_eq!(p.counters().events(Event::SnatFlows), 1);
+    assert_eq!(
+        p.conntrack().iter(p.now()).next().unwrap().0.packets,
+        [4, 4]
+    );
+    // TIME_WAIT lasts 120 s; then the entry is reclaimed.
+    p.tick(
+        Timestamp::from_secs(8 + 119),
+        &mut Emitter::with_capacity(4),
+    );
+    assert_eq!(p.conntrack().len(), 1);
+    for s in 0..12 {
+        p.tick(
+            Timestamp::from_secs(8 + 121 + s),
+            &mut Emitter::with_capacity(4),
+        );
+    }
+    assert_eq!(p.conntrack().len(), 0);
+    assert_eq!(p.counters().events(Event::CtExpired), 1);
+    // A packet of the old flow is no longer translated: not a SYN, no connection.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 80, "198.51.100.1", 40000, "A", 64),
+        200,
+    );
+    assert!(matches!(f.action, Action::Drop(_)));
+}
+
+#[test]
+fn udp_is_unreplied_for_30s_then_assured_for_120s() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
+    assert_eq!(flow_of(&f), (UPLINK, 5000, PEER, 53));
+    let c = p.conntrack().iter(p.now()).next().unwrap();
+    assert_eq!(
+        (c.0.state, c.0.assured, c.1),
+        (ProtoState::Udp { replied: false }, false, 30)
+    );
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &udp4("198.51.100.2", 53, "198.51.100.1", 5000),
+        10,
+    );
+    assert_eq!(
+        (f.action, flow_of(&f)),
+        (Action::Forward(FA), (PEER, 53, a("10.1.0.2"), 5000))
+    );
+    let c = p.conntrack().iter(p.now()).next().unwrap();
+    assert_eq!(
+        (c.0.state, c.0.assured, c.1),
+        (ProtoState::Udp { replied: true }, true, 120)
+    );
+}
+
+#[test]
+fn icmp_echo_is_tracked_by_identifier() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &echo_request(hmac(a("10.1.0.2")), a("10.1.0.2"), gw(a("10.1.0.2")), PEER),
+        0,
+    );
+    assert_eq!(f.action, Action::Forward(OUT));
+    assert_eq!(flow_of(&f), (UPLINK, 0x77, PEER, 0x77));
+    // The reply: echo reply from the peer to the uplink, same id.
+    let mut reply = Vec::new();
+    etherparse::PacketBuilder::ethernet2(hmac(PEER).0, gw(PEER).0)
+        .ipv4(PEER.octets(), UPLINK.octets(), 64)
+        .icmpv4_echo_reply(0x77, 3)
+        .write(&mut reply, b"switchyard ping")
+        .unwrap();
+    let (f, _) = run(&mut p, OUT, &reply, 1);
+    assert_eq!(f.action, Action::Forward(FA));
+    assert_eq!(flow_of(&f), (PEER, 0x77, a("10.1.0.2"), 0x77));
+}
+
+#[test]
+fn two_endpoints_with_the_same_source_port_get_distinct_mappings() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f1, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    let (f2, _) = run(
+        &mut p,
+        BA,
+        &tcp("10.2.0.2", 40000, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    let (_, p1, _, _) = flow_of(&f1);
+    let (_, p2, _, _) = flow_of(&f2);
+    assert_eq!(p1, 40000, "the first keeps its port");
+    assert_ne!(p2, 40000, "the second gets another");
+    assert!(p2 >= 1024);
+    assert_eq!(p.counters().events(Event::SnatPortChanged), 1);
+    // Each reply goes back to its own endpoint.
+    let (r1, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 80, "198.51.100.1", p1, "SA", 64),
+        1,
+    );
+    let (r2, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 80, "198.51.100.1", p2, "SA", 64),
+        1,
+    );
+    assert_eq!(
+        (r1.action, flow_of(&r1).2, flow_of(&r1).3),
+        (Action::Forward(FA), a("10.1.0.2"), 40000)
+    );
+    assert_eq!(
+        (r2.action, flow_of(&r2).2, flow_of(&r2).3),
+        (Action::Forward(BA), a("10.2.0.2"), 40000)
+    );
+}
+
+#[test]
+fn port_exhaustion_is_counted() {
+    let mut p = nat_router(64, (40000, 40000));
+    run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    let (f, _) = run(
+        &mut p,
+        BA,
+        &tcp("10.2.0.2", 40000, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::NatExhausted));
+}
+
+#[test]
+fn a_full_table_evicts_unassured_flows_else_refuses_new_ones() {
+    let mut p = nat_router(2, (1024, 65535));
+    run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 1, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 2, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    // A third half-open flow evicts one of the unassured two (a SYN flood cannot lock
+    // the table).
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 3, "198.51.100.2", 80, "S", 64),
+        0,
+    );
+    assert_eq!(f.action, Action::Forward(OUT));
+    assert_eq!(p.counters().events(Event::CtEvicted), 1);
+    assert_eq!(p.conntrack().len(), 2);
+    // Make both remaining flows established (assured).
+    let ports: Vec<u16> = p
+        .conntrack()
+        .iter(p.now())
+        .map(|(c, _)| c.orig.sport)
+        .collect();
+    for sp in &ports {
+        run(
+            &mut p,
+            OUT,
+            &tcp("198.51.100.2", 80, "198.51.100.1", *sp, "SA", 64),
+            1,
+        );
+        run(
+            &mut p,
+            FA,
+            &tcp("10.1.0.2", *sp, "198.51.100.2", 80, "A", 64),
+            1,
+        );
+    }
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 4, "198.51.100.2", 80, "S", 64),
+        2,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::ConntrackFull));
+    assert_eq!(p.conntrack().len(), 2, "never more than the maximum");
+}
+
+#[test]
+fn a_published_port_reaches_the_endpoint_and_replies_come_back() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 33333, "198.51.100.1", 8080, "S", 64),
+        0,
+    );
+    assert_eq!(f.action, Action::Forward(FA));
+    assert_eq!(
+        flow_of(&f),
+        (PEER, 33333, a("10.1.0.2"), 80),
+        "DNAT; the client's address is kept"
+    );
+    let (r, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 80, "198.51.100.2", 33333, "SA", 64),
+        1,
+    );
+    assert_eq!(r.action, Action::Forward(OUT));
+    assert_eq!(flow_of(&r), (UPLINK, 8080, PEER, 33333));
+    assert_eq!(p.counters().events(Event::DnatFlows), 1);
+    // UDP too.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &udp4("198.51.100.2", 7777, "198.51.100.1", 5353),
+        2,
+    );
+    assert_eq!(
+        (f.action, flow_of(&f)),
+        (Action::Forward(FB), (PEER, 7777, a("10.1.0.3"), 53))
+    );
+    // A port that is not published is switchyard's own: nothing listens.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 33333, "198.51.100.1", 9999, "S", 64),
+        3,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::LocalProtocol));
+    // Not a SYN and no connection: invalid.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 44444, "198.51.100.1", 8080, "A", 64),
+        3,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::ConntrackInvalid));
+}
+
+#[test]
+fn hairpin_to_a_published_port_comes_back_through_switchyard() {
+    let mut p = nat_router(64, (1024, 65535));
+    // fb (10.1.0.3) uses the published address of fa's service, on its own network.
+    let (f, _) = run(
+        &mut p,
+        FB,
+        &tcp("10.1.0.3", 45000, "198.51.100.1", 8080, "S", 64),
+        0,
+    );
+    assert_eq!(f.action, Action::Forward(FA));
+    assert_eq!(
+        flow_of(&f),
+        (a("10.1.0.1"), 45000, a("10.1.0.2"), 80),
+        "source rewritten to the gateway"
+    );
+    // fa answers the gateway; switchyard turns it back into the published address.
+    let (r, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 80, "10.1.0.1", 45000, "SA", 64),
+        1,
+    );
+    assert_eq!(r.action, Action::Forward(FB));
+    assert_eq!(flow_of(&r), (UPLINK, 8080, a("10.1.0.3"), 45000));
+    // From another network too (back is not joined to front, but published ports are public).
+    let (f, _) = run(
+        &mut p,
+        BA,
+        &tcp("10.2.0.2", 45000, "198.51.100.1", 8080, "S", 64),
+        2,
+    );
+    assert_eq!(
+        (f.action, flow_of(&f).0),
+        (Action::Forward(FA), a("10.1.0.1"))
+    );
+}
+
+#[test]
+fn icmp_errors_about_translated_flows_are_translated() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (out, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
+    // The peer answers the masqueraded datagram with a port unreachable.
+    let mut err = Frame::new();
+    super::super::icmp_error::build(
+        &mut err,
+        out.data(),
+        super::super::icmp_error::IcmpError {
+            kind: 3,
+            code: 3,
+            extra: 0,
+        },
+        super::super::icmp_error::ErrorSource {
+            ip: PEER,
+            mac: hmac(PEER),
+        },
+        9,
+    );
+    let mut bytes = err.data().to_vec();
+    bytes[0..6].copy_from_slice(&gw(PEER).0);
+    bytes[6..12].copy_from_slice(&hmac(PEER).0);
+    let (f, _) = run(&mut p, OUT, &bytes, 1);
+    assert_eq!(f.action, Action::Forward(FA), "delivered to the endpoint");
+    let ip = Ipv4Packet::new_checked(&f.data()[14..]).unwrap();
+    assert!(ip.checksum_ok());
+    assert_eq!((ip.src(), ip.dst()), (PEER, a("10.1.0.2")));
+    let icmp = ip.payload();
+    assert!(checksum::verify(icmp));
+    let q = Ipv4Packet::new_checked(&icmp[8..]).unwrap();
+    assert!(q.checksum_ok(), "the quoted header's checksum");
+    assert_eq!(
+        (q.src(), q.dst()),
+        (a("10.1.0.2"), PEER),
+        "the quote shows what the endpoint sent"
+    );
+    assert_eq!(u16::from_be_bytes([icmp[8 + 20], icmp[8 + 21]]), 5000);
+    assert_eq!(p.counters().events(Event::IcmpErrorsTranslated), 1);
+
+    // An endpoint's port unreachable about a published UDP flow comes out from the uplink.
+    let (inb, _) = run(
+        &mut p,
+        OUT,
+        &udp4("198.51.100.2", 7777, "198.51.100.1", 5353),
+        2,
+    );
+    let mut err = Frame::new();
+    super::super::icmp_error::build(
+        &mut err,
+        inb.data(),
+        super::super::icmp_error::IcmpError {
+            kind: 3,
+            code: 3,
+            extra: 0,
+        },
+        super::super::icmp_error::ErrorSource {
+            ip: a("10.1.0.3"),
+            mac: hmac(a("10.1.0.3")),
+        },
+        9,
+    );
+    let mut bytes = err.data().to_vec();
+    bytes[0..6].copy_from_slice(&gw(a("10.1.0.3")).0);
+    bytes[6..12].copy_from_slice(&hmac(a("10.1.0.3")).0);
+    let (f, _) = run(&mut p, FB, &bytes, 3);
+    assert_eq!(f.action, Action::Forward(OUT));
+    let ip = Ipv4Packet::new_checked(&f.data()[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (UPLINK, PEER));
+    let q = Ipv4Packet::new_checked(&ip.payload()[8..]).unwrap();
+    assert_eq!(
+        (q.src(), q.dst()),
+        (PEER, UPLINK),
+        "the quote shows what the peer sent"
+    );
+    assert_eq!(
+        u16::from_be_bytes([ip.payload()[8 + 22], ip.payload()[8 + 23]]),
+        5353
+    );
+}
+
+#[test]
+fn errors_switchyard_sends_about_translated_packets_quote_them_as_sent() {
+    let mut p = nat_router(64, (1024, 65535));
+    // A published-port SYN that arrives with TTL 1: time exceeded back to the peer,
+    // quoting the packet the peer sent (to the uplink address, not the endpoint).
+    let pkt = tcp("198.51.100.2", 33333, "198.51.100.1", 8080, "S", 1);
+    let (f, emitted) = run(&mut p, OUT, &pkt, 0);
+    assert_eq!(f.action, Action::Drop(DropReason::TtlExpired));
+    let (_, bytes) = &emitted[0];
+    let ip = Ipv4Packet::new_checked(&bytes[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (UPLINK, PEER));
+    assert_eq!(&ip.payload()[8..28], &pkt[14..34]);
+}
+
+#[test]
+fn unsolicited_inbound_traffic_is_isolated() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 33333, "10.1.0.2", 80, "S", 64),
+        0,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::Isolated));
+}
+
+#[test]
+fn fragments_and_other_protocols_cannot_be_masqueraded() {
+    let mut p = nat_router(64, (1024, 65535));
+    let mut frag = udp4("10.1.0.2", 5000, "198.51.100.2", 53);
+    frag[14 + 6..14 + 8].copy_from_slice(&0x0010u16.to_be_bytes());
+    frag[14 + 10..14 + 12].fill(0);
+    let c = checksum::checksum(&frag[14..34]);
+    frag[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        run(&mut p, FA, &frag, 0).0.action,
+        Action::Drop(DropReason::NatFragment)
+    );
+    let mut gre = udp4("10.1.0.2", 5000, "198.51.100.2", 53);
+    gre[14 + 9] = 47;
+    gre[14 + 10..14 + 12].fill(0);
+    let c = checksum::checksum(&gre[14..34]);
+    gre[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        run(&mut p, FA, &gre, 0).0.action,
+        Action::Drop(DropReason::NatUnsupported)
+    );
+}
+
+#[test]
+fn partial_checksums_are_translated_as_partial() {
+    let mut p = nat_router(64, (1024, 65535));
+    let mut bytes = tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64);
+    // As a sender with checksum offload leaves it: the pseudo-header sum, not complemented.
+    let l4len = (bytes.len() - 34) as u16;
+    let partial = checksum::fold(checksum::pseudo_header_sum(
+        [10, 1, 0, 2],
+        PEER.octets(),
+        6,
+        l4len,
+    ));
+    bytes[34 + 16..34 + 18].copy_from_slice(&partial.to_be_bytes());
+    let mut frames = [Frame::from_bytes(FA, &bytes)];
+    frames[0].vnet.flags = crate::wire::virtio_net::F_NEEDS_CSUM;
+    frames[0].vnet.csum_start = 34;
+    frames[0].vnet.csum_offset = 16;
+    p.process(
+        &mut frames,
+        Timestamp::from_secs(1),
+        &mut Emitter::with_capacity(4),
+    );
+    let f = &mut frames[0];
+    assert_eq!(f.action, Action::Forward(OUT));
+    let got = u16::from_be_bytes([f.data()[50], f.data()[51]]);
+    let want = checksum::fold(checksum::pseudo_header_sum(
+        UPLINK.octets(),
+        PEER.octets(),
+        6,
+        l4len,
+    ));
+    assert_eq!(got, want, "still a partial sum, now over the new addresses");
+    assert!(checksum::complete_partial(f.data_mut(), 34, 16));
+    assert_eq!(
+        flow_of(f),
+        (UPLINK, 40000, PEER, 80),
+        "and right once completed"
+    );
+}
+
+#[test]
+fn a_recycled_buffer_does_not_carry_the_last_packets_flow() {
+    let mut p = nat_router(64, (1024, 65535));
+    let mut out = Emitter::with_capacity(8);
+    // The dataplane reuses buffers: it reads the next frame into the same Frame
+    // without clearing its metadata.
+    let mut frames = [Frame::from_bytes(
+        OUT,
+        &tcp("198.51.100.2", 33333, "198.51.100.1", 8080, "S", 64),
+    )];
+    p.process(&mut frames, Timestamp::from_secs(0), &mut out);
+    assert!(frames[0].ct.is_some());
+    let next = tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64);
+    frames[0].buffer_mut()[HEADROOM..HEADROOM + next.len()].copy_from_slice(&next);
+    frames[0].set_bounds(HEADROOM, next.len());
+    frames[0].ingress = FA;
+    p.process(&mut frames, Timestamp::from_secs(1), &mut out);
+    assert_eq!(frames[0].action, Action::Forward(OUT));
+    assert_eq!(
+        flow_of(&frames[0]),
+        (UPLINK, 40000, PEER, 80),
+        "masqueraded as its own flow"
+    );
+}
