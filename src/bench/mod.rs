@@ -5,4 +5,5 @@
 //! raw ICMP socket, UDP request/response, TCP bulk transfers with a checksum of the
 //! bytes, and an `AF_PACKET` capture to see which frames reached an endpoint.
 
+pub mod kernel;
 pub mod traffic;

@@ -559,3 +559,125 @@ impl Capture {
         Ok(out)
     }
 }
+
+/// A TCP connection from inside `ns`, from local port `from_port` (so a test can
+/// see whether NAT kept the port).
+pub fn tcp_connect_from(
+    ns: &str,
+    from_port: u16,
+    to: SocketAddrV4,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let fd = raw_socket(ns, libc::AF_INET, libc::SOCK_STREAM, 0)?;
+    let one: libc::c_int = 1;
+    // SAFETY: SO_REUSEADDR reads one int from a live local.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+    }
+    let mut local = sockaddr_in(Ipv4Addr::UNSPECIFIED);
+    local.sin_port = from_port.to_be();
+    // SAFETY: bind reads a sockaddr_in from a live local of that size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&local as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let stream = TcpStream::from(fd);
+    // Connect with a timeout: non-blocking connect, then wait for writability.
+    let mut remote = sockaddr_in(*to.ip());
+    remote.sin_port = to.port().to_be();
+    stream.set_nonblocking(true)?;
+    // SAFETY: connect reads a sockaddr_in from a live local of that size.
+    let rc = unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            (&remote as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd in a live local.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Accepts `n` TCP connections in `ns` and returns the peers they came from (as the
+/// server saw them, after any NAT), in order of arrival.
+pub fn tcp_accept_peers(
+    ns: &str,
+    bind: SocketAddrV4,
+    n: usize,
+    timeout: Duration,
+) -> io::Result<JoinHandle<io::Result<Vec<SocketAddr>>>> {
+    let l = tcp_listener(ns, bind)?;
+    Ok(std::thread::spawn(move || {
+        l.set_nonblocking(true)?;
+        let start = Instant::now();
+        let mut peers = Vec::new();
+        let mut conns = Vec::new();
+        while peers.len() < n {
+            match l.accept() {
+                Ok((s, peer)) => {
+                    peers.push(peer);
+                    conns.push(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if start.elapsed() > timeout {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("{} of {n} connections", peers.len()),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(peers)
+    }))
+}
+
+/// Sends `payload` by UDP from local port `from_port` inside `ns` and waits for the echo.
+pub fn udp_request_from(
+    ns: &str,
+    from_port: u16,
+    to: SocketAddrV4,
+    payload: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let sock = udp_socket(ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, from_port))?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.send_to(payload, to)?;
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}

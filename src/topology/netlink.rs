@@ -1,18 +1,40 @@
-//! A small synchronous rtnetlink client: the calls switchyard needs to configure
-//! links, addresses and routes (what `ip link`, `ip addr` and `ip route` do).
+//! A small synchronous rtnetlink client: the link, address, route and neighbour calls
+//! switchyard needs, i.e. what `ip link`, `ip addr`, `ip route` and `ip neigh` do,
+//! without running `ip`.
 //!
-//! A netlink socket talks to the network namespace that was current for the thread
-//! that created it, so to configure an endpoint, create an [`Rtnl`] inside
-//! `netns::run_in`. Every request asks for an acknowledgement and waits for it, so an
-//! error comes back from the very call that caused it, naming the operation.
+//! How to use it, and the traps:
+//!
+//! * A netlink socket talks to the network namespace that was current for the thread
+//!   that *created* it, for its whole life. To configure a namespace, create the
+//!   [`Rtnl`] inside `super::netns::run_in` (which enters the namespace on a helper
+//!   thread); an `Rtnl` made on an ordinary thread configures the host.
+//! * Every request carries `NLM_F_ACK` and [`Rtnl`] waits for the answer, so a
+//!   failure comes back from the very call that caused it, as a [`NetlinkError`]
+//!   that names the operation, the errno and, where the kernel gives one, its own
+//!   explanation (extended ack). Without the ack a rejected request would be silent.
+//! * A reply is not one message per `recv`: the kernel packs many messages into one
+//!   datagram, and a dump (`NLM_F_DUMP`) spans many datagrams up to `NLMSG_DONE`.
+//!   Datagrams are peeked first so a large one is never cut short.
+//! * Replies are matched by sequence number; anything else left in the socket (e.g.
+//!   from a call that failed half-way through reading) is skipped, not misread.
+//! * Interface indexes are per namespace: an index from one namespace means nothing
+//!   (or another device) in the next. Moving a device with
+//!   [`Rtnl::link_set_netns`] may give it a new index there; look it up again by name.
+//! * Interface names are at most 15 bytes (`IFNAMSIZ - 1`); the kernel refuses longer.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK,
+    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo as IflaLinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::{
@@ -20,47 +42,106 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::io;
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// A netlink request that failed: what was attempted and the OS error.
+/// Receive buffer size. Kernel dump datagrams are at most 32 KiB; a larger single
+/// reply is still read whole, as the buffer grows to what a peek reports.
+const RECV_BUF: usize = 64 * 1024;
+
+/// Size of `struct nlmsghdr`.
+const NLMSG_HDRLEN: usize = 16;
+
+/// `NLMSGERR_ATTR_MSG`: the kernel's human-readable reason in an extended ack.
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// `IFNAMSIZ`: interface names are shorter than this.
+const IFNAMSIZ: usize = 16;
+
+/// How often a dump is restarted when the kernel flags it as inconsistent
+/// (`NLM_F_DUMP_INTR`: the table changed while it was being read).
+const DUMP_RETRIES: usize = 5;
+
+/// A failed rtnetlink request: what was attempted, and why it failed.
 #[derive(Debug, thiserror::Error)]
-#[error("netlink: {op}: {source}")]
-pub struct NetlinkError {
-    pub op: String,
-    #[source]
-    pub source: io::Error,
+pub enum NetlinkError {
+    /// The kernel refused the request (an `NLMSG_ERROR` with a non-zero code).
+    #[error("netlink: {op}: {source}{}", kernel_says(.message))]
+    Kernel {
+        op: String,
+        #[source]
+        source: io::Error,
+        /// The kernel's own explanation (extended ack), when it sent one.
+        message: Option<String>,
+    },
+    /// A lookup by name found nothing.
+    #[error("netlink: {op}: no such device")]
+    NotFound { op: String },
+    /// The request was refused before it was sent (e.g. an impossible prefix length).
+    #[error("netlink: {op}: invalid argument: {reason}")]
+    InvalidArgument { op: String, reason: String },
+    /// The socket itself failed (open, bind, send, receive).
+    #[error("netlink: {op}: {source}")]
+    Socket {
+        op: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel's answer could not be understood.
+    #[error("netlink: {op}: malformed reply: {detail}")]
+    Decode { op: String, detail: String },
+}
+
+fn kernel_says(message: &Option<String>) -> String {
+    match message {
+        Some(m) => format!(" ({m})"),
+        None => String::new(),
+    }
 }
 
 impl NetlinkError {
-    fn new(op: impl Into<String>, source: io::Error) -> NetlinkError {
-        NetlinkError {
-            op: op.into(),
-            source,
+    /// The errno behind the failure, if the kernel or the socket gave one.
+    /// A failed lookup by name reports `ENODEV`, as the kernel does.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Kernel { source, .. } | NetlinkError::Socket { source, .. } => {
+                source.raw_os_error()
+            }
+            NetlinkError::NotFound { .. } => Some(libc::ENODEV),
+            NetlinkError::InvalidArgument { .. } => Some(libc::EINVAL),
+            NetlinkError::Decode { .. } => None,
         }
     }
 
-    /// The errno the kernel answered with, if it was a kernel error.
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
+    /// True if the failure means "no such object" (device, address, route).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, NetlinkError::NotFound { .. })
+            || matches!(
+                self.errno(),
+                Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH)
+            )
+    }
+
+    /// True if the failure means "that already exists" (`EEXIST`).
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc::EEXIST)
     }
 }
 
-/// A link as `links()` reports it.
+/// A network device as [`Rtnl::links`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkInfoRow {
+pub struct LinkInfo {
     pub index: u32,
     pub name: String,
+    /// The hardware address, for devices that have a 6-byte one.
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+    /// Administratively up (`IFF_UP`), whether or not there is carrier.
     pub up: bool,
     pub txqueuelen: Option<u32>,
-    /// The bridge (or other controller) the link is enslaved to.
+    /// The bridge (or other controller) the device is attached to.
     pub master: Option<u32>,
 }
 
-/// A route of the main table as `routes_v4()` reports it.
+/// A unicast route of the main table as [`Rtnl::routes_v4`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
     pub dst: Ipv4Addr,
@@ -69,100 +150,222 @@ pub struct RouteInfo {
     pub oif: Option<u32>,
 }
 
-/// A neighbour (ARP) entry as `neighbours_v4()` reports it.
+/// An IPv4 neighbour (ARP) entry as [`Rtnl::neighbours_v4`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighbourInfo {
     pub ifindex: u32,
     pub ip: Ipv4Addr,
     pub mac: Option<[u8; 6]>,
-    /// `NUD_*` state bits (0x02 reachable, 0x04 stale, 0x20 failed, 0x80 permanent, ...).
+    /// `NUD_*` bits: 0x01 incomplete, 0x02 reachable, 0x04 stale, 0x08 delay,
+    /// 0x10 probe, 0x20 failed, 0x40 noarp, 0x80 permanent.
     pub state: u16,
 }
 
-/// An rtnetlink socket in the namespace of the thread that created it.
+/// An rtnetlink socket bound in the network namespace of the thread that created it.
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
     buf: Vec<u8>,
 }
 
+/// Whether a request expects one answer (then the ack) or a multipart dump.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Do,
+    Create,
+    Dump,
+}
+
+fn mac6(bytes: &[u8]) -> Option<[u8; 6]> {
+    bytes.try_into().ok()
+}
+
+fn align4(len: usize) -> usize {
+    (len + 3) & !3
+}
+
 impl Rtnl {
+    /// Opens a `NETLINK_ROUTE` socket in the calling thread's network namespace.
     pub fn new() -> Result<Rtnl, NetlinkError> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::new("open socket", e))?;
-        socket
-            .bind_auto()
-            .map_err(|e| NetlinkError::new("bind socket", e))?;
+        let sock_err = |op: &str| {
+            let op = op.to_string();
+            move |source| NetlinkError::Socket { op, source }
+        };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(sock_err("open socket"))?;
+        socket.bind_auto().map_err(sock_err("bind socket"))?;
         socket
             .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| NetlinkError::new("connect socket", e))?;
+            .map_err(sock_err("connect socket to the kernel"))?;
+        // Best effort, both since Linux 4.12 or earlier: extended acks carry the
+        // kernel's reason for a refusal; capped acks leave the echoed request out of
+        // error messages. Without them errors are still reported, just more tersely.
+        let _ = socket.set_ext_ack(true);
+        let _ = socket.set_cap_ack(true);
         Ok(Rtnl {
             socket,
             seq: 0,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; RECV_BUF],
         })
     }
 
-    /// Sends one request and collects the kernel's messages until the ACK (or, for a
-    /// dump, the DONE).
+    /// Sends `msg` and collects the kernel's answer: for [`Kind::Dump`] every message
+    /// up to `NLMSG_DONE`, otherwise any reply messages up to the ack.
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,
-        flags: u16,
-        op: &dyn Fn() -> String,
+        kind: Kind,
+        op: impl Fn() -> String,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let mut attempt = 0;
+        loop {
+            let (replies, interrupted) = self.exchange(msg.clone(), kind, &op)?;
+            attempt += 1;
+            if !interrupted || attempt >= DUMP_RETRIES {
+                return Ok(replies);
+            }
+        }
+    }
+
+    /// One request/answer round. Also returns whether the kernel flagged the dump
+    /// as interrupted (the table changed meanwhile; the result may be inconsistent).
+    fn exchange(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        kind: Kind,
+        op: &dyn Fn() -> String,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.flags = NLM_F_REQUEST
+            | NLM_F_ACK
+            | match kind {
+                Kind::Do => 0,
+                Kind::Create => NLM_F_CREATE | NLM_F_EXCL,
+                Kind::Dump => NLM_F_DUMP,
+            };
         header.sequence_number = seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
         packet.finalize();
         let mut out = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut out);
-        self.socket
+        let sent = self
+            .socket
             .send(&out, 0)
-            .map_err(|e| NetlinkError::new(op(), e))?;
+            .map_err(|source| NetlinkError::Socket { op: op(), source })?;
+        if sent != out.len() {
+            return Err(NetlinkError::Socket {
+                op: op(),
+                source: io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("sent {sent} of {} bytes", out.len()),
+                ),
+            });
+        }
 
         let mut replies = Vec::new();
+        let mut interrupted = false;
+        // A reply the crate cannot parse. Reading goes on to the end of the answer
+        // (so the socket stays in step), then this is reported.
+        let mut undecodable: Option<String> = None;
         loop {
-            let n = self
-                .socket
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(|e| NetlinkError::new(op(), e))?;
+            let len = self.recv_datagram(op)?;
             let mut offset = 0;
-            while offset < n {
-                let bytes = &self.buf[offset..n];
-                let m: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(bytes)
-                    .map_err(|e| {
-                        NetlinkError::new(
-                            op(),
-                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-                        )
+            while offset + NLMSG_HDRLEN <= len {
+                let bytes = &self.buf[offset..len];
+                let frame =
+                    NetlinkBuffer::new_checked(bytes).map_err(|e| NetlinkError::Decode {
+                        op: op(),
+                        detail: e.to_string(),
                     })?;
-                let len = m.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += len;
-                if m.header.sequence_number != seq {
+                let msg_len = frame.length() as usize;
+                let msg_seq = frame.sequence_number();
+                let msg_flags = frame.flags();
+                let msg_bytes = &bytes[..msg_len];
+                offset += align4(msg_len);
+                if msg_seq != seq {
+                    // Left over from an earlier request; not ours to interpret.
                     continue;
                 }
-                match m.payload {
-                    NetlinkPayload::Error(e) => {
-                        if e.code.is_some() {
-                            return Err(NetlinkError::new(op(), e.to_io()));
+                interrupted |= msg_flags & NLM_F_DUMP_INTR != 0;
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg_bytes);
+                let parsed = match parsed {
+                    Ok(m) => m,
+                    Err(e) => {
+                        undecodable.get_or_insert_with(|| e.to_string());
+                        continue;
+                    }
+                };
+                match parsed.payload {
+                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    NetlinkPayload::Error(err) => {
+                        if let Some(code) = err.code {
+                            return Err(NetlinkError::Kernel {
+                                op: op(),
+                                source: io::Error::from_raw_os_error(code.get().saturating_abs()),
+                                message: ext_ack_message(msg_flags, &err.header),
+                            });
                         }
-                        // An ACK ends a plain request; a dump ends with DONE.
-                        if !dump {
-                            return Ok(replies);
+                        // The ack ends a plain request. A dump ends with DONE instead.
+                        if kind != Kind::Dump {
+                            return finish(replies, interrupted, undecodable, op);
                         }
                     }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    NetlinkPayload::Done(done) => {
+                        // A dump that failed part-way ends with DONE carrying -errno.
+                        if done.code < 0 {
+                            let message = (msg_flags & NLM_F_ACK_TLVS != 0)
+                                .then(|| ext_ack_text(&done.extended_ack))
+                                .flatten();
+                            return Err(NetlinkError::Kernel {
+                                op: op(),
+                                source: io::Error::from_raw_os_error(done.code.saturating_abs()),
+                                message,
+                            });
+                        }
+                        return finish(replies, interrupted, undecodable, op);
+                    }
+                    NetlinkPayload::Overrun(_) => {
+                        return Err(NetlinkError::Decode {
+                            op: op(),
+                            detail: "kernel reported NLMSG_OVERRUN".into(),
+                        })
+                    }
+                    NetlinkPayload::Noop => {}
+                    // The enum is non-exhaustive; nothing else ends a reply.
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// Receives one datagram into `self.buf` (grown if needed) and returns its length.
+    fn recv_datagram(&mut self, op: &dyn Fn() -> String) -> Result<usize, NetlinkError> {
+        loop {
+            // MSG_TRUNC makes a netlink recv report the datagram's full length even
+            // when it does not fit, and MSG_PEEK leaves it queued, so a datagram
+            // larger than the buffer is read whole on the second try below.
+            let peeked = self
+                .socket
+                .recv(&mut &mut self.buf[..], libc::MSG_PEEK | libc::MSG_TRUNC);
+            let want = match peeked {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(NetlinkError::Socket { op: op(), source }),
+            };
+            if want > self.buf.len() {
+                self.buf.resize(want, 0);
+            }
+            match self.socket.recv(&mut &mut self.buf[..], 0) {
+                Ok(0) => {
+                    return Err(NetlinkError::Decode {
+                        op: op(),
+                        detail: "empty datagram".into(),
+                    })
+                }
+                Ok(n) => return Ok(n.min(self.buf.len())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(NetlinkError::Socket { op: op(), source }),
             }
         }
     }
@@ -170,172 +373,178 @@ impl Rtnl {
     fn set_link(
         &mut self,
         index: u32,
-        attrs: Vec<LinkAttribute>,
-        op: &dyn Fn() -> String,
+        attributes: Vec<LinkAttribute>,
+        op: impl Fn() -> String,
     ) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        m.attributes = attrs;
-        self.request(RouteNetlinkMessage::SetLink(m), 0, op)
-            .map(|_| ())
+        m.attributes = attributes;
+        self.request(RouteNetlinkMessage::SetLink(m), Kind::Do, op)
+            .map(drop)
     }
 
-    fn set_flags(&mut self, index: u32, up: bool) -> Result<(), NetlinkError> {
+    fn set_up_down(&mut self, index: u32, up: bool) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        m.header.flags = if up {
-            LinkFlags::Up
-        } else {
-            LinkFlags::empty()
-        };
+        // Only the bits in change_mask are changed; the rest of the flags stay.
         m.header.change_mask = LinkFlags::Up;
-        let what = if up { "up" } else { "down" };
-        self.request(RouteNetlinkMessage::SetLink(m), 0, &|| {
-            format!("set ifindex {index} {what}")
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        let word = if up { "up" } else { "down" };
+        self.request(RouteNetlinkMessage::SetLink(m), Kind::Do, || {
+            format!("set ifindex {index} {word}")
         })
-        .map(|_| ())
+        .map(drop)
     }
 
-    /// The index of the link named `name`.
+    /// The index of the device named `name` in this namespace.
+    /// Fails with [`NetlinkError::NotFound`] if there is none.
     pub fn link_index(&mut self, name: &str) -> Result<u32, NetlinkError> {
+        let op = || format!("find link {name}");
+        check_ifname(name, op)?;
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let replies = self.request(RouteNetlinkMessage::GetLink(m), 0, &|| {
-            format!("find link {name}")
-        })?;
+        // Statistics are of no use here; leaving them out keeps the reply small.
+        m.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let replies = match self.request(RouteNetlinkMessage::GetLink(m), Kind::Do, op) {
+            Ok(r) => r,
+            Err(e) if e.errno() == Some(libc::ENODEV) => {
+                return Err(NetlinkError::NotFound { op: op() })
+            }
+            Err(e) => return Err(e),
+        };
         replies
             .into_iter()
             .find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
                 _ => None,
             })
-            .ok_or_else(|| {
-                NetlinkError::new(
-                    format!("find link {name}"),
-                    io::Error::from(io::ErrorKind::NotFound),
-                )
-            })
+            .ok_or_else(|| NetlinkError::NotFound { op: op() })
     }
 
-    /// True if a link named `name` exists.
+    /// True if a device named `name` exists in this namespace.
     pub fn link_exists(&mut self, name: &str) -> Result<bool, NetlinkError> {
         match self.link_index(name) {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.errno() == Some(libc::ENODEV)
-                    || e.source.kind() == io::ErrorKind::NotFound =>
-            {
-                Ok(false)
-            }
+            Err(NetlinkError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
+    /// Sets the device administratively up (`ip link set DEV up`).
     pub fn link_set_up(&mut self, index: u32) -> Result<(), NetlinkError> {
-        self.set_flags(index, true)
+        self.set_up_down(index, true)
     }
 
+    /// Sets the device administratively down.
     pub fn link_set_down(&mut self, index: u32) -> Result<(), NetlinkError> {
-        self.set_flags(index, false)
+        self.set_up_down(index, false)
     }
 
     pub fn link_set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
-        self.set_link(index, vec![LinkAttribute::Mtu(mtu)], &|| {
+        self.set_link(index, vec![LinkAttribute::Mtu(mtu)], || {
             format!("set MTU {mtu} on ifindex {index}")
         })
     }
 
     pub fn link_set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        self.set_link(index, vec![LinkAttribute::Address(mac.to_vec())], &|| {
-            format!("set MAC on ifindex {index}")
+        self.set_link(index, vec![LinkAttribute::Address(mac.to_vec())], || {
+            format!("set MAC {} on ifindex {index}", fmt_mac(mac))
         })
     }
 
     pub fn link_set_txqueuelen(&mut self, index: u32, qlen: u32) -> Result<(), NetlinkError> {
-        self.set_link(index, vec![LinkAttribute::TxQueueLen(qlen)], &|| {
+        self.set_link(index, vec![LinkAttribute::TxQueueLen(qlen)], || {
             format!("set txqueuelen {qlen} on ifindex {index}")
         })
     }
 
+    /// Renames the device. The kernel refuses (EBUSY) while the device is up.
     pub fn link_set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
-        self.set_link(
-            index,
-            vec![LinkAttribute::IfName(name.to_string())],
-            &|| format!("rename ifindex {index} to {name}"),
-        )
+        let op = || format!("rename ifindex {index} to {name}");
+        check_ifname(name, op)?;
+        self.set_link(index, vec![LinkAttribute::IfName(name.to_string())], op)
     }
 
-    /// Moves a link into the namespace `ns` (it disappears from this one).
+    /// Moves the device into the namespace `ns` (an fd from `netns::open`). It
+    /// disappears from this namespace, loses its addresses and is down over there;
+    /// its index there may differ.
     pub fn link_set_netns(&mut self, index: u32, ns: BorrowedFd<'_>) -> Result<(), NetlinkError> {
+        // The kernel reads the fd during this call; the borrow keeps it open.
         let fd = ns.as_raw_fd();
-        self.set_link(index, vec![LinkAttribute::NetNsFd(fd)], &|| {
-            format!("move ifindex {index} to another namespace")
+        self.set_link(index, vec![LinkAttribute::NetNsFd(fd)], || {
+            format!("move ifindex {index} to the namespace of fd {fd}")
         })
     }
 
-    /// Enslaves a link to a bridge.
+    /// Attaches the device to a bridge (or other controller), like
+    /// `ip link set DEV master BR`.
     pub fn link_set_master(&mut self, index: u32, master: u32) -> Result<(), NetlinkError> {
-        self.set_link(index, vec![LinkAttribute::Controller(master)], &|| {
-            format!("attach ifindex {index} to ifindex {master}")
+        self.set_link(index, vec![LinkAttribute::Controller(master)], || {
+            format!("attach ifindex {index} to master ifindex {master}")
         })
     }
 
+    /// Detaches the device from its bridge, like `ip link set DEV nomaster`.
     pub fn link_set_nomaster(&mut self, index: u32) -> Result<(), NetlinkError> {
-        self.set_link(index, vec![LinkAttribute::Controller(0)], &|| {
-            format!("detach ifindex {index}")
+        // IFLA_MASTER 0 means "no master".
+        self.set_link(index, vec![LinkAttribute::Controller(0)], || {
+            format!("detach ifindex {index} from its master")
         })
     }
 
-    /// Creates a veth pair `name` <-> `peer` in this namespace.
-    pub fn link_add_veth(&mut self, name: &str, peer: &str) -> Result<(), NetlinkError> {
-        let mut p = LinkMessage::default();
-        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+    /// Creates a veth pair `name` <-> `peer_name` in this namespace (both down).
+    pub fn link_add_veth(&mut self, name: &str, peer_name: &str) -> Result<(), NetlinkError> {
+        let op = || format!("add veth {name} peer {peer_name}");
+        check_ifname(name, op)?;
+        check_ifname(peer_name, op)?;
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(peer_name.to_string()));
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+            IflaLinkInfo::Kind(InfoKind::Veth),
+            IflaLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        self.request(
-            RouteNetlinkMessage::NewLink(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| format!("add veth {name} peer {peer}"),
-        )
-        .map(|_| ())
+        self.request(RouteNetlinkMessage::NewLink(m), Kind::Create, op)
+            .map(drop)
     }
 
-    /// Creates a Linux bridge.
+    /// Creates a Linux bridge named `name` (down, no ports).
     pub fn link_add_bridge(&mut self, name: &str) -> Result<(), NetlinkError> {
+        let op = || format!("add bridge {name}");
+        check_ifname(name, op)?;
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            .push(LinkAttribute::LinkInfo(vec![IflaLinkInfo::Kind(
                 InfoKind::Bridge,
             )]));
-        self.request(
-            RouteNetlinkMessage::NewLink(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| format!("add bridge {name}"),
-        )
-        .map(|_| ())
+        self.request(RouteNetlinkMessage::NewLink(m), Kind::Create, op)
+            .map(drop)
     }
 
+    /// Deletes the device (for a veth, both ends).
     pub fn link_del(&mut self, index: u32) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        self.request(RouteNetlinkMessage::DelLink(m), 0, &|| {
+        self.request(RouteNetlinkMessage::DelLink(m), Kind::Do, || {
             format!("delete ifindex {index}")
         })
-        .map(|_| ())
+        .map(drop)
     }
 
-    /// Every link in the namespace.
-    pub fn links(&mut self) -> Result<Vec<LinkInfoRow>, NetlinkError> {
-        let replies = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-            &|| "list links".into(),
-        )?;
+    /// Every device in this namespace.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut req = LinkMessage::default();
+        req.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let replies = self.request(RouteNetlinkMessage::GetLink(req), Kind::Dump, || {
+            "list links".to_string()
+        })?;
         Ok(replies
             .into_iter()
             .filter_map(|r| match r {
@@ -343,7 +552,7 @@ impl Rtnl {
                 _ => None,
             })
             .map(|l| {
-                let mut row = LinkInfoRow {
+                let mut info = LinkInfo {
                     index: l.header.index,
                     name: String::new(),
                     mac: None,
@@ -354,99 +563,105 @@ impl Rtnl {
                 };
                 for a in l.attributes {
                     match a {
-                        LinkAttribute::IfName(n) => row.name = n,
-                        LinkAttribute::Address(m) if m.len() == 6 => {
-                            row.mac = Some([m[0], m[1], m[2], m[3], m[4], m[5]])
-                        }
-                        LinkAttribute::Mtu(m) => row.mtu = Some(m),
-                        LinkAttribute::TxQueueLen(q) => row.txqueuelen = Some(q),
-                        LinkAttribute::Controller(c) => row.master = Some(c),
+                        LinkAttribute::IfName(n) => info.name = n,
+                        LinkAttribute::Address(m) => info.mac = mac6(&m),
+                        LinkAttribute::Mtu(m) => info.mtu = Some(m),
+                        LinkAttribute::TxQueueLen(q) => info.txqueuelen = Some(q),
+                        LinkAttribute::Controller(c) if c != 0 => info.master = Some(c),
                         _ => {}
                     }
                 }
-                row
+                info
             })
             .collect())
     }
 
-    /// Adds `addr/prefix_len` to a link, with the subnet broadcast (`brd +`).
+    /// Adds `addr/prefix_len` to the device, with the subnet's broadcast address
+    /// (like `ip addr add ADDR/LEN brd + dev DEV`; /31 and /32 get none, as there).
+    /// The kernel also adds the subnet's route to the main table.
     pub fn addr_add_v4(
         &mut self,
         index: u32,
         addr: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
+        let op = || format!("add address {addr}/{prefix_len} on ifindex {index}");
+        check_prefix(prefix_len, op)?;
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;
         m.header.prefix_len = prefix_len;
         m.header.index = index;
+        // For an ordinary (not point-to-point) address, LOCAL and ADDRESS are equal.
         m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
         m.attributes
             .push(AddressAttribute::Address(IpAddr::V4(addr)));
-        if prefix_len < 31 {
-            let mask = if prefix_len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(prefix_len))
-            };
+        if prefix_len <= 30 {
+            let host_bits = u32::MAX >> prefix_len;
             m.attributes
                 .push(AddressAttribute::Broadcast(Ipv4Addr::from(
-                    u32::from(addr) | !mask,
+                    u32::from(addr) | host_bits,
                 )));
         }
-        self.request(
-            RouteNetlinkMessage::NewAddress(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| format!("add address {addr}/{prefix_len} on ifindex {index}"),
-        )
-        .map(|_| ())
+        self.request(RouteNetlinkMessage::NewAddress(m), Kind::Create, op)
+            .map(drop)
     }
 
-    /// Every IPv4 address: (ifindex, address, prefix length).
+    /// Every IPv4 address in this namespace: (ifindex, address, prefix length).
     pub fn addrs_v4(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP, &|| {
-            "list addresses".into()
+        let replies = self.request(RouteNetlinkMessage::GetAddress(req), Kind::Dump, || {
+            "list IPv4 addresses".to_string()
         })?;
         let mut out = Vec::new();
         for r in replies {
-            if let RouteNetlinkMessage::NewAddress(a) = r {
-                let local = a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+            let RouteNetlinkMessage::NewAddress(a) = r else {
+                continue;
+            };
+            if a.header.family != AddressFamily::Inet {
+                continue;
+            }
+            // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on a
+            // point-to-point link, and the only one present on some devices.
+            let pick = |local: bool| {
+                a.attributes.iter().find_map(|x| match (x, local) {
+                    (AddressAttribute::Local(IpAddr::V4(ip)), true)
+                    | (AddressAttribute::Address(IpAddr::V4(ip)), false) => Some(*ip),
                     _ => None,
-                });
-                let addr = local.or_else(|| {
-                    a.attributes.iter().find_map(|x| match x {
-                        AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-                        _ => None,
-                    })
-                });
-                if let Some(ip) = addr {
-                    out.push((a.header.index, ip, a.header.prefix_len));
-                }
+                })
+            };
+            if let Some(ip) = pick(true).or_else(|| pick(false)) {
+                out.push((a.header.index, ip, a.header.prefix_len));
             }
         }
         Ok(out)
     }
 
-    fn route_msg(
+    fn route_message(
         dst: Ipv4Addr,
         prefix_len: u8,
         gateway: Option<Ipv4Addr>,
         oif: Option<u32>,
+        adding: bool,
     ) -> RouteMessage {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
         m.header.destination_prefix_length = prefix_len;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Static;
-        m.header.scope = if gateway.is_some() {
-            RouteScope::Universe
+        if adding {
+            m.header.protocol = RouteProtocol::Static;
+            // A gateway route reaches beyond the link; a route without one is on-link.
+            m.header.scope = if gateway.is_some() {
+                RouteScope::Universe
+            } else {
+                RouteScope::Link
+            };
+            m.header.kind = RouteType::Unicast;
         } else {
-            RouteScope::Link
-        };
-        m.header.kind = RouteType::Unicast;
+            // As `ip route del`: scope NOWHERE, protocol and type unspecified mean
+            // "any", so the route is found however it was added.
+            m.header.scope = RouteScope::NoWhere;
+        }
         if prefix_len > 0 {
             m.attributes
                 .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
@@ -461,7 +676,9 @@ impl Rtnl {
         m
     }
 
-    /// Adds a route to the main table (a gateway route, or on-link without one).
+    /// Adds a route to the main table: via `gateway` (scope universe) or, without
+    /// one, directly on the link `oif` (scope link). Protocol "static". `dst` must
+    /// have no bits set beyond `prefix_len` (the kernel refuses otherwise).
     pub fn route_add_v4(
         &mut self,
         dst: Ipv4Addr,
@@ -469,20 +686,14 @@ impl Rtnl {
         gateway: Option<Ipv4Addr>,
         oif: Option<u32>,
     ) -> Result<(), NetlinkError> {
-        let m = Self::route_msg(dst, prefix_len, gateway, oif);
-        self.request(
-            RouteNetlinkMessage::NewRoute(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &|| {
-                format!(
-                    "add route {dst}/{prefix_len}{}",
-                    gateway.map(|g| format!(" via {g}")).unwrap_or_default()
-                )
-            },
-        )
-        .map(|_| ())
+        let op = || route_op("add", dst, prefix_len, gateway, oif);
+        check_prefix(prefix_len, op)?;
+        let m = Self::route_message(dst, prefix_len, gateway, oif, true);
+        self.request(RouteNetlinkMessage::NewRoute(m), Kind::Create, op)
+            .map(drop)
     }
 
+    /// Deletes a route of the main table matching these fields (a `None` matches any).
     pub fn route_del_v4(
         &mut self,
         dst: Ipv4Addr,
@@ -490,25 +701,31 @@ impl Rtnl {
         gateway: Option<Ipv4Addr>,
         oif: Option<u32>,
     ) -> Result<(), NetlinkError> {
-        let m = Self::route_msg(dst, prefix_len, gateway, oif);
-        self.request(RouteNetlinkMessage::DelRoute(m), 0, &|| {
-            format!("delete route {dst}/{prefix_len}")
-        })
-        .map(|_| ())
+        let op = || route_op("delete", dst, prefix_len, gateway, oif);
+        check_prefix(prefix_len, op)?;
+        let m = Self::route_message(dst, prefix_len, gateway, oif, false);
+        self.request(RouteNetlinkMessage::DelRoute(m), Kind::Do, op)
+            .map(drop)
     }
 
-    /// The IPv4 routes of the main table.
+    /// The IPv4 unicast routes of the main table (what `ip route` shows), including
+    /// those the kernel adds for addresses' subnets.
     pub fn routes_v4(&mut self) -> Result<Vec<RouteInfo>, NetlinkError> {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP, &|| {
-            "list routes".into()
+        let replies = self.request(RouteNetlinkMessage::GetRoute(req), Kind::Dump, || {
+            "list IPv4 routes".to_string()
         })?;
         let mut out = Vec::new();
         for r in replies {
             let RouteNetlinkMessage::NewRoute(m) = r else {
                 continue;
             };
+            if m.header.address_family != AddressFamily::Inet || m.header.kind != RouteType::Unicast
+            {
+                continue;
+            }
+            // The header's table is 8 bits; RTA_TABLE holds the real (32-bit) id.
             let mut table = u32::from(m.header.table);
             let mut info = RouteInfo {
                 dst: Ipv4Addr::UNSPECIFIED,
@@ -532,26 +749,27 @@ impl Rtnl {
         Ok(out)
     }
 
-    /// The IPv4 neighbour (ARP) table.
+    /// The IPv4 neighbour (ARP) table of this namespace.
     pub fn neighbours_v4(&mut self) -> Result<Vec<NeighbourInfo>, NetlinkError> {
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP, &|| {
-            "list neighbours".into()
+        let replies = self.request(RouteNetlinkMessage::GetNeighbour(req), Kind::Dump, || {
+            "list IPv4 neighbours".to_string()
         })?;
         let mut out = Vec::new();
         for r in replies {
             let RouteNetlinkMessage::NewNeighbour(n) = r else {
                 continue;
             };
+            if n.header.family != AddressFamily::Inet {
+                continue;
+            }
             let mut ip = None;
             let mut mac = None;
             for a in &n.attributes {
                 match a {
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => ip = Some(*d),
-                    NeighbourAttribute::LinkLayerAddress(m) if m.len() == 6 => {
-                        mac = Some([m[0], m[1], m[2], m[3], m[4], m[5]])
-                    }
+                    NeighbourAttribute::LinkLayerAddress(m) => mac = mac6(m),
                     _ => {}
                 }
             }
@@ -568,6 +786,108 @@ impl Rtnl {
     }
 }
 
+/// Ends a successful exchange, unless a reply could not be decoded: then the caller
+/// would otherwise get an answer with something silently missing.
+fn finish(
+    replies: Vec<RouteNetlinkMessage>,
+    interrupted: bool,
+    undecodable: Option<String>,
+    op: &dyn Fn() -> String,
+) -> Result<(Vec<RouteNetlinkMessage>, bool), NetlinkError> {
+    match undecodable {
+        Some(detail) => Err(NetlinkError::Decode { op: op(), detail }),
+        None => Ok((replies, interrupted)),
+    }
+}
+
+/// The kernel's reason from the extended ack of an `NLMSG_ERROR`, if it has one.
+///
+/// `echoed` is what follows the error code: the request's header (and, unless the
+/// ack is capped, its payload), then attributes when `NLM_F_ACK_TLVS` is set.
+fn ext_ack_message(flags: u16, echoed: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 || echoed.len() < NLMSG_HDRLEN {
+        return None;
+    }
+    let start = if flags & NLM_F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        let len = u32::from_ne_bytes(echoed[..4].try_into().ok()?) as usize;
+        align4(len)
+    };
+    ext_ack_text(echoed.get(start..)?)
+}
+
+/// The `NLMSGERR_ATTR_MSG` text among extended-ack attributes.
+fn ext_ack_text(attributes: &[u8]) -> Option<String> {
+    NlasIterator::new(attributes)
+        .filter_map(Result::ok)
+        .find(|nla| nla.kind() == NLMSGERR_ATTR_MSG)
+        .map(|nla| {
+            let text = nla.value();
+            let text = text.split(|&b| b == 0).next().unwrap_or(text);
+            String::from_utf8_lossy(text).into_owned()
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// Refuses names the kernel would refuse or, worse, misread: a NUL would cut the
+/// name short and could make a lookup find a different device.
+fn check_ifname(name: &str, op: impl Fn() -> String) -> Result<(), NetlinkError> {
+    let reason = if name.is_empty() {
+        Some("empty interface name")
+    } else if name.len() >= IFNAMSIZ {
+        Some("interface names are at most 15 bytes")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are not interface names")
+    } else if name
+        .bytes()
+        .any(|b| b == 0 || b == b'/' || b == b':' || b.is_ascii_whitespace())
+    {
+        Some("interface names may not contain NUL, '/', ':' or whitespace")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(NetlinkError::InvalidArgument {
+            op: op(),
+            reason: reason.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_prefix(prefix_len: u8, op: impl Fn() -> String) -> Result<(), NetlinkError> {
+    if prefix_len > 32 {
+        return Err(NetlinkError::InvalidArgument {
+            op: op(),
+            reason: format!("IPv4 prefix length {prefix_len} is over 32"),
+        });
+    }
+    Ok(())
+}
+
+fn route_op(
+    verb: &str,
+    dst: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Option<Ipv4Addr>,
+    oif: Option<u32>,
+) -> String {
+    let mut s = format!("{verb} route {dst}/{prefix_len}");
+    if let Some(gw) = gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    if let Some(oif) = oif {
+        s.push_str(&format!(" dev ifindex {oif}"));
+    }
+    s
+}
+
+fn fmt_mac(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::netns;
@@ -575,111 +895,320 @@ mod tests {
     use std::os::fd::AsFd;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    struct Ns(String);
-    impl Drop for Ns {
+    /// A test namespace with a unique name, deleted on drop (also when a test panics).
+    struct TestNs(String);
+
+    impl TestNs {
+        fn create() -> TestNs {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let ns = TestNs(format!(
+                "nltest{}nl{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            netns::create(&ns.0).unwrap();
+            ns
+        }
+    }
+
+    impl Drop for TestNs {
         fn drop(&mut self) {
             let _ = netns::delete(&self.0);
         }
     }
 
-    fn ns() -> Ns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "nltest{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        netns::create(&name).unwrap();
-        Ns(name)
+    /// Device names unique to this process (at most 15 bytes).
+    fn ifname(tag: &str) -> String {
+        let name = format!("nl{}{tag}", std::process::id() % 100_000);
+        assert!(name.len() < IFNAMSIZ, "{name}");
+        name
+    }
+
+    fn link(r: &mut Rtnl, index: u32) -> LinkInfo {
+        r.links()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.index == index)
+            .unwrap_or_else(|| panic!("ifindex {index} not listed"))
     }
 
     #[test]
-    fn configure_links_addresses_routes() {
-        let a = ns();
-        let b = ns();
+    fn links_addresses_routes_bridges_and_moves() {
+        let a = TestNs::create();
+        let b = TestNs::create();
         let b_fd = netns::open(&b.0).unwrap();
+        let (v0, v1, br) = (ifname("v0"), ifname("v1"), ifname("br"));
+
+        let (v0_, v1_, br_) = (v0.clone(), v1.clone(), br.clone());
         netns::run_in_named(&a.0, move || {
+            let (v0, v1, br) = (v0_, v1_, br_);
             let mut r = Rtnl::new().unwrap();
             let lo = r.link_index("lo").unwrap();
             r.link_set_up(lo).unwrap();
-            assert!(!r.link_exists("nothere0").unwrap());
-            r.link_add_veth("nlv0", "nlv1").unwrap();
-            let v0 = r.link_index("nlv0").unwrap();
-            r.link_set_mtu(v0, 1400).unwrap();
-            r.link_set_mac(v0, [2, 0, 0, 0, 0, 1]).unwrap();
-            r.link_set_txqueuelen(v0, 2000).unwrap();
-            r.link_set_up(v0).unwrap();
-            let row = r
-                .links()
-                .unwrap()
-                .into_iter()
-                .find(|l| l.index == v0)
-                .unwrap();
-            assert_eq!(row.name, "nlv0");
-            assert_eq!(row.mtu, Some(1400));
-            assert_eq!(row.mac, Some([2, 0, 0, 0, 0, 1]));
-            assert_eq!(row.txqueuelen, Some(2000));
-            assert!(row.up);
+            assert!(link(&mut r, lo).up);
 
-            r.addr_add_v4(v0, Ipv4Addr::new(10, 99, 0, 1), 24).unwrap();
-            assert!(r
-                .addrs_v4()
-                .unwrap()
-                .contains(&(v0, Ipv4Addr::new(10, 99, 0, 1), 24)));
-            let dup = r
-                .addr_add_v4(v0, Ipv4Addr::new(10, 99, 0, 1), 24)
-                .unwrap_err();
-            assert!(dup.to_string().contains("File exists"), "{dup}");
-            assert!(dup.to_string().contains("10.99.0.1/24"), "{dup}");
+            assert!(!r.link_exists(&v0).unwrap());
+            r.link_add_veth(&v0, &v1).unwrap();
+            assert!(r.link_exists(&v0).unwrap() && r.link_exists(&v1).unwrap());
+            let i0 = r.link_index(&v0).unwrap();
+            r.link_set_mtu(i0, 1400).unwrap();
+            r.link_set_mac(i0, [2, 0, 0, 0, 0, 1]).unwrap();
+            r.link_set_txqueuelen(i0, 2000).unwrap();
+            assert!(!link(&mut r, i0).up);
+            r.link_set_up(i0).unwrap();
+            let l = link(&mut r, i0);
+            assert_eq!(l.name, v0);
+            assert_eq!(l.mtu, Some(1400));
+            assert_eq!(l.mac, Some([2, 0, 0, 0, 0, 1]));
+            assert_eq!(l.txqueuelen, Some(2000));
+            assert!(l.up);
+            assert_eq!(l.master, None);
 
-            r.route_add_v4(
-                Ipv4Addr::new(10, 98, 0, 0),
-                16,
-                Some(Ipv4Addr::new(10, 99, 0, 254)),
-                Some(v0),
-            )
-            .unwrap();
+            let ip = Ipv4Addr::new(10, 99, 0, 1);
+            r.addr_add_v4(i0, ip, 24).unwrap();
+            assert!(r.addrs_v4().unwrap().contains(&(i0, ip, 24)));
+            let dup = r.addr_add_v4(i0, ip, 24).unwrap_err();
+            let msg = dup.to_string();
+            assert!(msg.contains("File exists"), "{msg}");
+            assert!(
+                msg.starts_with(&format!(
+                    "netlink: add address 10.99.0.1/24 on ifindex {i0}: "
+                )),
+                "{msg}"
+            );
+            assert!(dup.is_exists());
+            assert_eq!(dup.errno(), Some(libc::EEXIST));
+
+            // The subnet route the kernel added for the address, then our own.
+            let gw = Ipv4Addr::new(10, 99, 0, 254);
+            let dst = Ipv4Addr::new(10, 98, 0, 0);
+            r.route_add_v4(dst, 16, Some(gw), Some(i0)).unwrap();
             let routes = r.routes_v4().unwrap();
+            let ours = RouteInfo {
+                dst,
+                prefix_len: 16,
+                gateway: Some(gw),
+                oif: Some(i0),
+            };
+            assert!(routes.contains(&ours), "{routes:?}");
             assert!(
                 routes.contains(&RouteInfo {
-                    dst: Ipv4Addr::new(10, 98, 0, 0),
-                    prefix_len: 16,
-                    gateway: Some(Ipv4Addr::new(10, 99, 0, 254)),
-                    oif: Some(v0),
+                    dst: Ipv4Addr::new(10, 99, 0, 0),
+                    prefix_len: 24,
+                    gateway: None,
+                    oif: Some(i0),
                 }),
                 "{routes:?}"
             );
-            r.route_del_v4(
-                Ipv4Addr::new(10, 98, 0, 0),
-                16,
-                Some(Ipv4Addr::new(10, 99, 0, 254)),
-                Some(v0),
-            )
-            .unwrap();
-
-            r.link_add_bridge("nlbr0").unwrap();
-            let br = r.link_index("nlbr0").unwrap();
-            r.link_set_master(v0, br).unwrap();
-            let row = r
-                .links()
-                .unwrap()
-                .into_iter()
-                .find(|l| l.index == v0)
+            let again = r.route_add_v4(dst, 16, Some(gw), Some(i0)).unwrap_err();
+            assert!(again.is_exists(), "{again}");
+            // On-link and default routes.
+            let onlink = Ipv4Addr::new(10, 97, 0, 0);
+            r.route_add_v4(onlink, 24, None, Some(i0)).unwrap();
+            r.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(i0))
                 .unwrap();
-            assert_eq!(row.master, Some(br));
-            r.link_set_nomaster(v0).unwrap();
+            let routes = r.routes_v4().unwrap();
+            assert!(routes
+                .iter()
+                .any(|x| x.dst == onlink && x.gateway.is_none()));
+            assert!(routes
+                .iter()
+                .any(|x| x.prefix_len == 0 && x.gateway == Some(gw)));
+            r.route_del_v4(dst, 16, Some(gw), Some(i0)).unwrap();
+            r.route_del_v4(onlink, 24, None, None).unwrap();
+            r.route_del_v4(Ipv4Addr::UNSPECIFIED, 0, None, None)
+                .unwrap();
+            let routes = r.routes_v4().unwrap();
+            assert!(!routes.contains(&ours), "{routes:?}");
+            assert!(!routes.iter().any(|x| x.dst == onlink || x.prefix_len == 0));
+            let gone = r.route_del_v4(dst, 16, Some(gw), Some(i0)).unwrap_err();
+            assert!(gone.is_not_found(), "{gone}");
+            // Host bits beyond the prefix: the kernel refuses, with its reason.
+            let bad = r
+                .route_add_v4(Ipv4Addr::new(10, 96, 0, 1), 16, Some(gw), None)
+                .unwrap_err();
+            assert_eq!(bad.errno(), Some(libc::EINVAL), "{bad}");
+            assert!(bad.to_string().contains("route 10.96.0.1/16 via"), "{bad}");
 
-            let v1 = r.link_index("nlv1").unwrap();
-            r.link_set_netns(v1, b_fd.as_fd()).unwrap();
-            assert!(!r.link_exists("nlv1").unwrap());
-            r.link_del(br).unwrap();
+            r.link_add_bridge(&br).unwrap();
+            let ibr = r.link_index(&br).unwrap();
+            let dup = r.link_add_bridge(&br).unwrap_err();
+            assert!(dup.is_exists(), "{dup}");
+            r.link_set_master(i0, ibr).unwrap();
+            assert_eq!(link(&mut r, i0).master, Some(ibr));
+            r.link_set_nomaster(i0).unwrap();
+            assert_eq!(link(&mut r, i0).master, None);
+
+            // Renaming needs the device down.
+            r.link_set_down(i0).unwrap();
+            assert!(!link(&mut r, i0).up);
+            let renamed = ifname("rn");
+            r.link_set_name(i0, &renamed).unwrap();
+            assert_eq!(r.link_index(&renamed).unwrap(), i0);
+            assert!(!r.link_exists(&v0).unwrap());
+            r.link_set_name(i0, &v0).unwrap();
+
+            let i1 = r.link_index(&v1).unwrap();
+            r.link_set_netns(i1, b_fd.as_fd()).unwrap();
+            assert!(!r.link_exists(&v1).unwrap(), "moved away");
+
+            r.link_del(ibr).unwrap();
+            assert!(!r.link_exists(&br).unwrap());
+            assert!(r.link_del(ibr).unwrap_err().is_not_found());
             assert!(r.neighbours_v4().is_ok());
         })
         .unwrap();
-        netns::run_in_named(&b.0, || {
+
+        let (v0_, v1_) = (v0.clone(), v1.clone());
+        netns::run_in_named(&b.0, move || {
             let mut r = Rtnl::new().unwrap();
-            assert!(r.link_exists("nlv1").unwrap(), "the veth end moved here");
+            assert!(r.link_exists(&v1_).unwrap(), "the veth end arrived here");
+            assert!(!r.link_exists(&v0_).unwrap());
+            // Deleting one end deletes the pair, across namespaces.
+            let i1 = r.link_index(&v1_).unwrap();
+            r.link_del(i1).unwrap();
+            assert!(!r.link_exists(&v1_).unwrap());
         })
         .unwrap();
+        netns::run_in_named(&a.0, move || {
+            assert!(!Rtnl::new().unwrap().link_exists(&v0).unwrap());
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn the_socket_stays_in_the_namespace_it_was_made_in() {
+        let a = TestNs::create();
+        let name = ifname("sk");
+        // Made inside `a`, then used from this (host) thread: still talks to `a`.
+        let mut r = netns::run_in_named(&a.0, || Rtnl::new().unwrap()).unwrap();
+        r.link_add_bridge(&name).unwrap();
+        let inside = netns::run_in_named(&a.0, {
+            let name = name.clone();
+            move || Rtnl::new().unwrap().link_exists(&name).unwrap()
+        })
+        .unwrap();
+        assert!(inside);
+        let index = r.link_index(&name).unwrap();
+        r.link_del(index).unwrap();
+    }
+
+    #[test]
+    fn dumps_spanning_many_datagrams_are_read_whole() {
+        // The kernel sends a dump in datagrams of at most 32 KiB: 40 veth pairs
+        // (about 1 KiB per link) and 2000 routes (about 60 bytes each) need several.
+        let a = TestNs::create();
+        netns::run_in_named(&a.0, || {
+            let mut r = Rtnl::new().unwrap();
+            for i in 0..40 {
+                r.link_add_veth(&format!("mv{i}a"), &format!("mv{i}b"))
+                    .unwrap();
+            }
+            let links = r.links().unwrap();
+            assert_eq!(links.len(), 81, "lo and 40 pairs");
+            let lo = r.link_index("lo").unwrap();
+            r.link_set_up(lo).unwrap();
+            let dev = r.link_index("mv0a").unwrap();
+            r.link_set_up(dev).unwrap();
+            r.addr_add_v4(dev, Ipv4Addr::new(10, 94, 0, 1), 24).unwrap();
+            for i in 0..2000u32 {
+                let dst = Ipv4Addr::from(0x0a80_0000 | (i << 8));
+                r.route_add_v4(dst, 24, Some(Ipv4Addr::new(10, 94, 0, 2)), None)
+                    .unwrap();
+            }
+            let routes = r.routes_v4().unwrap();
+            let via = routes
+                .iter()
+                .filter(|x| x.gateway == Some(Ipv4Addr::new(10, 94, 0, 2)))
+                .count();
+            assert_eq!(via, 2000);
+            assert!(routes
+                .iter()
+                .all(|x| x.gateway.is_none() || x.oif == Some(dev)));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn neighbours_are_listed() {
+        let a = TestNs::create();
+        let (v0, v1) = (ifname("n0"), ifname("n1"));
+        netns::run_in_named(&a.0, move || {
+            let mut r = Rtnl::new().unwrap();
+            r.link_add_veth(&v0, &v1).unwrap();
+            let i0 = r.link_index(&v0).unwrap();
+            r.link_set_up(i0).unwrap();
+            r.addr_add_v4(i0, Ipv4Addr::new(10, 95, 0, 1), 24).unwrap();
+            // An address whose neighbour never answers gets an entry once traffic is
+            // attempted; the veth peer is down, so nothing leaves the namespace.
+            let sock = std::net::UdpSocket::bind("10.95.0.1:0").unwrap();
+            let _ = sock.send_to(b"x", "10.95.0.2:9");
+            let neigh = r.neighbours_v4().unwrap();
+            let entry = neigh
+                .iter()
+                .find(|n| n.ip == Ipv4Addr::new(10, 95, 0, 2))
+                .unwrap_or_else(|| panic!("no entry in {neigh:?}"));
+            assert_eq!(entry.ifindex, i0);
+            assert_ne!(entry.state, 0);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_operation() {
+        let a = TestNs::create();
+        netns::run_in_named(&a.0, || {
+            let mut r = Rtnl::new().unwrap();
+            let missing = ifname("zz");
+            let e = r.link_index(&missing).unwrap_err();
+            assert!(matches!(e, NetlinkError::NotFound { .. }), "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!("netlink: find link {missing}: no such device")
+            );
+            assert!(!r.link_exists(&missing).unwrap());
+
+            let e = r.link_set_mtu(999_999, 1400).unwrap_err();
+            assert_eq!(e.errno(), Some(libc::ENODEV), "{e}");
+            assert!(e
+                .to_string()
+                .starts_with("netlink: set MTU 1400 on ifindex 999999: "));
+
+            let e = r.link_index("a\0b").unwrap_err();
+            assert!(matches!(e, NetlinkError::InvalidArgument { .. }), "{e}");
+            let e = r.link_add_bridge("sixteen-bytes-xx").unwrap_err();
+            assert!(matches!(e, NetlinkError::InvalidArgument { .. }), "{e}");
+            let e = r.addr_add_v4(1, Ipv4Addr::LOCALHOST, 33).unwrap_err();
+            assert!(matches!(e, NetlinkError::InvalidArgument { .. }), "{e}");
+
+            // The socket is still in step after all those failures.
+            assert!(r.link_exists("lo").unwrap());
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn ext_ack_text_is_found() {
+        // NLMSG_ERROR payload after the code, capped: the echoed header, then an
+        // NLMSGERR_ATTR_MSG attribute "bad" (length 8: 4 header + "bad\0").
+        let mut echoed = vec![0u8; NLMSG_HDRLEN];
+        echoed.extend_from_slice(&8u16.to_ne_bytes());
+        echoed.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        echoed.extend_from_slice(b"bad\0");
+        let flags = NLM_F_ACK_TLVS | NLM_F_CAPPED;
+        assert_eq!(ext_ack_message(flags, &echoed).as_deref(), Some("bad"));
+        assert_eq!(ext_ack_message(NLM_F_CAPPED, &echoed), None);
+        assert_eq!(ext_ack_message(flags, &echoed[..4]), None);
+    }
+
+    #[test]
+    fn broadcast_and_formatting_helpers() {
+        assert_eq!(fmt_mac([2, 0, 0, 0, 0xab, 1]), "02:00:00:00:ab:01");
+        assert_eq!(
+            route_op("add", Ipv4Addr::new(10, 0, 0, 0), 8, None, Some(3)),
+            "add route 10.0.0.0/8 dev ifindex 3"
+        );
+        assert_eq!(mac6(&[1, 2, 3, 4, 5, 6]), Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(mac6(&[0; 20]), None);
     }
 }

@@ -1,293 +1,404 @@
-//! Named network namespaces, as `ip netns` keeps them (without running `ip`).
+//! Named network namespaces, kept the way `ip netns` keeps them (without running `ip`).
 //!
-//! A network namespace lives as long as something refers to it: a process or thread
-//! inside it, an open fd to it, or a bind mount of its `/proc/.../ns/net` file. `ip
-//! netns add NAME` makes that last kind: an empty file `/run/netns/NAME` with the
-//! namespace bind-mounted on it, which is why `ip netns exec` and this module find
-//! each other's namespaces.
+//! A network namespace lives as long as something refers to it: a thread inside it,
+//! an open fd to it, or a bind mount of its `/proc/.../ns/net` file. `ip netns add
+//! NAME` makes the last kind: an empty file `/run/netns/NAME` with the namespace
+//! bind-mounted onto it. Because this module does exactly the same, `ip netns exec`,
+//! `ip netns list` and switchyard see each other's namespaces.
 //!
-//! Two traps, both about threads:
-//! * `unshare(CLONE_NEWNET)` and `setns` change the namespace of the *calling thread*
-//!   only. This module therefore does both on short-lived threads of its own
-//!   ([`run_in`]) and never moves the caller.
-//! * A socket or TAP device belongs to the namespace that was current for the thread
-//!   that created it — and stays usable from every thread afterwards. That is how
-//!   switchyard holds TAPs of many namespaces in one process.
+//! Traps this module is built around:
+//!
+//! * `unshare(CLONE_NEWNET)` and `setns` move only the *calling thread*, not the
+//!   process. So [`create`] and [`run_in`] do that on short-lived threads of their
+//!   own and never move the caller. [`enter`] is the exception, for a thread the
+//!   caller owns for good (e.g. a dedicated worker).
+//! * A socket, netlink socket or TAP device belongs to the namespace that was current
+//!   for the thread that *created* it, and stays usable from any thread afterwards.
+//!   That is how one process holds TAPs of many namespaces: open each one inside
+//!   [`run_in`], return the fd, use it anywhere.
+//! * Paths that say "self" follow the *process*, not the thread: after `setns` on a
+//!   thread, `/proc/self/ns/net` and `/proc/net/*` still show the main thread's
+//!   namespace. Use `/proc/thread-self/...` (or `/proc/self/task/<tid>/...`) there.
+//!   `/sys/class/net` shows whatever namespace sysfs was mounted from, so it is no
+//!   help either; ask over netlink (see `super::netlink`) instead.
+//! * `/run/netns` must be a *shared* mount point, or a namespace mounted there from
+//!   one mount namespace would not show up in another (and could not be unmounted
+//!   from there). [`create`] sets that up exactly as iproute2 does.
+//! * Deleting the name does not kill the namespace while something else still holds
+//!   it (an open fd, a process inside); it only stops new users finding it.
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-/// Where named namespaces are mounted.
+/// Where named namespaces are mounted (the directory `ip netns` uses).
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
-/// A failure to create, open, enter or delete a named namespace.
+/// The longest file name Linux accepts (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// A failure to create, open, enter or delete a network namespace. The message names
+/// the namespace, the operation and the step that failed, with the OS error.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("network namespace name {0:?} is invalid (1 to 255 bytes, no '/', not '.' or '..')")]
-    BadName(String),
-    #[error("network namespace {0} already exists")]
+    /// The name cannot be a file name in [`NETNS_RUN_DIR`].
+    #[error("network namespace name {name:?} is invalid: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    /// `create`: the name is taken. We never take over a namespace we did not make.
+    #[error("create network namespace {0}: {NETNS_RUN_DIR}/{0} already exists")]
     AlreadyExists(String),
-    #[error("network namespace {0} does not exist")]
-    NotFound(String),
-    #[error("{op} network namespace {name}: {detail}: {source}")]
+    /// The name is not in [`NETNS_RUN_DIR`].
+    #[error("{op} network namespace {name}: {NETNS_RUN_DIR}/{name} does not exist")]
+    NotFound { op: &'static str, name: String },
+    /// A system call failed: `op` is what was attempted, `step` the call that failed.
+    #[error("{op} network namespace {name}: {step}: {source}")]
     Os {
         op: &'static str,
         name: String,
-        detail: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("thread for network namespace {name}: {source}")]
-    Thread {
-        name: String,
+        step: String,
         #[source]
         source: io::Error,
     },
 }
 
-fn os(
+impl NetnsError {
+    /// The OS error number behind the failure, if there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetnsError::Os { source, .. } => source.raw_os_error(),
+            NetnsError::AlreadyExists(_) => Some(libc::EEXIST),
+            NetnsError::NotFound { .. } => Some(libc::ENOENT),
+            NetnsError::InvalidName { .. } => Some(libc::EINVAL),
+        }
+    }
+}
+
+fn os_err(
     op: &'static str,
     name: &str,
-    detail: impl Into<String>,
+    step: impl Into<String>,
     source: impl Into<io::Error>,
 ) -> NetnsError {
     NetnsError::Os {
         op,
         name: name.to_string(),
-        detail: detail.into(),
+        step: step.into(),
         source: source.into(),
     }
 }
 
-fn check_name(name: &str) -> Result<PathBuf, NetnsError> {
-    if name.is_empty()
-        || name.len() > 255
-        || name.contains('/')
-        || name == "."
-        || name == ".."
-        || name.contains('\0')
-    {
-        return Err(NetnsError::BadName(name.to_string()));
-    }
-    Ok(Path::new(NETNS_RUN_DIR).join(name))
-}
-
-/// Makes /run/netns a shared mount point, as iproute2 does, so that namespaces
-/// mounted there later show up in other mount namespaces too.
-fn prepare_run_dir() -> Result<(), NetnsError> {
-    let dir = Path::new(NETNS_RUN_DIR);
-    fs::create_dir_all(dir).map_err(|e| os("create", "", format!("mkdir {NETNS_RUN_DIR}"), e))?;
-    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
-    match mount(None::<&str>, dir, Some("none"), shared, None::<&str>) {
-        Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EINVAL) => {
-            // Not a mount point yet: bind it onto itself, then share it.
-            mount(
-                Some(dir),
-                dir,
-                Some("none"),
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                os(
-                    "create",
-                    "",
-                    format!("bind mount {NETNS_RUN_DIR} on itself"),
-                    e,
-                )
-            })?;
-            mount(None::<&str>, dir, Some("none"), shared, None::<&str>)
-                .map_err(|e| os("create", "", format!("make {NETNS_RUN_DIR} shared"), e))
-        }
-        Err(e) => Err(os("create", "", format!("make {NETNS_RUN_DIR} shared"), e)),
-    }
-}
-
-/// Creates the named namespace `name` (like `ip netns add`). Fails if it exists:
-/// a namespace switchyard did not create is never taken over.
-pub fn create(name: &str) -> Result<(), NetnsError> {
-    let path = check_name(name)?;
-    prepare_run_dir()?;
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(NetnsError::AlreadyExists(name.to_string()))
-        }
-        Err(e) => return Err(os("create", name, format!("create {}", path.display()), e)),
-    }
-    let target = path.clone();
-    let owned = name.to_string();
-    let result = std::thread::Builder::new()
-        .name("netns-create".into())
-        .spawn(move || -> Result<(), NetnsError> {
-            unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(|e| os("create", &owned, "unshare(CLONE_NEWNET)", e))?;
-            let tid = nix::unistd::gettid();
-            let src = format!("/proc/self/task/{tid}/ns/net");
-            mount(
-                Some(src.as_str()),
-                &target,
-                Some("none"),
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                os(
-                    "create",
-                    &owned,
-                    format!("bind mount {src} on {}", target.display()),
-                    e,
-                )
-            })
-        })
-        .map_err(|source| NetnsError::Thread {
+/// Checks that `name` is a plain file name and returns its path in [`NETNS_RUN_DIR`].
+fn path_of(name: &str) -> Result<PathBuf, NetnsError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > NAME_MAX {
+        Some("longer than 255 bytes")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are not namespaces")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(NetnsError::InvalidName {
             name: name.to_string(),
-            source,
-        })?
-        .join()
-        .unwrap_or_else(|_| {
-            Err(NetnsError::Thread {
-                name: name.to_string(),
-                source: io::Error::other("panicked"),
-            })
-        });
+            reason,
+        }),
+        None => Ok(Path::new(NETNS_RUN_DIR).join(name)),
+    }
+}
+
+/// Serialises the one-time mount setup of [`NETNS_RUN_DIR`] within this process, so
+/// two threads creating namespaces at once do not both stack a bind mount on it.
+static RUN_DIR_SETUP: Mutex<()> = Mutex::new(());
+
+/// Makes [`NETNS_RUN_DIR`] exist and be a shared mount point, as `ip netns add` does.
+///
+/// Shared propagation is what makes a namespace mounted here visible to (and
+/// removable from) other mount namespaces, e.g. a shell in another container of the
+/// same host. If the directory is not a mount point yet, making it shared fails with
+/// EINVAL; then it is bind-mounted onto itself (making it one) and tried again.
+fn prepare_run_dir(name: &str) -> Result<(), NetnsError> {
+    // A poisoned lock only means another thread panicked here; the mount state is
+    // still whatever the kernel says, so carry on.
+    let _guard = RUN_DIR_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(NETNS_RUN_DIR)
+        .map_err(|e| os_err("create", name, format!("create {NETNS_RUN_DIR}"), e))?;
+    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
+    let mut bound = false;
+    loop {
+        match mount(Some(""), NETNS_RUN_DIR, Some("none"), shared, None::<&str>) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) if !bound => {
+                mount(
+                    Some(NETNS_RUN_DIR),
+                    NETNS_RUN_DIR,
+                    Some("none"),
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    os_err(
+                        "create",
+                        name,
+                        format!("bind mount {NETNS_RUN_DIR} on itself"),
+                        e,
+                    )
+                })?;
+                bound = true;
+            }
+            Err(e) => {
+                return Err(os_err(
+                    "create",
+                    name,
+                    format!("make {NETNS_RUN_DIR} a shared mount"),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// Creates the named network namespace `name`, like `ip netns add NAME`.
+///
+/// Fails with [`NetnsError::AlreadyExists`] if the name is taken: a namespace this
+/// code did not create is never taken over. The new namespace has only a `lo`, down.
+pub fn create(name: &str) -> Result<(), NetnsError> {
+    let path = path_of(name)?;
+    prepare_run_dir(name)?;
+    make_mount_point(name, &path)?;
+    let result = mount_new_namespace(name, &path);
     if result.is_err() {
+        // Leave no half-made name behind. The namespace itself (if unshare worked)
+        // died with the helper thread, as nothing else referred to it.
         let _ = fs::remove_file(&path);
     }
     result
 }
 
-/// Gives the existing namespace `target` a second name, `alias` (what Docker's
-/// `--network container:<name>` amounts to: two endpoints, one network namespace).
-/// Deleting either name leaves the other working.
-pub fn alias(target: &str, alias: &str) -> Result<(), NetnsError> {
-    let from = check_name(target)?;
-    let path = check_name(alias)?;
-    if !from.exists() {
-        return Err(NetnsError::NotFound(target.to_string()));
-    }
+/// Creates the empty file a namespace is mounted on. O_EXCL makes the name ours from
+/// here on, or someone else's and we stop. Mode 0, as iproute2 makes it: the file is
+/// only ever a mount point, never read or written itself.
+fn make_mount_point(name: &str, path: &Path) -> Result<(), NetnsError> {
     match fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
-        .open(&path)
+        .mode(0o000)
+        .open(path)
     {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(NetnsError::AlreadyExists(alias.to_string()))
+            Err(NetnsError::AlreadyExists(name.to_string()))
         }
-        Err(e) => return Err(os("create", alias, format!("create {}", path.display()), e)),
+        Err(e) => Err(os_err(
+            "create",
+            name,
+            format!("create {}", path.display()),
+            e,
+        )),
     }
+}
+
+/// On a helper thread (unshare moves only the calling thread, and that thread then
+/// exits): makes a new network namespace and bind-mounts it onto `path`, which keeps
+/// it alive after the thread is gone.
+fn mount_new_namespace(name: &str, path: &Path) -> Result<(), NetnsError> {
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("netns-create".into())
+            .spawn_scoped(s, || -> Result<(), NetnsError> {
+                unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| os_err("create", name, "unshare(CLONE_NEWNET)", e))?;
+                // The thread's own entry: /proc/self would name the main thread's.
+                let src = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+                mount(
+                    Some(src.as_str()),
+                    path,
+                    Some("none"),
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| {
+                    os_err(
+                        "create",
+                        name,
+                        format!("bind mount {src} on {}", path.display()),
+                        e,
+                    )
+                })
+            })
+            .map_err(|e| os_err("create", name, "spawn helper thread", e))?;
+        helper.join().unwrap_or_else(|_| {
+            Err(os_err(
+                "create",
+                name,
+                "helper thread",
+                io::Error::other("panicked"),
+            ))
+        })
+    })
+}
+
+/// Gives the existing namespace `target` a second name `alias` (two names, one
+/// namespace: what Docker's `--network container:<name>` amounts to). Deleting
+/// either name leaves the other working. Fails if `alias` is taken.
+pub fn alias(target: &str, alias: &str) -> Result<(), NetnsError> {
+    let path = path_of(alias)?;
+    // Mount from an fd rather than the target's path: the alias then names exactly
+    // the namespace that was opened, even if `target` is deleted or re-created
+    // meanwhile.
+    let held = open(target)?;
+    let src = format!("/proc/self/fd/{}", held.as_raw_fd());
+    make_mount_point(alias, &path)?;
     if let Err(e) = mount(
-        Some(&from),
+        Some(src.as_str()),
         &path,
         Some("none"),
         MsFlags::MS_BIND,
         None::<&str>,
     ) {
         let _ = fs::remove_file(&path);
-        return Err(os(
+        return Err(os_err(
             "create",
             alias,
-            format!("bind mount {} on {}", from.display(), path.display()),
+            format!(
+                "bind mount network namespace {target} ({src}) on {}",
+                path.display()
+            ),
             e,
         ));
     }
     Ok(())
 }
 
-/// Deletes the named namespace (like `ip netns del`). Returns false if it did not
-/// exist. The namespace itself disappears once nothing else refers to it.
+/// Deletes the named namespace, like `ip netns del NAME`: detaches the mount, then
+/// removes the file. Returns `Ok(false)` if there was no such name.
+///
+/// The namespace itself goes away once nothing else refers to it; its devices go
+/// with it (veth peers elsewhere included, physical devices return to the initial
+/// namespace).
 pub fn delete(name: &str) -> Result<bool, NetnsError> {
-    let path = check_name(name)?;
-    if !path.exists() {
-        return Ok(false);
-    }
+    let path = path_of(name)?;
+    let mut removed = false;
     match umount2(&path, MntFlags::MNT_DETACH) {
-        // EINVAL: not a mount point (a half-created entry); remove the file anyway.
-        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-        Err(e) => return Err(os("delete", name, format!("unmount {}", path.display()), e)),
-    }
-    fs::remove_file(&path)
-        .map_err(|e| os("delete", name, format!("remove {}", path.display()), e))?;
-    Ok(true)
-}
-
-/// True if `/run/netns/NAME` exists.
-pub fn exists(name: &str) -> bool {
-    check_name(name).map(|p| p.exists()).unwrap_or(false)
-}
-
-/// Opens the named namespace (a handle that also keeps it alive while open).
-pub fn open(name: &str) -> Result<OwnedFd, NetnsError> {
-    let path = check_name(name)?;
-    match fs::File::open(&path) {
-        Ok(f) => Ok(OwnedFd::from(f)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(NetnsError::NotFound(name.to_string()))
+        Ok(()) => removed = true,
+        Err(Errno::ENOENT) => return Ok(false),
+        // Not a mount point: an entry left half-made by a crash. Remove the file.
+        Err(Errno::EINVAL) => {}
+        Err(e) => {
+            return Err(os_err(
+                "delete",
+                name,
+                format!("unmount {}", path.display()),
+                e,
+            ))
         }
-        Err(e) => Err(os("open", name, format!("open {}", path.display()), e)),
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(removed),
+        Err(e) => Err(os_err(
+            "delete",
+            name,
+            format!("remove {}", path.display()),
+            e,
+        )),
     }
 }
 
-/// Moves the *calling thread* into the namespace `ns`. Only for threads that belong
-/// to the caller for good; prefer [`run_in`].
-pub fn enter(ns: BorrowedFd<'_>) -> Result<(), NetnsError> {
-    setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| os("enter", "(fd)", "setns", e))
+/// True if `/run/netns/NAME` exists (false for an invalid name).
+pub fn exists(name: &str) -> bool {
+    path_of(name)
+        .map(|p| p.symlink_metadata().is_ok())
+        .unwrap_or(false)
 }
 
-/// Runs `f` on a new thread inside namespace `ns` and returns its result. A panic in
-/// `f` is resumed on the caller.
-pub fn run_in<T: Send + 'static>(
-    ns: BorrowedFd<'_>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, NetnsError> {
-    let fd = ns
-        .try_clone_to_owned()
-        .map_err(|e| os("enter", "(fd)", "dup", e))?;
-    let handle = std::thread::Builder::new()
-        .name("netns-run".into())
-        .spawn(move || -> Result<T, NetnsError> {
-            setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(|e| os("enter", "(fd)", "setns", e))?;
-            drop(fd);
-            Ok(f())
-        })
-        .map_err(|source| NetnsError::Thread {
-            name: "(fd)".into(),
-            source,
-        })?;
-    match handle.join() {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
-/// [`run_in`] by namespace name.
-pub fn run_in_named<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, NetnsError> {
-    let fd = open(name)?;
-    run_in(fd.as_fd(), f).map_err(|e| match e {
-        NetnsError::Os {
-            op, detail, source, ..
-        } => NetnsError::Os {
-            op,
+/// Opens the named namespace read-only (and close-on-exec). The fd is a handle for
+/// [`run_in`], [`enter`] or `link_set_netns`, and keeps the namespace alive while it
+/// is open, even if the name is deleted meanwhile.
+pub fn open(name: &str) -> Result<OwnedFd, NetnsError> {
+    let path = path_of(name)?;
+    // std opens every file with O_CLOEXEC; read(true) alone makes it O_RDONLY.
+    match fs::OpenOptions::new().read(true).open(&path) {
+        Ok(file) => Ok(OwnedFd::from(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(NetnsError::NotFound {
+            op: "open",
             name: name.to_string(),
-            detail,
-            source,
-        },
-        other => other,
+        }),
+        Err(e) => Err(os_err("open", name, format!("open {}", path.display()), e)),
+    }
+}
+
+/// Moves the *calling thread* into the namespace `ns` (the rest of the process stays
+/// where it is). Only for a thread the caller owns for good; otherwise use [`run_in`],
+/// which cannot leave a borrowed thread in the wrong namespace.
+pub fn enter(ns: BorrowedFd<'_>) -> Result<(), NetnsError> {
+    setns(ns, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| os_err("enter", &fd_label(ns), "setns(CLONE_NEWNET)", e))
+}
+
+fn fd_label(ns: BorrowedFd<'_>) -> String {
+    format!("(fd {})", ns.as_raw_fd())
+}
+
+/// Runs `f` on a new thread that has entered the namespace `ns`, waits for it and
+/// returns its result. The calling thread never changes namespace. A panic in `f` is
+/// resumed on the caller.
+///
+/// Sockets and TAP devices that `f` opens belong to `ns` and may be returned and used
+/// from any thread. `f` may borrow from the caller: the thread is joined before this
+/// returns.
+pub fn run_in<T, F>(ns: impl AsFd, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let ns = ns.as_fd();
+    run_labeled(ns, &fd_label(ns), f)
+}
+
+/// [`run_in`] for the namespace named `name`.
+pub fn run_in_named<T, F>(name: &str, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let fd = open(name)?;
+    run_labeled(fd.as_fd(), name, f)
+}
+
+fn run_labeled<T, F>(ns: BorrowedFd<'_>, label: &str, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new()
+            .name("netns-run".into())
+            .spawn_scoped(s, move || -> Result<T, Errno> {
+                setns(ns, CloneFlags::CLONE_NEWNET)?;
+                Ok(f())
+            })
+            .map_err(|e| os_err("enter", label, "spawn thread", e))?;
+        match worker.join() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(os_err("enter", label, "setns(CLONE_NEWNET)", e)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     })
 }
 
@@ -297,76 +408,199 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    struct Guard(String);
-    impl Drop for Guard {
+    /// A unique test namespace name that is deleted on drop, even if the test panics.
+    struct TestNs(String);
+
+    impl TestNs {
+        fn new() -> TestNs {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            TestNs(format!(
+                "nltest{}ns{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ))
+        }
+    }
+
+    impl Drop for TestNs {
         fn drop(&mut self) {
             let _ = delete(&self.0);
         }
     }
 
-    fn unique() -> Guard {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Guard(format!(
-            "nstest{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
+    /// Identifies the network namespace of the calling thread.
     fn netns_inode() -> u64 {
         fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
     }
 
     #[test]
-    fn create_enter_delete() {
-        let g = unique();
-        create(&g.0).unwrap();
-        assert!(exists(&g.0));
-        assert!(matches!(create(&g.0), Err(NetnsError::AlreadyExists(_))));
+    fn create_run_in_delete() {
+        let ns = TestNs::new();
+        assert!(!exists(&ns.0));
+        create(&ns.0).unwrap();
+        assert!(exists(&ns.0));
         let host = netns_inode();
-        let inside = run_in_named(&g.0, netns_inode).unwrap();
-        assert_ne!(host, inside, "the thread ran in another namespace");
+        let inside = run_in_named(&ns.0, netns_inode).unwrap();
+        assert_ne!(inside, host, "the closure ran in another namespace");
         assert_eq!(netns_inode(), host, "the caller did not move");
-        // The same namespace every time.
-        assert_eq!(run_in_named(&g.0, netns_inode).unwrap(), inside);
-        assert!(delete(&g.0).unwrap());
-        assert!(!exists(&g.0));
-        assert!(!delete(&g.0).unwrap());
-        assert!(matches!(open(&g.0), Err(NetnsError::NotFound(_))));
-    }
-
-    #[test]
-    fn an_alias_is_the_same_namespace() {
-        let g = unique();
-        let a = unique();
-        create(&g.0).unwrap();
-        alias(&g.0, &a.0).unwrap();
-        let one = run_in_named(&g.0, netns_inode).unwrap();
-        assert_eq!(run_in_named(&a.0, netns_inode).unwrap(), one);
-        assert!(delete(&g.0).unwrap());
-        assert_eq!(
-            run_in_named(&a.0, netns_inode).unwrap(),
-            one,
-            "still alive under its other name"
-        );
+        // Through an fd, and again: the same namespace each time.
+        let fd = open(&ns.0).unwrap();
+        assert_eq!(run_in(&fd, netns_inode).unwrap(), inside);
+        assert_eq!(run_in(fd.as_fd(), netns_inode).unwrap(), inside);
+        drop(fd);
+        assert!(delete(&ns.0).unwrap());
+        assert!(!exists(&ns.0));
         assert!(matches!(
-            alias("nstest-missing", "nstest-x"),
-            Err(NetnsError::NotFound(_))
+            open(&ns.0),
+            Err(NetnsError::NotFound { op: "open", .. })
         ));
     }
 
     #[test]
-    fn bad_names_are_refused() {
-        for n in ["", "a/b", ".", ".."] {
-            assert!(matches!(create(n), Err(NetnsError::BadName(_))), "{n:?}");
-        }
+    fn create_twice_is_refused() {
+        let ns = TestNs::new();
+        create(&ns.0).unwrap();
+        let before = run_in_named(&ns.0, netns_inode).unwrap();
+        let err = create(&ns.0).unwrap_err();
+        assert!(matches!(err, NetnsError::AlreadyExists(_)), "{err}");
+        assert!(err.to_string().contains(&ns.0), "{err}");
+        // The existing namespace was left alone.
+        assert_eq!(run_in_named(&ns.0, netns_inode).unwrap(), before);
     }
 
     #[test]
-    fn panics_propagate() {
-        let g = unique();
-        create(&g.0).unwrap();
-        let r = std::panic::catch_unwind(|| run_in_named(&g.0, || panic!("inside")));
-        assert!(r.is_err());
+    fn delete_missing_is_false() {
+        let ns = TestNs::new();
+        assert!(!delete(&ns.0).unwrap());
+    }
+
+    #[test]
+    fn delete_removes_a_half_made_entry() {
+        // A plain file without a mount on it, as a crash mid-create would leave.
+        let ns = TestNs::new();
+        prepare_run_dir(&ns.0).unwrap();
+        fs::write(path_of(&ns.0).unwrap(), b"").unwrap();
+        assert!(exists(&ns.0));
+        assert!(delete(&ns.0).unwrap());
+        assert!(!exists(&ns.0));
+    }
+
+    #[test]
+    fn the_namespace_outlives_its_name_while_held() {
+        let ns = TestNs::new();
+        create(&ns.0).unwrap();
+        let fd = open(&ns.0).unwrap();
+        let inside = run_in(&fd, netns_inode).unwrap();
+        assert!(delete(&ns.0).unwrap());
+        assert_eq!(run_in(&fd, netns_inode).unwrap(), inside);
+    }
+
+    #[test]
+    fn alias_names_the_same_namespace() {
+        let ns = TestNs::new();
+        let other = TestNs::new();
+        create(&ns.0).unwrap();
+        alias(&ns.0, &other.0).unwrap();
+        let inside = run_in_named(&ns.0, netns_inode).unwrap();
+        assert_eq!(run_in_named(&other.0, netns_inode).unwrap(), inside);
+        assert!(matches!(
+            alias(&ns.0, &other.0),
+            Err(NetnsError::AlreadyExists(_))
+        ));
+        assert!(delete(&ns.0).unwrap());
+        assert_eq!(run_in_named(&other.0, netns_inode).unwrap(), inside);
+        let missing = TestNs::new();
+        assert!(matches!(
+            alias(&missing.0, &TestNs::new().0),
+            Err(NetnsError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn enter_moves_only_the_calling_thread() {
+        let ns = TestNs::new();
+        create(&ns.0).unwrap();
+        let fd = open(&ns.0).unwrap();
+        let host = netns_inode();
+        let expected = run_in(&fd, netns_inode).unwrap();
+        let seen = std::thread::scope(|s| {
+            s.spawn(|| {
+                enter(fd.as_fd()).unwrap();
+                netns_inode()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(seen, expected);
+        assert_eq!(netns_inode(), host);
+    }
+
+    #[test]
+    fn a_panic_inside_reaches_the_caller() {
+        let ns = TestNs::new();
+        create(&ns.0).unwrap();
+        let name = ns.0.clone();
+        let caught = std::panic::catch_unwind(move || {
+            run_in_named(&name, || -> u32 { panic!("boom inside") })
+        })
+        .unwrap_err();
+        assert_eq!(caught.downcast_ref::<&str>(), Some(&"boom inside"));
+    }
+
+    #[test]
+    fn a_non_namespace_fd_is_an_error_naming_the_step() {
+        let file = fs::File::open("/proc/self/status").unwrap();
+        let err = run_in(&file, || ()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("enter network namespace (fd "), "{msg}");
+        assert!(msg.contains("setns(CLONE_NEWNET)"), "{msg}");
+        assert_eq!(err.errno(), Some(libc::EINVAL), "{msg}");
+    }
+
+    #[test]
+    fn the_run_dir_becomes_a_shared_mount_point() {
+        // On a thread with a private mount namespace and an empty tmpfs on /run, so
+        // /run/netns starts out as no mount point at all (the EINVAL path) and
+        // nothing done here can reach the host's mounts.
+        std::thread::spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNS).unwrap();
+            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+            mount(None::<&str>, "/", None::<&str>, private, None::<&str>).unwrap();
+            mount(
+                Some("tmpfs"),
+                "/run",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            let ns = TestNs::new();
+            create(&ns.0).unwrap();
+            let mountinfo = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+            let run_dir = mountinfo
+                .lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(NETNS_RUN_DIR))
+                .unwrap_or_else(|| panic!("{NETNS_RUN_DIR} is no mount point:\n{mountinfo}"));
+            assert!(run_dir.contains(" shared:"), "{run_dir}");
+            assert_ne!(run_in_named(&ns.0, netns_inode).unwrap(), netns_inode());
+            assert!(delete(&ns.0).unwrap());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let long = "x".repeat(256);
+        for name in ["", "a/b", ".", "..", "a\0b", long.as_str()] {
+            assert!(
+                matches!(create(name), Err(NetnsError::InvalidName { .. })),
+                "{name:?}"
+            );
+            assert!(!exists(name), "{name:?}");
+            assert!(delete(name).is_err(), "{name:?}");
+        }
+        // 255 bytes is fine as a name (it just does not exist).
+        assert!(!delete(&"x".repeat(255)).unwrap());
     }
 }
