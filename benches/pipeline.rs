@@ -316,7 +316,8 @@ fn nat(c: &mut Criterion) {
     let mapped: Vec<u16> = {
         let mut v: Vec<(Ipv4Addr, u16)> = p
             .conntrack()
-            .iter(Timestamp::from_secs(1))
+            .entries(Timestamp::from_secs(1))
+            .into_iter()
             .map(|(c, _)| (c.orig.src, c.reply.dport))
             .collect();
         v.sort();

@@ -173,7 +173,8 @@ fn fdb_rows(v: &View<'_>) -> Vec<FdbRow> {
     let now = v.now.secs();
     let mut rows: Vec<FdbRow> = p
         .fdb()
-        .iter()
+        .entries()
+        .into_iter()
         .map(|(d, mac, e)| FdbRow {
             network: p
                 .domain(d)
@@ -285,7 +286,8 @@ fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
     let p = &*v.pipeline;
     let mut rows: Vec<NeighborRow> = p
         .neighbors()
-        .iter()
+        .entries()
+        .into_iter()
         .map(|n| NeighborRow {
             ip: n.ip.to_string(),
             mac: if n.state == NeighborState::Incomplete {
@@ -324,7 +326,8 @@ fn conntrack_report(v: &View<'_>) -> ConntrackReport {
         bytes: c.bytes[d],
     };
     let mut connections: Vec<ConntrackRow> = ct
-        .iter(v.now)
+        .entries(v.now)
+        .into_iter()
         .map(|(c, left)| ConntrackRow {
             proto: match c.orig.proto {
                 6 => "tcp".into(),
@@ -346,8 +349,8 @@ fn conntrack_report(v: &View<'_>) -> ConntrackReport {
                 (false, true) => "dnat".into(),
                 _ => "snat".into(),
             },
-            original: tuple(&c.orig, 0, c),
-            reply: tuple(&c.reply, 1, c),
+            original: tuple(&c.orig, 0, &c),
+            reply: tuple(&c.reply, 1, &c),
         })
         .collect();
     connections.sort_by(|a, b| {

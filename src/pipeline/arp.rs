@@ -44,14 +44,14 @@ enum Answer {
 impl Pipeline {
     /// Should switchyard answer "who-has `target`" from `sender` on `domain`?
     fn arp_answer(&self, domain: DomainId, sender: Ipv4Addr, target: Ipv4Addr) -> Option<Answer> {
-        let d = &self.domains[domain.index()].spec;
+        let d = &self.sh.domains[domain.index()].spec;
         let gw = d.gateway?;
         if target == gw.ip {
             return Some(Answer::Gateway);
         }
         if target == sender
             || target.is_unspecified()
-            || self.local.contains_key(&u32::from(target))
+            || self.sh.local.contains_key(&u32::from(target))
         {
             return None;
         }
@@ -60,7 +60,7 @@ impl Pipeline {
             return Some(Answer::Proxy);
         }
         if l3 || d.proxy_arp {
-            let route = self.fib.lookup(target)?;
+            let route = self.sh.fib.lookup(target)?;
             let egress = route.next_hop.domain();
             if egress != domain && self.allowed(domain, egress) {
                 return Some(Answer::Proxy);
@@ -79,7 +79,7 @@ impl Pipeline {
         how: Learned,
         out: &mut Emitter,
     ) {
-        let d = &self.domains[domain.index()].spec;
+        let d = &self.sh.domains[domain.index()].spec;
         if !d.subnet.contains(ip)
             || ip == d.subnet.network()
             || ip == d.subnet.broadcast()
@@ -87,7 +87,7 @@ impl Pipeline {
         {
             return;
         }
-        match self.neighbors.learn(ip, domain, mac, how, self.now) {
+        match self.sh.neighbors.learn(ip, domain, mac, how, self.now) {
             LearnOutcome::Resolved { queued } => {
                 self.counters.event(Event::NeighborsResolved);
                 note!(
@@ -97,7 +97,7 @@ impl Pipeline {
                     "{ip} is at {mac}: resolved, {queued} packet(s) released"
                 );
                 self.work.clear();
-                self.neighbors.release(ip, &mut self.work);
+                self.sh.neighbors.release(ip, &mut self.work);
                 self.neighbor_work(out);
             }
             LearnOutcome::Created => note!(self, f, STAGE, "neighbor {ip} is at {mac} (new entry)"),
@@ -110,7 +110,7 @@ impl Pipeline {
     /// (the reply is queued in `out`); the caller still floods the request on a bridge
     /// network.
     pub(super) fn arp_input_broadcast(&mut self, f: &Frame, l2: &L2, out: &mut Emitter) -> bool {
-        let Some(gw) = self.domains[l2.domain.index()].spec.gateway else {
+        let Some(gw) = self.sh.domains[l2.domain.index()].spec.gateway else {
             return false;
         };
         let Ok(req) = ArpPacket::new_checked(&f.data()[ETH..]) else {
@@ -171,8 +171,10 @@ impl Pipeline {
             tpa,
             spa,
             match answer {
-                Answer::Gateway =>
-                    format!("gateway of {}", self.domains[l2.domain.index()].spec.name),
+                Answer::Gateway => format!(
+                    "gateway of {}",
+                    self.sh.domains[l2.domain.index()].spec.name
+                ),
                 Answer::Proxy => "proxy ARP".to_string(),
             },
             gw.mac,
@@ -188,7 +190,7 @@ impl Pipeline {
         l2: &L2,
         out: &mut Emitter,
     ) -> Action {
-        let gw = self.domains[l2.domain.index()]
+        let gw = self.sh.domains[l2.domain.index()]
             .spec
             .gateway
             .expect("only called for a domain with a gateway");

@@ -22,9 +22,12 @@
 //! state, with the kernel's defaults ([`Timeouts`]); expired entries are reclaimed by an
 //! incremental scan and are never matched.
 
-use super::Timestamp;
+use super::{lock, Timestamp};
+use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Protocol numbers tracked.
 pub const TCP: u8 = 6;
@@ -258,7 +261,7 @@ pub fn tcp_transition(state: TcpState, dir: Dir, f: TcpFlags) -> TcpVerdict {
 }
 
 /// One tracked flow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Conn {
     pub orig: Tuple,
     pub reply: Tuple,
@@ -271,8 +274,6 @@ pub struct Conn {
     /// Packets and bytes, original then reply direction.
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
-    /// Changes every time the slot is reused, so stale references are detected.
-    pub generation: u32,
 }
 
 impl Conn {
@@ -289,6 +290,56 @@ impl Conn {
     /// The destination is rewritten (DNAT, a published port).
     pub fn is_dnat(&self) -> bool {
         self.reply.src != self.orig.dst || self.reply.sport != self.orig.dport
+    }
+
+    fn has(&self, t: &Tuple) -> bool {
+        self.orig == *t || self.reply == *t
+    }
+
+    /// Accounts a packet and advances the state; returns the TCP verdict.
+    fn update(
+        &mut self,
+        dir: Dir,
+        len: usize,
+        flags: TcpFlags,
+        now: Timestamp,
+        timeouts: &Timeouts,
+    ) -> TcpVerdict {
+        let d = dir.index();
+        self.packets[d] += 1;
+        self.bytes[d] += len as u64;
+        let mut verdict = TcpVerdict::Ok(TcpState::Established);
+        self.state = match self.state {
+            ProtoState::Tcp(s) => match tcp_transition(s, dir, flags) {
+                TcpVerdict::Ok(next) => {
+                    verdict = TcpVerdict::Ok(next);
+                    if next == TcpState::Established {
+                        self.assured = true;
+                    }
+                    ProtoState::Tcp(next)
+                }
+                TcpVerdict::Invalid => {
+                    verdict = TcpVerdict::Invalid;
+                    ProtoState::Tcp(s)
+                }
+            },
+            ProtoState::Udp { replied } => {
+                let replied = replied || dir == Dir::Reply;
+                // "Traffic both ways: some kind of UDP stream" — assured.
+                if replied {
+                    self.assured = true;
+                }
+                ProtoState::Udp { replied }
+            }
+            ProtoState::Icmp => {
+                if dir == Dir::Reply {
+                    self.assured = true;
+                }
+                ProtoState::Icmp
+            }
+        };
+        self.expires = now.0 + u64::from(timeouts.for_state(self.state)) * 1_000_000_000;
+        verdict
     }
 }
 
@@ -309,42 +360,80 @@ pub enum InsertError {
     Clash,
 }
 
-/// The connection tracking table.
+/// A slot of the entry table: the flow, and a generation that changes on every reuse.
+#[derive(Debug, Default)]
+struct Slot {
+    conn: Option<Conn>,
+    generation: u32,
+}
+
+type IndexShard = HashMap<Tuple, (u32, Dir), foldhash::fast::RandomState>;
+
+/// Shards of the tuple index.
+const SHARDS: usize = 64;
+
+/// The connection tracking table, shared by the dataplane's workers without a global
+/// lock: the tuple index is split into shards, each entry has its own lock, and free
+/// entries wait in a lock-free queue. A packet takes one shard lock (to find its entry)
+/// and one entry lock (to update it); only workers handling the same flow, or tuples
+/// in the same shard at the same instant, ever wait for each other. Lock order, to
+/// rule out deadlocks: index shards (in ascending order) before entries.
 pub struct ConnTrack {
-    index: HashMap<Tuple, (u32, Dir), foldhash::fast::RandomState>,
-    slots: Vec<Option<Conn>>,
-    free: Vec<u32>,
-    next_generation: u32,
+    index: Box<[Mutex<IndexShard>]>,
+    slots: Box<[Mutex<Slot>]>,
+    free: ArrayQueue<u32>,
+    len: AtomicUsize,
+    next_generation: AtomicU32,
     timeouts: Timeouts,
-    gc_cursor: usize,
-    evict_cursor: usize,
-    /// Entries evicted early to make room, and expired, since the start.
-    pub evicted: u64,
-    pub expired: u64,
+    gc_cursor: AtomicUsize,
+    evict_cursor: AtomicUsize,
+    evicted: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// Slots examined per early-drop attempt (the kernel looks at a bounded stretch too).
 const EVICT_SCAN: usize = 256;
 
+#[inline]
+fn shard_of(t: &Tuple) -> usize {
+    let mut h = u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst));
+    h ^= (u64::from(t.sport) << 16 | u64::from(t.dport)) << 8 | u64::from(t.proto);
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % SHARDS
+}
+
 impl ConnTrack {
     /// A table of at most `max` entries, allocated now.
     pub fn new(max: usize, timeouts: Timeouts) -> ConnTrack {
         let max = max.max(1);
+        let free = ArrayQueue::new(max);
+        for i in 0..max as u32 {
+            let _ = free.push(i);
+        }
+        // Two tuples per entry, spread over the shards, with room to spare.
+        let per_shard = (2 * max).div_ceil(SHARDS) * 2;
         ConnTrack {
-            index: HashMap::with_capacity_and_hasher(2 * max, Default::default()),
-            slots: vec![None; max],
-            free: (0..max as u32).rev().collect(),
-            next_generation: 1,
+            index: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(HashMap::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+            slots: (0..max).map(|_| Mutex::new(Slot::default())).collect(),
+            free,
+            len: AtomicUsize::new(0),
+            next_generation: AtomicU32::new(1),
             timeouts,
-            gc_cursor: 0,
-            evict_cursor: 0,
-            evicted: 0,
-            expired: 0,
+            gc_cursor: AtomicUsize::new(0),
+            evict_cursor: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -359,195 +448,287 @@ impl ConnTrack {
         &self.timeouts
     }
 
+    /// Entries evicted early to make room, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Entries expired, since the start.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
     /// True if some live entry uses `t` as one of its tuples.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
-        self.index.contains_key(t)
+        lock(&self.index[shard_of(t)]).contains_key(t)
     }
 
-    /// Finds the flow a packet with tuple `t` belongs to, and its direction.
-    /// Expired entries are removed here rather than matched.
-    pub fn lookup(&mut self, t: &Tuple, now: Timestamp) -> Option<CtRef> {
-        let &(i, dir) = self.index.get(t)?;
-        let c = self.slots[i as usize].as_ref()?;
+    /// Finds the flow a packet with tuple `t` belongs to, and its direction; accounts
+    /// the packet (`len` bytes, TCP `flags`) and advances the flow's state. Returns a
+    /// copy of the entry as updated. Expired entries are removed here, not matched.
+    pub fn lookup_update(
+        &self,
+        t: &Tuple,
+        len: usize,
+        flags: TcpFlags,
+        now: Timestamp,
+    ) -> Option<(CtRef, Conn, TcpVerdict)> {
+        let (i, dir) = *lock(&self.index[shard_of(t)]).get(t)?;
+        let mut slot = lock(&self.slots[i as usize]);
+        let generation = slot.generation;
+        let c = slot.conn.as_mut().filter(|c| c.has(t))?;
         if c.expires <= now.0 {
-            self.remove(i);
-            self.expired += 1;
+            drop(slot);
+            if self.remove(i, generation) {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+            }
             return None;
         }
-        Some(CtRef {
-            index: i,
-            generation: c.generation,
-            dir,
-        })
+        let verdict = c.update(dir, len, flags, now, &self.timeouts);
+        Some((
+            CtRef {
+                index: i,
+                generation,
+                dir,
+            },
+            *c,
+            verdict,
+        ))
     }
 
-    /// The entry behind `r`, if it is still the same flow.
-    pub fn get(&self, r: CtRef) -> Option<&Conn> {
-        self.slots
-            .get(r.index as usize)?
-            .as_ref()
-            .filter(|c| c.generation == r.generation)
+    /// Finds the flow of tuple `t` without accounting a packet (for ICMP errors about it).
+    pub fn lookup(&self, t: &Tuple, now: Timestamp) -> Option<(CtRef, Conn)> {
+        let (i, dir) = *lock(&self.index[shard_of(t)]).get(t)?;
+        let slot = lock(&self.slots[i as usize]);
+        let c = slot.conn.filter(|c| c.has(t) && c.expires > now.0)?;
+        Some((
+            CtRef {
+                index: i,
+                generation: slot.generation,
+                dir,
+            },
+            c,
+        ))
     }
 
-    /// Tracks a new flow. On a full table, evicts one unassured entry first.
+    /// A copy of the entry behind `r`, if it is still the same flow.
+    pub fn get(&self, r: CtRef) -> Option<Conn> {
+        let slot = lock(self.slots.get(r.index as usize)?);
+        slot.conn.filter(|_| slot.generation == r.generation)
+    }
+
+    /// Accounts a packet on a flow found earlier (the first packet of a new flow).
+    pub fn seen(&self, r: CtRef, len: usize, flags: TcpFlags, now: Timestamp) -> TcpVerdict {
+        let mut slot = lock(&self.slots[r.index as usize]);
+        if slot.generation != r.generation {
+            return TcpVerdict::Invalid;
+        }
+        match slot.conn.as_mut() {
+            Some(c) => c.update(r.dir, len, flags, now, &self.timeouts),
+            None => TcpVerdict::Invalid,
+        }
+    }
+
+    /// Tracks a new flow. On a full table, evicts one unassured entry first; the flag
+    /// says whether it did.
     pub fn insert(
-        &mut self,
+        &self,
         orig: Tuple,
         reply: Tuple,
         state: ProtoState,
         now: Timestamp,
-    ) -> Result<CtRef, InsertError> {
-        if self.index.contains_key(&orig) || self.index.contains_key(&reply) {
+    ) -> Result<(CtRef, bool), InsertError> {
+        if self.tuple_in_use(&orig) || self.tuple_in_use(&reply) {
             return Err(InsertError::Clash);
         }
-        if self.free.is_empty() && !self.early_drop(now) {
-            return Err(InsertError::Full);
+        // Reserve a place, evicting if the table is full.
+        let mut evicted = false;
+        loop {
+            let n = self.len.load(Ordering::Relaxed);
+            if n < self.slots.len() {
+                if self
+                    .len
+                    .compare_exchange(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    break;
+                }
+            } else if self.early_drop(now) {
+                evicted = true;
+            } else {
+                return Err(InsertError::Full);
+            }
         }
-        let i = self.free.pop().expect("room was made");
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1).max(1);
-        self.slots[i as usize] = Some(Conn {
-            orig,
-            reply,
-            state,
-            assured: false,
-            expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
-            packets: [0; 2],
-            bytes: [0; 2],
-            generation,
-        });
-        self.index.insert(orig, (i, Dir::Original));
-        self.index.insert(reply, (i, Dir::Reply));
-        Ok(CtRef {
-            index: i,
-            generation,
-            dir: Dir::Original,
-        })
+        let Some(i) = self.free.pop() else {
+            // Entries being removed right now: counted out, not yet back in the queue.
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        };
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed).max(1);
+        let (a, b) = (shard_of(&orig), shard_of(&reply));
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut first = lock(&self.index[lo]);
+        let mut second = (hi != lo).then(|| lock(&self.index[hi]));
+        let clash = {
+            let shard = |k: usize| {
+                if k == lo {
+                    &*first
+                } else {
+                    second.as_deref().expect("two shards")
+                }
+            };
+            shard(a).contains_key(&orig) || shard(b).contains_key(&reply)
+        };
+        if clash {
+            drop((first, second));
+            let _ = self.free.push(i);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return Err(InsertError::Clash);
+        }
+        {
+            let mut slot = lock(&self.slots[i as usize]);
+            slot.generation = generation;
+            slot.conn = Some(Conn {
+                orig,
+                reply,
+                state,
+                assured: false,
+                expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
+                packets: [0; 2],
+                bytes: [0; 2],
+            });
+        }
+        if a == lo {
+            first.insert(orig, (i, Dir::Original));
+        } else {
+            second
+                .as_mut()
+                .expect("two shards")
+                .insert(orig, (i, Dir::Original));
+        }
+        if b == lo {
+            first.insert(reply, (i, Dir::Reply));
+        } else {
+            second
+                .as_mut()
+                .expect("two shards")
+                .insert(reply, (i, Dir::Reply));
+        }
+        Ok((
+            CtRef {
+                index: i,
+                generation,
+                dir: Dir::Original,
+            },
+            evicted,
+        ))
+    }
+
+    /// Removes entry `i` if it still holds generation `generation`. Returns whether it did.
+    fn remove(&self, i: u32, generation: u32) -> bool {
+        let conn = {
+            let mut slot = lock(&self.slots[i as usize]);
+            if slot.generation != generation {
+                return false;
+            }
+            match slot.conn.take() {
+                Some(c) => c,
+                None => return false,
+            }
+        };
+        for t in [conn.orig, conn.reply] {
+            let mut shard = lock(&self.index[shard_of(&t)]);
+            if shard.get(&t).is_some_and(|&(j, _)| j == i) {
+                shard.remove(&t);
+            }
+        }
+        let _ = self.free.push(i);
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     /// Frees a slot held by an unassured (or expired) entry, scanning a bounded stretch
-    /// of the table, oldest-to-expire first within it.
-    fn early_drop(&mut self, now: Timestamp) -> bool {
+    /// of the table, the one closest to expiring first.
+    fn early_drop(&self, now: Timestamp) -> bool {
         let n = self.slots.len();
-        let mut victim: Option<(usize, u64)> = None;
+        let start = self.evict_cursor.fetch_add(EVICT_SCAN, Ordering::Relaxed) % n;
+        let mut victim: Option<(u32, u32, u64)> = None;
         for k in 0..EVICT_SCAN.min(n) {
-            let i = (self.evict_cursor + k) % n;
-            if let Some(c) = &self.slots[i] {
+            let i = (start + k) % n;
+            let Ok(slot) = self.slots[i].try_lock() else {
+                continue;
+            };
+            if let Some(c) = &slot.conn {
                 let evictable = c.expires <= now.0 || !c.assured;
-                if evictable && victim.is_none_or(|(_, e)| c.expires < e) {
-                    victim = Some((i, c.expires));
+                if evictable && victim.is_none_or(|(_, _, e)| c.expires < e) {
+                    victim = Some((i as u32, slot.generation, c.expires));
                 }
             }
         }
-        self.evict_cursor = (self.evict_cursor + EVICT_SCAN) % n;
         match victim {
-            Some((i, _)) => {
-                self.remove(i as u32);
-                self.evicted += 1;
+            Some((i, g, _)) if self.remove(i, g) => {
+                self.evicted.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            None => false,
+            _ => false,
         }
-    }
-
-    fn remove(&mut self, i: u32) {
-        if let Some(c) = self.slots[i as usize].take() {
-            self.index.remove(&c.orig);
-            self.index.remove(&c.reply);
-            self.free.push(i);
-        }
-    }
-
-    /// Accounts a packet of `len` bytes on the flow and advances its state. For TCP
-    /// `flags` drive the state machine. Returns the TCP verdict (always Ok for others).
-    pub fn seen(&mut self, r: CtRef, len: usize, flags: TcpFlags, now: Timestamp) -> TcpVerdict {
-        let timeouts = self.timeouts;
-        let Some(c) = self.slots[r.index as usize]
-            .as_mut()
-            .filter(|c| c.generation == r.generation)
-        else {
-            return TcpVerdict::Invalid;
-        };
-        let d = r.dir.index();
-        c.packets[d] += 1;
-        c.bytes[d] += len as u64;
-        let mut verdict = TcpVerdict::Ok(TcpState::Established);
-        c.state = match c.state {
-            ProtoState::Tcp(s) => match tcp_transition(s, r.dir, flags) {
-                TcpVerdict::Ok(next) => {
-                    verdict = TcpVerdict::Ok(next);
-                    if next == TcpState::Established {
-                        c.assured = true;
-                    }
-                    ProtoState::Tcp(next)
-                }
-                TcpVerdict::Invalid => {
-                    verdict = TcpVerdict::Invalid;
-                    ProtoState::Tcp(s)
-                }
-            },
-            ProtoState::Udp { replied } => {
-                let replied = replied || r.dir == Dir::Reply;
-                // "Traffic both ways: some kind of UDP stream" — assured.
-                if replied {
-                    c.assured = true;
-                }
-                ProtoState::Udp { replied }
-            }
-            ProtoState::Icmp => {
-                if r.dir == Dir::Reply {
-                    c.assured = true;
-                }
-                ProtoState::Icmp
-            }
-        };
-        c.expires = now.0 + u64::from(timeouts.for_state(c.state)) * 1_000_000_000;
-        verdict
     }
 
     /// Reclaims expired entries, looking at no more than `budget` slots per call
     /// (the scan resumes where it stopped). Returns how many were reclaimed.
-    pub fn gc(&mut self, now: Timestamp, budget: usize) -> usize {
+    pub fn gc(&self, now: Timestamp, budget: usize) -> usize {
         let n = self.slots.len();
+        let budget = budget.min(n);
+        let start = self.gc_cursor.fetch_add(budget, Ordering::Relaxed) % n;
         let mut reclaimed = 0;
-        for _ in 0..budget.min(n) {
-            let i = self.gc_cursor;
-            self.gc_cursor = (self.gc_cursor + 1) % n;
-            if self.slots[i].as_ref().is_some_and(|c| c.expires <= now.0) {
-                self.remove(i as u32);
-                reclaimed += 1;
+        for k in 0..budget {
+            let i = (start + k) % n;
+            let expired = {
+                let slot = lock(&self.slots[i]);
+                slot.conn
+                    .as_ref()
+                    .filter(|c| c.expires <= now.0)
+                    .map(|_| slot.generation)
+            };
+            if let Some(g) = expired {
+                if self.remove(i as u32, g) {
+                    reclaimed += 1;
+                }
             }
         }
-        self.expired += reclaimed as u64;
+        self.expired.fetch_add(reclaimed as u64, Ordering::Relaxed);
         reclaimed
     }
 
-    /// Live entries with their seconds left.
-    pub fn iter(&self, now: Timestamp) -> impl Iterator<Item = (&Conn, u64)> + '_ {
+    /// Copies of the live entries with their seconds left.
+    pub fn entries(&self, now: Timestamp) -> Vec<(Conn, u64)> {
         self.slots
             .iter()
-            .flatten()
-            .filter(move |c| c.expires > now.0)
-            .map(move |c| (c, (c.expires - now.0) / 1_000_000_000))
+            .filter_map(|s| {
+                let c = lock(s).conn?;
+                (c.expires > now.0).then(|| (c, (c.expires - now.0) / 1_000_000_000))
+            })
+            .collect()
     }
 
     /// Forgets every flow that has `ip` in either tuple (an endpoint went away).
-    pub fn flush_address(&mut self, ip: Ipv4Addr) -> usize {
-        let doomed: Vec<u32> = self
+    pub fn flush_address(&self, ip: Ipv4Addr) -> usize {
+        let doomed: Vec<(u32, u32)> = self
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| {
-                let c = c.as_ref()?;
+            .filter_map(|(i, s)| {
+                let s = lock(s);
+                let c = s.conn.as_ref()?;
                 [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst]
                     .contains(&ip)
-                    .then_some(i as u32)
+                    .then_some((i as u32, s.generation))
             })
             .collect();
-        for &i in &doomed {
-            self.remove(i);
-        }
-        doomed.len()
+        doomed
+            .into_iter()
+            .filter(|&(i, g)| self.remove(i, g))
+            .count()
     }
 }
 
@@ -614,51 +795,61 @@ mod tests {
         }
     }
 
+    /// Sends a packet of the flow with tuple `tuple` at time `now`.
+    fn pkt(
+        ct: &ConnTrack,
+        tuple: &Tuple,
+        flags: TcpFlags,
+        now: u64,
+    ) -> Option<(CtRef, TcpVerdict)> {
+        ct.lookup_update(tuple, 60, flags, secs(now))
+            .map(|(r, _, v)| (r, v))
+    }
+
     #[test]
     fn every_tcp_transition_of_a_connection_lifetime() {
-        let mut ct = ConnTrack::new(16, Timeouts::default());
+        let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
-        let o = ct
+        let (o, _) = ct
             .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
-        let r = ct.lookup(&reply, secs(0)).unwrap();
-        assert_eq!(r.dir, Dir::Reply);
+        assert_eq!(ct.lookup(&reply, secs(0)).unwrap().0.dir, Dir::Reply);
         assert_eq!(state(&ct, o), SynSent);
         let steps = [
-            (r, SYNACK, SynRecv),
-            (o, ACK, Established),
-            (o, ACK, Established),
-            (r, ACK, Established),
-            (o, FIN, FinWait),
-            (r, ACK, CloseWait),
-            (r, FIN, LastAck),
-            (o, ACK, TimeWait),
+            (reply, SYNACK, SynRecv),
+            (orig, ACK, Established),
+            (orig, ACK, Established),
+            (reply, ACK, Established),
+            (orig, FIN, FinWait),
+            (reply, ACK, CloseWait),
+            (reply, FIN, LastAck),
+            (orig, ACK, TimeWait),
         ];
-        for (who, flags, want) in steps {
+        for (tuple, flags, want) in steps {
             assert_eq!(
-                ct.seen(who, 60, flags, secs(1)),
+                pkt(&ct, &tuple, flags, 1).unwrap().1,
                 TcpVerdict::Ok(want),
-                "{flags:?} {:?}",
-                who.dir
+                "{flags:?} {tuple}"
             );
             assert_eq!(state(&ct, o), want);
         }
-        assert!(ct.get(o).unwrap().assured, "assured once established");
-        assert_eq!(ct.get(o).unwrap().packets, [4, 4]);
-        // TIME_WAIT lasts 120 s.
+        let c = ct.get(o).unwrap();
+        assert!(c.assured, "assured once established");
+        assert_eq!(c.packets, [4, 4]);
+        // TIME_WAIT lasts 120 s; an expired entry is not matched, and goes.
         assert!(ct.lookup(&orig, secs(120)).is_some());
-        assert!(ct.lookup(&orig, secs(122)).is_none());
+        assert!(pkt(&ct, &orig, ACK, 122).is_none());
         assert!(ct.is_empty());
+        assert_eq!(ct.expired(), 1);
     }
 
     #[test]
     fn rst_closes_and_close_times_out_fast() {
-        let mut ct = ConnTrack::new(16, Timeouts::default());
+        let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
-        let o = ct
-            .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
-        assert_eq!(ct.seen(o, 40, RST, secs(5)), TcpVerdict::Ok(Close));
+        assert_eq!(pkt(&ct, &orig, RST, 5).unwrap().1, TcpVerdict::Ok(Close));
         assert!(ct.lookup(&orig, secs(14)).is_some());
         assert!(ct.lookup(&orig, secs(15)).is_none(), "CLOSE lasts 10 s");
     }
@@ -694,41 +885,36 @@ mod tests {
 
     #[test]
     fn tcp_timeouts_follow_the_state() {
-        let mut ct = ConnTrack::new(16, Timeouts::default());
+        let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
-        let o = ct
-            .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         assert!(ct.lookup(&orig, secs(119)).is_some(), "SYN_SENT: 120 s");
         assert!(ct.lookup(&orig, secs(121)).is_none());
-        let o2 = ct
-            .insert(orig, reply, ProtoState::Tcp(SynSent), secs(200))
+        ct.gc(secs(121), 16);
+        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(200))
             .unwrap();
-        let r2 = ct.lookup(&reply, secs(200)).unwrap();
-        ct.seen(r2, 40, SYNACK, secs(200));
-        ct.seen(o2, 40, ACK, secs(200));
+        pkt(&ct, &reply, SYNACK, 200);
+        pkt(&ct, &orig, ACK, 200);
         assert!(
             ct.lookup(&orig, secs(200 + 431_999)).is_some(),
             "ESTABLISHED: 5 days"
         );
-        let _ = o;
     }
 
     #[test]
     fn udp_unreplied_then_assured() {
-        let mut ct = ConnTrack::new(16, Timeouts::default());
-        let mut orig = masq().0;
+        let ct = ConnTrack::new(16, Timeouts::default());
+        let (mut orig, mut reply) = masq();
         orig.proto = UDP;
-        let mut reply = masq().1;
         reply.proto = UDP;
-        let o = ct
+        let (o, _) = ct
             .insert(orig, reply, ProtoState::Udp { replied: false }, secs(0))
             .unwrap();
-        ct.seen(o, 40, TcpFlags::default(), secs(0));
+        pkt(&ct, &orig, TcpFlags::default(), 0);
         assert!(!ct.get(o).unwrap().assured);
         assert!(ct.lookup(&orig, secs(29)).is_some(), "unreplied: 30 s");
-        let r = ct.lookup(&reply, secs(29)).unwrap();
-        ct.seen(r, 40, TcpFlags::default(), secs(29));
+        pkt(&ct, &reply, TcpFlags::default(), 29);
         assert!(ct.get(o).unwrap().assured);
         assert!(ct.lookup(&orig, secs(29 + 119)).is_some(), "replied: 120 s");
         assert!(ct.lookup(&orig, secs(29 + 121)).is_none());
@@ -736,63 +922,45 @@ mod tests {
 
     #[test]
     fn full_table_evicts_unassured_else_refuses() {
-        let mut ct = ConnTrack::new(2, Timeouts::default());
-        let a = ct
-            .insert(
-                t([10, 0, 0, 1], 1, [10, 0, 0, 9], 80),
-                t([10, 0, 0, 9], 80, [10, 0, 0, 1], 1),
-                ProtoState::Tcp(SynSent),
-                secs(0),
+        let ct = ConnTrack::new(2, Timeouts::default());
+        let flow = |n: u8| {
+            (
+                t([10, 0, 0, n], 1, [10, 0, 0, 9], 80),
+                t([10, 0, 0, 9], 80, [10, 0, 0, n], 1),
             )
-            .unwrap();
-        let b = ct
-            .insert(
-                t([10, 0, 0, 2], 1, [10, 0, 0, 9], 80),
-                t([10, 0, 0, 9], 80, [10, 0, 0, 2], 1),
-                ProtoState::Tcp(SynSent),
-                secs(0),
-            )
-            .unwrap();
-        // Assure both: the table is full of real connections.
-        for o in [a, b] {
-            let c = ct.get(o).unwrap().clone();
-            let r = ct.lookup(&c.reply, secs(1)).unwrap();
-            ct.seen(r, 40, SYNACK, secs(1));
-            ct.seen(o, 40, ACK, secs(1));
+        };
+        for n in [1, 2] {
+            let (o, r) = flow(n);
+            ct.insert(o, r, ProtoState::Tcp(SynSent), secs(0)).unwrap();
+            // Assured: a real connection.
+            pkt(&ct, &r, SYNACK, 1);
+            pkt(&ct, &o, ACK, 1);
         }
-        let new = (
-            t([10, 0, 0, 3], 1, [10, 0, 0, 9], 80),
-            t([10, 0, 0, 9], 80, [10, 0, 0, 3], 1),
-        );
+        let (o3, r3) = flow(3);
         assert_eq!(
-            ct.insert(new.0, new.1, ProtoState::Tcp(SynSent), secs(2)),
+            ct.insert(o3, r3, ProtoState::Tcp(SynSent), secs(2)),
             Err(InsertError::Full)
         );
         assert_eq!(ct.len(), 2, "nothing assured was evicted");
         // An unassured (half-open) entry is evicted for a new flow.
-        let mut ct2 = ConnTrack::new(1, Timeouts::default());
-        ct2.insert(
-            t([10, 0, 0, 1], 1, [10, 0, 0, 9], 80),
-            t([10, 0, 0, 9], 80, [10, 0, 0, 1], 1),
-            ProtoState::Tcp(SynSent),
-            secs(0),
-        )
-        .unwrap();
-        assert!(ct2
-            .insert(new.0, new.1, ProtoState::Tcp(SynSent), secs(1))
-            .is_ok());
-        assert_eq!(ct2.evicted, 1);
-        assert!(ct2.lookup(&new.0, secs(1)).is_some());
-        assert!(ct2
-            .lookup(&t([10, 0, 0, 1], 1, [10, 0, 0, 9], 80), secs(1))
-            .is_none());
+        let ct2 = ConnTrack::new(1, Timeouts::default());
+        let (o1, r1) = flow(1);
+        ct2.insert(o1, r1, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        let (_, evicted) = ct2
+            .insert(o3, r3, ProtoState::Tcp(SynSent), secs(1))
+            .unwrap();
+        assert!(evicted);
+        assert_eq!(ct2.evicted(), 1);
+        assert!(ct2.lookup(&o3, secs(1)).is_some());
+        assert!(ct2.lookup(&o1, secs(1)).is_none());
     }
 
     #[test]
     fn clashing_tuples_are_refused_and_stale_refs_detected() {
-        let mut ct = ConnTrack::new(4, Timeouts::default());
+        let ct = ConnTrack::new(4, Timeouts::default());
         let (orig, reply) = masq();
-        let o = ct
+        let (o, _) = ct
             .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         let other = t([172, 17, 0, 3], 40000, [198, 51, 100, 2], 80);
@@ -802,27 +970,75 @@ mod tests {
         );
         assert!(ct.tuple_in_use(&reply));
         // Expire it, reuse the slot: the old reference no longer resolves.
-        ct.gc(secs(200), 10);
+        for _ in 0..4 {
+            ct.gc(secs(200), 1);
+        }
         assert!(ct.get(o).is_none());
-        let o2 = ct
+        let (o2, _) = ct
             .insert(other, reply, ProtoState::Tcp(SynSent), secs(200))
             .unwrap();
         assert_ne!(o2.generation, o.generation);
+        assert_eq!(
+            ct.seen(o, 40, ACK, secs(200)),
+            TcpVerdict::Invalid,
+            "a stale reference changes nothing"
+        );
     }
 
     #[test]
     fn gc_is_incremental() {
-        let mut ct = ConnTrack::new(8, Timeouts::default());
+        let ct = ConnTrack::new(8, Timeouts::default());
         for i in 0..8u8 {
-            let mut o = masq().0;
+            let (mut o, mut r) = masq();
             o.sport = u16::from(i);
-            let mut r = masq().1;
             r.dport = u16::from(i);
             ct.insert(o, r, ProtoState::Tcp(SynSent), secs(0)).unwrap();
         }
         assert_eq!(ct.gc(secs(500), 3), 3);
         assert_eq!(ct.len(), 5);
         assert_eq!(ct.gc(secs(500), 100), 5);
-        assert_eq!(ct.expired, 8);
+        assert_eq!(ct.expired(), 8);
+    }
+
+    /// Workers inserting, looking up and collecting at once: no deadlock, the bound
+    /// holds, and every entry that is found is whole (both tuples point at it).
+    #[test]
+    fn concurrent_workers_keep_the_table_consistent() {
+        let ct = std::sync::Arc::new(ConnTrack::new(64, Timeouts::default()));
+        let threads: Vec<_> = (0..4u8)
+            .map(|w| {
+                let ct = ct.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000u16 {
+                        let o = t([10, w, (i >> 8) as u8, i as u8], i, [198, 51, 100, 2], 80);
+                        let r = t(
+                            [198, 51, 100, 2],
+                            80,
+                            [198, 51, 100, 1],
+                            i.wrapping_mul(7).wrapping_add(u16::from(w)),
+                        );
+                        let _ = ct.insert(o, r, ProtoState::Tcp(SynSent), secs(u64::from(i / 100)));
+                        if let Some((rf, c, _)) =
+                            ct.lookup_update(&r, 40, SYNACK, secs(u64::from(i / 100)))
+                        {
+                            assert_eq!(rf.dir, Dir::Reply);
+                            assert_eq!(c.reply, r);
+                        }
+                        if i % 64 == 0 {
+                            ct.gc(secs(u64::from(i / 100) + 200), 16);
+                        }
+                        assert!(ct.len() <= ct.capacity());
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        let live = ct.entries(secs(0));
+        assert!(live.len() <= 64);
+        for (c, _) in live {
+            assert!(ct.tuple_in_use(&c.orig) && ct.tuple_in_use(&c.reply));
+        }
     }
 }

@@ -168,7 +168,7 @@ impl PortCounters {
         self.forwarded += other.forwarded;
         self.consumed += other.consumed;
         self.dropped += other.dropped;
-        self.held += other.held;
+        self.held = self.held.wrapping_add(other.held);
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }
@@ -211,6 +211,16 @@ impl Counters {
     #[inline]
     pub fn events(&self, e: Event) -> u64 {
         self.events[e as usize]
+    }
+
+    /// Adds another worker's counters into these.
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.ports.iter_mut().zip(&other.ports) {
+            a.add(b);
+        }
+        for (a, b) in self.events.iter_mut().zip(&other.events) {
+            *a += b;
+        }
     }
 
     /// The sum over every port.

@@ -38,7 +38,7 @@ impl Pipeline {
             return Err(DropReason::Truncated);
         };
         let (dst, src) = (eth.dst(), eth.src());
-        let domain = self.ports[port.index()].domain;
+        let domain = self.sh.ports[port.index()].domain;
         note!(
             self,
             f,
@@ -59,7 +59,7 @@ impl Pipeline {
             note!(self, f, STAGE, "source MAC is all zeros: drop");
             return Err(DropReason::ZeroSourceMac);
         }
-        let dom = &self.domains[domain.index()].spec;
+        let dom = &self.sh.domains[domain.index()].spec;
         if dom.gateway.is_some_and(|g| g.mac == src) {
             note!(
                 self,

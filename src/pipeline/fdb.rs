@@ -10,15 +10,17 @@
 //! between scans a lookup may still return an entry a fraction of a second past its
 //! age, which is harmless.
 
-use super::{DomainId, PortId};
+use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// An FDB entry's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdbEntry {
     pub port: PortId,
-    /// Seconds (on the pipeline's clock) when the MAC was last seen as a source.
+    /// Seconds (on the pipeline clock) when the MAC was last seen as a source.
     pub last_seen: u32,
 }
 
@@ -35,9 +37,17 @@ pub enum Learn {
     TableFull,
 }
 
-/// The forwarding database.
+/// Shards the table is split into; workers contend only when they touch the same one.
+const SHARDS: usize = 16;
+
+type Shard = HashMap<u64, FdbEntry, foldhash::fast::RandomState>;
+
+/// The forwarding database, shared by the dataplane's workers: the table is split
+/// into shards, each behind its own short-held lock, so there is no global lock and
+/// two workers only wait for each other when they touch the same shard at once.
 pub struct Fdb {
-    map: HashMap<u64, FdbEntry, foldhash::fast::RandomState>,
+    shards: Box<[Mutex<Shard>]>,
+    len: AtomicUsize,
     max: usize,
     aging_secs: u32,
 }
@@ -51,18 +61,36 @@ impl Fdb {
     /// A table of at most `max` entries that forgets a MAC `aging_secs` after it was
     /// last seen.
     pub fn new(max: usize, aging_secs: u32) -> Fdb {
+        // Room for twice an even share in every shard, so a fair spread of MACs never
+        // makes a shard grow on the hot path.
+        let per_shard = max.div_ceil(SHARDS) * 2;
         Fdb {
-            map: HashMap::with_capacity_and_hasher(max, Default::default()),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(HashMap::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+            len: AtomicUsize::new(0),
             max,
             aging_secs,
         }
     }
 
+    #[inline]
+    fn shard(&self, k: u64) -> &Mutex<Shard> {
+        // Fibonacci hashing of the key picks the shard (the map hashes it again inside).
+        &self.shards[(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SHARDS]
+    }
+
     /// Records that `mac` was seen as a source on `port` at second `now`.
     #[inline]
-    pub fn learn(&mut self, domain: DomainId, mac: MacAddr, port: PortId, now: u32) -> Learn {
+    pub fn learn(&self, domain: DomainId, mac: MacAddr, port: PortId, now: u32) -> Learn {
         let k = key(domain, mac);
-        if let Some(e) = self.map.get_mut(&k) {
+        let mut shard = lock(self.shard(k));
+        if let Some(e) = shard.get_mut(&k) {
             // Refreshing is the common case: one lookup, one store (skipped when the
             // second has not changed, to keep the cache line clean).
             if e.port == port {
@@ -76,10 +104,12 @@ impl Fdb {
             e.last_seen = now;
             return Learn::Moved { from };
         }
-        if self.map.len() >= self.max {
+        // Reserve a place first, so that workers learning at once never overshoot.
+        if self.len.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.len.fetch_sub(1, Ordering::Relaxed);
             return Learn::TableFull;
         }
-        self.map.insert(
+        shard.insert(
             k,
             FdbEntry {
                 port,
@@ -92,31 +122,39 @@ impl Fdb {
     /// The port `mac` was last seen on in `domain`.
     #[inline]
     pub fn lookup(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
-        self.map.get(&key(domain, mac)).map(|e| e.port)
+        let k = key(domain, mac);
+        lock(self.shard(k)).get(&k).map(|e| e.port)
     }
 
     /// Forgets entries not seen for the aging time; returns how many went.
-    pub fn age(&mut self, now: u32) -> usize {
-        let before = self.map.len();
+    pub fn age(&self, now: u32) -> usize {
         let aging = self.aging_secs;
-        self.map
-            .retain(|_, e| now.saturating_sub(e.last_seen) < aging);
-        before - self.map.len()
+        self.remove_where(|e| now.saturating_sub(e.last_seen) >= aging)
     }
 
     /// Forgets every MAC learned on `port` (when the port goes away).
-    pub fn flush_port(&mut self, port: PortId) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, e| e.port != port);
-        before - self.map.len()
+    pub fn flush_port(&self, port: PortId) -> usize {
+        self.remove_where(|e| e.port == port)
+    }
+
+    fn remove_where(&self, doomed: impl Fn(&FdbEntry) -> bool) -> usize {
+        let mut removed = 0;
+        for s in self.shards.iter() {
+            let mut s = lock(s);
+            let before = s.len();
+            s.retain(|_, e| !doomed(e));
+            removed += before - s.len();
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -128,10 +166,16 @@ impl Fdb {
     }
 
     /// Every entry as (domain, MAC, value), in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (DomainId, MacAddr, FdbEntry)> + '_ {
-        self.map
-            .iter()
-            .map(|(&k, &e)| (DomainId((k >> 48) as u16), MacAddr::from_u64(k), e))
+    pub fn entries(&self) -> Vec<(DomainId, MacAddr, FdbEntry)> {
+        let mut v = Vec::with_capacity(self.len());
+        for s in self.shards.iter() {
+            v.extend(
+                lock(s)
+                    .iter()
+                    .map(|(&k, &e)| (DomainId((k >> 48) as u16), MacAddr::from_u64(k), e)),
+            );
+        }
+        v
     }
 }
 
@@ -148,7 +192,7 @@ mod tests {
 
     #[test]
     fn learn_refresh_move() {
-        let mut f = Fdb::new(16, 300);
+        let f = Fdb::new(16, 300);
         assert_eq!(f.learn(D0, mac(1), PortId(0), 10), Learn::New);
         assert_eq!(f.learn(D0, mac(1), PortId(0), 11), Learn::Refreshed);
         assert_eq!(
@@ -160,7 +204,7 @@ mod tests {
         assert_eq!(f.lookup(D1, mac(1)), None);
         assert_eq!(f.learn(D1, mac(1), PortId(5), 12), Learn::New);
         assert_eq!(f.len(), 2);
-        let mut rows: Vec<_> = f.iter().collect();
+        let mut rows: Vec<_> = f.entries();
         rows.sort_by_key(|r| r.0);
         assert_eq!(
             rows[0],
@@ -178,7 +222,7 @@ mod tests {
 
     #[test]
     fn ages_by_scan_with_injected_time() {
-        let mut f = Fdb::new(16, 300);
+        let f = Fdb::new(16, 300);
         f.learn(D0, mac(1), PortId(0), 1000);
         f.learn(D0, mac(2), PortId(0), 1200);
         assert_eq!(f.age(1299), 0);
@@ -194,7 +238,7 @@ mod tests {
 
     #[test]
     fn full_table_stops_learning_but_keeps_known_macs() {
-        let mut f = Fdb::new(2, 300);
+        let f = Fdb::new(2, 300);
         assert_eq!(f.learn(D0, mac(1), PortId(0), 0), Learn::New);
         assert_eq!(f.learn(D0, mac(2), PortId(1), 0), Learn::New);
         assert_eq!(f.learn(D0, mac(3), PortId(1), 0), Learn::TableFull);
@@ -210,7 +254,7 @@ mod tests {
 
     #[test]
     fn flush_port_forgets_only_that_port() {
-        let mut f = Fdb::new(8, 300);
+        let f = Fdb::new(8, 300);
         f.learn(D0, mac(1), PortId(0), 0);
         f.learn(D0, mac(2), PortId(1), 0);
         assert_eq!(f.flush_port(PortId(0)), 1);

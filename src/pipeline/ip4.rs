@@ -68,7 +68,7 @@ impl Pipeline {
             note!(self, f, INPUT, "martian source {src}: drop");
             return Action::Drop(DropReason::MartianSource);
         }
-        let subnet = self.domains[l2.domain.index()].spec.subnet;
+        let subnet = self.sh.domains[l2.domain.index()].spec.subnet;
         if dst.is_broadcast() || dst.is_multicast() || dst == subnet.broadcast() {
             note!(
                 self,
@@ -83,13 +83,13 @@ impl Pipeline {
         match self.ct_lookup(f, l2) {
             Pre::Drop(r) => Action::Drop(r),
             Pre::Tracked { dst } => self.ip4_forward(f, l2, dst, out),
-            Pre::Untracked if self.local.contains_key(&u32::from(dst)) => self.ip4_local(f, l2),
+            Pre::Untracked if self.sh.local.contains_key(&u32::from(dst)) => self.ip4_local(f, l2),
             Pre::Untracked => self.ip4_forward(f, l2, dst, out),
         }
     }
 
     fn ip4_local(&mut self, f: &mut Frame, l2: &L2) -> Action {
-        let gw_mac = self.domains[l2.domain.index()]
+        let gw_mac = self.sh.domains[l2.domain.index()]
             .spec
             .gateway
             .map(|g| g.mac)

@@ -22,7 +22,9 @@ use super::fragment;
 use super::icmp_error::{self, code, ErrorSource, IcmpError};
 use super::neighbor::{Held, Resolve, TickWork};
 use super::trace::note;
-use super::{Action, DomainId, DropReason, Emitter, Event, Frame, NextHop, Pipeline, PortId, L2};
+use super::{
+    lock, Action, DomainId, DropReason, Emitter, Event, Frame, NextHop, Pipeline, PortId, L2,
+};
 use crate::wire::arp::{self, ArpOp};
 use crate::wire::ethernet::write_header;
 use crate::wire::icmp::kind;
@@ -60,7 +62,7 @@ impl Pipeline {
             self.icmp_error(f, l2.domain, kind::TIME_EXCEEDED, 0, 0, out);
             return Action::Drop(DropReason::TtlExpired);
         }
-        let Some(route) = self.fib.lookup(dst).copied() else {
+        let Some(route) = self.sh.fib.lookup(dst).copied() else {
             note!(self, f, LOOKUP, "no route to {dst}: drop, net unreachable");
             self.icmp_error(
                 f,
@@ -84,34 +86,34 @@ impl Pipeline {
                 LOOKUP,
                 "{dst} matches {} ({how}, network {})",
                 route.prefix,
-                self.domains[egress.index()].spec.name
+                self.sh.domains[egress.index()].spec.name
             );
         }
         // Isolation: tracked flows (replies to masqueraded flows, published ports) and
         // new flows about to be masqueraded pass; others need an [[allow]].
         let masquerading = f.ct.is_none()
-            && Some(egress) == self.external
+            && Some(egress) == self.sh.external
             && egress != l2.domain
-            && self.domains[l2.domain.index()].spec.masquerade;
+            && self.sh.domains[l2.domain.index()].spec.masquerade;
         if f.ct.is_none() && !masquerading && !self.allowed(l2.domain, egress) {
             note!(
                 self,
                 f,
                 FORWARD,
                 "networks {} and {} are not joined by [[allow]]: drop",
-                self.domains[l2.domain.index()].spec.name,
-                self.domains[egress.index()].spec.name
+                self.sh.domains[l2.domain.index()].spec.name,
+                self.sh.domains[egress.index()].spec.name
             );
             return Action::Drop(DropReason::Isolated);
         }
-        let mtu = usize::from(self.domains[egress.index()].spec.mtu);
+        let mtu = usize::from(self.sh.domains[egress.index()].spec.mtu);
         if total > mtu && df && !f.vnet.is_gso() {
             note!(
                 self,
                 f,
                 FORWARD,
                 "{total} bytes over MTU {mtu} of {} with DF: drop, fragmentation needed",
-                self.domains[egress.index()].spec.name
+                self.sh.domains[egress.index()].spec.name
             );
             self.icmp_error(
                 f,
@@ -135,7 +137,7 @@ impl Pipeline {
         self.counters.event(Event::Routed);
 
         let next = route.next_hop.neighbor(dst);
-        match self.neighbors.resolve(next, egress, self.now, f) {
+        match self.sh.neighbors.resolve(next, egress, self.now, f) {
             Resolve::Mac(mac) => self.ip4_output(f, egress, mac, out, 0),
             Resolve::MacAndProbe(mac) => {
                 note!(
@@ -155,7 +157,7 @@ impl Pipeline {
                 if let Some(old) = evicted {
                     self.drop_held(old, DropReason::NeighborQueueFull);
                 }
-                let waiting = self.neighbors.get(next).map_or(0, |n| n.queued());
+                let waiting = self.sh.neighbors.get(next).map_or(0, |n| n.queued());
                 note!(
                     self,
                     f,
@@ -195,7 +197,7 @@ impl Pipeline {
         if let Err(r) = self.nat_rewrite(f) {
             return Action::Drop(r);
         }
-        let d = &self.domains[domain.index()].spec;
+        let d = &self.sh.domains[domain.index()].spec;
         let gw_mac = d
             .gateway
             .expect("routes only lead to networks with a gateway")
@@ -206,7 +208,7 @@ impl Pipeline {
             eth.set_dst(mac);
             eth.set_src(gw_mac);
         }
-        let action = match self.fdb.lookup(domain, mac) {
+        let action = match self.sh.fdb.lookup(domain, mac) {
             Some(p) => Action::Forward(p),
             None => Action::Flood(domain),
         };
@@ -226,7 +228,7 @@ impl Pipeline {
                 Action::Forward(p) => format!("port {}", self.port_name(p)),
                 _ => format!(
                     "all ports of {} (MAC not in the FDB)",
-                    self.domains[domain.index()].spec.name
+                    self.sh.domains[domain.index()].spec.name
                 ),
             };
             let frag = if fragments > 0 {
@@ -327,11 +329,11 @@ impl Pipeline {
             );
             return;
         }
-        let Some(gw) = self.domains[domain.index()].spec.gateway else {
+        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
             return;
         };
         let to = ip.src();
-        if !self.icmp.allow(to, self.now) {
+        if !lock(&self.sh.icmp).allow(to, self.now) {
             self.counters.event(Event::IcmpRateLimited);
             note!(self, f, ICMP, "{what} to {to} suppressed by the rate limit");
             return;
@@ -376,10 +378,10 @@ impl Pipeline {
         to: Option<MacAddr>,
         out: &mut Emitter,
     ) {
-        let Some(gw) = self.domains[domain.index()].spec.gateway else {
+        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
             return;
         };
-        let action = match to.and_then(|m| self.fdb.lookup(domain, m)) {
+        let action = match to.and_then(|m| self.sh.fdb.lookup(domain, m)) {
             Some(p) => Action::Forward(p),
             None => Action::Flood(domain),
         };
@@ -406,7 +408,7 @@ impl Pipeline {
     /// Drops a packet that was waiting in a neighbor queue.
     fn drop_held(&mut self, held: Held, reason: DropReason) {
         let mut spare = self.scratch.take().expect("scratch frame is present");
-        self.neighbors.take(held, &mut spare);
+        self.sh.neighbors.take(held, &mut spare);
         let port = spare.ingress;
         note!(self, spare, NEIGHBOR, "waited in vain: drop ({})", reason);
         self.scratch = Some(spare);
@@ -425,9 +427,9 @@ impl Pipeline {
                 TickWork::Request { ip, domain, to } => self.send_arp_request(domain, ip, to, out),
                 TickWork::Unreachable(h) => {
                     let mut f = self.scratch.take().expect("scratch frame is present");
-                    self.neighbors.take(h, &mut f);
+                    self.sh.neighbors.take(h, &mut f);
                     let port = f.ingress;
-                    if let Some(p) = self.ports.get(port.index()) {
+                    if let Some(p) = self.sh.ports.get(port.index()) {
                         let domain = p.domain;
                         note!(
                             self,
@@ -450,7 +452,7 @@ impl Pipeline {
                 }
                 TickWork::Release { held, mac, domain } => {
                     let mut f = self.scratch.take().expect("scratch frame is present");
-                    self.neighbors.take(held, &mut f);
+                    self.sh.neighbors.take(held, &mut f);
                     let port = f.ingress;
                     let action = if out.available() == 0 {
                         self.counters.event(Event::NoBuffer);

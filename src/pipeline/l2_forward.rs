@@ -31,7 +31,7 @@ const L3_INPUT: &str = "l3-input";
 
 impl Pipeline {
     pub(super) fn l2_forward(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
-        let d = &self.domains[l2.domain.index()].spec;
+        let d = &self.sh.domains[l2.domain.index()].spec;
         let (gateway, l3_only) = (d.gateway, d.mode == DomainMode::L3);
 
         if l2.dst.is_multicast() {
@@ -85,7 +85,7 @@ impl Pipeline {
             return Action::Drop(DropReason::L3NoBridge);
         }
 
-        match self.fdb.lookup(l2.domain, l2.dst) {
+        match self.sh.fdb.lookup(l2.domain, l2.dst) {
             Some(port) if port == f.ingress => {
                 note!(
                     self,
@@ -119,7 +119,7 @@ impl Pipeline {
     /// Floods over the frame's domain. `answered`: switchyard's own stack already took
     /// a copy, so a domain with no other port still means the frame was consumed.
     fn l2_flood(&mut self, f: &Frame, l2: &L2, what: &str, answered: bool) -> Action {
-        let members = self.domains[l2.domain.index()].ports.len();
+        let members = self.sh.domains[l2.domain.index()].ports.len();
         // The ingress port is always a member of its own domain.
         if members <= 1 {
             if answered {
@@ -128,7 +128,7 @@ impl Pipeline {
                     f,
                     FLOOD,
                     "{what}: no other port in bridge {}; answered by switchyard",
-                    self.domains[l2.domain.index()].spec.name
+                    self.sh.domains[l2.domain.index()].spec.name
                 );
                 return Action::Consume;
             }
@@ -137,17 +137,17 @@ impl Pipeline {
                 f,
                 FLOOD,
                 "{what}: no other port in bridge {}: drop",
-                self.domains[l2.domain.index()].spec.name
+                self.sh.domains[l2.domain.index()].spec.name
             );
             return Action::Drop(DropReason::NoEgressPort);
         }
         if f.trace != 0 {
-            let d = &self.domains[l2.domain.index()];
+            let d = &self.sh.domains[l2.domain.index()];
             let names: Vec<&str> = d
                 .ports
                 .iter()
                 .filter(|&&p| p != f.ingress)
-                .map(|&p| self.ports[p.index()].name.as_str())
+                .map(|&p| self.sh.ports[p.index()].name.as_str())
                 .collect();
             let line = format!(
                 "{what} to {} ports of bridge {}: {}",

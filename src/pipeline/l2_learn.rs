@@ -16,7 +16,7 @@ const STAGE: &str = "l2-learn";
 
 impl Pipeline {
     pub(super) fn l2_learn(&mut self, f: &Frame, l2: &L2, now_s: u32) {
-        let result = self.fdb.learn(l2.domain, l2.src, f.ingress, now_s);
+        let result = self.sh.fdb.learn(l2.domain, l2.src, f.ingress, now_s);
         match result {
             Learn::New => self.counters.event(Event::FdbLearned),
             Learn::Refreshed => {}
@@ -31,7 +31,7 @@ impl Pipeline {
     #[cold]
     fn trace_learn(&mut self, f: &Frame, l2: &L2, result: Learn) {
         let port = self.port_name(f.ingress).to_string();
-        let bridge = self.domains[l2.domain.index()].spec.name.clone();
+        let bridge = self.sh.domains[l2.domain.index()].spec.name.clone();
         match result {
             Learn::New => note!(
                 self,
@@ -69,7 +69,7 @@ impl Pipeline {
                 f,
                 STAGE,
                 "FDB full ({} entries): {} not learned",
-                self.fdb.capacity(),
+                self.sh.fdb.capacity(),
                 l2.src
             ),
         }

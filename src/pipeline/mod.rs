@@ -57,6 +57,15 @@ pub use trace::{TraceRecord, Tracer};
 use crate::wire::{Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Locks a table (or a shard of one), ignoring poisoning: every critical section in
+/// the pipeline is a handful of field updates that leave the table consistent even if
+/// a worker panics halfway through its batch.
+#[inline]
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Index of a port (one TAP queue set: one endpoint interface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -273,17 +282,35 @@ struct Domain {
 }
 
 /// The switch: its tables, counters and trace, and the stages that use them.
-pub struct Pipeline {
+/// What every worker shares: the configuration, read-only, and the tables, each of
+/// which takes care of its own locking (sharded, or a short lock per operation) so that
+/// workers never queue behind one global lock.
+pub struct Shared {
     ports: Vec<PortSpec>,
     domains: Vec<Domain>,
     fdb: Fdb,
     fib: Fib,
     neighbors: NeighborTable,
-    icmp: IcmpLimiter,
+    icmp: std::sync::Mutex<IcmpLimiter>,
     /// switchyard's own addresses (the gateways) and their domains.
     local: HashMap<u32, DomainId, foldhash::fast::RandomState>,
     /// `allowed[a * n + b]`: domain a may route to domain b.
     allowed: Vec<bool>,
+    conntrack: ConnTrack,
+    /// The external network, if any.
+    external: Option<DomainId>,
+    /// Published ports: (protocol, host port) → (target address, target port).
+    publish: HashMap<(u8, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
+    port_range: (u16, u16),
+}
+
+/// The pipeline as one worker runs it: the shared tables, and what is the worker's own
+/// (its counters, trace, clock reading, scratch space). Make more workers with
+/// [`Pipeline::worker`]; the first one also runs the table-wide timers.
+pub struct Pipeline {
+    sh: Arc<Shared>,
+    /// Counters of this worker's decisions; [`Pipeline::merged_counters`] of all
+    /// workers' gives the totals.
     counters: Counters,
     tracer: Tracer,
     /// The time of the batch or tick being processed.
@@ -295,12 +322,8 @@ pub struct Pipeline {
     work: Vec<TickWork>,
     /// A spare frame for taking packets out of neighbor queues.
     scratch: Option<Frame>,
-    conntrack: ConnTrack,
-    /// The external network, if any.
-    external: Option<DomainId>,
-    /// Published ports: (protocol, host port) → (target address, target port).
-    publish: HashMap<(u8, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
-    port_range: (u16, u16),
+    /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
+    primary: bool,
 }
 
 impl Pipeline {
@@ -410,22 +433,16 @@ impl Pipeline {
         }
         let neighbors = NeighborTable::new(spec.neighbor);
         let work_cap = neighbors.config().max + neighbors.config().held_max;
-        Ok(Pipeline {
-            counters: Counters::new(spec.ports.len()),
+        let nports = spec.ports.len();
+        let sh = Shared {
             ports: spec.ports,
             domains,
             fdb: Fdb::new(spec.fdb_max, spec.fdb_aging_secs),
             fib: Fib::new(routes),
             neighbors,
-            icmp: IcmpLimiter::new(1024),
+            icmp: std::sync::Mutex::new(IcmpLimiter::new(1024)),
             local,
             allowed,
-            tracer: Tracer::new(),
-            now: Timestamp(0),
-            fdb_aged_at: 0,
-            ident: 0,
-            work: Vec::with_capacity(work_cap),
-            scratch: Some(Frame::new()),
             // Only flows that are translated are tracked: without an external network
             // there are none, and the table stays small.
             conntrack: ConnTrack::new(
@@ -439,7 +456,45 @@ impl Pipeline {
             external,
             publish,
             port_range: (lo, hi),
+        };
+        Ok(Pipeline {
+            sh: Arc::new(sh),
+            counters: Counters::new(nports),
+            tracer: Tracer::new(),
+            now: Timestamp(0),
+            fdb_aged_at: 0,
+            ident: 0,
+            work: Vec::with_capacity(work_cap),
+            scratch: Some(Frame::new()),
+            primary: true,
         })
+    }
+
+    /// Another worker over the same tables, with counters and trace of its own.
+    pub fn worker(&self) -> Pipeline {
+        Pipeline {
+            sh: self.sh.clone(),
+            counters: Counters::new(self.sh.ports.len()),
+            tracer: Tracer::new(),
+            now: self.now,
+            fdb_aged_at: 0,
+            ident: self.ident.wrapping_add(0x8000),
+            work: Vec::with_capacity(self.work.capacity()),
+            scratch: Some(Frame::new()),
+            primary: false,
+        }
+    }
+
+    /// The sum of several workers' counters (all workers of one switch).
+    pub fn merged_counters<'a>(workers: impl IntoIterator<Item = &'a Counters>) -> Counters {
+        let mut total: Option<Counters> = None;
+        for c in workers {
+            match &mut total {
+                None => total = Some(c.clone()),
+                Some(t) => t.add(c),
+            }
+        }
+        total.unwrap_or_else(|| Counters::new(0))
     }
 
     /// Decides the fate of every frame in `frames` (setting each one's `action`) and
@@ -494,7 +549,9 @@ impl Pipeline {
     /// A held packet left its queue: book its final fate.
     fn settle_held(&mut self, port: PortId, action: Action) {
         if let Some(c) = self.counters.ports.get_mut(port.index()) {
-            c.held = c.held.saturating_sub(1);
+            // Another worker may settle a packet this one held: counted modulo 2^64,
+            // the per-worker figures still add up to the true number.
+            c.held = c.held.wrapping_sub(1);
         }
         if port != PortId::LOCAL {
             self.account(port, action);
@@ -506,18 +563,22 @@ impl Pipeline {
     /// changes. Packets it originates go to `out`. Call every 100 ms or so.
     pub fn tick(&mut self, now: Timestamp, out: &mut Emitter) {
         self.now = now;
+        // The tables are shared: one worker keeps their time.
+        if !self.primary {
+            return;
+        }
         if now.secs() != self.fdb_aged_at {
             self.fdb_aged_at = now.secs();
-            let aged = self.fdb.age(now.secs());
+            let aged = self.sh.fdb.age(now.secs());
             self.counters.event_n(Event::FdbAged, aged as u64);
         }
         self.work.clear();
-        self.neighbors.tick(now, &mut self.work);
+        self.sh.neighbors.tick(now, &mut self.work);
         self.neighbor_work(out);
         // Reclaim expired connections: a tenth of the table per tick, so all of it
         // every second at the usual tick of 100 ms.
-        let budget = (self.conntrack.capacity() / 10).max(64);
-        let expired = self.conntrack.gc(now, budget);
+        let budget = (self.sh.conntrack.capacity() / 10).max(64);
+        let expired = self.sh.conntrack.gc(now, budget);
         self.counters.event_n(Event::CtExpired, expired as u64);
     }
 
@@ -527,7 +588,7 @@ impl Pipeline {
             Action::Forward(p) => Egress::One(p),
             Action::Reply => Egress::One(f.ingress),
             Action::Flood(d) => Egress::Flood {
-                ports: &self.domains[d.index()].ports,
+                ports: &self.sh.domains[d.index()].ports,
                 except: f.ingress,
                 domain: d,
             },
@@ -536,43 +597,44 @@ impl Pipeline {
     }
 
     pub fn ports(&self) -> &[PortSpec] {
-        &self.ports
+        &self.sh.ports
     }
 
     pub fn port(&self, id: PortId) -> Option<&PortSpec> {
-        self.ports.get(id.index())
+        self.sh.ports.get(id.index())
     }
 
     /// Finds a port by its display name.
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {
-        self.ports
+        self.sh
+            .ports
             .iter()
             .position(|p| p.name == name)
             .map(|i| PortId(i as u16))
     }
 
     pub fn domain(&self, id: DomainId) -> Option<&DomainSpec> {
-        self.domains.get(id.index()).map(|d| &d.spec)
+        self.sh.domains.get(id.index()).map(|d| &d.spec)
     }
 
     pub fn domain_count(&self) -> usize {
-        self.domains.len()
+        self.sh.domains.len()
     }
 
     pub fn fdb(&self) -> &Fdb {
-        &self.fdb
+        &self.sh.fdb
     }
 
     pub fn fib(&self) -> &Fib {
-        &self.fib
+        &self.sh.fib
     }
 
     pub fn neighbors(&self) -> &NeighborTable {
-        &self.neighbors
+        &self.sh.neighbors
     }
 
     pub fn conntrack(&self) -> &ConnTrack {
-        &self.conntrack
+        &self.sh.conntrack
     }
 
     /// The current time of the pipeline's clock (of the last batch or tick).
@@ -582,13 +644,13 @@ impl Pipeline {
 
     /// True if packets may be routed from network `from` to network `to`.
     pub fn allowed(&self, from: DomainId, to: DomainId) -> bool {
-        let n = self.domains.len();
-        self.allowed[from.index() * n + to.index()]
+        let n = self.sh.domains.len();
+        self.sh.allowed[from.index() * n + to.index()]
     }
 
     /// The network that owns `ip` as its gateway address, if it is switchyard's.
     pub fn local_domain(&self, ip: Ipv4Addr) -> Option<DomainId> {
-        self.local.get(&u32::from(ip)).copied()
+        self.sh.local.get(&u32::from(ip)).copied()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -606,7 +668,8 @@ impl Pipeline {
 
     /// A port's display name, for trace lines ("switchyard" for [`PortId::LOCAL`]).
     fn port_name(&self, id: PortId) -> &str {
-        self.ports
+        self.sh
+            .ports
             .get(id.index())
             .map_or("switchyard", |p| p.name.as_str())
     }

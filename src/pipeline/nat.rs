@@ -170,7 +170,7 @@ impl Pipeline {
     /// True when NAT is configured at all (an external network); otherwise nothing is tracked.
     #[inline]
     fn nat_enabled(&self) -> bool {
-        self.external.is_some()
+        self.sh.external.is_some()
     }
 
     /// `ct-lookup`: finds the packet's flow, or starts one for a published port.
@@ -187,11 +187,10 @@ impl Pipeline {
             Parsed::IcmpError(quoted) => return self.ct_related(f, quoted, outer_dst),
             Parsed::Fragment | Parsed::Other => return Pre::Untracked,
         };
-        if let Some(r) = self.conntrack.lookup(&t, now) {
-            if self.conntrack.seen(r, len, flags, now) == TcpVerdict::Invalid {
+        if let Some((r, c, verdict)) = self.sh.conntrack.lookup_update(&t, len, flags, now) {
+            if verdict == TcpVerdict::Invalid {
                 self.counters.event(Event::CtTcpInvalid);
             }
-            let c = self.conntrack.get(r).expect("just found");
             let to = translated(&c.orig, &c.reply, r.dir);
             note!(
                 self,
@@ -212,14 +211,14 @@ impl Pipeline {
             return Pre::Tracked { dst: to.dst };
         }
         // A new flow to a published port of the uplink address?
-        let Some(ext) = self.external else {
+        let Some(ext) = self.sh.external else {
             return Pre::Untracked;
         };
-        let uplink = self.domains[ext.index()].spec.gateway.map(|g| g.ip);
+        let uplink = self.sh.domains[ext.index()].spec.gateway.map(|g| g.ip);
         if Some(t.dst) != uplink || t.proto == conntrack::ICMP {
             return Pre::Untracked;
         }
-        let Some(&(target, target_port)) = self.publish.get(&(t.proto, t.dport)) else {
+        let Some(&(target, target_port)) = self.sh.publish.get(&(t.proto, t.dport)) else {
             return Pre::Untracked;
         };
         if t.proto == conntrack::TCP && !flags.starts_connection() {
@@ -231,10 +230,10 @@ impl Pipeline {
         let (src, sport) = if l2.domain == ext {
             (t.src, t.sport)
         } else {
-            let Some(egress) = self.fib.lookup(target).map(|r| r.next_hop.domain()) else {
+            let Some(egress) = self.sh.fib.lookup(target).map(|r| r.next_hop.domain()) else {
                 return Pre::Drop(DropReason::NoRoute);
             };
-            let Some(gw) = self.domains[egress.index()].spec.gateway else {
+            let Some(gw) = self.sh.domains[egress.index()].spec.gateway else {
                 return Pre::Drop(DropReason::NoRoute);
             };
             match self.nat_port(t.proto, target, target_port, gw.ip, t.sport) {
@@ -266,7 +265,7 @@ impl Pipeline {
                 return Pre::Drop(reason);
             }
         };
-        self.conntrack.seen(r, len, flags, now);
+        self.sh.conntrack.seen(r, len, flags, now);
         self.counters.event(Event::DnatFlows);
         note!(
             self,
@@ -286,10 +285,9 @@ impl Pipeline {
     /// An ICMP error: is it about a tracked flow? The quoted packet was sent after
     /// translation, so a reply to it has the tuple of one of the flow's two directions.
     fn ct_related(&mut self, f: &mut Frame, quoted: Tuple, outer_dst: Ipv4Addr) -> Pre {
-        let Some(r) = self.conntrack.lookup(&quoted.reversed(), self.now) else {
+        let Some((r, c)) = self.sh.conntrack.lookup(&quoted.reversed(), self.now) else {
             return Pre::Untracked;
         };
-        let c = self.conntrack.get(r).expect("just found");
         // The error travels the way a reply to the quoted packet would.
         let (from, to) = match r.dir {
             Dir::Reply => (c.reply, c.orig),
@@ -318,16 +316,17 @@ impl Pipeline {
         reply: Tuple,
         state: ProtoState,
     ) -> Result<CtRef, DropReason> {
-        let evicted = self.conntrack.evicted;
-        let r = self
+        let (r, evicted) = self
+            .sh
             .conntrack
             .insert(orig, reply, state, self.now)
             .map_err(|e| match e {
                 InsertError::Full => DropReason::ConntrackFull,
                 InsertError::Clash => DropReason::NatExhausted,
             })?;
-        self.counters
-            .event_n(Event::CtEvicted, self.conntrack.evicted - evicted);
+        if evicted {
+            self.counters.event(Event::CtEvicted);
+        }
         self.counters.event(Event::CtNew);
         Ok(r)
     }
@@ -349,10 +348,10 @@ impl Pipeline {
             dst: new_src,
             dport: p,
         };
-        if !self.conntrack.tuple_in_use(&reply(want)) {
+        if !self.sh.conntrack.tuple_in_use(&reply(want)) {
             return Some(want);
         }
-        let (lo, hi) = self.port_range;
+        let (lo, hi) = self.sh.port_range;
         let n = u32::from(hi - lo) + 1;
         // Start at a point derived from the flow, so different flows spread out.
         let seed = u32::from(dst).wrapping_mul(2_654_435_761)
@@ -360,7 +359,7 @@ impl Pipeline {
             ^ u32::from(dport);
         (0..n.min(PORT_PROBES))
             .map(|k| lo + ((seed.wrapping_add(k)) % n) as u16)
-            .find(|&p| !self.conntrack.tuple_in_use(&reply(p)))
+            .find(|&p| !self.sh.conntrack.tuple_in_use(&reply(p)))
     }
 
     /// `nat-snat`: after routing, a new flow from a masquerading network leaving by the
@@ -375,13 +374,13 @@ impl Pipeline {
         if f.ct.is_some() {
             return Ok(true);
         }
-        if Some(egress) != self.external
+        if Some(egress) != self.sh.external
             || egress == l2.domain
-            || !self.domains[l2.domain.index()].spec.masquerade
+            || !self.sh.domains[l2.domain.index()].spec.masquerade
         {
             return Ok(false);
         }
-        let uplink = self.domains[egress.index()]
+        let uplink = self.sh.domains[egress.index()]
             .spec
             .gateway
             .expect("external networks have a gateway")
@@ -440,7 +439,7 @@ impl Pipeline {
             _ => ProtoState::Icmp,
         };
         let r = self.ct_insert(t, reply, state)?;
-        self.conntrack.seen(r, len, flags, self.now);
+        self.sh.conntrack.seen(r, len, flags, self.now);
         self.counters.event(Event::SnatFlows);
         if port != t.sport {
             self.counters.event(Event::SnatPortChanged);
@@ -463,7 +462,7 @@ impl Pipeline {
     /// `nat-rewrite`: on output, gives a tracked packet its translated addresses and ports.
     pub(super) fn nat_rewrite(&mut self, f: &mut Frame) -> Result<(), DropReason> {
         let Some(r) = f.ct else { return Ok(()) };
-        let Some(c) = self.conntrack.get(r) else {
+        let Some(c) = self.sh.conntrack.get(r) else {
             note!(self, f, REWRITE, "its connection is gone: drop");
             return Err(DropReason::ConntrackGone);
         };

@@ -20,10 +20,11 @@
 //! one arrives, as Linux does with `unres_qlen`), and the buffers for queued packets,
 //! which are allocated once and swapped with the dataplane's, never copied.
 
-use super::{DomainId, Frame, Timestamp};
+use super::{lock, DomainId, Frame, Timestamp};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 
 /// Largest per-neighbor queue the table supports.
 pub const MAX_QUEUE: usize = 16;
@@ -162,8 +163,8 @@ pub enum TickWork {
     },
 }
 
-/// The table.
-pub struct NeighborTable {
+/// The table, behind the lock of [`NeighborTable`].
+struct Neighbors {
     cfg: NeighborConfig,
     index: HashMap<u32, u32, foldhash::fast::RandomState>,
     entries: Vec<Option<Neighbor>>,
@@ -172,16 +173,15 @@ pub struct NeighborTable {
     free_held: Vec<u32>,
 }
 
-impl NeighborTable {
-    /// Allocates everything up front: `max` entries and `held_max` packet buffers.
-    pub fn new(cfg: NeighborConfig) -> NeighborTable {
+impl Neighbors {
+    fn new(cfg: NeighborConfig) -> Neighbors {
         let cfg = NeighborConfig {
             queue_len: cfg.queue_len.clamp(1, MAX_QUEUE as u8),
             probes: cfg.probes.max(1),
             max: cfg.max.max(1),
             ..cfg
         };
-        NeighborTable {
+        Neighbors {
             index: HashMap::with_capacity_and_hasher(cfg.max, Default::default()),
             entries: vec![None; cfg.max],
             free_entries: (0..cfg.max as u32).rev().collect(),
@@ -191,10 +191,6 @@ impl NeighborTable {
         }
     }
 
-    pub fn config(&self) -> &NeighborConfig {
-        &self.cfg
-    }
-
     pub fn get(&self, ip: Ipv4Addr) -> Option<&Neighbor> {
         let slot = *self.index.get(&u32::from(ip))?;
         self.entries[slot as usize].as_ref()
@@ -202,10 +198,6 @@ impl NeighborTable {
 
     pub fn len(&self) -> usize {
         self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
     }
 
     /// Packets held over all entries.
@@ -317,11 +309,6 @@ impl NeighborTable {
     pub fn take(&mut self, held: Held, into: &mut Frame) {
         std::mem::swap(&mut self.held[held.0 as usize], into);
         self.free_held.push(held.0);
-    }
-
-    /// The held packet, to read before taking it.
-    pub fn peek(&self, held: Held) -> &Frame {
-        &self.held[held.0 as usize]
     }
 
     /// Records that `ip` is at `mac` on `domain`. Returns true if the entry was
@@ -485,6 +472,95 @@ impl NeighborTable {
     }
 }
 
+/// The neighbor table shared by the dataplane's workers. Every operation takes the
+/// table's lock for a few field updates; packets are queued and released by swapping
+/// buffers, never by copying, so nothing slow happens under the lock.
+pub struct NeighborTable {
+    inner: Mutex<Neighbors>,
+    cfg: NeighborConfig,
+}
+
+impl NeighborTable {
+    /// Allocates everything up front: `max` entries and `held_max` packet buffers.
+    pub fn new(cfg: NeighborConfig) -> NeighborTable {
+        let inner = Neighbors::new(cfg);
+        NeighborTable {
+            cfg: inner.cfg,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    pub fn config(&self) -> &NeighborConfig {
+        &self.cfg
+    }
+
+    /// A copy of the entry for `ip`.
+    pub fn get(&self, ip: Ipv4Addr) -> Option<Neighbor> {
+        lock(&self.inner).get(ip).cloned()
+    }
+
+    /// Copies of every entry.
+    pub fn entries(&self) -> Vec<Neighbor> {
+        lock(&self.inner).iter().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Packets held over all entries.
+    pub fn held(&self) -> usize {
+        lock(&self.inner).held()
+    }
+
+    /// Finds the MAC for `ip` to send `frame` to, or queues `frame` while it is resolved.
+    pub fn resolve(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        now: Timestamp,
+        frame: &mut Frame,
+    ) -> Resolve {
+        lock(&self.inner).resolve(ip, domain, now, frame)
+    }
+
+    /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).
+    pub fn take(&self, held: Held, into: &mut Frame) {
+        lock(&self.inner).take(held, into)
+    }
+
+    /// Records that `ip` is at `mac` on `domain`.
+    pub fn learn(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        mac: MacAddr,
+        how: Learned,
+        now: Timestamp,
+    ) -> LearnOutcome {
+        lock(&self.inner).learn(ip, domain, mac, how, now)
+    }
+
+    /// Runs the timers; the work is appended to `work`.
+    pub fn tick(&self, now: Timestamp, work: &mut Vec<TickWork>) {
+        lock(&self.inner).tick(now, work)
+    }
+
+    /// Hands out the packets queued for `ip` if it is resolved.
+    pub fn release(&self, ip: Ipv4Addr, work: &mut Vec<TickWork>) {
+        lock(&self.inner).release(ip, work)
+    }
+
+    /// Forgets every entry learned on `domain` and hands back what they held.
+    pub fn flush_domain(&self, domain: DomainId, work: &mut Vec<TickWork>) {
+        lock(&self.inner).flush_domain(domain, work)
+    }
+}
+
 /// What [`NeighborTable::learn`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LearnOutcome {
@@ -525,7 +601,7 @@ mod tests {
 
     #[test]
     fn resolve_queue_reply_release() {
-        let mut t = table();
+        let t = table();
         let mut f = frame(1);
         assert_eq!(
             t.resolve(IP, D, ms(0), &mut f),
@@ -569,7 +645,7 @@ mod tests {
 
     #[test]
     fn retries_then_unreachable() {
-        let mut t = table();
+        let t = table();
         t.resolve(IP, D, ms(0), &mut frame(1));
         let mut work = Vec::new();
         t.tick(ms(500), &mut work);
@@ -594,7 +670,7 @@ mod tests {
 
     #[test]
     fn queue_overflow_drops_the_oldest() {
-        let mut t = table();
+        let t = table();
         for i in 0..3 {
             assert!(matches!(
                 t.resolve(IP, D, ms(0), &mut frame(i)),
@@ -607,16 +683,16 @@ mod tests {
         else {
             panic!("the fourth packet pushes the first out");
         };
-        assert_eq!(t.peek(old).data()[0], 0);
         let mut spare = Frame::new();
         t.take(old, &mut spare);
+        assert_eq!(spare.data()[0], 0, "the oldest packet");
         assert_eq!(t.get(IP).unwrap().queued(), 3);
         assert_eq!(t.held(), 3);
     }
 
     #[test]
     fn held_buffers_are_bounded() {
-        let mut t = NeighborTable::new(NeighborConfig {
+        let t = NeighborTable::new(NeighborConfig {
             held_max: 2,
             ..Default::default()
         });
@@ -630,7 +706,7 @@ mod tests {
 
     #[test]
     fn reachable_goes_stale_then_probe_then_reachable() {
-        let mut t = table();
+        let t = table();
         let mac = MacAddr([2, 0, 0, 0, 0, 9]);
         t.learn(IP, D, mac, Learned::Reply, ms(0));
         let mut work = Vec::new();
@@ -651,7 +727,7 @@ mod tests {
 
     #[test]
     fn unused_stale_entries_are_collected() {
-        let mut t = table();
+        let t = table();
         t.learn(IP, D, MacAddr([2, 0, 0, 0, 0, 9]), Learned::Request, ms(0));
         assert_eq!(
             t.get(IP).unwrap().state,
@@ -667,7 +743,7 @@ mod tests {
 
     #[test]
     fn gratuitous_arp_updates_but_does_not_create() {
-        let mut t = table();
+        let t = table();
         let (m1, m2) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
         assert_eq!(
             t.learn(IP, D, m1, Learned::Unsolicited, ms(0)),
@@ -685,7 +761,7 @@ mod tests {
 
     #[test]
     fn full_table_evicts_unused_stale_first() {
-        let mut t = table(); // max 4
+        let t = table(); // max 4
         for i in 1..=4 {
             t.learn(
                 Ipv4Addr::new(10, 0, 0, i),

@@ -7,6 +7,7 @@ use etherparse::PacketBuilder;
 mod l2;
 mod l3;
 mod nat;
+mod workers;
 
 pub(super) const GW_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
 pub(super) const GW_MAC: MacAddr = MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x01]);

@@ -177,7 +177,8 @@ fn flow_of(f: &Frame) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
 
 fn tcp_state(p: &Pipeline) -> Vec<TcpState> {
     p.conntrack()
-        .iter(p.now())
+        .entries(p.now())
+        .into_iter()
         .filter_map(|(c, _)| match c.state {
             ProtoState::Tcp(s) => Some(s),
             _ => None,
@@ -251,7 +252,13 @@ fn masquerade_follows_a_tcp_connection_through_every_state() {
     }
     assert_eq!(p.counters().events(Event::SnatFlows), 1);
     assert_eq!(
-        p.conntrack().iter(p.now()).next().unwrap().0.packets,
+        p.conntrack()
+            .entries(p.now())
+            .into_iter()
+            .next()
+            .unwrap()
+            .0
+            .packets,
         [4, 4]
     );
     // TIME_WAIT lasts 120 s; then the entry is reclaimed.
@@ -283,7 +290,7 @@ fn udp_is_unreplied_for_30s_then_assured_for_120s() {
     let mut p = nat_router(64, (1024, 65535));
     let (f, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
     assert_eq!(flow_of(&f), (UPLINK, 5000, PEER, 53));
-    let c = p.conntrack().iter(p.now()).next().unwrap();
+    let c = p.conntrack().entries(p.now()).into_iter().next().unwrap();
     assert_eq!(
         (c.0.state, c.0.assured, c.1),
         (ProtoState::Udp { replied: false }, false, 30)
@@ -298,7 +305,7 @@ fn udp_is_unreplied_for_30s_then_assured_for_120s() {
         (f.action, flow_of(&f)),
         (Action::Forward(FA), (PEER, 53, a("10.1.0.2"), 5000))
     );
-    let c = p.conntrack().iter(p.now()).next().unwrap();
+    let c = p.conntrack().entries(p.now()).into_iter().next().unwrap();
     assert_eq!(
         (c.0.state, c.0.assured, c.1),
         (ProtoState::Udp { replied: true }, true, 120)
@@ -419,7 +426,8 @@ fn a_full_table_evicts_unassured_flows_else_refuses_new_ones() {
     // Make both remaining flows established (assured).
     let ports: Vec<u16> = p
         .conntrack()
-        .iter(p.now())
+        .entries(p.now())
+        .into_iter()
         .map(|(c, _)| c.orig.sport)
         .collect();
     for sp in &ports {
