@@ -10,7 +10,7 @@ pub mod protocol;
 pub mod render;
 pub mod server;
 
-use crate::dataplane::{self, Dataplane};
+use crate::dataplane::{self, Dataplane, Options};
 use crate::pipeline::{Pipeline, SpecError};
 use crate::port::Port;
 use crate::topology::{Deployment, SetupError, Topology};
@@ -49,15 +49,21 @@ impl Switchyard {
     pub fn start(topology: Topology, run_root: &Path) -> Result<Switchyard, StartError> {
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
         let mut deployment = Deployment::create(&topology, run_root)?;
-        let ports: Vec<Box<dyn Port>> = deployment
-            .take_ports()
-            .into_iter()
-            .map(|p| Box::new(p) as Box<dyn Port>)
-            .collect();
-        let running = Dataplane::new(pipeline, ports)
+        // Worker w gets queue w of every TAP.
+        let workers = topology.workers.max(1);
+        let mut queues: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
+        for tap in deployment.take_ports() {
+            for (w, q) in tap.into_queues().into_iter().enumerate() {
+                queues[w % workers].push(Box::new(q));
+            }
+        }
+        let opts = Options {
+            busy_poll: std::time::Duration::from_micros(topology.busy_poll_us),
+        };
+        let running = Dataplane::new(pipeline, queues, opts)
             .spawn()
             .map_err(|source| StartError::Io {
-                what: "start the dataplane thread",
+                what: "start the dataplane workers",
                 source,
             })?;
         let socket = deployment.run_dir().socket();

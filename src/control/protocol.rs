@@ -84,6 +84,14 @@ pub struct PortCounterRow {
     pub tx_bytes: u64,
     pub tx_errors: u64,
     pub rx_errors: u64,
+    /// Super-frames received (the sender used segmentation offload).
+    pub rx_gso: u64,
+    /// Super-frames sent on whole to this port.
+    pub tx_gso: u64,
+    /// Super-frames cut in software for this port (it has no segmentation offload),
+    /// and the segments that made.
+    pub tx_segmented: u64,
+    pub tx_segments: u64,
     /// Non-zero drop counts by reason id.
     pub drops: std::collections::BTreeMap<String, u64>,
 }
@@ -98,13 +106,24 @@ pub struct NamedCount {
 }
 
 /// `show counters`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountersReport {
     pub ports: Vec<PortCounterRow>,
     /// Every drop reason with its total over all ports (zeros included).
     pub drops: Vec<NamedCount>,
     /// Every event counter (zeros included).
     pub events: Vec<NamedCount>,
+    /// The dataplane workers: CPU time used and frames received by each.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One dataplane worker in `show counters`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker: usize,
+    /// CPU seconds (user + system) the worker thread has used.
+    pub cpu_secs: f64,
+    pub rx_frames: u64,
 }
 
 /// One row of `show routes`.

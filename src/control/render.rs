@@ -108,6 +108,9 @@ pub fn counters(c: &CountersReport) -> String {
         "TX-BYTES",
         "TX-ERRORS",
         "RX-ERRORS",
+        "RX-GSO",
+        "TX-GSO",
+        "SEGMENTED",
     ]);
     for p in &c.ports {
         t.row(vec![
@@ -122,6 +125,9 @@ pub fn counters(c: &CountersReport) -> String {
             p.tx_bytes.to_string(),
             p.tx_errors.to_string(),
             p.rx_errors.to_string(),
+            p.rx_gso.to_string(),
+            p.tx_gso.to_string(),
+            format!("{} ({} segs)", p.tx_segmented, p.tx_segments),
         ]);
     }
     let mut s = t.render();
@@ -137,6 +143,18 @@ pub fn counters(c: &CountersReport) -> String {
                 format!("  {}", d.stage),
                 d.text.clone(),
                 d.count.to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    if !c.workers.is_empty() {
+        s.push_str("\nworkers:\n");
+        let mut t = TextTable::new(&["  WORKER", "CPU", "RX"]);
+        for w in &c.workers {
+            t.row(vec![
+                format!("  {}", w.worker),
+                format!("{:.2}s", w.cpu_secs),
+                w.rx_frames.to_string(),
             ]);
         }
         s.push_str(&t.render());

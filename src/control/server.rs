@@ -4,10 +4,10 @@
 //! so a `show` never races the packets being switched.
 
 use super::protocol::*;
-use crate::dataplane::{self, View};
+use crate::dataplane::{self, PortStatus, View};
 use crate::pipeline::conntrack::ProtoState;
 use crate::pipeline::{
-    Conn, DropReason, Event, NeighborState, NextHop, PortId, RouteOrigin, Tuple,
+    Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
 };
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -133,9 +133,9 @@ fn handle(
     let ports = ports.clone();
     let value = match req {
         Request::Show { table } => match table {
-            Table::Ports => dp.query(move |v| serde_json::to_value(port_rows(&v, &ports))),
+            Table::Ports => gather(dp).map(|m| serde_json::to_value(port_rows(&m, &ports))),
             Table::Fdb => dp.query(|v| serde_json::to_value(fdb_rows(&v))),
-            Table::Counters => dp.query(|v| serde_json::to_value(counters(&v))),
+            Table::Counters => gather(dp).map(|m| serde_json::to_value(counters(&m))),
             Table::Routes => dp.query(|v| serde_json::to_value(route_rows(&v))),
             Table::Neighbors => dp.query(|v| serde_json::to_value(neighbor_rows(&v))),
             Table::Conntrack => dp.query(|v| serde_json::to_value(conntrack_report(&v))),
@@ -144,11 +144,64 @@ fn handle(
     value.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
 }
 
-fn port_rows(v: &View<'_>, info: &[PortInfo]) -> Vec<PortRow> {
-    let counters = &v.pipeline.counters().ports;
+/// What every worker keeps on its own, summed over the workers.
+struct Merged {
+    counters: Counters,
+    ports: Vec<PortStatus>,
+    names: Vec<String>,
+    workers: Vec<WorkerRow>,
+}
+
+/// Asks every worker for its counters, I/O counters and CPU time, and adds them up.
+fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRunning> {
+    let per_worker = dp.query_all(|v| {
+        let names = (0..v.pipeline.ports().len())
+            .map(|i| {
+                v.pipeline
+                    .port(PortId(i as u16))
+                    .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+            })
+            .collect::<Vec<_>>();
+        (
+            v.pipeline.counters().clone(),
+            v.ports.to_vec(),
+            v.cpu_time(),
+            names,
+            v.worker,
+        )
+    })?;
+    let counters = Pipeline::merged_counters(per_worker.iter().map(|w| &w.0));
+    let mut ports: Vec<PortStatus> = per_worker.first().map(|w| w.1.clone()).unwrap_or_default();
+    for w in per_worker.iter().skip(1) {
+        for (a, b) in ports.iter_mut().zip(&w.1) {
+            a.io.add(&b.io);
+        }
+    }
+    let workers = per_worker
+        .iter()
+        .map(|w| WorkerRow {
+            worker: w.4,
+            cpu_secs: w.2.as_secs_f64(),
+            rx_frames: w.0.total().rx_frames,
+        })
+        .collect();
+    let names = per_worker
+        .into_iter()
+        .next()
+        .map(|w| w.3)
+        .unwrap_or_default();
+    Ok(Merged {
+        counters,
+        ports,
+        names,
+        workers,
+    })
+}
+
+fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
     info.iter()
-        .zip(v.ports)
-        .zip(counters)
+        .zip(&m.ports)
+        .zip(&m.counters.ports)
         .map(|((i, s), c)| PortRow {
             port: i.port.clone(),
             endpoint: i.endpoint.clone(),
@@ -190,19 +243,16 @@ fn fdb_rows(v: &View<'_>) -> Vec<FdbRow> {
     rows
 }
 
-fn counters(v: &View<'_>) -> CountersReport {
-    let p = &*v.pipeline;
-    let c = p.counters();
+fn counters(m: &Merged) -> CountersReport {
+    let c = &m.counters;
     let ports = c
         .ports
         .iter()
         .enumerate()
         .map(|(i, pc)| {
-            let io = v.ports.get(i).map(|s| s.io).unwrap_or_default();
+            let io = m.ports.get(i).map(|s| s.io).unwrap_or_default();
             PortCounterRow {
-                port: p
-                    .port(PortId(i as u16))
-                    .map_or_else(|| format!("#{i}"), |s| s.name.clone()),
+                port: m.names.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
                 rx_frames: pc.rx_frames,
                 rx_bytes: pc.rx_bytes,
                 forwarded: pc.forwarded,
@@ -213,6 +263,10 @@ fn counters(v: &View<'_>) -> CountersReport {
                 tx_bytes: io.tx_bytes,
                 tx_errors: io.tx_errors,
                 rx_errors: io.rx_errors,
+                rx_gso: io.rx_gso,
+                tx_gso: io.tx_gso,
+                tx_segmented: io.tx_segmented,
+                tx_segments: io.tx_segments,
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))
@@ -241,6 +295,7 @@ fn counters(v: &View<'_>) -> CountersReport {
                 count: c.events(e),
             })
             .collect(),
+        workers: m.workers.clone(),
     }
 }
 

@@ -1,16 +1,23 @@
-//! `dataplane` — the loop that moves frames between ports and the pipeline.
+//! `dataplane` — the loops that move frames between ports and the pipeline.
 //!
-//! One worker thread owns the pipeline and every port. It sleeps in `epoll` (through
-//! mio) until a port is readable, then, port by port in turn, reads a batch of frames,
-//! runs the pipeline over the batch with one clock reading, writes each frame to the
-//! ports its verdict names, and repeats until every port would block. Buffers are
-//! allocated once at start; nothing on this path allocates, logs or reads the clock
-//! per packet. The dataplane makes no forwarding decision of its own: it asks
+//! One worker thread per core (configurable). Every TAP device is opened with one
+//! queue per worker, and each worker owns its queue of every port: the kernel spreads
+//! an endpoint's flows over the queues, so flows spread over the workers, while each
+//! worker reads and writes only its own file descriptors. All workers share the
+//! pipeline's tables, which lock per shard or per entry, never globally.
+//!
+//! A worker sleeps in `epoll` (through mio) until one of its queues is readable, then,
+//! queue by queue in turn, reads a batch of frames, runs the pipeline over the batch
+//! with one clock reading, writes each frame to the ports its verdict names, and
+//! repeats until every queue would block. Buffers are allocated once at start; nothing
+//! on this path allocates, logs or reads the clock per packet. With `busy_poll` set, a
+//! worker keeps polling without sleeping for that long after its last packet, trading
+//! CPU for latency. The dataplane makes no forwarding decision of its own: it asks
 //! [`Pipeline::egress`] where each frame goes.
 //!
-//! Other threads (the control socket) reach the pipeline by sending a closure that
-//! the worker runs between batches ([`Handle::query`]), so the tables need no locks
-//! and a `show fdb` sees a consistent table.
+//! Other threads (the control socket) reach a worker by sending it a closure that it
+//! runs between batches ([`Handle::query`], [`Handle::query_all`]), so a `show` sees
+//! consistent tables and counters.
 
 use crate::pipeline::{Emitter, Frame, Pipeline, PortId, Timestamp};
 use crate::port::{Capabilities, Port};
@@ -23,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Frames read from one port before moving on to the next (fairness between ports).
+/// Frames read from one queue before moving on to the next (fairness between ports).
 pub const BATCH: usize = 64;
 /// Buffers for frames switchyard originates within one batch (ARP, ICMP errors,
 /// fragments, packets released from neighbor queues).
@@ -33,15 +40,44 @@ const EMIT_BUFFERS: usize = 2 * BATCH;
 const TICK: Duration = Duration::from_millis(100);
 const WAKER: Token = Token(usize::MAX);
 
-/// I/O counters of one port, kept by the dataplane (the pipeline counts decisions).
+/// How the workers run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Keep polling without sleeping for this long after the last packet (0: off).
+    pub busy_poll: Duration,
+}
+
+/// I/O counters of one port on one worker (the pipeline counts decisions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PortIo {
+    /// Frames written (segments count one each).
     pub tx_frames: u64,
     pub tx_bytes: u64,
-    /// Writes the kernel refused (device down, queue full).
+    /// Writes the kernel refused (device down, a super-frame that could not be cut).
     pub tx_errors: u64,
     /// Reads that failed with something other than "would block".
     pub rx_errors: u64,
+    /// Super-frames received (segmentation offload at the sender).
+    pub rx_gso: u64,
+    /// Super-frames passed on whole.
+    pub tx_gso: u64,
+    /// Super-frames cut into segments in software for a port without the offload,
+    /// and the segments that made.
+    pub tx_segmented: u64,
+    pub tx_segments: u64,
+}
+
+impl PortIo {
+    pub fn add(&mut self, o: &PortIo) {
+        self.tx_frames += o.tx_frames;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_errors += o.tx_errors;
+        self.rx_errors += o.rx_errors;
+        self.rx_gso += o.rx_gso;
+        self.tx_gso += o.tx_gso;
+        self.tx_segmented += o.tx_segmented;
+        self.tx_segments += o.tx_segments;
+    }
 }
 
 /// What a query sees of a port besides the pipeline's counters.
@@ -52,21 +88,50 @@ pub struct PortStatus {
     pub io: PortIo,
 }
 
-/// The dataplane's state as a query closure sees it.
+/// One worker's state as a query closure sees it.
 pub struct View<'a> {
     pub pipeline: &'a mut Pipeline,
+    /// This worker's I/O counters, by port.
     pub ports: &'a [PortStatus],
     /// The pipeline clock's current reading.
     pub now: Timestamp,
+    /// Which worker this is (0 runs the shared timers).
+    pub worker: usize,
+}
+
+impl View<'_> {
+    /// CPU time this worker thread has used (user + system), for the harness.
+    pub fn cpu_time(&self) -> Duration {
+        thread_cpu_time()
+    }
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into a live local.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 type Job = Box<dyn FnOnce(View<'_>) + Send>;
 
-/// Controls a running dataplane from other threads.
 #[derive(Clone)]
-pub struct Handle {
+struct Link {
     jobs: Sender<Job>,
     waker: Arc<Waker>,
+}
+
+/// Controls running workers from other threads.
+#[derive(Clone)]
+pub struct Handle {
+    links: Vec<Link>,
     stop: Arc<AtomicBool>,
 }
 
@@ -76,32 +141,67 @@ pub struct Handle {
 pub struct NotRunning;
 
 impl Handle {
-    /// Runs `f` on the dataplane thread between batches and returns its result.
+    /// Runs `f` on the first worker between batches and returns its result. The tables
+    /// are shared, so one worker's view of them is the whole switch's.
     pub fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(View<'_>) -> T + Send + 'static,
     ) -> Result<T, NotRunning> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.jobs
+        let link = self.links.first().ok_or(NotRunning)?;
+        link.jobs
             .send(Box::new(move |view| {
                 let _ = tx.send(f(view));
             }))
             .map_err(|_| NotRunning)?;
-        self.waker.wake().map_err(|_| NotRunning)?;
+        link.waker.wake().map_err(|_| NotRunning)?;
         rx.recv().map_err(|_| NotRunning)
     }
 
-    /// Asks the dataplane to stop after the current batch.
+    /// Runs `f` on every worker (for what each keeps on its own: counters, CPU time)
+    /// and returns the results in worker order.
+    pub fn query_all<T, F>(&self, f: F) -> Result<Vec<T>, NotRunning>
+    where
+        T: Send + 'static,
+        F: Fn(View<'_>) -> T + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let mut answers = Vec::with_capacity(self.links.len());
+        for link in &self.links {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let f = f.clone();
+            link.jobs
+                .send(Box::new(move |view| {
+                    let _ = tx.send(f(view));
+                }))
+                .map_err(|_| NotRunning)?;
+            link.waker.wake().map_err(|_| NotRunning)?;
+            answers.push(rx);
+        }
+        answers
+            .into_iter()
+            .map(|rx| rx.recv().map_err(|_| NotRunning))
+            .collect()
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Asks the workers to stop after their current batch.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        for l in &self.links {
+            let _ = l.waker.wake();
+        }
     }
 }
 
-/// A dataplane running on its own thread.
+/// Workers running on their threads.
 pub struct Running {
     handle: Handle,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl Running {
@@ -109,24 +209,28 @@ impl Running {
         self.handle.clone()
     }
 
-    /// Stops the worker and waits for it; ports are closed when this returns.
+    /// Stops the workers and waits for them; the ports are closed when this returns.
     pub fn stop(mut self) -> io::Result<()> {
         self.stop_inner()
     }
 
     fn stop_inner(&mut self) -> io::Result<()> {
         self.handle.request_stop();
-        match self.thread.take() {
-            Some(t) => t
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            let r = t
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("dataplane thread panicked"))),
-            None => Ok(()),
+                .unwrap_or_else(|_| Err(io::Error::other("dataplane worker panicked")));
+            if result.is_ok() {
+                result = r;
+            }
         }
+        result
     }
 
-    /// True once the worker has exited (on its own, after an error).
+    /// True once any worker has exited on its own (after an error).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.threads.iter().any(|t| t.is_finished())
     }
 }
 
@@ -136,60 +240,94 @@ impl Drop for Running {
     }
 }
 
-/// The worker's state.
+/// The workers, ready to start.
 pub struct Dataplane {
+    workers: Vec<Worker>,
+    opts: Options,
+}
+
+/// One worker's state.
+struct Worker {
+    index: usize,
     pipeline: Pipeline,
     ports: Vec<Box<dyn Port>>,
     status: Vec<PortStatus>,
     batch: Vec<Frame>,
     emit: Emitter,
     start: Instant,
+    busy_poll: Duration,
 }
 
 impl Dataplane {
-    /// `ports[i]` is the pipeline's `PortId(i)`.
-    pub fn new(pipeline: Pipeline, ports: Vec<Box<dyn Port>>) -> Dataplane {
-        let status = ports
-            .iter()
+    /// `queues[w][p]` is worker `w`'s queue of the pipeline's `PortId(p)`; worker 0 runs
+    /// `pipeline` and the others run workers derived from it ([`Pipeline::worker`]).
+    pub fn new(pipeline: Pipeline, queues: Vec<Vec<Box<dyn Port>>>, opts: Options) -> Dataplane {
+        let start = Instant::now();
+        let mut first = Some(pipeline);
+        let template = first.as_ref().map(|p| p.worker()).expect("pipeline");
+        let workers = queues
+            .into_iter()
             .enumerate()
-            .map(|(i, p)| PortStatus {
-                name: pipeline
-                    .port(PortId(i as u16))
-                    .map_or_else(|| format!("port{i}"), |s| s.name.clone()),
-                caps: p.capabilities(),
-                io: PortIo::default(),
+            .map(|(index, ports)| {
+                let pipeline = first.take().unwrap_or_else(|| template.worker());
+                let status = ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| PortStatus {
+                        name: pipeline
+                            .port(PortId(i as u16))
+                            .map_or_else(|| format!("port{i}"), |s| s.name.clone()),
+                        caps: p.capabilities(),
+                        io: PortIo::default(),
+                    })
+                    .collect();
+                Worker {
+                    index,
+                    pipeline,
+                    ports,
+                    status,
+                    batch: (0..BATCH).map(|_| Frame::new()).collect(),
+                    emit: Emitter::with_capacity(EMIT_BUFFERS),
+                    start,
+                    busy_poll: opts.busy_poll,
+                }
             })
             .collect();
-        Dataplane {
-            pipeline,
-            ports,
-            status,
-            batch: (0..BATCH).map(|_| Frame::new()).collect(),
-            emit: Emitter::with_capacity(EMIT_BUFFERS),
-            start: Instant::now(),
-        }
+        Dataplane { workers, opts }
     }
 
-    /// Starts the worker thread.
+    pub fn options(&self) -> Options {
+        self.opts
+    }
+
+    /// Starts one thread per worker.
     pub fn spawn(self) -> io::Result<Running> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = Handle {
-            jobs: jobs_tx,
-            waker,
-            stop: stop.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("switchyard-dp".into())
-            .spawn(move || self.run(poll, jobs_rx, stop))?;
+        let mut links = Vec::new();
+        let mut threads = Vec::new();
+        for w in self.workers {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+            links.push(Link {
+                jobs: jobs_tx,
+                waker,
+            });
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("switchyard-w{}", w.index))
+                    .spawn(move || w.run(poll, jobs_rx, stop))?,
+            );
+        }
         Ok(Running {
-            handle,
-            thread: Some(thread),
+            handle: Handle { links, stop },
+            threads,
         })
     }
+}
 
+impl Worker {
     #[inline]
     fn now(&self) -> Timestamp {
         Timestamp(self.start.elapsed().as_nanos() as u64)
@@ -197,20 +335,24 @@ impl Dataplane {
 
     fn run(mut self, mut poll: Poll, jobs: Receiver<Job>, stop: Arc<AtomicBool>) -> io::Result<()> {
         for (i, p) in self.ports.iter().enumerate() {
-            let fd = p.fd(0);
+            let fd = p.fd();
             poll.registry()
                 .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
         }
         let mut events = Events::with_capacity(256);
-        // Ports that reported readable and have not yet returned "would block".
+        // Queues that reported readable and have not yet returned "would block".
         let mut ready: Vec<bool> = vec![true; self.ports.len()];
         let mut next_tick = self.now().0 + TICK.as_nanos() as u64;
+        let mut last_packet = self.now().0;
         loop {
             let any_ready = ready.iter().any(|&r| r);
-            let timeout = if any_ready {
+            let now = self.now().0;
+            let spinning = !self.busy_poll.is_zero()
+                && now.saturating_sub(last_packet) < self.busy_poll.as_nanos() as u64;
+            let timeout = if any_ready || spinning {
                 Duration::ZERO
             } else {
-                Duration::from_nanos(next_tick.saturating_sub(self.now().0))
+                Duration::from_nanos(next_tick.saturating_sub(now))
             };
             match poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -231,15 +373,22 @@ impl Dataplane {
                     pipeline: &mut self.pipeline,
                     ports: &self.status,
                     now,
+                    worker: self.index,
                 });
             }
-            // One round: a batch from every ready port.
+            // One round: a batch from every ready queue.
+            let mut moved = false;
             for (i, r) in ready.iter_mut().enumerate() {
                 if *r {
-                    *r = self.service(PortId(i as u16));
+                    let (more, got) = self.service(PortId(i as u16));
+                    *r = more;
+                    moved |= got;
                 }
             }
             let now = self.now();
+            if moved {
+                last_packet = now.0;
+            }
             if now.0 >= next_tick {
                 self.emit.clear();
                 self.pipeline.tick(now, &mut self.emit);
@@ -250,22 +399,25 @@ impl Dataplane {
     }
 
     /// Reads one batch from `port`, runs it through the pipeline and sends it on.
-    /// Returns true if the port may have more to read.
-    fn service(&mut self, port: PortId) -> bool {
+    /// Returns whether the queue may have more to read, and whether anything came.
+    fn service(&mut self, port: PortId) -> (bool, bool) {
         let p = port.index();
-        let n = match self.ports[p].recv_batch(0, &mut self.batch) {
+        let n = match self.ports[p].recv_batch(&mut self.batch) {
             Ok(n) => n,
             Err(_) => {
                 self.status[p].io.rx_errors += 1;
-                return false;
+                return (false, false);
             }
         };
         if n == 0 {
-            return false;
+            return (false, false);
         }
         for f in &mut self.batch[..n] {
             f.ingress = port;
             f.trace = 0;
+            if f.vnet.is_gso() {
+                self.status[p].io.rx_gso += 1;
+            }
         }
         let now = self.now();
         self.emit.clear();
@@ -275,7 +427,7 @@ impl Dataplane {
             transmit(&self.pipeline, &mut self.ports, &mut self.status, f);
         }
         self.transmit_emitted();
-        n == BATCH
+        (n == BATCH, true)
     }
 
     /// Sends the frames the pipeline originated.
@@ -297,12 +449,22 @@ fn transmit(
     f: &mut Frame,
 ) {
     for e in pipeline.egress(f) {
+        let gso = f.vnet.is_gso();
         let len = f.len() as u64;
         let io = &mut status[e.index()].io;
-        match ports[e.index()].send(0, f) {
-            Ok(()) => {
+        match ports[e.index()].send(f) {
+            Ok(1) => {
                 io.tx_frames += 1;
                 io.tx_bytes += len;
+                if gso {
+                    io.tx_gso += 1;
+                }
+            }
+            Ok(n) => {
+                io.tx_frames += n as u64;
+                io.tx_bytes += len;
+                io.tx_segmented += 1;
+                io.tx_segments += n as u64;
             }
             Err(_) => io.tx_errors += 1,
         }

@@ -542,7 +542,7 @@ impl Pipeline {
             }
             Action::Consume | Action::Reply => c.consumed += 1,
             Action::Forward(_) | Action::Flood(_) => c.forwarded += 1,
-            Action::Held => c.held += 1,
+            Action::Held => c.held = c.held.wrapping_add(1),
         }
     }
 

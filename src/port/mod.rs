@@ -22,13 +22,23 @@ pub struct Capabilities {
     pub mtu: u16,
     /// Frames carry a virtio-net header (offload metadata).
     pub vnet_hdr: bool,
-    /// Offloads the device accepts from switchyard (`TUN_F_*` bits passed to
-    /// `TUNSETOFFLOAD`): with `TUN_F_CSUM` frames may carry partial checksums, with
-    /// `TUN_F_TSO4` TCP super-frames.
+    /// Offloads in use on the device (`TUN_F_*` bits passed to `TUNSETOFFLOAD`), both
+    /// ways: with `TUN_F_CSUM` frames may carry partial checksums, with `TUN_F_TSO4`
+    /// TCP super-frames, with `TUN_F_USO4` UDP super-frames. A super-frame headed for a
+    /// port without the matching offload is segmented in software on the way out.
     pub offloads: u32,
     /// Queues (one file descriptor each) the device was opened with.
     pub queues: u16,
 }
+
+/// The offloads switchyard asks a TAP for: checksum, TCP segmentation over IPv4 and
+/// IPv6 (with ECN), and UDP segmentation where the kernel has it (Linux 6.2).
+pub const OFFLOADS_ALL: u32 = libc::TUN_F_CSUM
+    | libc::TUN_F_TSO4
+    | libc::TUN_F_TSO6
+    | libc::TUN_F_TSO_ECN
+    | libc::TUN_F_USO4
+    | libc::TUN_F_USO6;
 
 impl Capabilities {
     /// The offloads as words, for people: "csum tso4 tso6 ufo uso4 uso6", or "none".
@@ -55,18 +65,20 @@ impl Capabilities {
     }
 }
 
-/// A source and sink of frames.
+/// A source and sink of frames: one queue of one device, owned by one worker.
 pub trait Port: Send {
-    /// Receives up to `frames.len()` frames from `queue` into the given buffers and
-    /// returns how many; `Ok(0)` when none is waiting (the fd would block). Each
-    /// received frame has its bounds and `vnet` set; other metadata is left alone.
-    fn recv_batch(&mut self, queue: usize, frames: &mut [Frame]) -> io::Result<usize>;
+    /// Receives up to `frames.len()` frames into the given buffers and returns how many;
+    /// `Ok(0)` when none is waiting (the fd would block). Each received frame has its
+    /// bounds and `vnet` set; other metadata is left alone.
+    fn recv_batch(&mut self, frames: &mut [Frame]) -> io::Result<usize>;
 
-    /// Sends one frame on `queue` (its `vnet` header goes with it when the port uses one).
-    fn send(&mut self, queue: usize, frame: &mut Frame) -> io::Result<()>;
+    /// Sends one frame (its `vnet` header goes with it when the port uses one). A
+    /// super-frame goes whole when the port takes it, else cut into segments: the
+    /// result is how many frames went out (1 unless segmented).
+    fn send(&mut self, frame: &mut Frame) -> io::Result<usize>;
 
-    /// The file descriptor of `queue`, to poll for readability.
-    fn fd(&self, queue: usize) -> RawFd;
+    /// The file descriptor to poll for readability.
+    fn fd(&self) -> RawFd;
 
     fn capabilities(&self) -> Capabilities;
 }

@@ -18,7 +18,7 @@
 
 use super::{Capabilities, Port};
 use crate::pipeline::{Frame, HEADROOM};
-use crate::wire::VirtioNetHdr;
+use crate::wire::{checksum, gso, virtio_net, VirtioNetHdr};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
@@ -92,9 +92,19 @@ impl TapPort {
             }
             set_iff(&fd, ifname, q)?;
             set_vnet_hdr_size(&fd, ifname)?;
-            set_offload(&fd, ifname, offloads)?;
             fds.push(fd);
         }
+        // Offloads are a property of the device: set them once. A kernel without UDP
+        // segmentation offload (before 6.2) refuses the USO bits; ask again without.
+        let offloads = match set_offload(&fds[0], ifname, offloads) {
+            Ok(()) => offloads,
+            Err(_) if offloads & (libc::TUN_F_USO4 | libc::TUN_F_USO6) != 0 => {
+                let without = offloads & !(libc::TUN_F_USO4 | libc::TUN_F_USO6);
+                set_offload(&fds[0], ifname, without)?;
+                without
+            }
+            Err(e) => return Err(e),
+        };
         Ok(TapPort {
             ifname: ifname.to_string(),
             queues: fds,
@@ -110,6 +120,72 @@ impl TapPort {
     /// The device name inside its namespace.
     pub fn ifname(&self) -> &str {
         &self.ifname
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// One handle per queue, each a [`Port`] for the worker that owns that queue.
+    pub fn into_queues(self) -> Vec<TapQueue> {
+        let caps = self.caps;
+        self.queues
+            .into_iter()
+            .map(|fd| TapQueue {
+                fd,
+                caps,
+                scratch: Vec::new(),
+            })
+            .collect()
+    }
+}
+
+/// One queue of a TAP device: what one worker reads from and writes to.
+pub struct TapQueue {
+    fd: OwnedFd,
+    caps: Capabilities,
+    /// Where segments of a super-frame are built when the device cannot take it
+    /// whole; allocated the first time that happens.
+    scratch: Vec<u8>,
+}
+
+impl TapQueue {
+    /// Does the device take a super-frame of this `gso_type` whole?
+    fn takes_gso(&self, vnet: &VirtioNetHdr) -> bool {
+        let need = match vnet.gso_type & !virtio_net::GSO_ECN {
+            virtio_net::GSO_TCPV4 => libc::TUN_F_TSO4,
+            virtio_net::GSO_TCPV6 => libc::TUN_F_TSO6,
+            virtio_net::GSO_UDP_L4 => libc::TUN_F_USO4 | libc::TUN_F_USO6,
+            _ => return false,
+        };
+        self.caps.offloads & need != 0
+    }
+
+    fn write_all(&self, bufs: &[&[u8]]) -> io::Result<()> {
+        let iov: [libc::iovec; 2] = std::array::from_fn(|i| libc::iovec {
+            iov_base: bufs
+                .get(i)
+                .map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut libc::c_void),
+            iov_len: bufs.get(i).map_or(0, |b| b.len()),
+        });
+        loop {
+            // SAFETY: the iovecs point into live slices of the lengths given (or are
+            // empty); writev(2) only reads them.
+            let rc = unsafe {
+                libc::writev(
+                    self.fd.as_raw_fd(),
+                    iov.as_ptr(),
+                    bufs.len().min(2) as libc::c_int,
+                )
+            };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -204,9 +280,9 @@ fn set_offload(fd: &OwnedFd, ifname: &str, offloads: u32) -> Result<(), TapError
     Ok(())
 }
 
-impl Port for TapPort {
-    fn recv_batch(&mut self, queue: usize, frames: &mut [Frame]) -> io::Result<usize> {
-        let fd = self.queues[queue].as_raw_fd();
+impl Port for TapQueue {
+    fn recv_batch(&mut self, frames: &mut [Frame]) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
         let at = HEADROOM - VirtioNetHdr::LEN;
         let mut n = 0;
         while n < frames.len() {
@@ -239,26 +315,49 @@ impl Port for TapPort {
         Ok(n)
     }
 
-    fn send(&mut self, queue: usize, frame: &mut Frame) -> io::Result<()> {
-        let fd = self.queues[queue % self.queues.len()].as_raw_fd();
+    fn send(&mut self, frame: &mut Frame) -> io::Result<usize> {
+        if frame.vnet.is_gso() && !self.takes_gso(&frame.vnet) {
+            // The device takes no super-frames of this kind: cut it here, each
+            // segment with complete checksums and a plain virtio-net header.
+            let mut hdr = [0u8; VirtioNetHdr::LEN];
+            VirtioNetHdr::default().write(&mut hdr);
+            if self.scratch.is_empty() {
+                self.scratch = vec![0u8; crate::pipeline::MAX_FRAME_LEN];
+            }
+            let mut err = None;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let vnet = frame.vnet;
+            let result = gso::segment(frame.data(), &vnet, &mut scratch, |seg| {
+                if err.is_none() {
+                    err = self.write_all(&[&hdr, seg]).err();
+                }
+            });
+            self.scratch = scratch;
+            let n = result.map_err(io::Error::other)?;
+            return match err {
+                Some(e) => Err(e),
+                None => Ok(n),
+            };
+        }
+        if frame.vnet.needs_csum() && self.caps.offloads & libc::TUN_F_CSUM == 0 {
+            // Finish the checksum the sender left to the hardware; this frame may be
+            // flooded to other ports too, and a complete checksum suits them all.
+            let (start, off) = (
+                usize::from(frame.vnet.csum_start),
+                usize::from(frame.vnet.csum_offset),
+            );
+            checksum::complete_partial(frame.data_mut(), start, off);
+            frame.vnet.flags &= !virtio_net::F_NEEDS_CSUM;
+        }
         let vnet = frame.vnet;
         let bytes = frame.with_prefix_mut(VirtioNetHdr::LEN);
         vnet.write(&mut bytes[..VirtioNetHdr::LEN]);
-        loop {
-            // SAFETY: `bytes` is a live slice; write(2) reads at most its length.
-            let rc = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        self.write_all(&[bytes])?;
+        Ok(1)
     }
 
-    fn fd(&self, queue: usize) -> RawFd {
-        self.queues[queue].as_raw_fd()
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -79,6 +79,19 @@ pub struct SwitchSection {
     pub conntrack_udp_secs: Option<u32>,
     pub conntrack_udp_stream_secs: Option<u32>,
     pub conntrack_icmp_secs: Option<u32>,
+    /// Dataplane worker threads (and queues per TAP); 0: one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Keep polling this many microseconds after the last packet before sleeping (0: off).
+    #[serde(default)]
+    pub busy_poll_us: u64,
+    /// Use checksum and segmentation offloads on the TAPs (per network too).
+    #[serde(default = "default_true")]
+    pub offloads: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_nat_port_range() -> String {
@@ -135,6 +148,9 @@ impl Default for SwitchSection {
             conntrack_udp_secs: None,
             conntrack_udp_stream_secs: None,
             conntrack_icmp_secs: None,
+            workers: 0,
+            busy_poll_us: 0,
+            offloads: true,
         }
     }
 }
@@ -155,6 +171,8 @@ pub struct NetworkSection {
     pub mode: Option<String>,
     #[serde(default)]
     pub proxy_arp: bool,
+    /// Checksum and segmentation offloads on this network's TAPs (default: [switch]'s).
+    pub offloads: Option<bool>,
 }
 
 /// `[[endpoint]]`
@@ -219,6 +237,10 @@ pub struct Topology {
     pub publish: Vec<Published>,
     pub nat_port_range: (u16, u16),
     pub timeouts: Timeouts,
+    /// Dataplane workers (and queues per TAP), at least 1.
+    pub workers: usize,
+    /// Busy polling after the last packet, in microseconds (0: off).
+    pub busy_poll_us: u64,
 }
 
 /// A published port: the uplink address's `host_port` leads to an endpoint's port.
@@ -243,6 +265,8 @@ pub struct Network {
     pub proxy_arp: bool,
     pub masquerade: bool,
     pub external: bool,
+    /// Checksum and segmentation offloads on this network's TAPs.
+    pub offloads: bool,
 }
 
 /// switchyard's own address on a network.
@@ -670,6 +694,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             proxy_arp: n.proxy_arp,
             masquerade: n.masquerade,
             external: n.external,
+            offloads: n.offloads.unwrap_or(sw.offloads),
         });
     }
     let externals: Vec<&str> = networks
@@ -1072,6 +1097,16 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         }
     }
 
+    if sw.workers > 64 {
+        c.bad(
+            "switch.workers",
+            format!("{} workers is more than 64", sw.workers),
+        );
+    }
+    if sw.busy_poll_us > 1_000_000 {
+        c.bad("switch.busy_poll_us", "at most 1000000 (one second)");
+    }
+
     let port_count: usize = endpoints.iter().map(|e| e.interfaces.len()).sum();
     if port_count >= usize::from(u16::MAX) {
         c.bad(
@@ -1108,6 +1143,12 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         publish,
         nat_port_range,
         timeouts,
+        workers: if sw.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            sw.workers
+        },
+        busy_poll_us: sw.busy_poll_us,
     })
 }
 

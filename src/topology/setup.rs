@@ -15,6 +15,7 @@ use super::config::Topology;
 use super::netlink::Rtnl;
 use super::netns;
 use crate::port::tap::TapPort;
+use crate::port::OFFLOADS_ALL;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
@@ -225,6 +226,8 @@ impl Deployment {
                 .map(|i| {
                     let net = &topo.networks[i.network];
                     IfaceSetup {
+                        queues: topo.workers,
+                        offloads: if net.offloads { OFFLOADS_ALL } else { 0 },
                         ifname: i.ifname.clone(),
                         ip: i.ip,
                         prefix_len: net.subnet.prefix_len(),
@@ -354,6 +357,10 @@ pub fn down(prefix: &str, run_root: &Path) -> Result<Vec<String>, SetupError> {
 
 /// What one interface needs inside its namespace.
 struct IfaceSetup {
+    /// TAP queues: one per dataplane worker.
+    queues: usize,
+    /// `TUN_F_*` offloads to ask for.
+    offloads: u32,
     ifname: String,
     ip: Ipv4Addr,
     prefix_len: u8,
@@ -386,7 +393,7 @@ fn configure_namespace(ifaces: &[IfaceSetup]) -> Result<Vec<TapPort>, StepError>
     for i in ifaces {
         let tap = step(
             format!("create TAP {}", i.ifname),
-            TapPort::create(&i.ifname, 1, 0, i.mtu),
+            TapPort::create(&i.ifname, i.queues, i.offloads, i.mtu),
         )?;
         let idx = step(format!("find {}", i.ifname), rtnl.link_index(&i.ifname))?;
         step(

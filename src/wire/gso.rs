@@ -1,0 +1,339 @@
+//! Software segmentation: cutting a TCP or UDP super-frame into wire-sized packets,
+//! for a port that cannot take the super-frame itself.
+//!
+//! With segmentation offload, a sender hands over one large "frame" — headers once,
+//! then up to 64 KB of payload — and a virtio-net header saying how to cut it: the
+//! protocol (`gso_type`) and the payload per segment (`gso_size`, the MSS). Normally the
+//! super-frame travels whole and the receiving stack takes it as is. Only when it must
+//! leave through a port without that offload does switchyard do the cutting, as the
+//! kernel's `skb_gso_segment` would:
+//!
+//! * every segment repeats the headers; the IPv4 total length (IPv6 payload length),
+//!   and for IPv4 the identification (+1 per segment) and header checksum, are set
+//!   per segment;
+//! * TCP: the sequence number advances by the bytes before the segment; FIN and PSH
+//!   stay only on the last segment, CWR only on the first;
+//! * UDP (UDP GSO, `UDP_SEGMENT`): each segment is its own datagram with its own
+//!   length;
+//! * the transport checksum of each segment is computed in full — the super-frame's
+//!   field held only a partial (pseudo-header) sum.
+
+use super::checksum;
+use super::virtio_net::{VirtioNetHdr, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
+use super::{get_u16, set_u16};
+
+const ETH: usize = 14;
+
+/// Why a super-frame could not be segmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GsoError {
+    #[error("not a TCP/UDP over IPv4/IPv6 super-frame this code can cut")]
+    Unsupported,
+    #[error("headers truncated or inconsistent")]
+    Malformed,
+    #[error("segment size 0")]
+    ZeroSize,
+}
+
+/// Where the headers are.
+struct Layout {
+    v6: bool,
+    l3: usize,
+    l4: usize,
+    /// First payload byte.
+    payload: usize,
+    tcp: bool,
+}
+
+fn layout(frame: &[u8], vnet: &VirtioNetHdr) -> Result<Layout, GsoError> {
+    if frame.len() < ETH + 20 {
+        return Err(GsoError::Malformed);
+    }
+    let ethertype = get_u16(frame, 12);
+    let gso = vnet.gso_type & !GSO_ECN;
+    let (v6, l4, proto) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(frame[ETH] & 0x0f) * 4;
+            if ihl < 20 || frame.len() < ETH + ihl {
+                return Err(GsoError::Malformed);
+            }
+            (false, ETH + ihl, frame[ETH + 9])
+        }
+        0x86dd => {
+            if frame.len() < ETH + 40 {
+                return Err(GsoError::Malformed);
+            }
+            // No extension headers: the next header must be the transport.
+            (true, ETH + 40, frame[ETH + 6])
+        }
+        _ => return Err(GsoError::Unsupported),
+    };
+    let (tcp, l4len) = match (gso, proto) {
+        (GSO_TCPV4 | GSO_TCPV6, 6) => {
+            if frame.len() < l4 + 20 {
+                return Err(GsoError::Malformed);
+            }
+            let doff = usize::from(frame[l4 + 12] >> 4) * 4;
+            if doff < 20 || frame.len() < l4 + doff {
+                return Err(GsoError::Malformed);
+            }
+            (true, doff)
+        }
+        (GSO_UDP_L4, 17) => (false, 8),
+        _ => return Err(GsoError::Unsupported),
+    };
+    if frame.len() < l4 + l4len {
+        return Err(GsoError::Malformed);
+    }
+    Ok(Layout {
+        v6,
+        l3: ETH,
+        l4,
+        payload: l4 + l4len,
+        tcp,
+    })
+}
+
+/// Cuts `frame` (an Ethernet super-frame described by `vnet`) into segments, building
+/// each in `scratch` (which must hold headers + `gso_size` bytes) and handing it to
+/// `emit`. Returns the number of segments.
+pub fn segment<E>(
+    frame: &[u8],
+    vnet: &VirtioNetHdr,
+    scratch: &mut [u8],
+    mut emit: E,
+) -> Result<usize, GsoError>
+where
+    E: FnMut(&[u8]),
+{
+    let mss = usize::from(vnet.gso_size);
+    if mss == 0 {
+        return Err(GsoError::ZeroSize);
+    }
+    let lay = layout(frame, vnet)?;
+    let hdr = lay.payload;
+    let payload = &frame[hdr..];
+    if scratch.len() < hdr + mss {
+        return Err(GsoError::Malformed);
+    }
+    let n = payload.len().div_ceil(mss).max(1);
+    let (seq0, flags0) = if lay.tcp {
+        (
+            u32::from_be_bytes([
+                frame[lay.l4 + 4],
+                frame[lay.l4 + 5],
+                frame[lay.l4 + 6],
+                frame[lay.l4 + 7],
+            ]),
+            frame[lay.l4 + 13],
+        )
+    } else {
+        (0, 0)
+    };
+    let id0 = if lay.v6 {
+        0
+    } else {
+        get_u16(frame, lay.l3 + 4)
+    };
+    for k in 0..n {
+        let off = k * mss;
+        let chunk = &payload[off.min(payload.len())..(off + mss).min(payload.len())];
+        let len = hdr + chunk.len();
+        let seg = &mut scratch[..len];
+        seg[..hdr].copy_from_slice(&frame[..hdr]);
+        seg[hdr..].copy_from_slice(chunk);
+        let l4len = len - lay.l4;
+        // Network header.
+        if lay.v6 {
+            set_u16(seg, lay.l3 + 4, l4len as u16);
+        } else {
+            set_u16(seg, lay.l3 + 2, (len - lay.l3) as u16);
+            set_u16(seg, lay.l3 + 4, id0.wrapping_add(k as u16));
+            set_u16(seg, lay.l3 + 10, 0);
+            let c = checksum::checksum(&seg[lay.l3..lay.l4]);
+            set_u16(seg, lay.l3 + 10, c);
+        }
+        // Transport header.
+        let at = if lay.tcp {
+            let seq = seq0.wrapping_add(off as u32);
+            seg[lay.l4 + 4..lay.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            let mut flags = flags0;
+            if k + 1 < n {
+                flags &= !(0x01 | 0x08); // FIN, PSH: last segment only
+            }
+            if k > 0 {
+                flags &= !0x80; // CWR: first segment only
+            }
+            seg[lay.l4 + 13] = flags;
+            lay.l4 + 16
+        } else {
+            set_u16(seg, lay.l4 + 4, l4len as u16);
+            lay.l4 + 6
+        };
+        set_u16(seg, at, 0);
+        let proto = if lay.tcp { 6u8 } else { 17u8 };
+        let pseudo = if lay.v6 {
+            let mut acc = checksum::sum(0, &seg[lay.l3 + 8..lay.l3 + 40]);
+            acc += u64::from(proto) + l4len as u64;
+            acc
+        } else {
+            let s: [u8; 4] = seg[lay.l3 + 12..lay.l3 + 16].try_into().expect("4 bytes");
+            let d: [u8; 4] = seg[lay.l3 + 16..lay.l3 + 20].try_into().expect("4 bytes");
+            checksum::pseudo_header_sum(s, d, proto, l4len as u16)
+        };
+        let mut c = !checksum::fold(checksum::sum(pseudo, &seg[lay.l4..]));
+        if !lay.tcp && c == 0 {
+            c = 0xffff;
+        }
+        set_u16(seg, at, c);
+        emit(seg);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::virtio_net::F_NEEDS_CSUM;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn payload(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    fn vnet(gso_type: u8, mss: u16) -> VirtioNetHdr {
+        VirtioNetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type,
+            gso_size: mss,
+            ..Default::default()
+        }
+    }
+
+    fn cut(frame: &[u8], v: &VirtioNetHdr) -> Vec<Vec<u8>> {
+        let mut scratch = vec![0u8; 70_000];
+        let mut segs = Vec::new();
+        let n = segment(frame, v, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        assert_eq!(n, segs.len());
+        segs
+    }
+
+    #[test]
+    fn tcp4_super_frame_becomes_valid_segments() {
+        let data = payload(5000);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1_000_000, 64000)
+            .ack(7)
+            .psh()
+            .fin()
+            .write(&mut frame, &data)
+            .unwrap();
+        let segs = cut(&frame, &vnet(GSO_TCPV4, 1448));
+        assert_eq!(segs.len(), 4, "5000 bytes at 1448 a segment");
+        let mut got = Vec::new();
+        for (k, s) in segs.iter().enumerate() {
+            let p = SlicedPacket::from_ethernet(s).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                panic!()
+            };
+            let h = ip.header().to_header();
+            assert_eq!(h.calc_header_checksum(), h.header_checksum);
+            assert_eq!(h.identification, k as u16, "IP id +1 a segment");
+            let Some(TransportSlice::Tcp(t)) = &p.transport else {
+                panic!()
+            };
+            assert_eq!(
+                t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+                t.checksum()
+            );
+            assert_eq!(t.sequence_number(), 1_000_000 + (k * 1448) as u32);
+            assert_eq!(t.fin(), k == 3, "FIN on the last only");
+            assert_eq!(t.psh(), k == 3);
+            assert!(t.ack());
+            assert!(t.payload().len() <= 1448);
+            got.extend_from_slice(t.payload());
+        }
+        assert_eq!(got, data, "the payload, in order, whole");
+    }
+
+    #[test]
+    fn udp_gso_becomes_datagrams() {
+        let data = payload(3000);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5000, 6000)
+            .write(&mut frame, &data)
+            .unwrap();
+        let segs = cut(&frame, &vnet(GSO_UDP_L4, 1000));
+        assert_eq!(segs.len(), 3);
+        for (k, s) in segs.iter().enumerate() {
+            let p = SlicedPacket::from_ethernet(s).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                panic!()
+            };
+            let h = ip.header().to_header();
+            let Some(TransportSlice::Udp(u)) = &p.transport else {
+                panic!()
+            };
+            assert_eq!(u.length() as usize, 8 + 1000);
+            assert_eq!(
+                u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+                u.checksum()
+            );
+            assert_eq!(u.payload(), &data[k * 1000..(k + 1) * 1000]);
+        }
+    }
+
+    #[test]
+    fn tcp6_super_frame_becomes_valid_segments() {
+        let data = payload(3000);
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(1, 2, 5, 1000)
+            .write(&mut frame, &data)
+            .unwrap();
+        let segs = cut(&frame, &vnet(GSO_TCPV6, 1400));
+        assert_eq!(segs.len(), 3);
+        let mut got = Vec::new();
+        for s in &segs {
+            let p = SlicedPacket::from_ethernet(s).unwrap();
+            let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+                panic!()
+            };
+            let h = ip.header().to_header();
+            let Some(TransportSlice::Tcp(t)) = &p.transport else {
+                panic!()
+            };
+            assert_eq!(
+                t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap(),
+                t.checksum()
+            );
+            got.extend_from_slice(t.payload());
+        }
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_cut() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1, 2)
+            .write(&mut frame, &payload(100))
+            .unwrap();
+        let mut scratch = vec![0u8; 2000];
+        assert_eq!(
+            segment(&frame, &vnet(GSO_TCPV4, 100), &mut scratch, |_| {}),
+            Err(GsoError::Unsupported)
+        );
+        assert_eq!(
+            segment(&frame, &vnet(GSO_UDP_L4, 0), &mut scratch, |_| {}),
+            Err(GsoError::ZeroSize)
+        );
+        assert!(segment(&frame[..30], &vnet(GSO_UDP_L4, 10), &mut scratch, |_| {}).is_err());
+    }
+}
