@@ -8,7 +8,7 @@
 //!  ┌───┴─────────────────┴───── ns <prefix>host ─┴──────────────────────┐
 //!  │  ve0 ──┐       ve1 ──┐                      vo0 198.51.100.1         │
 //!  │        br0 (docker0) 172.17.0.1/16                                   │
-//!  │  ip_forward=1; iptables -t nat: MASQUERADE -s 172.17.0.0/16 ! -o br0  │
+//!  │  ip_forward=1; iptables -t nat: MASQUERADE -s 172.17.0.0/16 -o vo0    │
 //!  │                                 DNAT -d 198.51.100.1 --dport 8080 …   │
 //!  └─────────────────────────────────────────────────────────────────────┘
 //! ```
@@ -47,16 +47,24 @@ pub struct KernelOutside {
     pub publish: Vec<KernelPublish>,
 }
 
+/// One bridged network (a docker0): a Linux bridge in the host namespace with the
+/// gateway address, and a veth pair to each endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelBridge {
+    pub subnet: Ipv4Cidr,
+    /// The bridge's address: the endpoints' default gateway.
+    pub gateway: Ipv4Addr,
+    pub endpoints: Vec<(String, Ipv4Addr)>,
+}
+
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelSpec {
     /// Prefix of every namespace made (unique per run).
     pub prefix: String,
-    pub subnet: Ipv4Cidr,
-    /// The bridge's address: the endpoints' default gateway.
-    pub gateway: Ipv4Addr,
     pub mtu: u16,
-    pub endpoints: Vec<(String, Ipv4Addr)>,
+    /// Bridges br0, br1, ...; the host routes between them (`ip_forward`).
+    pub bridges: Vec<KernelBridge>,
     pub outside: Option<KernelOutside>,
 }
 
@@ -134,36 +142,37 @@ impl KernelNet {
     fn build_inner(&mut self, spec: &KernelSpec) -> Result<(), KernelError> {
         let host = self.host();
         self.make_ns(host.clone())?;
-        let (gw, plen, mtu) = (spec.gateway, spec.subnet.prefix_len(), u32::from(spec.mtu));
+        let mtu = u32::from(spec.mtu);
         step(
-            "create the bridge br0",
-            netns::run_in_named(&host, move || -> Result<(), String> {
-                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                    .map_err(|e| format!("ip_forward: {e}"))?;
-                let mut r = Rtnl::new().map_err(|e| e.to_string())?;
-                r.link_add_bridge("br0").map_err(|e| e.to_string())?;
-                let br = r.link_index("br0").map_err(|e| e.to_string())?;
-                r.link_set_mtu(br, mtu).map_err(|e| e.to_string())?;
-                r.addr_add_v4(br, gw, plen).map_err(|e| e.to_string())?;
-                r.link_set_up(br).map_err(|e| e.to_string())
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|r| r),
+            "enable forwarding in the host namespace",
+            netns::run_in_named(&host, || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string()))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r),
         )?;
-        for (i, (name, ip)) in spec.endpoints.iter().enumerate() {
-            let ns = self.namespace(name);
-            self.make_ns(ns.clone())?;
-            self.veth(
-                &host,
-                &ns,
-                &format!("ve{i}"),
-                Some("br0"),
-                None,
-                *ip,
-                plen,
-                mtu,
-                Some(gw),
+        let mut k = 0;
+        for (b, bridge) in spec.bridges.iter().enumerate() {
+            let name = format!("br{b}");
+            let (gw, plen) = (bridge.gateway, bridge.subnet.prefix_len());
+            let br = name.clone();
+            step(
+                format!("create the bridge {name}"),
+                netns::run_in_named(&host, move || -> Result<(), String> {
+                    let mut r = Rtnl::new().map_err(|e| e.to_string())?;
+                    r.link_add_bridge(&br).map_err(|e| e.to_string())?;
+                    let i = r.link_index(&br).map_err(|e| e.to_string())?;
+                    r.link_set_mtu(i, mtu).map_err(|e| e.to_string())?;
+                    r.addr_add_v4(i, gw, plen).map_err(|e| e.to_string())?;
+                    r.link_set_up(i).map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|r| r),
             )?;
+            for (ep, ip) in &bridge.endpoints {
+                let ns = self.namespace(ep);
+                self.make_ns(ns.clone())?;
+                self.veth(&host, &ns, &format!("ve{k}"), Some(&name), None, *ip, plen, mtu, Some(gw))?;
+                k += 1;
+            }
         }
         if let Some(o) = &spec.outside {
             let ns = self.namespace(&o.peer_name);
@@ -181,15 +190,14 @@ impl KernelNet {
             )?;
             let mut rules: Vec<Vec<String>> = Vec::new();
             if o.masquerade {
-                rules.push(
-                    format!(
-                        "-t nat -A POSTROUTING -s {} ! -o br0 -j MASQUERADE",
-                        spec.subnet.trunc()
-                    )
-                    .split(' ')
-                    .map(String::from)
-                    .collect(),
-                );
+                for b in &spec.bridges {
+                    rules.push(
+                        format!("-t nat -A POSTROUTING -s {} -o vo0 -j MASQUERADE", b.subnet.trunc())
+                            .split(' ')
+                            .map(String::from)
+                            .collect(),
+                    );
+                }
             }
             for p in &o.publish {
                 rules.push(

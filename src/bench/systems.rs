@@ -1,0 +1,336 @@
+//! The scenarios and the systems that run them.
+//!
+//! Every system builds the same scenario with the same addresses, in namespaces of its
+//! own (a unique prefix each), so the traffic tools cannot tell them apart:
+//!
+//! | scenario  | client                 | server                  | the client targets     |
+//! |-----------|------------------------|-------------------------|------------------------|
+//! | `l2`      | a 10.10.0.2            | b 10.10.0.3 (same net)  | 10.10.0.3              |
+//! | `routed`  | a 10.10.0.2            | b 10.20.0.2 (other net) | 10.20.0.2              |
+//! | `nat-out` | a 172.17.0.2 (inside)  | outside 198.51.100.2    | 198.51.100.2           |
+//! | `nat-in`  | outside 198.51.100.2   | a 172.17.0.2            | 198.51.100.1 (published)|
+//!
+//! Systems: the kernel (veth pairs on Linux bridges in a "host" namespace, forwarding
+//! and iptables MASQUERADE/DNAT, as Docker builds it), and switchyard. Open vSwitch's
+//! userspace datapath and vde_switch are tried when installed and reported as skipped
+//! otherwise.
+
+use super::kernel::{KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec};
+use crate::control::Switchyard;
+use crate::topology::config;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Ports the traffic uses (and publishes in `nat-in`).
+pub const TCP_PORT: u16 = 5201;
+pub const LOAD_PORT: u16 = 9100;
+pub const ECHO_PORT: u16 = 9101;
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    L2,
+    Routed,
+    NatOut,
+    NatIn,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [Scenario::L2, Scenario::Routed, Scenario::NatOut, Scenario::NatIn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::L2 => "l2",
+            Scenario::Routed => "routed",
+            Scenario::NatOut => "nat-out",
+            Scenario::NatIn => "nat-in",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scenario::L2 => "two endpoints on one network (bridged)",
+            Scenario::Routed => "two networks, routed through the gateway",
+            Scenario::NatOut => "endpoint to outside through masquerade",
+            Scenario::NatIn => "outside to endpoint through a published port",
+        }
+    }
+
+    /// Parses "l2", "routed", "nat" (both NAT directions), "nat-out", "nat-in", "all".
+    pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
+        let mut v = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "l2" => v.push(Scenario::L2),
+                "routed" => v.push(Scenario::Routed),
+                "nat" => v.extend([Scenario::NatOut, Scenario::NatIn]),
+                "nat-out" => v.push(Scenario::NatOut),
+                "nat-in" => v.push(Scenario::NatIn),
+                "all" => v.extend(Scenario::ALL),
+                other => return Err(format!("unknown scenario {other:?} (l2, routed, nat, nat-out, nat-in, all)")),
+            }
+        }
+        v.dedup();
+        Ok(v)
+    }
+
+    fn client_server(self) -> (&'static str, &'static str) {
+        match self {
+            Scenario::L2 | Scenario::Routed | Scenario::NatOut => ("a", if self == Scenario::NatOut { "outside" } else { "b" }),
+            Scenario::NatIn => ("outside", "a"),
+        }
+    }
+
+    /// The address the client sends to.
+    pub fn target(self) -> Ipv4Addr {
+        match self {
+            Scenario::L2 => Ipv4Addr::new(10, 10, 0, 3),
+            Scenario::Routed => Ipv4Addr::new(10, 20, 0, 2),
+            Scenario::NatOut => Ipv4Addr::new(198, 51, 100, 2),
+            Scenario::NatIn => Ipv4Addr::new(198, 51, 100, 1),
+        }
+    }
+}
+
+/// The systems under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SystemKind {
+    Kernel,
+    Switchyard,
+    /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
+    Ovs,
+    /// The same with `userspace-tso-enable`.
+    OvsTso,
+    VdeSwitch,
+}
+
+impl SystemKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemKind::Kernel => "kernel",
+            SystemKind::Switchyard => "switchyard",
+            SystemKind::Ovs => "ovs",
+            SystemKind::OvsTso => "ovs-tso",
+            SystemKind::VdeSwitch => "vde",
+        }
+    }
+
+    pub fn parse_list(s: &str) -> Result<Vec<SystemKind>, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p {
+                "kernel" => Ok(SystemKind::Kernel),
+                "switchyard" => Ok(SystemKind::Switchyard),
+                "ovs" => Ok(SystemKind::Ovs),
+                "ovs-tso" => Ok(SystemKind::OvsTso),
+                "vde" => Ok(SystemKind::VdeSwitch),
+                other => Err(format!("unknown system {other:?} (kernel, switchyard, ovs, ovs-tso, vde)")),
+            })
+            .collect()
+    }
+}
+
+/// How switchyard runs in the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchyardTuning {
+    /// Workers (0: one per core).
+    pub workers: usize,
+    pub busy_poll_us: u64,
+}
+
+/// A scenario built by one system; torn down when dropped.
+pub struct Deployed {
+    pub system: SystemKind,
+    pub scenario: Scenario,
+    /// Namespaces of the client and of the server.
+    pub client: String,
+    pub server: String,
+    /// Every namespace it made, to check the cleanup.
+    pub namespaces: Vec<String>,
+    inner: Inner,
+}
+
+/// What keeps a deployment alive; dropping it tears the deployment down.
+enum Inner {
+    Kernel(#[allow(dead_code)] KernelNet),
+    Switchyard(Box<Switchyard>),
+    Peer(#[allow(dead_code)] super::peers::PeerNet),
+}
+
+impl Deployed {
+    /// CPU time the switch itself has used so far, where it can be told apart: the
+    /// switchyard workers' threads. The kernel forwards in softirq context, charged to
+    /// whatever task happens to run, so it has none to report.
+    pub fn switch_cpu(&self) -> Option<Duration> {
+        match &self.inner {
+            Inner::Switchyard(s) => s.handle().query_all(|v| v.cpu_time()).ok().map(|v| v.into_iter().sum()),
+            Inner::Kernel(_) => None,
+            Inner::Peer(p) => p.switch_cpu(),
+        }
+    }
+}
+
+fn switchyard_toml(s: Scenario, prefix: &str, t: SwitchyardTuning) -> String {
+    let head = format!("[switch]\nprefix = \"{prefix}\"\nworkers = {}\nbusy_poll_us = {}\n", t.workers, t.busy_poll_us);
+    let body = match s {
+        Scenario::L2 => r#"
+[[network]]
+name = "n1"
+subnet = "10.10.0.0/24"
+gateway = "10.10.0.1"
+[[endpoint]]
+name = "a"
+network = "n1"
+ip = "10.10.0.2"
+[[endpoint]]
+name = "b"
+network = "n1"
+ip = "10.10.0.3"
+"#
+        .to_string(),
+        Scenario::Routed => r#"
+[[network]]
+name = "n1"
+subnet = "10.10.0.0/24"
+gateway = "10.10.0.1"
+[[network]]
+name = "n2"
+subnet = "10.20.0.0/24"
+gateway = "10.20.0.1"
+[[allow]]
+between = ["n1", "n2"]
+[[endpoint]]
+name = "a"
+network = "n1"
+ip = "10.10.0.2"
+[[endpoint]]
+name = "b"
+network = "n2"
+ip = "10.20.0.2"
+"#
+        .to_string(),
+        Scenario::NatOut | Scenario::NatIn => format!(
+            r#"
+[[network]]
+name = "inside"
+subnet = "172.17.0.0/16"
+gateway = "172.17.0.1"
+masquerade = true
+[[network]]
+name = "outside"
+subnet = "198.51.100.0/24"
+gateway = "198.51.100.1"
+external = true
+[[endpoint]]
+name = "a"
+network = "inside"
+ip = "172.17.0.2"
+publish = ["{TCP_PORT}:{TCP_PORT}/tcp", "{LOAD_PORT}:{LOAD_PORT}/udp", "{ECHO_PORT}:{ECHO_PORT}/udp"]
+[[endpoint]]
+name = "outside"
+network = "outside"
+ip = "198.51.100.2"
+"#
+        ),
+    };
+    head + &body
+}
+
+fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
+    let net = |subnet: &str, gw: [u8; 4], eps: &[(&str, [u8; 4])]| KernelBridge {
+        subnet: subnet.parse().expect("valid subnet"),
+        gateway: gw.into(),
+        endpoints: eps.iter().map(|(n, ip)| (n.to_string(), Ipv4Addr::from(*ip))).collect(),
+    };
+    let (bridges, outside) = match s {
+        Scenario::L2 => (vec![net("10.10.0.0/24", [10, 10, 0, 1], &[("a", [10, 10, 0, 2]), ("b", [10, 10, 0, 3])])], None),
+        Scenario::Routed => (
+            vec![
+                net("10.10.0.0/24", [10, 10, 0, 1], &[("a", [10, 10, 0, 2])]),
+                net("10.20.0.0/24", [10, 20, 0, 1], &[("b", [10, 20, 0, 2])]),
+            ],
+            None,
+        ),
+        Scenario::NatOut | Scenario::NatIn => (
+            vec![net("172.17.0.0/16", [172, 17, 0, 1], &[("a", [172, 17, 0, 2])])],
+            Some(KernelOutside {
+                subnet: "198.51.100.0/24".parse().expect("valid subnet"),
+                uplink: Ipv4Addr::new(198, 51, 100, 1),
+                peer_name: "outside".into(),
+                peer_ip: Ipv4Addr::new(198, 51, 100, 2),
+                masquerade: true,
+                publish: [(false, TCP_PORT), (true, LOAD_PORT), (true, ECHO_PORT)]
+                    .iter()
+                    .map(|&(udp, p)| KernelPublish { udp, host_port: p, target: Ipv4Addr::new(172, 17, 0, 2), target_port: p })
+                    .collect(),
+            }),
+        ),
+    };
+    KernelSpec {
+        prefix: prefix.to_string(),
+        mtu: 1500,
+        bridges,
+        outside,
+    }
+}
+
+/// Builds `scenario` on `system`. `Err` carries why it could not (a missing program
+/// makes the system "skipped").
+pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str, run_root: &Path, tuning: SwitchyardTuning) -> Result<Deployed, String> {
+    let (c, sv) = scenario.client_server();
+    let ns = |n: &str| format!("{prefix}{n}");
+    match system {
+        SystemKind::Kernel => {
+            let k = KernelNet::build(&kernel_spec(scenario, prefix)).map_err(|e| e.to_string())?;
+            let mut namespaces = vec![k.host()];
+            let spec = kernel_spec(scenario, prefix);
+            for b in &spec.bridges {
+                namespaces.extend(b.endpoints.iter().map(|(n, _)| ns(n)));
+            }
+            if let Some(o) = &spec.outside {
+                namespaces.push(ns(&o.peer_name));
+            }
+            Ok(Deployed {
+                system,
+                scenario,
+                client: k.namespace(c),
+                server: k.namespace(sv),
+                namespaces,
+                inner: Inner::Kernel(k),
+            })
+        }
+        SystemKind::Switchyard => {
+            let topo = config::parse(&switchyard_toml(scenario, prefix, tuning), "bench topology").map_err(|e| e.to_string())?;
+            let namespaces = topo.endpoints.iter().map(|e| e.netns.clone()).collect();
+            let sy = Switchyard::start(topo, run_root).map_err(|e| e.to_string())?;
+            Ok(Deployed {
+                system,
+                scenario,
+                client: ns(c),
+                server: ns(sv),
+                namespaces,
+                inner: Inner::Switchyard(Box::new(sy)),
+            })
+        }
+        SystemKind::Ovs | SystemKind::OvsTso | SystemKind::VdeSwitch => {
+            let peer = super::peers::deploy(system, scenario, prefix)?;
+            Ok(Deployed {
+                system,
+                scenario,
+                client: ns(c),
+                server: ns(sv),
+                namespaces: peer.namespaces().to_vec(),
+                inner: Inner::Peer(peer),
+            })
+        }
+    }
+}
+
+/// The topology switchyard runs for `scenario` (shown by `bench --dry-run` and tests).
+pub fn switchyard_topology(scenario: Scenario, prefix: &str, tuning: SwitchyardTuning) -> String {
+    switchyard_toml(scenario, prefix, tuning)
+}

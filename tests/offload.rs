@@ -1,0 +1,119 @@
+//! Segmentation offload with real TAPs: TCP super-frames cross switchyard whole
+//! between ports that take them (bridged and routed), and are cut in software for a
+//! port that does not; the bytes arrive intact either way. Needs root.
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use switchyard::bench::traffic;
+use switchyard::control::client;
+use switchyard::control::protocol::{CountersReport, PortRow, Request, Table};
+
+const T: Duration = Duration::from_secs(30);
+const SIZE: u64 = 10 * 1024 * 1024;
+
+const TOPOLOGY: &str = r#"
+[switch]
+prefix = "PREFIX"
+workers = 2
+
+[[network]]
+name = "fast"
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.1"
+
+[[network]]
+name = "fast2"
+subnet = "10.2.0.0/24"
+gateway = "10.2.0.1"
+
+[[network]]
+name = "slow"
+subnet = "10.3.0.0/24"
+gateway = "10.3.0.1"
+offloads = false
+
+[[allow]]
+between = ["fast", "fast2"]
+
+[[allow]]
+between = ["fast", "slow"]
+
+[[endpoint]]
+name = "f1"
+network = "fast"
+ip = "10.1.0.2"
+
+[[endpoint]]
+name = "f2"
+network = "fast"
+ip = "10.1.0.3"
+
+[[endpoint]]
+name = "g1"
+network = "fast2"
+ip = "10.2.0.2"
+
+[[endpoint]]
+name = "s1"
+network = "slow"
+ip = "10.3.0.2"
+"#;
+
+fn counters(sy: &switchyard::control::Switchyard) -> CountersReport {
+    serde_json::from_value(client::request(sy.socket(), &Request::Show { table: Table::Counters }).unwrap()).unwrap()
+}
+
+fn port<'a>(c: &'a CountersReport, name: &str) -> &'a switchyard::control::protocol::PortCounterRow {
+    c.ports.iter().find(|p| p.port == name).unwrap()
+}
+
+fn transfer(from: &str, to_ns: &str, to: Ipv4Addr, port: u16, seed: u64) {
+    let sink = traffic::tcp_sink(to_ns, SocketAddrV4::new(to, port), T).unwrap();
+    let sent = traffic::tcp_send(from, SocketAddrV4::new(to, port), SIZE, seed, T).unwrap();
+    let got = sink.join().unwrap().unwrap();
+    assert_eq!((got.bytes, got.digest), (SIZE, sent), "{from} -> {to}: 10 MB intact");
+}
+
+#[test]
+fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
+    if !require_root() {
+        return;
+    }
+    let topo = topology(TOPOLOGY);
+    let names = namespaces(&topo);
+    let (f1, f2, g1, s1) = (&names[0], &names[1], &names[2], &names[3]);
+    let sy = start(topo.clone());
+
+    let ports: Vec<PortRow> = serde_json::from_value(client::request(sy.socket(), &Request::Show { table: Table::Ports }).unwrap()).unwrap();
+    let f1p = ports.iter().find(|p| p.port == "f1").unwrap();
+    assert!(f1p.offloads.contains("tso4") && f1p.offloads.contains("csum"), "{f1p:?}");
+    assert_eq!(f1p.queues, 2, "one queue per worker");
+    assert_eq!(ports.iter().find(|p| p.port == "s1").unwrap().offloads, "none");
+
+    // Bridged, both ports with offload: super-frames cross whole.
+    transfer(f1, f2, Ipv4Addr::new(10, 1, 0, 3), 9000, 1);
+    let c = counters(&sy);
+    assert!(port(&c, "f1").rx_gso > 0, "f1 sent super-frames: {:?}", port(&c, "f1"));
+    assert!(port(&c, "f2").tx_gso > 0, "and f2 got them whole: {:?}", port(&c, "f2"));
+    assert_eq!(port(&c, "f2").tx_segmented, 0);
+
+    // Routed between two offload networks: still whole (TTL and MACs rewritten on
+    // the super-frame's headers).
+    transfer(f1, g1, Ipv4Addr::new(10, 2, 0, 2), 9001, 2);
+    let c = counters(&sy);
+    assert!(port(&c, "g1").tx_gso > 0, "routed super-frames: {:?}", port(&c, "g1"));
+
+    // Routed to a network without offloads: cut in software, checksums complete.
+    transfer(f1, s1, Ipv4Addr::new(10, 3, 0, 2), 9002, 3);
+    let c = counters(&sy);
+    let s = port(&c, "s1");
+    assert!(s.tx_segmented > 0 && s.tx_segments > s.tx_segmented, "cut for s1: {s:?}");
+    assert_eq!(s.tx_gso, 0, "nothing whole to a port without offload");
+    assert_eq!(port(&c, "s1").tx_errors, 0);
+
+    drop(sy);
+    assert_gone(&names);
+}
