@@ -66,7 +66,8 @@ struct BenchCli {
     /// Scenarios, comma-separated: l2, routed, nat (= nat-out,nat-in), nat-out, nat-in, all.
     #[arg(long)]
     scenarios: Option<String>,
-    /// Systems, comma-separated: kernel, switchyard, ovs, ovs-tso, vde.
+    /// Systems, comma-separated: kernel, switchyard, switchyard-bp (busy polling), ovs,
+    /// ovs-tso, vde.
     #[arg(long)]
     systems: Option<String>,
     /// Measurements of each metric on each system (medians are reported).
@@ -84,7 +85,7 @@ struct BenchCli {
     /// switchyard's worker threads (0: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// switchyard's busy-poll time in microseconds (0: off).
+    /// How long the switchyard-bp system spins after its last packet, in µs (default 1000).
     #[arg(long)]
     busy_poll_us: Option<u64>,
     /// Write every sample as JSON.

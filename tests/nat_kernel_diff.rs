@@ -8,7 +8,9 @@ mod common;
 use common::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
-use switchyard::bench::kernel::{self, KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec};
+use switchyard::bench::kernel::{
+    self, KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec,
+};
 use switchyard::bench::traffic;
 
 const T: Duration = Duration::from_secs(10);
@@ -120,7 +122,10 @@ fn switchyard_nat_matches_the_kernels() {
         bridges: vec![KernelBridge {
             subnet: "172.17.0.0/16".parse().unwrap(),
             gateway: Ipv4Addr::new(172, 17, 0, 1),
-            endpoints: vec![("a".into(), Ipv4Addr::new(172, 17, 0, 2)), ("b".into(), Ipv4Addr::new(172, 17, 0, 3))],
+            endpoints: vec![
+                ("a".into(), Ipv4Addr::new(172, 17, 0, 2)),
+                ("b".into(), Ipv4Addr::new(172, 17, 0, 3)),
+            ],
         }],
         outside: Some(KernelOutside {
             subnet: "198.51.100.0/24".parse().unwrap(),

@@ -63,10 +63,22 @@ ip = "10.3.0.2"
 "#;
 
 fn counters(sy: &switchyard::control::Switchyard) -> CountersReport {
-    serde_json::from_value(client::request(sy.socket(), &Request::Show { table: Table::Counters }).unwrap()).unwrap()
+    serde_json::from_value(
+        client::request(
+            sy.socket(),
+            &Request::Show {
+                table: Table::Counters,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap()
 }
 
-fn port<'a>(c: &'a CountersReport, name: &str) -> &'a switchyard::control::protocol::PortCounterRow {
+fn port<'a>(
+    c: &'a CountersReport,
+    name: &str,
+) -> &'a switchyard::control::protocol::PortCounterRow {
     c.ports.iter().find(|p| p.port == name).unwrap()
 }
 
@@ -74,7 +86,11 @@ fn transfer(from: &str, to_ns: &str, to: Ipv4Addr, port: u16, seed: u64) {
     let sink = traffic::tcp_sink(to_ns, SocketAddrV4::new(to, port), T).unwrap();
     let sent = traffic::tcp_send(from, SocketAddrV4::new(to, port), SIZE, seed, T).unwrap();
     let got = sink.join().unwrap().unwrap();
-    assert_eq!((got.bytes, got.digest), (SIZE, sent), "{from} -> {to}: 10 MB intact");
+    assert_eq!(
+        (got.bytes, got.digest),
+        (SIZE, sent),
+        "{from} -> {to}: 10 MB intact"
+    );
 }
 
 #[test]
@@ -87,30 +103,60 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
     let (f1, f2, g1, s1) = (&names[0], &names[1], &names[2], &names[3]);
     let sy = start(topo.clone());
 
-    let ports: Vec<PortRow> = serde_json::from_value(client::request(sy.socket(), &Request::Show { table: Table::Ports }).unwrap()).unwrap();
+    let ports: Vec<PortRow> = serde_json::from_value(
+        client::request(
+            sy.socket(),
+            &Request::Show {
+                table: Table::Ports,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let f1p = ports.iter().find(|p| p.port == "f1").unwrap();
-    assert!(f1p.offloads.contains("tso4") && f1p.offloads.contains("csum"), "{f1p:?}");
+    assert!(
+        f1p.offloads.contains("tso4") && f1p.offloads.contains("csum"),
+        "{f1p:?}"
+    );
     assert_eq!(f1p.queues, 2, "one queue per worker");
-    assert_eq!(ports.iter().find(|p| p.port == "s1").unwrap().offloads, "none");
+    assert_eq!(
+        ports.iter().find(|p| p.port == "s1").unwrap().offloads,
+        "none"
+    );
 
     // Bridged, both ports with offload: super-frames cross whole.
     transfer(f1, f2, Ipv4Addr::new(10, 1, 0, 3), 9000, 1);
     let c = counters(&sy);
-    assert!(port(&c, "f1").rx_gso > 0, "f1 sent super-frames: {:?}", port(&c, "f1"));
-    assert!(port(&c, "f2").tx_gso > 0, "and f2 got them whole: {:?}", port(&c, "f2"));
+    assert!(
+        port(&c, "f1").rx_gso > 0,
+        "f1 sent super-frames: {:?}",
+        port(&c, "f1")
+    );
+    assert!(
+        port(&c, "f2").tx_gso > 0,
+        "and f2 got them whole: {:?}",
+        port(&c, "f2")
+    );
     assert_eq!(port(&c, "f2").tx_segmented, 0);
 
     // Routed between two offload networks: still whole (TTL and MACs rewritten on
     // the super-frame's headers).
     transfer(f1, g1, Ipv4Addr::new(10, 2, 0, 2), 9001, 2);
     let c = counters(&sy);
-    assert!(port(&c, "g1").tx_gso > 0, "routed super-frames: {:?}", port(&c, "g1"));
+    assert!(
+        port(&c, "g1").tx_gso > 0,
+        "routed super-frames: {:?}",
+        port(&c, "g1")
+    );
 
     // Routed to a network without offloads: cut in software, checksums complete.
     transfer(f1, s1, Ipv4Addr::new(10, 3, 0, 2), 9002, 3);
     let c = counters(&sy);
     let s = port(&c, "s1");
-    assert!(s.tx_segmented > 0 && s.tx_segments > s.tx_segmented, "cut for s1: {s:?}");
+    assert!(
+        s.tx_segmented > 0 && s.tx_segments > s.tx_segmented,
+        "cut for s1: {s:?}"
+    );
     assert_eq!(s.tx_gso, 0, "nothing whole to a port without offload");
     assert_eq!(port(&c, "s1").tx_errors, 0);
 

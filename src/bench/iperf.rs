@@ -44,7 +44,14 @@ impl Drop for Server {
 
 /// Goodput in Gbit/s of `streams` TCP streams from `client` to `target:port` (served
 /// in `server`) over `duration`.
-pub fn tcp_bulk(client: &str, server: &str, target: Ipv4Addr, port: u16, streams: usize, duration: Duration) -> io::Result<f64> {
+pub fn tcp_bulk(
+    client: &str,
+    server: &str,
+    target: Ipv4Addr,
+    port: u16,
+    streams: usize,
+    duration: Duration,
+) -> io::Result<f64> {
     if have("iperf3") {
         iperf3(client, server, target, port, streams, duration)
     } else {
@@ -52,8 +59,18 @@ pub fn tcp_bulk(client: &str, server: &str, target: Ipv4Addr, port: u16, streams
     }
 }
 
-fn iperf3(client: &str, server: &str, target: Ipv4Addr, port: u16, streams: usize, duration: Duration) -> io::Result<f64> {
-    let _server = Server(spawn_in(server, vec!["-s".into(), "-1".into(), "-p".into(), port.to_string()])?);
+fn iperf3(
+    client: &str,
+    server: &str,
+    target: Ipv4Addr,
+    port: u16,
+    streams: usize,
+    duration: Duration,
+) -> io::Result<f64> {
+    let _server = Server(spawn_in(
+        server,
+        vec!["-s".into(), "-1".into(), "-p".into(), port.to_string()],
+    )?);
     // The server needs a moment to listen; the client retries its connection anyway.
     std::thread::sleep(Duration::from_millis(300));
     let secs = duration.as_secs().max(1).to_string();
@@ -76,11 +93,19 @@ fn iperf3(client: &str, server: &str, target: Ipv4Addr, port: u16, streams: usiz
             ],
         )?;
         let out = wait_with_timeout(child, duration + Duration::from_secs(20))?;
-        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| io::Error::other(format!("iperf3 output: {e}")))?;
-        if let Some(bps) = v.pointer("/end/sum_received/bits_per_second").and_then(|b| b.as_f64()) {
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .map_err(|e| io::Error::other(format!("iperf3 output: {e}")))?;
+        if let Some(bps) = v
+            .pointer("/end/sum_received/bits_per_second")
+            .and_then(|b| b.as_f64())
+        {
             return Ok(bps / 1e9);
         }
-        last = v.pointer("/error").and_then(|e| e.as_str()).unwrap_or("no result").to_string();
+        last = v
+            .pointer("/error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no result")
+            .to_string();
         std::thread::sleep(Duration::from_millis(300));
     }
     Err(io::Error::other(format!("iperf3: {last}")))
@@ -88,7 +113,10 @@ fn iperf3(client: &str, server: &str, target: Ipv4Addr, port: u16, streams: usiz
 
 /// Waits for a child's stdout, ending it (by its PID) if it takes longer than `limit`.
 fn wait_with_timeout(mut child: Child, limit: Duration) -> io::Result<Vec<u8>> {
-    let mut stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no stdout"))?;
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stdout.read_to_end(&mut buf);
@@ -102,23 +130,39 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> io::Result<Vec<u8>> {
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "iperf3 did not finish"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "iperf3 did not finish",
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    reader.join().map_err(|_| io::Error::other("reader panicked"))
+    reader
+        .join()
+        .map_err(|_| io::Error::other("reader panicked"))
 }
 
 /// The fallback: `streams` connections sending as fast as they can for `duration`,
 /// counted at the receiver.
-fn own(client: &str, server: &str, target: Ipv4Addr, port: u16, streams: usize, duration: Duration) -> io::Result<f64> {
+fn own(
+    client: &str,
+    server: &str,
+    target: Ipv4Addr,
+    port: u16,
+    streams: usize,
+    duration: Duration,
+) -> io::Result<f64> {
     let listener = traffic::tcp_listener(server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     let mut senders = Vec::new();
     for i in 0..streams {
-        let s = traffic::tcp_connect(client, SocketAddrV4::new(target, port), Duration::from_secs(5))?;
+        let s = traffic::tcp_connect(
+            client,
+            SocketAddrV4::new(target, port),
+            Duration::from_secs(5),
+        )?;
         let (mut conn, _) = listener.accept()?;
         let (r, st) = (received.clone(), stop.clone());
         readers.push(std::thread::spawn(move || {

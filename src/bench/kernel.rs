@@ -145,9 +145,11 @@ impl KernelNet {
         let mtu = u32::from(spec.mtu);
         step(
             "enable forwarding in the host namespace",
-            netns::run_in_named(&host, || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string()))
-                .map_err(|e| e.to_string())
-                .and_then(|r| r),
+            netns::run_in_named(&host, || {
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
         )?;
         let mut k = 0;
         for (b, bridge) in spec.bridges.iter().enumerate() {
@@ -170,7 +172,17 @@ impl KernelNet {
             for (ep, ip) in &bridge.endpoints {
                 let ns = self.namespace(ep);
                 self.make_ns(ns.clone())?;
-                self.veth(&host, &ns, &format!("ve{k}"), Some(&name), None, *ip, plen, mtu, Some(gw))?;
+                self.veth(
+                    &host,
+                    &ns,
+                    &format!("ve{k}"),
+                    Some(&name),
+                    None,
+                    *ip,
+                    plen,
+                    mtu,
+                    Some(gw),
+                )?;
                 k += 1;
             }
         }
@@ -192,10 +204,13 @@ impl KernelNet {
             if o.masquerade {
                 for b in &spec.bridges {
                     rules.push(
-                        format!("-t nat -A POSTROUTING -s {} -o vo0 -j MASQUERADE", b.subnet.trunc())
-                            .split(' ')
-                            .map(String::from)
-                            .collect(),
+                        format!(
+                            "-t nat -A POSTROUTING -s {} -o vo0 -j MASQUERADE",
+                            b.subnet.trunc()
+                        )
+                        .split(' ')
+                        .map(String::from)
+                        .collect(),
                     );
                 }
             }

@@ -54,36 +54,44 @@ impl UdpSink {
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (count.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("bench-sink".into()).spawn(move || {
-            let mut bufs = vec![[0u8; 2048]; VLEN];
-            let mut iov: Vec<libc::iovec> = bufs
-                .iter_mut()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            // SAFETY: zeroed mmsghdr is valid; each points at one iovec of a live
-            // buffer, and neither `bufs` nor `iov` moves while `msgs` is used.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            while !s.load(Ordering::Relaxed) {
-                // SAFETY: `msgs` describes live buffers; recvmmsg writes within them.
-                let n = unsafe {
-                    libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
-                };
-                if n > 0 {
-                    c.fetch_add(n as u64, Ordering::Relaxed);
+        let thread = std::thread::Builder::new()
+            .name("bench-sink".into())
+            .spawn(move || {
+                let mut bufs = vec![[0u8; 2048]; VLEN];
+                let mut iov: Vec<libc::iovec> = bufs
+                    .iter_mut()
+                    .map(|b| libc::iovec {
+                        iov_base: b.as_mut_ptr().cast(),
+                        iov_len: b.len(),
+                    })
+                    .collect();
+                // SAFETY: zeroed mmsghdr is valid; each points at one iovec of a live
+                // buffer, and neither `bufs` nor `iov` moves while `msgs` is used.
+                let mut msgs: Vec<libc::mmsghdr> = iov
+                    .iter_mut()
+                    .map(|v| {
+                        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                        m.msg_hdr.msg_iov = v;
+                        m.msg_hdr.msg_iovlen = 1;
+                        m
+                    })
+                    .collect();
+                while !s.load(Ordering::Relaxed) {
+                    // SAFETY: `msgs` describes live buffers; recvmmsg writes within them.
+                    let n = unsafe {
+                        libc::recvmmsg(
+                            sock.as_raw_fd(),
+                            msgs.as_mut_ptr(),
+                            msgs.len() as libc::c_uint,
+                            libc::MSG_WAITFORONE,
+                            std::ptr::null_mut(),
+                        )
+                    };
+                    if n > 0 {
+                        c.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(UdpSink {
             count,
             stop,
@@ -110,14 +118,25 @@ fn set_buffer(sock: &UdpSocket, opt: libc::c_int, bytes: libc::c_int) {
     // SAFETY: the option reads one int from a live local; failure only leaves the
     // default buffer size.
     unsafe {
-        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, opt, (&bytes as *const libc::c_int).cast(), 4);
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&bytes as *const libc::c_int).cast(),
+            4,
+        );
     }
 }
 
 /// Sends 64-byte UDP datagrams from `ns` to `to` for `duration`: as fast as the
 /// sending stack takes them (`rate_pps` None) or paced to `rate_pps`. Returns how many
 /// were sent.
-pub fn blast(ns: &str, to: SocketAddrV4, rate_pps: Option<f64>, duration: Duration) -> io::Result<u64> {
+pub fn blast(
+    ns: &str,
+    to: SocketAddrV4,
+    rate_pps: Option<f64>,
+    duration: Duration,
+) -> io::Result<u64> {
     let sock = traffic::udp_socket(ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
     set_buffer(&sock, libc::SO_SNDBUF, 4 << 20);
     sock.connect(to)?;
@@ -153,7 +172,8 @@ pub fn blast(ns: &str, to: SocketAddrV4, rate_pps: Option<f64>, duration: Durati
             }
         }
         // SAFETY: `msgs` describes VLEN messages over the live payload; sendmmsg only reads.
-        let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), VLEN as libc::c_uint, 0) };
+        let n =
+            unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), VLEN as libc::c_uint, 0) };
         if n > 0 {
             sent += n as u64;
         }
@@ -163,7 +183,13 @@ pub fn blast(ns: &str, to: SocketAddrV4, rate_pps: Option<f64>, duration: Durati
 
 /// One trial: `rate_pps` (None: full load) for `duration` from `client` to `sink`'s
 /// address, then a short wait for the stragglers.
-pub fn trial(client: &str, to: SocketAddrV4, sink: &UdpSink, rate_pps: Option<f64>, duration: Duration) -> io::Result<Trial> {
+pub fn trial(
+    client: &str,
+    to: SocketAddrV4,
+    sink: &UdpSink,
+    rate_pps: Option<f64>,
+    duration: Duration,
+) -> io::Result<Trial> {
     let before = sink.count();
     let sent = blast(client, to, rate_pps, duration)?;
     std::thread::sleep(Duration::from_millis(150));
@@ -172,13 +198,24 @@ pub fn trial(client: &str, to: SocketAddrV4, sink: &UdpSink, rate_pps: Option<f6
     Ok(Trial {
         offered_pps: sent as f64 / secs,
         received_pps: got as f64 / secs,
-        loss: if sent == 0 { 0.0 } else { (sent.saturating_sub(got)) as f64 / sent as f64 },
+        loss: if sent == 0 {
+            0.0
+        } else {
+            (sent.saturating_sub(got)) as f64 / sent as f64
+        },
     })
 }
 
 /// The highest rate (datagrams/s) at which a trial loses nothing, found by a binary
 /// search of `steps` trials below `ceiling` (RFC 2544, 26.1).
-pub fn zero_loss_rate(client: &str, to: SocketAddrV4, sink: &UdpSink, ceiling: f64, steps: usize, duration: Duration) -> io::Result<f64> {
+pub fn zero_loss_rate(
+    client: &str,
+    to: SocketAddrV4,
+    sink: &UdpSink,
+    ceiling: f64,
+    steps: usize,
+    duration: Duration,
+) -> io::Result<f64> {
     let (mut lo, mut hi) = (0.0f64, ceiling.max(1000.0));
     for _ in 0..steps {
         let mid = (lo + hi) / 2.0;
@@ -219,14 +256,16 @@ impl UdpEcho {
         sock.set_read_timeout(Some(Duration::from_millis(50)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let thread = std::thread::Builder::new().name("bench-echo".into()).spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], from);
+        let thread = std::thread::Builder::new()
+            .name("bench-echo".into())
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !s.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], from);
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(UdpEcho {
             stop,
             thread: Some(thread),
@@ -249,7 +288,8 @@ pub fn latency(client: &str, to: SocketAddrV4, count: u64) -> io::Result<Latency
     let sock = traffic::udp_socket(client, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
     sock.connect(to)?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut h = Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3).map_err(io::Error::other)?;
+    let mut h =
+        Histogram::<u64>::new_with_bounds(1_000, 10_000_000_000, 3).map_err(io::Error::other)?;
     let mut buf = [0u8; 128];
     let mut lost = 0;
     for i in 0..count + 100 {
@@ -265,7 +305,12 @@ pub fn latency(client: &str, to: SocketAddrV4, count: u64) -> io::Result<Latency
                     break;
                 }
                 Ok(_) => continue, // a late answer to an earlier request
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     lost += 1;
                     break;
                 }
@@ -273,10 +318,12 @@ pub fn latency(client: &str, to: SocketAddrV4, count: u64) -> io::Result<Latency
             }
         }
     }
-    let cdf = [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0]
-        .iter()
-        .map(|&q| (h.value_at_quantile(q / 100.0), q / 100.0))
-        .collect();
+    let cdf = [
+        1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
+    ]
+    .iter()
+    .map(|&q| (h.value_at_quantile(q / 100.0), q / 100.0))
+    .collect();
     Ok(Latency {
         samples: h.len(),
         lost,

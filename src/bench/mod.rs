@@ -47,7 +47,9 @@ pub struct Options {
     pub search_steps: usize,
     /// Round trips per latency measurement.
     pub latency_count: u64,
+    /// switchyard's workers (0: one per core).
     pub workers: usize,
+    /// How long `switchyard-bp` spins after its last packet.
     pub busy_poll_us: u64,
     #[serde(skip)]
     pub run_root: PathBuf,
@@ -58,14 +60,21 @@ impl Options {
     pub fn full() -> Options {
         Options {
             scenarios: Scenario::ALL.to_vec(),
-            systems: vec![SystemKind::Kernel, SystemKind::Switchyard, SystemKind::Ovs, SystemKind::OvsTso, SystemKind::VdeSwitch],
+            systems: vec![
+                SystemKind::Kernel,
+                SystemKind::Switchyard,
+                SystemKind::SwitchyardBusyPoll,
+                SystemKind::Ovs,
+                SystemKind::OvsTso,
+                SystemKind::VdeSwitch,
+            ],
             repeat: 3,
             tcp_secs: 5,
             load_secs: 2.0,
             search_steps: 7,
             latency_count: 20_000,
             workers: 0,
-            busy_poll_us: 0,
+            busy_poll_us: 1000,
             run_root: std::env::temp_dir().join("switchyard-bench"),
         }
     }
@@ -182,7 +191,11 @@ pub fn median(v: &[f64]) -> f64 {
 fn cpu_jiffies() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = text.lines().next().unwrap_or("");
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total.saturating_sub(idle), total)
@@ -191,18 +204,27 @@ fn cpu_jiffies() -> (u64, u64) {
 fn machine() -> Machine {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     Machine {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         model,
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
     }
 }
 
 /// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -214,7 +236,12 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// A deployed system with its UDP servers running.
@@ -242,7 +269,12 @@ pub fn total_steps(o: &Options) -> u64 {
 
 /// Runs the benchmark. `progress` is told what is being measured before each step;
 /// `stop` (set by a signal handler) ends the run early, with everything cleaned up.
-pub fn run(opts: &Options, command: &str, stop: &AtomicBool, mut progress: impl FnMut(&str)) -> Result<Report, BenchError> {
+pub fn run(
+    opts: &Options,
+    command: &str,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&str),
+) -> Result<Report, BenchError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(BenchError::NotRoot);
     }
@@ -251,19 +283,27 @@ pub fn run(opts: &Options, command: &str, stop: &AtomicBool, mut progress: impl 
         busy_poll_us: opts.busy_poll_us,
     };
     let mut results = Vec::new();
-    for &scenario in &opts.scenarios {
+    for (si, &scenario) in opts.scenarios.iter().enumerate() {
         let mut live: Vec<(SystemKind, Result<Live, String>)> = Vec::new();
         for (i, &system) in opts.systems.iter().enumerate() {
             if stop.load(Ordering::Relaxed) {
                 return Err(BenchError::Interrupted);
             }
-            let prefix = format!("b{}{}{i}-", std::process::id() % 100_000, &scenario.name()[..1]);
-            let deployed = systems::deploy(system, scenario, &prefix, &opts.run_root, tuning).and_then(|d| {
-                let bind = |p| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
-                let sink = UdpSink::start(&d.server, bind(systems::LOAD_PORT)).map_err(|e| e.to_string())?;
-                let echo = UdpEcho::start(&d.server, bind(systems::ECHO_PORT)).map_err(|e| e.to_string())?;
-                Ok(Live { d, sink, _echo: echo })
-            });
+            // Unique per run, scenario and system: "b<pid>s<scenario>y<system>-".
+            let prefix = format!("b{}s{si}y{i}-", std::process::id());
+            let deployed = systems::deploy(system, scenario, &prefix, &opts.run_root, tuning)
+                .and_then(|d| {
+                    let bind = |p| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
+                    let sink = UdpSink::start(&d.server, bind(systems::LOAD_PORT))
+                        .map_err(|e| e.to_string())?;
+                    let echo = UdpEcho::start(&d.server, bind(systems::ECHO_PORT))
+                        .map_err(|e| e.to_string())?;
+                    Ok(Live {
+                        d,
+                        sink,
+                        _echo: echo,
+                    })
+                });
             live.push((system, deployed));
         }
         let mut res: Vec<SystemResult> = live
@@ -285,7 +325,14 @@ pub fn run(opts: &Options, command: &str, stop: &AtomicBool, mut progress: impl 
                     if stop.load(Ordering::Relaxed) {
                         return Err(BenchError::Interrupted);
                     }
-                    progress(&format!("{} on {}: {:?} ({} of {})", l.d.system.name(), scenario.name(), step, r + 1, opts.repeat));
+                    progress(&format!(
+                        "{} on {}: {:?} ({} of {})",
+                        l.d.system.name(),
+                        scenario.name(),
+                        step,
+                        r + 1,
+                        opts.repeat
+                    ));
                     measure(opts, l, step, &mut res[i])?;
                 }
             }
@@ -322,8 +369,15 @@ fn measure(opts: &Options, l: &Live, step: Step, out: &mut SystemResult) -> Resu
             let streams = if step == Step::Tcp1 { 1 } else { 4 };
             let cpu0 = d.switch_cpu();
             let busy0 = cpu_jiffies();
-            let gbps = iperf::tcp_bulk(&d.client, &d.server, target, systems::TCP_PORT, streams, Duration::from_secs(opts.tcp_secs))
-                .map_err(|e| fail("TCP bulk", e))?;
+            let gbps = iperf::tcp_bulk(
+                &d.client,
+                &d.server,
+                target,
+                systems::TCP_PORT,
+                streams,
+                Duration::from_secs(opts.tcp_secs),
+            )
+            .map_err(|e| fail("TCP bulk", e))?;
             if step == Step::Tcp1 {
                 s.tcp1_gbps.push(gbps);
                 let busy1 = cpu_jiffies();
@@ -340,18 +394,32 @@ fn measure(opts: &Options, l: &Live, step: Step, out: &mut SystemResult) -> Resu
             let to = SocketAddrV4::new(target, systems::LOAD_PORT);
             let dur = Duration::from_secs_f64(opts.load_secs);
             let cpu0 = d.switch_cpu();
-            let full: Trial = load::trial(&d.client, to, &l.sink, None, dur).map_err(|e| fail("64-byte load", e))?;
+            let full: Trial = load::trial(&d.client, to, &l.sink, None, dur)
+                .map_err(|e| fail("64-byte load", e))?;
             if let (Some(a), Some(b)) = (cpu0, d.switch_cpu()) {
                 s.switch_cpu_udp_s.push((b - a).as_secs_f64());
             }
             s.udp_offered_kpps.push(full.offered_pps / 1e3);
             s.udp_received_kpps.push(full.received_pps / 1e3);
             s.udp_loss_pct.push(full.loss * 100.0);
-            let zl = load::zero_loss_rate(&d.client, to, &l.sink, full.offered_pps, opts.search_steps, dur).map_err(|e| fail("zero-loss search", e))?;
+            let zl = load::zero_loss_rate(
+                &d.client,
+                to,
+                &l.sink,
+                full.offered_pps,
+                opts.search_steps,
+                dur,
+            )
+            .map_err(|e| fail("zero-loss search", e))?;
             s.zero_loss_kpps.push(zl / 1e3);
         }
         Step::Latency => {
-            let lat: Latency = load::latency(&d.client, SocketAddrV4::new(target, systems::ECHO_PORT), opts.latency_count).map_err(|e| fail("latency", e))?;
+            let lat: Latency = load::latency(
+                &d.client,
+                SocketAddrV4::new(target, systems::ECHO_PORT),
+                opts.latency_count,
+            )
+            .map_err(|e| fail("latency", e))?;
             s.lat_p50_us.push(lat.p50_ns as f64 / 1e3);
             s.lat_p99_us.push(lat.p99_ns as f64 / 1e3);
             s.lat_p999_us.push(lat.p999_ns as f64 / 1e3);
@@ -364,7 +432,10 @@ fn measure(opts: &Options, l: &Live, step: Step, out: &mut SystemResult) -> Resu
 
 /// How long a run takes, roughly (for the progress bar's estimate).
 pub fn estimate(o: &Options) -> Duration {
-    let per = o.tcp_secs as f64 * 2.0 + 1.5 + o.load_secs * (1.0 + o.search_steps as f64) + 0.3 * (o.search_steps as f64 + 1.0) + o.latency_count as f64 * 60e-6;
+    let per = o.tcp_secs as f64 * 2.0
+        + 1.5
+        + o.load_secs * (1.0 + o.search_steps as f64)
+        + 0.3 * (o.search_steps as f64 + 1.0)
+        + o.latency_count as f64 * 60e-6;
     Duration::from_secs_f64(per * (o.scenarios.len() * o.systems.len() * o.repeat) as f64)
 }
-

@@ -82,7 +82,9 @@ const PREFIX_LEN: u8 = 24;
 /// Why a peer cannot run `scenario`, or None if it can.
 pub fn unavailable(system: SystemKind, scenario: Scenario) -> Option<String> {
     let needs: &[&str] = match system {
-        SystemKind::Ovs | SystemKind::OvsTso => &["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl"],
+        SystemKind::Ovs | SystemKind::OvsTso => {
+            &["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl"]
+        }
         SystemKind::VdeSwitch => &["vde_switch", "vde_plug2tap"],
         _ => return None,
     };
@@ -90,7 +92,10 @@ pub fn unavailable(system: SystemKind, scenario: Scenario) -> Option<String> {
         return Some(format!("not installed ({missing} not found)"));
     }
     if scenario != Scenario::L2 {
-        return Some(format!("{} is set up as an L2 switch here: no routing or NAT", system.name()));
+        return Some(format!(
+            "{} is set up as an L2 switch here: no routing or NAT",
+            system.name()
+        ));
     }
     if matches!(system, SystemKind::Ovs | SystemKind::OvsTso) && schema().is_none() {
         return Some("Open vSwitch's database schema (vswitch.ovsschema) not found".into());
@@ -99,10 +104,13 @@ pub fn unavailable(system: SystemKind, scenario: Scenario) -> Option<String> {
 }
 
 fn schema() -> Option<PathBuf> {
-    ["/usr/share/openvswitch/vswitch.ovsschema", "/usr/local/share/openvswitch/vswitch.ovsschema"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/share/openvswitch/vswitch.ovsschema",
+        "/usr/local/share/openvswitch/vswitch.ovsschema",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 /// Builds the l2 scenario on a peer switch.
@@ -163,11 +171,18 @@ fn spawn(ns: Option<&str>, program: &str, args: &[String], stdin: Stdio) -> Resu
 }
 
 fn run_cmd(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -176,7 +191,10 @@ fn wait_for(path: &Path, what: &str) -> Result<(), String> {
     let start = Instant::now();
     while !path.exists() {
         if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!("{what} did not come up ({} missing)", path.display()));
+            return Err(format!(
+                "{what} did not come up ({} missing)",
+                path.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -188,7 +206,12 @@ fn wait_link(ns: &str, name: &str) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let n = name.to_string();
-        let there = netns::run_in_named(ns, move || Rtnl::new().and_then(|mut r| r.link_exists(&n)).unwrap_or(false)).unwrap_or(false);
+        let there = netns::run_in_named(ns, move || {
+            Rtnl::new()
+                .and_then(|mut r| r.link_exists(&n))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false);
         if there {
             return Ok(());
         }
@@ -205,12 +228,20 @@ fn deploy_ovs(net: &mut PeerNet, prefix: &str, dir: &Path, tso: bool) -> Result<
     let db = dir.join("conf.db");
     let sock = dir.join("db.sock");
     let schema = schema().ok_or("no schema")?;
-    run_cmd("ovsdb-tool", &["create", &db.to_string_lossy(), &schema.to_string_lossy()])?;
+    run_cmd(
+        "ovsdb-tool",
+        &["create", &db.to_string_lossy(), &schema.to_string_lossy()],
+    )?;
     let p = |x: &str| dir.join(x).to_string_lossy().to_string();
     let server = spawn(
         None,
         "ovsdb-server",
-        &[db.to_string_lossy().to_string(), format!("--remote=punix:{}", sock.display()), format!("--unixctl={}", p("ovsdb.ctl")), "--no-chdir".into()],
+        &[
+            db.to_string_lossy().to_string(),
+            format!("--remote=punix:{}", sock.display()),
+            format!("--unixctl={}", p("ovsdb.ctl")),
+            "--no-chdir".into(),
+        ],
         Stdio::null(),
     )?;
     net.children.push(server);
@@ -219,27 +250,67 @@ fn deploy_ovs(net: &mut PeerNet, prefix: &str, dir: &Path, tso: bool) -> Result<
     run_cmd("ovs-vsctl", &[&db_arg, "--no-wait", "init"])?;
     if tso {
         // Read at start-up: set before ovs-vswitchd runs.
-        run_cmd("ovs-vsctl", &[&db_arg, "--no-wait", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"])?;
+        run_cmd(
+            "ovs-vsctl",
+            &[
+                &db_arg,
+                "--no-wait",
+                "set",
+                "Open_vSwitch",
+                ".",
+                "other_config:userspace-tso-enable=true",
+            ],
+        )?;
     }
     let vswitchd = spawn(
         Some(&ovs_ns),
         "ovs-vswitchd",
-        &[format!("unix:{}", sock.display()), format!("--unixctl={}", p("vswitchd.ctl")), "--no-chdir".into()],
+        &[
+            format!("unix:{}", sock.display()),
+            format!("--unixctl={}", p("vswitchd.ctl")),
+            "--no-chdir".into(),
+        ],
         Stdio::null(),
     )?;
     net.children.push(vswitchd);
     wait_for(&dir.join("vswitchd.ctl"), "ovs-vswitchd")?;
-    run_cmd("ovs-vsctl", &[&db_arg, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
+    run_cmd(
+        "ovs-vsctl",
+        &[
+            &db_arg,
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "bridge",
+            "br0",
+            "datapath_type=netdev",
+        ],
+    )?;
     for (i, (name, _)) in ENDPOINTS.iter().enumerate() {
         let tap = format!("sytap{i}");
-        run_cmd("ovs-vsctl", &[&db_arg, "add-port", "br0", &tap, "--", "set", "interface", &tap, "type=tap"])?;
+        run_cmd(
+            "ovs-vsctl",
+            &[
+                &db_arg,
+                "add-port",
+                "br0",
+                &tap,
+                "--",
+                "set",
+                "interface",
+                &tap,
+                "type=tap",
+            ],
+        )?;
         wait_link(&ovs_ns, &tap)?;
         let target = netns::open(&format!("{prefix}{name}")).map_err(|e| e.to_string())?;
         let t = tap.clone();
         netns::run_in_named(&ovs_ns, move || -> Result<(), String> {
             let mut r = Rtnl::new().map_err(|e| e.to_string())?;
             let idx = r.link_index(&t).map_err(|e| e.to_string())?;
-            r.link_set_netns(idx, target.as_fd()).map_err(|e| e.to_string())
+            r.link_set_netns(idx, target.as_fd())
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| e.to_string())??;
         let ns = format!("{prefix}{name}");
@@ -257,12 +328,26 @@ fn deploy_vde(net: &mut PeerNet, prefix: &str, dir: &Path) -> Result<(), String>
     let sock = dir.join("switch");
     // In the foreground, vde_switch reads management commands from stdin: give it a
     // pipe that stays open (and quiet) for its lifetime.
-    let sw = spawn(None, "vde_switch", &["--sock".into(), sock.to_string_lossy().to_string()], Stdio::piped())?;
+    let sw = spawn(
+        None,
+        "vde_switch",
+        &["--sock".into(), sock.to_string_lossy().to_string()],
+        Stdio::piped(),
+    )?;
     net.children.push(sw);
     wait_for(&sock.join("ctl"), "vde_switch")?;
     for (name, _) in ENDPOINTS {
         let ns = format!("{prefix}{name}");
-        let plug = spawn(Some(&ns), "vde_plug2tap", &["--sock".into(), sock.to_string_lossy().to_string(), "eth0".into()], Stdio::null())?;
+        let plug = spawn(
+            Some(&ns),
+            "vde_plug2tap",
+            &[
+                "--sock".into(),
+                sock.to_string_lossy().to_string(),
+                "eth0".into(),
+            ],
+            Stdio::null(),
+        )?;
         net.children.push(plug);
         wait_link(&ns, "eth0")?;
     }
@@ -274,8 +359,10 @@ fn configure(ns: &str, ip: Ipv4Addr) -> Result<(), String> {
     netns::run_in_named(ns, move || -> Result<(), String> {
         let mut r = Rtnl::new().map_err(|e| e.to_string())?;
         let idx = r.link_index("eth0").map_err(|e| e.to_string())?;
-        r.link_set_mac(idx, MacAddr::from_ipv4(ip).0).map_err(|e| e.to_string())?;
-        r.addr_add_v4(idx, ip, PREFIX_LEN).map_err(|e| e.to_string())?;
+        r.link_set_mac(idx, MacAddr::from_ipv4(ip).0)
+            .map_err(|e| e.to_string())?;
+        r.addr_add_v4(idx, ip, PREFIX_LEN)
+            .map_err(|e| e.to_string())?;
         r.link_set_up(idx).map_err(|e| e.to_string())
     })
     .map_err(|e| e.to_string())?

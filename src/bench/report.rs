@@ -16,19 +16,84 @@ pub struct Metric {
 }
 
 pub const METRICS: &[Metric] = &[
-    Metric { label: "TCP 1 stream, Gbit/s", higher_is_better: true, target: Some(1.0), pick: |s| &s.tcp1_gbps },
-    Metric { label: "TCP 4 streams, Gbit/s", higher_is_better: true, target: None, pick: |s| &s.tcp4_gbps },
-    Metric { label: "64B UDP offered, kpps", higher_is_better: true, target: None, pick: |s| &s.udp_offered_kpps },
-    Metric { label: "64B UDP received, kpps", higher_is_better: true, target: Some(1.0), pick: |s| &s.udp_received_kpps },
-    Metric { label: "64B UDP loss at full load, %", higher_is_better: false, target: None, pick: |s| &s.udp_loss_pct },
-    Metric { label: "zero-loss rate, kpps", higher_is_better: true, target: Some(0.5), pick: |s| &s.zero_loss_kpps },
-    Metric { label: "latency p50, µs", higher_is_better: false, target: Some(2.0), pick: |s| &s.lat_p50_us },
-    Metric { label: "latency p99, µs", higher_is_better: false, target: None, pick: |s| &s.lat_p99_us },
-    Metric { label: "latency p99.9, µs", higher_is_better: false, target: None, pick: |s| &s.lat_p999_us },
-    Metric { label: "latency max, µs", higher_is_better: false, target: None, pick: |s| &s.lat_max_us },
-    Metric { label: "switch CPU in TCP 1 stream, s", higher_is_better: false, target: None, pick: |s| &s.switch_cpu_tcp1_s },
-    Metric { label: "switch CPU in 64B full load, s", higher_is_better: false, target: None, pick: |s| &s.switch_cpu_udp_s },
-    Metric { label: "all cores busy in TCP 1 stream, %", higher_is_better: false, target: None, pick: |s| &s.machine_busy_tcp1_pct },
+    Metric {
+        label: "TCP 1 stream, Gbit/s",
+        higher_is_better: true,
+        target: Some(1.0),
+        pick: |s| &s.tcp1_gbps,
+    },
+    Metric {
+        label: "TCP 4 streams, Gbit/s",
+        higher_is_better: true,
+        target: None,
+        pick: |s| &s.tcp4_gbps,
+    },
+    Metric {
+        label: "64B UDP offered, kpps",
+        higher_is_better: true,
+        target: None,
+        pick: |s| &s.udp_offered_kpps,
+    },
+    Metric {
+        label: "64B UDP received, kpps",
+        higher_is_better: true,
+        target: Some(1.0),
+        pick: |s| &s.udp_received_kpps,
+    },
+    Metric {
+        label: "64B UDP loss at full load, %",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.udp_loss_pct,
+    },
+    Metric {
+        label: "zero-loss rate, kpps",
+        higher_is_better: true,
+        target: Some(0.5),
+        pick: |s| &s.zero_loss_kpps,
+    },
+    Metric {
+        label: "latency p50, µs",
+        higher_is_better: false,
+        target: Some(2.0),
+        pick: |s| &s.lat_p50_us,
+    },
+    Metric {
+        label: "latency p99, µs",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.lat_p99_us,
+    },
+    Metric {
+        label: "latency p99.9, µs",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.lat_p999_us,
+    },
+    Metric {
+        label: "latency max, µs",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.lat_max_us,
+    },
+    Metric {
+        label: "switch CPU in TCP 1 stream, s",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.switch_cpu_tcp1_s,
+    },
+    Metric {
+        label: "switch CPU in 64B full load, s",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.switch_cpu_udp_s,
+    },
+    Metric {
+        label: "all cores busy in TCP 1 stream, %",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.machine_busy_tcp1_pct,
+    },
 ];
 
 fn fmt(v: f64) -> String {
@@ -43,62 +108,156 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// The median of `m` on `ours` over that on `base`, for a scenario (None when either
+/// was not measured).
+pub fn ratio_of(s: &ScenarioResult, m: &Metric, ours: SystemKind, base: SystemKind) -> Option<f64> {
+    let get = |k: SystemKind| {
+        s.systems
+            .iter()
+            .find(|r| r.system == k && r.skipped.is_none())
+            .map(|r| median((m.pick)(&r.samples)))
+    };
+    let (ours, theirs) = (get(ours)?, get(base)?);
+    (ours.is_finite() && theirs.is_finite() && theirs != 0.0).then(|| ours / theirs)
+}
+
 /// switchyard's median over the kernel's, for a metric of a scenario.
 pub fn ratio(s: &ScenarioResult, m: &Metric) -> Option<f64> {
-    let get = |k: SystemKind| s.systems.iter().find(|r| r.system == k && r.skipped.is_none()).map(|r| median((m.pick)(&r.samples)));
-    let (ours, theirs) = (get(SystemKind::Switchyard)?, get(SystemKind::Kernel)?);
-    (ours.is_finite() && theirs.is_finite() && theirs != 0.0).then(|| ours / theirs)
+    ratio_of(s, m, SystemKind::Switchyard, SystemKind::Kernel)
+}
+
+/// Whether `q` (ours / theirs) is at least as good as `target`.
+fn meets(m: &Metric, q: f64, target: f64) -> bool {
+    if m.higher_is_better {
+        q >= target
+    } else {
+        q <= target
+    }
+}
+
+/// The ratio columns of a scenario: each switchyard variant over the kernel, and over
+/// Open vSwitch with TSO (which the project means to be ahead of on every metric).
+fn ratio_columns(s: &ScenarioResult) -> Vec<(String, SystemKind, SystemKind)> {
+    let measured = |k: SystemKind| {
+        s.systems
+            .iter()
+            .any(|r| r.system == k && r.skipped.is_none())
+    };
+    let mut cols = Vec::new();
+    for base in [SystemKind::Kernel, SystemKind::OvsTso] {
+        for ours in [SystemKind::Switchyard, SystemKind::SwitchyardBusyPoll] {
+            if measured(ours) && measured(base) {
+                let short = if ours == SystemKind::Switchyard {
+                    "sy"
+                } else {
+                    "sy-bp"
+                };
+                cols.push((format!("{short}/{}", base.name()), ours, base));
+            }
+        }
+    }
+    cols
 }
 
 /// The terminal table of a run.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "switchyard bench, {} on {} ({} CPUs, Linux {}); TCP by {}", r.date, r.machine.model, r.machine.cpus, r.machine.kernel, r.tcp_tool);
-    let _ = writeln!(out, "medians of {} repeat(s); ratio = switchyard / kernel", r.options.repeat);
+    let _ = writeln!(
+        out,
+        "switchyard bench, {} on {} ({} CPUs, Linux {}); TCP by {}",
+        r.date, r.machine.model, r.machine.cpus, r.machine.kernel, r.tcp_tool
+    );
+    let _ = writeln!(
+        out,
+        "medians of {} repeat(s); sy = switchyard, sy-bp = switchyard busy-polling {} µs; a ratio is the first system's median over the second's",
+        r.options.repeat, r.options.busy_poll_us
+    );
     for s in &r.scenarios {
         let _ = writeln!(out, "\n{} — {}", s.scenario.name(), s.description);
         let measured: Vec<_> = s.systems.iter().filter(|x| x.skipped.is_none()).collect();
-        let mut header = format!("  {:<36}", "metric");
+        let cols = ratio_columns(s);
+        let mut header = format!("  {:<34}", "metric");
         for x in &measured {
-            let _ = write!(header, "{:>12}", x.system.name());
+            let _ = write!(header, "{:>14}", x.system.name());
         }
-        let _ = write!(header, "{:>9}  target", "ratio");
+        for (name, _, _) in &cols {
+            let _ = write!(header, "{name:>15}");
+        }
+        let _ = write!(header, "  target (vs kernel)");
         let _ = writeln!(out, "{header}");
         for m in METRICS {
-            let mut line = format!("  {:<36}", m.label);
+            let mut line = format!("  {:<34}", m.label);
             for x in &measured {
-                let _ = write!(line, "{:>12}", fmt(median((m.pick)(&x.samples))));
+                let _ = write!(line, "{:>14}", fmt(median((m.pick)(&x.samples))));
             }
-            match ratio(s, m) {
-                Some(q) => {
-                    let _ = write!(line, "{:>8.2}×", q);
-                    if let Some(t) = m.target {
-                        let met = if m.higher_is_better { q >= t } else { q <= t };
-                        let _ = write!(line, "  {}{t:.1}× {}", if m.higher_is_better { "≥" } else { "≤" }, if met { "met" } else { "NOT met" });
+            for (_, ours, base) in &cols {
+                match ratio_of(s, m, *ours, *base) {
+                    Some(q) => {
+                        let _ = write!(line, "{:>14.2}×", q);
+                    }
+                    None => {
+                        let _ = write!(line, "{:>15}", "-");
                     }
                 }
-                None => {
-                    let _ = write!(line, "{:>9}", "-");
+            }
+            if let Some(t) = m.target {
+                let verdicts: Vec<String> =
+                    [SystemKind::Switchyard, SystemKind::SwitchyardBusyPoll]
+                        .into_iter()
+                        .filter_map(|k| {
+                            ratio_of(s, m, k, SystemKind::Kernel).map(|q| {
+                                format!(
+                                    "{} {}",
+                                    if k == SystemKind::Switchyard {
+                                        "sy"
+                                    } else {
+                                        "sy-bp"
+                                    },
+                                    if meets(m, q, t) { "met" } else { "NOT met" }
+                                )
+                            })
+                        })
+                        .collect();
+                if !verdicts.is_empty() {
+                    let _ = write!(
+                        line,
+                        "  {}{t:.1}×: {}",
+                        if m.higher_is_better { "≥" } else { "≤" },
+                        verdicts.join(", ")
+                    );
                 }
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
         for x in s.systems.iter().filter(|x| x.skipped.is_some()) {
-            let _ = writeln!(out, "  {}: skipped ({})", x.system.name(), x.skipped.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {}: skipped ({})",
+                x.system.name(),
+                x.skipped.as_deref().unwrap_or("")
+            );
         }
     }
     out
 }
 
-const COLORS: [RGBColor; 5] = [RGBColor(90, 90, 90), RGBColor(0, 114, 178), RGBColor(230, 159, 0), RGBColor(0, 158, 115), RGBColor(204, 121, 167)];
+const COLORS: [RGBColor; 6] = [
+    RGBColor(90, 90, 90),
+    RGBColor(0, 114, 178),
+    RGBColor(86, 180, 233),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+];
 
 fn color(k: SystemKind) -> RGBColor {
     COLORS[match k {
         SystemKind::Kernel => 0,
         SystemKind::Switchyard => 1,
-        SystemKind::Ovs => 2,
-        SystemKind::OvsTso => 3,
-        SystemKind::VdeSwitch => 4,
+        SystemKind::SwitchyardBusyPoll => 2,
+        SystemKind::Ovs => 3,
+        SystemKind::OvsTso => 4,
+        SystemKind::VdeSwitch => 5,
     }]
 }
 
@@ -119,7 +278,9 @@ pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
         let mut max_ratio: f64 = 1.2;
         let mut bars = Vec::new();
         for (mi, m) in metrics.iter().enumerate() {
-            let base = kernel.map(|k| median((m.pick)(&k.samples))).filter(|b| b.is_finite() && *b != 0.0);
+            let base = kernel
+                .map(|k| median((m.pick)(&k.samples)))
+                .filter(|b| b.is_finite() && *b != 0.0);
             for (si, x) in measured.iter().enumerate() {
                 let v = median((m.pick)(&x.samples));
                 let q = match base {
@@ -132,7 +293,10 @@ pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
             }
         }
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{}: relative to the kernel (1.0)", s.scenario.name()), ("sans-serif", 18))
+            .caption(
+                format!("{}: relative to the kernel (1.0)", s.scenario.name()),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(60)
             .y_label_area_size(40)
@@ -144,12 +308,25 @@ pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
             .x_labels(metrics.len())
             .x_label_formatter(&|x| {
                 let i = *x as usize;
-                ["TCP 1", "TCP 4", "offered", "received", "loss", "zero-loss", "p50"].get(i).map_or(String::new(), |s| s.to_string())
+                [
+                    "TCP 1",
+                    "TCP 4",
+                    "offered",
+                    "received",
+                    "loss",
+                    "zero-loss",
+                    "p50",
+                ]
+                .get(i)
+                .map_or(String::new(), |s| s.to_string())
             })
             .draw()
             .map_err(|e| e.to_string())?;
         chart
-            .draw_series(bars.iter().map(|&(x0, x1, q, c)| Rectangle::new([(x0, 0.0), (x1, q)], c.filled())))
+            .draw_series(
+                bars.iter()
+                    .map(|&(x0, x1, q, c)| Rectangle::new([(x0, 0.0), (x1, q)], c.filled())),
+            )
             .map_err(|e| e.to_string())?;
         for x in &measured {
             let c = color(x.system);
@@ -159,7 +336,12 @@ pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
                 .label(x.system.name())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(|e| e.to_string())?;
 
         // Latency CDF.
         let area = &panels[2 * i + 1];
@@ -168,22 +350,42 @@ pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
             .flat_map(|x| x.latency_cdf.iter().map(|p| p.0 as f64 / 1e3))
             .fold(1.0f64, f64::max);
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{}: request/response latency CDF", s.scenario.name()), ("sans-serif", 18))
+            .caption(
+                format!("{}: request/response latency CDF", s.scenario.name()),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d((1.0f64..xmax * 1.2).log_scale(), 0.0f64..1.0)
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc("µs").y_desc("fraction").draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("µs")
+            .y_desc("fraction")
+            .draw()
+            .map_err(|e| e.to_string())?;
         for x in &measured {
             let c = color(x.system);
             chart
-                .draw_series(LineSeries::new(x.latency_cdf.iter().map(|&(ns, q)| ((ns as f64 / 1e3).max(1.0), q)), c.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    x.latency_cdf
+                        .iter()
+                        .map(|&(ns, q)| ((ns as f64 / 1e3).max(1.0), q)),
+                    c.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?
                 .label(x.system.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(|e| e.to_string())?;
     }
     root.present().map_err(|e| e.to_string())
 }

@@ -38,7 +38,12 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [Scenario::L2, Scenario::Routed, Scenario::NatOut, Scenario::NatIn];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::L2,
+        Scenario::Routed,
+        Scenario::NatOut,
+        Scenario::NatIn,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -69,7 +74,11 @@ impl Scenario {
                 "nat-out" => v.push(Scenario::NatOut),
                 "nat-in" => v.push(Scenario::NatIn),
                 "all" => v.extend(Scenario::ALL),
-                other => return Err(format!("unknown scenario {other:?} (l2, routed, nat, nat-out, nat-in, all)")),
+                other => {
+                    return Err(format!(
+                        "unknown scenario {other:?} (l2, routed, nat, nat-out, nat-in, all)"
+                    ))
+                }
             }
         }
         v.dedup();
@@ -78,7 +87,14 @@ impl Scenario {
 
     fn client_server(self) -> (&'static str, &'static str) {
         match self {
-            Scenario::L2 | Scenario::Routed | Scenario::NatOut => ("a", if self == Scenario::NatOut { "outside" } else { "b" }),
+            Scenario::L2 | Scenario::Routed | Scenario::NatOut => (
+                "a",
+                if self == Scenario::NatOut {
+                    "outside"
+                } else {
+                    "b"
+                },
+            ),
             Scenario::NatIn => ("outside", "a"),
         }
     }
@@ -100,6 +116,8 @@ impl Scenario {
 pub enum SystemKind {
     Kernel,
     Switchyard,
+    /// switchyard with busy polling on (`busy_poll_us`), for latency.
+    SwitchyardBusyPoll,
     /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
     Ovs,
     /// The same with `userspace-tso-enable`.
@@ -112,6 +130,7 @@ impl SystemKind {
         match self {
             SystemKind::Kernel => "kernel",
             SystemKind::Switchyard => "switchyard",
+            SystemKind::SwitchyardBusyPoll => "switchyard-bp",
             SystemKind::Ovs => "ovs",
             SystemKind::OvsTso => "ovs-tso",
             SystemKind::VdeSwitch => "vde",
@@ -125,10 +144,11 @@ impl SystemKind {
             .map(|p| match p {
                 "kernel" => Ok(SystemKind::Kernel),
                 "switchyard" => Ok(SystemKind::Switchyard),
+                "switchyard-bp" => Ok(SystemKind::SwitchyardBusyPoll),
                 "ovs" => Ok(SystemKind::Ovs),
                 "ovs-tso" => Ok(SystemKind::OvsTso),
                 "vde" => Ok(SystemKind::VdeSwitch),
-                other => Err(format!("unknown system {other:?} (kernel, switchyard, ovs, ovs-tso, vde)")),
+                other => Err(format!("unknown system {other:?} (kernel, switchyard, switchyard-bp, ovs, ovs-tso, vde)")),
             })
             .collect()
     }
@@ -139,6 +159,7 @@ impl SystemKind {
 pub struct SwitchyardTuning {
     /// Workers (0: one per core).
     pub workers: usize,
+    /// Busy-poll time of the `switchyard-bp` system (plain `switchyard` never spins).
     pub busy_poll_us: u64,
 }
 
@@ -167,7 +188,11 @@ impl Deployed {
     /// whatever task happens to run, so it has none to report.
     pub fn switch_cpu(&self) -> Option<Duration> {
         match &self.inner {
-            Inner::Switchyard(s) => s.handle().query_all(|v| v.cpu_time()).ok().map(|v| v.into_iter().sum()),
+            Inner::Switchyard(s) => s
+                .handle()
+                .query_all(|v| v.cpu_time())
+                .ok()
+                .map(|v| v.into_iter().sum()),
             Inner::Kernel(_) => None,
             Inner::Peer(p) => p.switch_cpu(),
         }
@@ -175,7 +200,10 @@ impl Deployed {
 }
 
 fn switchyard_toml(s: Scenario, prefix: &str, t: SwitchyardTuning) -> String {
-    let head = format!("[switch]\nprefix = \"{prefix}\"\nworkers = {}\nbusy_poll_us = {}\n", t.workers, t.busy_poll_us);
+    let head = format!(
+        "[switch]\nprefix = \"{prefix}\"\nworkers = {}\nbusy_poll_us = {}\n",
+        t.workers, t.busy_poll_us
+    );
     let body = match s {
         Scenario::L2 => r#"
 [[network]]
@@ -244,10 +272,20 @@ fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
     let net = |subnet: &str, gw: [u8; 4], eps: &[(&str, [u8; 4])]| KernelBridge {
         subnet: subnet.parse().expect("valid subnet"),
         gateway: gw.into(),
-        endpoints: eps.iter().map(|(n, ip)| (n.to_string(), Ipv4Addr::from(*ip))).collect(),
+        endpoints: eps
+            .iter()
+            .map(|(n, ip)| (n.to_string(), Ipv4Addr::from(*ip)))
+            .collect(),
     };
     let (bridges, outside) = match s {
-        Scenario::L2 => (vec![net("10.10.0.0/24", [10, 10, 0, 1], &[("a", [10, 10, 0, 2]), ("b", [10, 10, 0, 3])])], None),
+        Scenario::L2 => (
+            vec![net(
+                "10.10.0.0/24",
+                [10, 10, 0, 1],
+                &[("a", [10, 10, 0, 2]), ("b", [10, 10, 0, 3])],
+            )],
+            None,
+        ),
         Scenario::Routed => (
             vec![
                 net("10.10.0.0/24", [10, 10, 0, 1], &[("a", [10, 10, 0, 2])]),
@@ -256,7 +294,11 @@ fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
             None,
         ),
         Scenario::NatOut | Scenario::NatIn => (
-            vec![net("172.17.0.0/16", [172, 17, 0, 1], &[("a", [172, 17, 0, 2])])],
+            vec![net(
+                "172.17.0.0/16",
+                [172, 17, 0, 1],
+                &[("a", [172, 17, 0, 2])],
+            )],
             Some(KernelOutside {
                 subnet: "198.51.100.0/24".parse().expect("valid subnet"),
                 uplink: Ipv4Addr::new(198, 51, 100, 1),
@@ -265,7 +307,12 @@ fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
                 masquerade: true,
                 publish: [(false, TCP_PORT), (true, LOAD_PORT), (true, ECHO_PORT)]
                     .iter()
-                    .map(|&(udp, p)| KernelPublish { udp, host_port: p, target: Ipv4Addr::new(172, 17, 0, 2), target_port: p })
+                    .map(|&(udp, p)| KernelPublish {
+                        udp,
+                        host_port: p,
+                        target: Ipv4Addr::new(172, 17, 0, 2),
+                        target_port: p,
+                    })
                     .collect(),
             }),
         ),
@@ -280,7 +327,13 @@ fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
 
 /// Builds `scenario` on `system`. `Err` carries why it could not (a missing program
 /// makes the system "skipped").
-pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str, run_root: &Path, tuning: SwitchyardTuning) -> Result<Deployed, String> {
+pub fn deploy(
+    system: SystemKind,
+    scenario: Scenario,
+    prefix: &str,
+    run_root: &Path,
+    tuning: SwitchyardTuning,
+) -> Result<Deployed, String> {
     let (c, sv) = scenario.client_server();
     let ns = |n: &str| format!("{prefix}{n}");
     match system {
@@ -303,8 +356,17 @@ pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str, run_root: &P
                 inner: Inner::Kernel(k),
             })
         }
-        SystemKind::Switchyard => {
-            let topo = config::parse(&switchyard_toml(scenario, prefix, tuning), "bench topology").map_err(|e| e.to_string())?;
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll => {
+            let tuning = SwitchyardTuning {
+                busy_poll_us: if system == SystemKind::Switchyard {
+                    0
+                } else {
+                    tuning.busy_poll_us
+                },
+                ..tuning
+            };
+            let topo = config::parse(&switchyard_toml(scenario, prefix, tuning), "bench topology")
+                .map_err(|e| e.to_string())?;
             let namespaces = topo.endpoints.iter().map(|e| e.netns.clone()).collect();
             let sy = Switchyard::start(topo, run_root).map_err(|e| e.to_string())?;
             Ok(Deployed {

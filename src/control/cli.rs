@@ -4,7 +4,10 @@ use super::protocol::{
     ConntrackReport, CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table,
 };
 use super::{client, render, Switchyard};
-use crate::bench::{self, systems::{Scenario, SystemKind}};
+use crate::bench::{
+    self,
+    systems::{Scenario, SystemKind},
+};
 use crate::pipeline::DomainMode;
 use crate::topology::{config, setup, Topology};
 use anyhow::{Context, Result};
@@ -284,6 +287,7 @@ impl BenchArgs {
             o.workers = w;
         }
         if let Some(b) = self.busy_poll_us {
+            anyhow::ensure!(b >= 1, "--busy-poll-us must be at least 1 (leave switchyard-bp out of --systems to measure without it)");
             o.busy_poll_us = b;
         }
         o.run_root = run_root.join("bench");
