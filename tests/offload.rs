@@ -163,3 +163,124 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
     drop(sy);
     assert_gone(&names);
 }
+
+const NAT_TOPOLOGY: &str = r#"
+[switch]
+prefix = "PREFIX"
+workers = 2
+
+[[network]]
+name = "inside"
+subnet = "172.17.0.0/16"
+gateway = "172.17.0.1"
+masquerade = true
+
+[[network]]
+name = "outside"
+subnet = "198.51.100.0/24"
+gateway = "198.51.100.1"
+external = true
+
+[[endpoint]]
+name = "a"
+network = "inside"
+ip = "172.17.0.2"
+publish = ["8080:80/tcp"]
+
+[[endpoint]]
+name = "out"
+network = "outside"
+ip = "198.51.100.2"
+"#;
+
+#[test]
+fn super_frames_cross_masquerade_and_published_ports_whole() {
+    if !require_root() {
+        return;
+    }
+    let topo = topology(NAT_TOPOLOGY);
+    let names = namespaces(&topo);
+    let (a, out) = (&names[0], &names[1]);
+    let sy = start(topo.clone());
+
+    // Out through masquerade: addresses and ports rewritten on the super-frame's
+    // headers, the partial checksum fixed, the bytes intact.
+    transfer(a, out, Ipv4Addr::new(198, 51, 100, 2), 9000, 4);
+    let c = counters(&sy);
+    assert!(port(&c, "a").rx_gso > 0, "{:?}", port(&c, "a"));
+    assert!(
+        port(&c, "out").tx_gso > 0,
+        "masqueraded super-frames: {:?}",
+        port(&c, "out")
+    );
+    assert_eq!(port(&c, "out").tx_segmented, 0);
+
+    // In through the published port (198.51.100.1:8080 -> 172.17.0.2:80).
+    let sink =
+        traffic::tcp_sink(a, SocketAddrV4::new(Ipv4Addr::new(172, 17, 0, 2), 80), T).unwrap();
+    let sent = traffic::tcp_send(
+        out,
+        SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 8080),
+        SIZE,
+        5,
+        T,
+    )
+    .unwrap();
+    let got = sink.join().unwrap().unwrap();
+    assert_eq!(
+        (got.bytes, got.digest),
+        (SIZE, sent),
+        "10 MB in through the published port, intact"
+    );
+    let c = counters(&sy);
+    assert!(port(&c, "out").rx_gso > 0, "{:?}", port(&c, "out"));
+    assert!(
+        port(&c, "a").tx_gso > 0,
+        "DNATed super-frames: {:?}",
+        port(&c, "a")
+    );
+    assert_eq!(port(&c, "a").tx_errors + port(&c, "out").tx_errors, 0);
+
+    drop(sy);
+    assert_gone(&names);
+}
+
+#[test]
+fn parallel_flows_spread_over_both_workers() {
+    if !require_root() {
+        return;
+    }
+    let topo = topology(TOPOLOGY);
+    let names = namespaces(&topo);
+    let (f1, f2) = (&names[0], &names[1]);
+    let sy = start(topo.clone());
+    // The TAP spreads an endpoint's flows over its queues by flow hash; with 16
+    // flows, the chance that all land on one of 2 queues is 2^-15.
+    let threads: Vec<_> = (0..16u16)
+        .map(|i| {
+            let (f1, f2) = (f1.clone(), f2.clone());
+            std::thread::spawn(move || {
+                let to = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 3), 9100 + i);
+                let sink = traffic::tcp_sink(&f2, to, T).unwrap();
+                let sent = traffic::tcp_send(&f1, to, 1 << 20, u64::from(i), T).unwrap();
+                let got = sink.join().unwrap().unwrap();
+                assert_eq!((got.bytes, got.digest), (1 << 20, sent));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let c = counters(&sy);
+    assert_eq!(c.workers.len(), 2);
+    for w in &c.workers {
+        assert!(
+            w.rx_frames > 0,
+            "every worker moved frames: {:?}",
+            c.workers
+        );
+        assert!(w.cpu_secs > 0.0, "{:?}", c.workers);
+    }
+    drop(sy);
+    assert_gone(&names);
+}

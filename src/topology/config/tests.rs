@@ -624,3 +624,42 @@ fn publish_syntax() {
     assert!(parse_publish("0:80").is_err());
     assert!(parse_publish("8080:80/sctp").is_err());
 }
+
+#[test]
+fn fast_path_settings_resolve_and_are_checked() {
+    let t = parse(
+        r#"
+[switch]
+workers = 3
+busy_poll_us = 50
+offloads = true
+[[network]]
+name = "a"
+subnet = "10.1.0.0/24"
+[[network]]
+name = "b"
+subnet = "10.2.0.0/24"
+offloads = false
+"#,
+        "t",
+    )
+    .unwrap();
+    assert_eq!((t.workers, t.busy_poll_us), (3, 50));
+    assert!(t.networks[0].offloads, "a network takes [switch]'s setting");
+    assert!(!t.networks[1].offloads, "and can turn it off for itself");
+
+    // 0 workers: one per core.
+    let t = parse("[switch]\nworkers = 0\n", "t").unwrap();
+    assert_eq!(
+        t.workers,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    // Defaults: busy polling off, offloads on.
+    let t = default_topology();
+    assert_eq!(t.busy_poll_us, 0);
+    assert!(t.networks.iter().all(|n| n.offloads));
+
+    let ps = problems("[switch]\nworkers = 65\nbusy_poll_us = 2000000\n");
+    assert!(has(&ps, "switch.workers", "more than 64"), "{ps:?}");
+    assert!(has(&ps, "switch.busy_poll_us", "at most 1000000"), "{ps:?}");
+}
