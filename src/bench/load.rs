@@ -206,8 +206,20 @@ pub fn trial(
     })
 }
 
+/// One trial of the zero-loss search.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SearchTrial {
+    /// The rate asked of the generator.
+    pub asked_pps: f64,
+    pub trial: Trial,
+    /// Nothing lost, and the generator offered at least 95% of the rate asked.
+    pub passed: bool,
+}
+
 /// The highest rate (datagrams/s) at which a trial loses nothing, found by a binary
-/// search of `steps` trials below `ceiling` (RFC 2544, 26.1).
+/// search of `steps` trials below `ceiling` (RFC 2544, 26.1). `stop` ends the search
+/// between trials (with `ErrorKind::Interrupted`).
+#[allow(clippy::too_many_arguments)]
 pub fn zero_loss_rate(
     client: &str,
     to: SocketAddrV4,
@@ -215,13 +227,24 @@ pub fn zero_loss_rate(
     ceiling: f64,
     steps: usize,
     duration: Duration,
+    stop: &AtomicBool,
+    trials: &mut Vec<SearchTrial>,
 ) -> io::Result<f64> {
     let (mut lo, mut hi) = (0.0f64, ceiling.max(1000.0));
     for _ in 0..steps {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         let mid = (lo + hi) / 2.0;
         let t = trial(client, to, sink, Some(mid), duration)?;
         // Zero loss, and the generator really offered the rate asked of it.
-        if t.loss == 0.0 && t.offered_pps >= mid * 0.95 {
+        let passed = t.loss == 0.0 && t.offered_pps >= mid * 0.95;
+        trials.push(SearchTrial {
+            asked_pps: mid,
+            trial: t,
+            passed,
+        });
+        if passed {
             lo = mid;
         } else {
             hi = mid;

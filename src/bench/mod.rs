@@ -115,6 +115,8 @@ pub struct Samples {
     pub switch_cpu_udp_s: Vec<f64>,
     /// Share of all cores busy during the 1-stream TCP run, percent.
     pub machine_busy_tcp1_pct: Vec<f64>,
+    /// Every trial of every zero-loss search, in order.
+    pub zero_loss_trials: Vec<load::SearchTrial>,
 }
 
 /// One system on one scenario.
@@ -321,19 +323,34 @@ pub fn run(
                 let n = live.len();
                 for k in 0..n {
                     let i = (k + r) % n;
-                    let Ok(l) = &live[i].1 else { continue };
                     if stop.load(Ordering::Relaxed) {
                         return Err(BenchError::Interrupted);
                     }
+                    let system = live[i].0.name();
+                    let l = match &live[i].1 {
+                        Ok(l) if res[i].skipped.is_none() => l,
+                        _ => {
+                            // Not running: the step still counts for the progress bar.
+                            progress(&format!("{system} on {}: skipped", scenario.name()));
+                            continue;
+                        }
+                    };
                     progress(&format!(
-                        "{} on {}: {:?} ({} of {})",
-                        l.d.system.name(),
+                        "{system} on {}: {:?} ({} of {})",
                         scenario.name(),
                         step,
                         r + 1,
                         opts.repeat
                     ));
-                    measure(opts, l, step, &mut res[i])?;
+                    match measure(opts, l, step, &mut res[i], stop) {
+                        Ok(()) => {}
+                        Err(BenchError::Measure { what, detail, .. }) => {
+                            // One system failing does not end a long run: it is
+                            // reported as failed, with why, and the others go on.
+                            res[i].skipped = Some(format!("failed: {what}: {detail}"));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -354,7 +371,13 @@ pub fn run(
     })
 }
 
-fn measure(opts: &Options, l: &Live, step: Step, out: &mut SystemResult) -> Result<(), BenchError> {
+fn measure(
+    opts: &Options,
+    l: &Live,
+    step: Step,
+    out: &mut SystemResult,
+    stop: &AtomicBool,
+) -> Result<(), BenchError> {
     let d = &l.d;
     let target = d.scenario.target();
     let fail = |what: &'static str, e: std::io::Error| BenchError::Measure {
@@ -409,8 +432,16 @@ fn measure(opts: &Options, l: &Live, step: Step, out: &mut SystemResult) -> Resu
                 full.offered_pps,
                 opts.search_steps,
                 dur,
+                stop,
+                &mut s.zero_loss_trials,
             )
-            .map_err(|e| fail("zero-loss search", e))?;
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    BenchError::Interrupted
+                } else {
+                    fail("zero-loss search", e)
+                }
+            })?;
             s.zero_loss_kpps.push(zl / 1e3);
         }
         Step::Latency => {

@@ -92,6 +92,10 @@ pub struct PortCounterRow {
     /// and the segments that made.
     pub tx_segmented: u64,
     pub tx_segments: u64,
+    /// UDP super-frames built from runs of small datagrams of one flow, and the
+    /// datagrams they carried.
+    pub tx_coalesced: u64,
+    pub tx_coalesced_datagrams: u64,
     /// Non-zero drop counts by reason id.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

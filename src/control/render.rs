@@ -111,6 +111,7 @@ pub fn counters(c: &CountersReport) -> String {
         "RX-GSO",
         "TX-GSO",
         "SEGMENTED",
+        "COALESCED",
     ]);
     for p in &c.ports {
         t.row(vec![
@@ -128,6 +129,7 @@ pub fn counters(c: &CountersReport) -> String {
             p.rx_gso.to_string(),
             p.tx_gso.to_string(),
             format!("{} ({} segs)", p.tx_segmented, p.tx_segments),
+            format!("{} ({} dgrams)", p.tx_coalesced, p.tx_coalesced_datagrams),
         ]);
     }
     let mut s = t.render();

@@ -267,6 +267,8 @@ fn counters(m: &Merged) -> CountersReport {
                 tx_gso: io.tx_gso,
                 tx_segmented: io.tx_segmented,
                 tx_segments: io.tx_segments,
+                tx_coalesced: io.tx_coalesced,
+                tx_coalesced_datagrams: io.tx_coalesced_datagrams,
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))

@@ -19,8 +19,9 @@
 //! runs between batches ([`Handle::query`], [`Handle::query_all`]), so a `show` sees
 //! consistent tables and counters.
 
-use crate::pipeline::{Emitter, Frame, Pipeline, PortId, Timestamp};
+use crate::pipeline::{Egress, Emitter, Frame, Pipeline, PortId, Timestamp, MAX_FRAME_LEN};
 use crate::port::{Capabilities, Port};
+use crate::wire::gro;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -39,6 +40,11 @@ const EMIT_BUFFERS: usize = 2 * BATCH;
 /// a finer tick keeps them close to that).
 const TICK: Duration = Duration::from_millis(100);
 const WAKER: Token = Token(usize::MAX);
+/// A port takes UDP super-frames if it has both of these offloads.
+const USO: u32 = libc::TUN_F_USO4 | libc::TUN_F_CSUM;
+/// Largest UDP super-frame built: an IPv4 packet of 65535 bytes behind Ethernet.
+const MAX_SUPER_FRAME: usize = 14 + 65535;
+const _: () = assert!(MAX_SUPER_FRAME <= MAX_FRAME_LEN);
 
 /// How the workers run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +71,10 @@ pub struct PortIo {
     /// and the segments that made.
     pub tx_segmented: u64,
     pub tx_segments: u64,
+    /// UDP super-frames built from runs of datagrams of one flow (see
+    /// [`crate::wire::gro`]), and the datagrams they carried.
+    pub tx_coalesced: u64,
+    pub tx_coalesced_datagrams: u64,
 }
 
 impl PortIo {
@@ -77,6 +87,8 @@ impl PortIo {
         self.tx_gso += o.tx_gso;
         self.tx_segmented += o.tx_segmented;
         self.tx_segments += o.tx_segments;
+        self.tx_coalesced += o.tx_coalesced;
+        self.tx_coalesced_datagrams += o.tx_coalesced_datagrams;
     }
 }
 
@@ -423,11 +435,88 @@ impl Worker {
         self.emit.clear();
         self.pipeline
             .process(&mut self.batch[..n], now, &mut self.emit);
-        for f in &mut self.batch[..n] {
-            transmit(&self.pipeline, &mut self.ports, &mut self.status, f);
+        let mut i = 0;
+        while i < n {
+            let absorbed = self.coalesce(i, n);
+            if absorbed == 0 {
+                transmit(
+                    &self.pipeline,
+                    &mut self.ports,
+                    &mut self.status,
+                    &mut self.batch[i],
+                );
+            } else {
+                self.transmit_coalesced(i, absorbed + 1);
+            }
+            i += 1 + absorbed;
         }
         self.transmit_emitted();
         (n == BATCH, true)
+    }
+
+    /// If the frame at `i` starts a run of UDP datagrams of one flow, all bound for
+    /// the same port that takes UDP super-frames, folds the run into that frame (see
+    /// [`gro`]) and returns how many frames after it were absorbed (0: none).
+    fn coalesce(&mut self, i: usize, n: usize) -> usize {
+        let first = &self.batch[i];
+        let Egress::One(out) = self.pipeline.egress(first) else {
+            return 0;
+        };
+        let caps = self.status[out.index()].caps.offloads;
+        if caps & USO != USO || first.trace != 0 || i + 1 >= n {
+            return 0;
+        }
+        let Some((flow, mss)) = gro::udp4_candidate(first.data(), &first.vnet) else {
+            return 0;
+        };
+        let (mut j, mut total) = (i + 1, first.len());
+        while j < n && j - i < gro::MAX_SEGMENTS {
+            let f = &self.batch[j];
+            if f.trace != 0 || !matches!(self.pipeline.egress(f), Egress::One(o) if o == out) {
+                break;
+            }
+            match gro::udp4_candidate(f.data(), &f.vnet) {
+                Some((fl, len)) if fl == flow && len <= mss && total + len <= MAX_SUPER_FRAME => {
+                    total += len;
+                    j += 1;
+                    if len < mss {
+                        break; // a shorter datagram can only be the last segment
+                    }
+                }
+                _ => break,
+            }
+        }
+        if j - i < 2 {
+            return 0;
+        }
+        let (head, tail) = self.batch.split_at_mut(i + 1);
+        let first = &mut head[i];
+        let len0 = first.len();
+        first.set_len(total);
+        let more = tail[..j - i - 1].iter().map(|f| &f.data()[gro::HEADERS..]);
+        let (len, vnet) = gro::build(first.data_mut(), len0, more);
+        first.set_len(len);
+        first.vnet = vnet;
+        j - i - 1
+    }
+
+    /// Sends the super-frame at `i`, built from `datagrams` frames, to its one port.
+    fn transmit_coalesced(&mut self, i: usize, datagrams: usize) {
+        let f = &mut self.batch[i];
+        let Egress::One(out) = self.pipeline.egress(f) else {
+            return;
+        };
+        let bytes = (f.len() + (datagrams - 1) * gro::HEADERS) as u64;
+        let io = &mut self.status[out.index()].io;
+        match self.ports[out.index()].send(f) {
+            Ok(_) => {
+                io.tx_frames += datagrams as u64;
+                io.tx_bytes += bytes;
+                io.tx_coalesced += 1;
+                io.tx_coalesced_datagrams += datagrams as u64;
+            }
+            Err(_) => io.tx_errors += datagrams as u64,
+        }
     }
 
     /// Sends the frames the pipeline originated.

@@ -24,9 +24,13 @@ use std::path::{Path, PathBuf};
 
 /// Where instances keep their control socket and state file by default.
 pub const DEFAULT_RUN_ROOT: &str = "/run/switchyard";
-/// The kernel's TAP default is 500 packets; bulk TCP through a user-space switch
-/// wants more slack while the switch is between reads (veth uses 1000).
-pub const TAP_TXQUEUELEN: u32 = 1000;
+/// Frames a TAP queue holds for switchyard to read (the ring between an endpoint's
+/// stack and the switch; the kernel's TAP default is 500). A user-space switch is a
+/// thread among others: on a busy machine it can wait a scheduler slice (a few ms)
+/// before it reads again, and at 500 000 small frames/s that is over a thousand
+/// frames. 4096 rides that out; the memory stays bounded by the senders' socket
+/// buffers, since a queued frame is an skb charged to its socket.
+pub const TAP_TXQUEUELEN: u32 = 4096;
 
 /// Files of one instance (one prefix) under a run root.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gro;
 pub mod gso;
 pub mod icmp;
 pub mod ipv4;
