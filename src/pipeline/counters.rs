@@ -79,6 +79,7 @@ counted_enum! {
         NoRoute => ("no_route", "ip4-lookup", "no route to the destination"),
         Isolated => ("isolated", "ip4-forward", "networks not joined by an [[allow]] rule"),
         FragNeeded => ("frag_needed", "ip4-forward", "over the egress MTU with Don't Fragment set"),
+        GsoOverMtu => ("gso_over_mtu", "ip4-output", "super-frame without DF whose segments exceed the egress MTU (no segment-then-fragment)"),
         NeighborQueueFull => ("neighbor_queue_full", "ip4-neighbor", "pushed out of a full queue while the next hop was resolved"),
         NeighborUnresolved => ("neighbor_unresolved", "ip4-neighbor", "next hop did not answer ARP"),
         NeighborTableFull => ("neighbor_table_full", "ip4-neighbor", "neighbor table full"),

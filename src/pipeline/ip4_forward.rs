@@ -28,7 +28,7 @@ use super::{
 use crate::wire::arp::{self, ArpOp};
 use crate::wire::ethernet::write_header;
 use crate::wire::icmp::kind;
-use crate::wire::{checksum, EtherType, EthernetFrame, Ipv4Packet, MacAddr};
+use crate::wire::{checksum, gso, EtherType, EthernetFrame, Ipv4Packet, MacAddr};
 use std::net::Ipv4Addr;
 
 const FORWARD: &str = "ip4-forward";
@@ -107,7 +107,13 @@ impl Pipeline {
             return Action::Drop(DropReason::Isolated);
         }
         let mtu = usize::from(self.sh.domains[egress.index()].spec.mtu);
-        if total > mtu && df && !f.vnet.is_gso() {
+        // A super-frame leaves as segments: each of those must fit, not the whole.
+        let total = if f.vnet.is_gso() {
+            gso::segment_network_len(f.data(), &f.vnet).unwrap_or(total)
+        } else {
+            total
+        };
+        if total > mtu && df {
             note!(
                 self,
                 f,
@@ -214,7 +220,17 @@ impl Pipeline {
         };
         let total = f.len() - ETH;
         let mut fragments = 0;
-        if total > mtu && !f.vnet.is_gso() {
+        if f.vnet.is_gso() {
+            if gso::segment_network_len(f.data(), &f.vnet).is_some_and(|n| n > mtu) {
+                note!(
+                    self,
+                    f,
+                    OUTPUT,
+                    "super-frame's segments exceed MTU {mtu} and DF is clear: drop"
+                );
+                return Action::Drop(DropReason::GsoOverMtu);
+            }
+        } else if total > mtu {
             match self.fragment(f, mtu, action, out, reserve) {
                 Ok(n) => fragments = n,
                 Err(r) => {

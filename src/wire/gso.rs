@@ -45,6 +45,15 @@ struct Layout {
     tcp: bool,
 }
 
+/// The network-layer length (IP header and all) of the largest segment a super-frame
+/// will be cut into: what must fit the MTU of the path, as the kernel's
+/// `skb_gso_validate_network_len` checks. None if the frame cannot be cut.
+pub fn segment_network_len(frame: &[u8], vnet: &VirtioNetHdr) -> Option<usize> {
+    let lay = layout(frame, vnet).ok()?;
+    let payload = frame.len() - lay.payload;
+    Some(lay.payload - lay.l3 + payload.min(usize::from(vnet.gso_size)))
+}
+
 fn layout(frame: &[u8], vnet: &VirtioNetHdr) -> Result<Layout, GsoError> {
     if frame.len() < ETH + 20 {
         return Err(GsoError::Malformed);

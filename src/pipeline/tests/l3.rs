@@ -599,3 +599,55 @@ fn bad_specs_are_refused() {
     assert!(Pipeline::new(s).is_err());
     let _ = FB;
 }
+
+/// A routed UDP super-frame (USO): `segments` datagrams of `mss` bytes in one frame.
+fn super_frame(port: PortId, dst: Ipv4Addr, mss: u16, segments: usize, df: bool) -> Frame {
+    let mut f = Frame::from_bytes(
+        port,
+        &routed_udp(1, 2, dst, 64, usize::from(mss) * segments, df),
+    );
+    f.vnet = crate::wire::VirtioNetHdr {
+        flags: crate::wire::virtio_net::F_NEEDS_CSUM,
+        gso_type: crate::wire::virtio_net::GSO_UDP_L4,
+        hdr_len: 42,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 6,
+        num_buffers: 0,
+    };
+    f
+}
+
+fn send_frame(p: &mut Pipeline, f: Frame) -> Out {
+    let mut frames = [f];
+    let mut out = Emitter::with_capacity(16);
+    p.process(&mut frames, Timestamp::from_millis(0), &mut out);
+    let emitted = out.frames().iter().map(copy).collect();
+    let [frame] = frames;
+    Out { frame, emitted }
+}
+
+#[test]
+fn a_super_frame_is_held_to_the_mtu_by_its_segments_not_its_length() {
+    let mut p = router();
+    resolve(&mut p, 2, 3, BB, 0);
+    // 40 segments of 1200 bytes: 48 KB in all, but every segment (1228 bytes of IP)
+    // fits back's MTU of 1280, so the super-frame goes on whole.
+    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1200, 40, true));
+    assert_eq!(o.frame.action, Action::Forward(BB));
+    assert!(o.emitted.is_empty(), "no fragments, no ICMP");
+    assert_eq!(o.frame.vnet.gso_size, 1200, "still a super-frame");
+
+    // Segments of 1400 bytes do not fit: with DF, fragmentation needed with the MTU,
+    // which is what path MTU discovery needs to hear about a TSO sender.
+    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, true));
+    assert_eq!(o.frame.action, Action::Drop(DropReason::FragNeeded));
+    let (t, c, _, _, body) = icmp_of(&o.emitted[0]);
+    assert_eq!((t, c), (kind::DEST_UNREACHABLE, 4));
+    assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1280);
+
+    // Without DF, the segments would need fragmenting after the cut, which switchyard
+    // does not do: a counted drop, not a silent oversize write.
+    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, false));
+    assert_eq!(o.frame.action, Action::Drop(DropReason::GsoOverMtu));
+}
