@@ -85,7 +85,7 @@ struct BenchCli {
     /// switchyard's worker threads (0: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// How long the switchyard-bp system spins after its last packet, in µs (default 1000).
+    /// How long the switchyard-bp system spins after its last packet, in µs (default 200).
     #[arg(long)]
     busy_poll_us: Option<u64>,
     /// Write every sample as JSON.

@@ -74,7 +74,7 @@ impl Options {
             search_steps: 7,
             latency_count: 20_000,
             workers: 0,
-            busy_poll_us: 1000,
+            busy_poll_us: 200,
             run_root: std::env::temp_dir().join("switchyard-bench"),
         }
     }
