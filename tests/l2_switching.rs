@@ -8,8 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use switchyard::bench::traffic::{self, Capture};
-use switchyard::control::client;
-use switchyard::control::protocol::{CountersReport, FdbRow, PortRow, Request, Table};
+use switchyard::control::protocol::{CountersReport, FdbRow, PortRow, Table};
 use switchyard::topology::netlink::Rtnl;
 use switchyard::topology::netns;
 use switchyard::wire::MacAddr;
@@ -107,10 +106,7 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
     assert_eq!(got.digest, sent, "the bytes arrived intact");
 
     // show fdb lists the three learned MACs on their ports.
-    let fdb: Vec<FdbRow> = serde_json::from_value(
-        client::request(sy.socket(), &Request::Show { table: Table::Fdb }).unwrap(),
-    )
-    .unwrap();
+    let fdb: Vec<FdbRow> = show(&sy, Table::Fdb);
     for (port, m) in [("a", mac(2)), ("b", mac(3)), ("c", mac(4))] {
         assert!(
             fdb.iter()
@@ -122,16 +118,7 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
     assert!(!fdb.iter().any(|r| r.mac == "02:42:ac:11:00:01"));
 
     // show counters: every frame accounted for, no drops in a clean exchange.
-    let counters: CountersReport = serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Counters,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let counters: CountersReport = show(&sy, Table::Counters);
     for p in &counters.ports {
         assert_eq!(p.rx_frames, p.forwarded + p.consumed + p.dropped, "{p:?}");
         assert!(p.rx_frames > 0);
@@ -143,16 +130,7 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
         .unwrap();
     assert!(replies.count >= 1);
 
-    let ports: Vec<PortRow> = serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Ports,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ports: Vec<PortRow> = show(&sy, Table::Ports);
     assert_eq!(ports.len(), 3);
     assert_eq!(ports[0].ip, "172.17.0.2/16");
     assert!(ports
@@ -232,16 +210,7 @@ attach = [ { network = "front" }, { network = "back" } ]
     );
     // Across networks not joined by [[allow]]: no reply (the gateway drops it, counted).
     assert!(traffic::ping(web, Ipv4Addr::new(10, 2, 0, 2), Duration::from_millis(500)).is_err());
-    let counters: CountersReport = serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Counters,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let counters: CountersReport = show(&sy, Table::Counters);
     let isolated = counters.drops.iter().find(|d| d.id == "isolated").unwrap();
     assert!(isolated.count >= 1, "{counters:?}");
     drop(sy);

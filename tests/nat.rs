@@ -7,8 +7,7 @@ use common::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 use switchyard::bench::traffic::{self, IcmpReply};
-use switchyard::control::client;
-use switchyard::control::protocol::{ConntrackReport, Request, Table};
+use switchyard::control::protocol::{ConntrackReport, Table};
 use switchyard::topology::netlink::Rtnl;
 use switchyard::topology::netns;
 
@@ -150,16 +149,7 @@ fn masquerade_published_ports_hairpin_and_icmp_errors() {
         other => panic!("expected time exceeded from beyond the uplink, got {other:?}"),
     }
 
-    let ct: ConntrackReport = serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Conntrack,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ct: ConntrackReport = show(&sy, Table::Conntrack);
     assert!(
         ct.connections.iter().any(|c| c.nat == "snat"
             && c.original.src == A.to_string()

@@ -8,8 +8,7 @@ use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use switchyard::bench::traffic;
-use switchyard::control::client;
-use switchyard::control::protocol::{CountersReport, PortRow, Request, Table};
+use switchyard::control::protocol::{CountersReport, PortRow, Table};
 
 const T: Duration = Duration::from_secs(30);
 const SIZE: u64 = 10 * 1024 * 1024;
@@ -63,16 +62,7 @@ ip = "10.3.0.2"
 "#;
 
 fn counters(sy: &switchyard::control::Switchyard) -> CountersReport {
-    serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Counters,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap()
+    show(sy, Table::Counters)
 }
 
 fn port<'a>(
@@ -103,16 +93,7 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
     let (f1, f2, g1, s1) = (&names[0], &names[1], &names[2], &names[3]);
     let sy = start(topo.clone());
 
-    let ports: Vec<PortRow> = serde_json::from_value(
-        client::request(
-            sy.socket(),
-            &Request::Show {
-                table: Table::Ports,
-            },
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ports: Vec<PortRow> = show(&sy, Table::Ports);
     let f1p = ports.iter().find(|p| p.port == "f1").unwrap();
     assert!(
         f1p.offloads.contains("tso4") && f1p.offloads.contains("csum"),

@@ -222,13 +222,28 @@ impl Pipeline {
         let mut fragments = 0;
         if f.vnet.is_gso() {
             if gso::segment_network_len(f.data(), &f.vnet).is_some_and(|n| n > mtu) {
-                note!(
-                    self,
-                    f,
-                    OUTPUT,
-                    "super-frame's segments exceed MTU {mtu} and DF is clear: drop"
-                );
-                return Action::Drop(DropReason::GsoOverMtu);
+                // Without DF (with DF, ip4-forward has answered frag needed). A TCP
+                // super-frame is a byte stream cut at the sender's chosen size: cut it
+                // smaller, so every segment fits, rather than fragment each segment as
+                // the kernel does. A UDP super-frame's segments are datagrams, whose
+                // size is not ours to change.
+                match gso::segment_headers(f.data(), &f.vnet) {
+                    Some((headers, true)) if mtu > headers => {
+                        let mss = (mtu - headers) as u16;
+                        note!(self, f, OUTPUT, "super-frame's segments exceed MTU {mtu} without DF: segment size {} lowered to {mss}", f.vnet.gso_size);
+                        f.vnet.gso_size = mss;
+                        self.counters.event(Event::GsoSegmentSizeLowered);
+                    }
+                    _ => {
+                        note!(
+                            self,
+                            f,
+                            OUTPUT,
+                            "UDP super-frame's datagrams exceed MTU {mtu} without DF: drop"
+                        );
+                        return Action::Drop(DropReason::GsoOverMtu);
+                    }
+                }
             }
         } else if total > mtu {
             match self.fragment(f, mtu, action, out, reserve) {

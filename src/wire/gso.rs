@@ -54,6 +54,14 @@ pub fn segment_network_len(frame: &[u8], vnet: &VirtioNetHdr) -> Option<usize> {
     Some(lay.payload - lay.l3 + payload.min(usize::from(vnet.gso_size)))
 }
 
+/// The bytes of IP and transport headers every segment repeats, and whether the
+/// super-frame is TCP (whose segment size is free to choose; a UDP super-frame's
+/// segment size is its datagrams' size). None if the frame cannot be cut.
+pub fn segment_headers(frame: &[u8], vnet: &VirtioNetHdr) -> Option<(usize, bool)> {
+    let lay = layout(frame, vnet).ok()?;
+    Some((lay.payload - lay.l3, lay.tcp))
+}
+
 fn layout(frame: &[u8], vnet: &VirtioNetHdr) -> Result<Layout, GsoError> {
     if frame.len() < ETH + 20 {
         return Err(GsoError::Malformed);

@@ -89,3 +89,16 @@ name = "c"
 network = "default"
 ip = "172.17.0.4"
 "#;
+
+/// A table of a running instance, from its control socket, as the CLI's `--json` has it.
+pub fn show<T: serde::de::DeserializeOwned>(
+    sy: &Switchyard,
+    table: switchyard::control::protocol::Table,
+) -> T {
+    let v = switchyard::control::client::request(
+        sy.socket(),
+        &switchyard::control::protocol::Request::Show { table },
+    )
+    .expect("the control socket answers");
+    serde_json::from_value(v).expect("the answer has the documented shape")
+}

@@ -600,19 +600,46 @@ fn bad_specs_are_refused() {
     let _ = FB;
 }
 
-/// A routed UDP super-frame (USO): `segments` datagrams of `mss` bytes in one frame.
-fn super_frame(port: PortId, dst: Ipv4Addr, mss: u16, segments: usize, df: bool) -> Frame {
-    let mut f = Frame::from_bytes(
-        port,
-        &routed_udp(1, 2, dst, 64, usize::from(mss) * segments, df),
-    );
+/// A routed super-frame: `segments` segments of `mss` bytes in one frame, TCP (TSO)
+/// or UDP (USO).
+fn super_frame(
+    port: PortId,
+    dst: Ipv4Addr,
+    mss: u16,
+    segments: usize,
+    df: bool,
+    tcp: bool,
+) -> Frame {
+    use crate::wire::virtio_net::{F_NEEDS_CSUM, GSO_TCPV4, GSO_UDP_L4};
+    let payload = usize::from(mss) * segments;
+    let bytes = if tcp {
+        let mut v = Vec::new();
+        let mut ip = etherparse::Ipv4Header::new(
+            0,
+            64,
+            etherparse::IpNumber::TCP,
+            rip(1, 2).octets(),
+            dst.octets(),
+        )
+        .unwrap();
+        ip.dont_fragment = df;
+        PacketBuilder::ethernet2(rmac(1, 2).0, gw(1).0)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .tcp(4000, 5000, 1, 64000)
+            .write(&mut v, &(0..payload).map(|i| i as u8).collect::<Vec<_>>())
+            .unwrap();
+        v
+    } else {
+        routed_udp(1, 2, dst, 64, payload, df)
+    };
+    let mut f = Frame::from_bytes(port, &bytes);
     f.vnet = crate::wire::VirtioNetHdr {
-        flags: crate::wire::virtio_net::F_NEEDS_CSUM,
-        gso_type: crate::wire::virtio_net::GSO_UDP_L4,
-        hdr_len: 42,
+        flags: F_NEEDS_CSUM,
+        gso_type: if tcp { GSO_TCPV4 } else { GSO_UDP_L4 },
+        hdr_len: if tcp { 54 } else { 42 },
         gso_size: mss,
         csum_start: 34,
-        csum_offset: 6,
+        csum_offset: if tcp { 16 } else { 6 },
         num_buffers: 0,
     };
     f
@@ -631,23 +658,33 @@ fn send_frame(p: &mut Pipeline, f: Frame) -> Out {
 fn a_super_frame_is_held_to_the_mtu_by_its_segments_not_its_length() {
     let mut p = router();
     resolve(&mut p, 2, 3, BB, 0);
-    // 40 segments of 1200 bytes: 48 KB in all, but every segment (1228 bytes of IP)
-    // fits back's MTU of 1280, so the super-frame goes on whole.
-    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1200, 40, true));
+    for tcp in [false, true] {
+        // 40 segments of 1200 bytes: 48 KB in all, but every segment (1228 or 1240
+        // bytes of IP) fits back's MTU of 1280, so the super-frame goes on whole.
+        let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1200, 40, true, tcp));
+        assert_eq!(o.frame.action, Action::Forward(BB), "tcp {tcp}");
+        assert!(o.emitted.is_empty(), "no fragments, no ICMP");
+        assert_eq!(
+            o.frame.vnet.gso_size, 1200,
+            "still a super-frame, cut as before"
+        );
+
+        // Segments of 1400 bytes do not fit: with DF, fragmentation needed with the
+        // MTU, which is what path MTU discovery needs to hear about a TSO sender.
+        let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, true, tcp));
+        assert_eq!(o.frame.action, Action::Drop(DropReason::FragNeeded));
+        let (t, c, _, _, body) = icmp_of(&o.emitted[0]);
+        assert_eq!((t, c), (kind::DEST_UNREACHABLE, 4));
+        assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1280);
+    }
+
+    // Without DF, a TCP super-frame is cut smaller: 1280 - 20 - 20 bytes a segment.
+    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, false, true));
     assert_eq!(o.frame.action, Action::Forward(BB));
-    assert!(o.emitted.is_empty(), "no fragments, no ICMP");
-    assert_eq!(o.frame.vnet.gso_size, 1200, "still a super-frame");
-
-    // Segments of 1400 bytes do not fit: with DF, fragmentation needed with the MTU,
-    // which is what path MTU discovery needs to hear about a TSO sender.
-    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, true));
-    assert_eq!(o.frame.action, Action::Drop(DropReason::FragNeeded));
-    let (t, c, _, _, body) = icmp_of(&o.emitted[0]);
-    assert_eq!((t, c), (kind::DEST_UNREACHABLE, 4));
-    assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1280);
-
-    // Without DF, the segments would need fragmenting after the cut, which switchyard
-    // does not do: a counted drop, not a silent oversize write.
-    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, false));
+    assert_eq!(o.frame.vnet.gso_size, 1240);
+    assert_eq!(p.counters().events(Event::GsoSegmentSizeLowered), 1);
+    // A UDP one's segments are datagrams: their size is not switchyard's to change,
+    // and it does not fragment after cutting, so a counted drop.
+    let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, false, false));
     assert_eq!(o.frame.action, Action::Drop(DropReason::GsoOverMtu));
 }
