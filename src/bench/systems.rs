@@ -117,11 +117,13 @@ pub enum SystemKind {
     Kernel,
     Switchyard,
     /// switchyard with busy polling on (`busy_poll_us`), for latency.
+    #[serde(rename = "switchyard-bp")]
     SwitchyardBusyPoll,
     /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
     Ovs,
     /// The same with `userspace-tso-enable`.
     OvsTso,
+    #[serde(rename = "vde")]
     VdeSwitch,
 }
 
@@ -395,4 +397,33 @@ pub fn deploy(
 /// The topology switchyard runs for `scenario` (shown by `bench --dry-run` and tests).
 pub fn switchyard_topology(scenario: Scenario, prefix: &str, tuning: SwitchyardTuning) -> String {
     switchyard_toml(scenario, prefix, tuning)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_agree_between_the_table_the_json_and_the_command_line() {
+        for k in [
+            SystemKind::Kernel,
+            SystemKind::Switchyard,
+            SystemKind::SwitchyardBusyPoll,
+            SystemKind::Ovs,
+            SystemKind::OvsTso,
+            SystemKind::VdeSwitch,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+            assert_eq!(SystemKind::parse_list(k.name()).unwrap(), vec![k]);
+        }
+        for s in Scenario::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(Scenario::parse_list(s.name()).unwrap(), vec![s]);
+        }
+        assert_eq!(
+            Scenario::parse_list("nat").unwrap(),
+            vec![Scenario::NatOut, Scenario::NatIn]
+        );
+        assert!(SystemKind::parse_list("docker").is_err());
+    }
 }
