@@ -341,12 +341,12 @@ pub fn latency(client: &str, to: SocketAddrV4, count: u64) -> io::Result<Latency
             }
         }
     }
-    let cdf = [
-        1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
-    ]
-    .iter()
-    .map(|&q| (h.value_at_quantile(q / 100.0), q / 100.0))
-    .collect();
+    // Every half percent, then the tail.
+    let cdf = (1..=199)
+        .map(|k| f64::from(k) / 200.0)
+        .chain([0.999, 0.9999, 1.0])
+        .map(|q| (h.value_at_quantile(q), q))
+        .collect();
     Ok(Latency {
         samples: h.len(),
         lost,
