@@ -39,6 +39,22 @@ pub struct Trial {
     pub loss: f64,
 }
 
+/// One `mmsghdr` per iovec, for `sendmmsg`/`recvmmsg`: each message is one buffer and
+/// has no address (the sockets are bound or connected). The iovecs, and the buffers
+/// they point at, must stay where they are while the messages are used.
+fn messages(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: an all-zero mmsghdr is a valid empty message (null pointers,
+            // zero lengths); only the iovec fields are set after.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// Counts datagrams arriving on a UDP port inside a namespace, on its own thread.
 pub struct UdpSink {
     count: Arc<AtomicU64>,
@@ -65,17 +81,8 @@ impl UdpSink {
                         iov_len: b.len(),
                     })
                     .collect();
-                // SAFETY: zeroed mmsghdr is valid; each points at one iovec of a live
-                // buffer, and neither `bufs` nor `iov` moves while `msgs` is used.
-                let mut msgs: Vec<libc::mmsghdr> = iov
-                    .iter_mut()
-                    .map(|v| {
-                        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                        m.msg_hdr.msg_iov = v;
-                        m.msg_hdr.msg_iovlen = 1;
-                        m
-                    })
-                    .collect();
+                // Neither `bufs` nor `iov` moves while `msgs` is used.
+                let mut msgs = messages(&mut iov);
                 while !s.load(Ordering::Relaxed) {
                     // SAFETY: `msgs` describes live buffers; recvmmsg writes within them.
                     let n = unsafe {
@@ -147,16 +154,7 @@ pub fn blast(
             iov_len: PAYLOAD,
         })
         .collect();
-    // SAFETY: zeroed mmsghdr is valid; each points at one iovec of the live payload.
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = messages(&mut iov);
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < duration {
