@@ -461,12 +461,19 @@ fn measure(
     Ok(())
 }
 
-/// How long a run takes, roughly (for the progress bar's estimate).
+/// How long a run takes, roughly (for the progress bar's estimate): peers that
+/// cannot run a scenario (not installed, or not set up for it) take no time.
 pub fn estimate(o: &Options) -> Duration {
     let per = o.tcp_secs as f64 * 2.0
         + 1.5
         + o.load_secs * (1.0 + o.search_steps as f64)
         + 0.3 * (o.search_steps as f64 + 1.0)
         + o.latency_count as f64 * 60e-6;
-    Duration::from_secs_f64(per * (o.scenarios.len() * o.systems.len() * o.repeat) as f64)
+    let runs = o
+        .scenarios
+        .iter()
+        .flat_map(|&sc| o.systems.iter().map(move |&sy| (sy, sc)))
+        .filter(|&(sy, sc)| peers::unavailable(sy, sc).is_none())
+        .count();
+    Duration::from_secs_f64(per * (runs * o.repeat) as f64)
 }

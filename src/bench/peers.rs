@@ -33,10 +33,6 @@ pub struct PeerNet {
 }
 
 impl PeerNet {
-    pub fn namespaces(&self) -> &[String] {
-        &self.namespaces
-    }
-
     /// CPU time used by the switch's processes (user + system, all threads).
     pub fn switch_cpu(&self) -> Option<Duration> {
         let ticks = clock_ticks();

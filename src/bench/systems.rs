@@ -172,8 +172,6 @@ pub struct Deployed {
     /// Namespaces of the client and of the server.
     pub client: String,
     pub server: String,
-    /// Every namespace it made, to check the cleanup.
-    pub namespaces: Vec<String>,
     inner: Inner,
 }
 
@@ -341,20 +339,11 @@ pub fn deploy(
     match system {
         SystemKind::Kernel => {
             let k = KernelNet::build(&kernel_spec(scenario, prefix)).map_err(|e| e.to_string())?;
-            let mut namespaces = vec![k.host()];
-            let spec = kernel_spec(scenario, prefix);
-            for b in &spec.bridges {
-                namespaces.extend(b.endpoints.iter().map(|(n, _)| ns(n)));
-            }
-            if let Some(o) = &spec.outside {
-                namespaces.push(ns(&o.peer_name));
-            }
             Ok(Deployed {
                 system,
                 scenario,
                 client: k.namespace(c),
                 server: k.namespace(sv),
-                namespaces,
                 inner: Inner::Kernel(k),
             })
         }
@@ -369,14 +358,12 @@ pub fn deploy(
             };
             let topo = config::parse(&switchyard_toml(scenario, prefix, tuning), "bench topology")
                 .map_err(|e| e.to_string())?;
-            let namespaces = topo.endpoints.iter().map(|e| e.netns.clone()).collect();
             let sy = Switchyard::start(topo, run_root).map_err(|e| e.to_string())?;
             Ok(Deployed {
                 system,
                 scenario,
                 client: ns(c),
                 server: ns(sv),
-                namespaces,
                 inner: Inner::Switchyard(Box::new(sy)),
             })
         }
@@ -387,16 +374,10 @@ pub fn deploy(
                 scenario,
                 client: ns(c),
                 server: ns(sv),
-                namespaces: peer.namespaces().to_vec(),
                 inner: Inner::Peer(peer),
             })
         }
     }
-}
-
-/// The topology switchyard runs for `scenario` (shown by `bench --dry-run` and tests).
-pub fn switchyard_topology(scenario: Scenario, prefix: &str, tuning: SwitchyardTuning) -> String {
-    switchyard_toml(scenario, prefix, tuning)
 }
 
 #[cfg(test)]
