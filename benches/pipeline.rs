@@ -7,8 +7,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use std::net::Ipv4Addr;
-use switchyard::pipeline::*;
-use switchyard::wire::{Ipv4Cidr, MacAddr};
+use switchyard_core::pipeline::*;
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
 
 const BATCH: usize = 64;
 
@@ -68,15 +68,15 @@ fn udp_frame(
 
 fn arp_reply(net: u8, n: u8) -> Vec<u8> {
     let mut v = vec![0u8; 42];
-    switchyard::wire::ethernet::write_header(
+    switchyard_core::wire::ethernet::write_header(
         &mut v,
         gw_mac(net),
         host_mac(net, n),
-        switchyard::wire::EtherType::ARP,
+        switchyard_core::wire::EtherType::ARP,
     );
-    switchyard::wire::arp::write(
+    switchyard_core::wire::arp::write(
         &mut v[14..],
-        switchyard::wire::arp::ArpOp::Reply,
+        switchyard_core::wire::arp::ArpOp::Reply,
         host_mac(net, n),
         Ipv4Addr::new(10, net, 0, n),
         gw_mac(net),

@@ -4,20 +4,21 @@
 //! holds the other end of every TAP and does, in one process, what Docker's default
 //! network does with kernel parts: MAC-learning bridging, ARP, IPv4 routing and NAT.
 //!
-//! The crate is layered; each layer uses only those listed before it:
+//! This crate is the application: it puts the layers below it to work.
 //!
-//! 1. [`wire`] — typed views over packet bytes; no allocation, no I/O.
-//! 2. [`pipeline`] — the switching logic: stages and tables, pure and testable.
-//! 3. [`port`] — I/O: TAP devices inside namespaces.
-//! 4. [`dataplane`] — the poll loop that moves batches between ports and the pipeline.
-//! 5. [`topology`] — the config file, its validation, and building the namespaces.
-//! 6. [`control`] — the control socket and the `show` commands.
-//! 7. [`bench`] — traffic helpers and the benchmark harness.
+//! * [`dataplane`] — the poll loop per worker that moves batches of frames between
+//!   the ports (`switchyard_os::port`) and the pipeline (`switchyard_core::pipeline`).
+//! * [`topology`] — the config file, its validation, and building the namespaces and
+//!   TAPs it describes.
+//! * [`control`] — a running instance, its control socket and protocol, and the CLI
+//!   verbs (`up`, `down`, `show`, `check`).
+//!
+//! The layers it uses: `switchyard_core` (wire formats and the pipeline, pure) and
+//! `switchyard_os` (TAP, namespaces, netlink). The benchmark harness
+//! (`switchyard-bench`) and the test helpers (`switchyard-testkit`) are crates of
+//! their own, so this one links neither plotting nor test code.
+#![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod control;
 pub mod dataplane;
-pub mod pipeline;
-pub mod port;
 pub mod topology;
-pub mod wire;

@@ -54,49 +54,14 @@ enum Command {
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
-    /// when installed) on scenarios it builds itself; removes everything at the end.
-    Bench(BenchCli),
-}
-
-#[derive(clap::Args)]
-struct BenchCli {
-    /// A short run proving the harness works: l2, kernel and switchyard, short trials.
-    #[arg(long)]
-    quick: bool,
-    /// Scenarios, comma-separated: l2, routed, nat (= nat-out,nat-in), nat-out, nat-in, all.
-    #[arg(long)]
-    scenarios: Option<String>,
-    /// Systems, comma-separated: kernel, switchyard, switchyard-bp (busy polling), ovs,
-    /// ovs-tso, vde.
-    #[arg(long)]
-    systems: Option<String>,
-    /// Measurements of each metric on each system (medians are reported).
-    #[arg(long)]
-    repeat: Option<usize>,
-    /// Seconds of each TCP bulk run.
-    #[arg(long)]
-    tcp_secs: Option<u64>,
-    /// Seconds of each 64-byte UDP trial.
-    #[arg(long)]
-    load_secs: Option<f64>,
-    /// Round trips per latency measurement.
-    #[arg(long)]
-    latency_count: Option<u64>,
-    /// switchyard's worker threads (0: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// How long the switchyard-bp system spins after its last packet, in µs (default 200).
-    #[arg(long)]
-    busy_poll_us: Option<u64>,
-    /// Write every sample as JSON.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Draw the comparison as SVG.
-    #[arg(long)]
-    svg: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    no_progress: bool,
+    /// when installed) on scenarios it builds itself; `switchyard bench --help` lists
+    /// the options.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Options of the harness (`switchyard-bench`), passed on as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -149,23 +114,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         ),
         Command::Check { file } => cli::check(&file),
-        Command::Bench(b) => {
-            let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let args = cli::BenchArgs {
-                quick: b.quick,
-                scenarios: b.scenarios,
-                systems: b.systems,
-                repeat: b.repeat,
-                tcp_secs: b.tcp_secs,
-                load_secs: b.load_secs,
-                latency_count: b.latency_count,
-                workers: b.workers,
-                busy_poll_us: b.busy_poll_us,
-                json: b.json,
-                svg: b.svg,
-                no_progress: b.no_progress,
-            };
-            cli::bench(&args, &cli.run_dir, &command)
-        }
+        Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }
 }

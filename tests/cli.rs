@@ -1,13 +1,13 @@
 //! The `switchyard` binary as a user runs it: up, show, Ctrl-C/SIGTERM, a crash and
 //! `down`, bad config files. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use switchyard::topology::netns;
+use switchyard_os::netns;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -126,7 +126,7 @@ fn up_show_and_sigterm_cleanup() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.socket()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the control socket is private to root");
-    switchyard::bench::traffic::ping(
+    switchyard_testkit::traffic::ping(
         &s.namespaces()[0],
         "172.17.0.3".parse().unwrap(),
         Duration::from_secs(5),

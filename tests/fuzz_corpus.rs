@@ -10,7 +10,7 @@ fn saved_fuzz_inputs_never_panic_and_stay_accounted_for() {
     for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/pipeline exists") {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let r = std::panic::catch_unwind(|| switchyard::pipeline::fuzz::run(&data));
+        let r = std::panic::catch_unwind(|| switchyard_testkit::fuzz::run(&data));
         assert!(r.is_ok(), "fuzz input {} fails", path.display());
         n += 1;
     }

@@ -1,17 +1,17 @@
 //! End to end: three namespaces on one switchyard network, real traffic through real
 //! TAP devices. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::time::Duration;
-use switchyard::bench::traffic::{self, Capture};
 use switchyard::control::protocol::{CountersReport, FdbRow, PortRow, Table};
-use switchyard::topology::netlink::Rtnl;
-use switchyard::topology::netns;
-use switchyard::wire::MacAddr;
+use switchyard_core::wire::MacAddr;
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
+use switchyard_testkit::traffic::{self, Capture};
 
 const T: Duration = Duration::from_secs(5);
 

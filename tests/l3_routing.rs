@@ -2,16 +2,16 @@
 //! static route to a router endpoint, an isolated network, an L3-only network, and
 //! the endpoint modes `none` and `container:`. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
-use switchyard::bench::traffic::{self, IcmpReply};
 use switchyard::control::client;
 use switchyard::control::protocol::{CountersReport, NeighborRow, Request, RouteRow, Table};
-use switchyard::topology::netlink::Rtnl;
-use switchyard::topology::netns;
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
+use switchyard_testkit::traffic::{self, IcmpReply};
 
 const T: Duration = Duration::from_secs(5);
 

@@ -1,15 +1,15 @@
 //! End to end through switchyard's NAT: masquerade out, published ports in, hairpin,
 //! ICMP errors about translated flows, 10 MB each way. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
-use switchyard::bench::traffic::{self, IcmpReply};
 use switchyard::control::protocol::{ConntrackReport, Table};
-use switchyard::topology::netlink::Rtnl;
-use switchyard::topology::netns;
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
+use switchyard_testkit::traffic::{self, IcmpReply};
 
 const T: Duration = Duration::from_secs(10);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);

@@ -3,42 +3,13 @@
 //! MAC learning, drops) makes zero heap allocations. Counted with a global allocator
 //! that counts, so this runs without root.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use switchyard::pipeline::*;
-use switchyard::wire::{Ipv4Cidr, MacAddr};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use switchyard_core::pipeline::*;
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
+use switchyard_testkit::alloc::CountingAlloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 fn frames() -> Vec<(PortId, Vec<u8>)> {
     let gw = MacAddr([2, 0x42, 10, 0, 0, 1]);
@@ -53,15 +24,15 @@ fn frames() -> Vec<(PortId, Vec<u8>)> {
         v
     };
     let mut arp = vec![0u8; 42];
-    switchyard::wire::ethernet::write_header(
+    switchyard_core::wire::ethernet::write_header(
         &mut arp,
         MacAddr::BROADCAST,
         m(2),
-        switchyard::wire::EtherType::ARP,
+        switchyard_core::wire::EtherType::ARP,
     );
-    switchyard::wire::arp::write(
+    switchyard_core::wire::arp::write(
         &mut arp[14..],
-        switchyard::wire::arp::ArpOp::Request,
+        switchyard_core::wire::arp::ArpOp::Request,
         m(2),
         Ipv4Addr::new(10, 0, 0, 2),
         MacAddr::ZERO,
@@ -89,15 +60,15 @@ fn frames() -> Vec<(PortId, Vec<u8>)> {
     // The router endpoint on network m answers switchyard's ARP.
     let r_mac = MacAddr([2, 0x42, 10, 1, 0, 5]);
     let mut arp_reply = vec![0u8; 42];
-    switchyard::wire::ethernet::write_header(
+    switchyard_core::wire::ethernet::write_header(
         &mut arp_reply,
         MacAddr([2, 0x42, 10, 1, 0, 1]),
         r_mac,
-        switchyard::wire::EtherType::ARP,
+        switchyard_core::wire::EtherType::ARP,
     );
-    switchyard::wire::arp::write(
+    switchyard_core::wire::arp::write(
         &mut arp_reply[14..],
-        switchyard::wire::arp::ArpOp::Reply,
+        switchyard_core::wire::arp::ArpOp::Reply,
         r_mac,
         Ipv4Addr::new(10, 1, 0, 5),
         MacAddr([2, 0x42, 10, 1, 0, 1]),
@@ -183,18 +154,13 @@ fn the_pipeline_does_not_allocate_per_packet() {
     };
     // Warm-up: the first pass learns the MACs (into space reserved up front).
     run(&mut p, &mut batch, &mut learners, 1);
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
     let mut emitted = 0;
-    for t in 2..50 {
-        emitted += run(&mut p, &mut batch, &mut learners, t);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOC.count(|| {
+        for t in 2..50 {
+            emitted += run(&mut p, &mut batch, &mut learners, t);
+        }
+    });
     assert!(emitted > 0, "ARP replies were made");
-    assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
-        0,
-        "allocations on the hot path"
-    );
+    assert_eq!(allocs, 0, "allocations on the hot path");
     assert_eq!(p.counters().events(Event::ArpReplies), 49);
 }

@@ -2,13 +2,13 @@
 //! between ports that take them (bridged and routed), and are cut in software for a
 //! port that does not; the bytes arrive intact either way. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
-use switchyard::bench::traffic;
 use switchyard::control::protocol::{CountersReport, PortRow, Table};
+use switchyard_testkit::traffic;
 
 const T: Duration = Duration::from_secs(30);
 const SIZE: u64 = 10 * 1024 * 1024;
@@ -287,17 +287,9 @@ fn runs_of_small_datagrams_are_coalesced_and_arrive_intact() {
     let send_and_check = |to_ns: &str, to: Ipv4Addr, port: u16| -> usize {
         let dst = SocketAddrV4::new(to, port);
         let rx = traffic::udp_socket(to_ns, dst).unwrap();
-        let big: libc::c_int = 16 << 20;
-        // SAFETY: setsockopt reads one c_int from a live local.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&rx),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&big as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        // As root, beyond net.core.rmem_max: the receiver must not drop what came.
+        nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBufForce, &(16 << 20))
+            .expect("SO_RCVBUFFORCE (as root)");
         rx.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let tx = traffic::udp_socket(f1, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();

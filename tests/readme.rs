@@ -1,7 +1,7 @@
 //! The README documents every drop reason and event counter the pipeline has, with the
 //! same id, stage and text, so the table users read cannot drift from the code.
 
-use switchyard::pipeline::{DropReason, Event};
+use switchyard_core::pipeline::{DropReason, Event};
 
 #[test]
 fn readme_lists_every_counter() {

@@ -1,6 +1,6 @@
 //! A setup that fails half-way removes what it had already made. Needs root.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use switchyard::topology::Deployment;

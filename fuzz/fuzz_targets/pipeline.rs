@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    switchyard::pipeline::fuzz::run(data);
+    switchyard_testkit::fuzz::run(data);
 });

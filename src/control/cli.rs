@@ -4,17 +4,13 @@ use super::protocol::{
     ConntrackReport, CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table,
 };
 use super::{client, render, Switchyard};
-use crate::bench::{
-    self,
-    systems::{Scenario, SystemKind},
-};
-use crate::pipeline::DomainMode;
 use crate::topology::{config, setup, Topology};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::pipeline::DomainMode;
 
 /// Which running instance a verb talks to.
 #[derive(Debug, Clone, Default)]
@@ -231,132 +227,22 @@ pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// What `switchyard bench` was asked for, as parsed from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct BenchArgs {
-    pub quick: bool,
-    pub scenarios: Option<String>,
-    pub systems: Option<String>,
-    pub repeat: Option<usize>,
-    pub tcp_secs: Option<u64>,
-    pub load_secs: Option<f64>,
-    pub latency_count: Option<u64>,
-    pub workers: Option<usize>,
-    pub busy_poll_us: Option<u64>,
-    pub json: Option<PathBuf>,
-    pub svg: Option<PathBuf>,
-    pub no_progress: bool,
-}
-
-impl BenchArgs {
-    /// The harness options: `--quick` or the full run, with every given option on top.
-    pub fn options(&self, run_root: &Path) -> Result<bench::Options> {
-        let mut o = if self.quick {
-            bench::Options::quick()
-        } else {
-            bench::Options::full()
-        };
-        if let Some(s) = &self.scenarios {
-            o.scenarios = Scenario::parse_list(s).map_err(anyhow::Error::msg)?;
-        }
-        if let Some(s) = &self.systems {
-            o.systems = SystemKind::parse_list(s).map_err(anyhow::Error::msg)?;
-        }
-        anyhow::ensure!(!o.scenarios.is_empty(), "--scenarios names no scenario");
-        anyhow::ensure!(!o.systems.is_empty(), "--systems names no system");
-        if let Some(r) = self.repeat {
-            anyhow::ensure!(r >= 1, "--repeat must be at least 1");
-            o.repeat = r;
-        }
-        if let Some(t) = self.tcp_secs {
-            anyhow::ensure!(t >= 1, "--tcp-secs must be at least 1");
-            o.tcp_secs = t;
-        }
-        if let Some(t) = self.load_secs {
-            anyhow::ensure!(
-                t.is_finite() && t >= 0.1,
-                "--load-secs must be at least 0.1"
-            );
-            o.load_secs = t;
-        }
-        if let Some(n) = self.latency_count {
-            anyhow::ensure!(n >= 10, "--latency-count must be at least 10");
-            o.latency_count = n;
-        }
-        if let Some(w) = self.workers {
-            o.workers = w;
-        }
-        if let Some(b) = self.busy_poll_us {
-            anyhow::ensure!(b >= 1, "--busy-poll-us must be at least 1 (leave switchyard-bp out of --systems to measure without it)");
-            o.busy_poll_us = b;
-        }
-        o.run_root = run_root.join("bench");
-        Ok(o)
-    }
-}
-
-/// `switchyard bench`: build every scenario on every system, measure, report; remove
-/// everything at the end, also on SIGINT/SIGTERM.
-pub fn bench(args: &BenchArgs, run_root: &Path, command: &str) -> Result<()> {
-    let opts = args.options(run_root)?;
-    // Files are checked before a minute of measuring, not after.
-    for f in [&args.json, &args.svg].into_iter().flatten() {
-        if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
-            anyhow::ensure!(dir.is_dir(), "{}: no such directory", dir.display());
-        }
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
-    }
-    let total = bench::total_steps(&opts);
-    let bar = if args.no_progress {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(total)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} (about {eta} left) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+/// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`
+/// binary next to this one, with the same arguments (so the daemon links no plotting
+/// or progress-bar code). Returns only if it could not be started.
+pub fn bench(args: &[std::ffi::OsString], run_root: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe().context("find the switchyard binary")?;
+    let harness = me.with_file_name("switchyard-bench");
+    anyhow::ensure!(
+        harness.is_file(),
+        "switchyard bench needs {} (the benchmark harness, built by `cargo build --release` \
+         at the top of the workspace)",
+        harness.display()
     );
-    eprintln!(
-        "switchyard bench: {} scenario(s) × {} system(s) × {} repeat(s), about {} s",
-        opts.scenarios.len(),
-        opts.systems.len(),
-        opts.repeat,
-        bench::estimate(&opts).as_secs()
-    );
-    let mut first = true;
-    let result = bench::run(&opts, command, &stop, |what| {
-        if !first {
-            bar.inc(1);
-        }
-        first = false;
-        bar.set_message(what.to_string());
-    });
-    bar.finish_and_clear();
-    let report = match result {
-        Ok(r) => r,
-        Err(bench::BenchError::Interrupted) => {
-            eprintln!("switchyard bench: interrupted; everything it created was removed");
-            anyhow::bail!("interrupted");
-        }
-        Err(e) => return Err(e.into()),
-    };
-    print!("{}", bench::report::table(&report));
-    if let Some(f) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(f, text).with_context(|| format!("write {}", f.display()))?;
-        println!("every sample: {}", f.display());
-    }
-    if let Some(f) = &args.svg {
-        bench::report::svg(&report, f)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("draw {}", f.display()))?;
-        println!("chart: {}", f.display());
-    }
-    Ok(())
+    let err = std::process::Command::new(&harness)
+        .args(args)
+        .env("SWITCHYARD_RUN_DIR", run_root)
+        .exec();
+    Err(anyhow::Error::new(err).context(format!("run {}", harness.display())))
 }

@@ -11,11 +11,11 @@ pub mod render;
 pub mod server;
 
 use crate::dataplane::{self, Dataplane, Options};
-use crate::pipeline::{Pipeline, SpecError};
-use crate::port::Port;
 use crate::topology::{Deployment, SetupError, Topology};
 use server::{PortInfo, Server};
 use std::path::{Path, PathBuf};
+use switchyard_core::pipeline::{Pipeline, SpecError};
+use switchyard_os::port::Port;
 
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]

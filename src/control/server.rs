@@ -5,10 +5,6 @@
 
 use super::protocol::*;
 use crate::dataplane::{self, PortStatus, View};
-use crate::pipeline::conntrack::ProtoState;
-use crate::pipeline::{
-    Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
-};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -17,6 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use switchyard_core::pipeline::conntrack::ProtoState;
+use switchyard_core::pipeline::{
+    Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
+};
 
 /// What the server knows of each port from the topology (it does not change).
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
             ip: i.ip.clone(),
             mtu: s.caps.mtu,
             vnet_hdr: s.caps.vnet_hdr,
-            offloads: s.caps.offload_names(),
+            offloads: s.caps.offloads.to_string(),
             queues: s.caps.queues,
             rx_frames: c.rx_frames,
             tx_frames: s.io.tx_frames,

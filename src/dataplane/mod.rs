@@ -19,9 +19,6 @@
 //! runs between batches ([`Handle::query`], [`Handle::query_all`]), so a `show` sees
 //! consistent tables and counters.
 
-use crate::pipeline::{Egress, Emitter, Frame, Pipeline, PortId, Timestamp, MAX_FRAME_LEN};
-use crate::port::{Capabilities, Port};
-use crate::wire::gro;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -30,6 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use switchyard_core::pipeline::{
+    Egress, Emitter, Frame, Pipeline, PortId, Timestamp, MAX_FRAME_LEN,
+};
+use switchyard_core::wire::gro;
+use switchyard_os::port::{Capabilities, Offloads, Port};
 
 /// Frames read from one queue before moving on to the next (fairness between ports).
 pub const BATCH: usize = 64;
@@ -41,7 +43,7 @@ const EMIT_BUFFERS: usize = 2 * BATCH;
 const TICK: Duration = Duration::from_millis(100);
 const WAKER: Token = Token(usize::MAX);
 /// A port takes UDP super-frames if it has both of these offloads.
-const USO: u32 = libc::TUN_F_USO4 | libc::TUN_F_CSUM;
+const USO: Offloads = Offloads::USO4.union(Offloads::CSUM);
 /// Largest UDP super-frame built: an IPv4 packet of 65535 bytes behind Ethernet.
 const MAX_SUPER_FRAME: usize = 14 + 65535;
 const _: () = assert!(MAX_SUPER_FRAME <= MAX_FRAME_LEN);
@@ -72,7 +74,7 @@ pub struct PortIo {
     pub tx_segmented: u64,
     pub tx_segments: u64,
     /// UDP super-frames built from runs of datagrams of one flow (see
-    /// [`crate::wire::gro`]), and the datagrams they carried.
+    /// [`gro`]), and the datagrams they carried.
     pub tx_coalesced: u64,
     pub tx_coalesced_datagrams: u64,
 }
@@ -120,16 +122,10 @@ impl View<'_> {
 
 /// CPU time of the calling thread.
 pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into a live local.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(ts) => Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32),
+        Err(_) => Duration::ZERO,
     }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 type Job = Box<dyn FnOnce(View<'_>) + Send>;
@@ -463,7 +459,7 @@ impl Worker {
             return 0;
         };
         let caps = self.status[out.index()].caps.offloads;
-        if caps & USO != USO || first.trace != 0 || i + 1 >= n {
+        if !caps.contains(USO) || first.trace != 0 || i + 1 >= n {
             return 0;
         }
         let Some((flow, mss)) = gro::udp4_candidate(first.data(), &first.vnet) else {

@@ -9,16 +9,16 @@
 //! gets the lowest free host address of its subnet; an endpoint without `mac` gets
 //! `02:42` followed by its IPv4 address; the gateway MAC is derived the same way.
 
-use crate::pipeline::{
-    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
-    PublishSpec, StaticRoute, Timeouts,
-};
-use crate::wire::{Ipv4Cidr, MacAddr};
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use switchyard_core::pipeline::{
+    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
+    PublishSpec, StaticRoute, Timeouts,
+};
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
 
 /// The built-in default topology (also shipped as `examples/default.toml`).
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../examples/default.toml");

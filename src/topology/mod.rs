@@ -8,8 +8,6 @@
 pub mod config;
 
 pub use config::{Endpoint, Interface, Network, Topology};
-pub mod netlink;
-pub mod netns;
 pub mod setup;
 
 pub use setup::{Deployment, RunDir, SetupError, DEFAULT_RUN_ROOT};

@@ -12,15 +12,15 @@
 //! namespace already exists, setup stops before touching anything.
 
 use super::config::Topology;
-use super::netlink::Rtnl;
-use super::netns;
-use crate::port::tap::TapPort;
-use crate::port::OFFLOADS_ALL;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
+use switchyard_os::port::tap::TapPort;
+use switchyard_os::port::Offloads;
 
 /// Where instances keep their control socket and state file by default.
 pub const DEFAULT_RUN_ROOT: &str = "/run/switchyard";
@@ -231,7 +231,11 @@ impl Deployment {
                     let net = &topo.networks[i.network];
                     IfaceSetup {
                         queues: topo.workers,
-                        offloads: if net.offloads { OFFLOADS_ALL } else { 0 },
+                        offloads: if net.offloads {
+                            Offloads::ALL
+                        } else {
+                            Offloads::NONE
+                        },
                         ifname: i.ifname.clone(),
                         ip: i.ip,
                         prefix_len: net.subnet.prefix_len(),
@@ -363,8 +367,8 @@ pub fn down(prefix: &str, run_root: &Path) -> Result<Vec<String>, SetupError> {
 struct IfaceSetup {
     /// TAP queues: one per dataplane worker.
     queues: usize,
-    /// `TUN_F_*` offloads to ask for.
-    offloads: u32,
+    /// Offloads to ask for.
+    offloads: Offloads,
     ifname: String,
     ip: Ipv4Addr,
     prefix_len: u8,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pipeline::DomainMode;
+use switchyard_core::pipeline::DomainMode;
 
 fn problems(text: &str) -> Vec<Problem> {
     match parse(text, "test.toml") {
@@ -287,7 +287,7 @@ fn nat_settings_resolve() {
     let spec = t.pipeline_spec();
     assert_eq!(spec.nat.publish.len(), 2);
     assert_eq!(spec.nat.publish[1].proto, 17);
-    crate::pipeline::Pipeline::new(spec).expect("the default's spec holds together");
+    switchyard_core::pipeline::Pipeline::new(spec).expect("the default's spec holds together");
 }
 
 #[test]
@@ -437,7 +437,7 @@ mode = \"none\"
     let spec = t.pipeline_spec();
     assert_eq!(spec.allow, vec![(DomainId(0), DomainId(1))]);
     assert_eq!(spec.ports.len(), 1, "only web has an interface");
-    crate::pipeline::Pipeline::new(spec).expect("the spec holds together");
+    switchyard_core::pipeline::Pipeline::new(spec).expect("the spec holds together");
 }
 
 #[test]

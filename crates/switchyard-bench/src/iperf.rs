@@ -2,14 +2,14 @@
 //! the project's own sender and receiver otherwise (and the report says which).
 
 use super::kernel::have;
-use super::traffic;
-use crate::topology::netns;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_os::netns;
+use switchyard_testkit::traffic;
 
 /// Which tool measured.
 pub fn tool() -> &'static str {

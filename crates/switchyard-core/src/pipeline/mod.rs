@@ -35,7 +35,6 @@ mod fdb;
 pub mod fib;
 mod fragment;
 mod frame;
-pub mod fuzz;
 mod icmp_error;
 mod ip4;
 mod ip4_forward;

@@ -1,28 +1,31 @@
-//! `bench` — traffic between namespaces, and the harness that compares switchyard
-//! with the kernel bridge (and with Open vSwitch and vde_switch when installed).
+//! switchyard-bench — the harness that compares switchyard with the kernel bridge (and
+//! with Open vSwitch and vde_switch when installed), run as `switchyard bench`.
 //!
-//! * [`traffic`]: sockets opened inside a namespace, used from anywhere: ping, UDP,
-//!   TCP bulk with a checksum of the bytes, an `AF_PACKET` capture.
-//! * [`kernel`]: Docker's network built from kernel parts (veth, bridge, iptables).
+//! * [`kernel`], [`kernel_links`]: Docker's network built from kernel parts (veth,
+//!   bridge, iptables).
 //! * [`peers`]: Open vSwitch (userspace datapath) and vde_switch, when installed.
 //! * [`systems`]: the scenarios (`l2`, `routed`, `nat-out`, `nat-in`), built the
 //!   same way, with the same addresses, by every system.
 //! * [`load`], [`iperf`]: the measurements — TCP bulk (iperf3), 64-byte UDP at full
 //!   load and the highest zero-loss rate (RFC 2544), request/response latency in an
 //!   HDR histogram — and [`report`]: the table, the JSON and the SVG.
+//! * [`cli`]: the command line, as `switchyard bench` passes it on.
 //!
 //! [`run`] measures every system on every scenario in one run, alternating between
 //! systems for every metric and repeat, so that drift in the machine hits all alike,
 //! and reports medians. Everything it builds is removed at the end, also when it is
-//! interrupted (`stop`).
+//! interrupted (`stop`). Traffic comes from `switchyard_testkit::traffic`: sockets
+//! opened inside the namespaces, so every system sees the same.
+#![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod iperf;
 pub mod kernel;
+pub mod kernel_links;
 pub mod load;
 pub mod peers;
 pub mod report;
 pub mod systems;
-pub mod traffic;
 
 use load::{Latency, Trial, UdpEcho, UdpSink};
 use serde::Serialize;

@@ -16,11 +16,11 @@
 //! otherwise.
 
 use super::kernel::{KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec};
-use crate::control::Switchyard;
-use crate::topology::config;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
+use switchyard::control::Switchyard;
+use switchyard::topology::config;
 
 /// Ports the traffic uses (and publishes in `nat-in`).
 pub const TCP_PORT: u16 = 5201;
@@ -63,28 +63,6 @@ impl Scenario {
         }
     }
 
-    /// Parses "l2", "routed", "nat" (both NAT directions), "nat-out", "nat-in", "all".
-    pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
-        let mut v = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match part {
-                "l2" => v.push(Scenario::L2),
-                "routed" => v.push(Scenario::Routed),
-                "nat" => v.extend([Scenario::NatOut, Scenario::NatIn]),
-                "nat-out" => v.push(Scenario::NatOut),
-                "nat-in" => v.push(Scenario::NatIn),
-                "all" => v.extend(Scenario::ALL),
-                other => {
-                    return Err(format!(
-                        "unknown scenario {other:?} (l2, routed, nat, nat-out, nat-in, all)"
-                    ))
-                }
-            }
-        }
-        v.dedup();
-        Ok(v)
-    }
-
     fn client_server(self) -> (&'static str, &'static str) {
         match self {
             Scenario::L2 | Scenario::Routed | Scenario::NatOut => (
@@ -111,19 +89,24 @@ impl Scenario {
 }
 
 /// The systems under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SystemKind {
+    /// veth pairs on a Linux bridge, iptables NAT (as Docker builds it).
     Kernel,
+    /// switchyard as configured by default.
     Switchyard,
     /// switchyard with busy polling on (`busy_poll_us`), for latency.
     #[serde(rename = "switchyard-bp")]
+    #[value(name = "switchyard-bp")]
     SwitchyardBusyPoll,
     /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
     Ovs,
     /// The same with `userspace-tso-enable`.
     OvsTso,
+    /// vde_switch with vde_plug2tap in each endpoint.
     #[serde(rename = "vde")]
+    #[value(name = "vde")]
     VdeSwitch,
 }
 
@@ -137,22 +120,6 @@ impl SystemKind {
             SystemKind::OvsTso => "ovs-tso",
             SystemKind::VdeSwitch => "vde",
         }
-    }
-
-    pub fn parse_list(s: &str) -> Result<Vec<SystemKind>, String> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p {
-                "kernel" => Ok(SystemKind::Kernel),
-                "switchyard" => Ok(SystemKind::Switchyard),
-                "switchyard-bp" => Ok(SystemKind::SwitchyardBusyPoll),
-                "ovs" => Ok(SystemKind::Ovs),
-                "ovs-tso" => Ok(SystemKind::OvsTso),
-                "vde" => Ok(SystemKind::VdeSwitch),
-                other => Err(format!("unknown system {other:?} (kernel, switchyard, switchyard-bp, ovs, ovs-tso, vde)")),
-            })
-            .collect()
     }
 }
 
@@ -394,17 +361,17 @@ mod tests {
             SystemKind::OvsTso,
             SystemKind::VdeSwitch,
         ] {
+            use clap::ValueEnum;
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
-            assert_eq!(SystemKind::parse_list(k.name()).unwrap(), vec![k]);
+            assert_eq!(SystemKind::from_str(k.name(), false).unwrap(), k);
         }
         for s in Scenario::ALL {
+            use clap::ValueEnum;
             assert_eq!(serde_json::to_value(s).unwrap(), s.name());
-            assert_eq!(Scenario::parse_list(s.name()).unwrap(), vec![s]);
+            let arg = crate::cli::ScenarioArg::from_str(s.name(), false).unwrap();
+            assert_eq!(arg.scenarios(), &[s]);
         }
-        assert_eq!(
-            Scenario::parse_list("nat").unwrap(),
-            vec![Scenario::NatOut, Scenario::NatIn]
-        );
-        assert!(SystemKind::parse_list("docker").is_err());
+        use clap::ValueEnum;
+        assert!(SystemKind::from_str("docker", false).is_err());
     }
 }

@@ -3,15 +3,15 @@
 //! test makes): the servers must see the same kind of source in both — the same
 //! address, and the source port kept or changed alike. Needs root and iptables.
 
-mod common;
+use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
-use switchyard::bench::kernel::{
+use switchyard_bench::kernel::{
     self, KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec,
 };
-use switchyard::bench::traffic;
+use switchyard_testkit::traffic;
 
 const T: Duration = Duration::from_secs(10);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);

@@ -16,14 +16,14 @@
 
 use super::kernel::have;
 use super::systems::{Scenario, SystemKind};
-use crate::topology::netlink::Rtnl;
-use crate::topology::netns;
-use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use switchyard_core::wire::MacAddr;
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
 
 /// A peer switch deployment; torn down on drop.
 pub struct PeerNet {
@@ -48,13 +48,11 @@ impl PeerNet {
     }
 }
 
+/// The kernel's clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
 fn clock_ticks() -> i64 {
-    // SAFETY: sysconf takes no pointers.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t
-    } else {
-        100
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t,
+        _ => 100,
     }
 }
 

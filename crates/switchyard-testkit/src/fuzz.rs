@@ -6,7 +6,9 @@
 //! then that many bytes (or what is left) are the frame. Fuzzing finds frames that
 //! make a stage panic or break the accounting invariant; both abort here.
 
-use super::*;
+use std::net::Ipv4Addr;
+use switchyard_core::pipeline::*;
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
 
 /// The topology every fuzz input runs against: two bridge networks with gateways
 /// joined for routing (front masquerades), an L3-only network, a network without

@@ -18,12 +18,13 @@
 //! `iptables` program, as Docker makes them (it must be installed). Everything is
 //! removed when the [`KernelNet`] is dropped.
 
-use crate::topology::netlink::Rtnl;
-use crate::topology::netns;
-use crate::wire::{Ipv4Cidr, MacAddr};
+use crate::kernel_links::KernelLinks;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::process::Command;
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
+use switchyard_os::netlink::Rtnl;
+use switchyard_os::netns;
 
 /// A published port on the kernel side: `-p host_port:target_port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

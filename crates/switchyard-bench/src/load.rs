@@ -13,15 +13,15 @@
 //! Sockets are opened inside the namespaces (see [`super::traffic`]); the counting and
 //! pacing happen here, so the same code measures every system under test.
 
-use super::traffic;
 use hdrhistogram::Histogram;
+use nix::sys::socket::{setsockopt, sockopt};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use switchyard_testkit::traffic::{self, MmsgBuffers};
 
 /// UDP payload bytes of a small frame (the "64-byte UDP payload").
 pub const PAYLOAD: usize = 64;
@@ -39,22 +39,6 @@ pub struct Trial {
     pub loss: f64,
 }
 
-/// One `mmsghdr` per iovec, for `sendmmsg`/`recvmmsg`: each message is one buffer and
-/// has no address (the sockets are bound or connected). The iovecs, and the buffers
-/// they point at, must stay where they are while the messages are used.
-fn messages(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
-    iov.iter_mut()
-        .map(|v| {
-            // SAFETY: an all-zero mmsghdr is a valid empty message (null pointers,
-            // zero lengths); only the iovec fields are set after.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect()
-}
-
 /// Counts datagrams arriving on a UDP port inside a namespace, on its own thread.
 pub struct UdpSink {
     count: Arc<AtomicU64>,
@@ -65,7 +49,7 @@ pub struct UdpSink {
 impl UdpSink {
     pub fn start(ns: &str, bind: SocketAddrV4) -> io::Result<UdpSink> {
         let sock = traffic::udp_socket(ns, bind)?;
-        set_buffer(&sock, libc::SO_RCVBUF, 8 << 20);
+        set_buffers(&sock, Some(8 << 20), None);
         sock.set_read_timeout(Some(Duration::from_millis(50)))?;
         let count = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -73,28 +57,10 @@ impl UdpSink {
         let thread = std::thread::Builder::new()
             .name("bench-sink".into())
             .spawn(move || {
-                let mut bufs = vec![[0u8; 2048]; VLEN];
-                let mut iov: Vec<libc::iovec> = bufs
-                    .iter_mut()
-                    .map(|b| libc::iovec {
-                        iov_base: b.as_mut_ptr().cast(),
-                        iov_len: b.len(),
-                    })
-                    .collect();
-                // Neither `bufs` nor `iov` moves while `msgs` is used.
-                let mut msgs = messages(&mut iov);
+                let mut batch = MmsgBuffers::new(VLEN, 2048, 0);
                 while !s.load(Ordering::Relaxed) {
-                    // SAFETY: `msgs` describes live buffers; recvmmsg writes within them.
-                    let n = unsafe {
-                        libc::recvmmsg(
-                            sock.as_raw_fd(),
-                            msgs.as_mut_ptr(),
-                            msgs.len() as libc::c_uint,
-                            libc::MSG_WAITFORONE,
-                            std::ptr::null_mut(),
-                        )
-                    };
-                    if n > 0 {
+                    // Timeouts (no datagram for 50 ms) just go round to the stop check.
+                    if let Ok(n) = batch.recv(&sock) {
                         c.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
@@ -121,17 +87,13 @@ impl Drop for UdpSink {
     }
 }
 
-fn set_buffer(sock: &UdpSocket, opt: libc::c_int, bytes: libc::c_int) {
-    // SAFETY: the option reads one int from a live local; failure only leaves the
-    // default buffer size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&bytes as *const libc::c_int).cast(),
-            4,
-        );
+/// Asks for larger socket buffers; a refusal only leaves the default size.
+fn set_buffers(sock: &UdpSocket, recv: Option<usize>, send: Option<usize>) {
+    if let Some(b) = recv {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &b);
+    }
+    if let Some(b) = send {
+        let _ = setsockopt(sock, sockopt::SndBuf, &b);
     }
 }
 
@@ -145,16 +107,9 @@ pub fn blast(
     duration: Duration,
 ) -> io::Result<u64> {
     let sock = traffic::udp_socket(ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
-    set_buffer(&sock, libc::SO_SNDBUF, 4 << 20);
+    set_buffers(&sock, None, Some(4 << 20));
     sock.connect(to)?;
-    let payload = [0x5au8; PAYLOAD];
-    let mut iov: Vec<libc::iovec> = (0..VLEN)
-        .map(|_| libc::iovec {
-            iov_base: payload.as_ptr() as *mut libc::c_void,
-            iov_len: PAYLOAD,
-        })
-        .collect();
-    let mut msgs = messages(&mut iov);
+    let mut batch = MmsgBuffers::new(VLEN, PAYLOAD, 0x5a);
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < duration {
@@ -169,10 +124,8 @@ pub fn blast(
                 continue;
             }
         }
-        // SAFETY: `msgs` describes VLEN messages over the live payload; sendmmsg only reads.
-        let n =
-            unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), VLEN as libc::c_uint, 0) };
-        if n > 0 {
+        // A full send buffer (ENOBUFS) is part of full load: try again.
+        if let Ok(n) = batch.send(&sock) {
             sent += n as u64;
         }
     }

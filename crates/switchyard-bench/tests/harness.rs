@@ -7,9 +7,20 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use switchyard::bench::{self, report, systems::SystemKind, BenchError, Options};
+use switchyard_bench::{self as bench, report, systems::SystemKind, BenchError, Options};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+/// The `switchyard` binary, which runs the harness as `switchyard bench`. It is built
+/// with the workspace's tests (`cargo test` at the top), next to the harness binary.
+fn switchyard() -> std::path::PathBuf {
+    let p =
+        std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-bench")).with_file_name("switchyard");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests from the top of the workspace (cargo test)",
+        p.display()
+    );
+    p
+}
 
 /// Runs in one process share a namespace prefix ("b<pid>..."), so they take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -140,7 +151,7 @@ fn a_stopped_run_removes_what_it_built() {
 
 #[test]
 fn sigint_to_the_binary_ends_the_run_cleanly() {
-    let child = Command::new(BIN)
+    let child = Command::new(switchyard())
         .args(["bench", "--quick", "--no-progress"])
         .env(
             "SWITCHYARD_RUN_DIR",
@@ -179,23 +190,27 @@ fn sigint_to_the_binary_ends_the_run_cleanly() {
 #[test]
 fn bad_options_are_refused_before_anything_is_built() {
     for (args, message) in [
-        (&["--scenarios", "l3"][..], "unknown scenario \"l3\""),
+        (
+            &["--scenarios", "l3"][..],
+            "invalid value 'l3' for '--scenarios",
+        ),
         (
             &["--systems", "kernel,docker"][..],
-            "unknown system \"docker\"",
+            "invalid value 'docker' for '--systems",
         ),
-        (&["--repeat", "0"][..], "--repeat must be at least 1"),
-        (
-            &["--busy-poll-us", "0"][..],
-            "--busy-poll-us must be at least 1",
-        ),
+        (&["--repeat", "0"][..], "0 is not in 1..=1000"),
+        (&["--busy-poll-us", "0"][..], "0 is not in 1..=1000000"),
         (
             &["--json", "/nonexistent-dir/x.json"][..],
             "/nonexistent-dir: no such directory",
         ),
     ] {
         let t0 = Instant::now();
-        let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+        let out = Command::new(switchyard())
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(err.contains(message), "{args:?}: {err}");

@@ -6,7 +6,7 @@
 //! * A TAP is created in the network namespace that is current *for the thread* that
 //!   opens `/dev/net/tun` and issues `TUNSETIFF`; [`TapPort::create`] must therefore
 //!   run on a thread that has `setns`'d into the endpoint's namespace (see
-//!   `topology::netns::run_in`). The fd keeps working from any thread afterwards.
+//!   `crate::netns::run_in`). The fd keeps working from any thread afterwards.
 //! * The device is opened with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE`:
 //!   Ethernet frames, no packet-info prefix, a 12-byte virtio-net header before every
 //!   frame (`TUNSETVNETHDRSZ`) so that offloads can be switched on without changing
@@ -16,14 +16,14 @@
 //!   reply can arrive on any.
 //! * The device is not persistent: when the last fd closes the kernel deletes it.
 
-use super::{Capabilities, Port};
-use crate::pipeline::{Frame, HEADROOM};
-use crate::wire::{checksum, gso, virtio_net, VirtioNetHdr};
+use super::{Capabilities, Offloads, Port};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use switchyard_core::pipeline::{Frame, HEADROOM, MAX_FRAME_LEN};
+use switchyard_core::wire::{checksum, gso, virtio_net, VirtioNetHdr};
 
 /// A failure to create or configure a TAP device.
 #[derive(Debug, thiserror::Error)]
@@ -67,13 +67,13 @@ pub struct TapPort {
 
 impl TapPort {
     /// Creates TAP device `ifname` with `queues` queues in the calling thread's
-    /// network namespace, with the virtio-net header on and the given `TUN_F_*`
-    /// offloads, fds non-blocking. The device starts down with a random MAC; the
+    /// network namespace, with the virtio-net header on and the given offloads
+    /// (as many as the kernel has), fds non-blocking. The device starts down with a random MAC; the
     /// caller configures it (address, MTU, up) over netlink in the same namespace.
     pub fn create(
         ifname: &str,
         queues: usize,
-        offloads: u32,
+        offloads: Offloads,
         mtu: u16,
     ) -> Result<TapPort, TapError> {
         if ifname.is_empty()
@@ -98,8 +98,8 @@ impl TapPort {
         // segmentation offload (before 6.2) refuses the USO bits; ask again without.
         let offloads = match set_offload(&fds[0], ifname, offloads) {
             Ok(()) => offloads,
-            Err(_) if offloads & (libc::TUN_F_USO4 | libc::TUN_F_USO6) != 0 => {
-                let without = offloads & !(libc::TUN_F_USO4 | libc::TUN_F_USO6);
+            Err(_) if offloads.intersects(Offloads::USO4 | Offloads::USO6) => {
+                let without = offloads.without(Offloads::USO4 | Offloads::USO6);
                 set_offload(&fds[0], ifname, without)?;
                 without
             }
@@ -153,12 +153,12 @@ impl TapQueue {
     /// Does the device take a super-frame of this `gso_type` whole?
     fn takes_gso(&self, vnet: &VirtioNetHdr) -> bool {
         let need = match vnet.gso_type & !virtio_net::GSO_ECN {
-            virtio_net::GSO_TCPV4 => libc::TUN_F_TSO4,
-            virtio_net::GSO_TCPV6 => libc::TUN_F_TSO6,
-            virtio_net::GSO_UDP_L4 => libc::TUN_F_USO4 | libc::TUN_F_USO6,
+            virtio_net::GSO_TCPV4 => Offloads::TSO4,
+            virtio_net::GSO_TCPV6 => Offloads::TSO6,
+            virtio_net::GSO_UDP_L4 => Offloads::USO4 | Offloads::USO6,
             _ => return false,
         };
-        self.caps.offloads & need != 0
+        self.caps.offloads.intersects(need)
     }
 
     fn write_all(&self, bufs: &[&[u8]]) -> io::Result<()> {
@@ -260,14 +260,14 @@ fn set_vnet_hdr_size(fd: &OwnedFd, ifname: &str) -> Result<(), TapError> {
     Ok(())
 }
 
-fn set_offload(fd: &OwnedFd, ifname: &str, offloads: u32) -> Result<(), TapError> {
+fn set_offload(fd: &OwnedFd, ifname: &str, offloads: Offloads) -> Result<(), TapError> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of TUN_F_*
     // bits), not through a pointer; no memory is passed.
     let rc = unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
             libc::TUNSETOFFLOAD,
-            libc::c_ulong::from(offloads),
+            libc::c_ulong::from(offloads.tun_flags()),
         )
     };
     if rc < 0 {
@@ -322,7 +322,7 @@ impl Port for TapQueue {
             let mut hdr = [0u8; VirtioNetHdr::LEN];
             VirtioNetHdr::default().write(&mut hdr);
             if self.scratch.is_empty() {
-                self.scratch = vec![0u8; crate::pipeline::MAX_FRAME_LEN];
+                self.scratch = vec![0u8; MAX_FRAME_LEN];
             }
             let mut err = None;
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -339,7 +339,7 @@ impl Port for TapQueue {
                 None => Ok(n),
             };
         }
-        if frame.vnet.needs_csum() && self.caps.offloads & libc::TUN_F_CSUM == 0 {
+        if frame.vnet.needs_csum() && !self.caps.offloads.contains(Offloads::CSUM) {
             // Finish the checksum the sender left to the hardware; this frame may be
             // flooded to other ports too, and a complete checksum suits them all.
             let (start, off) = (

@@ -4,13 +4,13 @@
 //! thread that entered the namespace; the socket then works from the calling thread.
 //! Nothing here runs an external program, so tests need nothing a fresh machine lacks.
 
-use crate::topology::netns;
-use crate::wire::{checksum, MacAddr};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use switchyard_core::wire::{checksum, MacAddr};
+use switchyard_os::netns;
 
 fn in_ns<T: Send + 'static>(
     ns: &str,
@@ -680,4 +680,94 @@ pub fn udp_request_from(
     let (n, _) = sock.recv_from(&mut buf)?;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// Buffers for batched UDP I/O: one `sendmmsg` or `recvmmsg` call moves up to
+/// [`MmsgBuffers::len`] datagrams, each in a buffer of its own. For load generators
+/// and sinks, where a system call per datagram would measure the system call.
+pub struct MmsgBuffers {
+    /// The datagram buffers; boxed, so they stay put while `iov` points at them.
+    bufs: Vec<Box<[u8]>>,
+    /// One iovec per buffer; never resized, so `msgs` may point at its elements.
+    iov: Vec<libc::iovec>,
+    /// One message per iovec, without addresses (the socket is bound or connected).
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl MmsgBuffers {
+    /// `n` buffers of `size` bytes, every byte `fill`. To send, each buffer is one
+    /// datagram of `size` bytes; to receive, datagrams of up to `size` bytes.
+    pub fn new(n: usize, size: usize, fill: u8) -> MmsgBuffers {
+        let mut bufs: Vec<Box<[u8]>> = (0..n)
+            .map(|_| vec![fill; size].into_boxed_slice())
+            .collect();
+        let mut iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let msgs = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: an all-zero mmsghdr is a valid empty message (null pointers,
+                // zero lengths); only the iovec fields are set after.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        MmsgBuffers { bufs, iov, msgs }
+    }
+
+    /// How many datagrams one call moves at most.
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    /// Sends every buffer as one datagram, in one `sendmmsg`; returns how many the
+    /// stack took.
+    pub fn send(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        debug_assert_eq!(self.iov.len(), self.bufs.len());
+        // SAFETY: `msgs` describes live iovecs over live buffers (see the fields);
+        // sendmmsg only reads them, and at most `msgs.len()` of them.
+        let n = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                self.msgs.len() as libc::c_uint,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Receives up to [`Self::len`] datagrams in one `recvmmsg`, waiting for the first
+    /// (up to the socket's read timeout) but not for the rest; returns how many came.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        // SAFETY: `msgs` describes live, writable buffers of the lengths in their
+        // iovecs; recvmmsg writes within them and into the message headers only.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                self.msgs.len() as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
 }

@@ -1,11 +1,11 @@
 //! Shared setup for integration tests: unique names per test, root checks, and a
 //! running switch that is torn down even when the test panics.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use switchyard::control::Switchyard;
-use switchyard::topology::{config, netns, Topology};
+use switchyard::topology::{config, Topology};
+use switchyard_os::netns;
 
 /// Tests need root (namespaces, TAPs). Without it they fail with this message,
 /// unless SWITCHYARD_SKIP_ROOT_TESTS=1 explicitly skips them. Returns false to skip.

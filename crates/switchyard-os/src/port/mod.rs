@@ -1,0 +1,182 @@
+//! `port` — where frames enter and leave switchyard.
+//!
+//! A port is anything that can receive a batch of frames, send a frame, and expose
+//! file descriptors to poll: today a TAP device inside an endpoint's namespace
+//! ([`tap::TapPort`]). The trait is small on purpose (after smoltcp's `Device`), so
+//! that other ports — a VXLAN tunnel, a pcap replay — and *middleware* ports wrapping
+//! another one (a capture tap, a fault injector) fit the same dataplane unchanged.
+//!
+//! `unsafe` code lives in this crate only (the TAP ioctls and reads and writes on raw
+//! fds, the namespace and netlink calls); each block says why it is sound.
+
+pub mod tap;
+
+use std::fmt;
+use std::io;
+use std::ops::BitOr;
+use std::os::fd::RawFd;
+use switchyard_core::pipeline::Frame;
+
+/// What a port can do, shown by `show ports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// IP MTU of the device (the namespace side uses the same).
+    pub mtu: u16,
+    /// Frames carry a virtio-net header (offload metadata).
+    pub vnet_hdr: bool,
+    /// Offloads in use on the device, both ways.
+    pub offloads: Offloads,
+    /// Queues (one file descriptor each) the device was opened with.
+    pub queues: u16,
+}
+
+/// A set of TAP offloads (what `TUNSETOFFLOAD` switches on), in both directions: with
+/// [`Offloads::CSUM`] frames may carry partial checksums, with [`Offloads::TSO4`] TCP
+/// super-frames, with [`Offloads::USO4`] UDP super-frames. A super-frame headed for a
+/// port without the matching offload is segmented in software on the way out.
+///
+/// The kernel's `TUN_F_*` bits stay inside this crate; everything above speaks of
+/// offloads by name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Offloads(u8);
+
+impl Offloads {
+    pub const NONE: Offloads = Offloads(0);
+    /// Checksum offload: partial checksums are completed by whoever needs them whole.
+    pub const CSUM: Offloads = Offloads(1 << 0);
+    /// TCP segmentation offload over IPv4.
+    pub const TSO4: Offloads = Offloads(1 << 1);
+    /// TCP segmentation offload over IPv6.
+    pub const TSO6: Offloads = Offloads(1 << 2);
+    /// TSO for segments with ECN (CWR) set.
+    pub const TSO_ECN: Offloads = Offloads(1 << 3);
+    /// UDP fragmentation offload (old; never asked for, shown if the kernel reports it).
+    pub const UFO: Offloads = Offloads(1 << 4);
+    /// UDP segmentation offload over IPv4 (Linux 6.2).
+    pub const USO4: Offloads = Offloads(1 << 5);
+    /// UDP segmentation offload over IPv6 (Linux 6.2).
+    pub const USO6: Offloads = Offloads(1 << 6);
+    /// What switchyard asks a TAP for: checksum, TCP segmentation over IPv4 and IPv6
+    /// (with ECN), and UDP segmentation where the kernel has it.
+    pub const ALL: Offloads = Self::CSUM
+        .union(Self::TSO4)
+        .union(Self::TSO6)
+        .union(Self::TSO_ECN)
+        .union(Self::USO4)
+        .union(Self::USO6);
+
+    /// Each offload with its name, in the order `show ports` prints them.
+    const NAMES: [(Offloads, &'static str); 7] = [
+        (Self::CSUM, "csum"),
+        (Self::TSO4, "tso4"),
+        (Self::TSO6, "tso6"),
+        (Self::TSO_ECN, "tso-ecn"),
+        (Self::UFO, "ufo"),
+        (Self::USO4, "uso4"),
+        (Self::USO6, "uso6"),
+    ];
+
+    /// Both sets together (`|`, usable in constants).
+    #[inline]
+    pub const fn union(self, other: Offloads) -> Offloads {
+        Offloads(self.0 | other.0)
+    }
+
+    /// True if every offload of `other` is in `self`.
+    #[inline]
+    pub fn contains(self, other: Offloads) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True if any offload of `other` is in `self`.
+    #[inline]
+    pub fn intersects(self, other: Offloads) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// `self` without the offloads of `other`.
+    #[inline]
+    pub fn without(self, other: Offloads) -> Offloads {
+        Offloads(self.0 & !other.0)
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The `TUN_F_*` bits for `TUNSETOFFLOAD`.
+    fn tun_flags(self) -> libc::c_uint {
+        const BITS: [(Offloads, libc::c_uint); 7] = [
+            (Offloads::CSUM, libc::TUN_F_CSUM),
+            (Offloads::TSO4, libc::TUN_F_TSO4),
+            (Offloads::TSO6, libc::TUN_F_TSO6),
+            (Offloads::TSO_ECN, libc::TUN_F_TSO_ECN),
+            (Offloads::UFO, libc::TUN_F_UFO),
+            (Offloads::USO4, libc::TUN_F_USO4),
+            (Offloads::USO6, libc::TUN_F_USO6),
+        ];
+        BITS.iter()
+            .filter(|(o, _)| self.contains(*o))
+            .fold(0, |acc, (_, bit)| acc | bit)
+    }
+}
+
+impl BitOr for Offloads {
+    type Output = Offloads;
+
+    #[inline]
+    fn bitor(self, rhs: Offloads) -> Offloads {
+        self.union(rhs)
+    }
+}
+
+/// The offloads as words, for people: "csum tso4 tso6 tso-ecn uso4 uso6", or "none".
+impl fmt::Display for Offloads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        let mut first = true;
+        for (o, name) in Self::NAMES {
+            if self.contains(o) {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Offloads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Offloads({self})")
+    }
+}
+
+impl serde::Serialize for Offloads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A source and sink of frames: one queue of one device, owned by one worker.
+pub trait Port: Send {
+    /// Receives up to `frames.len()` frames into the given buffers and returns how many;
+    /// `Ok(0)` when none is waiting (the fd would block). Each received frame has its
+    /// bounds and `vnet` set; other metadata is left alone.
+    fn recv_batch(&mut self, frames: &mut [Frame]) -> io::Result<usize>;
+
+    /// Sends one frame (its `vnet` header goes with it when the port uses one). A
+    /// super-frame goes whole when the port takes it, else cut into segments: the
+    /// result is how many frames went out (1 unless segmented).
+    fn send(&mut self, frame: &mut Frame) -> io::Result<usize>;
+
+    /// The file descriptor to poll for readability.
+    fn fd(&self) -> RawFd;
+
+    fn capabilities(&self) -> Capabilities;
+}
