@@ -1,5 +1,5 @@
 //! switchyard-os — what switchyard needs from Linux, and the only crate of switchyard
-//! with `unsafe` code besides the test helpers.
+//! with `unsafe` code besides the test helpers (all of it in the TAP code).
 //!
 //! * [`port`] — the [`port::Port`] trait (receive a batch, send a frame, an fd to
 //!   poll) and TAP devices opened inside an endpoint's namespace

@@ -6,8 +6,9 @@
 //! that other ports — a VXLAN tunnel, a pcap replay — and *middleware* ports wrapping
 //! another one (a capture tap, a fault injector) fit the same dataplane unchanged.
 //!
-//! `unsafe` code lives in this crate only (the TAP ioctls and reads and writes on raw
-//! fds, the namespace and netlink calls); each block says why it is sound.
+//! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) is where switchyard's
+//! `unsafe` lives, besides the socket calls of the test kit's traffic helpers; each
+//! block says why it is sound. Namespaces and netlink go through safe wrappers.
 
 pub mod tap;
 
