@@ -3,8 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, Target};
-use switchyard::control::protocol::Table;
+use switchyard::control::cli::{self, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 
 /// A user-space packet switch for Linux: bridges, routes and NATs between network
@@ -37,7 +36,7 @@ enum Command {
     /// Print a table of a running instance.
     Show {
         #[arg(value_enum)]
-        table: Table,
+        table: TableArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -104,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             socket,
         } => cli::show(
-            table,
+            table.into(),
             json,
             &Target {
                 socket,

@@ -1,8 +1,7 @@
-//! The CLI verbs. `main.rs` parses the command line and calls one of these.
+//! The CLI verbs. `main.rs` parses the command line and calls one of these; the
+//! argument types they take live here beside them, mapped onto the protocol's types.
 
-use super::protocol::{
-    ConntrackReport, CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table,
-};
+use super::protocol::{Request, Table};
 use super::{client, render, Switchyard};
 use crate::topology::{config, setup, Topology};
 use anyhow::{Context, Result};
@@ -41,6 +40,36 @@ impl Target {
             return Ok(s.clone());
         }
         Ok(setup::RunDir::new(&self.run_root, &self.prefix()?).socket())
+    }
+}
+
+/// The tables of `show`, as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableArg {
+    /// Ports: endpoint, interface, network, addresses, MTU, offloads, I/O counters.
+    Ports,
+    /// The forwarding database: learned MACs per network, their port and age.
+    Fdb,
+    /// Per-port accounting, drops by reason, and stage events.
+    Counters,
+    /// The FIB: connected networks and static routes.
+    Routes,
+    /// The neighbor (ARP) table.
+    Neighbors,
+    /// Tracked connections (translated flows), like `conntrack -L`.
+    Conntrack,
+}
+
+impl From<TableArg> for Table {
+    fn from(t: TableArg) -> Table {
+        match t {
+            TableArg::Ports => Table::Ports,
+            TableArg::Fdb => Table::Fdb,
+            TableArg::Counters => Table::Counters,
+            TableArg::Routes => Table::Routes,
+            TableArg::Neighbors => Table::Neighbors,
+            TableArg::Conntrack => Table::Conntrack,
+        }
     }
 }
 
@@ -207,23 +236,16 @@ pub fn check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `switchyard show TABLE`: print a table of a running instance.
+/// `switchyard show TABLE`: print a table of a running instance, laid out for people
+/// or (`json`) as the reply's JSON payload.
 pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
     let socket = target.socket()?;
-    let v = client::request(&socket, &Request::Show { table })?;
+    let reply = client::request(&socket, &Request::Show { table })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(&reply.payload())?);
+    } else {
+        print!("{}", render::reply(&reply));
     }
-    let text = match table {
-        Table::Ports => render::ports(&serde_json::from_value::<Vec<PortRow>>(v)?),
-        Table::Fdb => render::fdb(&serde_json::from_value::<Vec<FdbRow>>(v)?),
-        Table::Counters => render::counters(&serde_json::from_value::<CountersReport>(v)?),
-        Table::Routes => render::routes(&serde_json::from_value::<Vec<RouteRow>>(v)?),
-        Table::Neighbors => render::neighbors(&serde_json::from_value::<Vec<NeighborRow>>(v)?),
-        Table::Conntrack => render::conntrack(&serde_json::from_value::<ConntrackReport>(v)?),
-    };
-    print!("{text}");
     Ok(())
 }
 

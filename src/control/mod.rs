@@ -2,7 +2,9 @@
 //!
 //! [`Switchyard`] is a whole running instance: the deployed topology (namespaces and
 //! TAPs), the dataplane thread and the control socket. The CLI verbs (`up`, `down`,
-//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`].
+//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`] (its schema
+//! is `docs/control-protocol.md`), with its two ends in [`server`] and [`client`] and
+//! the tables people read in [`render`].
 
 pub mod cli;
 pub mod client;
