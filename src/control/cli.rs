@@ -1,9 +1,10 @@
 //! The CLI verbs. `main.rs` parses the command line and calls one of these; the
-//! argument types they take live here beside them, mapped onto the protocol's types.
+//! argument groups the verbs take ([`Target`], shared by `show` and `down`, and
+//! [`TableArg`]) live here beside them, mapped onto the protocol's types.
 
 use super::protocol::{Request, Table};
 use super::{client, render, Switchyard};
-use crate::topology::{config, setup, Topology};
+use crate::topology::{config, setup, RunDir, Topology};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,17 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::pipeline::DomainMode;
 
-/// Which running instance a verb talks to.
-#[derive(Debug, Clone, Default)]
+/// Which running instance a verb talks to. With none of these, the instance of the
+/// built-in default (prefix "sy-").
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Target {
-    /// An explicit socket path.
-    pub socket: Option<PathBuf>,
-    /// A config file whose prefix names the instance.
-    pub config: Option<PathBuf>,
-    /// The prefix naming the instance (default "sy-").
+    /// Prefix of the instance (without --config or --socket: "sy-", the built-in
+    /// default's).
+    #[arg(long)]
     pub prefix: Option<String>,
-    /// The run root (default /run/switchyard).
-    pub run_root: PathBuf,
+    /// Topology file the instance was started with (for its prefix).
+    #[arg(long, conflicts_with = "prefix")]
+    pub config: Option<PathBuf>,
+    /// Control socket of the instance (overrides --prefix and --config).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
 }
 
 impl Target {
@@ -35,11 +39,33 @@ impl Target {
         Ok(config::default_topology().prefix)
     }
 
-    fn socket(&self) -> Result<PathBuf> {
+    /// The instance's control socket.
+    fn socket(&self, run_root: &Path) -> Result<PathBuf> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        Ok(setup::RunDir::new(&self.run_root, &self.prefix()?).socket())
+        Ok(RunDir::new(run_root, &self.prefix()?).socket())
+    }
+
+    /// The instance's run root and prefix. A socket names them too, since it sits in
+    /// the instance's directory (`RUN_DIR/PREFIX/control.sock`).
+    fn instance(&self, run_root: &Path) -> Result<(PathBuf, String)> {
+        let Some(socket) = &self.socket else {
+            return Ok((run_root.to_path_buf(), self.prefix()?));
+        };
+        let dir = socket.parent().unwrap_or(Path::new(""));
+        let root = dir.parent().map(Path::to_path_buf);
+        let prefix = dir.file_name().and_then(|p| p.to_str()).map(String::from);
+        match (root, prefix) {
+            (Some(root), Some(prefix)) if RunDir::new(&root, &prefix).socket() == *socket => {
+                Ok((root, prefix))
+            }
+            _ => anyhow::bail!(
+                "{} is not where an instance keeps its control socket \
+                 (RUN_DIR/PREFIX/control.sock); name the instance with --prefix or --config",
+                socket.display()
+            ),
+        }
     }
 }
 
@@ -205,10 +231,11 @@ fn print_summary(t: &Topology, socket: &Path) {
     println!("Ctrl-C stops switchyard and removes everything it created.");
 }
 
-/// `switchyard down [FILE | --prefix P]`: clean up after a crashed `up`.
-pub fn down(target: &Target) -> Result<()> {
-    let prefix = target.prefix()?;
-    let removed = setup::down(&prefix, &target.run_root)?;
+/// `switchyard down [FILE | --prefix P | --config F | --socket S]`: clean up after a
+/// crashed `up`.
+pub fn down(target: &Target, run_root: &Path) -> Result<()> {
+    let (root, prefix) = target.instance(run_root)?;
+    let removed = setup::down(&prefix, &root)?;
     if removed.is_empty() {
         println!("nothing left to remove for prefix {prefix:?}; state cleared");
     } else {
@@ -238,8 +265,8 @@ pub fn check(file: &Path) -> Result<()> {
 
 /// `switchyard show TABLE`: print a table of a running instance, laid out for people
 /// or (`json`) as the reply's JSON payload.
-pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
-    let socket = target.socket()?;
+pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
     let reply = client::request(&socket, &Request::Show { table })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reply.payload())?);
@@ -267,4 +294,51 @@ pub fn bench(args: &[std::ffi::OsString], run_root: &Path) -> Result<()> {
         .env("SWITCHYARD_RUN_DIR", run_root)
         .exec();
     Err(anyhow::Error::new(err).context(format!("run {}", harness.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_names_its_instance_for_down() {
+        let root = Path::new("/run/elsewhere");
+        let t = Target {
+            socket: Some(PathBuf::from("/tmp/sy/t1-/control.sock")),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.instance(root).unwrap(),
+            (PathBuf::from("/tmp/sy"), "t1-".to_string())
+        );
+        assert_eq!(
+            t.socket(root).unwrap(),
+            PathBuf::from("/tmp/sy/t1-/control.sock")
+        );
+        let t = Target {
+            socket: Some(PathBuf::from("/tmp/my.sock")),
+            ..Default::default()
+        };
+        let e = t.instance(root).unwrap_err().to_string();
+        assert!(e.contains("/tmp/my.sock") && e.contains("--prefix"), "{e}");
+    }
+
+    #[test]
+    fn a_prefix_names_its_instance_under_the_run_root() {
+        let t = Target {
+            prefix: Some("p-".into()),
+            ..Default::default()
+        };
+        let root = Path::new("/run/switchyard");
+        assert_eq!(
+            t.instance(root).unwrap(),
+            (root.to_path_buf(), "p-".to_string())
+        );
+        assert_eq!(
+            t.socket(root).unwrap(),
+            PathBuf::from("/run/switchyard/p-/control.sock")
+        );
+        // Nothing given: the built-in default's instance.
+        assert_eq!(Target::default().instance(root).unwrap().1, "sy-");
+    }
 }
