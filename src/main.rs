@@ -1,10 +1,12 @@
 //! The `switchyard` command: parses the command line and calls the library.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchyard::control::cli::{self, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 /// A user-space packet switch for Linux: bridges, routes and NATs between network
 /// namespaces over TAP devices, like Docker's default network in one process.
@@ -58,9 +60,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Warnings and errors show by default; RUST_LOG asks for more (or less). The
+    // time of day adds nothing to a line a person reads as it happens, and colours
+    // only belong on a terminal (not in a log file or the journal).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,10 @@
 //! The CLI verbs. `main.rs` parses the command line and calls one of these; the
 //! argument groups the verbs take ([`Target`], shared by `show` and `down`, and
 //! [`TableArg`]) live here beside them, mapped onto the protocol's types.
+//!
+//! What a verb prints (the `up` summary, a table, a verdict) is the program's output
+//! and goes to stdout; diagnostics go through `tracing`, which `main.rs` sends to
+//! stderr.
 
 use super::protocol::{Request, Table};
 use super::{client, render, Switchyard};
@@ -118,7 +122,7 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
     print_summary(sy.topology(), sy.socket());
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
-            eprintln!("switchyard: the dataplane stopped unexpectedly; cleaning up");
+            tracing::error!("the dataplane stopped unexpectedly; cleaning up");
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
