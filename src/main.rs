@@ -1,11 +1,12 @@
 //! The `switchyard` command: parses the command line and calls the library.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, Target};
-use switchyard::control::protocol::Table;
+use switchyard::control::cli::{self, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 /// A user-space packet switch for Linux: bridges, routes and NATs between network
 /// namespaces over TAP devices, like Docker's default network in one process.
@@ -13,7 +14,7 @@ use switchyard::topology::DEFAULT_RUN_ROOT;
 #[command(name = "switchyard", version, about)]
 struct Cli {
     /// Directory for control sockets and state files.
-    #[arg(long, global = true, env = "SWITCHYARD_RUN_DIR", default_value = DEFAULT_RUN_ROOT)]
+    #[arg(long, global = true, env = "SWITCHYARD_RUN_DIR", default_value_os_t = PathBuf::from(DEFAULT_RUN_ROOT))]
     run_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -28,28 +29,22 @@ enum Command {
     },
     /// Remove what a crashed `up` left behind.
     Down {
-        /// The topology file the instance was started with (for its prefix).
+        /// The topology file the instance was started with (for its prefix); the same
+        /// as --config.
+        #[arg(conflicts_with_all = ["prefix", "config", "socket"])]
         file: Option<PathBuf>,
-        /// Prefix of the instance (default: the built-in default's, "sy-").
-        #[arg(long, conflicts_with = "file")]
-        prefix: Option<String>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Print a table of a running instance.
     Show {
         #[arg(value_enum)]
-        table: Table,
+        table: TableArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Prefix of the instance.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Topology file of the instance (for its prefix).
-        #[arg(long, conflicts_with = "prefix")]
-        config: Option<PathBuf>,
-        /// Control socket path (overrides prefix and config).
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
@@ -65,9 +60,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Warnings and errors show by default; RUST_LOG asks for more (or less). The
+    // time of day adds nothing to a line a person reads as it happens, and colours
+    // only belong on a terminal (not in a log file or the journal).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,29 +96,83 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { file } => cli::up(file.as_deref(), &cli.run_dir),
-        Command::Down { file, prefix } => cli::down(&Target {
-            config: file,
-            prefix,
-            run_root: cli.run_dir,
-            ..Default::default()
-        }),
+        Command::Down { file, target } => cli::down(
+            &Target {
+                config: file.or(target.config),
+                ..target
+            },
+            &cli.run_dir,
+        ),
         Command::Show {
             table,
             json,
-            prefix,
-            config,
-            socket,
-        } => cli::show(
-            table,
-            json,
-            &Target {
-                socket,
-                config,
-                prefix,
-                run_root: cli.run_dir,
-            },
-        ),
+            target,
+        } => cli::show(table.into(), json, &target, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("switchyard").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_holds_together() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn down_takes_a_file_or_a_target_but_not_both() {
+        let Command::Down { file, target } = parse(&["down", "a.toml"]).unwrap().command else {
+            panic!("down");
+        };
+        assert_eq!(file, Some(PathBuf::from("a.toml")));
+        assert_eq!(target.prefix, None);
+        let Command::Down { file, target } = parse(&["down", "--prefix", "p-"]).unwrap().command
+        else {
+            panic!("down");
+        };
+        assert_eq!((file, target.prefix.as_deref()), (None, Some("p-")));
+        for both in [
+            &["down", "a.toml", "--prefix", "p-"][..],
+            &["down", "a.toml", "--config", "b.toml"],
+            &["down", "a.toml", "--socket", "/run/x/control.sock"],
+        ] {
+            let e = parse(both).err().expect("refused");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{both:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn show_takes_a_table_and_the_shared_target() {
+        let cli = parse(&["show", "conntrack", "--json", "--socket", "/tmp/s"]).unwrap();
+        let Command::Show {
+            table,
+            json,
+            target,
+        } = cli.command
+        else {
+            panic!("show");
+        };
+        assert_eq!(table, TableArg::Conntrack);
+        assert!(json);
+        assert_eq!(target.socket, Some(PathBuf::from("/tmp/s")));
+        let e = parse(&["show", "fdb", "--prefix", "p-", "--config", "c.toml"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&["show", "tables"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("conntrack"), "lists the tables: {e}");
     }
 }

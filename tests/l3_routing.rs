@@ -88,7 +88,12 @@ mode = "none"
 "#;
 
 fn show<T: serde::de::DeserializeOwned>(sock: &std::path::Path, table: Table) -> T {
-    serde_json::from_value(client::request(sock, &Request::Show { table }).unwrap()).unwrap()
+    serde_json::from_value(
+        client::request(sock, &Request::Show { table })
+            .unwrap()
+            .payload(),
+    )
+    .unwrap()
 }
 
 fn ns_of(t: &switchyard::topology::Topology, name: &str) -> String {

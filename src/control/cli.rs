@@ -1,10 +1,14 @@
-//! The CLI verbs. `main.rs` parses the command line and calls one of these.
+//! The CLI verbs. `main.rs` parses the command line and calls one of these; the
+//! argument groups the verbs take ([`Target`], shared by `show` and `down`, and
+//! [`TableArg`]) live here beside them, mapped onto the protocol's types.
+//!
+//! What a verb prints (the `up` summary, a table, a verdict) is the program's output
+//! and goes to stdout; diagnostics go through `tracing`, which `main.rs` sends to
+//! stderr.
 
-use super::protocol::{
-    ConntrackReport, CountersReport, FdbRow, NeighborRow, PortRow, Request, RouteRow, Table,
-};
+use super::protocol::{Request, Table};
 use super::{client, render, Switchyard};
-use crate::topology::{config, setup, Topology};
+use crate::topology::{config, setup, RunDir, Topology};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,17 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::pipeline::DomainMode;
 
-/// Which running instance a verb talks to.
-#[derive(Debug, Clone, Default)]
+/// Which running instance a verb talks to. With none of these, the instance of the
+/// built-in default (prefix "sy-").
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Target {
-    /// An explicit socket path.
-    pub socket: Option<PathBuf>,
-    /// A config file whose prefix names the instance.
-    pub config: Option<PathBuf>,
-    /// The prefix naming the instance (default "sy-").
+    /// Prefix of the instance (without --config or --socket: "sy-", the built-in
+    /// default's).
+    #[arg(long)]
     pub prefix: Option<String>,
-    /// The run root (default /run/switchyard).
-    pub run_root: PathBuf,
+    /// Topology file the instance was started with (for its prefix).
+    #[arg(long, conflicts_with = "prefix")]
+    pub config: Option<PathBuf>,
+    /// Control socket of the instance (overrides --prefix and --config).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
 }
 
 impl Target {
@@ -36,11 +43,63 @@ impl Target {
         Ok(config::default_topology().prefix)
     }
 
-    fn socket(&self) -> Result<PathBuf> {
+    /// The instance's control socket.
+    fn socket(&self, run_root: &Path) -> Result<PathBuf> {
         if let Some(s) = &self.socket {
             return Ok(s.clone());
         }
-        Ok(setup::RunDir::new(&self.run_root, &self.prefix()?).socket())
+        Ok(RunDir::new(run_root, &self.prefix()?).socket())
+    }
+
+    /// The instance's run root and prefix. A socket names them too, since it sits in
+    /// the instance's directory (`RUN_DIR/PREFIX/control.sock`).
+    fn instance(&self, run_root: &Path) -> Result<(PathBuf, String)> {
+        let Some(socket) = &self.socket else {
+            return Ok((run_root.to_path_buf(), self.prefix()?));
+        };
+        let dir = socket.parent().unwrap_or(Path::new(""));
+        let root = dir.parent().map(Path::to_path_buf);
+        let prefix = dir.file_name().and_then(|p| p.to_str()).map(String::from);
+        match (root, prefix) {
+            (Some(root), Some(prefix)) if RunDir::new(&root, &prefix).socket() == *socket => {
+                Ok((root, prefix))
+            }
+            _ => anyhow::bail!(
+                "{} is not where an instance keeps its control socket \
+                 (RUN_DIR/PREFIX/control.sock); name the instance with --prefix or --config",
+                socket.display()
+            ),
+        }
+    }
+}
+
+/// The tables of `show`, as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableArg {
+    /// Ports: endpoint, interface, network, addresses, MTU, offloads, I/O counters.
+    Ports,
+    /// The forwarding database: learned MACs per network, their port and age.
+    Fdb,
+    /// Per-port accounting, drops by reason, and stage events.
+    Counters,
+    /// The FIB: connected networks and static routes.
+    Routes,
+    /// The neighbor (ARP) table.
+    Neighbors,
+    /// Tracked connections (translated flows), like `conntrack -L`.
+    Conntrack,
+}
+
+impl From<TableArg> for Table {
+    fn from(t: TableArg) -> Table {
+        match t {
+            TableArg::Ports => Table::Ports,
+            TableArg::Fdb => Table::Fdb,
+            TableArg::Counters => Table::Counters,
+            TableArg::Routes => Table::Routes,
+            TableArg::Neighbors => Table::Neighbors,
+            TableArg::Conntrack => Table::Conntrack,
+        }
     }
 }
 
@@ -63,7 +122,7 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
     print_summary(sy.topology(), sy.socket());
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
-            eprintln!("switchyard: the dataplane stopped unexpectedly; cleaning up");
+            tracing::error!("the dataplane stopped unexpectedly; cleaning up");
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -176,10 +235,11 @@ fn print_summary(t: &Topology, socket: &Path) {
     println!("Ctrl-C stops switchyard and removes everything it created.");
 }
 
-/// `switchyard down [FILE | --prefix P]`: clean up after a crashed `up`.
-pub fn down(target: &Target) -> Result<()> {
-    let prefix = target.prefix()?;
-    let removed = setup::down(&prefix, &target.run_root)?;
+/// `switchyard down [FILE | --prefix P | --config F | --socket S]`: clean up after a
+/// crashed `up`.
+pub fn down(target: &Target, run_root: &Path) -> Result<()> {
+    let (root, prefix) = target.instance(run_root)?;
+    let removed = setup::down(&prefix, &root)?;
     if removed.is_empty() {
         println!("nothing left to remove for prefix {prefix:?}; state cleared");
     } else {
@@ -207,23 +267,16 @@ pub fn check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `switchyard show TABLE`: print a table of a running instance.
-pub fn show(table: Table, json: bool, target: &Target) -> Result<()> {
-    let socket = target.socket()?;
-    let v = client::request(&socket, &Request::Show { table })?;
+/// `switchyard show TABLE`: print a table of a running instance, laid out for people
+/// or (`json`) as the reply's JSON payload.
+pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let reply = client::request(&socket, &Request::Show { table })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(&reply.payload())?);
+    } else {
+        print!("{}", render::reply(&reply));
     }
-    let text = match table {
-        Table::Ports => render::ports(&serde_json::from_value::<Vec<PortRow>>(v)?),
-        Table::Fdb => render::fdb(&serde_json::from_value::<Vec<FdbRow>>(v)?),
-        Table::Counters => render::counters(&serde_json::from_value::<CountersReport>(v)?),
-        Table::Routes => render::routes(&serde_json::from_value::<Vec<RouteRow>>(v)?),
-        Table::Neighbors => render::neighbors(&serde_json::from_value::<Vec<NeighborRow>>(v)?),
-        Table::Conntrack => render::conntrack(&serde_json::from_value::<ConntrackReport>(v)?),
-    };
-    print!("{text}");
     Ok(())
 }
 
@@ -245,4 +298,51 @@ pub fn bench(args: &[std::ffi::OsString], run_root: &Path) -> Result<()> {
         .env("SWITCHYARD_RUN_DIR", run_root)
         .exec();
     Err(anyhow::Error::new(err).context(format!("run {}", harness.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_names_its_instance_for_down() {
+        let root = Path::new("/run/elsewhere");
+        let t = Target {
+            socket: Some(PathBuf::from("/tmp/sy/t1-/control.sock")),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.instance(root).unwrap(),
+            (PathBuf::from("/tmp/sy"), "t1-".to_string())
+        );
+        assert_eq!(
+            t.socket(root).unwrap(),
+            PathBuf::from("/tmp/sy/t1-/control.sock")
+        );
+        let t = Target {
+            socket: Some(PathBuf::from("/tmp/my.sock")),
+            ..Default::default()
+        };
+        let e = t.instance(root).unwrap_err().to_string();
+        assert!(e.contains("/tmp/my.sock") && e.contains("--prefix"), "{e}");
+    }
+
+    #[test]
+    fn a_prefix_names_its_instance_under_the_run_root() {
+        let t = Target {
+            prefix: Some("p-".into()),
+            ..Default::default()
+        };
+        let root = Path::new("/run/switchyard");
+        assert_eq!(
+            t.instance(root).unwrap(),
+            (root.to_path_buf(), "p-".to_string())
+        );
+        assert_eq!(
+            t.socket(root).unwrap(),
+            PathBuf::from("/run/switchyard/p-/control.sock")
+        );
+        // Nothing given: the built-in default's instance.
+        assert_eq!(Target::default().instance(root).unwrap().1, "sy-");
+    }
 }

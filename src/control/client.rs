@@ -1,12 +1,17 @@
-//! The client side of the control socket, used by the `show` verbs.
+//! The client side of the control socket: one request, one typed reply. The `show`
+//! verbs use it, and so can any program that links this crate.
 
-use super::protocol::{Request, Response};
+use super::protocol::{Envelope, ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Why a request got no answer.
+/// How long to wait for an answer. The server reads the tables between two batches
+/// of the dataplane, so an answer normally takes milliseconds.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request got no reply.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {path}: {source} (is `switchyard up` running with this prefix?)")]
@@ -23,38 +28,179 @@ pub enum ClientError {
     },
     #[error("bad response from {path}: {reason}")]
     BadResponse { path: String, reason: String },
-    #[error("switchyard answered: {0}")]
-    Remote(String),
+    /// The server speaks another protocol version (`None`: the unversioned protocol of
+    /// an older switchyard). `said` is its error message, if it sent one.
+    #[error(
+        "{path} speaks {}, this switchyard version {ours}{}; use the switchyard binary \
+         that instance was started with, or restart it with this one",
+        their_protocol(.theirs),
+        quoted(.said)
+    )]
+    Version {
+        path: String,
+        ours: u32,
+        theirs: Option<u64>,
+        said: Option<String>,
+    },
+    /// The server understood the request and refused it.
+    #[error("switchyard answered: {message} [{code}]")]
+    Remote { code: ErrorCode, message: String },
 }
 
-/// Sends one request and returns the `ok` payload.
-pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
+impl ClientError {
+    /// The server's error code, if the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+fn their_protocol(theirs: &Option<u64>) -> String {
+    match theirs {
+        Some(v) => format!("control protocol version {v}"),
+        None => "the unversioned control protocol of an older switchyard".into(),
+    }
+}
+
+fn quoted(said: &Option<String>) -> String {
+    said.as_ref()
+        .map_or_else(String::new, |s| format!(" (it answered: {s})"))
+}
+
+/// Sends `req` to the instance at `socket` and returns its reply.
+pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     let path = socket.display().to_string();
     let io = |source| ClientError::Io {
         path: path.clone(),
         source,
     };
+    let bad = |reason: String| ClientError::BadResponse {
+        path: path.clone(),
+        reason,
+    };
     let mut conn = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
         path: path.clone(),
         source,
     })?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
-    let mut line = serde_json::to_string(req).expect("requests serialize");
+    conn.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    conn.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(&Envelope::new(req.clone())).expect("requests serialize");
     line.push('\n');
     conn.write_all(line.as_bytes()).map_err(io)?;
     let mut answer = String::new();
-    BufReader::new(&conn).read_line(&mut answer).map_err(io)?;
-    let resp: Response = serde_json::from_str(&answer).map_err(|e| ClientError::BadResponse {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    match (resp.ok, resp.error) {
-        (_, Some(e)) => Err(ClientError::Remote(e)),
-        (Some(v), None) => Ok(v),
-        (None, None) => Err(ClientError::BadResponse {
+    if BufReader::new(&conn).read_line(&mut answer).map_err(io)? == 0 {
+        return Err(bad("the connection closed without an answer".into()));
+    }
+    // The version first: an answer in another version may not fit the types below,
+    // and "versions differ" is the useful thing to say then.
+    let value: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let theirs = value.get("version").and_then(serde_json::Value::as_u64);
+    if theirs != Some(u64::from(PROTOCOL_VERSION)) {
+        return Err(ClientError::Version {
             path,
-            reason: "neither ok nor error".into(),
-        }),
+            ours: PROTOCOL_VERSION,
+            theirs,
+            said: value
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .map(String::from),
+        });
+    }
+    let resp: Response = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    resp.result.map_err(|e| ClientError::Remote {
+        code: e.code,
+        message: e.message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::Table;
+
+    /// Asks a stand-in server that answers `answer` to anything; returns the line it
+    /// was sent and what the client made of the answer.
+    fn ask_server_answering(name: &str, answer: &str) -> (String, Result<Reply, ClientError>) {
+        let dir = std::env::temp_dir().join(format!("sy-cl-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let answer = format!("{answer}\n");
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&conn).read_line(&mut line).unwrap();
+            (&conn).write_all(answer.as_bytes()).unwrap();
+            line
+        });
+        let got = request(&path, &Request::Show { table: Table::Fdb });
+        let sent = server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (sent, got)
+    }
+
+    #[test]
+    fn a_server_from_before_versions_is_named_as_such() {
+        // It wants "cmd" and answers with "error" alone.
+        let (sent, got) =
+            ask_server_answering("old", r#"{"error":"bad request: missing field `cmd`"}"#);
+        assert_eq!(
+            sent,
+            "{\"version\":1,\"request\":{\"show\":{\"table\":\"fdb\"}}}\n"
+        );
+        let e = got.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Version { theirs: None, .. }),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("unversioned")
+                && text.contains("version 1")
+                && text.contains("missing field `cmd`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_server_of_a_newer_version_is_named_with_both_versions() {
+        let (_, got) = ask_server_answering(
+            "new",
+            r#"{"version":2,"code":"unsupported_version","error":"the client speaks control protocol version 1, this switchyard version 2"}"#,
+        );
+        let e = got.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::Version {
+                    theirs: Some(2),
+                    ours: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("speaks control protocol version 2, this switchyard version 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_code() {
+        let (_, got) = ask_server_answering(
+            "refused",
+            r#"{"version":1,"code":"dataplane_stopped","error":"the dataplane is not running"}"#,
+        );
+        let e = got.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::DataplaneStopped));
+        assert_eq!(
+            e.to_string(),
+            "switchyard answered: the dataplane is not running [dataplane_stopped]"
+        );
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! [`Switchyard`] is a whole running instance: the deployed topology (namespaces and
 //! TAPs), the dataplane thread and the control socket. The CLI verbs (`up`, `down`,
-//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`].
+//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`] (its schema
+//! is `docs/control-protocol.md`), with its two ends in [`server`] and [`client`] and
+//! the tables people read in [`render`]. Problems met while running or stopping are
+//! logged through `tracing`; the program decides where logs go.
 
 pub mod cli;
 pub mod client;
@@ -113,7 +116,7 @@ impl Switchyard {
         }
         if let Some(d) = self.dataplane.take() {
             if let Err(e) = d.stop() {
-                eprintln!("switchyard: dataplane stopped with an error: {e}");
+                tracing::error!("the dataplane stopped with an error: {e}");
             }
         }
         match self.deployment.take() {
@@ -126,7 +129,7 @@ impl Switchyard {
 impl Drop for Switchyard {
     fn drop(&mut self) {
         if let Err(e) = self.stop_inner() {
-            eprintln!("switchyard: cleanup incomplete: {e}");
+            tracing::error!("cleanup incomplete: {e}");
         }
     }
 }

@@ -1,19 +1,84 @@
-//! The control protocol: one JSON request per line on the control socket, one JSON
-//! response per line back. The `--json` output of the `show` commands is exactly the
-//! `ok` payload, so scripts can rely on the shapes documented in the README.
+//! The control protocol: how a program asks a running switchyard for its tables.
+//!
+//! Each instance listens on a unix stream socket, `RUN_DIR/PREFIX/control.sock`, mode
+//! 0600 (only root may talk to a switch). A client writes one request as one line of
+//! JSON and reads one line back; a connection may carry several requests in turn.
+//! Everything that crosses the socket is a type of this module, and
+//! `docs/control-protocol.md` is its schema — a test compares the two, so neither can
+//! change alone.
+//!
+//! * [`Envelope`] wraps every request with the protocol version the client speaks:
+//!   `{"version":1,"request":{"show":{"table":"fdb"}}}`. The server answers a request
+//!   of any other version with [`ErrorCode::UnsupportedVersion`] naming both, so a new
+//!   CLI talking to an old running instance (or the reverse) fails clearly instead of
+//!   misreading the answer.
+//! * [`Request`] is what is asked, one variant per verb, each an object of named
+//!   arguments. A new verb is a new variant; the envelope stays as it is, and a server
+//!   that does not know the verb answers [`ErrorCode::UnknownRequest`].
+//! * [`Response`] carries the server's version and either `ok` with a typed [`Reply`]
+//!   (`{"version":1,"ok":{"fdb":[...]}}`) or an [`ErrorCode`] with a message for people
+//!   (`{"version":1,"code":"too_large","error":"..."}`).
+//! * The rows ([`PortRow`], [`FdbRow`], [`CountersReport`], ...) are what `show --json`
+//!   prints ([`Reply::payload`]); scripts rely on their JSON shapes.
+//!
+//! Nothing here knows about the command line: the CLI maps its arguments onto these
+//! types, so other clients (a test, a script, a future plugin) speak the same protocol.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 
-/// A request from a CLI verb.
+/// The version of the protocol this build speaks. It changes only when an existing
+/// request or reply changes incompatibly; new requests, new replies, new fields in
+/// reply rows and new error codes keep it (see `docs/control-protocol.md`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest request line a server reads, newline excluded. A request is a few
+/// dozen bytes; the cap only keeps a client from making the server buffer without end.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A request as it crosses the socket: the client's protocol version and the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+impl Envelope {
+    /// `request` in the version this build speaks.
+    pub fn new(request: Request) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            request,
+        }
+    }
+}
+
+/// What a client asks. On the wire a request is an object with one key, its name,
+/// whose value holds its arguments: `{"show":{"table":"fdb"}}`. Unknown arguments are
+/// refused rather than ignored, so a misspelt option never goes unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// `show <table>`
+    /// One of the tables `switchyard show` prints; answered by the [`Reply`] of the
+    /// same name.
     Show { table: Table },
 }
 
-/// The tables `show` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+impl Request {
+    /// The names of every request this server answers.
+    pub const NAMES: &'static [&'static str] = &["show"];
+
+    /// The name of this request on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Show { .. } => "show",
+        }
+    }
+}
+
+/// The tables `show` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     /// Ports: endpoint, interface, network, addresses, MTU, offloads, I/O counters.
@@ -30,13 +95,298 @@ pub enum Table {
     Conntrack,
 }
 
-/// A response: exactly one of `ok` or `error`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Table {
+    pub const ALL: [Table; 6] = [
+        Table::Ports,
+        Table::Fdb,
+        Table::Counters,
+        Table::Routes,
+        Table::Neighbors,
+        Table::Conntrack,
+    ];
+
+    /// The name of the table on the wire (and of the reply that carries it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Ports => "ports",
+            Table::Fdb => "fdb",
+            Table::Counters => "counters",
+            Table::Routes => "routes",
+            Table::Neighbors => "neighbors",
+            Table::Conntrack => "conntrack",
+        }
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A successful answer. On the wire it is an object with one key, the reply's name,
+/// whose value is the payload: `{"fdb":[{"network":"default",...}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ports(Vec<PortRow>),
+    Fdb(Vec<FdbRow>),
+    Counters(CountersReport),
+    Routes(Vec<RouteRow>),
+    Neighbors(Vec<NeighborRow>),
+    Conntrack(ConntrackReport),
+}
+
+impl Reply {
+    /// The name of this reply on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reply::Ports(_) => "ports",
+            Reply::Fdb(_) => "fdb",
+            Reply::Counters(_) => "counters",
+            Reply::Routes(_) => "routes",
+            Reply::Neighbors(_) => "neighbors",
+            Reply::Conntrack(_) => "conntrack",
+        }
+    }
+
+    /// The payload without the reply's name: what `show --json` prints. It goes
+    /// through a `serde_json::Value`, whose objects keep their keys sorted, so the
+    /// printed text is the same whichever order the row types declare their fields in.
+    pub fn payload(&self) -> serde_json::Value {
+        let v = match self {
+            Reply::Ports(r) => serde_json::to_value(r),
+            Reply::Fdb(r) => serde_json::to_value(r),
+            Reply::Counters(r) => serde_json::to_value(r),
+            Reply::Routes(r) => serde_json::to_value(r),
+            Reply::Neighbors(r) => serde_json::to_value(r),
+            Reply::Conntrack(r) => serde_json::to_value(r),
+        };
+        // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
+        // refuses.
+        v.expect("reply rows convert to JSON")
+    }
+}
+
+/// Why a request failed, as a stable name a program can match on; the message next
+/// to it is for people and may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not JSON, not an envelope, or the request's arguments do not fit it.
+    BadRequest,
+    /// The request has no version, or another one than the server's; the message
+    /// names both.
+    UnsupportedVersion,
+    /// The request's name is not one this server knows (a newer client).
+    UnknownRequest,
+    /// The request line is longer than [`MAX_REQUEST_BYTES`]; the server closes the
+    /// connection after answering.
+    TooLarge,
+    /// The dataplane workers have stopped, so there are no tables to read.
+    DataplaneStopped,
+    /// The server failed while answering (a bug); it keeps serving.
+    Internal,
+    /// A code this client does not know, sent by a newer server; the message says
+    /// what happened. Servers never send it.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// Every code a server sends.
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::DataplaneStopped,
+        ErrorCode::Internal,
+    ];
+
+    /// The code on the wire.
+    pub fn id(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::DataplaneStopped => "dataplane_stopped",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// A failed request: its code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} [{code}]")]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// An answer as it crosses the socket: the server's protocol version and the outcome.
+///
+/// On the wire a success is `{"version":1,"ok":{REPLY}}` and a failure
+/// `{"version":1,"code":"CODE","error":"MESSAGE"}`. The message stays a plain string
+/// under `error`, as it was before the protocol had versions, so a client from then
+/// still prints why its request was refused.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Response {
+    pub version: u32,
+    pub result: Result<Reply, ErrorReply>,
+}
+
+impl Response {
+    /// A success in the version this build speaks.
+    pub fn ok(reply: Reply) -> Response {
+        Response {
+            version: PROTOCOL_VERSION,
+            result: Ok(reply),
+        }
+    }
+
+    /// A failure in the version this build speaks.
+    pub fn error(error: ErrorReply) -> Response {
+        Response {
+            version: PROTOCOL_VERSION,
+            result: Err(error),
+        }
+    }
+}
+
+/// [`Response`] as written: the outcome spread over sibling keys.
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ok: Option<serde_json::Value>,
+    ok: Option<&'a Reply>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    code: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// [`Response`] as read. Unknown keys are ignored: a newer server may add some.
+#[derive(Deserialize)]
+struct ResponseIn {
+    version: u32,
+    ok: Option<Reply>,
+    code: Option<ErrorCode>,
+    error: Option<String>,
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (ok, err) = match &self.result {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e)),
+        };
+        ResponseOut {
+            version: self.version,
+            ok,
+            code: err.map(|e| e.code),
+            error: err.map(|e| e.message.as_str()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Response, D::Error> {
+        let w = ResponseIn::deserialize(d)?;
+        let result = match (w.ok, w.code, w.error) {
+            (Some(reply), None, None) => Ok(reply),
+            (None, Some(code), Some(message)) => Err(ErrorReply { code, message }),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a response has either \"ok\", or \"code\" and \"error\"",
+                ))
+            }
+        };
+        Ok(Response {
+            version: w.version,
+            result,
+        })
+    }
+}
+
+/// Reads one request line as a server does, checking in the order that gives the
+/// most useful answer: JSON at all, then the version (so a client of another version
+/// hears about versions rather than about shapes it cannot know), then the request's
+/// name, then its arguments.
+pub fn parse_request(line: &[u8]) -> Result<Request, ErrorReply> {
+    let bad = |m: String| ErrorReply::new(ErrorCode::BadRequest, m);
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| bad(format!("not a line of JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("a request is a JSON object".into()))?;
+    match obj.get("version") {
+        None => {
+            return Err(ErrorReply::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "the request has no \"version\" (a client from before the protocol \
+                     had versions?); this switchyard speaks control protocol version \
+                     {PROTOCOL_VERSION}"
+                ),
+            ))
+        }
+        Some(v) => match v.as_u64() {
+            Some(n) if n == u64::from(PROTOCOL_VERSION) => {}
+            Some(n) => {
+                return Err(ErrorReply::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "the client speaks control protocol version {n}, this switchyard \
+                         version {PROTOCOL_VERSION}; use the switchyard binary this \
+                         instance was started with"
+                    ),
+                ))
+            }
+            None => return Err(bad(format!("\"version\" is {v}, not a whole number"))),
+        },
+    }
+    let name = match obj.get("request") {
+        Some(serde_json::Value::Object(m)) if m.len() == 1 => m.keys().next().cloned(),
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        bad("\"request\" is an object with one key, the request's name \
+             (e.g. {\"show\":{\"table\":\"fdb\"}})"
+            .into())
+    })?;
+    if !Request::NAMES.contains(&name.as_str()) {
+        return Err(ErrorReply::new(
+            ErrorCode::UnknownRequest,
+            format!(
+                "unknown request {name:?}; this switchyard (control protocol version \
+                 {PROTOCOL_VERSION}) answers: {}",
+                Request::NAMES.join(", ")
+            ),
+        ));
+    }
+    let envelope: Envelope =
+        serde_json::from_value(value).map_err(|e| bad(format!("bad {name:?} request: {e}")))?;
+    Ok(envelope.request)
 }
 
 /// One row of `show ports`.
@@ -197,3 +547,6 @@ pub struct ConntrackReport {
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
 }
+
+#[cfg(test)]
+mod tests;

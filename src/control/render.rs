@@ -1,4 +1,5 @@
-//! Human-readable tables for the `show` verbs.
+//! Human-readable tables for the `show` verbs: the typed replies of the control
+//! protocol, laid out in columns for people (`--json` prints the replies as they are).
 
 use super::protocol::*;
 use std::fmt::Write as _;
@@ -45,6 +46,18 @@ impl TextTable {
             out.push('\n');
         }
         out
+    }
+}
+
+/// The text `show` prints for a reply.
+pub fn reply(r: &Reply) -> String {
+    match r {
+        Reply::Ports(rows) => ports(rows),
+        Reply::Fdb(rows) => fdb(rows),
+        Reply::Counters(c) => counters(c),
+        Reply::Routes(rows) => routes(rows),
+        Reply::Neighbors(rows) => neighbors(rows),
+        Reply::Conntrack(c) => conntrack(c),
     }
 }
 

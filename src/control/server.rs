@@ -1,13 +1,20 @@
 //! The control socket server: a unix socket (mode 0600) per instance, answering one
-//! JSON request per line. It runs on its own thread and reads the dataplane's tables
-//! by sending a query closure to the dataplane thread ([`dataplane::Handle::query`]),
-//! so a `show` never races the packets being switched.
+//! request line with one response line (see [`protocol`](super::protocol) for the
+//! shapes). It runs on its own thread and reads the dataplane's tables by sending a
+//! query closure to the dataplane thread ([`dataplane::Handle::query`]), so a `show`
+//! never races the packets being switched.
+//!
+//! Clients are served one at a time, which is plenty for a control socket; timeouts
+//! on reads and writes keep a stuck client from holding the others off for long, and
+//! the request line is capped at [`MAX_REQUEST_BYTES`] so no client can make the
+//! server buffer without bound.
 
 use super::protocol::*;
 use crate::dataplane::{self, PortStatus, View};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +24,9 @@ use switchyard_core::pipeline::conntrack::ProtoState;
 use switchyard_core::pipeline::{
     Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
 };
+
+/// How long a client may take to send its request, or to take in the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the server knows of each port from the topology (it does not change).
 #[derive(Debug, Clone)]
@@ -46,7 +56,6 @@ impl Server {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let ports = Arc::new(ports);
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("switchyard-ctl".into())
@@ -55,14 +64,19 @@ impl Server {
                     if stop2.load(Ordering::SeqCst) {
                         break;
                     }
-                    if let Ok(conn) = conn {
-                        // One client at a time is plenty for a control socket; a
-                        // timeout keeps a stuck client from blocking the others.
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                        let _ = serve(conn, &dp, &ports);
+                    match conn {
+                        Ok(conn) => {
+                            if let Err(e) = serve(conn, &dp, &ports) {
+                                // The client's loss (it went away or stalled); the
+                                // server carries on with the next one.
+                                tracing::debug!("control client dropped: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("control socket accept failed: {e}"),
                     }
                 }
             })?;
+        tracing::debug!(socket = %path.display(), "control socket listening");
         Ok(Server {
             path: path.to_path_buf(),
             stop,
@@ -84,8 +98,14 @@ impl Server {
             self.stop.store(true, Ordering::SeqCst);
             // Wake the blocking accept with a connection of our own.
             let _ = UnixStream::connect(&self.path);
-            let _ = t.join();
-            let _ = std::fs::remove_file(&self.path);
+            if t.join().is_err() {
+                tracing::error!("the control socket thread panicked");
+            }
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!("cannot remove {}: {e}", self.path.display());
+                }
+            }
         }
     }
 }
@@ -96,52 +116,112 @@ impl Drop for Server {
     }
 }
 
-fn serve(conn: UnixStream, dp: &dataplane::Handle, ports: &Arc<Vec<PortInfo>>) -> io::Result<()> {
+/// What reading the next request line found.
+#[derive(Debug, PartialEq, Eq)]
+enum Incoming {
+    /// A line, now in the buffer without its newline.
+    Line,
+    /// More than [`MAX_REQUEST_BYTES`] without a newline.
+    TooLarge,
+    /// The client closed its end.
+    End,
+}
+
+/// Reads the next request line into `buf`, never more than [`MAX_REQUEST_BYTES`] and
+/// its newline. A last line without a newline counts as a line.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Incoming> {
+    buf.clear();
+    let limit = MAX_REQUEST_BYTES as u64 + 1;
+    let n = reader.take(limit).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Incoming::End);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Incoming::Line);
+    }
+    if n as u64 == limit {
+        return Ok(Incoming::TooLarge);
+    }
+    Ok(Incoming::Line)
+}
+
+fn serve(conn: UnixStream, dp: &dataplane::Handle, ports: &[PortInfo]) -> io::Result<()> {
+    conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 0 {
-        let resp = match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => match handle(req, dp, ports) {
-                Ok(v) => Response {
-                    ok: Some(v),
-                    error: None,
-                },
-                Err(e) => Response {
-                    ok: None,
-                    error: Some(e),
-                },
-            },
-            Err(e) => Response {
-                ok: None,
-                error: Some(format!("bad request: {e}")),
-            },
+    let mut line = Vec::new();
+    loop {
+        let (resp, close) = match next_line(&mut reader, &mut line)? {
+            Incoming::End => return Ok(()),
+            Incoming::Line => (answer(&line, dp, ports), false),
+            // The rest of the line is still unread and would be taken for the next
+            // request: answer, then hang up.
+            Incoming::TooLarge => (
+                Response::error(ErrorReply::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request line longer than {MAX_REQUEST_BYTES} bytes; closing the \
+                         connection"
+                    ),
+                )),
+                true,
+            ),
         };
         let mut text = serde_json::to_string(&resp).expect("responses serialize");
         text.push('\n');
         writer.write_all(text.as_bytes())?;
-        line.clear();
+        if close {
+            return Ok(());
+        }
     }
-    Ok(())
+}
+
+/// The response to one request line.
+fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Response {
+    let req = match parse_request(line) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!("control request refused: {e}");
+            return Response::error(e);
+        }
+    };
+    tracing::debug!(request = req.name(), "control request");
+    // A bug while answering costs this answer, not the control socket: the thread
+    // would otherwise be gone for the rest of the instance's life.
+    match catch_unwind(AssertUnwindSafe(|| handle(&req, dp, ports))) {
+        Ok(Ok(reply)) => Response::ok(reply),
+        Ok(Err(dataplane::NotRunning)) => Response::error(ErrorReply::new(
+            ErrorCode::DataplaneStopped,
+            "the dataplane is not running (its workers stopped; the log of \
+             `switchyard up` says why)",
+        )),
+        Err(_) => {
+            tracing::error!(request = req.name(), "answering a control request panicked");
+            Response::error(ErrorReply::new(
+                ErrorCode::Internal,
+                format!("switchyard failed while answering {:?}", req.name()),
+            ))
+        }
+    }
 }
 
 fn handle(
-    req: Request,
+    req: &Request,
     dp: &dataplane::Handle,
-    ports: &Arc<Vec<PortInfo>>,
-) -> Result<serde_json::Value, String> {
-    let ports = ports.clone();
-    let value = match req {
+    ports: &[PortInfo],
+) -> Result<Reply, dataplane::NotRunning> {
+    Ok(match *req {
         Request::Show { table } => match table {
-            Table::Ports => gather(dp).map(|m| serde_json::to_value(port_rows(&m, &ports))),
-            Table::Fdb => dp.query(|v| serde_json::to_value(fdb_rows(&v))),
-            Table::Counters => gather(dp).map(|m| serde_json::to_value(counters(&m))),
-            Table::Routes => dp.query(|v| serde_json::to_value(route_rows(&v))),
-            Table::Neighbors => dp.query(|v| serde_json::to_value(neighbor_rows(&v))),
-            Table::Conntrack => dp.query(|v| serde_json::to_value(conntrack_report(&v))),
+            Table::Ports => Reply::Ports(port_rows(&gather(dp)?, ports)),
+            Table::Fdb => Reply::Fdb(dp.query(|v| fdb_rows(&v))?),
+            Table::Counters => Reply::Counters(counters(&gather(dp)?)),
+            Table::Routes => Reply::Routes(dp.query(|v| route_rows(&v))?),
+            Table::Neighbors => Reply::Neighbors(dp.query(|v| neighbor_rows(&v))?),
+            Table::Conntrack => Reply::Conntrack(dp.query(|v| conntrack_report(&v))?),
         },
-    };
-    value.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    })
 }
 
 /// What every worker keeps on its own, summed over the workers.
@@ -417,5 +497,184 @@ fn conntrack_report(v: &View<'_>) -> ConntrackReport {
         count: ct.len(),
         max: ct.capacity(),
         connections,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::client;
+    use crate::dataplane::{Dataplane, Options};
+    use std::io::Cursor;
+    use switchyard_core::pipeline::Spec;
+
+    fn lines(input: &[u8]) -> Vec<(Incoming, Vec<u8>)> {
+        let mut r = Cursor::new(input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let got = next_line(&mut r, &mut buf).unwrap();
+            let end = got == Incoming::End;
+            out.push((got, buf.clone()));
+            if end {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_may_be_as_long_as_the_limit_and_no_longer() {
+        let mut at_limit = vec![b'x'; MAX_REQUEST_BYTES];
+        at_limit.push(b'\n');
+        at_limit.extend_from_slice(b"next\nlast");
+        let got = lines(&at_limit);
+        assert_eq!(got[0].0, Incoming::Line);
+        assert_eq!(got[0].1.len(), MAX_REQUEST_BYTES);
+        assert_eq!(got[1], (Incoming::Line, b"next".to_vec()));
+        // A last line without its newline still counts.
+        assert_eq!(got[2], (Incoming::Line, b"last".to_vec()));
+        assert_eq!(got[3].0, Incoming::End);
+
+        let over = vec![b'x'; MAX_REQUEST_BYTES + 1];
+        assert_eq!(lines(&over)[0].0, Incoming::TooLarge);
+        let mut endless = Cursor::new(vec![b'{'; 10 * MAX_REQUEST_BYTES]);
+        let mut buf = Vec::new();
+        assert_eq!(
+            next_line(&mut endless, &mut buf).unwrap(),
+            Incoming::TooLarge
+        );
+        assert_eq!(buf.len(), MAX_REQUEST_BYTES + 1, "never buffers more");
+    }
+
+    /// A server over a dataplane with no ports: everything but the TAPs, so no root.
+    struct TestServer {
+        server: Option<Server>,
+        dataplane: Option<dataplane::Running>,
+        dir: PathBuf,
+    }
+
+    impl TestServer {
+        fn new(name: &str) -> TestServer {
+            let dir = std::env::temp_dir().join(format!("sy-ctl-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let pipeline = Pipeline::new(Spec::new(Vec::new(), Vec::new())).unwrap();
+            let running = Dataplane::new(pipeline, vec![Vec::new()], Options::default())
+                .spawn()
+                .unwrap();
+            let server =
+                Server::start(&dir.join("control.sock"), running.handle(), Vec::new()).unwrap();
+            TestServer {
+                server: Some(server),
+                dataplane: Some(running),
+                dir,
+            }
+        }
+
+        fn socket(&self) -> PathBuf {
+            self.dir.join("control.sock")
+        }
+
+        /// Writes `bytes` and returns every line the server sends before it hangs up.
+        fn raw(&self, bytes: &[u8]) -> Vec<String> {
+            let mut conn = UnixStream::connect(self.socket()).unwrap();
+            conn.write_all(bytes).unwrap();
+            conn.shutdown(std::net::Shutdown::Write).unwrap();
+            BufReader::new(conn).lines().map(Result::unwrap).collect()
+        }
+
+        fn code_of(&self, line: &str) -> ErrorCode {
+            let answers = self.raw(format!("{line}\n").as_bytes());
+            assert_eq!(answers.len(), 1, "{answers:?}");
+            let r: Response = serde_json::from_str(&answers[0]).unwrap();
+            assert_eq!(r.version, PROTOCOL_VERSION);
+            r.result.expect_err(line).code
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            if let Some(s) = self.server.take() {
+                s.stop();
+            }
+            if let Some(d) = self.dataplane.take() {
+                d.stop().unwrap();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn the_server_answers_typed_replies_and_coded_errors() {
+        let b = TestServer::new("answers");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(b.socket()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        for t in Table::ALL {
+            let reply = client::request(&b.socket(), &Request::Show { table: t }).unwrap();
+            assert_eq!(reply.name(), t.name());
+        }
+        assert_eq!(
+            client::request(&b.socket(), &Request::Show { table: Table::Fdb }).unwrap(),
+            Reply::Fdb(Vec::new())
+        );
+
+        assert_eq!(
+            b.code_of(r#"{"version":2,"request":{"show":{"table":"fdb"}}}"#),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(
+            b.code_of(r#"{"version":1,"request":"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            b.code_of(r#"{"version":1,"request":{"capture":{}}}"#),
+            ErrorCode::UnknownRequest
+        );
+
+        // Requests in turn on one connection, each answered in order.
+        let good = r#"{"version":1,"request":{"show":{"table":"routes"}}}"#;
+        let answers = b.raw(format!("{good}\nnonsense\n{good}\n").as_bytes());
+        let codes: Vec<Result<&str, ErrorCode>> = answers
+            .iter()
+            .map(|a| {
+                let r: Response = serde_json::from_str(a).unwrap();
+                r.result.map(|x| x.name()).map_err(|e| e.code)
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [Ok("routes"), Err(ErrorCode::BadRequest), Ok("routes")]
+        );
+    }
+
+    #[test]
+    fn an_oversize_line_is_refused_and_the_connection_closed() {
+        let b = TestServer::new("oversize");
+        let mut flood = vec![b' '; 2 * MAX_REQUEST_BYTES];
+        flood.extend_from_slice(b"\n{\"version\":1,\"request\":{\"show\":{\"table\":\"fdb\"}}}\n");
+        let mut conn = UnixStream::connect(b.socket()).unwrap();
+        // The server may hang up before taking all of it.
+        let _ = conn.write_all(&flood);
+        let answers: Vec<String> = BufReader::new(conn).lines().map_while(Result::ok).collect();
+        assert_eq!(answers.len(), 1, "one answer, then the server hangs up");
+        let r: Response = serde_json::from_str(&answers[0]).unwrap();
+        assert_eq!(r.result.unwrap_err().code, ErrorCode::TooLarge);
+        // And the server is still there for the next client.
+        client::request(&b.socket(), &Request::Show { table: Table::Fdb }).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_dataplane_is_reported_as_such() {
+        let mut b = TestServer::new("stopped");
+        b.dataplane.take().unwrap().stop().unwrap();
+        let e = client::request(
+            &b.socket(),
+            &Request::Show {
+                table: Table::Counters,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::DataplaneStopped), "{e}");
     }
 }

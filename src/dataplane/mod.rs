@@ -244,7 +244,11 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.stop_inner();
+        // Dropped without `stop` (an error path): the workers' error has no caller left
+        // to return to.
+        if let Err(e) = self.stop_inner() {
+            tracing::error!("the dataplane stopped with an error: {e}");
+        }
     }
 }
 

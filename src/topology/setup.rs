@@ -309,7 +309,7 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         if let Err(e) = self.teardown_inner() {
-            eprintln!("switchyard: cleanup incomplete: {e}");
+            tracing::error!("cleanup incomplete: {e}");
         }
     }
 }

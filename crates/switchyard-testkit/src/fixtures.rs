@@ -95,10 +95,10 @@ pub fn show<T: serde::de::DeserializeOwned>(
     sy: &Switchyard,
     table: switchyard::control::protocol::Table,
 ) -> T {
-    let v = switchyard::control::client::request(
+    let reply = switchyard::control::client::request(
         sy.socket(),
         &switchyard::control::protocol::Request::Show { table },
     )
     .expect("the control socket answers");
-    serde_json::from_value(v).expect("the answer has the documented shape")
+    serde_json::from_value(reply.payload()).expect("the answer has the documented shape")
 }

@@ -1,0 +1,569 @@
+//! The protocol's types against its schema, `docs/control-protocol.md`, and against
+//! themselves: every request and reply survives a trip through JSON, and a bad
+//! request line gets the error code the schema promises.
+
+use super::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+const DOC: &str = include_str!("../../../docs/control-protocol.md");
+
+/// One request of every kind. The match is there to be noticed: a new kind of request
+/// needs a sample here, and then the doc test asks for its section.
+fn sample_requests() -> Vec<Request> {
+    let all = vec![Request::Show {
+        table: Table::Counters,
+    }];
+    for r in &all {
+        match r {
+            Request::Show { .. } => {}
+        }
+    }
+    all
+}
+
+fn port_counters(port: &str) -> PortCounterRow {
+    PortCounterRow {
+        port: port.into(),
+        rx_frames: 6,
+        rx_bytes: 476,
+        forwarded: 4,
+        consumed: 2,
+        dropped: 0,
+        held: 0,
+        tx_frames: 6,
+        tx_bytes: 476,
+        tx_errors: 0,
+        rx_errors: 0,
+        rx_gso: 0,
+        tx_gso: 0,
+        tx_segmented: 0,
+        tx_segments: 0,
+        tx_coalesced: 0,
+        tx_coalesced_datagrams: 0,
+        // Keyed by drop reason: its keys are data, not fields, so the sample leaves it
+        // empty and the walk over fields stops at it.
+        drops: BTreeMap::new(),
+    }
+}
+
+fn flow(src: &str, dst: &str) -> FlowTuple {
+    FlowTuple {
+        src: src.into(),
+        dst: dst.into(),
+        sport: 40000,
+        dport: 80,
+        packets: 4,
+        bytes: 300,
+    }
+}
+
+/// The reply to `show table`, with every list non-empty and every optional field both
+/// present and absent somewhere, so that walking its JSON finds every field and kind.
+fn sample_reply(table: Table) -> Reply {
+    match table {
+        Table::Ports => Reply::Ports(vec![PortRow {
+            port: "a".into(),
+            endpoint: "a".into(),
+            interface: "eth0".into(),
+            netns: "sy-a".into(),
+            network: "default".into(),
+            mac: "02:42:ac:11:00:02".into(),
+            ip: "172.17.0.2/16".into(),
+            mtu: 1500,
+            vnet_hdr: true,
+            offloads: "csum tso4".into(),
+            queues: 2,
+            rx_frames: 6,
+            tx_frames: 6,
+            dropped: 0,
+        }]),
+        Table::Fdb => Reply::Fdb(vec![FdbRow {
+            network: "default".into(),
+            mac: "02:42:ac:11:00:02".into(),
+            port: "a".into(),
+            age_secs: 3,
+        }]),
+        Table::Counters => Reply::Counters(CountersReport {
+            ports: vec![port_counters("a"), port_counters("b")],
+            drops: vec![NamedCount {
+                id: "truncated".into(),
+                stage: "ethernet-input".into(),
+                text: "frame shorter than an Ethernet header".into(),
+                count: 0,
+            }],
+            events: vec![NamedCount {
+                id: "fdb_learned".into(),
+                stage: "l2-learn".into(),
+                text: "MACs learned".into(),
+                count: 2,
+            }],
+            workers: vec![WorkerRow {
+                worker: 0,
+                cpu_secs: 0.12,
+                rx_frames: 4,
+            }],
+        }),
+        Table::Routes => Reply::Routes(vec![
+            RouteRow {
+                prefix: "10.9.0.0/16".into(),
+                via: Some("10.2.0.254".into()),
+                network: "back".into(),
+                origin: "static".into(),
+                mtu: 1280,
+            },
+            RouteRow {
+                prefix: "10.1.0.0/24".into(),
+                via: None,
+                network: "front".into(),
+                origin: "connected".into(),
+                mtu: 1500,
+            },
+        ]),
+        Table::Neighbors => Reply::Neighbors(vec![NeighborRow {
+            ip: "10.2.0.2".into(),
+            mac: "02:42:0a:02:00:02".into(),
+            network: "back".into(),
+            state: "reachable".into(),
+            age_secs: 4,
+            queued: 0,
+        }]),
+        Table::Conntrack => Reply::Conntrack(ConntrackReport {
+            count: 1,
+            max: 65536,
+            connections: vec![ConntrackRow {
+                proto: "tcp".into(),
+                state: "ESTABLISHED".into(),
+                timeout_secs: 431999,
+                assured: true,
+                nat: "snat".into(),
+                original: flow("172.17.0.2", "198.51.100.2"),
+                reply: flow("198.51.100.2", "198.51.100.1"),
+            }],
+        }),
+    }
+}
+
+/// One reply of every kind. As with the requests, the match is a reminder: a reply
+/// that answers something other than `show` needs a sample here.
+fn sample_replies() -> Vec<Reply> {
+    let all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    for r in &all {
+        match r {
+            Reply::Ports(_)
+            | Reply::Fdb(_)
+            | Reply::Counters(_)
+            | Reply::Routes(_)
+            | Reply::Neighbors(_)
+            | Reply::Conntrack(_) => {}
+        }
+    }
+    all
+}
+
+// ---- reading the doc ----
+
+/// The text under the heading `heading` (e.g. "## Replies") up to the next heading of
+/// the same or a higher level.
+fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    let level = heading.find(' ').unwrap();
+    let mut start = None;
+    let mut at = 0;
+    for l in text.split_inclusive('\n') {
+        let line = l.trim_end();
+        match start {
+            None if line == heading => start = Some(at + l.len()),
+            Some(s) => {
+                let hashes = line.chars().take_while(|&c| c == '#').count();
+                if hashes > 0 && hashes <= level && line[hashes..].starts_with(' ') {
+                    return &text[s..at];
+                }
+            }
+            None => {}
+        }
+        at += l.len();
+    }
+    let s = start.unwrap_or_else(|| panic!("the doc has no heading {heading:?}"));
+    &text[s..]
+}
+
+/// The names of the `### `name`` headings in `text`, in order.
+fn subsections(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("### `")?.strip_suffix('`'))
+        .map(String::from)
+        .collect()
+}
+
+/// Rows of the markdown tables in `text` whose first cell is `code`: that name and
+/// the other cells.
+fn table_rows(text: &str) -> Vec<(String, Vec<String>)> {
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.strip_prefix('|')?.strip_suffix('|')?.split('|').collect();
+            let first = cells[0].trim().strip_prefix('`')?.strip_suffix('`')?;
+            Some((
+                first.to_string(),
+                cells[1..].iter().map(|c| c.trim().to_string()).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// The ```json blocks in `text`.
+fn json_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for l in text.lines() {
+        match (&mut current, l.trim()) {
+            (None, "```json") => current = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), _) => b.push_str(l),
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// The JSON kind of a value, as the doc's type column names it.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Every field path under `v` (`[].port`, `connections[].original.src`) with the
+/// kinds of value seen there.
+fn fields(v: &Value, path: &str, out: &mut BTreeMap<String, BTreeSet<&'static str>>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.entry(p.clone()).or_default().insert(kind(x));
+                fields(x, &p, out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                fields(x, &format!("{path}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn field_map(v: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
+    let mut out = BTreeMap::new();
+    fields(v, "", &mut out);
+    out
+}
+
+/// Checks a documented field table against the fields of `sample`.
+fn check_fields(what: &str, doc: &str, sample: &Value) {
+    let documented: BTreeMap<String, String> = table_rows(doc)
+        .into_iter()
+        .map(|(name, cells)| (name, cells[0].clone()))
+        .collect();
+    let actual = field_map(sample);
+    let doc_names: BTreeSet<&String> = documented.keys().collect();
+    let actual_names: BTreeSet<&String> = actual.keys().collect();
+    assert_eq!(
+        doc_names, actual_names,
+        "{what}: the doc's fields (left) differ from the type's (right)"
+    );
+    for (name, kinds) in &actual {
+        for k in kinds {
+            assert!(
+                documented[name].contains(k),
+                "{what}: field `{name}` is documented as {:?} but holds a JSON {k}",
+                documented[name]
+            );
+        }
+    }
+}
+
+// ---- the doc against the types ----
+
+#[test]
+fn the_doc_states_the_version_and_the_line_limit() {
+    assert!(
+        DOC.contains(&format!("This is version {PROTOCOL_VERSION}.")),
+        "the doc's version is not {PROTOCOL_VERSION}"
+    );
+    assert!(
+        DOC.contains(&format!("{MAX_REQUEST_BYTES} bytes")),
+        "the doc does not give the request line limit of {MAX_REQUEST_BYTES} bytes"
+    );
+}
+
+#[test]
+fn the_doc_lists_every_request_with_its_arguments_and_an_example() {
+    let requests = section(DOC, "## Requests");
+    let samples = sample_requests();
+    let names: Vec<&str> = samples.iter().map(Request::name).collect();
+    assert_eq!(subsections(requests), names, "requests in the doc");
+    assert_eq!(Request::NAMES, names, "Request::NAMES");
+    for r in &samples {
+        let text = section(requests, &format!("### `{}`", r.name()));
+        let wire = serde_json::to_value(r).unwrap();
+        check_fields(&format!("request {}", r.name()), text, &wire[r.name()]);
+        let examples: Vec<Envelope> = json_blocks(text)
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("{b}: {e}")))
+            .collect();
+        assert!(
+            examples.iter().any(|e| e.request.name() == r.name()),
+            "the doc has no example of request {}",
+            r.name()
+        );
+    }
+    // `table` takes every table there is.
+    let show = section(requests, "### `show`");
+    for t in Table::ALL {
+        assert!(show.contains(&format!("`{t}`")), "`show` does not list {t}");
+    }
+}
+
+#[test]
+fn the_doc_describes_every_reply_field_by_field() {
+    let replies = section(DOC, "## Replies");
+    let samples = sample_replies();
+    let names: Vec<&str> = samples.iter().map(Reply::name).collect();
+    assert_eq!(subsections(replies), names, "reply sections in the doc");
+    // The table of replies comes before the first reply's section.
+    let overview = table_rows(replies.split("\n### ").next().unwrap());
+    assert_eq!(
+        overview.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        names,
+        "the doc's table of replies"
+    );
+    for (r, (_, cells)) in samples.iter().zip(&overview) {
+        let payload = r.payload();
+        assert!(
+            cells[1].starts_with(kind(&payload)),
+            "reply {}: the payload is documented as {:?} but is a JSON {}",
+            r.name(),
+            cells[1],
+            kind(&payload)
+        );
+        let text = section(replies, &format!("### `{}`", r.name()));
+        check_fields(&format!("reply {}", r.name()), text, &payload);
+        // The example as written: a misspelt optional field would parse (as absent),
+        // but its path is not one the reply has.
+        let example = json_blocks(text)
+            .iter()
+            .map(|b| {
+                let typed: Response =
+                    serde_json::from_str(b).unwrap_or_else(|e| panic!("{b}: {e}"));
+                (typed, serde_json::from_str::<Value>(b).unwrap())
+            })
+            .find(|(typed, _)| typed.result.as_ref().is_ok_and(|x| x.name() == r.name()))
+            .map(|(_, raw)| raw["ok"][r.name()].clone())
+            .unwrap_or_else(|| panic!("the doc has no example of reply {}", r.name()));
+        let documented = field_map(&payload);
+        for path in field_map(&example).keys() {
+            assert!(
+                documented.contains_key(path),
+                "the example of reply {} has a field `{path}` the reply does not",
+                r.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_doc_lists_every_error_code() {
+    let codes = section(DOC, "## Error codes");
+    let documented: Vec<String> = table_rows(codes).into_iter().map(|(n, _)| n).collect();
+    let actual: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.id()).collect();
+    assert_eq!(documented, actual, "error codes in the doc");
+    // ALL is every code a server sends: all but the one for codes a client does not know.
+    for c in ErrorCode::ALL {
+        match c {
+            ErrorCode::BadRequest
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::UnknownRequest
+            | ErrorCode::TooLarge
+            | ErrorCode::DataplaneStopped
+            | ErrorCode::Internal => {}
+            ErrorCode::Other => panic!("servers never send `other`"),
+        }
+    }
+    assert!(
+        codes.contains("`other`"),
+        "the doc says what a client does with a code it does not know"
+    );
+}
+
+#[test]
+fn every_json_example_in_the_doc_is_a_request_or_a_response_of_this_version() {
+    let blocks = json_blocks(DOC);
+    assert!(blocks.len() >= 10, "found the examples");
+    for b in blocks {
+        let version = if let Ok(e) = serde_json::from_str::<Envelope>(&b) {
+            e.version
+        } else {
+            let r: Response = serde_json::from_str(&b)
+                .unwrap_or_else(|e| panic!("neither a request nor a response ({e}): {b}"));
+            r.version
+        };
+        assert_eq!(version, PROTOCOL_VERSION, "{b}");
+    }
+}
+
+// ---- the types against themselves ----
+
+#[test]
+fn every_request_survives_the_wire() {
+    for r in sample_requests() {
+        let line = serde_json::to_string(&Envelope::new(r.clone())).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Envelope>(&line).unwrap(),
+            Envelope::new(r.clone())
+        );
+        assert_eq!(parse_request(line.as_bytes()), Ok(r));
+    }
+    for t in Table::ALL {
+        let line = serde_json::to_string(&Envelope::new(Request::Show { table: t })).unwrap();
+        assert_eq!(
+            line,
+            format!(r#"{{"version":{PROTOCOL_VERSION},"request":{{"show":{{"table":"{t}"}}}}}}"#)
+        );
+    }
+}
+
+#[test]
+fn every_reply_and_error_survives_the_wire() {
+    for r in sample_replies() {
+        let resp = Response::ok(r);
+        let line = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), resp);
+    }
+    for c in ErrorCode::ALL {
+        let resp = Response::error(ErrorReply::new(c, "why"));
+        let line = serde_json::to_string(&resp).unwrap();
+        assert_eq!(
+            line,
+            format!(r#"{{"version":{PROTOCOL_VERSION},"code":"{c}","error":"why"}}"#)
+        );
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), resp);
+    }
+}
+
+#[test]
+fn a_reply_is_tagged_on_the_wire_and_bare_in_its_payload() {
+    let Reply::Fdb(rows) = sample_reply(Table::Fdb) else {
+        unreachable!()
+    };
+    let resp = Response::ok(Reply::Fdb(rows.clone()));
+    assert_eq!(
+        serde_json::to_string(&resp).unwrap(),
+        r#"{"version":1,"ok":{"fdb":[{"network":"default","mac":"02:42:ac:11:00:02","port":"a","age_secs":3}]}}"#
+    );
+    // What `show fdb --json` prints: the rows, as before the protocol had versions.
+    assert_eq!(
+        Reply::Fdb(rows).payload(),
+        json!([{"network": "default", "mac": "02:42:ac:11:00:02", "port": "a", "age_secs": 3}])
+    );
+}
+
+#[test]
+fn a_response_is_either_ok_or_an_error() {
+    for line in [
+        r#"{"version":1}"#,
+        r#"{"version":1,"ok":{"fdb":[]},"code":"internal","error":"x"}"#,
+        r#"{"version":1,"error":"no code"}"#,
+        r#"{"version":1,"code":"internal"}"#,
+    ] {
+        assert!(serde_json::from_str::<Response>(line).is_err(), "{line}");
+    }
+}
+
+#[test]
+fn a_code_from_a_newer_server_reads_as_other() {
+    let r: Response =
+        serde_json::from_str(r#"{"version":1,"code":"quota_exceeded","error":"too many"}"#)
+            .unwrap();
+    assert_eq!(r.result, Err(ErrorReply::new(ErrorCode::Other, "too many")));
+}
+
+// ---- bad requests get the codes the doc promises ----
+
+fn refused(line: &str) -> ErrorReply {
+    parse_request(line.as_bytes()).expect_err(line)
+}
+
+#[test]
+fn another_version_is_refused_naming_both() {
+    let e = refused(r#"{"version":2,"request":{"show":{"table":"fdb"}}}"#);
+    assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+    assert!(
+        e.message.contains("version 2") && e.message.contains("version 1"),
+        "{e}"
+    );
+    // The version is checked before the shape, which a client of another version
+    // may well get wrong.
+    let e = refused(r#"{"version":0,"request":"whatever"}"#);
+    assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+    // A client from before versions.
+    let e = refused(r#"{"cmd":"show","table":"fdb"}"#);
+    assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+    assert!(e.message.contains("no \"version\""), "{e}");
+}
+
+#[test]
+fn a_malformed_line_is_a_bad_request() {
+    for line in [
+        "",
+        "not json",
+        r#"{"version":1,"request":{"show":{"table":"fdb"}}"#,
+        "[1,2]",
+        r#"{"version":"1","request":{"show":{"table":"fdb"}}}"#,
+        r#"{"version":1}"#,
+        r#"{"version":1,"request":{}}"#,
+        r#"{"version":1,"request":{"show":{"table":"fdb"},"extra":{}}}"#,
+        r#"{"version":1,"request":{"show":{"table":"dns"}}}"#,
+        r#"{"version":1,"request":{"show":{"table":"fdb","port":"a"}}}"#,
+        r#"{"version":1,"request":{"show":{}}}"#,
+        r#"{"version":1,"request":"show"}"#,
+        r#"{"version":1,"request":{"show":{"table":"fdb"}},"id":7}"#,
+    ] {
+        assert_eq!(refused(line).code, ErrorCode::BadRequest, "{line}");
+    }
+    let e = refused(r#"{"version":1,"request":{"show":{"table":"dns"}}}"#);
+    assert!(
+        e.message.contains("dns") && e.message.contains("fdb"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_request_is_named_with_those_that_exist() {
+    let e = refused(r#"{"version":1,"request":{"trace":{"port":"a"}}}"#);
+    assert_eq!(e.code, ErrorCode::UnknownRequest);
+    assert!(
+        e.message.contains("\"trace\"") && e.message.contains("show"),
+        "{e}"
+    );
+}
+
+#[test]
+fn whitespace_around_a_request_is_fine() {
+    assert_eq!(
+        parse_request(b" {\"version\":1,\"request\":{\"show\":{\"table\":\"fdb\"}}}\r"),
+        Ok(Request::Show { table: Table::Fdb })
+    );
+}
