@@ -17,7 +17,7 @@ const DEFAULT_RUN_ROOT: &str = switchyard::topology::DEFAULT_RUN_ROOT;
 /// installed) on scenarios it builds itself in namespaces of its own; everything is
 /// removed at the end, also on Ctrl-C.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "switchyard bench", version)]
+#[command(name = "switchyard bench", bin_name = "switchyard bench", version)]
 pub struct BenchArgs {
     /// A short run proving the harness works: l2, kernel and switchyard, one repeat,
     /// short trials. Options given as well apply on top.
