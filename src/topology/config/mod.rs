@@ -43,7 +43,7 @@ pub use publish::{parse_port_range, parse_publish, Publish};
 pub use routes::{AllowSection, RouteSection};
 pub use switch::SwitchSection;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -58,20 +58,19 @@ pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml"
 
 // ---- the file as written ------------------------------------------------------
 
-/// The config file, as parsed (before validation). Serializing it gives back a
-/// config file that parses to the same thing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// The config file, as parsed (before validation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]
     pub switch: SwitchSection,
-    #[serde(default, rename = "network", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "network")]
     pub networks: Vec<NetworkSection>,
-    #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "endpoint")]
     pub endpoints: Vec<EndpointSection>,
-    #[serde(default, rename = "allow", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "allow")]
     pub allow: Vec<AllowSection>,
-    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "route")]
     pub routes: Vec<RouteSection>,
 }
 
