@@ -9,8 +9,8 @@ use super::Checker;
 use serde::{Deserialize, Serialize};
 use switchyard_core::pipeline::{self, NeighborConfig, Timeouts};
 
-/// Longest namespace prefix.
-pub(super) const MAX_PREFIX: usize = 12;
+/// Longest namespace prefix (`[switch] prefix`).
+pub const MAX_PREFIX: usize = 12;
 
 /// `[switch]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
