@@ -288,39 +288,6 @@ pub fn nat(prefix: &str) -> TopologyBuilder {
         )
 }
 
-/// Parses a topology with `PREFIX` replaced by a fresh unique prefix.
-pub fn topology(toml_with_prefix: &str) -> Topology {
-    let prefix = unique_prefix();
-    let text = toml_with_prefix.replace("PREFIX", &prefix);
-    switchyard::topology::config::parse(&text, "test topology").expect("test topology is valid")
-}
-
-/// Three endpoints on one network, like three containers on docker0.
-pub const THREE: &str = r#"
-[switch]
-prefix = "PREFIX"
-
-[[network]]
-name = "default"
-subnet = "172.17.0.0/16"
-gateway = "172.17.0.1"
-
-[[endpoint]]
-name = "a"
-network = "default"
-ip = "172.17.0.2"
-
-[[endpoint]]
-name = "b"
-network = "default"
-ip = "172.17.0.3"
-
-[[endpoint]]
-name = "c"
-network = "default"
-ip = "172.17.0.4"
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
