@@ -2,11 +2,10 @@
 //! harness and tools that make topologies of their own.
 //!
 //! A builder assembles the same [`ConfigFile`] a TOML file parses into, section by
-//! section, and [`TopologyBuilder::build`] hands it to the same
-//! [`config::validate`](super::config::validate): one set of rules, one set of
-//! messages, whichever way a topology comes in. What a builder cannot check by
-//! types — a mistyped address given as text — is refused at `build` as a
-//! [`ConfigError::Parse`], as a file with a bad value would be.
+//! section, and [`TopologyBuilder::build`] hands it to the same [`config::validate`]:
+//! one set of rules, one set of messages, whichever way a topology comes in. What a
+//! builder cannot check by types — a mistyped address given as text — is refused at
+//! `build` as a [`ConfigError::Parse`], as a file with a bad value would be.
 //!
 //! ```
 //! use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};

@@ -31,7 +31,7 @@ pub struct NetworkSection {
     pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub proxy_arp: bool,
-    /// Checksum and segmentation offloads on this network's TAPs (default: [switch]'s).
+    /// Checksum and segmentation offloads on this network's TAPs (default: `[switch]`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offloads: Option<bool>,
 }
