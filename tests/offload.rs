@@ -1,6 +1,6 @@
 //! Segmentation offload with real TAPs: TCP super-frames cross switchyard whole
-//! between ports that take them (bridged and routed), and are cut in software for a
-//! port that does not, through NAT too; runs of small UDP datagrams leave as one
+//! between ports that take them (bridged, routed, and through NAT), and are cut in
+//! software for a port that does not; runs of small UDP datagrams leave as one
 //! super-frame where the port takes it. The bytes arrive intact either way. Each
 //! test starts a switch of its own. Needs root.
 
