@@ -1,12 +1,14 @@
-//! The `switchyard` binary as a user runs it: up, show, Ctrl-C/SIGTERM, a crash and
-//! `down`, bad config files. Needs root.
+//! The `switchyard` binary as a user runs it: `up FILE`, show, SIGTERM, a crash and
+//! `down`, `check`, bad config files. The files are written as a user would: the
+//! fixtures' `three` topology printed as TOML, and hand-written broken ones. Needs
+//! root.
 
 use switchyard_testkit::fixtures as common;
 
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_os::netns;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -24,10 +26,17 @@ impl Scratch {
         Scratch { dir, prefix }
     }
 
+    /// Writes a config file; `PREFIX` in `text` becomes this test's prefix.
     fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.join(name);
         std::fs::write(&p, text.replace("PREFIX", &self.prefix)).unwrap();
         p
+    }
+
+    /// The fixtures' three endpoints a, b, c on one network, as a config file.
+    fn three(&self) -> PathBuf {
+        let text = three(&self.prefix).to_toml().expect("the fixture prints");
+        self.file("three.toml", &text)
     }
 
     fn cmd(&self) -> Command {
@@ -61,14 +70,11 @@ impl Scratch {
             .spawn()
             .unwrap();
         let r = Running(Some(child));
-        let start = Instant::now();
-        while !self.socket().exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "switchyard up did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            "switchyard up to open its control socket",
+            || self.socket().exists(),
+        );
         r
     }
 }
@@ -113,19 +119,35 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
-fn up_show_and_sigterm_cleanup() {
+fn up_creates_the_namespaces_and_a_private_control_socket() {
     if !require_root() {
         return;
     }
     let s = Scratch::new();
-    let file = s.file("three.toml", THREE);
-    let mut up = s.up(&file);
+    let _up = s.up(&s.three());
     for n in s.namespaces() {
         assert!(netns::exists(&n), "{n} created");
     }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.socket()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the control socket is private to root");
+    switchyard_testkit::traffic::ping(
+        &s.namespaces()[0],
+        "172.17.0.3".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+}
+
+#[test]
+fn show_finds_the_instance_by_prefix_or_by_config_file() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let file = s.three();
+    let _up = s.up(&file);
+    // a's ping teaches the FDB a's MAC.
     switchyard_testkit::traffic::ping(
         &s.namespaces()[0],
         "172.17.0.3".parse().unwrap(),
@@ -154,13 +176,30 @@ fn up_show_and_sigterm_cleanup() {
 
     let o = s.run(&["show", "counters", "--prefix", &s.prefix]);
     assert!(text(&o).contains("FORWARDED"), "{}", text(&o));
+}
 
-    // `down` refuses while the instance runs.
+#[test]
+fn down_refuses_while_the_instance_runs() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let _up = s.up(&s.three());
     let o = s.run(&["down", "--prefix", &s.prefix]);
     assert!(!o.status.success());
     assert!(text(&o).contains("already running"), "{}", text(&o));
+    for n in s.namespaces() {
+        assert!(netns::exists(&n), "{n} left alone");
+    }
+}
 
-    // SIGTERM: a clean exit that removes everything.
+#[test]
+fn sigterm_exits_cleanly_and_removes_everything() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let mut up = s.up(&s.three());
     let o = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
@@ -178,7 +217,7 @@ fn down_cleans_up_after_a_crash() {
         return;
     }
     let s = Scratch::new();
-    let file = s.file("three.toml", THREE);
+    let file = s.three();
     let mut up = s.up(&file);
     // A crash: no chance to clean up.
     let o = up.signal(nix::sys::signal::Signal::SIGKILL);
@@ -201,15 +240,8 @@ fn down_cleans_up_after_a_crash() {
     assert!(text(&o).contains("nothing to clean up"), "{}", text(&o));
 }
 
-#[test]
-fn a_bad_config_is_refused_before_anything_is_created() {
-    if !require_root() {
-        return;
-    }
-    let s = Scratch::new();
-    let bad = s.file(
-        "bad.toml",
-        r#"
+/// Overlapping subnets and an address outside its network.
+const BAD: &str = r#"
 [switch]
 prefix = "PREFIX"
 [[network]]
@@ -226,8 +258,15 @@ ip = "10.9.0.2"
 name = "b"
 network = "front"
 mac = "02:42:0a:01:00:02"
-"#,
-    );
+"#;
+
+#[test]
+fn up_refuses_a_bad_config_before_anything_is_created() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let bad = s.file("bad.toml", BAD);
     let o = s.run(&["up", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -247,7 +286,15 @@ mac = "02:42:0a:01:00:02"
         .join(&s.prefix)
         .join("state.json")
         .exists());
+}
 
+#[test]
+fn check_refuses_a_bad_config_and_says_where() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let bad = s.file("bad.toml", BAD);
     let o = s.run(&["check", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     let bad_mac = s.file("mac.toml", "[[network]]\nname = \"n\"\nsubnet = \"10.0.0.0/24\"\n[[endpoint]]\nname = \"x\"\nnetwork = \"n\"\nmac = \"02:42:0a\"\n");
@@ -258,8 +305,15 @@ mac = "02:42:0a:01:00:02"
         "{}",
         text(&o)
     );
-    let good = s.file("good.toml", THREE);
-    let o = s.run(&["check", good.to_str().unwrap()]);
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let o = s.run(&["check", s.three().to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("3 endpoint(s)"));
 }
@@ -270,7 +324,7 @@ fn an_existing_namespace_is_never_taken_over() {
         return;
     }
     let s = Scratch::new();
-    let file = s.file("three.toml", THREE);
+    let file = s.three();
     let foreign = format!("{}b", s.prefix);
     netns::create(&foreign).unwrap();
     let o = s.run(&["up", file.to_str().unwrap()]);

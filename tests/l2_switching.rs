@@ -1,5 +1,7 @@
-//! End to end: three namespaces on one switchyard network, real traffic through real
-//! TAP devices. Needs root.
+//! End to end: namespaces on switchyard networks, real traffic through real TAP
+//! devices — learning and flooding, echo, UDP and TCP on one network (the `three`
+//! topology of the fixtures), the tables that show it, teardown, and networks that
+//! do not see each other. Each test starts a switch of its own. Needs root.
 
 use switchyard_testkit::fixtures as common;
 
@@ -7,13 +9,17 @@ use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::time::Duration;
-use switchyard::control::protocol::{CountersReport, FdbRow, PortRow, Table};
+use switchyard::control::protocol::{FdbRow, PortRow, Table};
+use switchyard::control::Switchyard;
+use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
 use switchyard_core::wire::MacAddr;
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
 use switchyard_testkit::traffic::{self, Capture};
 
 const T: Duration = Duration::from_secs(5);
+/// How long a capture listens after the last frame, to be sure nothing else comes.
+const QUIET: Duration = Duration::from_millis(300);
 
 fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(172, 17, 0, n)
@@ -23,23 +29,20 @@ fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, n])
 }
 
-#[test]
-fn arp_ping_udp_tcp_between_three_namespaces() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(THREE);
-    let names = namespaces(&topo);
-    let (ns_a, ns_b, ns_c) = (names[0].clone(), names[1].clone(), names[2].clone());
-    let sy = start(topo);
-    // Held across the teardown to prove the TAP inside is gone, not just the name.
-    let a_fd = netns::open(&ns_a).unwrap();
+/// A switch of this test's own on the `three` topology, or None to skip (not root).
+fn up() -> Option<Switchyard> {
+    require_root().then(|| start(build(three(&unique_prefix()))))
+}
 
-    // ARP: c watches its eth0 while a resolves b.
-    let cap = Capture::open(&ns_c, "eth0").unwrap();
-    let rtt = traffic::ping(&ns_a, ip(3), T).expect("a pings b");
+#[test]
+fn an_arp_request_is_flooded_and_the_reply_and_the_ping_are_not() {
+    let Some(sy) = up() else { return };
+    let (a, c) = (ns(&sy, "a"), ns(&sy, "c"));
+    // c watches its eth0 while a resolves b.
+    let cap = Capture::open(&c, "eth0").unwrap();
+    let rtt = traffic::ping(&a, ip(3), T).expect("a pings b");
     assert!(rtt < T);
-    let seen = cap.collect(Duration::from_millis(300), 100).unwrap();
+    let seen = cap.collect(QUIET, 100).unwrap();
     let arp: Vec<_> = seen.iter().filter(|s| s.ethertype == 0x0806).collect();
     assert!(
         arp.iter()
@@ -55,23 +58,35 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
         "the ping itself went only to b (b was learned from its ARP reply): {seen:?}"
     );
     // a's kernel learned b's MAC from the reply.
-    let neigh =
-        netns::run_in_named(&ns_a, || Rtnl::new().unwrap().neighbours_v4().unwrap()).unwrap();
+    let neigh = netns::run_in_named(&a, || Rtnl::new().unwrap().neighbours_v4().unwrap()).unwrap();
     assert!(
         neigh
             .iter()
             .any(|n| n.ip == ip(3) && n.mac == Some(mac(3).0)),
         "a resolved b: {neigh:?}"
     );
+    stop(sy);
+}
 
-    // ICMP echo: between endpoints and to the gateway (switchyard itself).
-    traffic::ping(&ns_b, ip(2), T).expect("b pings a");
-    traffic::ping(&ns_c, ip(1), T).expect("c pings the gateway");
+#[test]
+fn endpoints_answer_echo_and_so_does_the_gateway() {
+    let Some(sy) = up() else { return };
+    traffic::ping(&ns(&sy, "b"), ip(2), T).expect("b pings a");
+    traffic::ping(&ns(&sy, "c"), ip(1), T).expect("c pings the gateway");
+    assert!(
+        events(&sy, "echo_replies") >= 1,
+        "the gateway's reply is counted"
+    );
+    stop(sy);
+}
 
-    // UDP request/response.
-    let server = traffic::udp_echo_server(&ns_b, SocketAddrV4::new(ip(3), 5353), 1, T).unwrap();
+#[test]
+fn udp_request_and_reply_on_one_network_without_nat() {
+    let Some(sy) = up() else { return };
+    let server =
+        traffic::udp_echo_server(&ns(&sy, "b"), SocketAddrV4::new(ip(3), 5353), 1, T).unwrap();
     let reply = traffic::udp_request(
-        &ns_a,
+        &ns(&sy, "a"),
         SocketAddrV4::new(ip(3), 5353),
         b"hello over switchyard",
         T,
@@ -84,28 +99,32 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
         std::net::IpAddr::V4(ip(2)),
         "no NAT on the same network"
     );
+    stop(sy);
+}
 
-    // TCP: 10 MB from a to c, intact.
+#[test]
+fn tcp_carries_10_mb_intact() {
+    let Some(sy) = up() else { return };
     let size = 10 * 1024 * 1024;
-    let sink = traffic::tcp_sink(
-        &ns_c,
-        SocketAddrV4::new(ip(4), 9000),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let sent = traffic::tcp_send(
-        &ns_a,
-        SocketAddrV4::new(ip(4), 9000),
-        size,
-        42,
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let to = SocketAddrV4::new(ip(4), 9000);
+    let sink = traffic::tcp_sink(&ns(&sy, "c"), to, Duration::from_secs(30)).unwrap();
+    let sent = traffic::tcp_send(&ns(&sy, "a"), to, size, 42, Duration::from_secs(30)).unwrap();
     let got = sink.join().unwrap().unwrap();
     assert_eq!(got.bytes, size);
     assert_eq!(got.digest, sent, "the bytes arrived intact");
+    stop(sy);
+}
 
-    // show fdb lists the three learned MACs on their ports.
+/// Traffic from every endpoint: a and b ping each other, c pings the gateway.
+fn everyone_talks(sy: &Switchyard) {
+    traffic::ping(&ns(sy, "a"), ip(3), T).expect("a pings b");
+    traffic::ping(&ns(sy, "c"), ip(1), T).expect("c pings the gateway");
+}
+
+#[test]
+fn show_fdb_lists_the_learned_macs_on_their_ports_and_never_the_gateway() {
+    let Some(sy) = up() else { return };
+    everyone_talks(&sy);
     let fdb: Vec<FdbRow> = show(&sy, Table::Fdb);
     for (port, m) in [("a", mac(2)), ("b", mac(3)), ("c", mac(4))] {
         assert!(
@@ -116,28 +135,38 @@ fn arp_ping_udp_tcp_between_three_namespaces() {
     }
     // The gateway is switchyard itself, never learned.
     assert!(!fdb.iter().any(|r| r.mac == "02:42:ac:11:00:01"));
+    stop(sy);
+}
 
-    // show counters: every frame accounted for, no drops in a clean exchange.
-    let counters: CountersReport = show(&sy, Table::Counters);
-    for p in &counters.ports {
+#[test]
+fn show_counters_accounts_for_every_frame_on_every_port() {
+    let Some(sy) = up() else { return };
+    everyone_talks(&sy);
+    for p in &counters(&sy).ports {
         assert_eq!(p.rx_frames, p.forwarded + p.consumed + p.dropped, "{p:?}");
         assert!(p.rx_frames > 0);
     }
-    let replies = counters
-        .events
-        .iter()
-        .find(|e| e.id == "echo_replies")
-        .unwrap();
-    assert!(replies.count >= 1);
+    stop(sy);
+}
 
+#[test]
+fn show_ports_lists_every_tap_with_its_address_and_namespace() {
+    let Some(sy) = up() else { return };
     let ports: Vec<PortRow> = show(&sy, Table::Ports);
     assert_eq!(ports.len(), 3);
     assert_eq!(ports[0].ip, "172.17.0.2/16");
     assert!(ports
         .iter()
         .all(|p| p.vnet_hdr && p.mtu == 1500 && p.netns.starts_with(&sy.topology().prefix)));
+    stop(sy);
+}
 
-    // Teardown removes every namespace, and the TAP inside is gone with it.
+#[test]
+fn stopping_removes_every_namespace_and_the_taps_inside() {
+    let Some(sy) = up() else { return };
+    let names = namespaces(sy.topology());
+    // Held across the teardown to prove the TAP inside is gone, not just the name.
+    let a_fd = netns::open(&names[0]).unwrap();
     let removed = sy.stop().unwrap();
     assert_eq!(removed.len(), 3);
     assert_gone(&names);
@@ -153,7 +182,7 @@ fn everything_is_removed_after_a_panic() {
     if !require_root() {
         return;
     }
-    let topo = topology(THREE);
+    let topo = build(three(&unique_prefix()));
     let names = namespaces(&topo);
     let result = std::panic::catch_unwind(move || {
         let _sy = start(topo);
@@ -163,56 +192,62 @@ fn everything_is_removed_after_a_panic() {
     assert_gone(&names);
 }
 
+/// Two networks not joined by `[[allow]]`: web and cache on front, db on back, and
+/// multi on both (eth0 on front, eth1 on back). Addresses are automatic: web
+/// 10.1.0.2, cache .3, multi .4 on front; db 10.2.0.2, multi .3 on back.
+fn front_and_back() -> Option<Switchyard> {
+    require_root().then(|| {
+        start(build(
+            Topology::builder()
+                .prefix(unique_prefix())
+                .network(NetworkBuilder::new("front", "10.1.0.0/24").gateway("10.1.0.1"))
+                .network(NetworkBuilder::new("back", "10.2.0.0/24").gateway("10.2.0.1"))
+                .endpoint(EndpointBuilder::new("web").on("front"))
+                .endpoint(EndpointBuilder::new("cache").on("front"))
+                .endpoint(EndpointBuilder::new("db").on("back"))
+                .endpoint(EndpointBuilder::new("multi").on("front").on("back")),
+        ))
+    })
+}
+
 #[test]
-fn isolated_networks_do_not_see_each_other() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(
-        r#"
-[switch]
-prefix = "PREFIX"
-[[network]]
-name = "front"
-subnet = "10.1.0.0/24"
-gateway = "10.1.0.1"
-[[network]]
-name = "back"
-subnet = "10.2.0.0/24"
-gateway = "10.2.0.1"
-[[endpoint]]
-name = "web"
-network = "front"
-[[endpoint]]
-name = "cache"
-network = "front"
-[[endpoint]]
-name = "db"
-network = "back"
-[[endpoint]]
-name = "multi"
-attach = [ { network = "front" }, { network = "back" } ]
-"#,
-    );
-    let names = namespaces(&topo);
-    let sy = start(topo);
-    let (web, db, multi) = (&names[0], &names[2], &names[3]);
-    let cap = Capture::open(db, "eth0").unwrap();
-    traffic::ping(web, Ipv4Addr::new(10, 1, 0, 3), T).expect("same network");
-    // multi sits on both networks, with eth0 on front and eth1 on back.
-    traffic::ping(multi, Ipv4Addr::new(10, 1, 0, 2), T).expect("multi reaches front");
-    traffic::ping(multi, Ipv4Addr::new(10, 2, 0, 2), T).expect("multi reaches back");
-    traffic::ping(multi, Ipv4Addr::new(10, 2, 0, 1), T).expect("multi pings the back gateway");
-    let seen = cap.collect(Duration::from_millis(300), 100).unwrap();
+fn frames_of_one_network_never_reach_another() {
+    let Some(sy) = front_and_back() else { return };
+    let cap = Capture::open(&ns(&sy, "db"), "eth0").unwrap();
+    // Broadcasts (ARP) and unicast on front, from an endpoint on front only and
+    // from one on both networks.
+    traffic::ping(&ns(&sy, "web"), Ipv4Addr::new(10, 1, 0, 3), T).expect("same network");
+    traffic::ping(&ns(&sy, "multi"), Ipv4Addr::new(10, 1, 0, 2), T).expect("multi reaches front");
+    let seen = cap.collect(QUIET, 100).unwrap();
     assert!(
         !seen.iter().any(|s| s.src.0[..4] == [0x02, 0x42, 10, 1]),
         "nothing from front's endpoints reached db: {seen:?}"
     );
-    // Across networks not joined by [[allow]]: no reply (the gateway drops it, counted).
-    assert!(traffic::ping(web, Ipv4Addr::new(10, 2, 0, 2), Duration::from_millis(500)).is_err());
-    let counters: CountersReport = show(&sy, Table::Counters);
-    let isolated = counters.drops.iter().find(|d| d.id == "isolated").unwrap();
-    assert!(isolated.count >= 1, "{counters:?}");
-    drop(sy);
-    assert_gone(&names);
+    stop(sy);
+}
+
+#[test]
+fn an_endpoint_on_two_networks_reaches_both() {
+    let Some(sy) = front_and_back() else { return };
+    let multi = ns(&sy, "multi");
+    traffic::ping(&multi, Ipv4Addr::new(10, 1, 0, 2), T).expect("multi reaches front");
+    traffic::ping(&multi, Ipv4Addr::new(10, 2, 0, 2), T).expect("multi reaches back");
+    traffic::ping(&multi, Ipv4Addr::new(10, 2, 0, 1), T).expect("multi pings the back gateway");
+    stop(sy);
+}
+
+#[test]
+fn networks_not_joined_by_allow_are_not_routed() {
+    let Some(sy) = front_and_back() else { return };
+    // No reply (the short timeout is how long "no reply" is waited for); the
+    // gateway drops it and counts why.
+    assert!(traffic::ping(
+        &ns(&sy, "web"),
+        Ipv4Addr::new(10, 2, 0, 2),
+        Duration::from_millis(500)
+    )
+    .is_err());
+    let isolated = drops(&sy, "isolated");
+    assert!(isolated >= 1, "{:?}", counters(&sy));
+    stop(sy);
 }

@@ -1,5 +1,7 @@
-//! End to end through switchyard's NAT: masquerade out, published ports in, hairpin,
-//! ICMP errors about translated flows, 10 MB each way. Needs root.
+//! End to end through switchyard's NAT, on the `nat` topology of the fixtures:
+//! masquerade out, published ports in, hairpin, ICMP errors about translated flows,
+//! and the conntrack table that holds it together. Each test starts a switch of its
+//! own. Needs root.
 
 use switchyard_testkit::fixtures as common;
 
@@ -7,6 +9,7 @@ use common::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 use switchyard::control::protocol::{ConntrackReport, Table};
+use switchyard::control::Switchyard;
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
 use switchyard_testkit::traffic::{self, IcmpReply};
@@ -15,108 +18,124 @@ const T: Duration = Duration::from_secs(10);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const A: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
+const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+const TEN_MB: u64 = 10 * 1024 * 1024;
 
-pub const NAT: &str = r#"
-[switch]
-prefix = "PREFIX"
+/// A switch of this test's own on the `nat` topology, or None to skip (not root).
+fn up() -> Option<Switchyard> {
+    require_root().then(|| start(build(nat(&unique_prefix()))))
+}
 
-[[network]]
-name = "default"
-subnet = "172.17.0.0/16"
-gateway = "172.17.0.1"
-masquerade = true
-
-[[network]]
-name = "outside"
-subnet = "198.51.100.0/24"
-gateway = "198.51.100.1"
-external = true
-
-[[route]]
-prefix = "203.0.113.0/24"
-via = "198.51.100.2"
-
-[[endpoint]]
-name = "a"
-network = "default"
-ip = "172.17.0.2"
-publish = ["8080:80/tcp", "5353:53/udp"]
-
-[[endpoint]]
-name = "b"
-network = "default"
-ip = "172.17.0.3"
-
-[[endpoint]]
-name = "outside"
-network = "outside"
-ip = "198.51.100.2"
-"#;
+/// Sends `size` bytes by TCP from `from_ns` to `to` (served in `server_ns` at
+/// `bind`), checks they arrived intact, and returns the client address the server saw.
+fn tcp_through(
+    from_ns: &str,
+    to: SocketAddrV4,
+    server_ns: &str,
+    bind: SocketAddrV4,
+    size: u64,
+    seed: u64,
+) -> IpAddr {
+    let sink = traffic::tcp_sink(server_ns, bind, T).unwrap();
+    let sent = traffic::tcp_send(from_ns, to, size, seed, T).unwrap();
+    let got = sink.join().unwrap().unwrap();
+    assert_eq!((got.bytes, got.digest), (size, sent), "{size} bytes intact");
+    got.peer.ip()
+}
 
 #[test]
-fn masquerade_published_ports_hairpin_and_icmp_errors() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(NAT);
-    let names = namespaces(&topo);
-    let (a, b, out) = (names[0].clone(), names[1].clone(), names[2].clone());
-    let sy = start(topo);
-    let size = 10 * 1024 * 1024;
-
-    // Out: a's TCP reaches a server outside, which sees the uplink address.
-    let sink = traffic::tcp_sink(&out, SocketAddrV4::new(PEER, 9000), T).unwrap();
-    let sent = traffic::tcp_send(&a, SocketAddrV4::new(PEER, 9000), size, 1, T).unwrap();
-    let got = sink.join().unwrap().unwrap();
-    assert_eq!((got.bytes, got.digest), (size, sent), "10 MB out, intact");
+fn masquerade_carries_10_mb_out_from_the_uplink_address() {
+    let Some(sy) = up() else { return };
+    let server = SocketAddrV4::new(PEER, 9000);
+    let seen = tcp_through(
+        &ns(&sy, "a"),
+        server,
+        &ns(&sy, "outside"),
+        server,
+        TEN_MB,
+        1,
+    );
     assert_eq!(
-        got.peer.ip(),
+        seen,
         IpAddr::V4(UPLINK),
         "the server sees the uplink address"
     );
+    stop(sy);
+}
 
-    // Out: UDP too.
-    let echo = traffic::udp_echo_server(&out, SocketAddrV4::new(PEER, 7000), 1, T).unwrap();
+#[test]
+fn masquerade_carries_udp_out() {
+    let Some(sy) = up() else { return };
+    let server = SocketAddrV4::new(PEER, 7000);
+    let echo = traffic::udp_echo_server(&ns(&sy, "outside"), server, 1, T).unwrap();
     assert_eq!(
-        traffic::udp_request(&a, SocketAddrV4::new(PEER, 7000), b"ping over NAT", T).unwrap(),
+        traffic::udp_request(&ns(&sy, "a"), server, b"ping over NAT", T).unwrap(),
         b"ping over NAT"
     );
     assert_eq!(echo.join().unwrap().unwrap()[0].ip(), IpAddr::V4(UPLINK));
+    stop(sy);
+}
 
-    // In: a client outside reaches a's port 80 through the published port 8080.
-    let sink = traffic::tcp_sink(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), T).unwrap();
-    let sent = traffic::tcp_send(&out, SocketAddrV4::new(UPLINK, 8080), size, 2, T).unwrap();
-    let got = sink.join().unwrap().unwrap();
-    assert_eq!((got.bytes, got.digest), (size, sent), "10 MB in, intact");
-    assert_eq!(
-        got.peer.ip(),
-        IpAddr::V4(PEER),
-        "the endpoint sees the real client"
+#[test]
+fn a_published_port_carries_10_mb_in_from_the_real_client() {
+    let Some(sy) = up() else { return };
+    // 198.51.100.1:8080 -> a:80.
+    let seen = tcp_through(
+        &ns(&sy, "outside"),
+        SocketAddrV4::new(UPLINK, 8080),
+        &ns(&sy, "a"),
+        SocketAddrV4::new(ANY, 80),
+        TEN_MB,
+        2,
     );
+    assert_eq!(seen, IpAddr::V4(PEER), "the endpoint sees the real client");
+    stop(sy);
+}
 
-    // In: UDP 5353 -> a:53.
-    let echo =
-        traffic::udp_echo_server(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 53), 1, T).unwrap();
+#[test]
+fn a_published_udp_port_answers() {
+    let Some(sy) = up() else { return };
+    // 198.51.100.1:5353 -> a:53.
+    let echo = traffic::udp_echo_server(&ns(&sy, "a"), SocketAddrV4::new(ANY, 53), 1, T).unwrap();
     assert_eq!(
-        traffic::udp_request(&out, SocketAddrV4::new(UPLINK, 5353), b"query", T).unwrap(),
+        traffic::udp_request(
+            &ns(&sy, "outside"),
+            SocketAddrV4::new(UPLINK, 5353),
+            b"query",
+            T
+        )
+        .unwrap(),
         b"query"
     );
     assert_eq!(echo.join().unwrap().unwrap()[0].ip(), IpAddr::V4(PEER));
+    stop(sy);
+}
 
-    // Hairpin: b uses a's published address and gets through; a sees the gateway.
-    let sink = traffic::tcp_sink(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), T).unwrap();
-    let sent = traffic::tcp_send(&b, SocketAddrV4::new(UPLINK, 8080), 100_000, 3, T).unwrap();
-    let got = sink.join().unwrap().unwrap();
-    assert_eq!(got.digest, sent);
+#[test]
+fn hairpin_reaches_a_neighbor_through_its_published_port() {
+    let Some(sy) = up() else { return };
+    // b uses a's published address and gets through; a sees the gateway.
+    let seen = tcp_through(
+        &ns(&sy, "b"),
+        SocketAddrV4::new(UPLINK, 8080),
+        &ns(&sy, "a"),
+        SocketAddrV4::new(ANY, 80),
+        100_000,
+        3,
+    );
     assert_eq!(
-        got.peer.ip(),
-        IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1)),
+        seen,
+        IpAddr::V4(GATEWAY),
         "hairpin: source rewritten to the gateway"
     );
+    stop(sy);
+}
 
-    // An ICMP port unreachable from outside reaches the right endpoint socket.
-    let sock: UdpSocket =
-        traffic::udp_socket(&b, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+#[test]
+fn icmp_port_unreachable_from_outside_reaches_the_right_socket() {
+    let Some(sy) = up() else { return };
+    let sock: UdpSocket = traffic::udp_socket(&ns(&sy, "b"), SocketAddrV4::new(ANY, 0)).unwrap();
     sock.connect(SocketAddrV4::new(PEER, 9)).unwrap();
     sock.set_read_timeout(Some(T)).unwrap();
     sock.send(b"anyone?").unwrap();
@@ -126,10 +145,15 @@ fn masquerade_published_ports_hairpin_and_icmp_errors() {
         std::io::ErrorKind::ConnectionRefused,
         "the translated port unreachable arrived: {err}"
     );
+    stop(sy);
+}
 
-    // Time exceeded from beyond the uplink: the outside peer forwards 203.0.113.0/24,
-    // so a probe with TTL 2 dies there, and the peer's error finds its way back to a.
-    netns::run_in_named(&out, || {
+#[test]
+fn time_exceeded_from_beyond_the_uplink_finds_its_way_back() {
+    let Some(sy) = up() else { return };
+    // The outside peer forwards 203.0.113.0/24 (to a next hop that does not exist),
+    // so a probe with TTL 2 dies there, and the peer's error comes back to a.
+    netns::run_in_named(&ns(&sy, "outside"), || {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
         let mut r = Rtnl::new().unwrap();
         let eth0 = r.link_index("eth0").unwrap();
@@ -142,12 +166,34 @@ fn masquerade_published_ports_hairpin_and_icmp_errors() {
         .unwrap();
     })
     .unwrap();
-    match traffic::icmp_probe(&a, Ipv4Addr::new(203, 0, 113, 5), 2, 56, false, T).unwrap() {
+    match traffic::icmp_probe(
+        &ns(&sy, "a"),
+        Ipv4Addr::new(203, 0, 113, 5),
+        2,
+        56,
+        false,
+        T,
+    )
+    .unwrap()
+    {
         IcmpReply::Error { from, kind, .. } => {
             assert_eq!((from, kind), (PEER, 11), "time exceeded from the peer")
         }
         other => panic!("expected time exceeded from beyond the uplink, got {other:?}"),
     }
+    stop(sy);
+}
+
+#[test]
+fn show_conntrack_lists_masqueraded_published_and_hairpin_flows() {
+    let Some(sy) = up() else { return };
+    let (a, b, out) = (ns(&sy, "a"), ns(&sy, "b"), ns(&sy, "outside"));
+    let port80 = SocketAddrV4::new(ANY, 80);
+    let published = SocketAddrV4::new(UPLINK, 8080);
+    let server = SocketAddrV4::new(PEER, 9000);
+    tcp_through(&a, server, &out, server, 100_000, 4);
+    tcp_through(&out, published, &a, port80, 100_000, 5);
+    tcp_through(&b, published, &a, port80, 100_000, 6);
 
     let ct: ConntrackReport = show(&sy, Table::Conntrack);
     assert!(
@@ -165,7 +211,5 @@ fn masquerade_published_ports_hairpin_and_icmp_errors() {
         "the hairpin flow"
     );
     assert!(ct.count <= ct.max);
-
-    drop(sy);
-    assert_gone(&names);
+    stop(sy);
 }

@@ -1,6 +1,8 @@
 //! Segmentation offload with real TAPs: TCP super-frames cross switchyard whole
-//! between ports that take them (bridged and routed), and are cut in software for a
-//! port that does not; the bytes arrive intact either way. Needs root.
+//! between ports that take them (bridged, routed, and through NAT), and are cut in
+//! software for a port that does not; runs of small UDP datagrams leave as one
+//! super-frame where the port takes it. The bytes arrive intact either way. Each
+//! test starts a switch of its own. Needs root.
 
 use switchyard_testkit::fixtures as common;
 
@@ -8,61 +10,42 @@ use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use switchyard::control::protocol::{CountersReport, PortRow, Table};
+use switchyard::control::Switchyard;
+use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
 use switchyard_testkit::traffic;
 
 const T: Duration = Duration::from_secs(30);
 const SIZE: u64 = 10 * 1024 * 1024;
 
-const TOPOLOGY: &str = r#"
-[switch]
-prefix = "PREFIX"
-workers = 2
+/// Two networks with offloads and one without, all joined: f1 and f2 on fast
+/// (bridged to each other), g1 on fast2 and s1 on slow (routed from fast).
+fn offload_networks() -> Option<Switchyard> {
+    require_root().then(|| {
+        start(build(
+            Topology::builder()
+                .prefix(unique_prefix())
+                .switch(|s| s.workers = 2)
+                .network(NetworkBuilder::new("fast", "10.1.0.0/24").gateway("10.1.0.1"))
+                .network(NetworkBuilder::new("fast2", "10.2.0.0/24").gateway("10.2.0.1"))
+                .network(
+                    NetworkBuilder::new("slow", "10.3.0.0/24")
+                        .gateway("10.3.0.1")
+                        .offloads(false),
+                )
+                .allow("fast", "fast2")
+                .allow("fast", "slow")
+                .endpoint(EndpointBuilder::new("f1").on("fast").ip("10.1.0.2"))
+                .endpoint(EndpointBuilder::new("f2").on("fast").ip("10.1.0.3"))
+                .endpoint(EndpointBuilder::new("g1").on("fast2").ip("10.2.0.2"))
+                .endpoint(EndpointBuilder::new("s1").on("slow").ip("10.3.0.2")),
+        ))
+    })
+}
 
-[[network]]
-name = "fast"
-subnet = "10.1.0.0/24"
-gateway = "10.1.0.1"
-
-[[network]]
-name = "fast2"
-subnet = "10.2.0.0/24"
-gateway = "10.2.0.1"
-
-[[network]]
-name = "slow"
-subnet = "10.3.0.0/24"
-gateway = "10.3.0.1"
-offloads = false
-
-[[allow]]
-between = ["fast", "fast2"]
-
-[[allow]]
-between = ["fast", "slow"]
-
-[[endpoint]]
-name = "f1"
-network = "fast"
-ip = "10.1.0.2"
-
-[[endpoint]]
-name = "f2"
-network = "fast"
-ip = "10.1.0.3"
-
-[[endpoint]]
-name = "g1"
-network = "fast2"
-ip = "10.2.0.2"
-
-[[endpoint]]
-name = "s1"
-network = "slow"
-ip = "10.3.0.2"
-"#;
-
-fn counters(sy: &switchyard::control::Switchyard) -> CountersReport {
-    show(sy, Table::Counters)
+/// The `nat` topology of the fixtures with two workers: a inside, publishing
+/// 8080 -> 80; outside beyond the uplink.
+fn nat_two_workers() -> Option<Switchyard> {
+    require_root().then(|| start(build(nat(&unique_prefix()).switch(|s| s.workers = 2))))
 }
 
 fn port<'a>(
@@ -84,15 +67,8 @@ fn transfer(from: &str, to_ns: &str, to: Ipv4Addr, port: u16, seed: u64) {
 }
 
 #[test]
-fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(TOPOLOGY);
-    let names = namespaces(&topo);
-    let (f1, f2, g1, s1) = (&names[0], &names[1], &names[2], &names[3]);
-    let sy = start(topo.clone());
-
+fn ports_show_their_offloads_and_a_queue_per_worker() {
+    let Some(sy) = offload_networks() else { return };
     let ports: Vec<PortRow> = show(&sy, Table::Ports);
     let f1p = ports.iter().find(|p| p.port == "f1").unwrap();
     assert!(
@@ -104,9 +80,20 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
         ports.iter().find(|p| p.port == "s1").unwrap().offloads,
         "none"
     );
+    stop(sy);
+}
 
-    // Bridged, both ports with offload: super-frames cross whole.
-    transfer(f1, f2, Ipv4Addr::new(10, 1, 0, 3), 9000, 1);
+#[test]
+fn bridged_super_frames_cross_whole() {
+    let Some(sy) = offload_networks() else { return };
+    // Both ports take offloads.
+    transfer(
+        &ns(&sy, "f1"),
+        &ns(&sy, "f2"),
+        Ipv4Addr::new(10, 1, 0, 3),
+        9000,
+        1,
+    );
     let c = counters(&sy);
     assert!(
         port(&c, "f1").rx_gso > 0,
@@ -119,19 +106,40 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
         port(&c, "f2")
     );
     assert_eq!(port(&c, "f2").tx_segmented, 0);
+    stop(sy);
+}
 
-    // Routed between two offload networks: still whole (TTL and MACs rewritten on
-    // the super-frame's headers).
-    transfer(f1, g1, Ipv4Addr::new(10, 2, 0, 2), 9001, 2);
+#[test]
+fn routed_super_frames_cross_whole_between_networks_with_offloads() {
+    let Some(sy) = offload_networks() else { return };
+    // TTL and MACs are rewritten on the super-frame's headers.
+    transfer(
+        &ns(&sy, "f1"),
+        &ns(&sy, "g1"),
+        Ipv4Addr::new(10, 2, 0, 2),
+        9001,
+        2,
+    );
     let c = counters(&sy);
     assert!(
         port(&c, "g1").tx_gso > 0,
         "routed super-frames: {:?}",
         port(&c, "g1")
     );
+    stop(sy);
+}
 
-    // Routed to a network without offloads: cut in software, checksums complete.
-    transfer(f1, s1, Ipv4Addr::new(10, 3, 0, 2), 9002, 3);
+#[test]
+fn super_frames_are_cut_in_software_for_a_port_without_offloads() {
+    let Some(sy) = offload_networks() else { return };
+    // Routed to the network without offloads: cut, checksums complete.
+    transfer(
+        &ns(&sy, "f1"),
+        &ns(&sy, "s1"),
+        Ipv4Addr::new(10, 3, 0, 2),
+        9002,
+        3,
+    );
     let c = counters(&sy);
     let s = port(&c, "s1");
     assert!(
@@ -140,67 +148,41 @@ fn super_frames_pass_whole_or_are_cut_for_ports_without_offload() {
     );
     assert_eq!(s.tx_gso, 0, "nothing whole to a port without offload");
     assert_eq!(port(&c, "s1").tx_errors, 0);
-
-    drop(sy);
-    assert_gone(&names);
+    stop(sy);
 }
 
-const NAT_TOPOLOGY: &str = r#"
-[switch]
-prefix = "PREFIX"
-workers = 2
-
-[[network]]
-name = "inside"
-subnet = "172.17.0.0/16"
-gateway = "172.17.0.1"
-masquerade = true
-
-[[network]]
-name = "outside"
-subnet = "198.51.100.0/24"
-gateway = "198.51.100.1"
-external = true
-
-[[endpoint]]
-name = "a"
-network = "inside"
-ip = "172.17.0.2"
-publish = ["8080:80/tcp"]
-
-[[endpoint]]
-name = "out"
-network = "outside"
-ip = "198.51.100.2"
-"#;
-
 #[test]
-fn super_frames_cross_masquerade_and_published_ports_whole() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(NAT_TOPOLOGY);
-    let names = namespaces(&topo);
-    let (a, out) = (&names[0], &names[1]);
-    let sy = start(topo.clone());
-
-    // Out through masquerade: addresses and ports rewritten on the super-frame's
-    // headers, the partial checksum fixed, the bytes intact.
-    transfer(a, out, Ipv4Addr::new(198, 51, 100, 2), 9000, 4);
+fn super_frames_cross_masquerade_whole() {
+    let Some(sy) = nat_two_workers() else { return };
+    // Addresses and ports rewritten on the super-frame's headers, the partial
+    // checksum fixed, the bytes intact.
+    transfer(
+        &ns(&sy, "a"),
+        &ns(&sy, "outside"),
+        Ipv4Addr::new(198, 51, 100, 2),
+        9000,
+        4,
+    );
     let c = counters(&sy);
     assert!(port(&c, "a").rx_gso > 0, "{:?}", port(&c, "a"));
     assert!(
-        port(&c, "out").tx_gso > 0,
+        port(&c, "outside").tx_gso > 0,
         "masqueraded super-frames: {:?}",
-        port(&c, "out")
+        port(&c, "outside")
     );
-    assert_eq!(port(&c, "out").tx_segmented, 0);
+    assert_eq!(port(&c, "outside").tx_segmented, 0);
+    stop(sy);
+}
 
-    // In through the published port (198.51.100.1:8080 -> 172.17.0.2:80).
+#[test]
+fn super_frames_cross_a_published_port_whole() {
+    let Some(sy) = nat_two_workers() else { return };
+    // 198.51.100.1:8080 -> 172.17.0.2:80.
+    let a = ns(&sy, "a");
     let sink =
-        traffic::tcp_sink(a, SocketAddrV4::new(Ipv4Addr::new(172, 17, 0, 2), 80), T).unwrap();
+        traffic::tcp_sink(&a, SocketAddrV4::new(Ipv4Addr::new(172, 17, 0, 2), 80), T).unwrap();
     let sent = traffic::tcp_send(
-        out,
+        &ns(&sy, "outside"),
         SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 8080),
         SIZE,
         5,
@@ -214,27 +196,20 @@ fn super_frames_cross_masquerade_and_published_ports_whole() {
         "10 MB in through the published port, intact"
     );
     let c = counters(&sy);
-    assert!(port(&c, "out").rx_gso > 0, "{:?}", port(&c, "out"));
+    assert!(port(&c, "outside").rx_gso > 0, "{:?}", port(&c, "outside"));
     assert!(
         port(&c, "a").tx_gso > 0,
         "DNATed super-frames: {:?}",
         port(&c, "a")
     );
-    assert_eq!(port(&c, "a").tx_errors + port(&c, "out").tx_errors, 0);
-
-    drop(sy);
-    assert_gone(&names);
+    assert_eq!(port(&c, "a").tx_errors + port(&c, "outside").tx_errors, 0);
+    stop(sy);
 }
 
 #[test]
 fn parallel_flows_spread_over_both_workers() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(TOPOLOGY);
-    let names = namespaces(&topo);
-    let (f1, f2) = (&names[0], &names[1]);
-    let sy = start(topo.clone());
+    let Some(sy) = offload_networks() else { return };
+    let (f1, f2) = (ns(&sy, "f1"), ns(&sy, "f2"));
     // The TAP spreads an endpoint's flows over its queues by flow hash; with 16
     // flows, the chance that all land on one of 2 queues is 2^-15.
     let threads: Vec<_> = (0..16u16)
@@ -262,79 +237,86 @@ fn parallel_flows_spread_over_both_workers() {
         );
         assert!(w.cpu_secs > 0.0, "{:?}", c.workers);
     }
-    drop(sy);
-    assert_gone(&names);
+    stop(sy);
+}
+
+/// Datagram `k` of a run: numbered in its first 4 bytes, the rest a pattern of the
+/// number, its length varying with the number so a merged or split payload would show.
+fn datagram(k: u32) -> Vec<u8> {
+    let len = 32 + (k % 5) as usize * 8;
+    let mut p: Vec<u8> = (0..len).map(|i| (i as u32 ^ k) as u8).collect();
+    p[..4].copy_from_slice(&k.to_be_bytes());
+    p
+}
+
+/// Sends a run of 20000 small datagrams from f1 to `to` (received in `to_ns`) and
+/// checks that each arrives at most once, intact and its own length, and most arrive.
+fn send_run_and_check(f1: &str, to_ns: &str, to: Ipv4Addr, port: u16) {
+    let dst = SocketAddrV4::new(to, port);
+    let rx = traffic::udp_socket(to_ns, dst).unwrap();
+    // As root, beyond net.core.rmem_max: the receiver must not drop what came.
+    nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBufForce, &(16 << 20))
+        .expect("SO_RCVBUFFORCE (as root)");
+    // The run is over when nothing more comes for this long.
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let tx = traffic::udp_socket(f1, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    // Bursts, so that batches hold runs of the flow, with pauses, so that a slow
+    // (debug) build keeps up: the pacing is part of the traffic, not a wait.
+    const N: u32 = 20_000;
+    for k in 0..N {
+        let _ = tx.send_to(&datagram(k), dst);
+        if k % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let mut seen = vec![false; N as usize];
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    while let Ok(n) = rx.recv(&mut buf) {
+        let k = u32::from_be_bytes(buf[..4].try_into().unwrap());
+        assert!(k < N, "a datagram that was never sent: {k}");
+        assert_eq!(
+            &buf[..n],
+            &datagram(k)[..],
+            "datagram {k} intact, its own length"
+        );
+        assert!(!seen[k as usize], "datagram {k} twice");
+        seen[k as usize] = true;
+        got += 1;
+    }
+    assert!(got > N as usize / 2, "most arrive: {got} of {N}");
 }
 
 #[test]
-fn runs_of_small_datagrams_are_coalesced_and_arrive_intact() {
-    if !require_root() {
-        return;
-    }
-    let topo = topology(TOPOLOGY);
-    let names = namespaces(&topo);
-    let (f1, f2, s1) = (&names[0], &names[1], &names[3]);
-    let sy = start(topo.clone());
-
-    // Datagrams numbered in their first 4 bytes, the rest a pattern of the number,
-    // lengths varying by number so a merged or split payload would show.
-    fn payload(k: u32) -> Vec<u8> {
-        let len = 32 + (k % 5) as usize * 8;
-        let mut p: Vec<u8> = (0..len).map(|i| (i as u32 ^ k) as u8).collect();
-        p[..4].copy_from_slice(&k.to_be_bytes());
-        p
-    }
-    let send_and_check = |to_ns: &str, to: Ipv4Addr, port: u16| -> usize {
-        let dst = SocketAddrV4::new(to, port);
-        let rx = traffic::udp_socket(to_ns, dst).unwrap();
-        // As root, beyond net.core.rmem_max: the receiver must not drop what came.
-        nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBufForce, &(16 << 20))
-            .expect("SO_RCVBUFFORCE (as root)");
-        rx.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let tx = traffic::udp_socket(f1, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-        // Bursts, so that batches hold runs of the flow, with pauses, so that a slow
-        // (debug) build keeps up.
-        const N: u32 = 20_000;
-        for k in 0..N {
-            let _ = tx.send_to(&payload(k), dst);
-            if k % 100 == 99 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        let mut seen = vec![false; N as usize];
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        while let Ok(n) = rx.recv(&mut buf) {
-            let k = u32::from_be_bytes(buf[..4].try_into().unwrap());
-            assert!(k < N, "a datagram that was never sent: {k}");
-            assert_eq!(
-                &buf[..n],
-                &payload(k)[..],
-                "datagram {k} intact, its own length"
-            );
-            assert!(!seen[k as usize], "datagram {k} twice");
-            seen[k as usize] = true;
-            got += 1;
-        }
-        assert!(got > N as usize / 2, "most arrive: {got} of {N}");
-        got
-    };
-
+fn runs_of_small_datagrams_are_coalesced_for_a_port_with_uso_and_arrive_intact() {
+    let Some(sy) = offload_networks() else { return };
     // Bridged to a port with UDP segmentation offload: runs go out as super-frames,
     // which the receiving kernel cuts back into the datagrams.
-    send_and_check(f2, Ipv4Addr::new(10, 1, 0, 3), 7000);
+    send_run_and_check(
+        &ns(&sy, "f1"),
+        &ns(&sy, "f2"),
+        Ipv4Addr::new(10, 1, 0, 3),
+        7000,
+    );
     let c = counters(&sy);
     let p = port(&c, "f2");
     assert!(p.tx_coalesced > 0, "runs were coalesced: {p:?}");
     assert!(p.tx_coalesced_datagrams >= 2 * p.tx_coalesced);
     assert_eq!(p.tx_errors, 0);
+    stop(sy);
+}
 
-    // Routed to a port without offloads: never coalesced.
-    send_and_check(s1, Ipv4Addr::new(10, 3, 0, 2), 7001);
+#[test]
+fn small_datagrams_to_a_port_without_offloads_are_never_coalesced_and_arrive_intact() {
+    let Some(sy) = offload_networks() else { return };
+    send_run_and_check(
+        &ns(&sy, "f1"),
+        &ns(&sy, "s1"),
+        Ipv4Addr::new(10, 3, 0, 2),
+        7001,
+    );
     let c = counters(&sy);
     assert_eq!(port(&c, "s1").tx_coalesced, 0);
-
-    drop(sy);
-    assert_gone(&names);
+    stop(sy);
 }

@@ -10,7 +10,7 @@ fn failure_half_way_rolls_back() {
     if !require_root() {
         return;
     }
-    let mut topo = topology(THREE);
+    let mut topo = build(three(&unique_prefix()));
     // An interface name the kernel refuses (over 15 bytes), on the *last* endpoint,
     // so the first two namespaces exist by the time setup fails. Validation would
     // never produce this; the point is what setup does when the kernel says no.

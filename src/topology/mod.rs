@@ -1,12 +1,15 @@
 //! `topology` — from a config file to running namespaces.
 //!
-//! [`config`] turns TOML into a validated [`config::Topology`]; [`setup`] creates the
+//! [`config`] turns TOML into a validated [`config::Topology`]; [`builder`] makes the
+//! same from Rust, through the same validation; [`setup`] creates the
 //! namespaces and TAP devices it describes (over netlink, never by running `ip`),
 //! records what it made in a state file, and removes it all again — on a clean exit,
 //! on a failure half-way through, or later with `switchyard down` after a crash.
 
+pub mod builder;
 pub mod config;
 
+pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};
 pub use config::{Endpoint, Interface, Network, Topology};
 pub mod setup;
 

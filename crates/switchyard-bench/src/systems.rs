@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 use switchyard::control::Switchyard;
-use switchyard::topology::config;
+use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
 
 /// Ports the traffic uses (and publishes in `nat-in`).
 pub const TCP_PORT: u16 = 5201;
@@ -166,73 +166,52 @@ impl Deployed {
     }
 }
 
-fn switchyard_toml(s: Scenario, prefix: &str, t: SwitchyardTuning) -> String {
-    let head = format!(
-        "[switch]\nprefix = \"{prefix}\"\nworkers = {}\nbusy_poll_us = {}\n",
-        t.workers, t.busy_poll_us
-    );
-    let body = match s {
-        Scenario::L2 => r#"
-[[network]]
-name = "n1"
-subnet = "10.10.0.0/24"
-gateway = "10.10.0.1"
-[[endpoint]]
-name = "a"
-network = "n1"
-ip = "10.10.0.2"
-[[endpoint]]
-name = "b"
-network = "n1"
-ip = "10.10.0.3"
-"#
-        .to_string(),
-        Scenario::Routed => r#"
-[[network]]
-name = "n1"
-subnet = "10.10.0.0/24"
-gateway = "10.10.0.1"
-[[network]]
-name = "n2"
-subnet = "10.20.0.0/24"
-gateway = "10.20.0.1"
-[[allow]]
-between = ["n1", "n2"]
-[[endpoint]]
-name = "a"
-network = "n1"
-ip = "10.10.0.2"
-[[endpoint]]
-name = "b"
-network = "n2"
-ip = "10.20.0.2"
-"#
-        .to_string(),
-        Scenario::NatOut | Scenario::NatIn => format!(
-            r#"
-[[network]]
-name = "inside"
-subnet = "172.17.0.0/16"
-gateway = "172.17.0.1"
-masquerade = true
-[[network]]
-name = "outside"
-subnet = "198.51.100.0/24"
-gateway = "198.51.100.1"
-external = true
-[[endpoint]]
-name = "a"
-network = "inside"
-ip = "172.17.0.2"
-publish = ["{TCP_PORT}:{TCP_PORT}/tcp", "{LOAD_PORT}:{LOAD_PORT}/udp", "{ECHO_PORT}:{ECHO_PORT}/udp"]
-[[endpoint]]
-name = "outside"
-network = "outside"
-ip = "198.51.100.2"
-"#
-        ),
-    };
-    head + &body
+/// The scenario as a switchyard topology, with the addresses of the table above.
+fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> TopologyBuilder {
+    let topo = Topology::builder()
+        .source("bench topology")
+        .prefix(prefix)
+        .switch(|sw| {
+            sw.workers = t.workers;
+            sw.busy_poll_us = t.busy_poll_us;
+        });
+    let n1 = || NetworkBuilder::new("n1", "10.10.0.0/24").gateway("10.10.0.1");
+    match s {
+        Scenario::L2 => topo
+            .network(n1())
+            .endpoint(EndpointBuilder::new("a").on("n1").ip("10.10.0.2"))
+            .endpoint(EndpointBuilder::new("b").on("n1").ip("10.10.0.3")),
+        Scenario::Routed => topo
+            .network(n1())
+            .network(NetworkBuilder::new("n2", "10.20.0.0/24").gateway("10.20.0.1"))
+            .allow("n1", "n2")
+            .endpoint(EndpointBuilder::new("a").on("n1").ip("10.10.0.2"))
+            .endpoint(EndpointBuilder::new("b").on("n2").ip("10.20.0.2")),
+        Scenario::NatOut | Scenario::NatIn => topo
+            .network(
+                NetworkBuilder::new("inside", "172.17.0.0/16")
+                    .gateway("172.17.0.1")
+                    .masquerade(),
+            )
+            .network(
+                NetworkBuilder::new("outside", "198.51.100.0/24")
+                    .gateway("198.51.100.1")
+                    .external(),
+            )
+            .endpoint(
+                EndpointBuilder::new("a")
+                    .on("inside")
+                    .ip("172.17.0.2")
+                    .publish(format!("{TCP_PORT}:{TCP_PORT}/tcp"))
+                    .publish(format!("{LOAD_PORT}:{LOAD_PORT}/udp"))
+                    .publish(format!("{ECHO_PORT}:{ECHO_PORT}/udp")),
+            )
+            .endpoint(
+                EndpointBuilder::new("outside")
+                    .on("outside")
+                    .ip("198.51.100.2"),
+            ),
+    }
 }
 
 fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
@@ -323,7 +302,8 @@ pub fn deploy(
                 },
                 ..tuning
             };
-            let topo = config::parse(&switchyard_toml(scenario, prefix, tuning), "bench topology")
+            let topo = switchyard_topology(scenario, prefix, tuning)
+                .build()
                 .map_err(|e| e.to_string())?;
             let sy = Switchyard::start(topo, run_root).map_err(|e| e.to_string())?;
             Ok(Deployed {
@@ -373,5 +353,41 @@ mod tests {
         }
         use clap::ValueEnum;
         assert!(SystemKind::from_str("docker", false).is_err());
+    }
+
+    #[test]
+    fn switchyard_and_the_kernel_build_each_scenario_with_the_same_addresses() {
+        let tuning = SwitchyardTuning {
+            workers: 1,
+            busy_poll_us: 200,
+        };
+        for s in Scenario::ALL {
+            let topo = switchyard_topology(s, "b1s0y1-", tuning)
+                .build()
+                .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
+            assert_eq!((topo.workers, topo.busy_poll_us), (1, 200));
+            let mut ours: Vec<(String, Ipv4Addr)> = topo
+                .interfaces()
+                .map(|(e, i)| (e.name.clone(), i.ip))
+                .collect();
+            let k = kernel_spec(s, "b1s0y0-");
+            let mut theirs: Vec<(String, Ipv4Addr)> = k
+                .bridges
+                .iter()
+                .flat_map(|b| b.endpoints.iter().cloned())
+                .chain(k.outside.iter().map(|o| (o.peer_name.clone(), o.peer_ip)))
+                .collect();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{}", s.name());
+            let (client, server) = s.client_server();
+            assert!(ours.iter().any(|(n, _)| n == client) && ours.iter().any(|(n, _)| n == server));
+            let uplink = topo.external().and_then(|n| n.gateway).map(|g| g.ip);
+            assert!(
+                ours.iter().any(|(_, ip)| *ip == s.target()) || uplink == Some(s.target()),
+                "{} targets an address of its own",
+                s.name()
+            );
+        }
     }
 }

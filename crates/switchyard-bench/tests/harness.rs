@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_bench::{self as bench, report, systems::SystemKind, BenchError, Options};
+use switchyard_testkit::fixtures::wait_until;
 
 /// The `switchyard` binary, which runs the harness as `switchyard bench`. It is built
 /// with the workspace's tests (`cargo test` at the top), next to the harness binary.
@@ -162,15 +163,19 @@ fn sigint_to_the_binary_ends_the_run_cleanly() {
         .spawn()
         .unwrap();
     let prefix = our_prefix(child.id());
-    let t0 = Instant::now();
-    while namespaces_with(&prefix).is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the run never built its namespaces"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    // The interrupt comes once the scenario is built on both systems (the kernel,
+    // "y0", then switchyard, "y1"), when the run has everything to remove and the
+    // measuring begins.
+    wait_until(
+        Duration::from_secs(20),
+        "the run to build the scenario on both systems",
+        || {
+            let made = namespaces_with(&prefix);
+            ["y0-", "y1-"]
+                .iter()
+                .all(|y| made.iter().any(|n| n.contains(y)))
+        },
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

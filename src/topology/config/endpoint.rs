@@ -1,0 +1,213 @@
+//! `[[endpoint]]`: the network namespaces and their interfaces.
+//!
+//! An endpoint has one interface (`network = ...`, the shorthand), several
+//! (`attach = [...]`, becoming eth0, eth1, ... in order), or none of its own: `mode =
+//! "none"` leaves it only `lo`, `mode = "container:<other>"` makes it a second name for
+//! another endpoint's namespace, as `docker run --network` does.
+//!
+//! This pass resolves the shape of each endpoint and which networks its interfaces
+//! are on; the addresses are assigned afterwards, for all endpoints at once
+//! ([`super::addressing`]), so that an address someone asked for is never handed out
+//! automatically first.
+
+use super::network::Networks;
+use super::{publish, valid_name, Checker, Endpoint, Publish, MAX_NAME};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use switchyard_core::wire::MacAddr;
+
+/// `[[endpoint]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attach: Vec<AttachSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+/// One entry of `attach = [...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachSection {
+    pub network: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+}
+
+/// An interface before addresses are assigned.
+pub(super) struct Pending {
+    /// Index of its endpoint.
+    pub endpoint: usize,
+    pub ifname: String,
+    /// Index of its network.
+    pub network: usize,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
+    /// Where it was declared, for messages (`endpoint "web"`, `endpoint "m".attach[1]`).
+    pub field: String,
+}
+
+/// The endpoints, still without interfaces, and what the later passes complete
+/// them with.
+pub(super) struct Endpoints {
+    pub list: Vec<Endpoint>,
+    /// Their interfaces, waiting for addresses.
+    pub pending: Vec<Pending>,
+    /// Their published ports: (endpoint index, index in its `publish`, rule).
+    pub publish: Vec<(usize, usize, Publish)>,
+}
+
+/// Checks every `[[endpoint]]`: names, shapes, the networks its interfaces are on,
+/// the syntax of its published ports, and whose namespace a `container:` endpoint
+/// shares. Namespaces are named `prefix` + endpoint name.
+pub(super) fn check(
+    raw: &[EndpointSection],
+    networks: &Networks,
+    prefix: &str,
+    c: &mut Checker,
+) -> Endpoints {
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut ep_names: HashMap<&str, usize> = HashMap::new();
+    let mut shares: Vec<Option<String>> = Vec::new();
+    let mut publish_raw: Vec<(usize, usize, Publish)> = Vec::new();
+    for (i, e) in raw.iter().enumerate() {
+        let f = format!("endpoint \"{}\"", e.name);
+        let fld = |k: &str| format!("{f}.{k}");
+        if !valid_name(&e.name) {
+            c.bad(
+                format!("endpoint[{i}].name"),
+                format!(
+                    "{:?} must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                    e.name
+                ),
+            );
+        }
+        if ep_names.contains_key(e.name.as_str()) {
+            c.bad(fld("name"), "an endpoint with this name is already defined");
+        } else {
+            ep_names.insert(&e.name, i);
+        }
+        publish_raw.extend(publish::parse_rules(i, &e.publish, &f, c));
+        let mut ifaces = Vec::new();
+        let mut shares_name = None;
+        match (&e.mode, &e.network, e.attach.is_empty()) {
+            (Some(mode), _, _) => {
+                if mode == "none" {
+                    // Only lo: nothing to check.
+                } else if let Some(other) =
+                    mode.strip_prefix("container:").filter(|m| !m.is_empty())
+                {
+                    shares_name = Some(other.to_string());
+                } else {
+                    c.bad(fld("mode"), format!("{mode:?} is not a network mode; use \"none\" or \"container:<endpoint>\""));
+                }
+                if e.network.is_some()
+                    || !e.attach.is_empty()
+                    || e.ip.is_some()
+                    || e.mac.is_some()
+                    || !e.publish.is_empty()
+                {
+                    c.bad(
+                        fld("mode"),
+                        "an endpoint with a mode takes no network, attach, ip, mac or publish",
+                    );
+                }
+            }
+            (None, Some(net), true) => ifaces.push((net.clone(), e.ip, e.mac, f.clone())),
+            (None, Some(_), false) => c.bad(
+                fld("attach"),
+                "give either network (one interface) or attach (several), not both",
+            ),
+            (None, None, false) => {
+                if e.ip.is_some() || e.mac.is_some() {
+                    c.bad(
+                        f.clone(),
+                        "with attach, put ip and mac inside each attach entry",
+                    );
+                }
+                for (k, a) in e.attach.iter().enumerate() {
+                    ifaces.push((a.network.clone(), a.ip, a.mac, format!("{f}.attach[{k}]")));
+                }
+            }
+            (None, None, true) => c.bad(f.clone(), "needs a network (or attach, or mode)"),
+        }
+        shares.push(shares_name);
+        let mut seen_nets = BTreeSet::new();
+        for (k, (net, ip, mac, field)) in ifaces.into_iter().enumerate() {
+            let Some(ni) = networks.index(&net) else {
+                c.bad(
+                    format!("{field}.network"),
+                    format!("no network named {net:?}"),
+                );
+                continue;
+            };
+            if !seen_nets.insert(ni) {
+                c.bad(
+                    format!("{field}.network"),
+                    format!("already attached to network {net:?}"),
+                );
+                continue;
+            }
+            pending.push(Pending {
+                endpoint: i,
+                ifname: format!("eth{k}"),
+                network: ni,
+                ip,
+                mac,
+                field,
+            });
+        }
+        endpoints.push(Endpoint {
+            name: e.name.clone(),
+            netns: format!("{prefix}{}", e.name),
+            interfaces: Vec::new(),
+            shares: None,
+        });
+    }
+    for (i, other) in shares.iter().enumerate() {
+        let Some(other) = other else { continue };
+        let f = format!("endpoint \"{}\".mode", endpoints[i].name);
+        match ep_names.get(other.as_str()) {
+            None => c.bad(
+                f,
+                format!("no endpoint named {other:?} to share a namespace with"),
+            ),
+            Some(&j) if j == i => c.bad(f, "an endpoint cannot share its own namespace"),
+            Some(&j) if shares[j].is_some() => c.bad(
+                f,
+                format!("{other:?} itself shares another namespace; name that one instead"),
+            ),
+            Some(&j) => endpoints[i].shares = Some(j),
+        }
+    }
+    Endpoints {
+        list: endpoints,
+        pending,
+        publish: publish_raw,
+    }
+}
+
+/// Every interface is a port, and ports are numbered with 16 bits.
+pub(super) fn check_port_count(endpoints: &[Endpoint], c: &mut Checker) {
+    let port_count: usize = endpoints.iter().map(|e| e.interfaces.len()).sum();
+    if port_count >= usize::from(u16::MAX) {
+        c.bad(
+            "endpoint",
+            format!("{port_count} interfaces; at most {}", u16::MAX - 1),
+        );
+    }
+}

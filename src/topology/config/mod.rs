@@ -1,0 +1,396 @@
+//! The config file: what users write (TOML, in the shape of the config contract) and
+//! the validated [`Topology`] switchyard builds from it.
+//!
+//! Validation happens completely before anything is created. Every problem found is
+//! reported at once, each naming the file, the field (`endpoint "web".ip`) and the
+//! reason; a file with any problem changes nothing on the machine.
+//!
+//! Addresses left out are filled in as Docker's IPAM does: an endpoint without `ip`
+//! gets the lowest free host address of its subnet; an endpoint without `mac` gets
+//! `02:42` followed by its IPv4 address; the gateway MAC is derived the same way.
+//!
+//! # How it is organised
+//!
+//! A file is read in two steps. serde turns the TOML into a [`ConfigFile`], the file
+//! as written: one struct per section, unknown keys refused. [`validate`] then turns
+//! that into a [`Topology`], the model everything else uses: names resolved to
+//! indexes, every address assigned, every rule checked. Each section has a module of
+//! its own (a file in this directory) with its raw struct and its checks:
+//!
+//! | file            | what it checks                                                  |
+//! |-----------------|-----------------------------------------------------------------|
+//! | `switch.rs`     | `[switch]`: prefix, table sizes, neighbor and conntrack timers, workers |
+//! | `network.rs`    | `[[network]]`: subnets, gateways, MTU, modes, roles in NAT      |
+//! | `endpoint.rs`   | `[[endpoint]]`: names, one interface or several, `mode`         |
+//! | `addressing.rs` | IPAM: subnet overlaps, address assignment, MAC derivation       |
+//! | `routes.rs`     | `[[allow]]` and `[[route]]`                                     |
+//! | `publish.rs`    | published ports and the NAT port range                          |
+//!
+//! Files are not the only way in: [`crate::topology::builder`] assembles a
+//! [`ConfigFile`] in code and hands it to the same [`validate`], so a topology built
+//! in Rust obeys the same rules and gets the same messages as one read from disk.
+
+mod addressing;
+mod endpoint;
+mod network;
+mod publish;
+mod routes;
+mod switch;
+
+pub use endpoint::{AttachSection, EndpointSection};
+pub use network::NetworkSection;
+pub use publish::{parse_port_range, parse_publish, Publish};
+pub use routes::{AllowSection, RouteSection};
+pub use switch::{SwitchSection, MAX_PREFIX};
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use switchyard_core::pipeline::{
+    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
+    PublishSpec, StaticRoute, Timeouts,
+};
+use switchyard_core::wire::{Ipv4Cidr, MacAddr};
+
+/// The built-in default topology (also shipped as `examples/default.toml`).
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml");
+
+// ---- the file as written ------------------------------------------------------
+
+/// The config file, as parsed (before validation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub switch: SwitchSection,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<NetworkSection>,
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointSection>,
+    #[serde(default, rename = "allow")]
+    pub allow: Vec<AllowSection>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSection>,
+}
+
+// ---- the validated model -------------------------------------------------------
+
+/// A validated topology: every name resolved, every address assigned and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Where it came from (a path, or "built-in default"), for messages.
+    pub source: String,
+    /// Prefix of every namespace (and device) switchyard creates.
+    pub prefix: String,
+    pub fdb_max: usize,
+    pub fdb_aging_secs: u32,
+    pub conntrack_max: usize,
+    pub neighbor: NeighborConfig,
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+    /// Static routes: prefix via a router on one of the networks.
+    pub routes: Vec<StaticRoute>,
+    /// Pairs of networks (indexes into `networks`) joined for routing.
+    pub allow: Vec<(usize, usize)>,
+    /// Published ports, in the order declared.
+    pub publish: Vec<Published>,
+    pub nat_port_range: (u16, u16),
+    pub timeouts: Timeouts,
+    /// Dataplane workers (and queues per TAP), at least 1.
+    pub workers: usize,
+    /// Busy polling after the last packet, in microseconds (0: off).
+    pub busy_poll_us: u64,
+}
+
+/// A published port: the uplink address's `host_port` leads to an endpoint's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Index into [`Topology::endpoints`].
+    pub endpoint: usize,
+    pub rule: Publish,
+    /// The endpoint's address the flows go to (its eth0).
+    pub target: Ipv4Addr,
+}
+
+/// A network: one bridge domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Cidr,
+    pub gateway: Option<Gateway>,
+    /// IP MTU of every interface on the network.
+    pub mtu: u16,
+    pub mode: DomainMode,
+    pub proxy_arp: bool,
+    pub masquerade: bool,
+    pub external: bool,
+    /// Checksum and segmentation offloads on this network's TAPs.
+    pub offloads: bool,
+}
+
+/// switchyard's own address on a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// An endpoint: a network namespace with interfaces eth0, eth1, ...
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    /// The namespace's name: prefix + name.
+    pub netns: String,
+    /// No interfaces and `shares` unset: `mode = "none"` (only lo).
+    pub interfaces: Vec<Interface>,
+    /// `mode = "container:<other>"`: this endpoint is a second name for the namespace
+    /// of endpoint `shares` (an index into [`Topology::endpoints`]).
+    pub shares: Option<usize>,
+}
+
+/// One TAP interface of an endpoint: one switchyard port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Name inside the namespace: eth0, eth1, ...
+    pub ifname: String,
+    /// Index into [`Topology::networks`].
+    pub network: usize,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+impl Topology {
+    /// The display name of an endpoint's interface as a switchyard port: the endpoint
+    /// name for eth0, `endpoint/ethN` for the others.
+    pub fn port_name(endpoint: &Endpoint, iface: &Interface) -> String {
+        if iface.ifname == "eth0" {
+            endpoint.name.clone()
+        } else {
+            format!("{}/{}", endpoint.name, iface.ifname)
+        }
+    }
+
+    /// Every interface in port order (port `i` is the `i`-th item).
+    pub fn interfaces(&self) -> impl Iterator<Item = (&Endpoint, &Interface)> {
+        self.endpoints
+            .iter()
+            .flat_map(|e| e.interfaces.iter().map(move |i| (e, i)))
+    }
+
+    /// What the pipeline is built from.
+    pub fn pipeline_spec(&self) -> pipeline::Spec {
+        pipeline::Spec {
+            domains: self
+                .networks
+                .iter()
+                .map(|n| DomainSpec {
+                    name: n.name.clone(),
+                    subnet: n.subnet,
+                    mtu: n.mtu,
+                    gateway: n.gateway.map(|g| GatewaySpec {
+                        ip: g.ip,
+                        mac: g.mac,
+                    }),
+                    mode: n.mode,
+                    proxy_arp: n.proxy_arp,
+                    masquerade: n.masquerade,
+                    external: n.external,
+                })
+                .collect(),
+            ports: self
+                .interfaces()
+                .map(|(e, i)| PortSpec {
+                    name: Topology::port_name(e, i),
+                    domain: DomainId(i.network as u16),
+                })
+                .collect(),
+            fdb_max: self.fdb_max,
+            fdb_aging_secs: self.fdb_aging_secs,
+            routes: self.routes.clone(),
+            allow: self
+                .allow
+                .iter()
+                .map(|&(a, b)| (DomainId(a as u16), DomainId(b as u16)))
+                .collect(),
+            neighbor: self.neighbor,
+            nat: NatSpec {
+                publish: self
+                    .publish
+                    .iter()
+                    .map(|p| PublishSpec {
+                        proto: if p.rule.udp { 17 } else { 6 },
+                        host_port: p.rule.host_port,
+                        target: p.target,
+                        target_port: p.rule.container_port,
+                    })
+                    .collect(),
+                port_range: self.nat_port_range,
+                conntrack_max: self.conntrack_max,
+                timeouts: self.timeouts,
+            },
+        }
+    }
+
+    /// The external network, if there is one.
+    pub fn external(&self) -> Option<&Network> {
+        self.networks.iter().find(|n| n.external)
+    }
+}
+
+// ---- errors ---------------------------------------------------------------------
+
+/// One thing wrong with a config: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, ProblemList(problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {}: {}", p.field, p.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// The problems found, if the file parsed.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+// ---- loading and validation -------------------------------------------------------
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Topology, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file)
+}
+
+/// The built-in default topology.
+pub fn default_topology() -> Topology {
+    parse(DEFAULT_TOPOLOGY, "built-in default").expect("the built-in default is valid")
+}
+
+/// Parses and validates config text; `file` names it in messages.
+pub fn parse(text: &str, file: &str) -> Result<Topology, ConfigError> {
+    let raw: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(&raw, file)
+}
+
+/// Longest name of a network or endpoint.
+const MAX_NAME: usize = 48;
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
+        && !s.starts_with('-')
+}
+
+/// Collects the problems of one validation.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn bad(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Checks a parsed file and resolves it into a [`Topology`].
+///
+/// Every pass runs even after problems were found, so that one run reports them
+/// all; a pass that needs something an earlier one refused works with a stand-in.
+/// Problems are listed in the order of the passes below.
+pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
+    let mut c = Checker::default();
+    let sw = &raw.switch;
+    let neighbor = switch::check_tables(sw, &mut c);
+    let networks = network::check(&raw.networks, sw.offloads, &mut c);
+    let mut endpoints = endpoint::check(&raw.endpoints, &networks, &sw.prefix, &mut c);
+    addressing::assign(
+        &networks.list,
+        &endpoints.pending,
+        &mut endpoints.list,
+        &mut c,
+    );
+    let allow = routes::check_allow(&raw.allow, &networks, &mut c);
+    let routes = routes::check_routes(&raw.routes, &networks.list, &mut c);
+    let publish = publish::check(&endpoints.publish, &endpoints.list, &networks, &mut c);
+    let nat_port_range = publish::check_port_range(&sw.nat_port_range, &mut c);
+    let timeouts = switch::check_timeouts(sw, &mut c);
+    let workers = switch::check_workers(sw, &mut c);
+    endpoint::check_port_count(&endpoints.list, &mut c);
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: file.to_string(),
+            problems: c.problems,
+        });
+    }
+    Ok(Topology {
+        source: file.to_string(),
+        prefix: sw.prefix.clone(),
+        fdb_max: sw.fdb_max,
+        fdb_aging_secs: sw.fdb_aging_secs,
+        conntrack_max: sw.conntrack_max,
+        neighbor,
+        networks: networks.list,
+        endpoints: endpoints.list,
+        routes,
+        allow,
+        publish,
+        nat_port_range,
+        timeouts,
+        workers,
+        busy_poll_us: sw.busy_poll_us,
+    })
+}
+
+#[cfg(test)]
+mod tests;

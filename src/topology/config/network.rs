@@ -1,0 +1,217 @@
+//! `[[network]]`: the bridge domains — each a subnet, optionally with a gateway
+//! address switchyard owns, an MTU, a mode (bridged or L3-only) and its role in NAT
+//! (`masquerade` on the inside, `external` for the one way out).
+//!
+//! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
+//! them, routes lead through them), so this pass also builds the name index they use.
+
+use super::{addressing, valid_name, Checker, Gateway, Network, MAX_NAME};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use switchyard_core::pipeline::DomainMode;
+use switchyard_core::wire::Ipv4Cidr;
+
+/// `[[network]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    pub name: String,
+    pub subnet: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub masquerade: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub external: bool,
+    /// "bridge" (default) or "l3".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub proxy_arp: bool,
+    /// Checksum and segmentation offloads on this network's TAPs (default: `[switch]`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offloads: Option<bool>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The checked networks, in the order declared (a network's index is its domain id).
+pub(super) struct Networks<'a> {
+    pub list: Vec<Network>,
+    by_name: HashMap<&'a str, usize>,
+}
+
+impl Networks<'_> {
+    /// The index of the network named `name` (the first, if the name is repeated).
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Whether there is an external network: the uplink masquerade and published
+    /// ports use.
+    pub fn has_external(&self) -> bool {
+        self.list.iter().any(|n| n.external)
+    }
+}
+
+/// Checks every `[[network]]` and resolves it; `default_offloads` is `[switch]`'s
+/// setting, which a network may override.
+pub(super) fn check<'a>(
+    raw: &'a [NetworkSection],
+    default_offloads: bool,
+    c: &mut Checker,
+) -> Networks<'a> {
+    let mut networks: Vec<Network> = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in raw.iter().enumerate() {
+        let f = format!("network \"{}\"", n.name);
+        let fld = |k: &str| format!("{f}.{k}");
+        if !valid_name(&n.name) {
+            c.bad(
+                format!("network[{i}].name"),
+                format!(
+                    "{:?} must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                    n.name
+                ),
+            );
+        }
+        if by_name.contains_key(n.name.as_str()) {
+            c.bad(fld("name"), "a network with this name is already defined");
+        } else {
+            by_name.insert(&n.name, i);
+        }
+        let subnet = match n.subnet.parse::<Ipv4Cidr>() {
+            Ok(s) if s.prefix_len() > 30 => {
+                c.bad(
+                    fld("subnet"),
+                    format!("{s} leaves no room for a gateway and hosts; use /30 or shorter"),
+                );
+                None
+            }
+            Ok(s) if s.trunc() != s => {
+                c.bad(
+                    fld("subnet"),
+                    format!("{s} has host bits set; did you mean {}?", s.trunc()),
+                );
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.bad(fld("subnet"), e);
+                None
+            }
+        };
+        if let Some(s) = subnet {
+            addressing::check_overlaps(&networks, s, &fld("subnet"), c);
+        }
+        let mtu = match n.mtu {
+            None => 1500,
+            Some(m) if (68..=65535).contains(&m) => m as u16,
+            Some(m) => {
+                c.bad(
+                    fld("mtu"),
+                    format!("{m} is outside 68..=65535 (68 is the IPv4 minimum)"),
+                );
+                1500
+            }
+        };
+        let gateway = n.gateway.map(|g| Gateway {
+            ip: g,
+            mac: addressing::derived_mac(g),
+        });
+        if let (Some(g), Some(s)) = (n.gateway, subnet) {
+            if !s.contains(g) {
+                c.bad(fld("gateway"), format!("{g} is outside the subnet {s}"));
+            } else if g == s.network() || g == s.broadcast() {
+                c.bad(
+                    fld("gateway"),
+                    format!("{g} is the network or broadcast address of {s}"),
+                );
+            }
+        }
+        if n.external && gateway.is_none() {
+            c.bad(fld("external"), "the external network needs a gateway: switchyard's uplink address, where published ports listen");
+        }
+        if n.masquerade && gateway.is_none() {
+            c.bad(
+                fld("masquerade"),
+                "a masquerading network needs a gateway: its traffic is routed by switchyard",
+            );
+        }
+        if n.masquerade && n.external {
+            c.bad(fld("masquerade"), "the external network itself is not masqueraded; set masquerade on the inside networks");
+        }
+        if n.external && n.mode.as_deref() == Some("l3") {
+            c.bad(fld("mode"), "the external network is a bridge network");
+        }
+        let mode = match n.mode.as_deref() {
+            None | Some("bridge") => DomainMode::Bridge,
+            Some("l3") => DomainMode::L3,
+            Some(other) => {
+                c.bad(
+                    fld("mode"),
+                    format!("{other:?} is not a network mode; use \"bridge\" or \"l3\""),
+                );
+                DomainMode::Bridge
+            }
+        };
+        if gateway.is_none() && mode == DomainMode::L3 {
+            c.bad(
+                fld("mode"),
+                "an L3 network needs a gateway: switchyard routes all of its traffic",
+            );
+        }
+        if gateway.is_none() && n.proxy_arp {
+            c.bad(
+                fld("proxy_arp"),
+                "proxy ARP needs a gateway: switchyard answers with the gateway MAC",
+            );
+        }
+        networks.push(Network {
+            name: n.name.clone(),
+            // A subnet that did not check out stands in as 0.0.0.0/32; the file is
+            // refused anyway, this only lets the later passes go on finding problems.
+            subnet: subnet
+                .unwrap_or_else(|| Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("/32")),
+            gateway,
+            mtu,
+            mode,
+            proxy_arp: n.proxy_arp,
+            masquerade: n.masquerade,
+            external: n.external,
+            offloads: n.offloads.unwrap_or(default_offloads),
+        });
+    }
+    let externals: Vec<&str> = networks
+        .iter()
+        .filter(|n| n.external)
+        .map(|n| n.name.as_str())
+        .collect();
+    if externals.len() > 1 {
+        c.bad(
+            "network",
+            format!(
+                "only one network can be external, not {}",
+                externals.join(", ")
+            ),
+        );
+    }
+    let has_external = !externals.is_empty();
+    for n in networks.iter().filter(|n| n.masquerade) {
+        if !has_external {
+            c.bad(
+                format!("network \"{}\".masquerade", n.name),
+                "there is no external network (external = true) to masquerade to",
+            );
+        }
+    }
+    Networks {
+        list: networks,
+        by_name,
+    }
+}

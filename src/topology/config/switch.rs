@@ -1,0 +1,260 @@
+//! `[switch]`: settings of the instance as a whole — the namespace prefix, the sizes
+//! of its tables, neighbor resolution, conntrack timeouts and the dataplane's workers.
+//!
+//! Every key has a default, so a file without `[switch]` is complete. The NAT port
+//! range is a `[switch]` key too, but it is checked with the published ports
+//! ([`super::publish`]), the other half of NAT.
+
+use super::Checker;
+use serde::{Deserialize, Serialize};
+use switchyard_core::pipeline::{self, NeighborConfig, Timeouts};
+
+/// Longest namespace prefix (`[switch] prefix`).
+pub const MAX_PREFIX: usize = 12;
+
+/// `[switch]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_fdb_max")]
+    pub fdb_max: usize,
+    #[serde(default = "default_fdb_aging")]
+    pub fdb_aging_secs: u32,
+    #[serde(default = "default_conntrack_max")]
+    pub conntrack_max: usize,
+    /// How long a confirmed neighbor stays REACHABLE.
+    #[serde(default = "default_arp_reachable")]
+    pub arp_reachable_secs: u32,
+    /// How long an unused STALE neighbor is kept.
+    #[serde(default = "default_arp_stale")]
+    pub arp_stale_secs: u32,
+    /// ARP requests sent before a next hop is declared unreachable.
+    #[serde(default = "default_arp_retries")]
+    pub arp_retries: u8,
+    /// Time between those requests.
+    #[serde(default = "default_arp_retry_ms")]
+    pub arp_retry_ms: u32,
+    /// Packets queued per unresolved next hop.
+    #[serde(default = "default_arp_queue")]
+    pub arp_queue: u8,
+    /// Neighbor table capacity.
+    #[serde(default = "default_neighbor_max")]
+    pub neighbor_max: usize,
+    /// Source ports masquerade picks from when a flow's own is taken: "LOW-HIGH".
+    #[serde(default = "default_nat_port_range")]
+    pub nat_port_range: String,
+    /// Conntrack timeouts in seconds (the kernel's defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_tcp_established_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_udp_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_udp_stream_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_icmp_secs: Option<u32>,
+    /// Dataplane worker threads (and queues per TAP); 0: one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Keep polling this many microseconds after the last packet before sleeping (0: off).
+    #[serde(default)]
+    pub busy_poll_us: u64,
+    /// Use checksum and segmentation offloads on the TAPs (per network too).
+    #[serde(default = "default_true")]
+    pub offloads: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_nat_port_range() -> String {
+    "1024-65535".into()
+}
+
+fn default_arp_reachable() -> u32 {
+    30
+}
+fn default_arp_stale() -> u32 {
+    60
+}
+fn default_arp_retries() -> u8 {
+    3
+}
+fn default_arp_retry_ms() -> u32 {
+    1000
+}
+fn default_arp_queue() -> u8 {
+    3
+}
+fn default_neighbor_max() -> usize {
+    1024
+}
+
+fn default_prefix() -> String {
+    "sy-".into()
+}
+fn default_fdb_max() -> usize {
+    8192
+}
+fn default_fdb_aging() -> u32 {
+    300
+}
+fn default_conntrack_max() -> usize {
+    65536
+}
+
+impl Default for SwitchSection {
+    fn default() -> Self {
+        SwitchSection {
+            prefix: default_prefix(),
+            fdb_max: default_fdb_max(),
+            fdb_aging_secs: default_fdb_aging(),
+            conntrack_max: default_conntrack_max(),
+            arp_reachable_secs: default_arp_reachable(),
+            arp_stale_secs: default_arp_stale(),
+            arp_retries: default_arp_retries(),
+            arp_retry_ms: default_arp_retry_ms(),
+            arp_queue: default_arp_queue(),
+            neighbor_max: default_neighbor_max(),
+            nat_port_range: default_nat_port_range(),
+            conntrack_tcp_established_secs: None,
+            conntrack_udp_secs: None,
+            conntrack_udp_stream_secs: None,
+            conntrack_icmp_secs: None,
+            workers: 0,
+            busy_poll_us: 0,
+            offloads: true,
+        }
+    }
+}
+
+/// The prefix, the table sizes and neighbor resolution. Returns the neighbor
+/// settings the pipeline takes.
+pub(super) fn check_tables(sw: &SwitchSection, c: &mut Checker) -> NeighborConfig {
+    let prefix_ok = !sw.prefix.is_empty()
+        && sw.prefix.len() <= MAX_PREFIX
+        && sw
+            .prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && !sw.prefix.starts_with('.');
+    if !prefix_ok {
+        c.bad(
+            "switch.prefix",
+            format!("{:?} must be 1 to {MAX_PREFIX} characters of letters, digits, '-', '_' or '.', not starting with '.'", sw.prefix),
+        );
+    }
+    if sw.fdb_max == 0 || sw.fdb_max > 1 << 24 {
+        c.bad(
+            "switch.fdb_max",
+            format!("{} must be from 1 to {}", sw.fdb_max, 1 << 24),
+        );
+    }
+    if sw.fdb_aging_secs == 0 {
+        c.bad("switch.fdb_aging_secs", "must be at least 1 second");
+    }
+    if sw.conntrack_max == 0 || sw.conntrack_max > 1 << 24 {
+        c.bad(
+            "switch.conntrack_max",
+            format!("{} must be from 1 to {}", sw.conntrack_max, 1 << 24),
+        );
+    }
+    if sw.arp_reachable_secs == 0 {
+        c.bad("switch.arp_reachable_secs", "must be at least 1 second");
+    }
+    if sw.arp_stale_secs == 0 {
+        c.bad("switch.arp_stale_secs", "must be at least 1 second");
+    }
+    if sw.arp_retries == 0 || sw.arp_retries > 10 {
+        c.bad(
+            "switch.arp_retries",
+            format!("{} must be from 1 to 10", sw.arp_retries),
+        );
+    }
+    if sw.arp_retry_ms < 10 || sw.arp_retry_ms > 60_000 {
+        c.bad(
+            "switch.arp_retry_ms",
+            format!("{} must be from 10 to 60000", sw.arp_retry_ms),
+        );
+    }
+    if sw.arp_queue == 0 || usize::from(sw.arp_queue) > pipeline::neighbor::MAX_QUEUE {
+        c.bad(
+            "switch.arp_queue",
+            format!(
+                "{} must be from 1 to {}",
+                sw.arp_queue,
+                pipeline::neighbor::MAX_QUEUE
+            ),
+        );
+    }
+    if sw.neighbor_max == 0 || sw.neighbor_max > 1 << 20 {
+        c.bad(
+            "switch.neighbor_max",
+            format!("{} must be from 1 to {}", sw.neighbor_max, 1 << 20),
+        );
+    }
+    NeighborConfig {
+        reachable_ms: u64::from(sw.arp_reachable_secs) * 1000,
+        stale_ms: u64::from(sw.arp_stale_secs) * 1000,
+        retrans_ms: u64::from(sw.arp_retry_ms),
+        probes: sw.arp_retries,
+        queue_len: sw.arp_queue,
+        max: sw.neighbor_max,
+        held_max: 256,
+    }
+}
+
+/// Conntrack timeouts: the kernel's defaults, with the ones given replacing them.
+pub(super) fn check_timeouts(sw: &SwitchSection, c: &mut Checker) -> Timeouts {
+    let mut timeouts = Timeouts::default();
+    for (field, value, slot) in [
+        (
+            "switch.conntrack_tcp_established_secs",
+            sw.conntrack_tcp_established_secs,
+            &mut timeouts.tcp[2],
+        ),
+        (
+            "switch.conntrack_udp_secs",
+            sw.conntrack_udp_secs,
+            &mut timeouts.udp_unreplied,
+        ),
+        (
+            "switch.conntrack_udp_stream_secs",
+            sw.conntrack_udp_stream_secs,
+            &mut timeouts.udp_assured,
+        ),
+        (
+            "switch.conntrack_icmp_secs",
+            sw.conntrack_icmp_secs,
+            &mut timeouts.icmp,
+        ),
+    ] {
+        match value {
+            Some(0) => c.bad(field, "must be at least 1 second"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
+    timeouts
+}
+
+/// The dataplane's threads. Returns the number of workers, with 0 ("one per core")
+/// resolved on this machine.
+pub(super) fn check_workers(sw: &SwitchSection, c: &mut Checker) -> usize {
+    if sw.workers > 64 {
+        c.bad(
+            "switch.workers",
+            format!("{} workers is more than 64", sw.workers),
+        );
+    }
+    if sw.busy_poll_us > 1_000_000 {
+        c.bad("switch.busy_poll_us", "at most 1000000 (one second)");
+    }
+    if sw.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        sw.workers
+    }
+}
