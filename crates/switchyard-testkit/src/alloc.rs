@@ -3,12 +3,18 @@
 //! A test binary installs it as its global allocator and counts over the stretch it
 //! cares about:
 //!
-//! ```ignore
+//! ```
+//! use switchyard_testkit::alloc::CountingAlloc;
+//!
 //! #[global_allocator]
 //! static ALLOC: CountingAlloc = CountingAlloc::new();
 //!
-//! let n = ALLOC.count(|| hot_path());
-//! assert_eq!(n, 0);
+//! fn main() {
+//!     let mut sum = 0u64;
+//!     let n = ALLOC.count(|| sum = (1..=10u64).sum());
+//!     assert_eq!((sum, n), (55, 0));
+//!     assert_eq!(ALLOC.count(|| drop(vec![0u8; 16])), 1);
+//! }
 //! ```
 //!
 //! Allocations and reallocations made by any thread while counting are counted, so a
