@@ -63,14 +63,7 @@ impl Options {
     pub fn full() -> Options {
         Options {
             scenarios: Scenario::ALL.to_vec(),
-            systems: vec![
-                SystemKind::Kernel,
-                SystemKind::Switchyard,
-                SystemKind::SwitchyardBusyPoll,
-                SystemKind::Ovs,
-                SystemKind::OvsTso,
-                SystemKind::VdeSwitch,
-            ],
+            systems: SystemKind::ALL.to_vec(),
             repeat: 3,
             tcp_secs: 5,
             load_secs: 2.0,

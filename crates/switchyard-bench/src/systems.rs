@@ -111,6 +111,16 @@ pub enum SystemKind {
 }
 
 impl SystemKind {
+    /// Every system, in the order the report lists them.
+    pub const ALL: [SystemKind; 6] = [
+        SystemKind::Kernel,
+        SystemKind::Switchyard,
+        SystemKind::SwitchyardBusyPoll,
+        SystemKind::Ovs,
+        SystemKind::OvsTso,
+        SystemKind::VdeSwitch,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             SystemKind::Kernel => "kernel",
@@ -333,14 +343,7 @@ mod tests {
 
     #[test]
     fn names_agree_between_the_table_the_json_and_the_command_line() {
-        for k in [
-            SystemKind::Kernel,
-            SystemKind::Switchyard,
-            SystemKind::SwitchyardBusyPoll,
-            SystemKind::Ovs,
-            SystemKind::OvsTso,
-            SystemKind::VdeSwitch,
-        ] {
+        for k in SystemKind::ALL {
             use clap::ValueEnum;
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
             assert_eq!(SystemKind::from_str(k.name(), false).unwrap(), k);
