@@ -27,12 +27,12 @@ use super::{
     Action, DomainId, DomainMode, DropReason, Emitter, Event, Frame, Pipeline, PortId, L2,
 };
 use crate::wire::arp::{self, ArpOp};
-use crate::wire::ethernet::write_header;
+use crate::wire::ethernet::{self, write_header};
 use crate::wire::{ArpPacket, EtherType, EthernetFrame, MacAddr};
 use std::net::Ipv4Addr;
 
 const STAGE: &str = "arp-input";
-const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const ETH: usize = ethernet::HEADER_LEN;
 
 /// Why switchyard answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 
 use super::trace::note;
 use super::{DropReason, Frame, Pipeline, L2};
-use crate::wire::EthernetFrame;
+use crate::wire::{ethernet, EthernetFrame};
 
 const STAGE: &str = "ethernet-input";
 
@@ -71,7 +71,7 @@ impl Pipeline {
             return Err(DropReason::OwnSourceMac);
         }
         let mtu = usize::from(dom.mtu);
-        if f.len() > mtu + EthernetFrame::<&[u8]>::HEADER_LEN && !f.vnet.is_gso() {
+        if f.len() > mtu + ethernet::HEADER_LEN && !f.vnet.is_gso() {
             // Only look past VLAN tags when the quick test fails: a tagged frame may
             // be 4 bytes longer for the same payload.
             let payload = eth.payload_type().map_or(f.len(), |(_, off)| f.len() - off);

@@ -10,13 +10,13 @@
 
 use super::conntrack::CtRef;
 use super::{Action, DomainId, PortId};
-use crate::wire::VirtioNetHdr;
+use crate::wire::{ethernet, VirtioNetHdr};
 
 /// Free bytes kept before the Ethernet header.
 pub const HEADROOM: usize = 128;
 /// Largest frame a buffer holds: an IPv4 packet of 65535 bytes behind an Ethernet
 /// header with two VLAN tags, rounded up.
-pub const MAX_FRAME_LEN: usize = 65535 + 14 + 8 + 7;
+pub const MAX_FRAME_LEN: usize = 65535 + ethernet::HEADER_LEN + 2 * ethernet::TAG_LEN + 7;
 /// Bytes allocated per buffer.
 pub const BUFFER_LEN: usize = HEADROOM + MAX_FRAME_LEN;
 

@@ -19,13 +19,14 @@
 use super::nat::Pre;
 use super::trace::note;
 use super::{Action, DropReason, Emitter, Event, Frame, Pipeline, L2};
+use crate::wire::ethernet;
 use crate::wire::icmp::kind;
 use crate::wire::{EthernetFrame, IcmpPacket, IpProtocol, Ipv4Packet};
 use std::net::Ipv4Addr;
 
 const INPUT: &str = "ip4-input";
 const LOCAL: &str = "ip4-local";
-const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const ETH: usize = ethernet::HEADER_LEN;
 /// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
 pub(super) const DEFAULT_TTL: u8 = 64;
 

@@ -53,7 +53,7 @@ pub use icmp_error::IcmpLimiter;
 pub use neighbor::{Neighbor, NeighborConfig, NeighborState, NeighborTable, TickWork};
 pub use trace::{TraceRecord, Tracer};
 
-use crate::wire::{Ipv4Cidr, MacAddr};
+use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -187,8 +187,8 @@ pub struct StaticRoute {
 /// A published port: flows to the uplink address on `host_port` go to `target:target_port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishSpec {
-    /// 6 (TCP) or 17 (UDP).
-    pub proto: u8,
+    /// TCP or UDP.
+    pub proto: IpProtocol,
     pub host_port: u16,
     pub target: Ipv4Addr,
     pub target_port: u16,
@@ -299,7 +299,7 @@ pub struct Shared {
     /// The external network, if any.
     external: Option<DomainId>,
     /// Published ports: (protocol, host port) → (target address, target port).
-    publish: HashMap<(u8, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
+    publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
     port_range: (u16, u16),
 }
 

@@ -31,13 +31,13 @@
 //! be translated (switchyard does not reassemble) and are dropped with a reason.
 
 use super::conntrack::{
-    self, CtRef, Dir, InsertError, ProtoState, TcpFlags, TcpState, TcpVerdict, Tuple,
+    starts_connection, CtRef, Dir, InsertError, PacketFlow, ProtoState, TcpState, TcpVerdict, Tuple,
 };
 use super::trace::note;
 use super::{DomainId, DropReason, Event, Frame, Pipeline, L2};
 use crate::wire::icmp::kind;
 use crate::wire::nat::{self, Endpoints};
-use crate::wire::{get_ipv4, get_u16, IcmpPacket, Ipv4Packet};
+use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet};
 use std::net::Ipv4Addr;
 
 const LOOKUP: &str = "ct-lookup";
@@ -57,95 +57,6 @@ pub(super) enum Pre {
         dst: Ipv4Addr,
     },
     Drop(DropReason),
-}
-
-/// A packet's tuple and TCP flags, or why it has none.
-enum Parsed {
-    Flow(Tuple, TcpFlags),
-    /// An ICMP error: the tuple of the packet it quotes.
-    IcmpError(Tuple),
-    /// A fragment after the first: no ports to see.
-    Fragment,
-    /// Not TCP, UDP or ICMP echo, or too short.
-    Other,
-}
-
-fn parse(ip: &Ipv4Packet<&[u8]>) -> Parsed {
-    if ip.frag_offset() != 0 {
-        return Parsed::Fragment;
-    }
-    let l4 = ip.payload();
-    let (src, dst) = (ip.src(), ip.dst());
-    match ip.protocol().0 {
-        p @ (conntrack::TCP | conntrack::UDP) if l4.len() >= 4 => {
-            let flags = if p == conntrack::TCP && l4.len() >= 14 {
-                TcpFlags::from_byte(l4[13])
-            } else {
-                TcpFlags::default()
-            };
-            Parsed::Flow(
-                Tuple {
-                    proto: p,
-                    src,
-                    dst,
-                    sport: get_u16(l4, 0),
-                    dport: get_u16(l4, 2),
-                },
-                flags,
-            )
-        }
-        conntrack::ICMP if l4.len() >= 8 => match l4[0] {
-            kind::ECHO_REQUEST | kind::ECHO_REPLY => {
-                let id = get_u16(l4, 4);
-                Parsed::Flow(
-                    Tuple {
-                        proto: conntrack::ICMP,
-                        src,
-                        dst,
-                        sport: id,
-                        dport: id,
-                    },
-                    TcpFlags::default(),
-                )
-            }
-            3 | 4 | 5 | 11 | 12 => quoted_tuple(&l4[8..]).map_or(Parsed::Other, Parsed::IcmpError),
-            _ => Parsed::Other,
-        },
-        _ => Parsed::Other,
-    }
-}
-
-/// The tuple of the packet an ICMP error quotes (its IP header and 8 bytes).
-fn quoted_tuple(q: &[u8]) -> Option<Tuple> {
-    if q.len() < 20 {
-        return None;
-    }
-    let hl = usize::from(q[0] & 0x0f) * 4;
-    if hl < 20 || q.len() < hl + 8 {
-        return None;
-    }
-    let (src, dst) = (get_ipv4(q, 12), get_ipv4(q, 16));
-    let l4 = &q[hl..];
-    match q[9] {
-        p @ (conntrack::TCP | conntrack::UDP) => Some(Tuple {
-            proto: p,
-            src,
-            dst,
-            sport: get_u16(l4, 0),
-            dport: get_u16(l4, 2),
-        }),
-        conntrack::ICMP if matches!(l4[0], kind::ECHO_REQUEST | kind::ECHO_REPLY) => {
-            let id = get_u16(l4, 4);
-            Some(Tuple {
-                proto: conntrack::ICMP,
-                src,
-                dst,
-                sport: id,
-                dport: id,
-            })
-        }
-        _ => None,
-    }
 }
 
 /// The addresses a packet of flow `c` travelling in `dir` leaves with.
@@ -182,10 +93,10 @@ impl Pipeline {
         let len = f.len();
         let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
         let outer_dst = ip.dst();
-        let (t, flags) = match parse(&ip) {
-            Parsed::Flow(t, flags) => (t, flags),
-            Parsed::IcmpError(quoted) => return self.ct_related(f, quoted, outer_dst),
-            Parsed::Fragment | Parsed::Other => return Pre::Untracked,
+        let (t, flags) = match PacketFlow::of(&ip) {
+            PacketFlow::Flow(t, flags) => (t, flags),
+            PacketFlow::IcmpError(quoted) => return self.ct_related(f, quoted, outer_dst),
+            PacketFlow::Fragment | PacketFlow::Other => return Pre::Untracked,
         };
         if let Some((r, c, verdict)) = self.sh.conntrack.lookup_update(&t, len, flags, now) {
             if verdict == TcpVerdict::Invalid {
@@ -215,13 +126,13 @@ impl Pipeline {
             return Pre::Untracked;
         };
         let uplink = self.sh.domains[ext.index()].spec.gateway.map(|g| g.ip);
-        if Some(t.dst) != uplink || t.proto == conntrack::ICMP {
+        if Some(t.dst) != uplink || t.proto == IpProtocol::ICMP {
             return Pre::Untracked;
         }
         let Some(&(target, target_port)) = self.sh.publish.get(&(t.proto, t.dport)) else {
             return Pre::Untracked;
         };
-        if t.proto == conntrack::TCP && !flags.starts_connection() {
+        if t.proto == IpProtocol::TCP && !starts_connection(flags) {
             note!(self, f, LOOKUP, "{t}: not a SYN, and no connection: drop");
             return Pre::Drop(DropReason::ConntrackInvalid);
         }
@@ -248,7 +159,7 @@ impl Pipeline {
             dst: src,
             dport: sport,
         };
-        let state = if t.proto == conntrack::TCP {
+        let state = if t.proto == IpProtocol::TCP {
             ProtoState::Tcp(TcpState::SynSent)
         } else {
             ProtoState::Udp { replied: false }
@@ -335,7 +246,7 @@ impl Pipeline {
     /// the resulting reply tuple is free, else one from the configured range.
     fn nat_port(
         &self,
-        proto: u8,
+        proto: IpProtocol,
         dst: Ipv4Addr,
         dport: u16,
         new_src: Ipv4Addr,
@@ -344,7 +255,7 @@ impl Pipeline {
         let reply = |p: u16| Tuple {
             proto,
             src: dst,
-            sport: if proto == conntrack::ICMP { p } else { dport },
+            sport: if proto == IpProtocol::ICMP { p } else { dport },
             dst: new_src,
             dport: p,
         };
@@ -387,9 +298,9 @@ impl Pipeline {
             .ip;
         let len = f.len();
         let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
-        let (t, flags) = match parse(&ip) {
-            Parsed::Flow(t, flags) => (t, flags),
-            Parsed::Fragment => {
+        let (t, flags) = match PacketFlow::of(&ip) {
+            PacketFlow::Flow(t, flags) => (t, flags),
+            PacketFlow::Fragment => {
                 note!(
                     self,
                     f,
@@ -398,7 +309,7 @@ impl Pipeline {
                 );
                 return Err(DropReason::NatFragment);
             }
-            Parsed::IcmpError(_) | Parsed::Other => {
+            PacketFlow::IcmpError(_) | PacketFlow::Other => {
                 note!(
                     self,
                     f,
@@ -409,11 +320,11 @@ impl Pipeline {
                 return Err(DropReason::NatUnsupported);
             }
         };
-        if t.proto == conntrack::TCP && !flags.starts_connection() {
+        if t.proto == IpProtocol::TCP && !starts_connection(flags) {
             note!(self, f, SNAT, "{t}: not a SYN, and no connection: drop");
             return Err(DropReason::ConntrackInvalid);
         }
-        if t.proto == conntrack::ICMP
+        if t.proto == IpProtocol::ICMP
             && IcmpPacket::new_checked(ip.payload()).map(|i| i.msg_type()) != Ok(kind::ECHO_REQUEST)
         {
             return Err(DropReason::NatUnsupported);
@@ -425,7 +336,7 @@ impl Pipeline {
         let reply = Tuple {
             proto: t.proto,
             src: t.dst,
-            sport: if t.proto == conntrack::ICMP {
+            sport: if t.proto == IpProtocol::ICMP {
                 port
             } else {
                 t.dport
@@ -434,8 +345,8 @@ impl Pipeline {
             dport: port,
         };
         let state = match t.proto {
-            conntrack::TCP => ProtoState::Tcp(TcpState::SynSent),
-            conntrack::UDP => ProtoState::Udp { replied: false },
+            IpProtocol::TCP => ProtoState::Tcp(TcpState::SynSent),
+            IpProtocol::UDP => ProtoState::Udp { replied: false },
             _ => ProtoState::Icmp,
         };
         let r = self.ct_insert(t, reply, state)?;
@@ -473,8 +384,8 @@ impl Pipeline {
                 Dir::Reply => (reply, orig),
                 Dir::Original => (orig, reply),
             };
-            let b = &f.data()[ETH..];
-            let (osrc, odst) = (get_ipv4(b, 12), get_ipv4(b, 16));
+            let mut ip = Ipv4Packet::new_unchecked(&mut f.data_mut()[ETH..]);
+            let (osrc, odst) = (ip.src(), ip.dst());
             let outer_src = if osrc == from.src { to.dst } else { osrc };
             let outer_dst = if odst == from.dst { to.src } else { odst };
             let inner = Endpoints {
@@ -483,7 +394,7 @@ impl Pipeline {
                 dst: to.dst,
                 dport: to.dport,
             };
-            nat::rewrite_icmp_error(&mut f.data_mut()[ETH..], outer_src, outer_dst, inner)
+            nat::rewrite_icmp_error(&mut ip, outer_src, outer_dst, inner)
                 .map_err(|_| DropReason::NatUnsupported)?;
             self.counters.event(Event::IcmpErrorsTranslated);
             note!(
@@ -499,10 +410,10 @@ impl Pipeline {
             return Ok(());
         }
         let to = translated(&orig, &reply, r.dir);
-        let ihl = usize::from(f.data()[ETH] & 0x0f) * 4;
-        let partial = f.vnet.needs_csum() && usize::from(f.vnet.csum_start) == ETH + ihl;
-        nat::rewrite(&mut f.data_mut()[ETH..], to, partial)
-            .map_err(|_| DropReason::NatUnsupported)?;
+        let (csum_start, needs_csum) = (usize::from(f.vnet.csum_start), f.vnet.needs_csum());
+        let mut ip = Ipv4Packet::new_unchecked(&mut f.data_mut()[ETH..]);
+        let partial = needs_csum && csum_start == ETH + ip.header_len();
+        nat::rewrite(&mut ip, to, partial).map_err(|_| DropReason::NatUnsupported)?;
         note!(
             self,
             f,

@@ -13,7 +13,7 @@
 //! is a packet whose sender and target IP are the same: a host announcing (or
 //! defending) its address, which lets every listener refresh its cache.
 
-use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, MacAddr, WireError};
+use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, EtherType, MacAddr, WireError};
 use std::net::Ipv4Addr;
 
 /// The ARP operation.
@@ -44,6 +44,9 @@ impl From<ArpOp> for u16 {
     }
 }
 
+/// The hardware type of Ethernet.
+const HTYPE_ETHERNET: u16 = 1;
+
 /// A view over an Ethernet/IPv4 ARP packet (the Ethernet payload).
 #[derive(Debug, Clone, Copy)]
 pub struct ArpPacket<T: AsRef<[u8]>> {
@@ -69,8 +72,8 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         check_len(b, Self::LEN)?;
-        if get_u16(b, field::HTYPE) != 1
-            || get_u16(b, field::PTYPE) != 0x0800
+        if get_u16(b, field::HTYPE) != HTYPE_ETHERNET
+            || get_u16(b, field::PTYPE) != EtherType::IPV4.0
             || b[field::HLEN] != 6
             || b[field::PLEN] != 4
         {
@@ -135,8 +138,8 @@ pub fn write(
     target_mac: MacAddr,
     target_ip: Ipv4Addr,
 ) {
-    set_u16(buf, field::HTYPE, 1);
-    set_u16(buf, field::PTYPE, 0x0800);
+    set_u16(buf, field::HTYPE, HTYPE_ETHERNET);
+    set_u16(buf, field::PTYPE, EtherType::IPV4.0);
     buf[field::HLEN] = 6;
     buf[field::PLEN] = 4;
     set_u16(buf, field::OPER, op.into());
