@@ -28,11 +28,10 @@ use super::{
 };
 use crate::wire::arp::{self, ArpOp};
 use crate::wire::ethernet::{self, write_header};
-use crate::wire::{ArpPacket, EtherType, EthernetFrame, MacAddr};
+use crate::wire::{ArpPacket, EtherType, MacAddr};
 use std::net::Ipv4Addr;
 
 const STAGE: &str = "arp-input";
-const ETH: usize = ethernet::HEADER_LEN;
 
 /// Why switchyard answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +112,7 @@ impl Pipeline {
         let Some(gw) = self.sh.domains[l2.domain.index()].spec.gateway else {
             return false;
         };
-        let Ok(req) = ArpPacket::new_checked(&f.data()[ETH..]) else {
+        let Ok(req) = ArpPacket::new_checked(f.network()) else {
             note!(self, f, STAGE, "not Ethernet/IPv4 ARP; not for switchyard");
             return false;
         };
@@ -152,10 +151,17 @@ impl Pipeline {
             );
             return false;
         };
-        reply.set_len(ETH + ArpPacket::<&[u8]>::LEN);
+        reply.set_len(ethernet::HEADER_LEN + ArpPacket::<&[u8]>::LEN);
         let b = reply.data_mut();
         write_header(b, l2.src, gw.mac, EtherType::ARP);
-        arp::write(&mut b[ETH..], ArpOp::Reply, gw.mac, tpa, sha, spa);
+        arp::write(
+            &mut b[ethernet::HEADER_LEN..],
+            ArpOp::Reply,
+            gw.mac,
+            tpa,
+            sha,
+            spa,
+        );
         reply.ingress = PortId::LOCAL;
         reply.action = Action::Forward(f.ingress);
         reply.trace = f.trace;
@@ -194,7 +200,7 @@ impl Pipeline {
             .spec
             .gateway
             .expect("only called for a domain with a gateway");
-        let Ok(pkt) = ArpPacket::new_checked(&f.data()[ETH..]) else {
+        let Ok(pkt) = ArpPacket::new_checked(f.network()) else {
             note!(self, f, STAGE, "malformed ARP to the gateway MAC: drop");
             return Action::Drop(DropReason::ArpMalformed);
         };
@@ -215,11 +221,8 @@ impl Pipeline {
                     );
                     return Action::Drop(DropReason::ArpNotForUs);
                 };
-                let mut pkt =
-                    ArpPacket::new_checked(&mut f.data_mut()[ETH..]).expect("checked above");
-                pkt.make_reply(gw.mac);
-                let mut eth =
-                    EthernetFrame::new_checked(f.data_mut()).expect("checked in ethernet-input");
+                ArpPacket::new_unchecked(f.network_mut()).make_reply(gw.mac);
+                let mut eth = f.ethernet_mut();
                 eth.set_dst(l2.src);
                 eth.set_src(gw.mac);
                 f.vnet = Default::default();

@@ -37,7 +37,13 @@ impl Pipeline {
             );
             return Err(DropReason::Truncated);
         };
-        let (dst, src) = (eth.dst(), eth.src());
+        let (dst, src, ethertype) = (eth.dst(), eth.src(), eth.ethertype());
+        // Where the network header starts, past any VLAN tags (a tag cut short leaves
+        // nothing after the Ethernet header that a stage could read).
+        let l3 = eth
+            .payload_type()
+            .map_or(ethernet::HEADER_LEN, |(_, at)| at);
+        f.l3 = l3 as u16;
         let domain = self.sh.ports[port.index()].domain;
         note!(
             self,
@@ -47,7 +53,7 @@ impl Pipeline {
             self.port_name(port),
             src,
             dst,
-            eth.ethertype(),
+            ethertype,
             f.len()
         );
 
@@ -72,9 +78,8 @@ impl Pipeline {
         }
         let mtu = usize::from(dom.mtu);
         if f.len() > mtu + ethernet::HEADER_LEN && !f.vnet.is_gso() {
-            // Only look past VLAN tags when the quick test fails: a tagged frame may
-            // be 4 bytes longer for the same payload.
-            let payload = eth.payload_type().map_or(f.len(), |(_, off)| f.len() - off);
+            // A tagged frame may be 4 bytes longer per tag for the same payload.
+            let payload = f.len() - l3;
             if payload > mtu {
                 note!(
                     self,
@@ -87,6 +92,11 @@ impl Pipeline {
                 return Err(DropReason::FrameTooLong);
             }
         }
-        Ok(L2 { dst, src, domain })
+        Ok(L2 {
+            dst,
+            src,
+            ethertype,
+            domain,
+        })
     }
 }

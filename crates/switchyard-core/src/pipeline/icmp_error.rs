@@ -16,23 +16,17 @@
 //! of 50 (`icmp_msgs_per_sec`, `icmp_msgs_burst`). Suppressed errors are counted.
 
 use super::{Frame, Timestamp};
-use crate::wire::ethernet::write_header;
-use crate::wire::icmp::kind;
+use crate::wire::ethernet::{self, write_header};
+use crate::wire::icmp::{code, kind};
 use crate::wire::ipv4::{write_header as write_ip, Ipv4Repr};
 use crate::wire::{EtherType, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
-/// Destination unreachable codes.
-pub mod code {
-    pub const NET_UNREACHABLE: u8 = 0;
-    pub const HOST_UNREACHABLE: u8 = 1;
-    pub const FRAG_NEEDED: u8 = 4;
-}
-
 /// Largest IP datagram an ICMP error may be (RFC 1812 4.3.2.3).
 const MAX_ERROR_LEN: usize = 576;
-const ETH: usize = 14;
+/// The error's own IPv4 header (no options) and ICMP header.
+const ERROR_HEADERS: usize = Ipv4Packet::<&[u8]>::MIN_HEADER_LEN + IcmpPacket::<&[u8]>::HEADER_LEN;
 
 /// True if switchyard may send an ICMP error about `ip` (an IPv4 packet that arrived
 /// in a frame with link-layer destination `l2_dst`).
@@ -63,13 +57,13 @@ pub fn may_answer<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>, l2_dst: MacAddr) -> bool {
     }
 }
 
-/// An ICMP error to send: type, code, and the four bytes after the checksum (the
-/// next-hop MTU for "fragmentation needed", zero otherwise).
+/// An ICMP error to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
     pub kind: u8,
     pub code: u8,
-    pub extra: u32,
+    /// The next-hop MTU, for "fragmentation needed" (RFC 1191); zero for the others.
+    pub mtu: u16,
 }
 
 /// Who sends an error: one of switchyard's gateway addresses and its MAC.
@@ -79,22 +73,29 @@ pub struct ErrorSource {
     pub mac: MacAddr,
 }
 
-/// Builds, in `out`, the ICMP error `e` about the IPv4 packet at `orig[ETH..]`: from
-/// `from` back to the packet's sender, whose MAC was `orig`'s source.
-pub fn build(out: &mut Frame, orig: &[u8], e: IcmpError, from: ErrorSource, ident: u16) {
-    let sender_mac = MacAddr([orig[6], orig[7], orig[8], orig[9], orig[10], orig[11]]);
-    let ip = Ipv4Packet::new_checked(&orig[ETH..]).expect("only called on validated IPv4");
-    let quote_len = ip.total_len().min(MAX_ERROR_LEN - 20 - 8);
-    let quote = &orig[ETH..ETH + quote_len];
-    let icmp_len = 8 + quote_len;
-    out.set_len(ETH + 20 + icmp_len);
+/// Builds, in `out`, the ICMP error `e` about the IPv4 packet `orig`: from `from`
+/// back to the packet's sender, whose MAC is `sender_mac`.
+pub fn build(
+    out: &mut Frame,
+    sender_mac: MacAddr,
+    orig: Ipv4Packet<&[u8]>,
+    e: IcmpError,
+    from: ErrorSource,
+    ident: u16,
+) {
+    let to = orig.src();
+    let quote_len = orig.total_len().min(MAX_ERROR_LEN - ERROR_HEADERS);
+    let quote = &orig.into_inner()[..quote_len];
+    let icmp_len = IcmpPacket::<&[u8]>::HEADER_LEN + quote_len;
+    out.set_len(ethernet::HEADER_LEN + ERROR_HEADERS + quote_len);
     let b = out.data_mut();
     write_header(b, sender_mac, from.mac, EtherType::IPV4);
+    let ip = &mut b[ethernet::HEADER_LEN..];
     write_ip(
-        &mut b[ETH..],
+        ip,
         &Ipv4Repr {
             src: from.ip,
-            dst: ip.src(),
+            dst: to,
             protocol: IpProtocol::ICMP,
             ttl: super::ip4::DEFAULT_TTL,
             ident,
@@ -102,15 +103,30 @@ pub fn build(out: &mut Frame, orig: &[u8], e: IcmpError, from: ErrorSource, iden
             payload_len: icmp_len,
         },
     );
-    let m = &mut b[ETH + 20..];
-    m[0] = e.kind;
-    m[1] = e.code;
-    m[2..4].fill(0);
-    m[4..8].copy_from_slice(&e.extra.to_be_bytes());
-    m[8..8 + quote_len].copy_from_slice(quote);
-    IcmpPacket::new_checked(&mut m[..icmp_len])
-        .expect("8 bytes at least")
-        .fill_checksum();
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    let mut icmp = IcmpPacket::new_unchecked(ip.payload_mut());
+    icmp.set_msg_type(e.kind);
+    icmp.set_code(e.code);
+    icmp.set_rest_of_header(0);
+    icmp.set_next_hop_mtu(e.mtu);
+    icmp.data_mut().copy_from_slice(quote);
+    icmp.fill_checksum();
+}
+
+/// [`build`] about the IPv4 packet in an Ethernet frame given as bytes.
+#[cfg(test)]
+pub fn build_about_frame(
+    out: &mut Frame,
+    frame: &[u8],
+    e: IcmpError,
+    from: ErrorSource,
+    ident: u16,
+) {
+    let sender = crate::wire::EthernetFrame::new_checked(frame)
+        .unwrap()
+        .src();
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
+    build(out, sender, ip, e, from, ident);
 }
 
 /// A token bucket in milliseconds.
@@ -216,13 +232,13 @@ mod tests {
     fn error_quotes_the_packet_and_checksums() {
         let orig = udp([10, 1, 0, 2], [10, 2, 0, 2], 1000);
         let mut out = Frame::new();
-        build(
+        build_about_frame(
             &mut out,
             &orig,
             IcmpError {
                 kind: kind::TIME_EXCEEDED,
                 code: 0,
-                extra: 0,
+                mtu: 0,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 1, 0, 1),
@@ -253,13 +269,13 @@ mod tests {
     fn frag_needed_carries_the_mtu() {
         let orig = udp([10, 1, 0, 2], [10, 2, 0, 2], 10);
         let mut out = Frame::new();
-        build(
+        build_about_frame(
             &mut out,
             &orig,
             IcmpError {
                 kind: kind::DEST_UNREACHABLE,
                 code: code::FRAG_NEEDED,
-                extra: 1280,
+                mtu: 1280,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 1, 0, 1),
@@ -268,7 +284,9 @@ mod tests {
             1,
         );
         let d = out.data();
-        assert_eq!(u16::from_be_bytes([d[14 + 20 + 6], d[14 + 20 + 7]]), 1280);
+        let ip = Ipv4Packet::new_checked(&d[14..]).unwrap();
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(icmp.next_hop_mtu(), 1280);
         assert_eq!(d.len(), 14 + 20 + 8 + 38, "a short packet is quoted whole");
     }
 
@@ -301,13 +319,13 @@ mod tests {
         );
         // An ICMP error about an ICMP error: silence. About an echo request: fine.
         let mut err = Frame::new();
-        build(
+        build_about_frame(
             &mut err,
             &ok,
             IcmpError {
                 kind: kind::TIME_EXCEEDED,
                 code: 0,
-                extra: 0,
+                mtu: 0,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 9, 0, 1),

@@ -19,14 +19,12 @@
 use super::nat::Pre;
 use super::trace::note;
 use super::{Action, DropReason, Emitter, Event, Frame, Pipeline, L2};
-use crate::wire::ethernet;
 use crate::wire::icmp::kind;
-use crate::wire::{EthernetFrame, IcmpPacket, IpProtocol, Ipv4Packet};
+use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet};
 use std::net::Ipv4Addr;
 
 const INPUT: &str = "ip4-input";
 const LOCAL: &str = "ip4-local";
-const ETH: usize = ethernet::HEADER_LEN;
 /// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
 pub(super) const DEFAULT_TTL: u8 = 64;
 
@@ -36,7 +34,7 @@ fn martian(src: Ipv4Addr) -> bool {
 
 impl Pipeline {
     pub(super) fn ip4_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
-        let ip = match Ipv4Packet::new_checked(&f.data()[ETH..]) {
+        let ip = match Ipv4Packet::new_checked(f.network()) {
             Ok(ip) => ip,
             Err(e) => {
                 note!(self, f, INPUT, "invalid IPv4 header ({e}): drop");
@@ -53,7 +51,7 @@ impl Pipeline {
             );
             return Action::Drop(DropReason::Ip4BadChecksum);
         }
-        let (src, dst) = (ip.src(), ip.dst());
+        let (src, dst, hlen) = (ip.src(), ip.dst(), ip.header_len());
         note!(
             self,
             f,
@@ -65,6 +63,8 @@ impl Pipeline {
             ip.ttl(),
             ip.total_len()
         );
+        // Valid: from here on the header is read through views on the offsets.
+        f.l4 = f.l3 + hlen as u16;
         if martian(src) {
             note!(self, f, INPUT, "martian source {src}: drop");
             return Action::Drop(DropReason::MartianSource);
@@ -95,8 +95,7 @@ impl Pipeline {
             .gateway
             .map(|g| g.mac)
             .expect("gateway");
-        let mut ip =
-            Ipv4Packet::new_checked(&mut f.data_mut()[ETH..]).expect("checked in ip4-input");
+        let ip = f.ipv4();
         if ip.more_fragments() || ip.frag_offset() != 0 {
             note!(
                 self,
@@ -117,10 +116,10 @@ impl Pipeline {
             return Action::Drop(DropReason::LocalProtocol);
         }
         let (src, dst) = (ip.src(), ip.dst());
-        let icmp_ok = IcmpPacket::new_checked(ip.payload())
-            .map(|i| i.checksum_ok())
-            .unwrap_or(false);
-        if !icmp_ok {
+        let Some(icmp) = IcmpPacket::new_checked(ip.payload())
+            .ok()
+            .filter(|i| i.checksum_ok())
+        else {
             note!(
                 self,
                 f,
@@ -128,19 +127,19 @@ impl Pipeline {
                 "ICMP truncated or with a bad checksum: drop"
             );
             return Action::Drop(DropReason::IcmpMalformed);
-        }
-        let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).expect("checked above");
+        };
         if icmp.msg_type() != kind::ECHO_REQUEST {
             let t = icmp.msg_type();
             note!(self, f, LOCAL, "ICMP type {t} to switchyard: noted");
             return Action::Consume;
         }
         let (id, seq) = (icmp.echo_ident(), icmp.echo_seq());
-        icmp.make_echo_reply();
+        let mut ip = f.ipv4_mut();
+        IcmpPacket::new_unchecked(ip.payload_mut()).make_echo_reply();
         ip.set_src(dst);
         ip.set_dst(src);
         ip.set_ttl(DEFAULT_TTL);
-        let mut eth = EthernetFrame::new_checked(f.data_mut()).expect("checked in ethernet-input");
+        let mut eth = f.ethernet_mut();
         eth.set_dst(l2.src);
         eth.set_src(gw_mac);
         f.vnet = Default::default();

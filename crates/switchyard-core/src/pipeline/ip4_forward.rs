@@ -19,16 +19,16 @@
 //! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`.
 
 use super::fragment;
-use super::icmp_error::{self, code, ErrorSource, IcmpError};
+use super::icmp_error::{self, ErrorSource, IcmpError};
 use super::neighbor::{Held, Resolve, TickWork};
 use super::trace::note;
 use super::{
     lock, Action, DomainId, DropReason, Emitter, Event, Frame, NextHop, Pipeline, PortId, L2,
 };
 use crate::wire::arp::{self, ArpOp};
-use crate::wire::ethernet::write_header;
-use crate::wire::icmp::kind;
-use crate::wire::{checksum, gso, EtherType, EthernetFrame, Ipv4Packet, MacAddr};
+use crate::wire::ethernet::{self, write_header};
+use crate::wire::icmp::{code, kind};
+use crate::wire::{checksum, gso, ArpPacket, EtherType, MacAddr};
 use std::net::Ipv4Addr;
 
 const FORWARD: &str = "ip4-forward";
@@ -36,7 +36,6 @@ const LOOKUP: &str = "ip4-lookup";
 const NEIGHBOR: &str = "ip4-neighbor";
 const OUTPUT: &str = "ip4-output";
 const ICMP: &str = "icmp-error";
-const ETH: usize = 14;
 
 impl Pipeline {
     /// Routes the packet in `f` towards `dst`: its header's destination, or where
@@ -48,7 +47,7 @@ impl Pipeline {
         dst: Ipv4Addr,
         out: &mut Emitter,
     ) -> Action {
-        let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
+        let ip = f.ipv4();
         let (ttl, total, df) = (ip.ttl(), ip.total_len(), ip.dont_fragment());
 
         if ttl <= 1 {
@@ -59,7 +58,7 @@ impl Pipeline {
                 "TTL {ttl} would expire: drop, time exceeded to {}",
                 ip.src()
             );
-            self.icmp_error(f, l2.domain, kind::TIME_EXCEEDED, 0, 0, out);
+            self.icmp_error(f, l2.domain, kind::TIME_EXCEEDED, 0, out);
             return Action::Drop(DropReason::TtlExpired);
         }
         let Some(route) = self.sh.fib.lookup(dst).copied() else {
@@ -69,7 +68,6 @@ impl Pipeline {
                 l2.domain,
                 kind::DEST_UNREACHABLE,
                 code::NET_UNREACHABLE,
-                0,
                 out,
             );
             return Action::Drop(DropReason::NoRoute);
@@ -121,14 +119,7 @@ impl Pipeline {
                 "{total} bytes over MTU {mtu} of {} with DF: drop, fragmentation needed",
                 self.sh.domains[egress.index()].spec.name
             );
-            self.icmp_error(
-                f,
-                l2.domain,
-                kind::DEST_UNREACHABLE,
-                code::FRAG_NEEDED,
-                mtu as u32,
-                out,
-            );
+            self.icmp_error_mtu(f, l2.domain, mtu as u16, out);
             return Action::Drop(DropReason::FragNeeded);
         }
         if masquerading {
@@ -136,10 +127,7 @@ impl Pipeline {
                 return Action::Drop(r);
             }
         }
-        {
-            let mut ip = Ipv4Packet::new_checked(&mut f.data_mut()[ETH..]).expect("validated");
-            ip.set_ttl(ttl - 1);
-        }
+        f.ipv4_mut().set_ttl(ttl - 1);
         self.counters.event(Event::Routed);
 
         let next = route.next_hop.neighbor(dst);
@@ -209,16 +197,14 @@ impl Pipeline {
             .expect("routes only lead to networks with a gateway")
             .mac;
         let mtu = usize::from(d.mtu);
-        {
-            let mut eth = EthernetFrame::new_checked(f.data_mut()).expect("checked");
-            eth.set_dst(mac);
-            eth.set_src(gw_mac);
-        }
+        let mut eth = f.ethernet_mut();
+        eth.set_dst(mac);
+        eth.set_src(gw_mac);
         let action = match self.sh.fdb.lookup(domain, mac) {
             Some(p) => Action::Forward(p),
             None => Action::Flood(domain),
         };
-        let total = f.len() - ETH;
+        let total = f.len() - usize::from(f.l3);
         let mut fragments = 0;
         if f.vnet.is_gso() {
             if gso::segment_network_len(f.data(), &f.vnet).is_some_and(|n| n > mtu) {
@@ -292,14 +278,14 @@ impl Pipeline {
             checksum::complete_partial(f.data_mut(), start, off);
             f.vnet = Default::default();
         }
-        let data = f.data();
-        let ip = Ipv4Packet::new_checked(&data[ETH..]).expect("validated");
+        let l3 = usize::from(f.l3);
+        let ip = f.ipv4();
         let hlen = ip.header_len();
         let payload = ip.total_len() - hlen;
-        let (orig_off, orig_mf) = fragment::original_position(&ip);
+        let (orig_off, orig_mf) = (ip.frag_offset(), ip.more_fragments());
         let first = fragment::chunk_size(mtu, hlen);
         let mut later_hdr = [0u8; 60];
-        let later_hlen = fragment::copied_header(&data[ETH..ETH + hlen], &mut later_hdr);
+        let later_hlen = ip.copy_for_fragment(&mut later_hdr);
         let later = fragment::chunk_size(mtu, later_hlen);
         if first == 0 || later == 0 {
             return Err(DropReason::NoBuffer);
@@ -309,24 +295,27 @@ impl Pipeline {
         if out.available() < count - 1 + reserve {
             return Err(DropReason::NoBuffer);
         }
+        let (link, body) = (&f.data()[..l3], ip.payload());
         let mut pos = first;
         while pos < payload {
             let n = later.min(payload - pos);
             let slot = out.alloc().expect("counted above");
-            slot.set_len(ETH + later_hlen + n);
+            slot.set_len(l3 + later_hlen + n);
+            slot.l3 = f.l3;
             let b = slot.data_mut();
-            b[..ETH].copy_from_slice(&data[..ETH]);
-            b[ETH..ETH + later_hlen].copy_from_slice(&later_hdr[..later_hlen]);
-            b[ETH + later_hlen..].copy_from_slice(&data[ETH + hlen + pos..ETH + hlen + pos + n]);
+            // The same link header, the header later fragments carry, a piece of payload.
+            b[..l3].copy_from_slice(link);
+            b[l3..l3 + later_hlen].copy_from_slice(&later_hdr[..later_hlen]);
+            b[l3 + later_hlen..].copy_from_slice(&body[pos..pos + n]);
             let more = pos + n < payload || orig_mf;
-            fragment::finish_header(&mut b[ETH..], later_hlen, n, orig_off + pos, more, false);
+            fragment::finish_header(&mut slot.ipv4_mut(), later_hlen + n, orig_off + pos, more);
             slot.ingress = f.ingress;
             slot.trace = f.trace;
             slot.action = action;
             pos += n;
         }
-        fragment::finish_header(&mut f.data_mut()[ETH..], hlen, first, orig_off, true, false);
-        f.set_len(ETH + hlen + first);
+        fragment::finish_header(&mut f.ipv4_mut(), hlen + first, orig_off, true);
+        f.set_len(l3 + hlen + first);
         self.counters.event(Event::Fragmented);
         self.counters.event_n(Event::FragmentsSent, count as u64);
         Ok(count)
@@ -340,18 +329,38 @@ impl Pipeline {
         domain: DomainId,
         kind_: u8,
         code_: u8,
-        extra: u32,
         out: &mut Emitter,
     ) {
-        let data = f.data();
-        let Ok(eth) = EthernetFrame::new_checked(data) else {
-            return;
-        };
-        let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
-            return;
-        };
-        let what = icmp_error::describe(kind_, code_);
-        if !icmp_error::may_answer(&ip, eth.dst()) {
+        self.send_icmp_error(
+            f,
+            domain,
+            IcmpError {
+                kind: kind_,
+                code: code_,
+                mtu: 0,
+            },
+            out,
+        );
+    }
+
+    /// Sends "fragmentation needed" with the next-hop MTU about the packet in `f`.
+    fn icmp_error_mtu(&mut self, f: &Frame, domain: DomainId, mtu: u16, out: &mut Emitter) {
+        self.send_icmp_error(
+            f,
+            domain,
+            IcmpError {
+                kind: kind::DEST_UNREACHABLE,
+                code: code::FRAG_NEEDED,
+                mtu,
+            },
+            out,
+        );
+    }
+
+    fn send_icmp_error(&mut self, f: &Frame, domain: DomainId, e: IcmpError, out: &mut Emitter) {
+        let ip = f.ipv4();
+        let what = icmp_error::describe(e.kind, e.code);
+        if !icmp_error::may_answer(&ip, f.ethernet().dst()) {
             note!(
                 self,
                 f,
@@ -376,12 +385,9 @@ impl Pipeline {
         };
         icmp_error::build(
             slot,
-            data,
-            IcmpError {
-                kind: kind_,
-                code: code_,
-                extra,
-            },
+            f.ethernet().src(),
+            ip,
+            e,
             ErrorSource {
                 ip: gw.ip,
                 mac: gw.mac,
@@ -391,7 +397,7 @@ impl Pipeline {
         slot.ingress = PortId::LOCAL;
         slot.action = Action::Forward(f.ingress);
         slot.trace = f.trace;
-        self.counters.event(match (kind_, code_) {
+        self.counters.event(match (e.kind, e.code) {
             (kind::TIME_EXCEEDED, _) => Event::IcmpTimeExceeded,
             (_, code::FRAG_NEEDED) => Event::IcmpFragNeeded,
             (_, code::HOST_UNREACHABLE) => Event::IcmpHostUnreachable,
@@ -420,11 +426,11 @@ impl Pipeline {
             self.counters.event(Event::NoBuffer);
             return;
         };
-        slot.set_len(ETH + 28);
+        slot.set_len(ethernet::HEADER_LEN + ArpPacket::<&[u8]>::LEN);
         let b = slot.data_mut();
         write_header(b, to.unwrap_or(MacAddr::BROADCAST), gw.mac, EtherType::ARP);
         arp::write(
-            &mut b[ETH..],
+            &mut b[ethernet::HEADER_LEN..],
             ArpOp::Request,
             gw.mac,
             gw.ip,
@@ -473,7 +479,6 @@ impl Pipeline {
                             domain,
                             kind::DEST_UNREACHABLE,
                             code::HOST_UNREACHABLE,
-                            0,
                             out,
                         );
                     }

@@ -23,7 +23,7 @@
 
 use super::trace::note;
 use super::{Action, DomainMode, DropReason, Emitter, Event, Frame, Pipeline, L2};
-use crate::wire::{EtherType, EthernetFrame};
+use crate::wire::EtherType;
 
 const FORWARD: &str = "l2-forward";
 const FLOOD: &str = "l2-flood";
@@ -37,10 +37,7 @@ impl Pipeline {
         if l2.dst.is_multicast() {
             // A broadcast ARP may be for switchyard, or teach it a neighbor.
             let mut answered = false;
-            let is_arp = EthernetFrame::new_checked(f.data())
-                .expect("checked in ethernet-input")
-                .ethertype()
-                == EtherType::ARP;
+            let is_arp = l2.ethertype == EtherType::ARP;
             if l2.dst.is_broadcast() && gateway.is_some() && is_arp {
                 answered = self.arp_input_broadcast(f, l2, out);
             }
@@ -162,8 +159,7 @@ impl Pipeline {
 
     /// `l3-input`: a unicast frame to the gateway MAC. Dispatches on the EtherType.
     fn l3_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
-        let eth = EthernetFrame::new_checked(f.data()).expect("checked in ethernet-input");
-        match eth.ethertype() {
+        match l2.ethertype {
             EtherType::ARP => self.arp_input_unicast(f, l2, out),
             EtherType::IPV4 => self.ip4_input(f, l2, out),
             t @ (EtherType::VLAN | EtherType::QINQ) => {

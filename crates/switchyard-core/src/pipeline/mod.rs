@@ -53,7 +53,7 @@ pub use icmp_error::IcmpLimiter;
 pub use neighbor::{Neighbor, NeighborConfig, NeighborState, NeighborTable, TickWork};
 pub use trace::{TraceRecord, Tracer};
 
-use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
+use crate::wire::{EtherType, IpProtocol, Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -511,9 +511,8 @@ impl Pipeline {
         // swapped for a spare, and the spare's metadata is not this frame's.
         let ingress = f.ingress;
         // Metadata of the pipeline's own making starts fresh for every frame: a
-        // recycled buffer must not carry the last packet's flow.
-        f.ct = None;
-        f.ct_related = false;
+        // recycled buffer must not carry the last packet's flow or offsets.
+        f.forget_pipeline_meta();
         let action = match self.ethernet_input(f) {
             Err(reason) => Action::Drop(reason),
             Ok(l2) => {
@@ -679,6 +678,8 @@ impl Pipeline {
 struct L2 {
     dst: MacAddr,
     src: MacAddr,
+    /// The type field right after the addresses (a VLAN tag's for a tagged frame).
+    ethertype: EtherType,
     domain: DomainId,
 }
 

@@ -37,13 +37,12 @@ use super::trace::note;
 use super::{DomainId, DropReason, Event, Frame, Pipeline, L2};
 use crate::wire::icmp::kind;
 use crate::wire::nat::{self, Endpoints};
-use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet};
+use crate::wire::{IcmpPacket, IpProtocol};
 use std::net::Ipv4Addr;
 
 const LOOKUP: &str = "ct-lookup";
 const SNAT: &str = "nat-snat";
 const REWRITE: &str = "nat-rewrite";
-const ETH: usize = 14;
 /// Ports tried before a new masqueraded flow gives up (the kernel tries 128).
 const PORT_PROBES: u32 = 256;
 
@@ -91,7 +90,7 @@ impl Pipeline {
         }
         let now = self.now;
         let len = f.len();
-        let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
+        let ip = f.ipv4();
         let outer_dst = ip.dst();
         let (t, flags) = match PacketFlow::of(&ip) {
             PacketFlow::Flow(t, flags) => (t, flags),
@@ -297,7 +296,7 @@ impl Pipeline {
             .expect("external networks have a gateway")
             .ip;
         let len = f.len();
-        let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).expect("validated in ip4-input");
+        let ip = f.ipv4();
         let (t, flags) = match PacketFlow::of(&ip) {
             PacketFlow::Flow(t, flags) => (t, flags),
             PacketFlow::Fragment => {
@@ -384,7 +383,7 @@ impl Pipeline {
                 Dir::Reply => (reply, orig),
                 Dir::Original => (orig, reply),
             };
-            let mut ip = Ipv4Packet::new_unchecked(&mut f.data_mut()[ETH..]);
+            let mut ip = f.ipv4_mut();
             let (osrc, odst) = (ip.src(), ip.dst());
             let outer_src = if osrc == from.src { to.dst } else { osrc };
             let outer_dst = if odst == from.dst { to.src } else { odst };
@@ -410,10 +409,9 @@ impl Pipeline {
             return Ok(());
         }
         let to = translated(&orig, &reply, r.dir);
-        let (csum_start, needs_csum) = (usize::from(f.vnet.csum_start), f.vnet.needs_csum());
-        let mut ip = Ipv4Packet::new_unchecked(&mut f.data_mut()[ETH..]);
-        let partial = needs_csum && csum_start == ETH + ip.header_len();
-        nat::rewrite(&mut ip, to, partial).map_err(|_| DropReason::NatUnsupported)?;
+        // With checksum offload, the checksum from the transport header on is partial.
+        let partial = f.vnet.needs_csum() && f.vnet.csum_start == f.l4;
+        nat::rewrite(&mut f.ipv4_mut(), to, partial).map_err(|_| DropReason::NatUnsupported)?;
         note!(
             self,
             f,

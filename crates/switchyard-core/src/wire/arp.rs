@@ -82,6 +82,14 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(ArpPacket { buf })
     }
 
+    /// Wraps `buf` without a check, for a packet already accepted by
+    /// [`Self::new_checked`]. An accessor that reaches past the slice panics; nothing
+    /// is ever read out of bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        ArpPacket { buf }
+    }
+
     #[inline]
     pub fn op(&self) -> ArpOp {
         get_u16(self.buf.as_ref(), field::OPER).into()

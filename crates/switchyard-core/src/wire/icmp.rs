@@ -74,6 +74,14 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         Ok(IcmpPacket { buf })
     }
 
+    /// Wraps `buf` without a check, for a message already accepted by
+    /// [`Self::new_checked`], or a buffer being filled with one. An accessor that
+    /// reaches past the slice panics; nothing is ever read out of bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        IcmpPacket { buf }
+    }
+
     #[inline]
     pub fn msg_type(&self) -> u8 {
         self.buf.as_ref()[field::TYPE]

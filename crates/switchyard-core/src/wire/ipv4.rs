@@ -119,6 +119,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ipv4Packet { buf }
     }
 
+    /// The bytes the view was made over.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+
     /// The version field (4 for every packet [`Self::new_checked`] accepts).
     #[inline]
     pub fn version(&self) -> u8 {
@@ -328,10 +334,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u16(b, field::CHECKSUM, c);
     }
 
+    /// The bytes after the header up to the total length, or to the end of the view
+    /// if that comes first.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), self.total_len());
-        &mut self.buf.as_mut()[h..t]
+        let (hl, total) = (self.header_len(), self.total_len());
+        let b = self.buf.as_mut();
+        let end = total.clamp(hl, b.len());
+        &mut b[hl..end]
     }
 }
 
