@@ -23,6 +23,7 @@
 //! incremental scan and are never matched.
 
 use super::{lock, Timestamp};
+use crate::wire::nat::Endpoints;
 use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet, Quoted, TcpFlags, TcpPacket, UdpPacket};
 use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
@@ -337,6 +338,26 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The addresses and ports a packet of this flow travelling in `dir` leaves with:
+    /// the NAT is the difference between the two tuples.
+    pub fn translated(&self, dir: Dir) -> Endpoints {
+        let (orig, reply) = (&self.orig, &self.reply);
+        match dir {
+            Dir::Original => Endpoints {
+                src: reply.dst,
+                sport: reply.dport,
+                dst: reply.src,
+                dport: reply.sport,
+            },
+            Dir::Reply => Endpoints {
+                src: orig.dst,
+                sport: orig.dport,
+                dst: orig.src,
+                dport: orig.sport,
+            },
+        }
+    }
+
     /// True if the flow's addresses or ports are rewritten.
     pub fn is_nat(&self) -> bool {
         self.reply != self.orig.reversed()
@@ -451,6 +472,9 @@ pub struct ConnTrack {
     expired: AtomicU64,
 }
 
+/// Ports tried before a new translated flow gives up (the kernel tries 128).
+const PORT_PROBES: u32 = 256;
+
 /// Slots examined per early-drop attempt (the kernel looks at a bounded stretch too).
 const EVICT_SCAN: usize = 256;
 
@@ -521,6 +545,39 @@ impl ConnTrack {
     /// True if some live entry uses `t` as one of its tuples.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
         lock(&self.index[shard_of(t)]).contains_key(t)
+    }
+
+    /// A port for the translated source `new_src` of a `proto` flow to `dst:dport`:
+    /// `want` if the reply tuple it makes is free — the kernel keeps the source port
+    /// when it can — else one from `range`, probed from a point derived from the flow
+    /// so that different flows spread out. For ICMP the port is the echo identifier,
+    /// the same both ways.
+    pub fn pick_port(
+        &self,
+        proto: IpProtocol,
+        dst: Ipv4Addr,
+        dport: u16,
+        new_src: Ipv4Addr,
+        want: u16,
+        (lo, hi): (u16, u16),
+    ) -> Option<u16> {
+        let reply = |p: u16| Tuple {
+            proto,
+            src: dst,
+            sport: if proto == IpProtocol::ICMP { p } else { dport },
+            dst: new_src,
+            dport: p,
+        };
+        if !self.tuple_in_use(&reply(want)) {
+            return Some(want);
+        }
+        let n = u32::from(hi - lo) + 1;
+        let seed = u32::from(dst).wrapping_mul(2_654_435_761)
+            ^ u32::from(want).wrapping_mul(40503)
+            ^ u32::from(dport);
+        (0..n.min(PORT_PROBES))
+            .map(|k| lo + ((seed.wrapping_add(k)) % n) as u16)
+            .find(|&p| !self.tuple_in_use(&reply(p)))
     }
 
     /// Finds the flow a packet with tuple `t` belongs to, and its direction; accounts

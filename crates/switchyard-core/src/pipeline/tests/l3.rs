@@ -480,15 +480,15 @@ fn silence_about_icmp_errors_and_broadcasts() {
     let mut p = router();
     // An ICMP time-exceeded message with TTL 1: dropped, but no error about an error.
     let mut err = Frame::new();
-    super::super::icmp_error::build_about_frame(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         &routed_udp(2, 3, rip(1, 2), 9, 8, false),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: kind::TIME_EXCEEDED,
             code: 0,
             mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: rip(3, 9),
             mac: rmac(1, 9),
         },

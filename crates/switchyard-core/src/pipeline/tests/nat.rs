@@ -551,15 +551,15 @@ fn icmp_errors_about_translated_flows_are_translated() {
     let (out, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
     // The peer answers the masqueraded datagram with a port unreachable.
     let mut err = Frame::new();
-    super::super::icmp_error::build_about_frame(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         out.data(),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: 3,
             code: 3,
             mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: PEER,
             mac: hmac(PEER),
         },
@@ -593,15 +593,15 @@ fn icmp_errors_about_translated_flows_are_translated() {
         2,
     );
     let mut err = Frame::new();
-    super::super::icmp_error::build_about_frame(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         inb.data(),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: 3,
             code: 3,
             mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: a("10.1.0.3"),
             mac: hmac(a("10.1.0.3")),
         },

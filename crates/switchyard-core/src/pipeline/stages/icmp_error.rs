@@ -2,6 +2,11 @@
 //! not deliver (RFC 792, RFC 1812 section 4.3), and the rules for when it must stay
 //! silent.
 //!
+//! `ip4-forward` sends here a packet it will not forward (TTL expired, no route, too
+//! big with DF), and `ip4-neighbor` a packet whose next hop never answered; the packet
+//! is dropped for that reason once the error is made. The error goes back from the
+//! gateway of the network the packet came from, out of the port it came in on.
+//!
 //! An error quotes the offending IP header and the start of its payload (RFC 1812
 //! 4.3.2.3: as much as fits in 576 bytes), so the sender can match it to a socket.
 //! It is never sent about (RFC 1122 3.2.2, RFC 1812 4.3.2.7):
@@ -14,14 +19,134 @@
 //! allowing a burst of 6 and then one per second (`icmp_ratelimit` = 1000 ms,
 //! `XRLIM_BURST_FACTOR` = 6), and over all destinations 1000 per second with a burst
 //! of 50 (`icmp_msgs_per_sec`, `icmp_msgs_burst`). Suppressed errors are counted.
+//!
+//! Next: drop, for the reason the packet was sent here with. Trace:
+//! `icmp-error: time exceeded from 10.1.0.1 to 10.1.0.2`
 
-use super::{Frame, Timestamp};
+use crate::pipeline::counters::counted;
+use crate::pipeline::trace::{trace, TraceLine};
+use crate::pipeline::{
+    lock, Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId, Timestamp, DEFAULT_TTL,
+};
 use crate::wire::ethernet::{self, write_header};
 use crate::wire::icmp::{code, kind};
 use crate::wire::ipv4::{write_header as write_ip, Ipv4Repr};
 use crate::wire::{EtherType, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr};
 use hashbrown::HashMap;
+use std::fmt;
 use std::net::Ipv4Addr;
+
+pub const NAME: &str = "icmp-error";
+
+counted! {
+    /// What icmp-error counts.
+    pub enum Event: Event in NAME {
+        IcmpTimeExceeded => ("icmp_time_exceeded", "ICMP time exceeded sent"),
+        IcmpNetUnreachable => ("icmp_net_unreachable", "ICMP net unreachable sent"),
+        IcmpHostUnreachable => ("icmp_host_unreachable", "ICMP host unreachable sent"),
+        IcmpFragNeeded => ("icmp_frag_needed", "ICMP fragmentation needed sent"),
+        IcmpRateLimited => ("icmp_rate_limited", "ICMP errors suppressed by the rate limit"),
+    }
+}
+
+/// Where a packet goes from icmp-error: it was not delivered, and is dropped.
+pub enum Next {
+    Drop(DropReason),
+}
+
+/// What icmp-error says about the error it owes.
+pub enum Trace {
+    Silent(&'static str),
+    RateLimited {
+        what: &'static str,
+        to: Ipv4Addr,
+    },
+    Sent {
+        what: &'static str,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+    },
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trace::Silent(what) => write!(
+                f,
+                "no {what}: not sent about this packet (RFC 1812 4.3.2.7)"
+            ),
+            Trace::RateLimited { what, to } => {
+                write!(f, "{what} to {to} suppressed by the rate limit")
+            }
+            Trace::Sent { what, from, to } => write!(f, "{what} from {from} to {to}"),
+        }
+    }
+}
+
+impl TraceLine for Trace {
+    fn stage(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl Pipeline {
+    /// Sends the error `error` about the packet in `f` (which arrived on `domain`)
+    /// back to its sender, unless the silence rules or the rate limit say no; the
+    /// packet is dropped for `then`.
+    pub(crate) fn icmp_error(
+        &mut self,
+        f: &Frame,
+        domain: DomainId,
+        error: IcmpError,
+        then: DropReason,
+        out: &mut Emitter,
+    ) -> Next {
+        let ip = f.ipv4();
+        let what = error.describe();
+        if !may_answer(&ip, f.ethernet().dst()) {
+            trace!(self, f, Trace::Silent(what));
+            return Next::Drop(then);
+        }
+        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
+            return Next::Drop(then);
+        };
+        let to = ip.src();
+        if !lock(&self.sh.icmp).allow(to, self.now) {
+            self.counters.event(Event::IcmpRateLimited);
+            trace!(self, f, Trace::RateLimited { what, to });
+            return Next::Drop(then);
+        }
+        let ident = self.next_ident();
+        let Some(slot) = self.emit(out) else {
+            return Next::Drop(then);
+        };
+        build(
+            slot,
+            f.ethernet().src(),
+            ip,
+            error,
+            ErrorSource {
+                ip: gw.ip,
+                mac: gw.mac,
+            },
+            ident,
+        );
+        slot.ingress = PortId::LOCAL;
+        slot.action = Action::Forward(f.ingress);
+        slot.trace = f.trace;
+        self.counters.event(error.event());
+        trace!(
+            self,
+            f,
+            Trace::Sent {
+                what,
+                from: gw.ip,
+                to,
+            }
+        );
+        Next::Drop(then)
+    }
+}
 
 /// Largest IP datagram an ICMP error may be (RFC 1812 4.3.2.3).
 const MAX_ERROR_LEN: usize = 576;
@@ -66,6 +191,43 @@ pub struct IcmpError {
     pub mtu: u16,
 }
 
+impl IcmpError {
+    pub fn new(kind: u8, code: u8) -> IcmpError {
+        IcmpError { kind, code, mtu: 0 }
+    }
+
+    /// Destination unreachable, fragmentation needed, with the next-hop MTU.
+    pub fn frag_needed(mtu: u16) -> IcmpError {
+        IcmpError {
+            kind: kind::DEST_UNREACHABLE,
+            code: code::FRAG_NEEDED,
+            mtu,
+        }
+    }
+
+    /// Its name, for trace lines.
+    pub fn describe(self) -> &'static str {
+        match (self.kind, self.code) {
+            (kind::TIME_EXCEEDED, _) => "time exceeded",
+            (kind::DEST_UNREACHABLE, code::NET_UNREACHABLE) => "net unreachable",
+            (kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE) => "host unreachable",
+            (kind::DEST_UNREACHABLE, code::FRAG_NEEDED) => "fragmentation needed",
+            (kind::DEST_UNREACHABLE, _) => "destination unreachable",
+            _ => "error",
+        }
+    }
+
+    /// The event that counts it once sent.
+    fn event(self) -> Event {
+        match (self.kind, self.code) {
+            (kind::TIME_EXCEEDED, _) => Event::IcmpTimeExceeded,
+            (_, code::FRAG_NEEDED) => Event::IcmpFragNeeded,
+            (_, code::HOST_UNREACHABLE) => Event::IcmpHostUnreachable,
+            _ => Event::IcmpNetUnreachable,
+        }
+    }
+}
+
 /// Who sends an error: one of switchyard's gateway addresses and its MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorSource {
@@ -97,7 +259,7 @@ pub fn build(
             src: from.ip,
             dst: to,
             protocol: IpProtocol::ICMP,
-            ttl: super::ip4::DEFAULT_TTL,
+            ttl: DEFAULT_TTL,
             ident,
             dont_fragment: false,
             payload_len: icmp_len,
@@ -198,18 +360,6 @@ impl IcmpLimiter {
             return false;
         }
         self.global.take(now_ms, 1, GLOBAL_CAP_MS)
-    }
-}
-
-/// ICMP types for trace lines.
-pub fn describe(kind_: u8, code_: u8) -> &'static str {
-    match (kind_, code_) {
-        (kind::TIME_EXCEEDED, _) => "time exceeded",
-        (kind::DEST_UNREACHABLE, code::NET_UNREACHABLE) => "net unreachable",
-        (kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE) => "host unreachable",
-        (kind::DEST_UNREACHABLE, code::FRAG_NEEDED) => "fragmentation needed",
-        (kind::DEST_UNREACHABLE, _) => "destination unreachable",
-        _ => "error",
     }
 }
 
