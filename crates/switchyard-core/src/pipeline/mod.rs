@@ -58,7 +58,6 @@ pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{TraceRecord, Tracer};
 
 use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
-use graph::Node;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -520,7 +519,7 @@ impl Pipeline {
         // Metadata of the pipeline's own making starts fresh for every frame: a
         // recycled buffer must not carry the last packet's flow or offsets.
         f.forget_pipeline_meta();
-        let action = self.walk(f, Node::EthernetInput, out);
+        let action = self.walk(f, out);
         f.action = action;
         if action == Action::Held {
             f.ingress = ingress;

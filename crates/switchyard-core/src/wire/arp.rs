@@ -13,7 +13,9 @@
 //! is a packet whose sender and target IP are the same: a host announcing (or
 //! defending) its address, which lets every listener refresh its cache.
 
-use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, EtherType, MacAddr, WireError};
+use super::{
+    check_len, get_ipv4, get_mac, get_u16, set_ipv4, set_u16, EtherType, MacAddr, WireError,
+};
 use std::net::Ipv4Addr;
 
 /// The ARP operation.
@@ -97,7 +99,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     #[inline]
     pub fn sender_mac(&self) -> MacAddr {
-        mac_at(self.buf.as_ref(), field::SHA)
+        get_mac(self.buf.as_ref(), field::SHA)
     }
 
     #[inline]
@@ -107,7 +109,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     #[inline]
     pub fn target_mac(&self) -> MacAddr {
-        mac_at(self.buf.as_ref(), field::THA)
+        get_mac(self.buf.as_ref(), field::THA)
     }
 
     #[inline]
@@ -127,7 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// requester's addresses move to the target fields and ours become the sender.
     pub fn make_reply(&mut self, our_mac: MacAddr) {
         let b = self.buf.as_mut();
-        let (req_mac, req_ip) = (mac_at(b, field::SHA), get_ipv4(b, field::SPA));
+        let (req_mac, req_ip) = (get_mac(b, field::SHA), get_ipv4(b, field::SPA));
         let our_ip = get_ipv4(b, field::TPA);
         set_u16(b, field::OPER, ArpOp::Reply.into());
         b[field::SHA..field::SHA + 6].copy_from_slice(&our_mac.0);
@@ -155,11 +157,6 @@ pub fn write(
     set_ipv4(buf, field::SPA, sender_ip);
     buf[field::THA..field::THA + 6].copy_from_slice(&target_mac.0);
     set_ipv4(buf, field::TPA, target_ip);
-}
-
-#[inline]
-fn mac_at(b: &[u8], at: usize) -> MacAddr {
-    MacAddr([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]])
 }
 
 #[cfg(test)]

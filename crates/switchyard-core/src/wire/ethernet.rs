@@ -15,7 +15,7 @@
 //! header (1500 on Ethernet), as `ip link` prints it; a full frame is up to
 //! MTU + 14 bytes (+ 4 per VLAN tag), not counting the FCS, which a TAP never carries.
 
-use super::{check_len, get_u16, set_u16, MacAddr, WireError};
+use super::{check_len, get_mac, get_u16, set_u16, MacAddr, WireError};
 use std::fmt;
 
 /// Bytes of an untagged header: two addresses and a type. The one Ethernet header
@@ -81,14 +81,12 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     #[inline]
     pub fn dst(&self) -> MacAddr {
-        let b = self.buf.as_ref();
-        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+        get_mac(self.buf.as_ref(), 0)
     }
 
     #[inline]
     pub fn src(&self) -> MacAddr {
-        let b = self.buf.as_ref();
-        MacAddr([b[6], b[7], b[8], b[9], b[10], b[11]])
+        get_mac(self.buf.as_ref(), 6)
     }
 
     /// The type field right after the addresses (0x8100 for a tagged frame).

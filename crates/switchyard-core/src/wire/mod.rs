@@ -70,9 +70,13 @@ fn check_len(buf: &[u8], needed: usize) -> Result<(), WireError> {
     }
 }
 
+// Each accessor takes one subslice (one bounds check) and copies out of it.
+
 #[inline]
 fn get_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
+    let mut b = [0u8; 2];
+    b.copy_from_slice(&buf[at..at + 2]);
+    u16::from_be_bytes(b)
 }
 
 #[inline]
@@ -82,7 +86,16 @@ fn set_u16(buf: &mut [u8], at: usize, value: u16) {
 
 #[inline]
 fn get_ipv4(buf: &[u8], at: usize) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::new(buf[at], buf[at + 1], buf[at + 2], buf[at + 3])
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[at..at + 4]);
+    std::net::Ipv4Addr::from(b)
+}
+
+#[inline]
+fn get_mac(buf: &[u8], at: usize) -> MacAddr {
+    let mut b = [0u8; 6];
+    b.copy_from_slice(&buf[at..at + 6]);
+    MacAddr(b)
 }
 
 #[inline]

@@ -15,7 +15,7 @@
 
 use super::icmp_error::IcmpError;
 use crate::pipeline::counters::counted;
-use crate::pipeline::graph::{Adjacency, Hop, Node};
+use crate::pipeline::graph::{Adjacency, Hop};
 use crate::pipeline::neighbor::{Held, Resolve, TickWork};
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId};
@@ -216,15 +216,7 @@ impl Pipeline {
                             trace!(self, f, Trace::NeverAnswered);
                             let error =
                                 IcmpError::new(kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE);
-                            self.walk(
-                                &mut f,
-                                Node::IcmpError {
-                                    domain,
-                                    error,
-                                    then: unresolved,
-                                },
-                                out,
-                            )
+                            self.walk_from_icmp_error(&f, domain, error, unresolved, out)
                         }
                         // Made by switchyard itself: there is no one to tell.
                         None => Action::Drop(unresolved),
@@ -241,14 +233,7 @@ impl Pipeline {
                     let action = if self.emit_room(out) {
                         trace!(self, f, Trace::Released(mac));
                         // One buffer stays free for the packet itself.
-                        self.walk(
-                            &mut f,
-                            Node::NatRewrite {
-                                adj: Adjacency { domain, mac },
-                                reserve: 1,
-                            },
-                            out,
-                        )
+                        self.walk_from_nat_rewrite(&mut f, Adjacency { domain, mac }, 1, out)
                     } else {
                         Action::Drop(Drop::NoBuffer.into())
                     };
