@@ -21,6 +21,10 @@
 //! refused and counted. Entries expire by timeouts that are data, per protocol and TCP
 //! state, with the kernel's defaults ([`Timeouts`]); expired entries are reclaimed by an
 //! incremental scan and are never matched.
+//!
+//! Which flow a packet belongs to is read from its headers by [`PacketFlow::of`], as
+//! netfilter's `nf_ct_get_tuple` does: ports for TCP and UDP, the identifier for ICMP
+//! echo, and for an ICMP error the flow of the packet it quotes.
 
 use super::{lock, Timestamp};
 use crate::wire::nat::Endpoints;

@@ -12,20 +12,20 @@
 //! The edges are all in one place, `graph.rs`:
 //!
 //! ```text
-//! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                  known unicast
-//!                                           ├─▶ l2-flood ─▶ ports     group, unknown unicast
-//!                                           ├─▶ arp-input ─▶ l2-flood broadcast ARP (for us?)
-//!                                           └─▶ l3-input              to the gateway MAC
+//! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                    known unicast
+//!                                           ├─▶ l2-flood ─▶ ports       group, unknown unicast
+//!                                           ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
+//!                                           └─▶ l3-input                to the gateway MAC
 //!                                                 ├─▶ arp-input ─▶ reply, or consumed
-//!                                                 └─▶ ip4-input ─▶ ct-lookup
-//!                                                                    ├─▶ ip4-local ─▶ reply
-//!                                                                    └─▶ ip4-forward
-//!   TTL, ip4-lookup (FIB), isolation, MTU, TTL − 1 ◀───────────────────────┘
-//!     ├─▶ icmp-error ─▶ drop        TTL expired, no route, too big with DF
-//!     ├─▶ nat-snat ─┐               a new flow to masquerade
-//!     └─────────────┴─▶ ip4-neighbor ─┬─▶ held                 next hop unresolved
-//!                                     └─▶ nat-rewrite ─▶ ip4-output ─┬─▶ port or flood
-//!                                                                    └─▶ ip4-fragment ─▶ port or flood
+//!                                                 └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply
+//!                                                                             └─▶ ip4-forward
+//!
+//! ip4-forward ─┬─▶ icmp-error ─▶ drop      TTL expired, no route (ip4-lookup), too big with DF
+//!              ├─▶ nat-snat ─┐             a new flow to masquerade
+//!              └─────────────┴─▶ ip4-neighbor ─┬─▶ held        next hop unresolved
+//!                                              └─▶ nat-rewrite ─▶ ip4-output
+//!                                                                   ├─▶ port or flood
+//!                                                                   └─▶ ip4-fragment ─▶ port or flood
 //! ```
 //!
 //! Any stage may also drop the frame, with a reason it declares. Held packets walk on

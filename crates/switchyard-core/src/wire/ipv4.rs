@@ -30,6 +30,9 @@ use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, WireError};
 use std::fmt;
 use std::net::Ipv4Addr;
 
+/// Bytes of the longest IPv4 header: IHL 15, forty of them options.
+pub const MAX_HEADER_LEN: usize = 60;
+
 /// The IP protocol number (the next header).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpProtocol(pub u8);
@@ -221,7 +224,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// header with only the options whose copied flag is set (RFC 791 3.2), padded
     /// with End-of-Options to a multiple of 4 bytes. Returns its length; the total
     /// length, fragment fields and checksum are left for the caller to set.
-    pub fn copy_for_fragment(&self, out: &mut [u8; 60]) -> usize {
+    pub fn copy_for_fragment(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         const END_OF_OPTIONS: u8 = 0;
         const NO_OPERATION: u8 = 1;
         const COPIED: u8 = 0x80;
@@ -455,7 +458,7 @@ mod tests {
             1, 7, 7, 4, 0, 0, 0, 0, 0x83, 7, 4, 10, 0, 0, 1, 0, 0, 0, 0, 0,
         ];
         h[20..40].copy_from_slice(&opts);
-        let mut out = [0u8; 60];
+        let mut out = [0u8; MAX_HEADER_LEN];
         let n = Ipv4Packet::new_checked(&h[..])
             .unwrap()
             .copy_for_fragment(&mut out);

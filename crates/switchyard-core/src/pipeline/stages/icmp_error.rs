@@ -206,7 +206,7 @@ impl IcmpError {
     }
 
     /// Its name, for trace lines.
-    pub fn describe(self) -> &'static str {
+    fn describe(self) -> &'static str {
         match (self.kind, self.code) {
             (kind::TIME_EXCEEDED, _) => "time exceeded",
             (kind::DEST_UNREACHABLE, code::NET_UNREACHABLE) => "net unreachable",

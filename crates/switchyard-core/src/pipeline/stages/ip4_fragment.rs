@@ -21,7 +21,7 @@ use super::ip4_output::Via;
 use crate::pipeline::counters::counted;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DropReason, Emitter, Frame, Pipeline};
-use crate::wire::{checksum, Ipv4Packet};
+use crate::wire::{checksum, ipv4, Ipv4Packet};
 use std::fmt;
 
 pub const NAME: &str = "ip4-fragment";
@@ -108,7 +108,7 @@ impl Pipeline {
         let payload = len - hlen;
         let (orig_off, orig_mf) = (ip.frag_offset(), ip.more_fragments());
         let first = chunk_size(mtu, hlen);
-        let mut later_hdr = [0u8; 60];
+        let mut later_hdr = [0u8; ipv4::MAX_HEADER_LEN];
         let later_hlen = ip.copy_for_fragment(&mut later_hdr);
         let later = chunk_size(mtu, later_hlen);
         let count = 1 + payload.saturating_sub(first).div_ceil(later.max(1));

@@ -152,7 +152,7 @@ impl Pipeline {
 
     /// Broadcasts an ARP request for `target` on `domain` (or unicasts it to `to`, to
     /// re-confirm a stale entry).
-    pub(crate) fn send_arp_request(
+    fn send_arp_request(
         &mut self,
         domain: DomainId,
         target: Ipv4Addr,
