@@ -466,12 +466,8 @@ fn conntrack_report(v: &View<'_>) -> ConntrackReport {
         .entries(v.now)
         .into_iter()
         .map(|(c, left)| ConntrackRow {
-            proto: match c.orig.proto {
-                6 => "tcp".into(),
-                17 => "udp".into(),
-                1 => "icmp".into(),
-                n => format!("proto {n}"),
-            },
+            // "tcp", "udp", "icmp", or "proto N".
+            proto: c.orig.proto.to_string(),
             state: match c.state {
                 ProtoState::Tcp(s) => s.name().into(),
                 ProtoState::Udp { replied: false } => "UNREPLIED".into(),

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{
     Egress, Emitter, Frame, Pipeline, PortId, Timestamp, MAX_FRAME_LEN,
 };
-use switchyard_core::wire::gro;
+use switchyard_core::wire::{ethernet, gro};
 use switchyard_os::port::{Capabilities, Offloads, Port};
 
 /// Frames read from one queue before moving on to the next (fairness between ports).
@@ -45,7 +45,7 @@ const WAKER: Token = Token(usize::MAX);
 /// A port takes UDP super-frames if it has both of these offloads.
 const USO: Offloads = Offloads::USO4.union(Offloads::CSUM);
 /// Largest UDP super-frame built: an IPv4 packet of 65535 bytes behind Ethernet.
-const MAX_SUPER_FRAME: usize = 14 + 65535;
+const MAX_SUPER_FRAME: usize = ethernet::HEADER_LEN + 65535;
 const _: () = assert!(MAX_SUPER_FRAME <= MAX_FRAME_LEN);
 
 /// How the workers run.

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 use switchyard_core::pipeline::*;
-use switchyard_core::wire::{Ipv4Cidr, MacAddr};
+use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 
 /// The topology every fuzz input runs against: two bridge networks with gateways
 /// joined for routing (front masquerades), an L3-only network, a network without
@@ -68,13 +68,13 @@ pub fn spec() -> Spec {
         nat: NatSpec {
             publish: vec![
                 PublishSpec {
-                    proto: 6,
+                    proto: IpProtocol::TCP,
                     host_port: 8080,
                     target: Ipv4Addr::new(10, 1, 0, 2),
                     target_port: 80,
                 },
                 PublishSpec {
-                    proto: 17,
+                    proto: IpProtocol::UDP,
                     host_port: 5353,
                     target: Ipv4Addr::new(10, 2, 0, 3),
                     target_port: 53,

@@ -51,7 +51,7 @@ use switchyard_core::pipeline::{
     self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
     PublishSpec, StaticRoute, Timeouts,
 };
-use switchyard_core::wire::{Ipv4Cidr, MacAddr};
+use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 
 /// The built-in default topology (also shipped as `examples/default.toml`).
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml");
@@ -219,7 +219,11 @@ impl Topology {
                     .publish
                     .iter()
                     .map(|p| PublishSpec {
-                        proto: if p.rule.udp { 17 } else { 6 },
+                        proto: if p.rule.udp {
+                            IpProtocol::UDP
+                        } else {
+                            IpProtocol::TCP
+                        },
                         host_port: p.rule.host_port,
                         target: p.target,
                         target_port: p.rule.container_port,

@@ -21,23 +21,25 @@
 //! refused and counted. Entries expire by timeouts that are data, per protocol and TCP
 //! state, with the kernel's defaults ([`Timeouts`]); expired entries are reclaimed by an
 //! incremental scan and are never matched.
+//!
+//! Which flow a packet belongs to is read from its headers by [`PacketFlow::of`], as
+//! netfilter's `nf_ct_get_tuple` does: ports for TCP and UDP, the identifier for ICMP
+//! echo, and for an ICMP error the flow of the packet it quotes.
 
 use super::{lock, Timestamp};
+use crate::wire::nat::Endpoints;
+use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet, Quoted, TcpFlags, TcpPacket, UdpPacket};
 use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Protocol numbers tracked.
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMP: u8 = 1;
-
 /// One direction of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tuple {
-    pub proto: u8,
+    /// TCP, UDP or ICMP (echo): the protocols that are tracked.
+    pub proto: IpProtocol,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     /// Source port, or the ICMP echo identifier.
@@ -62,12 +64,12 @@ impl Tuple {
 impl std::fmt::Display for Tuple {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = match self.proto {
-            TCP => "tcp",
-            UDP => "udp",
-            ICMP => "icmp",
+            IpProtocol::TCP => "tcp",
+            IpProtocol::UDP => "udp",
+            IpProtocol::ICMP => "icmp",
             _ => "ip",
         };
-        if self.proto == ICMP {
+        if self.proto == IpProtocol::ICMP {
             write!(f, "{p} {} > {} id {}", self.src, self.dst, self.sport)
         } else {
             write!(
@@ -180,30 +182,92 @@ impl Timeouts {
     }
 }
 
-/// TCP flags that drive the state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TcpFlags {
-    pub syn: bool,
-    pub ack: bool,
-    pub fin: bool,
-    pub rst: bool,
+/// What connection tracking sees in a packet: its flow, or why it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketFlow {
+    /// A TCP, UDP or ICMP echo packet: its tuple, and its TCP flags (none for the others).
+    Flow(Tuple, TcpFlags),
+    /// An ICMP error: the tuple of the packet it quotes.
+    IcmpError(Tuple),
+    /// A fragment after the first: no ports to see.
+    Fragment,
+    /// Another protocol, another ICMP message, or a transport header cut short.
+    Other,
 }
 
-impl TcpFlags {
-    /// A SYN without ACK: the only segment that may start a tracked connection.
-    pub fn starts_connection(&self) -> bool {
-        self.syn && !self.ack
-    }
-
-    /// From the flags byte of a TCP header.
-    pub fn from_byte(b: u8) -> TcpFlags {
-        TcpFlags {
-            fin: b & 0x01 != 0,
-            syn: b & 0x02 != 0,
-            rst: b & 0x04 != 0,
-            ack: b & 0x10 != 0,
+impl PacketFlow {
+    /// The flow of the IPv4 packet `ip`, found as netfilter's `nf_ct_get_tuple` finds
+    /// it: TCP and UDP by their ports, an ICMP echo by its identifier (standing for
+    /// both ports), an ICMP error by the packet it quotes.
+    pub fn of<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> PacketFlow {
+        if ip.is_later_fragment() {
+            return PacketFlow::Fragment;
+        }
+        let (src, dst, l4) = (ip.src(), ip.dst(), ip.payload());
+        let tuple = |proto, sport, dport| Tuple {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        };
+        match ip.protocol() {
+            IpProtocol::TCP => match TcpPacket::new_checked(l4) {
+                Ok(tcp) => PacketFlow::Flow(
+                    tuple(IpProtocol::TCP, tcp.src_port(), tcp.dst_port()),
+                    tcp.flags(),
+                ),
+                Err(_) => PacketFlow::Other,
+            },
+            IpProtocol::UDP => match UdpPacket::new_checked(l4) {
+                Ok(udp) => PacketFlow::Flow(
+                    tuple(IpProtocol::UDP, udp.src_port(), udp.dst_port()),
+                    TcpFlags::default(),
+                ),
+                Err(_) => PacketFlow::Other,
+            },
+            IpProtocol::ICMP => match IcmpPacket::new_checked(l4) {
+                Ok(icmp) if icmp.is_echo() => {
+                    let id = icmp.echo_ident();
+                    PacketFlow::Flow(tuple(IpProtocol::ICMP, id, id), TcpFlags::default())
+                }
+                Ok(icmp) if icmp.is_error() => icmp
+                    .quoted()
+                    .ok()
+                    .and_then(|q| quoted_tuple(&q))
+                    .map_or(PacketFlow::Other, PacketFlow::IcmpError),
+                _ => PacketFlow::Other,
+            },
+            _ => PacketFlow::Other,
         }
     }
+}
+
+/// The tuple of the packet an ICMP error quotes.
+fn quoted_tuple(q: &Quoted<&[u8]>) -> Option<Tuple> {
+    let h = q.header();
+    let (proto, sport, dport) = match h.protocol() {
+        p @ (IpProtocol::TCP | IpProtocol::UDP) => (p, q.src_port(), q.dst_port()),
+        IpProtocol::ICMP => {
+            let echo = IcmpPacket::new_checked(q.transport())
+                .ok()
+                .filter(|i| i.is_echo())?;
+            (IpProtocol::ICMP, echo.echo_ident(), echo.echo_ident())
+        }
+        _ => return None,
+    };
+    Some(Tuple {
+        proto,
+        src: h.src(),
+        dst: h.dst(),
+        sport,
+        dport,
+    })
+}
+
+/// A SYN without ACK: the only segment that may start a tracked connection.
+pub fn starts_connection(flags: TcpFlags) -> bool {
+    flags.syn() && !flags.ack()
 }
 
 /// What a TCP packet did to its connection's state.
@@ -217,14 +281,15 @@ pub enum TcpVerdict {
 }
 
 /// netfilter's TCP state table (`tcp_conntrack_states` in nf_conntrack_proto_tcp.c),
-/// reduced to the flags that matter: `dir` is the packet's direction.
+/// reduced to the flags that matter (SYN, ACK, FIN, RST): `dir` is the packet's
+/// direction.
 pub fn tcp_transition(state: TcpState, dir: Dir, f: TcpFlags) -> TcpVerdict {
     use TcpState::*;
     use TcpVerdict::*;
-    if f.rst {
+    if f.rst() {
         return Ok(Close);
     }
-    match (dir, f.syn, f.ack, f.fin) {
+    match (dir, f.syn(), f.ack(), f.fin()) {
         // SYN from the initiator: a (re)open.
         (Dir::Original, true, false, _) => match state {
             SynSent | TimeWait | Close => Ok(SynSent),
@@ -277,6 +342,26 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// The addresses and ports a packet of this flow travelling in `dir` leaves with:
+    /// the NAT is the difference between the two tuples.
+    pub fn translated(&self, dir: Dir) -> Endpoints {
+        let (orig, reply) = (&self.orig, &self.reply);
+        match dir {
+            Dir::Original => Endpoints {
+                src: reply.dst,
+                sport: reply.dport,
+                dst: reply.src,
+                dport: reply.sport,
+            },
+            Dir::Reply => Endpoints {
+                src: orig.dst,
+                sport: orig.dport,
+                dst: orig.src,
+                dport: orig.sport,
+            },
+        }
+    }
+
     /// True if the flow's addresses or ports are rewritten.
     pub fn is_nat(&self) -> bool {
         self.reply != self.orig.reversed()
@@ -391,13 +476,16 @@ pub struct ConnTrack {
     expired: AtomicU64,
 }
 
+/// Ports tried before a new translated flow gives up (the kernel tries 128).
+const PORT_PROBES: u32 = 256;
+
 /// Slots examined per early-drop attempt (the kernel looks at a bounded stretch too).
 const EVICT_SCAN: usize = 256;
 
 #[inline]
 fn shard_of(t: &Tuple) -> usize {
     let mut h = u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst));
-    h ^= (u64::from(t.sport) << 16 | u64::from(t.dport)) << 8 | u64::from(t.proto);
+    h ^= (u64::from(t.sport) << 16 | u64::from(t.dport)) << 8 | u64::from(t.proto.0);
     (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % SHARDS
 }
 
@@ -461,6 +549,39 @@ impl ConnTrack {
     /// True if some live entry uses `t` as one of its tuples.
     pub fn tuple_in_use(&self, t: &Tuple) -> bool {
         lock(&self.index[shard_of(t)]).contains_key(t)
+    }
+
+    /// A port for the translated source `new_src` of a `proto` flow to `dst:dport`:
+    /// `want` if the reply tuple it makes is free — the kernel keeps the source port
+    /// when it can — else one from `range`, probed from a point derived from the flow
+    /// so that different flows spread out. For ICMP the port is the echo identifier,
+    /// the same both ways.
+    pub fn pick_port(
+        &self,
+        proto: IpProtocol,
+        dst: Ipv4Addr,
+        dport: u16,
+        new_src: Ipv4Addr,
+        want: u16,
+        (lo, hi): (u16, u16),
+    ) -> Option<u16> {
+        let reply = |p: u16| Tuple {
+            proto,
+            src: dst,
+            sport: if proto == IpProtocol::ICMP { p } else { dport },
+            dst: new_src,
+            dport: p,
+        };
+        if !self.tuple_in_use(&reply(want)) {
+            return Some(want);
+        }
+        let n = u32::from(hi - lo) + 1;
+        let seed = u32::from(dst).wrapping_mul(2_654_435_761)
+            ^ u32::from(want).wrapping_mul(40503)
+            ^ u32::from(dport);
+        (0..n.min(PORT_PROBES))
+            .map(|k| lo + ((seed.wrapping_add(k)) % n) as u16)
+            .find(|&p| !self.tuple_in_use(&reply(p)))
     }
 
     /// Finds the flow a packet with tuple `t` belongs to, and its direction; accounts
@@ -739,7 +860,7 @@ mod tests {
 
     fn t(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
         Tuple {
-            proto: TCP,
+            proto: IpProtocol::TCP,
             src: src.into(),
             dst: dst.into(),
             sport,
@@ -747,36 +868,11 @@ mod tests {
         }
     }
 
-    const SYN: TcpFlags = TcpFlags {
-        syn: true,
-        ack: false,
-        fin: false,
-        rst: false,
-    };
-    const SYNACK: TcpFlags = TcpFlags {
-        syn: true,
-        ack: true,
-        fin: false,
-        rst: false,
-    };
-    const ACK: TcpFlags = TcpFlags {
-        syn: false,
-        ack: true,
-        fin: false,
-        rst: false,
-    };
-    const FIN: TcpFlags = TcpFlags {
-        syn: false,
-        ack: true,
-        fin: true,
-        rst: false,
-    };
-    const RST: TcpFlags = TcpFlags {
-        syn: false,
-        ack: false,
-        fin: false,
-        rst: true,
-    };
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const SYNACK: TcpFlags = TcpFlags::SYN.union(TcpFlags::ACK);
+    const ACK: TcpFlags = TcpFlags::ACK;
+    const FIN: TcpFlags = TcpFlags::FIN.union(TcpFlags::ACK);
+    const RST: TcpFlags = TcpFlags::RST;
 
     fn secs(s: u64) -> Timestamp {
         Timestamp::from_secs(s)
@@ -906,8 +1002,8 @@ mod tests {
     fn udp_unreplied_then_assured() {
         let ct = ConnTrack::new(16, Timeouts::default());
         let (mut orig, mut reply) = masq();
-        orig.proto = UDP;
-        reply.proto = UDP;
+        orig.proto = IpProtocol::UDP;
+        reply.proto = IpProtocol::UDP;
         let (o, _) = ct
             .insert(orig, reply, ProtoState::Udp { replied: false }, secs(0))
             .unwrap();

@@ -1,53 +1,138 @@
 //! Accounting: every frame a port receives ends as forwarded, consumed or dropped,
 //! and every drop has a named reason.
 //!
-//! Like a VPP graph node's error counters, each reason carries the stage that decides
-//! it and a sentence a person can read in `show counters`. Besides drops there are
-//! *events*: things a stage did that are worth counting without being a fate of the
-//! frame (a MAC learned, a MAC moved, a MAC not learned because the table is full).
+//! Like a VPP graph node's error counters, the reasons are declared by the stage that
+//! decides them, each with a stable id and a sentence a person can read in `show
+//! counters` (see [`counted!`], used at the top of every stage module). Besides drops
+//! there are *events*: things a stage did that are worth counting without being a fate
+//! of the frame (a MAC learned, a MAC moved, a MAC not learned because the table is
+//! full). This module gathers every stage's reasons into one [`DropReason`] and every
+//! stage's events into one [`Event`], in a fixed order — the index of the per-port
+//! arrays, and the order in which `show counters` and its JSON list them.
 //!
 //! The invariant, per port and checked by the tests:
 //! `rx_frames == forwarded + consumed + dropped + held`, where `held` counts the
 //! packets waiting, right now, for their next hop's MAC.
 
+use super::stages::{
+    arp_input, ct_gc, ct_lookup, emit, ethernet_input, icmp_error, ip4_forward, ip4_fragment,
+    ip4_input, ip4_local, ip4_neighbor, ip4_output, l2_age, l2_flood, l2_forward, l2_learn,
+    l3_input, nat_rewrite, nat_snat,
+};
 use serde::Serialize;
 
-macro_rules! counted_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => ($id:literal, $stage:literal, $text:literal),)* }) => {
+/// Declares what one stage counts — its drop reasons or its events — as an enum whose
+/// every value has a stable snake_case id (used in JSON), the stage it belongs to, and
+/// a sentence for people, and which converts into the pipeline-wide enum (`DropReason`
+/// or `Event`, whose value of the same name it becomes):
+///
+/// ```text
+/// counted! {
+///     /// Why ethernet-input drops a frame.
+///     pub enum Drop: DropReason in NAME {
+///         Truncated => ("truncated", "frame shorter than an Ethernet header"),
+///         ...
+///     }
+/// }
+/// ```
+/// A value may name another stage (`NoRoute in LOOKUP => ...`) when a stage does a
+/// step that keeps a name of its own in counters and traces.
+macro_rules! counted {
+    ($(#[$meta:meta])* pub enum $name:ident: $flat:ident in $stage:path {
+        $($(#[$vmeta:meta])* $variant:ident $(in $vstage:path)? => ($id:literal, $text:literal),)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        // Values are named as in the pipeline-wide enum, where a shared prefix (`Fdb…`,
+        // `Icmp…`) is what tells them from the other stages' values.
+        #[allow(clippy::enum_variant_names)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// A stable snake_case identifier, used in JSON.
+            pub const fn id(self) -> &'static str {
+                match self {
+                    $($name::$variant => $id,)*
+                }
+            }
+
+            /// The stage that counts it.
+            pub const fn stage(self) -> &'static str {
+                match self {
+                    $($name::$variant => $crate::pipeline::counters::counted!(@stage $stage $(, $vstage)?),)*
+                }
+            }
+
+            /// A sentence for people.
+            pub const fn text(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl From<$name> for $crate::pipeline::$flat {
+            #[inline]
+            fn from(v: $name) -> Self {
+                match v {
+                    $($name::$variant => Self::$variant,)*
+                }
+            }
+        }
+    };
+    (@stage $stage:path) => { $stage };
+    (@stage $stage:path, $vstage:path) => { $vstage };
+}
+pub(crate) use counted;
+
+/// Makes the pipeline-wide enum `$flat` of the stages' `$kind` enums, valued in the
+/// order listed; each value's id, stage and sentence are the stage's.
+macro_rules! gather {
+    ($(#[$meta:meta])* $flat:ident from $kind:ident { $($stage:ident::$variant:ident,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
-        pub enum $name { $($variant,)* }
+        pub enum $flat {
+            $($variant,)*
+        }
 
-        impl $name {
-            /// Every value, in declaration order (the index of each is `as usize`).
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+        impl $flat {
+            /// Every value, in order (the index of each is `as usize`).
+            pub const ALL: &'static [$flat] = &[$($flat::$variant,)*];
             /// How many values there are.
-            pub const COUNT: usize = $name::ALL.len();
+            pub const COUNT: usize = $flat::ALL.len();
 
             /// A stable snake_case identifier, used in JSON.
             pub fn id(self) -> &'static str {
-                match self { $($name::$variant => $id,)* }
+                match self {
+                    $($flat::$variant => $stage::$kind::$variant.id(),)*
+                }
             }
 
             /// The pipeline stage that counts it.
             pub fn stage(self) -> &'static str {
-                match self { $($name::$variant => $stage,)* }
+                match self {
+                    $($flat::$variant => $stage::$kind::$variant.stage(),)*
+                }
             }
 
             /// A sentence for people.
             pub fn text(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
+                match self {
+                    $($flat::$variant => $stage::$kind::$variant.text(),)*
+                }
             }
         }
 
-        impl std::fmt::Display for $name {
+        impl std::fmt::Display for $flat {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.text())
             }
         }
 
-        impl Serialize for $name {
+        impl Serialize for $flat {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.id())
             }
@@ -55,79 +140,79 @@ macro_rules! counted_enum {
     };
 }
 
-counted_enum! {
+gather! {
     /// Why a frame was dropped.
-    DropReason {
-        Truncated => ("truncated", "ethernet-input", "frame shorter than an Ethernet header"),
-        GroupSourceMac => ("group_source_mac", "ethernet-input", "source MAC is multicast or broadcast"),
-        ZeroSourceMac => ("zero_source_mac", "ethernet-input", "source MAC is all zeros"),
-        OwnSourceMac => ("own_source_mac", "ethernet-input", "source MAC is switchyard's own gateway MAC"),
-        FrameTooLong => ("frame_too_long", "ethernet-input", "frame longer than the network MTU allows"),
-        SamePort => ("same_port", "l2-forward", "destination MAC is on the ingress port"),
-        NoEgressPort => ("no_egress_port", "l2-flood", "flooded, but no other port in the bridge domain"),
-        L3NoBridge => ("l3_no_bridge", "l2-forward", "an L3 network does not bridge between endpoints"),
-        L3NoFlood => ("l3_no_flood", "l2-flood", "an L3 network does not flood broadcast or multicast"),
-        ArpMalformed => ("arp_malformed", "arp-input", "malformed or non-Ethernet/IPv4 ARP"),
-        ArpNotForUs => ("arp_not_for_us", "arp-input", "ARP to switchyard's MAC for an address it does not own or proxy"),
-        TaggedToGateway => ("tagged_to_gateway", "l3-input", "802.1Q-tagged frame to the gateway MAC (no VLAN interfaces)"),
-        UnsupportedEtherType => ("unsupported_ethertype", "l3-input", "EtherType to the gateway MAC that switchyard does not route"),
-        Ip4Malformed => ("ip4_malformed", "ip4-input", "IPv4 header invalid (version, IHL or lengths)"),
-        Ip4BadChecksum => ("ip4_bad_checksum", "ip4-input", "IPv4 header checksum wrong"),
-        MartianSource => ("martian_source", "ip4-input", "source address not valid for forwarding (0/8, 127/8, multicast, broadcast)"),
-        NotRouted => ("not_routed", "ip4-input", "broadcast or multicast destination is not routed"),
-        TtlExpired => ("ttl_expired", "ip4-forward", "TTL expired in transit"),
-        NoRoute => ("no_route", "ip4-lookup", "no route to the destination"),
-        Isolated => ("isolated", "ip4-forward", "networks not joined by an [[allow]] rule"),
-        FragNeeded => ("frag_needed", "ip4-forward", "over the egress MTU with Don't Fragment set"),
-        GsoOverMtu => ("gso_over_mtu", "ip4-output", "UDP super-frame without DF whose datagrams exceed the egress MTU (no segment-then-fragment)"),
-        NeighborQueueFull => ("neighbor_queue_full", "ip4-neighbor", "pushed out of a full queue while the next hop was resolved"),
-        NeighborUnresolved => ("neighbor_unresolved", "ip4-neighbor", "next hop did not answer ARP"),
-        NeighborTableFull => ("neighbor_table_full", "ip4-neighbor", "neighbor table full"),
-        NoBuffer => ("no_buffer", "ip4-neighbor", "no free buffer to queue the packet or its fragments"),
-        ConntrackFull => ("conntrack_full", "ct-lookup", "conntrack table full and no unassured entry to evict"),
-        ConntrackInvalid => ("conntrack_invalid", "ct-lookup", "TCP packet that neither starts nor belongs to a tracked connection"),
-        ConntrackGone => ("conntrack_gone", "nat-rewrite", "its connection expired while the packet waited"),
-        NatExhausted => ("nat_exhausted", "nat-snat", "no free source port for the translated flow"),
-        NatFragment => ("nat_fragment", "nat-snat", "fragment of a flow to translate (switchyard does not reassemble)"),
-        NatUnsupported => ("nat_unsupported", "nat-snat", "protocol that cannot be translated (only TCP, UDP, ICMP echo)"),
-        LocalFragment => ("local_fragment", "ip4-local", "fragment addressed to switchyard (it does not reassemble)"),
-        LocalProtocol => ("local_protocol", "ip4-local", "protocol not served at switchyard's address"),
-        IcmpMalformed => ("icmp_malformed", "ip4-local", "ICMP to switchyard truncated or with a bad checksum"),
+    DropReason from Drop {
+        ethernet_input::Truncated,
+        ethernet_input::GroupSourceMac,
+        ethernet_input::ZeroSourceMac,
+        ethernet_input::OwnSourceMac,
+        ethernet_input::FrameTooLong,
+        l2_forward::SamePort,
+        l2_flood::NoEgressPort,
+        l2_forward::L3NoBridge,
+        l2_flood::L3NoFlood,
+        arp_input::ArpMalformed,
+        arp_input::ArpNotForUs,
+        l3_input::TaggedToGateway,
+        l3_input::UnsupportedEtherType,
+        ip4_input::Ip4Malformed,
+        ip4_input::Ip4BadChecksum,
+        ip4_input::MartianSource,
+        ip4_input::NotRouted,
+        ip4_forward::TtlExpired,
+        ip4_forward::NoRoute,
+        ip4_forward::Isolated,
+        ip4_forward::FragNeeded,
+        ip4_output::GsoOverMtu,
+        ip4_neighbor::NeighborQueueFull,
+        ip4_neighbor::NeighborUnresolved,
+        ip4_neighbor::NeighborTableFull,
+        ip4_neighbor::NoBuffer,
+        ct_lookup::ConntrackFull,
+        ct_lookup::ConntrackInvalid,
+        nat_rewrite::ConntrackGone,
+        nat_snat::NatExhausted,
+        nat_snat::NatFragment,
+        nat_snat::NatUnsupported,
+        ip4_local::LocalFragment,
+        ip4_local::LocalProtocol,
+        ip4_local::IcmpMalformed,
     }
 }
 
-counted_enum! {
+gather! {
     /// Things a stage counts that are not a frame's fate.
-    Event {
-        FdbLearned => ("fdb_learned", "l2-learn", "MACs learned"),
-        FdbMoved => ("fdb_moved", "l2-learn", "MAC moves (a known MAC seen on another port)"),
-        FdbLimit => ("fdb_limit", "l2-learn", "MACs not learned because the FDB is full"),
-        FdbAged => ("fdb_aged", "l2-age", "MACs aged out"),
-        UnknownUnicastFlooded => ("unknown_unicast_flooded", "l2-forward", "unknown unicast frames flooded"),
-        ArpReplies => ("arp_replies", "arp-input", "ARP replies sent for switchyard's addresses"),
-        ProxyArpReplies => ("proxy_arp_replies", "arp-input", "ARP replies sent for proxied addresses"),
-        ArpRequests => ("arp_requests", "ip4-neighbor", "ARP requests sent to resolve next hops"),
-        NeighborsResolved => ("neighbors_resolved", "ip4-neighbor", "next hops resolved"),
-        NeighborsFailed => ("neighbors_failed", "ip4-neighbor", "next hops that did not answer"),
-        EchoReplies => ("echo_replies", "ip4-local", "ICMP echo replies sent from switchyard's addresses"),
-        Routed => ("routed", "ip4-forward", "packets routed between or within networks"),
-        Fragmented => ("fragmented", "ip4-fragment", "packets fragmented to fit the egress MTU"),
-        FragmentsSent => ("fragments_sent", "ip4-fragment", "fragments made"),
-        IcmpTimeExceeded => ("icmp_time_exceeded", "icmp-error", "ICMP time exceeded sent"),
-        IcmpNetUnreachable => ("icmp_net_unreachable", "icmp-error", "ICMP net unreachable sent"),
-        IcmpHostUnreachable => ("icmp_host_unreachable", "icmp-error", "ICMP host unreachable sent"),
-        IcmpFragNeeded => ("icmp_frag_needed", "icmp-error", "ICMP fragmentation needed sent"),
-        GsoSegmentSizeLowered => ("gso_segment_size_lowered", "ip4-output", "TCP super-frames without DF cut smaller to fit the egress MTU"),
-        IcmpRateLimited => ("icmp_rate_limited", "icmp-error", "ICMP errors suppressed by the rate limit"),
-        CtNew => ("ct_new", "ct-lookup", "connections tracked"),
-        CtEvicted => ("ct_evicted", "ct-lookup", "unassured connections evicted to make room (early drop)"),
-        CtExpired => ("ct_expired", "ct-gc", "connections expired"),
-        CtTcpInvalid => ("ct_tcp_invalid", "ct-lookup", "TCP packets out of state for their connection (passed)"),
-        SnatFlows => ("snat_flows", "nat-snat", "flows masqueraded to the uplink address"),
-        SnatPortChanged => ("snat_port_changed", "nat-snat", "masqueraded flows whose source port was taken and changed"),
-        DnatFlows => ("dnat_flows", "ct-lookup", "flows to published ports"),
-        IcmpErrorsTranslated => ("icmp_errors_translated", "nat-rewrite", "ICMP errors about translated flows, translated"),
-        NoBuffer => ("emit_no_buffer", "emit", "packets switchyard could not originate for lack of a buffer"),
+    Event from Event {
+        l2_learn::FdbLearned,
+        l2_learn::FdbMoved,
+        l2_learn::FdbLimit,
+        l2_age::FdbAged,
+        l2_forward::UnknownUnicastFlooded,
+        arp_input::ArpReplies,
+        arp_input::ProxyArpReplies,
+        ip4_neighbor::ArpRequests,
+        ip4_neighbor::NeighborsResolved,
+        ip4_neighbor::NeighborsFailed,
+        ip4_local::EchoReplies,
+        ip4_forward::Routed,
+        ip4_fragment::Fragmented,
+        ip4_fragment::FragmentsSent,
+        icmp_error::IcmpTimeExceeded,
+        icmp_error::IcmpNetUnreachable,
+        icmp_error::IcmpHostUnreachable,
+        icmp_error::IcmpFragNeeded,
+        ip4_output::GsoSegmentSizeLowered,
+        icmp_error::IcmpRateLimited,
+        ct_lookup::CtNew,
+        ct_lookup::CtEvicted,
+        ct_gc::CtExpired,
+        ct_lookup::CtTcpInvalid,
+        nat_snat::SnatFlows,
+        nat_snat::SnatPortChanged,
+        ct_lookup::DnatFlows,
+        nat_rewrite::IcmpErrorsTranslated,
+        emit::NoBuffer,
     }
 }
 
@@ -200,14 +285,16 @@ impl Counters {
         }
     }
 
+    /// Counts one event: a stage's own (`l2_learn::Event::FdbLearned`) or the
+    /// pipeline-wide one it becomes.
     #[inline]
-    pub fn event(&mut self, e: Event) {
-        self.events[e as usize] += 1;
+    pub fn event(&mut self, e: impl Into<Event>) {
+        self.events[e.into() as usize] += 1;
     }
 
     #[inline]
-    pub fn event_n(&mut self, e: Event, n: u64) {
-        self.events[e as usize] += n;
+    pub fn event_n(&mut self, e: impl Into<Event>, n: u64) {
+        self.events[e.into() as usize] += n;
     }
 
     #[inline]

@@ -1,5 +1,12 @@
 //! Frames as the pipeline sees them: an owned buffer plus the little metadata a
-//! switch carries along (ingress port, offload header, verdict, trace id).
+//! switch carries along (ingress port, offload header, verdict, trace id, and where
+//! its headers are).
+//!
+//! Headers are parsed once. ethernet-input records where the network header starts
+//! (`l3`, past any VLAN tags), ip4-input validates the IPv4 header and records where
+//! the transport header starts (`l4`); every later stage reads and writes the headers
+//! through views made on those offsets without checking them again
+//! ([`Frame::ipv4`], [`Frame::ethernet_mut`], ...).
 //!
 //! Buffers are allocated once, at start, and recycled forever: the dataplane reads
 //! into them, the pipeline rewrites them in place, the dataplane writes them out. A
@@ -10,13 +17,13 @@
 
 use super::conntrack::CtRef;
 use super::{Action, DomainId, PortId};
-use crate::wire::VirtioNetHdr;
+use crate::wire::{ethernet, EthernetFrame, Ipv4Packet, VirtioNetHdr};
 
 /// Free bytes kept before the Ethernet header.
 pub const HEADROOM: usize = 128;
 /// Largest frame a buffer holds: an IPv4 packet of 65535 bytes behind an Ethernet
 /// header with two VLAN tags, rounded up.
-pub const MAX_FRAME_LEN: usize = 65535 + 14 + 8 + 7;
+pub const MAX_FRAME_LEN: usize = 65535 + ethernet::HEADER_LEN + 2 * ethernet::TAG_LEN + 7;
 /// Bytes allocated per buffer.
 pub const BUFFER_LEN: usize = HEADROOM + MAX_FRAME_LEN;
 
@@ -38,6 +45,13 @@ pub struct Frame {
     pub ct: Option<CtRef>,
     /// The packet is an ICMP error about that flow (its quote is translated too).
     pub ct_related: bool,
+    /// Offset in [`Frame::data`] of the network header: the end of the Ethernet header
+    /// and its VLAN tags. Set by ethernet-input.
+    pub(crate) l3: u16,
+    /// Offset in [`Frame::data`] of the first byte after the IPv4 header and its
+    /// options: the transport header, unless the packet is a later fragment. Set by
+    /// ip4-input once the IPv4 header is valid; zero before.
+    pub(crate) l4: u16,
 }
 
 impl Frame {
@@ -53,6 +67,8 @@ impl Frame {
             trace: 0,
             ct: None,
             ct_related: false,
+            l3: 0,
+            l4: 0,
         }
     }
 
@@ -79,8 +95,51 @@ impl Frame {
         self.ingress = PortId::LOCAL;
         self.action = Action::Consume;
         self.trace = 0;
+        self.forget_pipeline_meta();
+    }
+
+    /// Clears what the pipeline learned about the last packet in this buffer (its
+    /// flow, its header offsets): a recycled buffer must not carry them into the next.
+    #[inline]
+    pub(crate) fn forget_pipeline_meta(&mut self) {
         self.ct = None;
         self.ct_related = false;
+        self.l3 = 0;
+        self.l4 = 0;
+    }
+
+    /// The Ethernet header, as ethernet-input accepted it.
+    #[inline]
+    pub(crate) fn ethernet(&self) -> EthernetFrame<&[u8]> {
+        EthernetFrame::new_unchecked(self.data())
+    }
+
+    #[inline]
+    pub(crate) fn ethernet_mut(&mut self) -> EthernetFrame<&mut [u8]> {
+        EthernetFrame::new_unchecked(self.data_mut())
+    }
+
+    /// The bytes from the network header on.
+    #[inline]
+    pub(crate) fn network(&self) -> &[u8] {
+        &self.data()[usize::from(self.l3)..]
+    }
+
+    #[inline]
+    pub(crate) fn network_mut(&mut self) -> &mut [u8] {
+        let l3 = usize::from(self.l3);
+        &mut self.data_mut()[l3..]
+    }
+
+    /// The IPv4 packet, as ip4-input validated it (only for frames that passed it).
+    #[inline]
+    pub(crate) fn ipv4(&self) -> Ipv4Packet<&[u8]> {
+        Ipv4Packet::new_unchecked(self.network())
+    }
+
+    #[inline]
+    pub(crate) fn ipv4_mut(&mut self) -> Ipv4Packet<&mut [u8]> {
+        Ipv4Packet::new_unchecked(self.network_mut())
     }
 
     /// The frame's bytes, from the Ethernet header on.

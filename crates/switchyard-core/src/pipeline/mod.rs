@@ -7,41 +7,45 @@
 //! passed in — so every behaviour here is tested with synthetic frames and injected
 //! time, fuzzed, and benchmarked without root.
 //!
-//! A frame walks these stages, one module each (after VPP's graph nodes; each module
-//! documents its drop reasons and trace lines):
+//! A frame walks a graph of stages, one module each in `stages/` (after VPP's graph
+//! nodes: each module declares its drop reasons, events, next stages and trace lines).
+//! The edges are all in one place, `graph.rs`:
 //!
 //! ```text
-//! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port (known unicast)
-//!   validate          FDB                   ├─▶ l2-flood (broadcast, multicast, unknown)
-//!                                           │     └─▶ arp-input (a broadcast ARP may be for us)
-//!                                           └─▶ l3-input (to the gateway MAC)
-//!                                                 ├─▶ arp-input ─▶ reply, neighbor learning
-//!                                                 └─▶ ip4-input ─┬─▶ ip4-local ─▶ echo reply
-//!                                                                └─▶ ip4-forward: TTL, lookup (FIB),
-//!                                                                    isolation, MTU ─▶ icmp-error
-//!                                                                    └─▶ ip4-neighbor (ARP, queue)
-//!                                                                        └─▶ ip4-output: rewrite,
-//!                                                                            fragment ─▶ L2 out
+//! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                    known unicast
+//!                                           ├─▶ l2-flood ─▶ ports       group, unknown unicast
+//!                                           ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
+//!                                           └─▶ l3-input                to the gateway MAC
+//!                                                 ├─▶ arp-input ─▶ reply, or consumed
+//!                                                 └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply
+//!                                                                             └─▶ ip4-forward
+//!
+//! ip4-forward ─┬─▶ icmp-error ─▶ drop      TTL expired, no route (ip4-lookup), too big with DF
+//!              ├─▶ nat-snat ─┐             a new flow to masquerade
+//!              └─────────────┴─▶ ip4-neighbor ─┬─▶ held        next hop unresolved
+//!                                              └─▶ nat-rewrite ─▶ ip4-output
+//!                                                                   ├─▶ port or flood
+//!                                                                   └─▶ ip4-fragment ─▶ port or flood
 //! ```
+//!
+//! Any stage may also drop the frame, with a reason it declares. Held packets walk on
+//! later: from `nat-rewrite` once `arp-input` sees their next hop answer, or to
+//! `icmp-error` (host unreachable) when the timer gives up on it. The timer also runs
+//! `l2-age` (FDB aging) and `ct-gc` (expired connections); `emit` hands out the
+//! buffers of the frames switchyard makes.
 //!
 //! Each frame runs through the stages to completion before the next one starts; the
 //! batching that pays for system calls happens in the dataplane around this call.
+//! Headers are parsed once, at input: the frame carries its offsets ([`Frame`]).
 
-mod arp;
 pub mod conntrack;
 mod counters;
-mod ethernet_input;
 mod fdb;
 pub mod fib;
-mod fragment;
 mod frame;
-mod icmp_error;
-mod ip4;
-mod ip4_forward;
-mod l2_forward;
-mod l2_learn;
-mod nat;
+mod graph;
 pub mod neighbor;
+mod stages;
 mod trace;
 
 pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
@@ -49,11 +53,11 @@ pub use counters::{Counters, DropReason, Event, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
-pub use icmp_error::IcmpLimiter;
 pub use neighbor::{Neighbor, NeighborConfig, NeighborState, NeighborTable, TickWork};
+pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{TraceRecord, Tracer};
 
-use crate::wire::{Ipv4Cidr, MacAddr};
+use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -65,6 +69,9 @@ use std::sync::Arc;
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
+pub const DEFAULT_TTL: u8 = 64;
 
 /// Index of a port (one TAP queue set: one endpoint interface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -187,8 +194,8 @@ pub struct StaticRoute {
 /// A published port: flows to the uplink address on `host_port` go to `target:target_port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishSpec {
-    /// 6 (TCP) or 17 (UDP).
-    pub proto: u8,
+    /// TCP or UDP.
+    pub proto: IpProtocol,
     pub host_port: u16,
     pub target: Ipv4Addr,
     pub target_port: u16,
@@ -299,7 +306,7 @@ pub struct Shared {
     /// The external network, if any.
     external: Option<DomainId>,
     /// Published ports: (protocol, host port) → (target address, target port).
-    publish: HashMap<(u8, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
+    publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
     port_range: (u16, u16),
 }
 
@@ -500,27 +507,19 @@ impl Pipeline {
     /// puts any packets switchyard originates meanwhile into `out`.
     pub fn process(&mut self, frames: &mut [Frame], now: Timestamp, out: &mut Emitter) {
         self.now = now;
-        let now_s = now.secs();
         for f in frames.iter_mut() {
-            self.process_frame(f, now_s, out);
+            self.process_frame(f, out);
         }
     }
 
-    fn process_frame(&mut self, f: &mut Frame, now_s: u32, out: &mut Emitter) {
+    fn process_frame(&mut self, f: &mut Frame, out: &mut Emitter) {
         // Remembered before the stages run: a frame taken into a neighbor queue is
         // swapped for a spare, and the spare's metadata is not this frame's.
         let ingress = f.ingress;
         // Metadata of the pipeline's own making starts fresh for every frame: a
-        // recycled buffer must not carry the last packet's flow.
-        f.ct = None;
-        f.ct_related = false;
-        let action = match self.ethernet_input(f) {
-            Err(reason) => Action::Drop(reason),
-            Ok(l2) => {
-                self.l2_learn(f, &l2, now_s);
-                self.l2_forward(f, &l2, out)
-            }
-        };
+        // recycled buffer must not carry the last packet's flow or offsets.
+        f.forget_pipeline_meta();
+        let action = self.walk(f, out);
         f.action = action;
         if action == Action::Held {
             f.ingress = ingress;
@@ -557,28 +556,21 @@ impl Pipeline {
         }
     }
 
-    /// Periodic work driven by time alone: FDB aging (once a second), ARP
+    /// Periodic work driven by time alone: FDB aging (`l2-age`, once a second), ARP
     /// retransmissions and their failures (ICMP host unreachable), neighbor state
-    /// changes. Packets it originates go to `out`. Call every 100 ms or so.
+    /// changes, expired connections (`ct-gc`). Packets it originates go to `out`. Call
+    /// every 100 ms or so.
     pub fn tick(&mut self, now: Timestamp, out: &mut Emitter) {
         self.now = now;
         // The tables are shared: one worker keeps their time.
         if !self.primary {
             return;
         }
-        if now.secs() != self.fdb_aged_at {
-            self.fdb_aged_at = now.secs();
-            let aged = self.sh.fdb.age(now.secs());
-            self.counters.event_n(Event::FdbAged, aged as u64);
-        }
+        self.l2_age(now);
         self.work.clear();
         self.sh.neighbors.tick(now, &mut self.work);
         self.neighbor_work(out);
-        // Reclaim expired connections: a tenth of the table per tick, so all of it
-        // every second at the usual tick of 100 ms.
-        let budget = (self.sh.conntrack.capacity() / 10).max(64);
-        let expired = self.sh.conntrack.gc(now, budget);
-        self.counters.event_n(Event::CtExpired, expired as u64);
+        self.ct_gc(now);
     }
 
     /// The ports a frame leaves on, given its action.
@@ -672,14 +664,6 @@ impl Pipeline {
             .get(id.index())
             .map_or("switchyard", |p| p.name.as_str())
     }
-}
-
-/// What the L2 stages learned from the Ethernet header, passed along.
-#[derive(Debug, Clone, Copy)]
-struct L2 {
-    dst: MacAddr,
-    src: MacAddr,
-    domain: DomainId,
 }
 
 #[cfg(test)]

@@ -109,15 +109,29 @@ impl Default for Tracer {
     }
 }
 
-/// Appends a trace line for `$frame` if it is traced: `note!(self, frame, "l2-learn", "...", args)`.
-/// The formatting (and its allocation) only happens for traced frames; the text is
-/// made before the tracer is borrowed, so the arguments may read the pipeline.
-macro_rules! note {
-    ($pl:expr, $frame:expr, $stage:expr, $($arg:tt)+) => {
+/// What one stage says about one packet: a value that prints as the sentence and
+/// knows which stage says it. Every stage declares its own, an enum `Trace` with a
+/// `Display` impl — the trace record and format function of a VPP node.
+pub(crate) trait TraceLine: std::fmt::Display {
+    fn stage(&self) -> &'static str;
+}
+
+/// The stage and text of a line, made only for traced packets.
+#[cold]
+pub(crate) fn render(line: impl TraceLine) -> (&'static str, String) {
+    (line.stage(), line.to_string())
+}
+
+/// Appends `$line` (a [`TraceLine`]) for `$frame` if it is traced:
+/// `trace!(self, f, Trace::Learned { .. })`. The line is only made and formatted (which
+/// allocates) for traced frames — one branch otherwise — and before the tracer is
+/// borrowed, so it may borrow from the pipeline.
+macro_rules! trace {
+    ($pl:expr, $frame:expr, $line:expr) => {
         if $frame.trace != 0 {
-            let text = format!($($arg)+);
-            $pl.tracer.add($frame.trace, $stage, text);
+            let (stage, text) = $crate::pipeline::trace::render($line);
+            $pl.tracer.add($frame.trace, stage, text);
         }
     };
 }
-pub(crate) use note;
+pub(crate) use trace;

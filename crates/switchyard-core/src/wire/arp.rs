@@ -13,7 +13,9 @@
 //! is a packet whose sender and target IP are the same: a host announcing (or
 //! defending) its address, which lets every listener refresh its cache.
 
-use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, MacAddr, WireError};
+use super::{
+    check_len, get_ipv4, get_mac, get_u16, set_ipv4, set_u16, EtherType, MacAddr, WireError,
+};
 use std::net::Ipv4Addr;
 
 /// The ARP operation.
@@ -44,6 +46,9 @@ impl From<ArpOp> for u16 {
     }
 }
 
+/// The hardware type of Ethernet.
+const HTYPE_ETHERNET: u16 = 1;
+
 /// A view over an Ethernet/IPv4 ARP packet (the Ethernet payload).
 #[derive(Debug, Clone, Copy)]
 pub struct ArpPacket<T: AsRef<[u8]>> {
@@ -69,14 +74,22 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         check_len(b, Self::LEN)?;
-        if get_u16(b, field::HTYPE) != 1
-            || get_u16(b, field::PTYPE) != 0x0800
+        if get_u16(b, field::HTYPE) != HTYPE_ETHERNET
+            || get_u16(b, field::PTYPE) != EtherType::IPV4.0
             || b[field::HLEN] != 6
             || b[field::PLEN] != 4
         {
             return Err(WireError::Malformed("ARP is not Ethernet/IPv4"));
         }
         Ok(ArpPacket { buf })
+    }
+
+    /// Wraps `buf` without a check, for a packet already accepted by
+    /// [`Self::new_checked`]. An accessor that reaches past the slice panics; nothing
+    /// is ever read out of bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        ArpPacket { buf }
     }
 
     #[inline]
@@ -86,7 +99,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     #[inline]
     pub fn sender_mac(&self) -> MacAddr {
-        mac_at(self.buf.as_ref(), field::SHA)
+        get_mac(self.buf.as_ref(), field::SHA)
     }
 
     #[inline]
@@ -96,7 +109,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     #[inline]
     pub fn target_mac(&self) -> MacAddr {
-        mac_at(self.buf.as_ref(), field::THA)
+        get_mac(self.buf.as_ref(), field::THA)
     }
 
     #[inline]
@@ -116,7 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// requester's addresses move to the target fields and ours become the sender.
     pub fn make_reply(&mut self, our_mac: MacAddr) {
         let b = self.buf.as_mut();
-        let (req_mac, req_ip) = (mac_at(b, field::SHA), get_ipv4(b, field::SPA));
+        let (req_mac, req_ip) = (get_mac(b, field::SHA), get_ipv4(b, field::SPA));
         let our_ip = get_ipv4(b, field::TPA);
         set_u16(b, field::OPER, ArpOp::Reply.into());
         b[field::SHA..field::SHA + 6].copy_from_slice(&our_mac.0);
@@ -135,8 +148,8 @@ pub fn write(
     target_mac: MacAddr,
     target_ip: Ipv4Addr,
 ) {
-    set_u16(buf, field::HTYPE, 1);
-    set_u16(buf, field::PTYPE, 0x0800);
+    set_u16(buf, field::HTYPE, HTYPE_ETHERNET);
+    set_u16(buf, field::PTYPE, EtherType::IPV4.0);
     buf[field::HLEN] = 6;
     buf[field::PLEN] = 4;
     set_u16(buf, field::OPER, op.into());
@@ -144,11 +157,6 @@ pub fn write(
     set_ipv4(buf, field::SPA, sender_ip);
     buf[field::THA..field::THA + 6].copy_from_slice(&target_mac.0);
     set_ipv4(buf, field::TPA, target_ip);
-}
-
-#[inline]
-fn mac_at(b: &[u8], at: usize) -> MacAddr {
-    MacAddr([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]])
 }
 
 #[cfg(test)]

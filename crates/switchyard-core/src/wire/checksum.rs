@@ -15,6 +15,9 @@
 //! complemented (virtio-net `NEEDS_CSUM`); the same incremental update applies to it,
 //! but without the final complement — see [`update_partial_u32`].
 
+use super::IpProtocol;
+use std::net::Ipv4Addr;
+
 /// Adds the bytes of `data` as big-endian 16-bit words to `acc` (a trailing odd byte is
 /// padded with a zero, as RFC 1071 says). Returns an unfolded 64-bit accumulator.
 #[inline]
@@ -53,10 +56,10 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// The IPv4 pseudo-header sum used by TCP and UDP (RFC 793, RFC 768): source, destination,
 /// protocol and the transport length.
 #[inline]
-pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], protocol: u8, len: u16) -> u64 {
-    let mut acc = sum(0, &src);
-    acc = sum(acc, &dst);
-    acc + u64::from(protocol) + u64::from(len)
+pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, len: u16) -> u64 {
+    let mut acc = sum(0, &src.octets());
+    acc = sum(acc, &dst.octets());
+    acc + u64::from(protocol.0) + u64::from(len)
 }
 
 /// RFC 1624 eqn. 3: the new checksum after one 16-bit word changed from `old` to `new`.
@@ -133,13 +136,13 @@ mod tests {
     #[test]
     fn completes_a_partial_udp_checksum() {
         // A UDP datagram whose checksum field holds only the pseudo-header sum.
-        let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut udp = vec![0x04, 0x00, 0x08, 0x00, 0x00, 0x0c, 0, 0, 1, 2, 3, 4];
-        let partial = fold(pseudo_header_sum(src, dst, 17, 12));
+        let partial = fold(pseudo_header_sum(src, dst, IpProtocol::UDP, 12));
         udp[6..8].copy_from_slice(&partial.to_be_bytes());
         assert!(complete_partial(&mut udp, 0, 6));
         // Verify against the full computation.
-        let full = fold(sum(pseudo_header_sum(src, dst, 17, 12), &udp));
+        let full = fold(sum(pseudo_header_sum(src, dst, IpProtocol::UDP, 12), &udp));
         assert_eq!(full, 0xffff);
         assert!(!complete_partial(&mut udp, 0, 11));
     }
@@ -176,9 +179,10 @@ mod tests {
         #[test]
         fn partial_update_matches_pseudo_header(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
                                                 new_src in any::<[u8; 4]>(), len in any::<u16>()) {
-            let before = fold(pseudo_header_sum(src, dst, 6, len));
-            let after = fold(pseudo_header_sum(new_src, dst, 6, len));
-            let inc = update_partial_u32(before, u32::from_be_bytes(src), u32::from_be_bytes(new_src));
+            let (src, dst, new_src) = (Ipv4Addr::from(src), Ipv4Addr::from(dst), Ipv4Addr::from(new_src));
+            let before = fold(pseudo_header_sum(src, dst, IpProtocol::TCP, len));
+            let after = fold(pseudo_header_sum(new_src, dst, IpProtocol::TCP, len));
+            let inc = update_partial_u32(before, u32::from(src), u32::from(new_src));
             prop_assert!(inc == after || (inc == 0xffff && after == 0) || (inc == 0 && after == 0xffff));
         }
     }

@@ -15,8 +15,14 @@
 //! header (1500 on Ethernet), as `ip link` prints it; a full frame is up to
 //! MTU + 14 bytes (+ 4 per VLAN tag), not counting the FCS, which a TAP never carries.
 
-use super::{check_len, get_u16, set_u16, MacAddr, WireError};
+use super::{check_len, get_mac, get_u16, set_u16, MacAddr, WireError};
 use std::fmt;
+
+/// Bytes of an untagged header: two addresses and a type. The one Ethernet header
+/// length in switchyard: everything that steps over the header uses it.
+pub const HEADER_LEN: usize = 14;
+/// Bytes one 802.1Q/802.1ad tag adds.
+pub const TAG_LEN: usize = 4;
 
 /// The 16-bit protocol number after the MAC addresses.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,27 +65,28 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
-    /// Bytes of an untagged header: two addresses and a type.
-    pub const HEADER_LEN: usize = 14;
-    /// Bytes one 802.1Q/802.1ad tag adds.
-    pub const TAG_LEN: usize = 4;
-
     /// Wraps `buf`, failing unless it holds a whole untagged header.
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        check_len(buf.as_ref(), Self::HEADER_LEN)?;
+        check_len(buf.as_ref(), HEADER_LEN)?;
         Ok(EthernetFrame { buf })
+    }
+
+    /// Wraps `buf` without a check, for a frame already accepted by
+    /// [`Self::new_checked`] (the pipeline's ethernet-input did). An accessor that
+    /// reaches past the slice panics; nothing is ever read out of bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        EthernetFrame { buf }
     }
 
     #[inline]
     pub fn dst(&self) -> MacAddr {
-        let b = self.buf.as_ref();
-        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+        get_mac(self.buf.as_ref(), 0)
     }
 
     #[inline]
     pub fn src(&self) -> MacAddr {
-        let b = self.buf.as_ref();
-        MacAddr([b[6], b[7], b[8], b[9], b[10], b[11]])
+        get_mac(self.buf.as_ref(), 6)
     }
 
     /// The type field right after the addresses (0x8100 for a tagged frame).
@@ -97,7 +104,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
             check_len(b, at + 2)?;
             let t = EtherType(get_u16(b, at));
             if t == EtherType::VLAN || t == EtherType::QINQ {
-                at += Self::TAG_LEN;
+                at += TAG_LEN;
             } else {
                 return Ok((t, at + 2));
             }
@@ -118,7 +125,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// The bytes after the untagged header.
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        &self.buf.as_ref()[Self::HEADER_LEN..]
+        &self.buf.as_ref()[HEADER_LEN..]
     }
 }
 
@@ -140,11 +147,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buf.as_mut()[Self::HEADER_LEN..]
+        &mut self.buf.as_mut()[HEADER_LEN..]
     }
 }
 
-/// Writes an untagged Ethernet header at the start of `buf` (which must hold 14 bytes).
+/// Writes an untagged Ethernet header at the start of `buf` (which must hold
+/// [`HEADER_LEN`] bytes).
 pub fn write_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: EtherType) {
     buf[0..6].copy_from_slice(&dst.0);
     buf[6..12].copy_from_slice(&src.0);

@@ -24,58 +24,73 @@
 //!   segmentation cuts them); at most [`MAX_SEGMENTS`] datagrams.
 
 use super::checksum;
+use super::ethernet::{self, EtherType, EthernetFrame};
+use super::ipv4::{IpProtocol, Ipv4Packet};
+use super::udp::{self, UdpPacket};
 use super::virtio_net::{VirtioNetHdr, F_NEEDS_CSUM, GSO_UDP_L4};
+use super::MacAddr;
+use std::net::Ipv4Addr;
 
-const ETH: usize = 14;
-const IP: usize = 20;
-const UDP: usize = 8;
+/// Where the IPv4 header starts.
+const L3: usize = ethernet::HEADER_LEN;
+/// Where the UDP header starts: IPv4 without options.
+const L4: usize = L3 + Ipv4Packet::<&[u8]>::MIN_HEADER_LEN;
 /// Ethernet, IPv4 (no options) and UDP headers.
-pub const HEADERS: usize = ETH + IP + UDP;
+pub const HEADERS: usize = L4 + UdpPacket::<&[u8]>::HEADER_LEN;
 /// Datagrams in one super-frame at most (the kernel accepts 64 and more).
 pub const MAX_SEGMENTS: usize = 64;
 
 /// What two datagrams must share to travel in one super-frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpFlow {
-    macs: [u8; 12],
-    tos: u8,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    dscp_ecn: u8,
     ttl: u8,
-    addrs: [u8; 8],
-    ports: [u8; 4],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
 }
 
 /// If `frame` may be coalesced, its flow and payload length.
 pub fn udp4_candidate(frame: &[u8], vnet: &VirtioNetHdr) -> Option<(UdpFlow, usize)> {
     if vnet.is_gso()
         || vnet.flags & F_NEEDS_CSUM == 0
-        || usize::from(vnet.csum_start) != ETH + IP
-        || vnet.csum_offset != 6
+        || usize::from(vnet.csum_start) != L4
+        || usize::from(vnet.csum_offset) != udp::field::CHECKSUM
         || frame.len() < HEADERS
-        || frame[12..14] != [0x08, 0x00]
     {
         return None;
     }
-    let ip = &frame[ETH..];
-    // Version 4, IHL 5; DF set, MF clear, offset 0; protocol UDP.
-    if ip[0] != 0x45 || ip[6] != 0x40 || ip[7] != 0 || ip[9] != 17 {
+    let eth = EthernetFrame::new_unchecked(frame);
+    let ip = Ipv4Packet::new_unchecked(&frame[L3..]);
+    if eth.ethertype() != EtherType::IPV4
+        || ip.version() != 4
+        || ip.header_len() != L4 - L3
+        || !ip.dont_fragment()
+        || ip.more_fragments()
+        || ip.frag_offset() != 0
+        || ip.protocol() != IpProtocol::UDP
+    {
         return None;
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let udp_len = usize::from(u16::from_be_bytes([ip[IP + 4], ip[IP + 5]]));
-    if total != frame.len() - ETH || udp_len != total - IP || udp_len <= UDP {
+    let udp = UdpPacket::new_unchecked(&frame[L4..]);
+    let (total, udp_len) = (ip.total_len(), usize::from(udp.len()));
+    if total != frame.len() - L3 || udp_len != frame.len() - L4 || udp_len <= HEADERS - L4 {
         return None;
     }
-    let mut flow = UdpFlow {
-        macs: [0; 12],
-        tos: ip[1],
-        ttl: ip[8],
-        addrs: [0; 8],
-        ports: [0; 4],
+    let flow = UdpFlow {
+        dst_mac: eth.dst(),
+        src_mac: eth.src(),
+        dscp_ecn: ip.dscp_ecn(),
+        ttl: ip.ttl(),
+        src: ip.src(),
+        dst: ip.dst(),
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
     };
-    flow.macs.copy_from_slice(&frame[..12]);
-    flow.addrs.copy_from_slice(&ip[12..20]);
-    flow.ports.copy_from_slice(&ip[IP..IP + 4]);
-    Some((flow, udp_len - UDP))
+    Some((flow, udp_len - (HEADERS - L4)))
 }
 
 /// Builds a super-frame in `buf`, which holds the first datagram (`len` bytes, a
@@ -95,28 +110,28 @@ pub fn build<'a>(
         buf[end..end + p.len()].copy_from_slice(p);
         end += p.len();
     }
-    let (total, udp_len) = ((end - ETH) as u16, (end - ETH - IP) as u16);
-    let ip = &mut buf[ETH..end];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[10..12].fill(0);
-    let c = checksum::checksum(&ip[..IP]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip[IP + 4..IP + 6].copy_from_slice(&udp_len.to_be_bytes());
+    let (total, udp_len) = ((end - L3) as u16, (end - L4) as u16);
+    let mut ip = Ipv4Packet::new_unchecked(&mut buf[L3..end]);
+    ip.set_total_len(total);
+    ip.fill_checksum();
     // The partial checksum the kernel expects of a UDP super-frame: the pseudo-header
     // sum over the whole length, which it adjusts for each segment.
-    let mut src = [0u8; 4];
-    let mut dst = [0u8; 4];
-    src.copy_from_slice(&ip[12..16]);
-    dst.copy_from_slice(&ip[16..20]);
-    let partial = checksum::fold(checksum::pseudo_header_sum(src, dst, 17, udp_len));
-    ip[IP + 6..IP + 8].copy_from_slice(&partial.to_be_bytes());
+    let partial = checksum::fold(checksum::pseudo_header_sum(
+        ip.src(),
+        ip.dst(),
+        IpProtocol::UDP,
+        udp_len,
+    ));
+    let mut udp = UdpPacket::new_unchecked(&mut buf[L4..end]);
+    udp.set_len(udp_len);
+    udp.set_checksum(partial);
     let vnet = VirtioNetHdr {
         flags: F_NEEDS_CSUM,
         gso_type: GSO_UDP_L4,
         hdr_len: HEADERS as u16,
         gso_size: mss as u16,
-        csum_start: (ETH + IP) as u16,
-        csum_offset: 6,
+        csum_start: L4 as u16,
+        csum_offset: udp::field::CHECKSUM as u16,
         num_buffers: 0,
     };
     (end, vnet)
@@ -126,42 +141,49 @@ pub fn build<'a>(
 mod tests {
     use super::*;
     use crate::wire::gso;
+    use crate::wire::ipv4::{self, Ipv4Repr};
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
     /// A datagram as an endpoint's stack hands it to a TAP with checksum offload: the
     /// UDP checksum field holds the pseudo-header sum.
     fn datagram(id: u16, payload: &[u8], df: bool) -> (Vec<u8>, VirtioNetHdr) {
         let mut f = vec![0u8; HEADERS + payload.len()];
-        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&[8, 0]);
-        let total = (IP + UDP + payload.len()) as u16;
-        let ip = &mut f[ETH..];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[4..6].copy_from_slice(&id.to_be_bytes());
-        ip[6] = if df { 0x40 } else { 0 };
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        let c = checksum::checksum(&ip[..IP]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        ip[IP..IP + 2].copy_from_slice(&4000u16.to_be_bytes());
-        ip[IP + 2..IP + 4].copy_from_slice(&9000u16.to_be_bytes());
-        let ulen = (UDP + payload.len()) as u16;
-        ip[IP + 4..IP + 6].copy_from_slice(&ulen.to_be_bytes());
-        let p = checksum::fold(checksum::pseudo_header_sum(
-            [10, 0, 0, 1],
-            [10, 0, 0, 2],
-            17,
+        ethernet::write_header(
+            &mut f,
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            EtherType::IPV4,
+        );
+        let ulen = (HEADERS - L4 + payload.len()) as u16;
+        ipv4::write_header(
+            &mut f[L3..],
+            &Ipv4Repr {
+                src: SRC,
+                dst: DST,
+                protocol: IpProtocol::UDP,
+                ttl: 64,
+                ident: id,
+                dont_fragment: df,
+                payload_len: usize::from(ulen),
+            },
+        );
+        let mut udp = UdpPacket::new_checked(&mut f[L4..]).unwrap();
+        udp.set_src_port(4000);
+        udp.set_dst_port(9000);
+        udp.set_len(ulen);
+        udp.set_checksum(checksum::fold(checksum::pseudo_header_sum(
+            SRC,
+            DST,
+            IpProtocol::UDP,
             ulen,
-        ));
-        ip[IP + 6..IP + 8].copy_from_slice(&p.to_be_bytes());
-        ip[IP + UDP..].copy_from_slice(payload);
+        )));
+        udp.payload_mut().copy_from_slice(payload);
         let vnet = VirtioNetHdr {
             flags: F_NEEDS_CSUM,
-            csum_start: (ETH + IP) as u16,
-            csum_offset: 6,
+            csum_start: L4 as u16,
+            csum_offset: udp::field::CHECKSUM as u16,
             ..VirtioNetHdr::default()
         };
         (f, vnet)
@@ -202,12 +224,15 @@ mod tests {
         assert_eq!(n, 5);
         for (k, s) in segs.iter().enumerate() {
             assert_eq!(&s[HEADERS..], &payloads[k][..], "payload {k}");
-            assert!(checksum::verify(&s[ETH..ETH + IP]), "IP checksum {k}");
-            let ulen = u16::from_be_bytes([s[ETH + IP + 4], s[ETH + IP + 5]]);
-            assert_eq!(usize::from(ulen), UDP + payloads[k].len());
-            let pseudo = checksum::pseudo_header_sum([10, 0, 0, 1], [10, 0, 0, 2], 17, ulen);
+            assert!(
+                Ipv4Packet::new_checked(&s[L3..]).unwrap().checksum_ok(),
+                "IP checksum {k}"
+            );
+            let ulen = UdpPacket::new_checked(&s[L4..]).unwrap().len();
+            assert_eq!(usize::from(ulen), HEADERS - L4 + payloads[k].len());
+            let pseudo = checksum::pseudo_header_sum(SRC, DST, IpProtocol::UDP, ulen);
             assert_eq!(
-                checksum::fold(checksum::sum(pseudo, &s[ETH + IP..])),
+                checksum::fold(checksum::sum(pseudo, &s[L4..])),
                 0xffff,
                 "UDP checksum {k}"
             );
@@ -227,10 +252,10 @@ mod tests {
         assert!(udp4_candidate(&f, &v3).is_none());
         // A fragment, options, another protocol, a super-frame already.
         let mut frag = f.clone();
-        frag[ETH + 7] = 1;
+        Ipv4Packet::new_unchecked(&mut frag[L3..]).set_fragment(8, false, true);
         assert!(udp4_candidate(&frag, &v).is_none());
         let mut tcp = f.clone();
-        tcp[ETH + 9] = 6;
+        tcp[L3 + 9] = IpProtocol::TCP.0; // the protocol byte
         assert!(udp4_candidate(&tcp, &v).is_none());
         let mut gso = v;
         gso.gso_type = GSO_UDP_L4;
@@ -239,7 +264,7 @@ mod tests {
         assert!(udp4_candidate(&f[..f.len() - 1], &v).is_none());
         // A different TTL or port is a different flow.
         let (mut g, _) = datagram(2, &[7; 64], true);
-        g[ETH + 8] = 63;
+        Ipv4Packet::new_unchecked(&mut g[L3..]).set_ttl(63);
         assert_ne!(
             udp4_candidate(&g, &v).unwrap().0,
             udp4_candidate(&f, &v).unwrap().0

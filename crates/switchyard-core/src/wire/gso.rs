@@ -19,10 +19,22 @@
 //!   field held only a partial (pseudo-header) sum.
 
 use super::checksum;
+use super::ethernet::{self, EtherType, EthernetFrame};
+use super::ipv4::{IpProtocol, Ipv4Packet};
+use super::set_u16;
+use super::tcp::{TcpFlags, TcpPacket};
+use super::udp::UdpPacket;
 use super::virtio_net::{VirtioNetHdr, GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
-use super::{get_u16, set_u16};
 
-const ETH: usize = 14;
+/// The fixed IPv6 header (RFC 8200), which this module alone needs: what it must set
+/// per segment and read for the pseudo-header. Extension headers are not supported.
+mod ipv6 {
+    pub const HEADER_LEN: usize = 40;
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    /// Source then destination address, 16 bytes each.
+    pub const ADDRESSES: std::ops::Range<usize> = 8..40;
+}
 
 /// Why a super-frame could not be segmented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -63,48 +75,47 @@ pub fn segment_headers(frame: &[u8], vnet: &VirtioNetHdr) -> Option<(usize, bool
 }
 
 fn layout(frame: &[u8], vnet: &VirtioNetHdr) -> Result<Layout, GsoError> {
-    if frame.len() < ETH + 20 {
+    const L3: usize = ethernet::HEADER_LEN;
+    if frame.len() < L3 + Ipv4Packet::<&[u8]>::MIN_HEADER_LEN {
         return Err(GsoError::Malformed);
     }
-    let ethertype = get_u16(frame, 12);
     let gso = vnet.gso_type & !GSO_ECN;
-    let (v6, l4, proto) = match ethertype {
-        0x0800 => {
-            let ihl = usize::from(frame[ETH] & 0x0f) * 4;
-            if ihl < 20 || frame.len() < ETH + ihl {
+    let (v6, l4, proto) = match EthernetFrame::new_unchecked(frame).ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_unchecked(&frame[L3..]);
+            let ihl = ip.header_len();
+            if ihl < Ipv4Packet::<&[u8]>::MIN_HEADER_LEN || frame.len() < L3 + ihl {
                 return Err(GsoError::Malformed);
             }
-            (false, ETH + ihl, frame[ETH + 9])
+            (false, L3 + ihl, ip.protocol())
         }
-        0x86dd => {
-            if frame.len() < ETH + 40 {
+        EtherType::IPV6 => {
+            if frame.len() < L3 + ipv6::HEADER_LEN {
                 return Err(GsoError::Malformed);
             }
             // No extension headers: the next header must be the transport.
-            (true, ETH + 40, frame[ETH + 6])
+            (
+                true,
+                L3 + ipv6::HEADER_LEN,
+                IpProtocol(frame[L3 + ipv6::NEXT_HEADER]),
+            )
         }
         _ => return Err(GsoError::Unsupported),
     };
     let (tcp, l4len) = match (gso, proto) {
-        (GSO_TCPV4 | GSO_TCPV6, 6) => {
-            if frame.len() < l4 + 20 {
-                return Err(GsoError::Malformed);
-            }
-            let doff = usize::from(frame[l4 + 12] >> 4) * 4;
-            if doff < 20 || frame.len() < l4 + doff {
-                return Err(GsoError::Malformed);
-            }
-            (true, doff)
+        (GSO_TCPV4 | GSO_TCPV6, IpProtocol::TCP) => {
+            let tcp = TcpPacket::new_checked(&frame[l4..]).map_err(|_| GsoError::Malformed)?;
+            (true, tcp.header_len())
         }
-        (GSO_UDP_L4, 17) => (false, 8),
+        (GSO_UDP_L4, IpProtocol::UDP) => {
+            UdpPacket::new_checked(&frame[l4..]).map_err(|_| GsoError::Malformed)?;
+            (false, UdpPacket::<&[u8]>::HEADER_LEN)
+        }
         _ => return Err(GsoError::Unsupported),
     };
-    if frame.len() < l4 + l4len {
-        return Err(GsoError::Malformed);
-    }
     Ok(Layout {
         v6,
-        l3: ETH,
+        l3: L3,
         l4,
         payload: l4 + l4len,
         tcp,
@@ -135,22 +146,20 @@ where
     }
     let n = payload.len().div_ceil(mss).max(1);
     let (seq0, flags0) = if lay.tcp {
-        (
-            u32::from_be_bytes([
-                frame[lay.l4 + 4],
-                frame[lay.l4 + 5],
-                frame[lay.l4 + 6],
-                frame[lay.l4 + 7],
-            ]),
-            frame[lay.l4 + 13],
-        )
+        let tcp = TcpPacket::new_unchecked(&frame[lay.l4..]);
+        (tcp.seq_number(), tcp.flags())
     } else {
-        (0, 0)
+        (0, TcpFlags::default())
     };
     let id0 = if lay.v6 {
         0
     } else {
-        get_u16(frame, lay.l3 + 4)
+        Ipv4Packet::new_unchecked(&frame[lay.l3..]).ident()
+    };
+    let proto = if lay.tcp {
+        IpProtocol::TCP
+    } else {
+        IpProtocol::UDP
     };
     for k in 0..n {
         let off = k * mss;
@@ -159,50 +168,45 @@ where
         let seg = &mut scratch[..len];
         seg[..hdr].copy_from_slice(&frame[..hdr]);
         seg[hdr..].copy_from_slice(chunk);
-        let l4len = len - lay.l4;
-        // Network header.
-        if lay.v6 {
-            set_u16(seg, lay.l3 + 4, l4len as u16);
+        let l4len = (len - lay.l4) as u16;
+        // Network header, and the pseudo-header sum of the transport checksum.
+        let pseudo = if lay.v6 {
+            let ip = &mut seg[lay.l3..lay.l4];
+            set_u16(ip, ipv6::PAYLOAD_LEN, l4len);
+            checksum::sum(0, &ip[ipv6::ADDRESSES]) + u64::from(proto.0) + u64::from(l4len)
         } else {
-            set_u16(seg, lay.l3 + 2, (len - lay.l3) as u16);
-            set_u16(seg, lay.l3 + 4, id0.wrapping_add(k as u16));
-            set_u16(seg, lay.l3 + 10, 0);
-            let c = checksum::checksum(&seg[lay.l3..lay.l4]);
-            set_u16(seg, lay.l3 + 10, c);
-        }
-        // Transport header.
-        let at = if lay.tcp {
-            let seq = seq0.wrapping_add(off as u32);
-            seg[lay.l4 + 4..lay.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            let mut ip = Ipv4Packet::new_unchecked(&mut seg[lay.l3..]);
+            ip.set_total_len((len - lay.l3) as u16);
+            ip.set_ident(id0.wrapping_add(k as u16));
+            ip.fill_checksum();
+            checksum::pseudo_header_sum(ip.src(), ip.dst(), proto, l4len)
+        };
+        // Transport header: the checksum of each segment is computed in full.
+        let l4 = &mut seg[lay.l4..];
+        if lay.tcp {
             let mut flags = flags0;
             if k + 1 < n {
-                flags &= !(0x01 | 0x08); // FIN, PSH: last segment only
+                // FIN and PSH belong to the last segment only...
+                flags = flags.without(TcpFlags::FIN | TcpFlags::PSH);
             }
             if k > 0 {
-                flags &= !0x80; // CWR: first segment only
+                // ... and CWR to the first.
+                flags = flags.without(TcpFlags::CWR);
             }
-            seg[lay.l4 + 13] = flags;
-            lay.l4 + 16
+            let mut tcp = TcpPacket::new_unchecked(&mut *l4);
+            tcp.set_seq_number(seq0.wrapping_add(off as u32));
+            tcp.set_flags(flags);
+            tcp.set_checksum(0);
+            let c = !checksum::fold(checksum::sum(pseudo, l4));
+            TcpPacket::new_unchecked(l4).set_checksum(c);
         } else {
-            set_u16(seg, lay.l4 + 4, l4len as u16);
-            lay.l4 + 6
-        };
-        set_u16(seg, at, 0);
-        let proto = if lay.tcp { 6u8 } else { 17u8 };
-        let pseudo = if lay.v6 {
-            let mut acc = checksum::sum(0, &seg[lay.l3 + 8..lay.l3 + 40]);
-            acc += u64::from(proto) + l4len as u64;
-            acc
-        } else {
-            let s: [u8; 4] = seg[lay.l3 + 12..lay.l3 + 16].try_into().expect("4 bytes");
-            let d: [u8; 4] = seg[lay.l3 + 16..lay.l3 + 20].try_into().expect("4 bytes");
-            checksum::pseudo_header_sum(s, d, proto, l4len as u16)
-        };
-        let mut c = !checksum::fold(checksum::sum(pseudo, &seg[lay.l4..]));
-        if !lay.tcp && c == 0 {
-            c = 0xffff;
+            let mut udp = UdpPacket::new_unchecked(&mut *l4);
+            udp.set_len(l4len);
+            udp.set_checksum(0);
+            let c = !checksum::fold(checksum::sum(pseudo, l4));
+            // A computed zero is sent as 0xffff: zero means "no checksum" (RFC 768).
+            UdpPacket::new_unchecked(l4).set_checksum(if c == 0 { 0xffff } else { c });
         }
-        set_u16(seg, at, c);
         emit(seg);
     }
     Ok(n)

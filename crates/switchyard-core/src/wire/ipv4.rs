@@ -13,13 +13,25 @@
 //! |                      destination address                      |
 //! |                  options (IHL > 5) ...                        |
 //! ```
-//! The header checksum covers the header only; a router that decrements the TTL
-//! patches it incrementally (RFC 1624) instead of summing the header again.
+//! The header checksum covers the header only. The fields a router changes on every
+//! packet it forwards — the TTL, and the addresses under NAT — have setters that patch
+//! the checksum incrementally (RFC 1624) instead of summing the header again. The
+//! fields written when a header is built or cut into fragments (lengths,
+//! identification, fragment fields) have plain setters; [`Ipv4Packet::fill_checksum`]
+//! follows them.
+//!
+//! Fragmentation (RFC 791 section 3.2) repeats the header in every fragment, but not
+//! all of its options: an option whose *copied* flag (the top bit of its type) is clear
+//! goes only into the first fragment. [`Ipv4Packet::copy_for_fragment`] makes the
+//! header the later fragments carry.
 
 use super::checksum;
 use super::{check_len, get_ipv4, get_u16, set_ipv4, set_u16, WireError};
 use std::fmt;
 use std::net::Ipv4Addr;
+
+/// Bytes of the longest IPv4 header: IHL 15, forty of them options.
+pub const MAX_HEADER_LEN: usize = 60;
 
 /// The IP protocol number (the next header).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +62,7 @@ impl fmt::Debug for IpProtocol {
 
 mod field {
     pub const VER_IHL: usize = 0;
+    pub const DSCP_ECN: usize = 1;
     pub const TOTAL_LEN: usize = 2;
     pub const IDENT: usize = 4;
     pub const FLAGS_FRAG: usize = 6;
@@ -100,9 +113,36 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(Ipv4Packet { buf })
     }
 
+    /// Wraps `buf` without any check, for a packet already validated by
+    /// [`Self::new_checked`] — one whose offsets the pipeline carries with the frame —
+    /// or for a header-only view such as an ICMP error's quote. An accessor that
+    /// reaches past the slice panics; nothing is ever read out of bounds.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        Ipv4Packet { buf }
+    }
+
+    /// The bytes the view was made over.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+
+    /// The version field (4 for every packet [`Self::new_checked`] accepts).
+    #[inline]
+    pub fn version(&self) -> u8 {
+        self.buf.as_ref()[field::VER_IHL] >> 4
+    }
+
     #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    /// The DSCP and ECN bits (the old type-of-service byte).
+    #[inline]
+    pub fn dscp_ecn(&self) -> u8 {
+        self.buf.as_ref()[field::DSCP_ECN]
     }
 
     #[inline]
@@ -164,10 +204,60 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         checksum::verify(&self.buf.as_ref()[..self.header_len()])
     }
 
-    /// The bytes after the header up to the total length.
+    /// True if the packet is a fragment other than the first: what follows the header
+    /// is the middle of a datagram, not a transport header.
+    #[inline]
+    pub fn is_later_fragment(&self) -> bool {
+        self.frag_offset() != 0
+    }
+
+    /// The bytes after the header up to the total length, or to the end of the view
+    /// if that comes first (a header-only view has none).
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        &self.buf.as_ref()[self.header_len()..self.total_len()]
+        let b = self.buf.as_ref();
+        let hl = self.header_len();
+        &b[hl..self.total_len().clamp(hl, b.len())]
+    }
+
+    /// Writes into `out` the header every fragment after the first carries: this
+    /// header with only the options whose copied flag is set (RFC 791 3.2), padded
+    /// with End-of-Options to a multiple of 4 bytes. Returns its length; the total
+    /// length, fragment fields and checksum are left for the caller to set.
+    pub fn copy_for_fragment(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        const END_OF_OPTIONS: u8 = 0;
+        const NO_OPERATION: u8 = 1;
+        const COPIED: u8 = 0x80;
+        let b = self.buf.as_ref();
+        let fixed = Self::MIN_HEADER_LEN;
+        out[..fixed].copy_from_slice(&b[..fixed]);
+        let mut n = fixed;
+        let opts = &b[fixed..self.header_len()];
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i] {
+                END_OF_OPTIONS => break,
+                NO_OPERATION => i += 1,
+                t => {
+                    // Type, length (of the whole option), data.
+                    let len = usize::from(*opts.get(i + 1).unwrap_or(&0));
+                    if len < 2 || i + len > opts.len() {
+                        break;
+                    }
+                    if t & COPIED != 0 {
+                        out[n..n + len].copy_from_slice(&opts[i..i + len]);
+                        n += len;
+                    }
+                    i += len;
+                }
+            }
+        }
+        while n % 4 != 0 {
+            out[n] = END_OF_OPTIONS;
+            n += 1;
+        }
+        Ipv4Packet::new_unchecked(&mut out[..]).set_header_len(n);
+        n
     }
 }
 
@@ -204,6 +294,40 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u16(b, field::CHECKSUM, c);
     }
 
+    /// Sets the header length in bytes (a multiple of 4); the checksum is left as is.
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
+        let b = self.buf.as_mut();
+        b[field::VER_IHL] = (b[field::VER_IHL] & 0xf0) | (len / 4) as u8;
+    }
+
+    /// Sets the total length; the checksum is left as is.
+    #[inline]
+    pub fn set_total_len(&mut self, len: u16) {
+        set_u16(self.buf.as_mut(), field::TOTAL_LEN, len);
+    }
+
+    /// Sets the identification; the checksum is left as is.
+    #[inline]
+    pub fn set_ident(&mut self, ident: u16) {
+        set_u16(self.buf.as_mut(), field::IDENT, ident);
+    }
+
+    /// Sets the flags and fragment offset word: `offset` in bytes from the start of
+    /// the datagram (a multiple of 8), More Fragments and Don't Fragment. The checksum
+    /// is left as is.
+    #[inline]
+    pub fn set_fragment(&mut self, offset: usize, more_fragments: bool, dont_fragment: bool) {
+        let mut word = (offset / 8) as u16;
+        if more_fragments {
+            word |= 0x2000;
+        }
+        if dont_fragment {
+            word |= 0x4000;
+        }
+        set_u16(self.buf.as_mut(), field::FLAGS_FRAG, word);
+    }
+
     /// Recomputes the header checksum from scratch (for headers switchyard builds).
     pub fn fill_checksum(&mut self) {
         let hl = self.header_len();
@@ -213,10 +337,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set_u16(b, field::CHECKSUM, c);
     }
 
+    /// The bytes after the header up to the total length, or to the end of the view
+    /// if that comes first.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), self.total_len());
-        &mut self.buf.as_mut()[h..t]
+        let (hl, total) = (self.header_len(), self.total_len());
+        let b = self.buf.as_mut();
+        let end = total.clamp(hl, b.len());
+        &mut b[hl..end]
     }
 }
 
@@ -299,6 +427,45 @@ mod tests {
         p.set_dst(Ipv4Addr::new(198, 51, 100, 77));
         assert!(p.checksum_ok());
         assert_eq!(p.ttl(), 63);
+    }
+
+    #[test]
+    fn fragment_fields_round_trip() {
+        let mut b = sample();
+        let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
+        p.set_fragment(1480, true, false);
+        p.set_total_len(24);
+        p.set_ident(99);
+        p.fill_checksum();
+        assert_eq!(p.frag_offset(), 1480);
+        assert!(p.more_fragments() && !p.dont_fragment() && p.is_later_fragment());
+        assert_eq!((p.total_len(), p.ident(), p.version()), (24, 99, 4));
+        assert!(p.checksum_ok());
+        assert_eq!(p.payload().len(), 4);
+        let theirs = etherparse::Ipv4HeaderSlice::from_slice(&b).unwrap();
+        assert_eq!(u16::from(theirs.fragments_offset()) * 8, 1480);
+        assert!(theirs.more_fragments());
+    }
+
+    #[test]
+    fn only_copied_options_repeat_in_later_fragments() {
+        // Options: NOP, Record Route (type 7, not copied, length 7), a copied option
+        // type 0x83 (loose source route) of length 7, End-of-Options padding.
+        let mut h = [0u8; 40];
+        h[0] = 0x4a; // IHL 10
+        h[2..4].copy_from_slice(&40u16.to_be_bytes());
+        let opts = [
+            1, 7, 7, 4, 0, 0, 0, 0, 0x83, 7, 4, 10, 0, 0, 1, 0, 0, 0, 0, 0,
+        ];
+        h[20..40].copy_from_slice(&opts);
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = Ipv4Packet::new_checked(&h[..])
+            .unwrap()
+            .copy_for_fragment(&mut out);
+        assert_eq!(n, 28);
+        assert_eq!(Ipv4Packet::new_unchecked(&out[..]).header_len(), 28);
+        assert_eq!(&out[20..27], &[0x83, 7, 4, 10, 0, 0, 1]);
+        assert_eq!(out[27], 0);
     }
 
     #[test]

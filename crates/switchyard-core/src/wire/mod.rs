@@ -11,6 +11,15 @@
 //! Parsing that must validate many rules at once (IPv4 version, IHL and lengths) leans
 //! on `etherparse`; rewriting is done by patching bytes in place with incremental
 //! checksum updates (RFC 1624, see [`checksum`]), never by re-serialising a header.
+//!
+//! The views, one module each: [`ethernet`] (and 802.1Q tags), [`arp`], [`ipv4`],
+//! [`icmp`] (with the packet an error quotes), [`udp`], [`tcp`], and the
+//! [`virtio_net`] offload header. On top of them: [`nat`] (rewriting addresses and
+//! ports with every checksum kept right), [`gso`] (cutting super-frames) and [`gro`]
+//! (coalescing datagrams into one). Byte offsets live here and nowhere else: the
+//! pipeline names every field it reads or writes through a view. A view made with
+//! `new_unchecked` skips the checks, for bytes some earlier `new_checked` accepted
+//! (the pipeline carries the offsets it validated with each frame).
 
 pub mod arp;
 pub mod checksum;
@@ -21,13 +30,17 @@ pub mod icmp;
 pub mod ipv4;
 pub mod mac;
 pub mod nat;
+pub mod tcp;
+pub mod udp;
 pub mod virtio_net;
 
 pub use arp::ArpPacket;
 pub use ethernet::{EtherType, EthernetFrame};
-pub use icmp::IcmpPacket;
+pub use icmp::{IcmpPacket, Quoted};
 pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet};
 pub use mac::MacAddr;
+pub use tcp::{TcpFlags, TcpPacket};
+pub use udp::UdpPacket;
 pub use virtio_net::VirtioNetHdr;
 
 /// Why a view could not be made over a byte slice.
@@ -42,9 +55,11 @@ pub enum WireError {
     Malformed(&'static str),
 }
 
+// Byte access for the views below; private to this layer.
+
 /// Fails with [`WireError::Truncated`] unless `buf` holds at least `needed` bytes.
 #[inline]
-pub(crate) fn check_len(buf: &[u8], needed: usize) -> Result<(), WireError> {
+fn check_len(buf: &[u8], needed: usize) -> Result<(), WireError> {
     if buf.len() < needed {
         Err(WireError::Truncated {
             needed,
@@ -55,22 +70,35 @@ pub(crate) fn check_len(buf: &[u8], needed: usize) -> Result<(), WireError> {
     }
 }
 
+// Each accessor takes one subslice (one bounds check) and copies out of it.
+
 #[inline]
-pub(crate) fn get_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
+fn get_u16(buf: &[u8], at: usize) -> u16 {
+    let mut b = [0u8; 2];
+    b.copy_from_slice(&buf[at..at + 2]);
+    u16::from_be_bytes(b)
 }
 
 #[inline]
-pub(crate) fn set_u16(buf: &mut [u8], at: usize, value: u16) {
+fn set_u16(buf: &mut [u8], at: usize, value: u16) {
     buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
 }
 
 #[inline]
-pub(crate) fn get_ipv4(buf: &[u8], at: usize) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::new(buf[at], buf[at + 1], buf[at + 2], buf[at + 3])
+fn get_ipv4(buf: &[u8], at: usize) -> std::net::Ipv4Addr {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&buf[at..at + 4]);
+    std::net::Ipv4Addr::from(b)
 }
 
 #[inline]
-pub(crate) fn set_ipv4(buf: &mut [u8], at: usize, addr: std::net::Ipv4Addr) {
+fn get_mac(buf: &[u8], at: usize) -> MacAddr {
+    let mut b = [0u8; 6];
+    b.copy_from_slice(&buf[at..at + 6]);
+    MacAddr(b)
+}
+
+#[inline]
+fn set_ipv4(buf: &mut [u8], at: usize, addr: std::net::Ipv4Addr) {
     buf[at..at + 4].copy_from_slice(&addr.octets());
 }

@@ -24,7 +24,10 @@ fn nat_settings_resolve() {
     assert_eq!(t.nat_port_range, (1024, 65535));
     let spec = t.pipeline_spec();
     assert_eq!(spec.nat.publish.len(), 2);
-    assert_eq!(spec.nat.publish[1].proto, 17);
+    assert_eq!(
+        spec.nat.publish[1].proto,
+        switchyard_core::wire::IpProtocol::UDP
+    );
     switchyard_core::pipeline::Pipeline::new(spec).expect("the default's spec holds together");
 }
 

@@ -145,6 +145,37 @@ fn drop_reasons() {
     assert_eq!(c.drops[DropReason::Truncated as usize], 1);
 }
 
+/// `frame` with 802.1Q tags of VLAN 100 inserted after the MAC addresses.
+fn tagged(frame: &[u8], tags: usize) -> Vec<u8> {
+    let mut v = frame[..12].to_vec();
+    for _ in 0..tags {
+        v.extend_from_slice(&[0x81, 0x00, 0x00, 100]);
+    }
+    v.extend_from_slice(&frame[12..]);
+    v
+}
+
+#[test]
+fn tagged_frames_are_bridged_their_mtu_counted_past_the_tags() {
+    let mut p = pipeline();
+    for tags in [1, 2] {
+        // A full 1500-byte IP packet fits behind its tags...
+        let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 1472), tags), 0);
+        assert!(matches!(f.action, Action::Flood(_)), "{tags} tag(s)");
+        assert_eq!(
+            usize::from(f.l3),
+            14 + 4 * tags,
+            "the network header after them"
+        );
+        // ... one byte more does not.
+        let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 1473), tags), 0);
+        assert_eq!(f.action, Action::Drop(DropReason::FrameTooLong));
+    }
+    // Tagged to the gateway MAC: there are no VLAN interfaces to take it.
+    let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), GW_MAC, 10), 1), 0);
+    assert_eq!(f.action, Action::Drop(DropReason::TaggedToGateway));
+}
+
 #[test]
 fn gateway_answers_broadcast_arp_and_floods_it() {
     let mut p = pipeline();

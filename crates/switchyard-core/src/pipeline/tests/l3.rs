@@ -285,6 +285,45 @@ fn without_df_a_big_packet_is_fragmented_correctly() {
 }
 
 #[test]
+fn trace_of_a_fragmented_packet_has_a_line_from_ip4_fragment() {
+    let mut p = router();
+    resolve(&mut p, 2, 3, BB, 0);
+    p.tracer().start(1, None);
+    send(&mut p, FA, &routed_udp(1, 2, rip(2, 3), 64, 1400, false), 1);
+    let lines: Vec<String> = p.tracer().drain().iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        &lines[lines.len() - 2..],
+        [
+            "ip4-output: 02:42:0a:02:00:01 > 02:42:0a:02:00:03 to port bb",
+            "ip4-fragment: 1428 bytes over MTU 1280: 2 fragments",
+        ]
+    );
+}
+
+#[test]
+fn the_frame_carries_the_offsets_of_its_headers() {
+    let mut p = router();
+    resolve(&mut p, 2, 3, BB, 0);
+    let o = send(&mut p, FA, &routed_udp(1, 2, rip(2, 3), 64, 8, false), 1);
+    assert_eq!(o.frame.action, Action::Forward(BB));
+    assert_eq!((o.frame.l3, o.frame.l4), (14, 34));
+    // A recycled buffer forgets them: a frame dropped before any header is read
+    // carries none of the last packet's.
+    let mut frames = [o.frame];
+    frames[0].load(&[0u8; 10]);
+    frames[0].ingress = FA;
+    frames[0].l3 = 14;
+    frames[0].l4 = 34;
+    p.process(
+        &mut frames,
+        Timestamp::from_secs(2),
+        &mut Emitter::with_capacity(4),
+    );
+    assert_eq!(frames[0].action, Action::Drop(DropReason::Truncated));
+    assert_eq!((frames[0].l3, frames[0].l4), (0, 0));
+}
+
+#[test]
 fn an_unresolved_next_hop_queues_a_few_then_gives_up_with_host_unreachable() {
     let mut p = router();
     for i in 0..5 {
@@ -480,15 +519,15 @@ fn silence_about_icmp_errors_and_broadcasts() {
     let mut p = router();
     // An ICMP time-exceeded message with TTL 1: dropped, but no error about an error.
     let mut err = Frame::new();
-    super::super::icmp_error::build(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         &routed_udp(2, 3, rip(1, 2), 9, 8, false),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: kind::TIME_EXCEEDED,
             code: 0,
-            extra: 0,
+            mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: rip(3, 9),
             mac: rmac(1, 9),
         },

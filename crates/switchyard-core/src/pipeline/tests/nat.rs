@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::pipeline::conntrack::{ProtoState, TcpState};
-use crate::wire::{checksum, Ipv4Packet};
+use crate::wire::{checksum, IpProtocol, Ipv4Packet};
 use etherparse::{SlicedPacket, TransportSlice};
 
 // front 10.1.0.0/24 (masquerade): ports fa (10.1.0.2), fb (10.1.0.3)
@@ -53,13 +53,13 @@ fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
         nat: NatSpec {
             publish: vec![
                 PublishSpec {
-                    proto: 6,
+                    proto: IpProtocol::TCP,
                     host_port: 8080,
                     target: a("10.1.0.2"),
                     target_port: 80,
                 },
                 PublishSpec {
-                    proto: 17,
+                    proto: IpProtocol::UDP,
                     host_port: 5353,
                     target: a("10.1.0.3"),
                     target_port: 53,
@@ -551,15 +551,15 @@ fn icmp_errors_about_translated_flows_are_translated() {
     let (out, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
     // The peer answers the masqueraded datagram with a port unreachable.
     let mut err = Frame::new();
-    super::super::icmp_error::build(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         out.data(),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: 3,
             code: 3,
-            extra: 0,
+            mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: PEER,
             mac: hmac(PEER),
         },
@@ -593,15 +593,15 @@ fn icmp_errors_about_translated_flows_are_translated() {
         2,
     );
     let mut err = Frame::new();
-    super::super::icmp_error::build(
+    super::super::stages::icmp_error::build_about_frame(
         &mut err,
         inb.data(),
-        super::super::icmp_error::IcmpError {
+        super::super::stages::icmp_error::IcmpError {
             kind: 3,
             code: 3,
-            extra: 0,
+            mtu: 0,
         },
-        super::super::icmp_error::ErrorSource {
+        super::super::stages::icmp_error::ErrorSource {
             ip: a("10.1.0.3"),
             mac: hmac(a("10.1.0.3")),
         },
@@ -682,9 +682,9 @@ fn partial_checksums_are_translated_as_partial() {
     // As a sender with checksum offload leaves it: the pseudo-header sum, not complemented.
     let l4len = (bytes.len() - 34) as u16;
     let partial = checksum::fold(checksum::pseudo_header_sum(
-        [10, 1, 0, 2],
-        PEER.octets(),
-        6,
+        a("10.1.0.2"),
+        PEER,
+        IpProtocol::TCP,
         l4len,
     ));
     bytes[34 + 16..34 + 18].copy_from_slice(&partial.to_be_bytes());
@@ -701,9 +701,9 @@ fn partial_checksums_are_translated_as_partial() {
     assert_eq!(f.action, Action::Forward(OUT));
     let got = u16::from_be_bytes([f.data()[50], f.data()[51]]);
     let want = checksum::fold(checksum::pseudo_header_sum(
-        UPLINK.octets(),
-        PEER.octets(),
-        6,
+        UPLINK,
+        PEER,
+        IpProtocol::TCP,
         l4len,
     ));
     assert_eq!(got, want, "still a partial sum, now over the new addresses");

@@ -2,6 +2,11 @@
 //! not deliver (RFC 792, RFC 1812 section 4.3), and the rules for when it must stay
 //! silent.
 //!
+//! `ip4-forward` sends here a packet it will not forward (TTL expired, no route, too
+//! big with DF), and `ip4-neighbor` a packet whose next hop never answered; the packet
+//! is dropped for that reason once the error is made. The error goes back from the
+//! gateway of the network the packet came from, out of the port it came in on.
+//!
 //! An error quotes the offending IP header and the start of its payload (RFC 1812
 //! 4.3.2.3: as much as fits in 576 bytes), so the sender can match it to a socket.
 //! It is never sent about (RFC 1122 3.2.2, RFC 1812 4.3.2.7):
@@ -14,25 +19,139 @@
 //! allowing a burst of 6 and then one per second (`icmp_ratelimit` = 1000 ms,
 //! `XRLIM_BURST_FACTOR` = 6), and over all destinations 1000 per second with a burst
 //! of 50 (`icmp_msgs_per_sec`, `icmp_msgs_burst`). Suppressed errors are counted.
+//!
+//! Next: drop, for the reason the packet was sent here with. Trace:
+//! `icmp-error: time exceeded from 10.1.0.1 to 10.1.0.2`
 
-use super::{Frame, Timestamp};
-use crate::wire::ethernet::write_header;
-use crate::wire::icmp::kind;
+use crate::pipeline::counters::counted;
+use crate::pipeline::trace::{trace, TraceLine};
+use crate::pipeline::{
+    lock, Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId, Timestamp, DEFAULT_TTL,
+};
+use crate::wire::ethernet::{self, write_header};
+use crate::wire::icmp::{code, kind};
 use crate::wire::ipv4::{write_header as write_ip, Ipv4Repr};
 use crate::wire::{EtherType, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr};
 use hashbrown::HashMap;
+use std::fmt;
 use std::net::Ipv4Addr;
 
-/// Destination unreachable codes.
-pub mod code {
-    pub const NET_UNREACHABLE: u8 = 0;
-    pub const HOST_UNREACHABLE: u8 = 1;
-    pub const FRAG_NEEDED: u8 = 4;
+pub const NAME: &str = "icmp-error";
+
+counted! {
+    /// What icmp-error counts.
+    pub enum Event: Event in NAME {
+        IcmpTimeExceeded => ("icmp_time_exceeded", "ICMP time exceeded sent"),
+        IcmpNetUnreachable => ("icmp_net_unreachable", "ICMP net unreachable sent"),
+        IcmpHostUnreachable => ("icmp_host_unreachable", "ICMP host unreachable sent"),
+        IcmpFragNeeded => ("icmp_frag_needed", "ICMP fragmentation needed sent"),
+        IcmpRateLimited => ("icmp_rate_limited", "ICMP errors suppressed by the rate limit"),
+    }
+}
+
+/// Where a packet goes from icmp-error: it was not delivered, and is dropped.
+pub enum Next {
+    Drop(DropReason),
+}
+
+/// What icmp-error says about the error it owes.
+pub enum Trace {
+    Silent(&'static str),
+    RateLimited {
+        what: &'static str,
+        to: Ipv4Addr,
+    },
+    Sent {
+        what: &'static str,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+    },
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trace::Silent(what) => write!(
+                f,
+                "no {what}: not sent about this packet (RFC 1812 4.3.2.7)"
+            ),
+            Trace::RateLimited { what, to } => {
+                write!(f, "{what} to {to} suppressed by the rate limit")
+            }
+            Trace::Sent { what, from, to } => write!(f, "{what} from {from} to {to}"),
+        }
+    }
+}
+
+impl TraceLine for Trace {
+    fn stage(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl Pipeline {
+    /// Sends the error `error` about the packet in `f` (which arrived on `domain`)
+    /// back to its sender, unless the silence rules or the rate limit say no; the
+    /// packet is dropped for `then`.
+    pub(crate) fn icmp_error(
+        &mut self,
+        f: &Frame,
+        domain: DomainId,
+        error: IcmpError,
+        then: DropReason,
+        out: &mut Emitter,
+    ) -> Next {
+        let ip = f.ipv4();
+        let what = error.describe();
+        if !may_answer(&ip, f.ethernet().dst()) {
+            trace!(self, f, Trace::Silent(what));
+            return Next::Drop(then);
+        }
+        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
+            return Next::Drop(then);
+        };
+        let to = ip.src();
+        if !lock(&self.sh.icmp).allow(to, self.now) {
+            self.counters.event(Event::IcmpRateLimited);
+            trace!(self, f, Trace::RateLimited { what, to });
+            return Next::Drop(then);
+        }
+        let ident = self.next_ident();
+        let Some(slot) = self.emit(out) else {
+            return Next::Drop(then);
+        };
+        build(
+            slot,
+            f.ethernet().src(),
+            ip,
+            error,
+            ErrorSource {
+                ip: gw.ip,
+                mac: gw.mac,
+            },
+            ident,
+        );
+        slot.ingress = PortId::LOCAL;
+        slot.action = Action::Forward(f.ingress);
+        slot.trace = f.trace;
+        self.counters.event(error.event());
+        trace!(
+            self,
+            f,
+            Trace::Sent {
+                what,
+                from: gw.ip,
+                to,
+            }
+        );
+        Next::Drop(then)
+    }
 }
 
 /// Largest IP datagram an ICMP error may be (RFC 1812 4.3.2.3).
 const MAX_ERROR_LEN: usize = 576;
-const ETH: usize = 14;
+/// The error's own IPv4 header (no options) and ICMP header.
+const ERROR_HEADERS: usize = Ipv4Packet::<&[u8]>::MIN_HEADER_LEN + IcmpPacket::<&[u8]>::HEADER_LEN;
 
 /// True if switchyard may send an ICMP error about `ip` (an IPv4 packet that arrived
 /// in a frame with link-layer destination `l2_dst`).
@@ -63,13 +182,50 @@ pub fn may_answer<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>, l2_dst: MacAddr) -> bool {
     }
 }
 
-/// An ICMP error to send: type, code, and the four bytes after the checksum (the
-/// next-hop MTU for "fragmentation needed", zero otherwise).
+/// An ICMP error to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
     pub kind: u8,
     pub code: u8,
-    pub extra: u32,
+    /// The next-hop MTU, for "fragmentation needed" (RFC 1191); zero for the others.
+    pub mtu: u16,
+}
+
+impl IcmpError {
+    pub fn new(kind: u8, code: u8) -> IcmpError {
+        IcmpError { kind, code, mtu: 0 }
+    }
+
+    /// Destination unreachable, fragmentation needed, with the next-hop MTU.
+    pub fn frag_needed(mtu: u16) -> IcmpError {
+        IcmpError {
+            kind: kind::DEST_UNREACHABLE,
+            code: code::FRAG_NEEDED,
+            mtu,
+        }
+    }
+
+    /// Its name, for trace lines.
+    fn describe(self) -> &'static str {
+        match (self.kind, self.code) {
+            (kind::TIME_EXCEEDED, _) => "time exceeded",
+            (kind::DEST_UNREACHABLE, code::NET_UNREACHABLE) => "net unreachable",
+            (kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE) => "host unreachable",
+            (kind::DEST_UNREACHABLE, code::FRAG_NEEDED) => "fragmentation needed",
+            (kind::DEST_UNREACHABLE, _) => "destination unreachable",
+            _ => "error",
+        }
+    }
+
+    /// The event that counts it once sent.
+    fn event(self) -> Event {
+        match (self.kind, self.code) {
+            (kind::TIME_EXCEEDED, _) => Event::IcmpTimeExceeded,
+            (_, code::FRAG_NEEDED) => Event::IcmpFragNeeded,
+            (_, code::HOST_UNREACHABLE) => Event::IcmpHostUnreachable,
+            _ => Event::IcmpNetUnreachable,
+        }
+    }
 }
 
 /// Who sends an error: one of switchyard's gateway addresses and its MAC.
@@ -79,38 +235,60 @@ pub struct ErrorSource {
     pub mac: MacAddr,
 }
 
-/// Builds, in `out`, the ICMP error `e` about the IPv4 packet at `orig[ETH..]`: from
-/// `from` back to the packet's sender, whose MAC was `orig`'s source.
-pub fn build(out: &mut Frame, orig: &[u8], e: IcmpError, from: ErrorSource, ident: u16) {
-    let sender_mac = MacAddr([orig[6], orig[7], orig[8], orig[9], orig[10], orig[11]]);
-    let ip = Ipv4Packet::new_checked(&orig[ETH..]).expect("only called on validated IPv4");
-    let quote_len = ip.total_len().min(MAX_ERROR_LEN - 20 - 8);
-    let quote = &orig[ETH..ETH + quote_len];
-    let icmp_len = 8 + quote_len;
-    out.set_len(ETH + 20 + icmp_len);
+/// Builds, in `out`, the ICMP error `e` about the IPv4 packet `orig`: from `from`
+/// back to the packet's sender, whose MAC is `sender_mac`.
+pub fn build(
+    out: &mut Frame,
+    sender_mac: MacAddr,
+    orig: Ipv4Packet<&[u8]>,
+    e: IcmpError,
+    from: ErrorSource,
+    ident: u16,
+) {
+    let to = orig.src();
+    let quote_len = orig.total_len().min(MAX_ERROR_LEN - ERROR_HEADERS);
+    let quote = &orig.into_inner()[..quote_len];
+    let icmp_len = IcmpPacket::<&[u8]>::HEADER_LEN + quote_len;
+    out.set_len(ethernet::HEADER_LEN + ERROR_HEADERS + quote_len);
     let b = out.data_mut();
     write_header(b, sender_mac, from.mac, EtherType::IPV4);
+    let ip = &mut b[ethernet::HEADER_LEN..];
     write_ip(
-        &mut b[ETH..],
+        ip,
         &Ipv4Repr {
             src: from.ip,
-            dst: ip.src(),
+            dst: to,
             protocol: IpProtocol::ICMP,
-            ttl: super::ip4::DEFAULT_TTL,
+            ttl: DEFAULT_TTL,
             ident,
             dont_fragment: false,
             payload_len: icmp_len,
         },
     );
-    let m = &mut b[ETH + 20..];
-    m[0] = e.kind;
-    m[1] = e.code;
-    m[2..4].fill(0);
-    m[4..8].copy_from_slice(&e.extra.to_be_bytes());
-    m[8..8 + quote_len].copy_from_slice(quote);
-    IcmpPacket::new_checked(&mut m[..icmp_len])
-        .expect("8 bytes at least")
-        .fill_checksum();
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    let mut icmp = IcmpPacket::new_unchecked(ip.payload_mut());
+    icmp.set_msg_type(e.kind);
+    icmp.set_code(e.code);
+    icmp.set_rest_of_header(0);
+    icmp.set_next_hop_mtu(e.mtu);
+    icmp.data_mut().copy_from_slice(quote);
+    icmp.fill_checksum();
+}
+
+/// [`build`] about the IPv4 packet in an Ethernet frame given as bytes.
+#[cfg(test)]
+pub fn build_about_frame(
+    out: &mut Frame,
+    frame: &[u8],
+    e: IcmpError,
+    from: ErrorSource,
+    ident: u16,
+) {
+    let sender = crate::wire::EthernetFrame::new_checked(frame)
+        .unwrap()
+        .src();
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
+    build(out, sender, ip, e, from, ident);
 }
 
 /// A token bucket in milliseconds.
@@ -185,18 +363,6 @@ impl IcmpLimiter {
     }
 }
 
-/// ICMP types for trace lines.
-pub fn describe(kind_: u8, code_: u8) -> &'static str {
-    match (kind_, code_) {
-        (kind::TIME_EXCEEDED, _) => "time exceeded",
-        (kind::DEST_UNREACHABLE, code::NET_UNREACHABLE) => "net unreachable",
-        (kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE) => "host unreachable",
-        (kind::DEST_UNREACHABLE, code::FRAG_NEEDED) => "fragmentation needed",
-        (kind::DEST_UNREACHABLE, _) => "destination unreachable",
-        _ => "error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,13 +382,13 @@ mod tests {
     fn error_quotes_the_packet_and_checksums() {
         let orig = udp([10, 1, 0, 2], [10, 2, 0, 2], 1000);
         let mut out = Frame::new();
-        build(
+        build_about_frame(
             &mut out,
             &orig,
             IcmpError {
                 kind: kind::TIME_EXCEEDED,
                 code: 0,
-                extra: 0,
+                mtu: 0,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 1, 0, 1),
@@ -253,13 +419,13 @@ mod tests {
     fn frag_needed_carries_the_mtu() {
         let orig = udp([10, 1, 0, 2], [10, 2, 0, 2], 10);
         let mut out = Frame::new();
-        build(
+        build_about_frame(
             &mut out,
             &orig,
             IcmpError {
                 kind: kind::DEST_UNREACHABLE,
                 code: code::FRAG_NEEDED,
-                extra: 1280,
+                mtu: 1280,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 1, 0, 1),
@@ -268,7 +434,9 @@ mod tests {
             1,
         );
         let d = out.data();
-        assert_eq!(u16::from_be_bytes([d[14 + 20 + 6], d[14 + 20 + 7]]), 1280);
+        let ip = Ipv4Packet::new_checked(&d[14..]).unwrap();
+        let icmp = IcmpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(icmp.next_hop_mtu(), 1280);
         assert_eq!(d.len(), 14 + 20 + 8 + 38, "a short packet is quoted whole");
     }
 
@@ -301,13 +469,13 @@ mod tests {
         );
         // An ICMP error about an ICMP error: silence. About an echo request: fine.
         let mut err = Frame::new();
-        build(
+        build_about_frame(
             &mut err,
             &ok,
             IcmpError {
                 kind: kind::TIME_EXCEEDED,
                 code: 0,
-                extra: 0,
+                mtu: 0,
             },
             ErrorSource {
                 ip: Ipv4Addr::new(10, 9, 0, 1),

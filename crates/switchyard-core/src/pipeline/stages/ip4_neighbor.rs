@@ -1,0 +1,255 @@
+//! Stage `ip4-neighbor`: the MAC of a routed packet's next hop (RFC 826, RFC 1122
+//! 2.3.2.2), from the neighbor table.
+//!
+//! A REACHABLE or PROBE entry gives the MAC at once; a STALE one too, while a unicast
+//! ARP request re-confirms it (the kernel's NUD). An unknown next hop makes the packet
+//! wait in a small queue — its buffer swapped for a spare, never copied — while an ARP
+//! request goes out; a full queue pushes its oldest packet out, as Linux does with
+//! `unres_qlen`. The wait ends in `arp-input`, when the reply comes (the packets walk
+//! on from `nat-rewrite`), or on the timer, when the retries are spent (each packet
+//! gets ICMP host unreachable from `icmp-error`). [`Pipeline::neighbor_work`] carries
+//! out both, and sends the timer's retransmissions.
+//!
+//! Next: `nat-rewrite` with the next hop's MAC, held, or drop. Trace:
+//! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`
+
+use super::icmp_error::IcmpError;
+use crate::pipeline::counters::counted;
+use crate::pipeline::graph::{Adjacency, Hop};
+use crate::pipeline::neighbor::{Held, Resolve, TickWork};
+use crate::pipeline::trace::{trace, TraceLine};
+use crate::pipeline::{Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId};
+use crate::wire::arp::{self, ArpOp};
+use crate::wire::ethernet::{self, write_header};
+use crate::wire::icmp::{code, kind};
+use crate::wire::{ArpPacket, EtherType, MacAddr};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+pub const NAME: &str = "ip4-neighbor";
+
+counted! {
+    /// Why ip4-neighbor drops a packet.
+    pub enum Drop: DropReason in NAME {
+        NeighborQueueFull => ("neighbor_queue_full", "pushed out of a full queue while the next hop was resolved"),
+        NeighborUnresolved => ("neighbor_unresolved", "next hop did not answer ARP"),
+        NeighborTableFull => ("neighbor_table_full", "neighbor table full"),
+        NoBuffer => ("no_buffer", "no free buffer to queue the packet or its fragments"),
+    }
+}
+
+counted! {
+    /// What ip4-neighbor counts.
+    pub enum Event: Event in NAME {
+        ArpRequests => ("arp_requests", "ARP requests sent to resolve next hops"),
+        NeighborsResolved => ("neighbors_resolved", "next hops resolved"),
+        NeighborsFailed => ("neighbors_failed", "next hops that did not answer"),
+    }
+}
+
+/// Where a packet goes from ip4-neighbor.
+pub enum Next {
+    /// The next hop's MAC is known.
+    NatRewrite(Adjacency),
+    /// Waiting in the next hop's queue (the frame now holds a spare buffer).
+    Held,
+    Drop(DropReason),
+}
+
+/// What ip4-neighbor says about a packet.
+pub enum Trace {
+    Probe(Ipv4Addr),
+    Queued {
+        next_hop: Ipv4Addr,
+        waiting: usize,
+        requested: bool,
+    },
+    TableFull,
+    NoBuffer(Ipv4Addr),
+    WaitedInVain(DropReason),
+    NeverAnswered,
+    Released(MacAddr),
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trace::Probe(ip) => {
+                write!(f, "{ip} is stale: re-confirming with a unicast ARP request")
+            }
+            Trace::Queued {
+                next_hop,
+                waiting,
+                requested,
+            } => {
+                write!(f, "{next_hop} unresolved: queued ({waiting} waiting)")?;
+                if *requested {
+                    f.write_str(", ARP request sent")?;
+                }
+                Ok(())
+            }
+            Trace::TableFull => f.write_str("neighbor table full: drop"),
+            Trace::NoBuffer(ip) => write!(f, "no buffer left to queue for {ip}: drop"),
+            Trace::WaitedInVain(reason) => write!(f, "waited in vain: drop ({reason})"),
+            Trace::NeverAnswered => f.write_str("next hop never answered: drop, host unreachable"),
+            Trace::Released(mac) => write!(f, "next hop answered ({mac}): released"),
+        }
+    }
+}
+
+impl TraceLine for Trace {
+    fn stage(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl Pipeline {
+    /// Finds the MAC of `hop`, or queues the packet while it is asked for.
+    pub(crate) fn ip4_neighbor(&mut self, f: &mut Frame, hop: Hop, out: &mut Emitter) -> Next {
+        let adjacency = |mac| {
+            Next::NatRewrite(Adjacency {
+                domain: hop.domain,
+                mac,
+            })
+        };
+        match self.sh.neighbors.resolve(hop.ip, hop.domain, self.now, f) {
+            Resolve::Mac(mac) => adjacency(mac),
+            Resolve::MacAndProbe(mac) => {
+                trace!(self, f, Trace::Probe(hop.ip));
+                self.send_arp_request(hop.domain, hop.ip, Some(mac), out);
+                adjacency(mac)
+            }
+            Resolve::Queued { request, evicted } => {
+                // `f` now holds a spare buffer; the packet waits in the table.
+                if request {
+                    self.send_arp_request(hop.domain, hop.ip, None, out);
+                }
+                if let Some(old) = evicted {
+                    self.drop_held(old, Drop::NeighborQueueFull.into());
+                }
+                let waiting = self.sh.neighbors.get(hop.ip).map_or(0, |n| n.queued());
+                trace!(
+                    self,
+                    f,
+                    Trace::Queued {
+                        next_hop: hop.ip,
+                        waiting,
+                        requested: request,
+                    }
+                );
+                Next::Held
+            }
+            Resolve::TableFull => {
+                trace!(self, f, Trace::TableFull);
+                Next::Drop(Drop::NeighborTableFull.into())
+            }
+            Resolve::NoBuffer => {
+                trace!(self, f, Trace::NoBuffer(hop.ip));
+                Next::Drop(Drop::NoBuffer.into())
+            }
+        }
+    }
+
+    /// Broadcasts an ARP request for `target` on `domain` (or unicasts it to `to`, to
+    /// re-confirm a stale entry).
+    fn send_arp_request(
+        &mut self,
+        domain: DomainId,
+        target: Ipv4Addr,
+        to: Option<MacAddr>,
+        out: &mut Emitter,
+    ) {
+        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
+            return;
+        };
+        let action = match to.and_then(|m| self.sh.fdb.lookup(domain, m)) {
+            Some(p) => Action::Forward(p),
+            None => Action::Flood(domain),
+        };
+        let Some(slot) = self.emit(out) else {
+            return;
+        };
+        slot.set_len(ethernet::HEADER_LEN + ArpPacket::<&[u8]>::LEN);
+        let b = slot.data_mut();
+        write_header(b, to.unwrap_or(MacAddr::BROADCAST), gw.mac, EtherType::ARP);
+        arp::write(
+            &mut b[ethernet::HEADER_LEN..],
+            ArpOp::Request,
+            gw.mac,
+            gw.ip,
+            MacAddr::ZERO,
+            target,
+        );
+        slot.ingress = PortId::LOCAL;
+        slot.action = action;
+        self.counters.event(Event::ArpRequests);
+    }
+
+    /// Drops a packet that was waiting in a neighbor queue.
+    fn drop_held(&mut self, held: Held, reason: DropReason) {
+        let mut spare = self.scratch.take().expect("scratch frame is present");
+        self.sh.neighbors.take(held, &mut spare);
+        let port = spare.ingress;
+        trace!(self, spare, Trace::WaitedInVain(reason));
+        self.scratch = Some(spare);
+        self.settle_held(port, Action::Drop(reason));
+    }
+
+    /// Carries out the work the neighbor table handed back (in `self.work`): requests
+    /// to send, packets to release now that their next hop is known, packets whose
+    /// next hop never answered.
+    pub(crate) fn neighbor_work(&mut self, out: &mut Emitter) {
+        let mut i = 0;
+        while i < self.work.len() {
+            let w = self.work[i];
+            i += 1;
+            match w {
+                TickWork::Request { ip, domain, to } => self.send_arp_request(domain, ip, to, out),
+                TickWork::Unreachable(h) => {
+                    let mut f = self.scratch.take().expect("scratch frame is present");
+                    self.sh.neighbors.take(h, &mut f);
+                    let port = f.ingress;
+                    let unresolved = Drop::NeighborUnresolved.into();
+                    let action = match self.sh.ports.get(port.index()) {
+                        Some(p) => {
+                            let domain = p.domain;
+                            trace!(self, f, Trace::NeverAnswered);
+                            let error =
+                                IcmpError::new(kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE);
+                            self.walk_from_icmp_error(&f, domain, error, unresolved, out)
+                        }
+                        // Made by switchyard itself: there is no one to tell.
+                        None => Action::Drop(unresolved),
+                    };
+                    self.scratch = Some(f);
+                    self.counters.event(Event::NeighborsFailed);
+                    self.settle_held(port, action);
+                }
+                TickWork::Release { held, mac, domain } => {
+                    let mut f = self.scratch.take().expect("scratch frame is present");
+                    self.sh.neighbors.take(held, &mut f);
+                    let port = f.ingress;
+                    // No buffer to send it in: counted by `emit`, dropped here.
+                    let action = if self.emit_room(out) {
+                        trace!(self, f, Trace::Released(mac));
+                        // One buffer stays free for the packet itself.
+                        self.walk_from_nat_rewrite(&mut f, Adjacency { domain, mac }, 1, out)
+                    } else {
+                        Action::Drop(Drop::NoBuffer.into())
+                    };
+                    f.action = action;
+                    match out.alloc() {
+                        Some(slot) if !matches!(action, Action::Drop(_)) => {
+                            std::mem::swap(slot, &mut f)
+                        }
+                        _ => {}
+                    }
+                    // The emitter slot's old buffer (or the dropped packet's) is the new spare.
+                    self.scratch = Some(f);
+                    self.settle_held(port, action);
+                }
+            }
+        }
+        self.work.clear();
+    }
+}

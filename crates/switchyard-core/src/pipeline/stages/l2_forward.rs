@@ -1,0 +1,133 @@
+//! Stage `l2-forward`: where a frame goes inside its bridge domain.
+//!
+//! * To the domain's gateway MAC: the frame is for switchyard itself and enters L3
+//!   (`l3-input`).
+//! * To a group address (broadcast, multicast): flooded (`l2-flood`). A broadcast ARP
+//!   on a network with a gateway may be for switchyard, or teach it a neighbor, so
+//!   `arp-input` sees it first — as the kernel bridge floods a broadcast *and* passes
+//!   it up to the bridge device.
+//! * To a known unicast MAC: sent to its port — unless that is the port it came in on
+//!   (the two hosts share a segment beyond the port, and the frame already reached its
+//!   destination there).
+//! * To an unknown unicast MAC: flooded.
+//!
+//! On an L3-only network nothing is bridged between endpoints: unicast frames must be
+//! addressed to the gateway MAC.
+//!
+//! Next: `l3-input`, `arp-input`, `l2-flood`, a port, or drop. Trace:
+//! `l2-forward: 02:42:ac:11:00:03 is on port b`
+
+use crate::pipeline::counters::counted;
+use crate::pipeline::graph::L2;
+use crate::pipeline::trace::{trace, TraceLine};
+use crate::pipeline::{DomainMode, DropReason, Frame, Pipeline, PortId};
+use crate::wire::{EtherType, MacAddr};
+use std::fmt;
+
+pub const NAME: &str = "l2-forward";
+
+counted! {
+    /// Why l2-forward drops a frame.
+    pub enum Drop: DropReason in NAME {
+        SamePort => ("same_port", "destination MAC is on the ingress port"),
+        L3NoBridge => ("l3_no_bridge", "an L3 network does not bridge between endpoints"),
+    }
+}
+
+counted! {
+    /// What l2-forward counts.
+    pub enum Event: Event in NAME {
+        UnknownUnicastFlooded => ("unknown_unicast_flooded", "unknown unicast frames flooded"),
+    }
+}
+
+/// Where a frame goes from l2-forward.
+pub enum Next {
+    /// A broadcast ARP on a network with a gateway: switchyard's look first.
+    ArpInput,
+    /// A group or unknown destination.
+    L2Flood,
+    /// To the gateway MAC.
+    L3Input,
+    /// To the port its destination MAC was learned on.
+    Forward(PortId),
+    Drop(DropReason),
+}
+
+/// What l2-forward says about a frame's destination.
+pub enum Trace<'a> {
+    OnIngressPort { mac: MacAddr, port: &'a str },
+    OnPort { mac: MacAddr, port: &'a str },
+    Unknown(MacAddr),
+    L3NotGateway(MacAddr),
+}
+
+impl fmt::Display for Trace<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trace::OnIngressPort { mac, port } => {
+                write!(f, "{mac} is on the ingress port {port}: drop")
+            }
+            Trace::OnPort { mac, port } => write!(f, "{mac} is on port {port}"),
+            Trace::Unknown(mac) => write!(f, "{mac} not in the FDB: flood"),
+            Trace::L3NotGateway(mac) => {
+                write!(f, "L3 network: {mac} is not the gateway MAC: drop")
+            }
+        }
+    }
+}
+
+impl TraceLine for Trace<'_> {
+    fn stage(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn l2_forward(&mut self, f: &Frame, l2: &L2) -> Next {
+        let d = &self.sh.domains[l2.domain.index()].spec;
+        let gateway = d.gateway;
+        if l2.dst.is_multicast() {
+            if l2.dst.is_broadcast() && gateway.is_some() && l2.ethertype == EtherType::ARP {
+                return Next::ArpInput;
+            }
+            return Next::L2Flood;
+        }
+        if gateway.is_some_and(|gw| l2.dst == gw.mac) {
+            return Next::L3Input;
+        }
+        if d.mode == DomainMode::L3 {
+            trace!(self, f, Trace::L3NotGateway(l2.dst));
+            return Next::Drop(Drop::L3NoBridge.into());
+        }
+        match self.sh.fdb.lookup(l2.domain, l2.dst) {
+            Some(port) if port == f.ingress => {
+                trace!(
+                    self,
+                    f,
+                    Trace::OnIngressPort {
+                        mac: l2.dst,
+                        port: self.port_name(port),
+                    }
+                );
+                Next::Drop(Drop::SamePort.into())
+            }
+            Some(port) => {
+                trace!(
+                    self,
+                    f,
+                    Trace::OnPort {
+                        mac: l2.dst,
+                        port: self.port_name(port),
+                    }
+                );
+                Next::Forward(port)
+            }
+            None => {
+                self.counters.event(Event::UnknownUnicastFlooded);
+                trace!(self, f, Trace::Unknown(l2.dst));
+                Next::L2Flood
+            }
+        }
+    }
+}

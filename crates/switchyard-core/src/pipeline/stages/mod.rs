@@ -1,0 +1,34 @@
+//! The stages, one module each, as VPP has one file per graph node.
+//!
+//! A stage module opens by saying what the stage does and which RFC or kernel
+//! behaviour it follows, then declares, next to the stage's function:
+//! * `NAME`, the stage's name in counters and traces (`"l2-learn"`);
+//! * `Drop`, the reasons it drops a frame, and `Event`, the things it counts — each
+//!   with a stable id and a sentence (see [`counted!`](super::counters::counted));
+//! * `Next`, where a frame may go from it: other stages, or a verdict;
+//! * `Trace`, the sentences it writes about a traced packet.
+//!
+//! [`graph`](super::graph) walks the edges; [`counters`](super::counters) gathers the
+//! counted enums. Three stages see no frame of their own and only count: `l2-age` and
+//! `ct-gc` run on the timer, and `emit` hands out the buffers of the frames switchyard
+//! makes.
+
+pub mod arp_input;
+pub mod ct_gc;
+pub mod ct_lookup;
+pub mod emit;
+pub mod ethernet_input;
+pub mod icmp_error;
+pub mod ip4_forward;
+pub mod ip4_fragment;
+pub mod ip4_input;
+pub mod ip4_local;
+pub mod ip4_neighbor;
+pub mod ip4_output;
+pub mod l2_age;
+pub mod l2_flood;
+pub mod l2_forward;
+pub mod l2_learn;
+pub mod l3_input;
+pub mod nat_rewrite;
+pub mod nat_snat;
