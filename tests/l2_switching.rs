@@ -251,3 +251,34 @@ fn networks_not_joined_by_allow_are_not_routed() {
     assert!(isolated >= 1, "{:?}", counters(&sy));
     stop(sy);
 }
+
+#[test]
+fn a_raw_frame_sent_from_one_namespace_is_switched_like_any_other() {
+    let Some(sy) = up() else { return };
+    let (a, b) = (ns(&sy, "a"), ns(&sy, "b"));
+    let from_a = Capture::open(&a, "eth0").unwrap();
+    let at_b = Capture::open(&b, "eth0").unwrap();
+    // A frame of an unknown EtherType from a MAC no stack uses, to a unicast MAC nobody
+    // has: flooded, so b sees it exactly as sent.
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes()); // IEEE local experimental
+    frame[14..18].copy_from_slice(b"test");
+    from_a.send(&frame).unwrap();
+    let seen = at_b.collect(QUIET, 100).unwrap();
+    assert!(
+        seen.iter().any(|s| s.bytes == frame),
+        "the injected frame reached b unchanged: {seen:?}"
+    );
+    assert!(
+        from_a
+            .collect(QUIET, 100)
+            .unwrap()
+            .iter()
+            .all(|s| s.bytes != frame),
+        "a's own frame is not reported back to a"
+    );
+    assert_accounted(&sy);
+    stop(sy);
+}

@@ -456,7 +456,7 @@ pub struct Seen {
 }
 
 /// An `AF_PACKET` socket on an interface inside a namespace: sees every frame the
-/// interface receives (and sends), as tcpdump would.
+/// interface receives, as tcpdump would, and sends raw frames out of it.
 pub struct Capture {
     fd: OwnedFd,
 }
@@ -505,6 +505,33 @@ impl Capture {
             Ok(fd)
         })?;
         Ok(Capture { fd })
+    }
+
+    /// Sends `frame` (a whole Ethernet frame, as crafted as a test likes) out of the
+    /// interface, as if the namespace's own stack had: the way to put spoofed,
+    /// malformed or flooding traffic on an endpoint's wire. Frames sent this way are
+    /// not reported back by [`Capture::collect`].
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: `frame` is a live slice of `frame.len()` bytes; send(2) only reads
+            // it. The socket is bound to one interface, so no address is needed.
+            let n =
+                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // The device queue is full (a flood outrunning the switch): wait a
+                // moment, as a sender with a real NIC would be made to.
+                io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    std::thread::sleep(Duration::from_micros(50))
+                }
+                _ => return Err(e),
+            }
+        }
     }
 
     /// Frames received until nothing arrives for `quiet` (or `max` frames).
