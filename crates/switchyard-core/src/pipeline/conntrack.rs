@@ -26,7 +26,7 @@
 //! netfilter's `nf_ct_get_tuple` does: ports for TCP and UDP, the identifier for ICMP
 //! echo, and for an ICMP error the flow of the packet it quotes.
 
-use super::{lock, Timestamp};
+use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
 use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet, Quoted, TcpFlags, TcpPacket, UdpPacket};
 use crossbeam_queue::ArrayQueue;
@@ -330,6 +330,10 @@ pub fn tcp_transition(state: TcpState, dir: Dir, f: TcpFlags) -> TcpVerdict {
 pub struct Conn {
     pub orig: Tuple,
     pub reply: Tuple,
+    /// The network each direction is expected to arrive from (original, reply): its
+    /// conntrack *zone*. A packet with the tuple of a direction that arrives from
+    /// another network is not of this flow.
+    pub zone: [DomainId; 2],
     pub state: ProtoState,
     /// Saw traffic both ways (and, for TCP, the handshake completed): not evicted
     /// early when the table fills.
@@ -344,6 +348,20 @@ pub struct Conn {
 impl Conn {
     /// The addresses and ports a packet of this flow travelling in `dir` leaves with:
     /// the NAT is the difference between the two tuples.
+    /// The network packets travelling in `dir` arrive from.
+    pub fn zone(&self, dir: Dir) -> DomainId {
+        self.zone[dir.index()]
+    }
+
+    /// The tuple packets travelling in `dir` arrive with, and the one they leave as
+    /// (what a reply to them looks like, reversed).
+    pub fn tuples(&self, dir: Dir) -> (Tuple, Tuple) {
+        match dir {
+            Dir::Original => (self.orig, self.reply),
+            Dir::Reply => (self.reply, self.orig),
+        }
+    }
+
     pub fn translated(&self, dir: Dir) -> Endpoints {
         let (orig, reply) = (&self.orig, &self.reply);
         match dir {
@@ -434,6 +452,15 @@ pub struct CtRef {
     pub index: u32,
     pub generation: u32,
     pub dir: Dir,
+}
+
+/// Why a packet is not of a tracked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No live flow has its tuple.
+    Untracked,
+    /// A flow has its tuple, but expects that direction from another network.
+    OtherZone,
 }
 
 /// Why a new flow could not be tracked.
@@ -584,29 +611,41 @@ impl ConnTrack {
             .find(|&p| !self.tuple_in_use(&reply(p)))
     }
 
-    /// Finds the flow a packet with tuple `t` belongs to, and its direction; accounts
-    /// the packet (`len` bytes, TCP `flags`) and advances the flow's state. Returns a
-    /// copy of the entry as updated. Expired entries are removed here, not matched.
+    /// Finds the flow a packet with tuple `t`, arriving from network `zone`, belongs
+    /// to, and its direction; accounts the packet (`len` bytes, TCP `flags`) and
+    /// advances the flow's state. Returns a copy of the entry as updated. A packet from
+    /// another network than the direction's zone is not of the flow (None). Expired
+    /// entries are removed here, not matched.
     pub fn lookup_update(
         &self,
         t: &Tuple,
+        zone: DomainId,
         len: usize,
         flags: TcpFlags,
         now: Timestamp,
-    ) -> Option<(CtRef, Conn, TcpVerdict)> {
-        let (i, dir) = *lock(&self.index[shard_of(t)]).get(t)?;
+    ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
+        let (i, dir) = *lock(&self.index[shard_of(t)])
+            .get(t)
+            .ok_or(Miss::Untracked)?;
         let mut slot = lock(&self.slots[i as usize]);
         let generation = slot.generation;
-        let c = slot.conn.as_mut().filter(|c| c.has(t))?;
+        let c = slot
+            .conn
+            .as_mut()
+            .filter(|c| c.has(t))
+            .ok_or(Miss::Untracked)?;
         if c.expires <= now.0 {
             drop(slot);
             if self.remove(i, generation) {
                 self.expired.fetch_add(1, Ordering::Relaxed);
             }
-            return None;
+            return Err(Miss::Untracked);
+        }
+        if c.zone[dir.index()] != zone {
+            return Err(Miss::OtherZone);
         }
         let verdict = c.update(dir, len, flags, now, &self.timeouts);
-        Some((
+        Ok((
             CtRef {
                 index: i,
                 generation,
@@ -650,12 +689,14 @@ impl ConnTrack {
         }
     }
 
-    /// Tracks a new flow. On a full table, evicts one unassured entry first; the flag
-    /// says whether it did.
+    /// Tracks a new flow whose original direction arrives from network `zone[0]` and
+    /// whose replies arrive from `zone[1]`. On a full table, evicts one unassured entry
+    /// first; the flag says whether it did.
     pub fn insert(
         &self,
         orig: Tuple,
         reply: Tuple,
+        zone: [DomainId; 2],
         state: ProtoState,
         now: Timestamp,
     ) -> Result<(CtRef, bool), InsertError> {
@@ -712,6 +753,7 @@ impl ConnTrack {
             slot.conn = Some(Conn {
                 orig,
                 reply,
+                zone,
                 state,
                 assured: false,
                 expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
@@ -874,6 +916,9 @@ mod tests {
     const FIN: TcpFlags = TcpFlags::FIN.union(TcpFlags::ACK);
     const RST: TcpFlags = TcpFlags::RST;
 
+    /// Zones of the flows in these tests: originals from network 0, replies from 1.
+    const Z: [DomainId; 2] = [DomainId(0), DomainId(1)];
+
     fn secs(s: u64) -> Timestamp {
         Timestamp::from_secs(s)
     }
@@ -898,7 +943,12 @@ mod tests {
         flags: TcpFlags,
         now: u64,
     ) -> Option<(CtRef, TcpVerdict)> {
-        ct.lookup_update(tuple, 60, flags, secs(now))
+        // From the network the tuple's direction is expected from.
+        let zone = ct
+            .lookup(tuple, secs(now))
+            .map_or(Z[0], |(r, _)| Z[r.dir as usize]);
+        ct.lookup_update(tuple, zone, 60, flags, secs(now))
+            .ok()
             .map(|(r, _, v)| (r, v))
     }
 
@@ -907,7 +957,7 @@ mod tests {
         let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
         let (o, _) = ct
-            .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+            .insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         assert_eq!(ct.lookup(&reply, secs(0)).unwrap().0.dir, Dir::Reply);
         assert_eq!(state(&ct, o), SynSent);
@@ -943,7 +993,7 @@ mod tests {
     fn rst_closes_and_close_times_out_fast() {
         let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
-        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         assert_eq!(pkt(&ct, &orig, RST, 5).unwrap().1, TcpVerdict::Ok(Close));
         assert!(ct.lookup(&orig, secs(14)).is_some());
@@ -983,12 +1033,12 @@ mod tests {
     fn tcp_timeouts_follow_the_state() {
         let ct = ConnTrack::new(16, Timeouts::default());
         let (orig, reply) = masq();
-        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         assert!(ct.lookup(&orig, secs(119)).is_some(), "SYN_SENT: 120 s");
         assert!(ct.lookup(&orig, secs(121)).is_none());
         ct.gc(secs(121), 16);
-        ct.insert(orig, reply, ProtoState::Tcp(SynSent), secs(200))
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(200))
             .unwrap();
         pkt(&ct, &reply, SYNACK, 200);
         pkt(&ct, &orig, ACK, 200);
@@ -1005,7 +1055,7 @@ mod tests {
         orig.proto = IpProtocol::UDP;
         reply.proto = IpProtocol::UDP;
         let (o, _) = ct
-            .insert(orig, reply, ProtoState::Udp { replied: false }, secs(0))
+            .insert(orig, reply, Z, ProtoState::Udp { replied: false }, secs(0))
             .unwrap();
         pkt(&ct, &orig, TcpFlags::default(), 0);
         assert!(!ct.get(o).unwrap().assured);
@@ -1027,24 +1077,25 @@ mod tests {
         };
         for n in [1, 2] {
             let (o, r) = flow(n);
-            ct.insert(o, r, ProtoState::Tcp(SynSent), secs(0)).unwrap();
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(0))
+                .unwrap();
             // Assured: a real connection.
             pkt(&ct, &r, SYNACK, 1);
             pkt(&ct, &o, ACK, 1);
         }
         let (o3, r3) = flow(3);
         assert_eq!(
-            ct.insert(o3, r3, ProtoState::Tcp(SynSent), secs(2)),
+            ct.insert(o3, r3, Z, ProtoState::Tcp(SynSent), secs(2)),
             Err(InsertError::Full)
         );
         assert_eq!(ct.len(), 2, "nothing assured was evicted");
         // An unassured (half-open) entry is evicted for a new flow.
         let ct2 = ConnTrack::new(1, Timeouts::default());
         let (o1, r1) = flow(1);
-        ct2.insert(o1, r1, ProtoState::Tcp(SynSent), secs(0))
+        ct2.insert(o1, r1, Z, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         let (_, evicted) = ct2
-            .insert(o3, r3, ProtoState::Tcp(SynSent), secs(1))
+            .insert(o3, r3, Z, ProtoState::Tcp(SynSent), secs(1))
             .unwrap();
         assert!(evicted);
         assert_eq!(ct2.evicted(), 1);
@@ -1057,11 +1108,11 @@ mod tests {
         let ct = ConnTrack::new(4, Timeouts::default());
         let (orig, reply) = masq();
         let (o, _) = ct
-            .insert(orig, reply, ProtoState::Tcp(SynSent), secs(0))
+            .insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
             .unwrap();
         let other = t([172, 17, 0, 3], 40000, [198, 51, 100, 2], 80);
         assert_eq!(
-            ct.insert(other, reply, ProtoState::Tcp(SynSent), secs(0)),
+            ct.insert(other, reply, Z, ProtoState::Tcp(SynSent), secs(0)),
             Err(InsertError::Clash)
         );
         assert!(ct.tuple_in_use(&reply));
@@ -1071,7 +1122,7 @@ mod tests {
         }
         assert!(ct.get(o).is_none());
         let (o2, _) = ct
-            .insert(other, reply, ProtoState::Tcp(SynSent), secs(200))
+            .insert(other, reply, Z, ProtoState::Tcp(SynSent), secs(200))
             .unwrap();
         assert_ne!(o2.generation, o.generation);
         assert_eq!(
@@ -1088,7 +1139,8 @@ mod tests {
             let (mut o, mut r) = masq();
             o.sport = u16::from(i);
             r.dport = u16::from(i);
-            ct.insert(o, r, ProtoState::Tcp(SynSent), secs(0)).unwrap();
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(0))
+                .unwrap();
         }
         assert_eq!(ct.gc(secs(500), 3), 3);
         assert_eq!(ct.len(), 5);
@@ -1113,9 +1165,10 @@ mod tests {
                             [198, 51, 100, 1],
                             i.wrapping_mul(7).wrapping_add(u16::from(w)),
                         );
-                        let _ = ct.insert(o, r, ProtoState::Tcp(SynSent), secs(u64::from(i / 100)));
-                        if let Some((rf, c, _)) =
-                            ct.lookup_update(&r, 40, SYNACK, secs(u64::from(i / 100)))
+                        let _ =
+                            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(u64::from(i / 100)));
+                        if let Ok((rf, c, _)) =
+                            ct.lookup_update(&r, Z[1], 40, SYNACK, secs(u64::from(i / 100)))
                         {
                             assert_eq!(rf.dir, Dir::Reply);
                             assert_eq!(c.reply, r);

@@ -211,6 +211,8 @@ gather! {
         nat_snat::SnatFlows,
         nat_snat::SnatPortChanged,
         ct_lookup::DnatFlows,
+        ct_lookup::CtZoneMismatch,
+        ct_lookup::CtRelatedMismatch,
         nat_rewrite::IcmpErrorsTranslated,
         emit::NoBuffer,
     }

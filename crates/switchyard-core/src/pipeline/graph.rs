@@ -124,7 +124,7 @@ impl Pipeline {
         };
         let hop = match self.ip4_forward(f, l2, dst) {
             ip4_forward::Next::Ip4Neighbor(hop) => hop,
-            ip4_forward::Next::NatSnat(hop) => match self.nat_snat(f, hop) {
+            ip4_forward::Next::NatSnat(hop) => match self.nat_snat(f, l2, hop) {
                 nat_snat::Next::Ip4Neighbor => hop,
                 nat_snat::Next::Drop(r) => return Action::Drop(r),
             },

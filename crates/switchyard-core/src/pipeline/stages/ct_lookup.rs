@@ -42,12 +42,13 @@
 use super::ip4_forward;
 use super::nat_snat;
 use crate::pipeline::conntrack::{
-    starts_connection, CtRef, Dir, InsertError, PacketFlow, ProtoState, TcpState, TcpVerdict, Tuple,
+    starts_connection, CtRef, Dir, InsertError, Miss, PacketFlow, ProtoState, TcpState, TcpVerdict,
+    Tuple,
 };
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
-use crate::pipeline::{DropReason, Frame, Pipeline};
+use crate::pipeline::{DomainId, DropReason, Frame, Pipeline};
 use crate::wire::IpProtocol;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -69,6 +70,8 @@ counted! {
         CtEvicted => ("ct_evicted", "unassured connections evicted to make room (early drop)"),
         CtTcpInvalid => ("ct_tcp_invalid", "TCP packets out of state for their connection (passed)"),
         DnatFlows => ("dnat_flows", "flows to published ports"),
+        CtZoneMismatch => ("ct_zone_mismatch", "packets with a tracked flow's tuple from another network than the flow's (handled as untracked)"),
+        CtRelatedMismatch => ("ct_related_mismatch", "ICMP errors quoting a tracked flow but not from its network or not to its endpoint (handled as untracked)"),
     }
 }
 
@@ -166,11 +169,21 @@ impl Pipeline {
         };
         let (t, flags) = match PacketFlow::of(&ip) {
             PacketFlow::Flow(t, flags) => (t, flags),
-            PacketFlow::IcmpError(quoted) => return self.ct_related(f, quoted, dst),
+            PacketFlow::IcmpError(quoted) => return self.ct_related(f, l2, quoted, dst),
             PacketFlow::Fragment | PacketFlow::Other => return self.untracked(dst),
         };
         let (now, len) = (self.now, f.len());
-        if let Some((r, c, verdict)) = self.sh.conntrack.lookup_update(&t, len, flags, now) {
+        // A flow's direction is matched only from the network it is expected from
+        // (its zone); from any other network the packet is untracked, and isolation
+        // applies to it as to any packet.
+        let tracked = self
+            .sh
+            .conntrack
+            .lookup_update(&t, l2.domain, len, flags, now);
+        if matches!(tracked, Err(Miss::OtherZone)) {
+            self.counters.event(Event::CtZoneMismatch);
+        }
+        if let Ok((r, c, verdict)) = tracked {
             if verdict == TcpVerdict::Invalid {
                 self.counters.event(Event::CtTcpInvalid);
             }
@@ -201,15 +214,16 @@ impl Pipeline {
             trace!(self, f, Trace::NotSyn(t));
             return Next::Drop(Drop::ConntrackInvalid.into());
         }
+        // The flow's replies come from the network of the target.
+        let no_route = Next::Drop(ip4_forward::Drop::NoRoute.into());
+        let Some(egress) = self.sh.fib.lookup(target).map(|r| r.next_hop.domain()) else {
+            return no_route;
+        };
         // Hairpin: a client inside also gets its source rewritten, to the gateway of
         // the network the flow goes to, so that the reply returns through switchyard.
         let (src, sport) = if l2.domain == ext {
             (t.src, t.sport)
         } else {
-            let no_route = Next::Drop(ip4_forward::Drop::NoRoute.into());
-            let Some(egress) = self.sh.fib.lookup(target).map(|r| r.next_hop.domain()) else {
-                return no_route;
-            };
             let Some(gw) = self.sh.domains[egress.index()].spec.gateway else {
                 return no_route;
             };
@@ -238,7 +252,7 @@ impl Pipeline {
         } else {
             ProtoState::Udp { replied: false }
         };
-        let r = match self.ct_insert(t, reply, state) {
+        let r = match self.ct_insert(t, reply, [l2.domain, egress], state) {
             Ok(r) => r,
             Err(reason) => {
                 trace!(self, f, Trace::CannotTrack { flow: t, reason });
@@ -273,21 +287,22 @@ impl Pipeline {
     }
 
     /// An ICMP error: is it about a tracked flow? The quoted packet was sent after
-    /// translation, so a reply to it has the tuple of one of the flow's two directions.
-    fn ct_related(&mut self, f: &mut Frame, quoted: Tuple, outer_dst: Ipv4Addr) -> Next {
+    /// translation, so a reply to it has the tuple of one of the flow's two directions,
+    /// and the error travels as that reply would. It is *related* only if it also
+    /// arrives as that reply would: from the network the quoted packet went to (the
+    /// direction's zone), and addressed to the flow's endpoint there (the address its
+    /// sender is known by on that side). Anything else is an untracked packet: an
+    /// error about a flow of one network cannot be aimed into another.
+    fn ct_related(&mut self, f: &mut Frame, l2: &L2, quoted: Tuple, outer_dst: Ipv4Addr) -> Next {
         let Some((r, c)) = self.sh.conntrack.lookup(&quoted.reversed(), self.now) else {
             return self.untracked(outer_dst);
         };
-        // The error travels the way a reply to the quoted packet would.
-        let (from, to) = match r.dir {
-            Dir::Reply => (c.reply, c.orig),
-            Dir::Original => (c.orig, c.reply),
-        };
-        let dst = if outer_dst == from.dst {
-            to.src
-        } else {
-            outer_dst
-        };
+        let (from, to) = c.tuples(r.dir);
+        if c.zone(r.dir) != l2.domain || outer_dst != from.dst {
+            self.counters.event(Event::CtRelatedMismatch);
+            return self.untracked(outer_dst);
+        }
+        let dst = to.src;
         trace!(
             self,
             f,
@@ -307,12 +322,13 @@ impl Pipeline {
         &mut self,
         orig: Tuple,
         reply: Tuple,
+        zone: [DomainId; 2],
         state: ProtoState,
     ) -> Result<CtRef, DropReason> {
         let (r, evicted) = self
             .sh
             .conntrack
-            .insert(orig, reply, state, self.now)
+            .insert(orig, reply, zone, state, self.now)
             .map_err(|e| -> DropReason {
                 match e {
                     InsertError::Full => Drop::ConntrackFull.into(),

@@ -17,7 +17,7 @@
 use super::ct_lookup;
 use crate::pipeline::conntrack::{starts_connection, PacketFlow, ProtoState, TcpState, Tuple};
 use crate::pipeline::counters::counted;
-use crate::pipeline::graph::Hop;
+use crate::pipeline::graph::{Hop, L2};
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DropReason, Frame, Pipeline};
 use crate::wire::icmp::kind;
@@ -95,8 +95,9 @@ impl TraceLine for Trace {
 
 impl Pipeline {
     /// Starts the masqueraded flow of the packet in `f`, leaving by `hop.domain` (the
-    /// external network).
-    pub(crate) fn nat_snat(&mut self, f: &mut Frame, hop: Hop) -> Next {
+    /// external network): its original direction arrives from the ingress network,
+    /// its replies from the external one.
+    pub(crate) fn nat_snat(&mut self, f: &mut Frame, l2: &L2, hop: Hop) -> Next {
         let uplink = self.sh.domains[hop.domain.index()]
             .spec
             .gateway
@@ -152,7 +153,7 @@ impl Pipeline {
             IpProtocol::UDP => ProtoState::Udp { replied: false },
             _ => ProtoState::Icmp,
         };
-        let r = match self.ct_insert(t, reply, state) {
+        let r = match self.ct_insert(t, reply, [l2.domain, hop.domain], state) {
             Ok(r) => r,
             Err(reason) => return Next::Drop(reason),
         };

@@ -739,3 +739,135 @@ fn a_recycled_buffer_does_not_carry_the_last_packets_flow() {
         "masqueraded as its own flow"
     );
 }
+
+/// `bytes` as sent by the endpoint `from` to its own gateway (Ethernet addresses
+/// rewritten), with the IP destination set to `dst` if given (checksum fixed).
+fn sent_by(from: &str, mut bytes: Vec<u8>, dst: Option<Ipv4Addr>) -> Vec<u8> {
+    bytes[0..6].copy_from_slice(&gw(a(from)).0);
+    bytes[6..12].copy_from_slice(&hmac(a(from)).0);
+    if let Some(d) = dst {
+        bytes[14 + 16..14 + 20].copy_from_slice(&d.octets());
+        bytes[14 + 10..14 + 12].fill(0);
+        let c = checksum::checksum(&bytes[14..34]);
+        bytes[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    bytes
+}
+
+/// An ICMP port unreachable from `from` about the packet in `about` (as received).
+fn port_unreachable(about: &[u8], from: Ipv4Addr) -> Vec<u8> {
+    let mut err = Frame::new();
+    super::super::stages::icmp_error::build_about_frame(
+        &mut err,
+        about,
+        super::super::stages::icmp_error::IcmpError {
+            kind: 3,
+            code: 3,
+            mtu: 0,
+        },
+        super::super::stages::icmp_error::ErrorSource {
+            ip: from,
+            mac: hmac(from),
+        },
+        9,
+    );
+    err.data().to_vec()
+}
+
+/// front's flow to 198.51.100.2:53 is tracked; a back endpoint forges its reply
+/// (198.51.100.2:53 > 198.51.100.1:5000) and sends it to back's gateway. The reply
+/// direction is expected from `outside` only: from back the packet is untracked, is
+/// not de-NATed into front, and is dropped.
+#[test]
+fn a_forged_reply_from_another_network_does_not_match_the_flow() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (f, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
+    assert_eq!(flow_of(&f), (UPLINK, 5000, PEER, 53));
+    let forged = sent_by(
+        "10.2.0.2",
+        udp4("198.51.100.2", 53, "198.51.100.1", 5000),
+        None,
+    );
+    let (f, emitted) = run(&mut p, BA, &forged, 1);
+    assert!(
+        matches!(f.action, Action::Drop(_)),
+        "not delivered: {:?}",
+        f.action
+    );
+    assert!(emitted.iter().all(|(a, _)| *a != Action::Forward(FA)));
+    assert_eq!(p.counters().events(Event::CtZoneMismatch), 1);
+    // Aimed straight at the endpoint, it is an untracked packet between networks that
+    // are not joined.
+    let forged = sent_by("10.2.0.2", udp4("198.51.100.2", 53, "10.1.0.2", 5000), None);
+    assert_eq!(
+        run(&mut p, BA, &forged, 1).0.action,
+        Action::Drop(DropReason::Isolated)
+    );
+    // The flow itself is untouched: the real reply, from outside, still comes back.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &udp4("198.51.100.2", 53, "198.51.100.1", 5000),
+        2,
+    );
+    assert_eq!(
+        (f.action, flow_of(&f)),
+        (Action::Forward(FA), (PEER, 53, a("10.1.0.2"), 5000))
+    );
+    let c = p.conntrack().entries(p.now()).into_iter().next().unwrap().0;
+    assert_eq!(
+        c.packets,
+        [1, 1],
+        "the forged packet was not accounted to it"
+    );
+}
+
+/// A back endpoint sends an ICMP port unreachable quoting one of back's own tracked
+/// flows, addressed to an endpoint of front. It is related to that flow only when it
+/// goes where a reply to the quoted packet goes (198.51.100.2, out of the uplink):
+/// aimed into front it is an untracked packet between networks not joined, dropped.
+#[test]
+fn an_icmp_error_about_one_networks_flow_cannot_be_aimed_into_another() {
+    let mut p = nat_router(64, (1024, 65535));
+    run(&mut p, BA, &udp4("10.2.0.2", 6000, "198.51.100.2", 53), 0);
+    let (reply, _) = run(
+        &mut p,
+        OUT,
+        &udp4("198.51.100.2", 53, "198.51.100.1", 6000),
+        1,
+    );
+    assert_eq!(reply.action, Action::Forward(BA));
+    let err = port_unreachable(reply.data(), a("10.2.0.2"));
+    let aimed = sent_by("10.2.0.2", err.clone(), Some(a("10.1.0.2")));
+    let (f, _) = run(&mut p, BA, &aimed, 2);
+    assert_eq!(f.action, Action::Drop(DropReason::Isolated));
+    assert_eq!(p.counters().events(Event::CtRelatedMismatch), 1);
+    assert_eq!(p.counters().events(Event::IcmpErrorsTranslated), 0);
+    // The same error to the flow's peer is related, and leaves translated.
+    let (f, _) = run(&mut p, BA, &sent_by("10.2.0.2", err, None), 3);
+    assert_eq!(f.action, Action::Forward(OUT));
+    let ip = Ipv4Packet::new_checked(&f.data()[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (UPLINK, PEER));
+    assert_eq!(p.counters().events(Event::IcmpErrorsTranslated), 1);
+}
+
+/// An ICMP error about front's flow is related only from where that flow's packets
+/// went: sent from back (even to the uplink address the flow is known by), it is not.
+#[test]
+fn an_icmp_error_is_related_only_from_the_network_its_flow_went_to() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (out, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
+    // What the peer would send, sent from back instead.
+    let err = port_unreachable(out.data(), PEER);
+    let (f, _) = run(&mut p, BA, &sent_by("10.2.0.2", err.clone(), None), 1);
+    // An untracked error to switchyard's own address: taken by switchyard, not
+    // passed to front.
+    assert_eq!(f.action, Action::Consume);
+    assert_eq!(p.counters().events(Event::CtRelatedMismatch), 1);
+    // From outside it is related and reaches the endpoint.
+    let mut from_peer = err;
+    from_peer[0..6].copy_from_slice(&gw(PEER).0);
+    from_peer[6..12].copy_from_slice(&hmac(PEER).0);
+    let (f, _) = run(&mut p, OUT, &from_peer, 2);
+    assert_eq!(f.action, Action::Forward(FA));
+}

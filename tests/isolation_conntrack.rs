@@ -1,0 +1,166 @@
+//! Conntrack zones, end to end: networks `front` and `back`, not joined, both
+//! masquerading to `outside`. An endpoint of back forges packets that match a flow
+//! of front (its reply, or an ICMP error about a flow) and a capture in front's
+//! endpoint shows that nothing crosses. Needs root.
+
+use switchyard_testkit::fixtures::*;
+
+use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use switchyard::control::Switchyard;
+use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
+use switchyard_core::wire::MacAddr;
+use switchyard_testkit::traffic::{self, Capture};
+
+const T: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(700);
+const WEB: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const DB: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
+const BACK_GW: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+/// front (web 10.1.0.2) and back (db 10.2.0.2), not joined, both masquerading to
+/// outside (a host at 198.51.100.2).
+fn up() -> Option<Switchyard> {
+    require_root().then(|| {
+        start(build(
+            Topology::builder()
+                .prefix(unique_prefix())
+                .network(
+                    NetworkBuilder::new("front", "10.1.0.0/24")
+                        .gateway("10.1.0.1")
+                        .masquerade(),
+                )
+                .network(
+                    NetworkBuilder::new("back", "10.2.0.0/24")
+                        .gateway("10.2.0.1")
+                        .masquerade(),
+                )
+                .network(
+                    NetworkBuilder::new("outside", "198.51.100.0/24")
+                        .gateway("198.51.100.1")
+                        .external(),
+                )
+                .endpoint(EndpointBuilder::new("web").on("front").ip("10.1.0.2"))
+                .endpoint(EndpointBuilder::new("db").on("back").ip("10.2.0.2"))
+                .endpoint(
+                    EndpointBuilder::new("outside")
+                        .on("outside")
+                        .ip("198.51.100.2"),
+                ),
+        ))
+    })
+}
+
+/// Frames that reached front's endpoint carrying `needle`.
+fn seen_with(cap: &Capture, needle: &[u8]) -> usize {
+    cap.collect(QUIET, 1000)
+        .unwrap()
+        .iter()
+        .filter(|s| s.bytes.windows(needle.len()).any(|w| w == needle))
+        .count()
+}
+
+#[test]
+fn a_reply_forged_from_another_network_is_not_delivered_into_the_flows_network() {
+    let Some(sy) = up() else { return };
+    let server = traffic::udp_socket(&ns(&sy, "outside"), SocketAddrV4::new(PEER, 53)).unwrap();
+    server.set_read_timeout(Some(T)).unwrap();
+    let client = traffic::udp_socket(
+        &ns(&sy, "web"),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000),
+    )
+    .unwrap();
+    client.set_read_timeout(Some(QUIET)).unwrap();
+    client
+        .send_to(b"query", SocketAddrV4::new(PEER, 53))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (_, seen) = server.recv_from(&mut buf).unwrap();
+    let std::net::SocketAddr::V4(seen) = seen else {
+        panic!("{seen}")
+    };
+    assert_eq!(*seen.ip(), UPLINK, "masqueraded");
+    let at_web = Capture::open(&ns(&sy, "web"), "eth0").unwrap();
+    let db = Capture::open(&ns(&sy, "db"), "eth0").unwrap();
+    // db forges the reply (198.51.100.2:53 > the translated address) to its gateway.
+    let mut forged = Vec::new();
+    PacketBuilder::ethernet2(MacAddr::from_ipv4(DB).0, MacAddr::from_ipv4(BACK_GW).0)
+        .ipv4(PEER.octets(), seen.ip().octets(), 64)
+        .udp(53, seen.port())
+        .write(&mut forged, b"forged-reply")
+        .unwrap();
+    let before = drops(&sy, "local_protocol");
+    db.send(&forged).unwrap();
+    assert_eq!(
+        seen_with(&at_web, b"forged-reply"),
+        0,
+        "nothing reached front"
+    );
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "the client got no datagram"
+    );
+    assert_eq!(events(&sy, "ct_zone_mismatch"), 1);
+    assert_eq!(drops(&sy, "local_protocol"), before + 1, "dropped, counted");
+    // The flow is intact: the real reply, from outside, comes back.
+    server.send_to(b"answer", seen).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"answer");
+    assert_accounted(&sy);
+    stop(sy);
+}
+
+#[test]
+fn an_icmp_error_about_a_flow_of_back_is_not_delivered_into_front() {
+    let Some(sy) = up() else { return };
+    let server = traffic::udp_socket(&ns(&sy, "outside"), SocketAddrV4::new(PEER, 53)).unwrap();
+    server.set_read_timeout(Some(T)).unwrap();
+    let client = traffic::udp_socket(
+        &ns(&sy, "db"),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6000),
+    )
+    .unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    client
+        .send_to(b"query", SocketAddrV4::new(PEER, 53))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (_, seen) = server.recv_from(&mut buf).unwrap();
+    server.send_to(b"answer", seen).unwrap();
+    client.recv_from(&mut buf).unwrap();
+    // back's flow is tracked both ways. db now sends a port unreachable quoting the
+    // reply it received (198.51.100.2:53 > 10.2.0.2:6000), addressed to web.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(PEER.octets(), DB.octets(), 63)
+        .udp(53, 6000)
+        .write(&mut quoted, b"answer")
+        .unwrap();
+    quoted.truncate(28);
+    let mut error = Vec::new();
+    PacketBuilder::ethernet2(MacAddr::from_ipv4(DB).0, MacAddr::from_ipv4(BACK_GW).0)
+        .ipv4(DB.octets(), WEB.octets(), 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::Port,
+        ))
+        .write(&mut error, &quoted)
+        .unwrap();
+    let at_web = Capture::open(&ns(&sy, "web"), "eth0").unwrap();
+    let db = Capture::open(&ns(&sy, "db"), "eth0").unwrap();
+    let before = drops(&sy, "isolated");
+    db.send(&error).unwrap();
+    let icmp_errors = at_web
+        .collect(QUIET, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.ethertype == 0x0800 && s.bytes[14 + 9] == 1 && s.bytes[34] == 3)
+        .count();
+    assert_eq!(icmp_errors, 0, "no ICMP error reached front");
+    assert_eq!(events(&sy, "ct_related_mismatch"), 1);
+    assert_eq!(drops(&sy, "isolated"), before + 1, "dropped as isolated");
+    assert_accounted(&sy);
+    stop(sy);
+}
