@@ -185,8 +185,9 @@ impl Timeouts {
 /// What connection tracking sees in a packet: its flow, or why it has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketFlow {
-    /// A TCP, UDP or ICMP echo packet: its tuple, and its TCP flags (none for the others).
-    Flow(Tuple, TcpFlags),
+    /// A TCP, UDP or ICMP echo packet: its tuple, and what window tracking reads
+    /// from a TCP segment (nothing for the others).
+    Flow(Tuple, Segment),
     /// An ICMP error: the tuple of the packet it quotes.
     IcmpError(Tuple),
     /// A fragment after the first: no ports to see.
@@ -215,21 +216,21 @@ impl PacketFlow {
             IpProtocol::TCP => match TcpPacket::new_checked(l4) {
                 Ok(tcp) => PacketFlow::Flow(
                     tuple(IpProtocol::TCP, tcp.src_port(), tcp.dst_port()),
-                    tcp.flags(),
+                    Segment::of(&tcp),
                 ),
                 Err(_) => PacketFlow::Other,
             },
             IpProtocol::UDP => match UdpPacket::new_checked(l4) {
                 Ok(udp) => PacketFlow::Flow(
                     tuple(IpProtocol::UDP, udp.src_port(), udp.dst_port()),
-                    TcpFlags::default(),
+                    Segment::default(),
                 ),
                 Err(_) => PacketFlow::Other,
             },
             IpProtocol::ICMP => match IcmpPacket::new_checked(l4) {
                 Ok(icmp) if icmp.is_echo() => {
                     let id = icmp.echo_ident();
-                    PacketFlow::Flow(tuple(IpProtocol::ICMP, id, id), TcpFlags::default())
+                    PacketFlow::Flow(tuple(IpProtocol::ICMP, id, id), Segment::default())
                 }
                 Ok(icmp) if icmp.is_error() => icmp
                     .quoted()
@@ -241,6 +242,217 @@ impl PacketFlow {
             _ => PacketFlow::Other,
         }
     }
+}
+
+/// What TCP window tracking reads from a segment (all zero for UDP and ICMP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segment {
+    pub flags: TcpFlags,
+    pub seq: u32,
+    pub ack: u32,
+    /// The advertised window, as sent (not yet scaled).
+    pub win: u16,
+    /// Bytes of data (SYN and FIN not counted).
+    pub len: u32,
+    /// The window scale option, read on a SYN only.
+    pub wscale: Option<u8>,
+}
+
+impl Segment {
+    pub fn of<T: AsRef<[u8]>>(tcp: &TcpPacket<T>) -> Segment {
+        let flags = tcp.flags();
+        Segment {
+            flags,
+            seq: tcp.seq_number(),
+            ack: tcp.ack_number(),
+            win: tcp.window(),
+            len: tcp.payload().len() as u32,
+            wscale: if flags.syn() {
+                tcp.window_scale()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// A segment with these flags and nothing else (tests, and UDP and ICMP).
+    pub fn flags(flags: TcpFlags) -> Segment {
+        Segment {
+            flags,
+            ..Segment::default()
+        }
+    }
+
+    /// The sequence number after this segment: SYN and FIN take one each
+    /// (netfilter's `segment_seq_plus_len`).
+    fn end(&self) -> u32 {
+        self.seq
+            .wrapping_add(self.len)
+            .wrapping_add(u32::from(self.flags.syn()))
+            .wrapping_add(u32::from(self.flags.fin()))
+    }
+}
+
+/// `a` comes before `b` in sequence space (RFC 793's modular comparison).
+#[inline]
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[inline]
+fn after(a: u32, b: u32) -> bool {
+    before(b, a)
+}
+
+/// One side of a TCP connection as window tracking knows it: netfilter's
+/// `ip_ct_tcp_state` (`td_end`, `td_maxend`, `td_maxwin`, `td_maxack`, `td_scale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpSide {
+    /// The highest sequence number this side has sent (`td_end`).
+    pub end: u32,
+    /// The highest sequence number this side may send, by the other side's window
+    /// (`td_maxend`).
+    pub maxend: u32,
+    /// The largest window this side has advertised, scaled (`td_maxwin`); 0 until
+    /// this side is seen.
+    pub maxwin: u32,
+    /// The highest acknowledgement this side has sent (`td_maxack`).
+    pub maxack: u32,
+    /// Its window scale shift (`td_scale`).
+    pub scale: u8,
+    /// [`TcpSide::WSCALE`], [`TcpSide::MAXACK_SET`].
+    pub flags: u8,
+}
+
+impl TcpSide {
+    /// The side sent a window scale option.
+    pub const WSCALE: u8 = 1;
+    /// `maxack` holds an acknowledgement.
+    pub const MAXACK_SET: u8 = 2;
+
+    /// Starts tracking a side from its SYN (or SYN/ACK).
+    fn init_from_syn(&mut self, seg: &Segment) {
+        let end = seg.end();
+        *self = TcpSide {
+            end,
+            maxend: end,
+            maxwin: u32::from(seg.win).max(1),
+            ..TcpSide::default()
+        };
+        if let Some(scale) = seg.wscale {
+            self.scale = scale;
+            self.flags |= TcpSide::WSCALE;
+        }
+    }
+}
+
+/// The window of acknowledgements accepted from a side never seen (netfilter's
+/// `MAXACKWINCONST`).
+const MAXACKWINCONST: u32 = 66_000;
+
+/// Is `seg`, sent by `sides[s]` to `sides[1 - s]` in TCP state `state`, inside the
+/// windows? Updates both sides if so. netfilter's `tcp_in_window`: the segment's
+/// sequence numbers must fall within what the receiver can accept (I: not past the
+/// highest its window allows; II: not more than a window behind what was sent) and
+/// its acknowledgement within what the receiver has sent (III: nothing not yet sent;
+/// IV: not more than a window behind). A side first seen without its SYN is picked
+/// up mid-stream, liberally: its first segment defines it. SACK blocks are not read,
+/// which only makes check IV stricter by what a SACK would have moved the ack.
+fn tcp_in_window(sides: &mut [TcpSide; 2], s: usize, state: TcpState, seg: &Segment) -> bool {
+    let (mut sender, mut receiver) = (sides[s], sides[1 - s]);
+    let f = seg.flags;
+    let (mut seq, mut ack) = (seg.seq, seg.ack);
+    let mut end = seg.end();
+    let mut win = u32::from(seg.win);
+    let from_original = s == 0;
+    if sender.maxwin == 0 {
+        if f.syn() {
+            // The responder's SYN/ACK (or a simultaneous open): the side starts here.
+            sender.init_from_syn(seg);
+            // RFC 7323: scaling only if both sides offered it.
+            if sender.flags & receiver.flags & TcpSide::WSCALE == 0 {
+                sender.scale = 0;
+                receiver.scale = 0;
+            }
+            if !f.ack() {
+                sides[s] = sender;
+                sides[1 - s] = receiver;
+                return true;
+            }
+        } else {
+            // Mid-stream: the history is lost, take the segment as it comes.
+            sender.end = end;
+            let swin = win << sender.scale;
+            sender.maxwin = swin.max(1);
+            sender.maxend = end.wrapping_add(sender.maxwin);
+            if receiver.maxwin == 0 {
+                receiver.end = ack;
+                receiver.maxend = ack;
+            } else if ack == receiver.end.wrapping_add(1) {
+                // Likely the answer to a keepalive.
+                receiver.end = receiver.end.wrapping_add(1);
+            }
+        }
+    } else if ((state == TcpState::SynSent && from_original)
+        || (state == TcpState::SynRecv && !from_original))
+        && after(end, sender.end)
+    {
+        // A SYN (or SYN/ACK) sent again with a new initial sequence number (RFC 793:
+        // a reinitialised TCP need only use larger sequence numbers).
+        sender.init_from_syn(seg);
+    }
+    if !f.ack() || (f.rst() && ack == 0) {
+        // No acknowledgement (or a broken stack's RST with ACK and a zero ack): as if
+        // it acknowledged exactly what was sent.
+        ack = receiver.end;
+    }
+    if f.rst() && seq == 0 && state == TcpState::SynSent {
+        // A RST answering a SYN.
+        seq = sender.end;
+        end = sender.end;
+    }
+    let maxackwin = if sender.maxwin == 0 {
+        MAXACKWINCONST
+    } else {
+        sender.maxwin
+    };
+    let in_recv_win = receiver.maxwin == 0
+        || after(
+            end,
+            sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+        );
+    let ok = before(seq, sender.maxend.wrapping_add(1))
+        && in_recv_win
+        && before(ack, receiver.end.wrapping_add(1))
+        && after(ack, receiver.end.wrapping_sub(maxackwin).wrapping_sub(1));
+    if !ok {
+        return false;
+    }
+    if !f.syn() {
+        win <<= sender.scale;
+    }
+    sender.maxwin = sender.maxwin.max(win);
+    if after(end, sender.end) {
+        sender.end = end;
+    }
+    if f.ack() && (sender.flags & TcpSide::MAXACK_SET == 0 || after(ack, sender.maxack)) {
+        sender.maxack = ack;
+        sender.flags |= TcpSide::MAXACK_SET;
+    }
+    if receiver.maxwin != 0 && after(end, sender.maxend) {
+        receiver.maxwin = receiver
+            .maxwin
+            .wrapping_add(end.wrapping_sub(sender.maxend));
+    }
+    if after(ack.wrapping_add(win), receiver.maxend.wrapping_sub(1)) {
+        receiver.maxend = ack.wrapping_add(win);
+        if win == 0 {
+            receiver.maxend = receiver.maxend.wrapping_add(1);
+        }
+    }
+    sides[s] = sender;
+    sides[1 - s] = receiver;
+    true
 }
 
 /// The tuple of the packet an ICMP error quotes.
@@ -278,6 +490,11 @@ pub enum TcpVerdict {
     /// Not valid in this state (kept as it was; the packet still passes, as netfilter
     /// passes INVALID packets unless a rule drops them).
     Invalid,
+    /// Outside the connection's windows, or a RST before what the other side has
+    /// acknowledged: not of this connection as far as anyone can tell (a blind RST, a
+    /// forged segment). The entry is left as it was, and the packet is not
+    /// translated (netfilter leaves such a packet without its conntrack).
+    OutOfWindow,
 }
 
 /// netfilter's TCP state table (`tcp_conntrack_states` in nf_conntrack_proto_tcp.c),
@@ -335,6 +552,8 @@ pub struct Conn {
     /// another network is not of this flow.
     pub zone: [DomainId; 2],
     pub state: ProtoState,
+    /// TCP window tracking, original then reply side (unused for UDP and ICMP).
+    pub tcp: [TcpSide; 2],
     /// Saw traffic both ways (and, for TCP, the handshake completed): not evicted
     /// early when the table fills.
     pub assured: bool,
@@ -399,29 +618,39 @@ impl Conn {
         self.orig == *t || self.reply == *t
     }
 
-    /// Accounts a packet and advances the state; returns the TCP verdict.
+    /// Accounts a packet and advances the state; returns the TCP verdict. A TCP
+    /// segment out of window changes nothing, not even the counters or the timeout.
     fn update(
         &mut self,
         dir: Dir,
         len: usize,
-        flags: TcpFlags,
+        seg: &Segment,
         now: Timestamp,
         timeouts: &Timeouts,
     ) -> TcpVerdict {
         let d = dir.index();
-        self.packets[d] += 1;
-        self.bytes[d] += len as u64;
         let mut verdict = TcpVerdict::Ok(TcpState::Established);
         self.state = match self.state {
-            ProtoState::Tcp(s) => match tcp_transition(s, dir, flags) {
+            ProtoState::Tcp(s) => match tcp_transition(s, dir, seg.flags) {
                 TcpVerdict::Ok(next) => {
+                    let mut sides = self.tcp;
+                    if next == TcpState::SynSent
+                        && matches!(s, TcpState::TimeWait | TcpState::Close)
+                    {
+                        // The connection is opened again: its windows start afresh.
+                        sides = [TcpSide::default(); 2];
+                    }
+                    if !self.rst_in_sequence(s, d, seg) || !tcp_in_window(&mut sides, d, s, seg) {
+                        return TcpVerdict::OutOfWindow;
+                    }
+                    self.tcp = sides;
                     verdict = TcpVerdict::Ok(next);
                     if next == TcpState::Established {
                         self.assured = true;
                     }
                     ProtoState::Tcp(next)
                 }
-                TcpVerdict::Invalid => {
+                _ => {
                     verdict = TcpVerdict::Invalid;
                     ProtoState::Tcp(s)
                 }
@@ -441,8 +670,28 @@ impl Conn {
                 ProtoState::Icmp
             }
         };
+        self.packets[d] += 1;
+        self.bytes[d] += len as u64;
         self.expires = now.0 + u64::from(timeouts.for_state(self.state)) * 1_000_000_000;
         verdict
+    }
+
+    /// A RST counts only if its sequence number is not before what the other side has
+    /// already acknowledged (netfilter's "invalid rst" check): a RST from a stack that
+    /// really holds the connection carries its current sequence number. A zero
+    /// sequence number before the connection is established answers a SYN.
+    fn rst_in_sequence(&self, state: TcpState, d: usize, seg: &Segment) -> bool {
+        if !seg.flags.rst() {
+            return true;
+        }
+        let other = &self.tcp[1 - d];
+        if other.flags & TcpSide::MAXACK_SET == 0 {
+            return true;
+        }
+        if seg.seq == 0 && matches!(state, TcpState::SynSent | TcpState::SynRecv) {
+            return true;
+        }
+        !before(seg.seq, other.maxack)
     }
 }
 
@@ -621,7 +870,7 @@ impl ConnTrack {
         t: &Tuple,
         zone: DomainId,
         len: usize,
-        flags: TcpFlags,
+        seg: &Segment,
         now: Timestamp,
     ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
         let (i, dir) = *lock(&self.index[shard_of(t)])
@@ -644,7 +893,7 @@ impl ConnTrack {
         if c.zone[dir.index()] != zone {
             return Err(Miss::OtherZone);
         }
-        let verdict = c.update(dir, len, flags, now, &self.timeouts);
+        let verdict = c.update(dir, len, seg, now, &self.timeouts);
         Ok((
             CtRef {
                 index: i,
@@ -678,13 +927,13 @@ impl ConnTrack {
     }
 
     /// Accounts a packet on a flow found earlier (the first packet of a new flow).
-    pub fn seen(&self, r: CtRef, len: usize, flags: TcpFlags, now: Timestamp) -> TcpVerdict {
+    pub fn seen(&self, r: CtRef, len: usize, seg: &Segment, now: Timestamp) -> TcpVerdict {
         let mut slot = lock(&self.slots[r.index as usize]);
         if slot.generation != r.generation {
             return TcpVerdict::Invalid;
         }
         match slot.conn.as_mut() {
-            Some(c) => c.update(r.dir, len, flags, now, &self.timeouts),
+            Some(c) => c.update(r.dir, len, seg, now, &self.timeouts),
             None => TcpVerdict::Invalid,
         }
     }
@@ -755,6 +1004,7 @@ impl ConnTrack {
                 reply,
                 zone,
                 state,
+                tcp: [TcpSide::default(); 2],
                 assured: false,
                 expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
                 packets: [0; 2],
@@ -947,7 +1197,7 @@ mod tests {
         let zone = ct
             .lookup(tuple, secs(now))
             .map_or(Z[0], |(r, _)| Z[r.dir as usize]);
-        ct.lookup_update(tuple, zone, 60, flags, secs(now))
+        ct.lookup_update(tuple, zone, 60, &Segment::flags(flags), secs(now))
             .ok()
             .map(|(r, _, v)| (r, v))
     }
@@ -1126,7 +1376,7 @@ mod tests {
             .unwrap();
         assert_ne!(o2.generation, o.generation);
         assert_eq!(
-            ct.seen(o, 40, ACK, secs(200)),
+            ct.seen(o, 40, &Segment::flags(ACK), secs(200)),
             TcpVerdict::Invalid,
             "a stale reference changes nothing"
         );
@@ -1167,9 +1417,13 @@ mod tests {
                         );
                         let _ =
                             ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(u64::from(i / 100)));
-                        if let Ok((rf, c, _)) =
-                            ct.lookup_update(&r, Z[1], 40, SYNACK, secs(u64::from(i / 100)))
-                        {
+                        if let Ok((rf, c, _)) = ct.lookup_update(
+                            &r,
+                            Z[1],
+                            40,
+                            &Segment::flags(SYNACK),
+                            secs(u64::from(i / 100)),
+                        ) {
                             assert_eq!(rf.dir, Dir::Reply);
                             assert_eq!(c.reply, r);
                         }

@@ -171,6 +171,7 @@ gather! {
         ip4_neighbor::NoBuffer,
         ct_lookup::ConntrackFull,
         ct_lookup::ConntrackInvalid,
+        ct_lookup::ConntrackOutOfWindow,
         nat_rewrite::ConntrackGone,
         nat_snat::NatExhausted,
         nat_snat::NatFragment,

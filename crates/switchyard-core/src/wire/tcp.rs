@@ -222,6 +222,33 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         get_u16(self.buf.as_ref(), field::URGENT)
     }
 
+    /// The window scale option's shift count (RFC 7323 2.2; capped at 14, as the RFC
+    /// and the kernel cap it), if the options carry one. Only meaningful on a SYN.
+    pub fn window_scale(&self) -> Option<u8> {
+        const END: u8 = 0;
+        const NOP: u8 = 1;
+        const WSCALE: u8 = 3;
+        let opts = &self.buf.as_ref()[Self::HEADER_LEN..self.header_len()];
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i] {
+                END => return None,
+                NOP => i += 1,
+                kind => {
+                    let len = usize::from(*opts.get(i + 1)?);
+                    if len < 2 || i + len > opts.len() {
+                        return None;
+                    }
+                    if kind == WSCALE && len == 3 {
+                        return Some(opts[i + 2].min(14));
+                    }
+                    i += len;
+                }
+            }
+        }
+        None
+    }
+
     /// The data after the header and its options.
     #[inline]
     pub fn payload(&self) -> &[u8] {

@@ -32,7 +32,10 @@
 //! Only flows that are translated are tracked, and only when there is an external
 //! network. A TCP flow is started by a SYN only (netfilter's default for NAT), and a
 //! TCP packet out of state for its flow is counted but passed, as netfilter passes
-//! INVALID packets unless a rule drops them.
+//! INVALID packets unless a rule drops them. A TCP segment outside its connection's
+//! windows (netfilter's `tcp_in_window`), such as a blind RST, is dropped and
+//! changes nothing: netfilter leaves it without its conntrack, so it would not be
+//! translated back to the endpoint either.
 //!
 //! Next: `ip4-local` (an untracked packet to one of switchyard's addresses),
 //! `ip4-forward` (towards the header's destination, or where the tracked flow goes),
@@ -60,6 +63,7 @@ counted! {
     pub enum Drop: DropReason in NAME {
         ConntrackFull => ("conntrack_full", "conntrack table full and no unassured entry to evict"),
         ConntrackInvalid => ("conntrack_invalid", "TCP packet that neither starts nor belongs to a tracked connection"),
+        ConntrackOutOfWindow => ("conntrack_out_of_window", "TCP segment of a tracked connection outside its window, or a RST out of sequence (the connection is left as it was)"),
     }
 }
 
@@ -93,6 +97,11 @@ pub enum Trace {
         state: ProtoState,
         to: Ipv4Addr,
         port: u16,
+    },
+    OutOfWindow {
+        dir: Dir,
+        flow: Tuple,
+        state: ProtoState,
     },
     NotSyn(Tuple),
     CannotTrack {
@@ -128,6 +137,14 @@ impl fmt::Display for Trace {
                 };
                 write!(f, "{dir} flow {flow} ({state:?}): to {to}:{port}")
             }
+            Trace::OutOfWindow { dir, flow, state } => write!(
+                f,
+                "{} segment of {flow} ({state:?}) out of window: drop, connection unchanged",
+                match dir {
+                    Dir::Original => "original",
+                    Dir::Reply => "reply",
+                }
+            ),
             Trace::NotSyn(t) => write!(f, "{t}: not a SYN, and no connection: drop"),
             Trace::CannotTrack { flow, reason } => {
                 write!(f, "{flow}: cannot track a new flow: drop ({reason})")
@@ -167,8 +184,8 @@ impl Pipeline {
         let Some(ext) = self.sh.external else {
             return self.untracked(dst);
         };
-        let (t, flags) = match PacketFlow::of(&ip) {
-            PacketFlow::Flow(t, flags) => (t, flags),
+        let (t, seg) = match PacketFlow::of(&ip) {
+            PacketFlow::Flow(t, seg) => (t, seg),
             PacketFlow::IcmpError(quoted) => return self.ct_related(f, l2, quoted, dst),
             PacketFlow::Fragment | PacketFlow::Other => return self.untracked(dst),
         };
@@ -179,13 +196,26 @@ impl Pipeline {
         let tracked = self
             .sh
             .conntrack
-            .lookup_update(&t, l2.domain, len, flags, now);
+            .lookup_update(&t, l2.domain, len, &seg, now);
         if matches!(tracked, Err(Miss::OtherZone)) {
             self.counters.event(Event::CtZoneMismatch);
         }
         if let Ok((r, c, verdict)) = tracked {
-            if verdict == TcpVerdict::Invalid {
-                self.counters.event(Event::CtTcpInvalid);
+            match verdict {
+                TcpVerdict::Invalid => self.counters.event(Event::CtTcpInvalid),
+                TcpVerdict::OutOfWindow => {
+                    trace!(
+                        self,
+                        f,
+                        Trace::OutOfWindow {
+                            dir: r.dir,
+                            flow: c.orig,
+                            state: c.state,
+                        }
+                    );
+                    return Next::Drop(Drop::ConntrackOutOfWindow.into());
+                }
+                TcpVerdict::Ok(_) => {}
             }
             let to = c.translated(r.dir);
             trace!(
@@ -210,7 +240,7 @@ impl Pipeline {
         let Some(&(target, target_port)) = self.sh.publish.get(&(t.proto, t.dport)) else {
             return self.untracked(dst);
         };
-        if t.proto == IpProtocol::TCP && !starts_connection(flags) {
+        if t.proto == IpProtocol::TCP && !starts_connection(seg.flags) {
             trace!(self, f, Trace::NotSyn(t));
             return Next::Drop(Drop::ConntrackInvalid.into());
         }
@@ -259,7 +289,7 @@ impl Pipeline {
                 return Next::Drop(reason);
             }
         };
-        self.sh.conntrack.seen(r, len, flags, now);
+        self.sh.conntrack.seen(r, len, &seg, now);
         self.counters.event(Event::DnatFlows);
         trace!(
             self,

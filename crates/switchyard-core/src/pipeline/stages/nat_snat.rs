@@ -104,8 +104,8 @@ impl Pipeline {
             .expect("external networks have a gateway")
             .ip;
         let ip = f.ipv4();
-        let (t, flags) = match PacketFlow::of(&ip) {
-            PacketFlow::Flow(t, flags) => (t, flags),
+        let (t, seg) = match PacketFlow::of(&ip) {
+            PacketFlow::Flow(t, seg) => (t, seg),
             PacketFlow::Fragment => {
                 trace!(self, f, Trace::Fragment);
                 return Next::Drop(Drop::NatFragment.into());
@@ -115,7 +115,7 @@ impl Pipeline {
                 return Next::Drop(Drop::NatUnsupported.into());
             }
         };
-        if t.proto == IpProtocol::TCP && !starts_connection(flags) {
+        if t.proto == IpProtocol::TCP && !starts_connection(seg.flags) {
             trace!(self, f, Trace::NotSyn(t));
             return Next::Drop(ct_lookup::Drop::ConntrackInvalid.into());
         }
@@ -157,7 +157,7 @@ impl Pipeline {
             Ok(r) => r,
             Err(reason) => return Next::Drop(reason),
         };
-        self.sh.conntrack.seen(r, f.len(), flags, self.now);
+        self.sh.conntrack.seen(r, f.len(), &seg, self.now);
         self.counters.event(Event::SnatFlows);
         if port != t.sport {
             self.counters.event(Event::SnatPortChanged);

@@ -871,3 +871,202 @@ fn an_icmp_error_is_related_only_from_the_network_its_flow_went_to() {
     let (f, _) = run(&mut p, OUT, &from_peer, 2);
     assert_eq!(f.action, Action::Forward(FA));
 }
+
+/// A TCP segment with real sequence numbers: `flags` as in [`tcp`], `wscale` the
+/// window scale option (for a SYN), `data` bytes of payload.
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    (src, sp): (&str, u16),
+    (dst, dp): (&str, u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    wscale: Option<u8>,
+    data: usize,
+) -> Vec<u8> {
+    let (s, d) = (a(src), a(dst));
+    let mut h = etherparse::TcpHeader::new(sp, dp, seq, win);
+    for c in flags.chars() {
+        match c {
+            'S' => h.syn = true,
+            'A' => {
+                h.ack = true;
+                h.acknowledgment_number = ack;
+            }
+            'F' => h.fin = true,
+            'R' => h.rst = true,
+            _ => {}
+        }
+    }
+    if let Some(w) = wscale {
+        h.set_options(&[etherparse::TcpOptionElement::WindowScale(w)])
+            .unwrap();
+    }
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
+        .ipv4(s.octets(), d.octets(), 64)
+        .tcp_header(h)
+        .write(&mut v, &vec![0x5a; data])
+        .unwrap();
+    v
+}
+
+const CLIENT: (&str, u16) = ("10.1.0.2", 40000);
+/// The server as the client addresses it, and as it answers (to the uplink address).
+const SERVER: (&str, u16) = ("198.51.100.2", 80);
+const MASQ: (&str, u16) = ("198.51.100.1", 40000);
+const CISN: u32 = 1_000_000;
+const SISN: u32 = 3_000_000_000;
+
+/// A masqueraded connection, handshake done with window scaling (shift 7 both ways)
+/// and 100 bytes each way: the client's next sequence number is CISN + 101, the
+/// server's SISN + 101.
+fn established(p: &mut Pipeline) {
+    let steps = [
+        (FA, seg(CLIENT, SERVER, "S", CISN, 0, 64240, Some(7), 0)),
+        (
+            OUT,
+            seg(SERVER, MASQ, "SA", SISN, CISN + 1, 65160, Some(7), 0),
+        ),
+        (
+            FA,
+            seg(CLIENT, SERVER, "A", CISN + 1, SISN + 1, 502, None, 0),
+        ),
+        (
+            FA,
+            seg(CLIENT, SERVER, "A", CISN + 1, SISN + 1, 502, None, 100),
+        ),
+        (
+            OUT,
+            seg(SERVER, MASQ, "A", SISN + 1, CISN + 101, 8000, None, 100),
+        ),
+        (
+            FA,
+            seg(CLIENT, SERVER, "A", CISN + 101, SISN + 101, 502, None, 0),
+        ),
+    ];
+    for (i, (port, bytes)) in steps.iter().enumerate() {
+        let (f, _) = run(p, *port, bytes, 1);
+        assert!(
+            matches!(f.action, Action::Forward(_)),
+            "step {i}: {:?}",
+            f.action
+        );
+    }
+    assert_eq!(tcp_state(p), vec![TcpState::Established]);
+}
+
+/// A RST with an arbitrary sequence number, sent from outside to the masqueraded
+/// connection's address, is out of window: dropped, counted, and the connection
+/// stays ESTABLISHED. Ten seconds later (CLOSE would have timed out by then) the
+/// endpoint's traffic still flows both ways.
+#[test]
+fn a_blind_rst_does_not_close_a_tracked_connection() {
+    let mut p = nat_router(64, (1024, 65535));
+    established(&mut p);
+    let blind = [
+        // Nowhere near the server's sequence numbers.
+        seg(SERVER, MASQ, "R", 0x1234_5678, 0, 0, None, 0),
+        seg(
+            SERVER,
+            MASQ,
+            "RA",
+            SISN.wrapping_add(1 << 31),
+            CISN + 101,
+            0,
+            None,
+            0,
+        ),
+        // Inside the window behind, but before what the client has acknowledged.
+        seg(SERVER, MASQ, "R", SISN + 50, 0, 0, None, 0),
+        // A blind FIN does not start a close either.
+        seg(SERVER, MASQ, "FA", 0x1234_5678, CISN + 101, 8000, None, 0),
+    ];
+    for (i, bytes) in blind.iter().enumerate() {
+        let (f, _) = run(&mut p, OUT, bytes, 2);
+        assert_eq!(
+            f.action,
+            Action::Drop(DropReason::ConntrackOutOfWindow),
+            "segment {i}"
+        );
+        assert_eq!(tcp_state(&p), vec![TcpState::Established], "segment {i}");
+    }
+    let c = p.conntrack().entries(p.now()).into_iter().next().unwrap().0;
+    assert_eq!(c.packets, [4, 2], "the dropped segments were not accounted");
+    // Past CLOSE's 10 s: the connection carries data both ways.
+    for s in 3..14 {
+        p.tick(Timestamp::from_secs(s), &mut Emitter::with_capacity(4));
+    }
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &seg(CLIENT, SERVER, "A", CISN + 101, SISN + 101, 502, None, 200),
+        14,
+    );
+    assert_eq!(f.action, Action::Forward(OUT));
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &seg(SERVER, MASQ, "A", SISN + 101, CISN + 301, 8000, None, 0),
+        14,
+    );
+    assert_eq!(f.action, Action::Forward(FA));
+    assert_eq!(tcp_state(&p), vec![TcpState::Established]);
+    // The server's own RST, at its current sequence number, does close it.
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &seg(SERVER, MASQ, "R", SISN + 101, 0, 0, None, 0),
+        15,
+    );
+    assert_eq!(f.action, Action::Forward(FA));
+    assert_eq!(tcp_state(&p), vec![TcpState::Close]);
+}
+
+/// Windows are scaled as the SYNs negotiated: the server's window of 8000 << 7
+/// lets the client send 1 MB ahead, and not past it.
+#[test]
+fn windows_are_scaled_as_negotiated_and_enforced() {
+    let mut p = nat_router(64, (1024, 65535));
+    established(&mut p);
+    // 900 000 bytes ahead: beyond 8000 unscaled, within 8000 << 7 = 1 024 000.
+    let far = CISN + 101 + 900_000;
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &seg(CLIENT, SERVER, "A", far, SISN + 101, 502, None, 1000),
+        2,
+    );
+    assert_eq!(f.action, Action::Forward(OUT), "within the scaled window");
+    // Past what the server's window allows.
+    let beyond = CISN + 101 + 2_000_000;
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &seg(CLIENT, SERVER, "A", beyond, SISN + 101, 502, None, 1000),
+        2,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::ConntrackOutOfWindow));
+    // An acknowledgement of data the server never sent.
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &seg(
+            CLIENT,
+            SERVER,
+            "A",
+            CISN + 101,
+            SISN + 5_000_000,
+            502,
+            None,
+            0,
+        ),
+        2,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::ConntrackOutOfWindow));
+    assert_eq!(
+        p.counters().total().drops[DropReason::ConntrackOutOfWindow as usize],
+        2
+    );
+}
