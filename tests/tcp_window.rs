@@ -74,9 +74,6 @@ fn a_blind_rst_from_outside_does_not_end_a_masqueraded_connection() {
         .write(&mut rst, &[])
         .unwrap();
     Capture::open(&outside, "eth0").unwrap().send(&rst).unwrap();
-    wait_until(T, "the RST counted out of window", || {
-        drops(&sy, "conntrack_out_of_window") == 1
-    });
     assert!(
         !from_server(&at_client.collect(Duration::from_millis(300), 100).unwrap())
             .iter()
@@ -88,7 +85,9 @@ fn a_blind_rst_from_outside_does_not_end_a_masqueraded_connection() {
     std::thread::sleep(Duration::from_secs(11));
     let data = vec![7u8; 100_000];
     client.write_all(&data).unwrap();
-    server.read_exact(&mut buf[..data.len()]).unwrap();
+    server
+        .read_exact(&mut buf[..data.len()])
+        .expect("the connection still carries data");
     assert_eq!(&buf[..data.len()], &data[..]);
     server.write_all(b"still here").unwrap();
     client.read_exact(&mut buf[..10]).unwrap();
