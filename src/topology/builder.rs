@@ -271,6 +271,7 @@ impl NetworkBuilder {
                 mode: None,
                 proxy_arp: false,
                 offloads: None,
+                conntrack_max: None,
             },
             errors: Vec::new(),
         }
@@ -320,6 +321,12 @@ impl NetworkBuilder {
     /// Checksum and segmentation offloads on this network's TAPs (else `[switch]`'s).
     pub fn offloads(mut self, on: bool) -> Self {
         self.section.offloads = Some(on);
+        self
+    }
+
+    /// This network's share of the conntrack table (`conntrack_max`).
+    pub fn conntrack_max(mut self, max: usize) -> Self {
+        self.section.conntrack_max = Some(max);
         self
     }
 }

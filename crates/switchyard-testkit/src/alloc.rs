@@ -19,6 +19,9 @@
 //!
 //! Allocations and reallocations made by any thread while counting are counted, so a
 //! test using it should do nothing else meanwhile.
+//!
+//! It also keeps the number of bytes live on the heap at all times
+//! ([`CountingAlloc::live_bytes`]), for tests that measure what a table costs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub struct CountingAlloc {
     counting: AtomicBool,
     allocs: AtomicUsize,
+    live: AtomicUsize,
 }
 
 impl CountingAlloc {
@@ -34,6 +38,7 @@ impl CountingAlloc {
         CountingAlloc {
             counting: AtomicBool::new(false),
             allocs: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -44,6 +49,11 @@ impl CountingAlloc {
         f();
         self.counting.store(false, Ordering::SeqCst);
         self.allocs.load(Ordering::SeqCst)
+    }
+
+    /// Bytes allocated and not yet freed, by every thread, since the start.
+    pub fn live_bytes(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     #[inline]
@@ -65,11 +75,13 @@ impl Default for CountingAlloc {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.note();
+        self.live.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's layout is passed on as GlobalAlloc::alloc requires.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.live.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` came from System.alloc/realloc with this layout (every
         // allocation goes through this allocator).
         unsafe { System.dealloc(ptr, layout) }
@@ -77,6 +89,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.note();
+        self.live.fetch_add(new_size, Ordering::Relaxed);
+        self.live.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: as for dealloc; the caller guarantees new_size is valid for layout.
         unsafe { System.realloc(ptr, layout, new_size) }
     }

@@ -82,6 +82,7 @@ pub fn spec() -> Spec {
             ],
             port_range: (40000, 40003),
             conntrack_max: 12,
+            conntrack_shares: Vec::new(),
             timeouts: Timeouts::default(),
         },
     }

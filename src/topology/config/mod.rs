@@ -127,6 +127,8 @@ pub struct Network {
     pub external: bool,
     /// Checksum and segmentation offloads on this network's TAPs.
     pub offloads: bool,
+    /// Its share of the conntrack table, if it has one of its own.
+    pub conntrack_max: Option<usize>,
 }
 
 /// switchyard's own address on a network.
@@ -231,6 +233,12 @@ impl Topology {
                     .collect(),
                 port_range: self.nat_port_range,
                 conntrack_max: self.conntrack_max,
+                conntrack_shares: self
+                    .networks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| Some((DomainId(i as u16), n.conntrack_max?)))
+                    .collect(),
                 timeouts: self.timeouts,
             },
         }

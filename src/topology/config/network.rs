@@ -34,6 +34,10 @@ pub struct NetworkSection {
     /// Checksum and segmentation offloads on this network's TAPs (default: `[switch]`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offloads: Option<bool>,
+    /// This network's share of the conntrack table: at most this many flows started
+    /// in it (default: only `[switch]`'s `conntrack_max` bounds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack_max: Option<usize>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -172,6 +176,14 @@ pub(super) fn check<'a>(
                 "proxy ARP needs a gateway: switchyard answers with the gateway MAC",
             );
         }
+        if let Some(m) = n.conntrack_max {
+            if m == 0 || m > 1 << 24 {
+                c.bad(
+                    fld("conntrack_max"),
+                    format!("{m} must be from 1 to {}", 1 << 24),
+                );
+            }
+        }
         networks.push(Network {
             name: n.name.clone(),
             // A subnet that did not check out stands in as 0.0.0.0/32; the file is
@@ -185,6 +197,7 @@ pub(super) fn check<'a>(
             masquerade: n.masquerade,
             external: n.external,
             offloads: n.offloads.unwrap_or(default_offloads),
+            conntrack_max: n.conntrack_max,
         });
     }
     let externals: Vec<&str> = networks

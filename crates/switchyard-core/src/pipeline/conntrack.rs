@@ -29,11 +29,10 @@
 use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
 use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet, Quoted, TcpFlags, TcpPacket, UdpPacket};
-use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// One direction of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -663,12 +662,10 @@ impl Conn {
                 }
                 ProtoState::Udp { replied }
             }
-            ProtoState::Icmp => {
-                if dir == Dir::Reply {
-                    self.assured = true;
-                }
-                ProtoState::Icmp
-            }
+            // Never assured, as in netfilter (`icmp_packet` does not set
+            // IPS_ASSURED): answered pings stay evictable, and a ping flood cannot
+            // hold the table with entries nothing may take from it.
+            ProtoState::Icmp => ProtoState::Icmp,
         };
         self.packets[d] += 1;
         self.bytes[d] += len as u64;
@@ -717,6 +714,9 @@ pub enum Miss {
 pub enum InsertError {
     /// Full, and no unassured entry to evict.
     Full,
+    /// The network the flow starts in has its share of the table, and no unassured
+    /// entry of its own to evict.
+    ZoneFull,
     /// One of the tuples is already in use (the caller picks another mapping).
     Clash,
 }
@@ -728,22 +728,68 @@ struct Slot {
     generation: u32,
 }
 
-type IndexShard = HashMap<Tuple, (u32, Dir), foldhash::fast::RandomState>;
+/// An index entry: the slot of the flow, and the direction (the top bit) the tuple is.
+type IndexShard = HashMap<Tuple, u32, foldhash::fast::RandomState>;
+
+const REPLY_BIT: u32 = 1 << 31;
+
+#[inline]
+fn index_value(i: u32, dir: Dir) -> u32 {
+    match dir {
+        Dir::Original => i,
+        Dir::Reply => i | REPLY_BIT,
+    }
+}
+
+#[inline]
+fn index_entry(v: u32) -> (u32, Dir) {
+    if v & REPLY_BIT == 0 {
+        (v, Dir::Original)
+    } else {
+        (v & !REPLY_BIT, Dir::Reply)
+    }
+}
 
 /// Shards of the tuple index.
 const SHARDS: usize = 64;
 
+/// Slots are allocated this many at a time, as the table fills: a table sized for
+/// millions of flows costs next to nothing until they come.
+const CHUNK: usize = 1024;
+
+/// [`CHUNK`] slots, allocated at once.
+type Chunk = Box<[Mutex<Slot>]>;
+
+/// Lists of free slots (each freed slot goes to list `index % FREE_LISTS`).
+const FREE_LISTS: usize = 16;
+
 /// The connection tracking table, shared by the dataplane's workers without a global
-/// lock: the tuple index is split into shards, each entry has its own lock, and free
-/// entries wait in a lock-free queue. A packet takes one shard lock (to find its entry)
-/// and one entry lock (to update it); only workers handling the same flow, or tuples
-/// in the same shard at the same instant, ever wait for each other. Lock order, to
-/// rule out deadlocks: index shards (in ascending order) before entries.
+/// lock: the tuple index is split into shards, each entry has its own lock, and freed
+/// entries wait in sharded free lists. A packet takes one shard lock (to find its
+/// entry) and one entry lock (to update it); only workers handling the same flow, or
+/// tuples in the same shard at the same instant, ever wait for each other. Lock
+/// order, to rule out deadlocks: index shards (in ascending order) before entries,
+/// entries before free lists.
+///
+/// Memory grows with use, never past the maximum: entries are allocated in chunks of
+/// [`CHUNK`] when no freed one is left, and the index shards grow as hash tables do.
+/// An entry holds both tuples, its zones, state, TCP windows, timeout and counters
+/// (~130 bytes); the index holds each tuple once more with the entry's number (~21
+/// bytes, at a hash table's load). [`ConnTrack::bytes_for`] says what a full table
+/// takes.
 pub struct ConnTrack {
     index: Box<[Mutex<IndexShard>]>,
-    slots: Box<[Mutex<Slot>]>,
-    free: ArrayQueue<u32>,
+    chunks: Box<[OnceLock<Chunk>]>,
+    max: usize,
+    /// Slots handed out at least once: `0..fresh` (their chunks exist).
+    fresh: AtomicUsize,
+    free: Box<[Mutex<Vec<u32>>]>,
+    free_len: AtomicUsize,
     len: AtomicUsize,
+    /// Live entries per network (by the zone of their original direction), and each
+    /// network's share (`usize::MAX`: none but the table's).
+    zone_len: Box<[AtomicUsize]>,
+    zone_max: Box<[usize]>,
     next_generation: AtomicU32,
     timeouts: Timeouts,
     gc_cursor: AtomicUsize,
@@ -766,27 +812,21 @@ fn shard_of(t: &Tuple) -> usize {
 }
 
 impl ConnTrack {
-    /// A table of at most `max` entries, allocated now.
+    /// A table of at most `max` entries; memory is taken as entries come.
     pub fn new(max: usize, timeouts: Timeouts) -> ConnTrack {
-        let max = max.max(1);
-        let free = ArrayQueue::new(max);
-        for i in 0..max as u32 {
-            let _ = free.push(i);
-        }
-        // Two tuples per entry, spread over the shards, with room to spare.
-        let per_shard = (2 * max).div_ceil(SHARDS) * 2;
+        let max = max.clamp(1, REPLY_BIT as usize);
         ConnTrack {
             index: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(HashMap::with_capacity_and_hasher(
-                        per_shard,
-                        Default::default(),
-                    ))
-                })
+                .map(|_| Mutex::new(HashMap::with_hasher(Default::default())))
                 .collect(),
-            slots: (0..max).map(|_| Mutex::new(Slot::default())).collect(),
-            free,
+            chunks: (0..max.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect(),
+            max,
+            fresh: AtomicUsize::new(0),
+            free: (0..FREE_LISTS).map(|_| Mutex::new(Vec::new())).collect(),
+            free_len: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
+            zone_len: Box::new([]),
+            zone_max: Box::new([]),
             next_generation: AtomicU32::new(1),
             timeouts,
             gc_cursor: AtomicUsize::new(0),
@@ -794,6 +834,100 @@ impl ConnTrack {
             evicted: AtomicU64::new(0),
             expired: AtomicU64::new(0),
         }
+    }
+
+    /// Gives network `d` a share of at most `shares[d]` entries (None: only the
+    /// table's maximum bounds it). A flow counts against the network its first packet
+    /// came from.
+    pub fn with_zone_shares(mut self, shares: &[Option<usize>]) -> ConnTrack {
+        self.zone_len = shares.iter().map(|_| AtomicUsize::new(0)).collect();
+        self.zone_max = shares.iter().map(|s| s.unwrap_or(usize::MAX)).collect();
+        self
+    }
+
+    /// The share of network `zone` (None: no share of its own).
+    pub fn zone_share(&self, zone: DomainId) -> Option<usize> {
+        self.zone_max
+            .get(zone.index())
+            .copied()
+            .filter(|&m| m != usize::MAX)
+    }
+
+    /// Live entries whose flow started in network `zone`.
+    pub fn zone_len(&self, zone: DomainId) -> usize {
+        self.zone_len
+            .get(zone.index())
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// Heap bytes a table of at most `max` entries takes when full: every entry, the
+    /// index at the load hash tables grow to, and the bookkeeping. A pure estimate for
+    /// `switchyard check`; `tests/conntrack_memory.rs` measures the real thing.
+    pub fn bytes_for(max: usize) -> usize {
+        use std::mem::size_of;
+        let max = max.max(1);
+        let slots = max.div_ceil(CHUNK) * CHUNK * size_of::<Mutex<Slot>>();
+        // Each shard holds ~2 max / SHARDS tuples; hashbrown keeps at most 7/8 of its
+        // buckets full, in powers of two, with one control byte each.
+        let per_shard = (2 * max).div_ceil(SHARDS);
+        let buckets = (per_shard * 8 / 7 + 1).next_power_of_two();
+        let index = SHARDS * buckets * (size_of::<(Tuple, u32)>() + 1);
+        // Free lists can hold every slot once; the chunk table one pointer a chunk.
+        let free = max * size_of::<u32>();
+        let chunks = max.div_ceil(CHUNK) * size_of::<OnceLock<Chunk>>();
+        slots + index + free + chunks
+    }
+
+    /// Heap bytes an entry costs in a full table of the default size (65 536).
+    pub fn bytes_per_entry() -> usize {
+        ConnTrack::bytes_for(1 << 16) >> 16
+    }
+
+    /// Slot `i`, which has been handed out (so its chunk exists).
+    #[inline]
+    fn slot(&self, i: u32) -> &Mutex<Slot> {
+        let i = i as usize;
+        &self.chunks[i / CHUNK]
+            .get()
+            .expect("a slot handed out has its chunk")[i % CHUNK]
+    }
+
+    /// Slot `i` if its chunk exists.
+    #[inline]
+    fn slot_checked(&self, i: usize) -> Option<&Mutex<Slot>> {
+        self.chunks.get(i / CHUNK)?.get().map(|c| &c[i % CHUNK])
+    }
+
+    /// A free slot: a freed one if there is any, else one never used (allocating its
+    /// chunk if it is the first of one).
+    fn take_slot(&self, hint: usize) -> Option<u32> {
+        if self.free_len.load(Ordering::Relaxed) > 0 {
+            for k in 0..FREE_LISTS {
+                if let Some(i) = lock(&self.free[(hint + k) % FREE_LISTS]).pop() {
+                    self.free_len.fetch_sub(1, Ordering::Relaxed);
+                    return Some(i);
+                }
+            }
+        }
+        let i = self
+            .fresh
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                (f < self.max).then_some(f + 1)
+            })
+            .ok()?;
+        self.chunks[i / CHUNK]
+            .get_or_init(|| (0..CHUNK).map(|_| Mutex::new(Slot::default())).collect());
+        Some(i as u32)
+    }
+
+    fn give_slot(&self, i: u32) {
+        lock(&self.free[i as usize % FREE_LISTS]).push(i);
+        self.free_len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many slots have been handed out: the stretch scans look at.
+    fn used(&self) -> usize {
+        self.fresh.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -805,7 +939,7 @@ impl ConnTrack {
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.max
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -873,10 +1007,11 @@ impl ConnTrack {
         seg: &Segment,
         now: Timestamp,
     ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
-        let (i, dir) = *lock(&self.index[shard_of(t)])
+        let v = *lock(&self.index[shard_of(t)])
             .get(t)
             .ok_or(Miss::Untracked)?;
-        let mut slot = lock(&self.slots[i as usize]);
+        let (i, dir) = index_entry(v);
+        let mut slot = lock(self.slot(i));
         let generation = slot.generation;
         let c = slot
             .conn
@@ -907,8 +1042,8 @@ impl ConnTrack {
 
     /// Finds the flow of tuple `t` without accounting a packet (for ICMP errors about it).
     pub fn lookup(&self, t: &Tuple, now: Timestamp) -> Option<(CtRef, Conn)> {
-        let (i, dir) = *lock(&self.index[shard_of(t)]).get(t)?;
-        let slot = lock(&self.slots[i as usize]);
+        let (i, dir) = index_entry(*lock(&self.index[shard_of(t)]).get(t)?);
+        let slot = lock(self.slot(i));
         let c = slot.conn.filter(|c| c.has(t) && c.expires > now.0)?;
         Some((
             CtRef {
@@ -922,13 +1057,16 @@ impl ConnTrack {
 
     /// A copy of the entry behind `r`, if it is still the same flow.
     pub fn get(&self, r: CtRef) -> Option<Conn> {
-        let slot = lock(self.slots.get(r.index as usize)?);
+        let slot = lock(self.slot_checked(r.index as usize)?);
         slot.conn.filter(|_| slot.generation == r.generation)
     }
 
     /// Accounts a packet on a flow found earlier (the first packet of a new flow).
     pub fn seen(&self, r: CtRef, len: usize, seg: &Segment, now: Timestamp) -> TcpVerdict {
-        let mut slot = lock(&self.slots[r.index as usize]);
+        let Some(slot) = self.slot_checked(r.index as usize) else {
+            return TcpVerdict::Invalid;
+        };
+        let mut slot = lock(slot);
         if slot.generation != r.generation {
             return TcpVerdict::Invalid;
         }
@@ -939,8 +1077,9 @@ impl ConnTrack {
     }
 
     /// Tracks a new flow whose original direction arrives from network `zone[0]` and
-    /// whose replies arrive from `zone[1]`. On a full table, evicts one unassured entry
-    /// first; the flag says whether it did.
+    /// whose replies arrive from `zone[1]`. On a full table, or with network `zone[0]`
+    /// at its share, evicts one evictable entry first (of that network, for its
+    /// share); the flag says whether it did.
     pub fn insert(
         &self,
         orig: Tuple,
@@ -952,11 +1091,35 @@ impl ConnTrack {
         if self.tuple_in_use(&orig) || self.tuple_in_use(&reply) {
             return Err(InsertError::Clash);
         }
-        // Reserve a place, evicting if the table is full.
         let mut evicted = false;
+        // The network's share first: a flood in one network makes room among its own
+        // entries, or is refused, and never takes another network's.
+        let owner = zone[0].index();
+        if let (Some(n), Some(&share)) = (self.zone_len.get(owner), self.zone_max.get(owner)) {
+            loop {
+                let k = n.load(Ordering::Relaxed);
+                if k < share {
+                    if n.compare_exchange(k, k + 1, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                } else if self.early_drop(now, Some(zone[0])) {
+                    evicted = true;
+                } else {
+                    return Err(InsertError::ZoneFull);
+                }
+            }
+        }
+        let unshare = || {
+            if let Some(n) = self.zone_len.get(owner) {
+                n.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        // Then a place in the table, evicting if it is full.
         loop {
             let n = self.len.load(Ordering::Relaxed);
-            if n < self.slots.len() {
+            if n < self.max {
                 if self
                     .len
                     .compare_exchange(n, n + 1, Ordering::Relaxed, Ordering::Relaxed)
@@ -964,15 +1127,17 @@ impl ConnTrack {
                 {
                     break;
                 }
-            } else if self.early_drop(now) {
+            } else if self.early_drop(now, None) {
                 evicted = true;
             } else {
+                unshare();
                 return Err(InsertError::Full);
             }
         }
-        let Some(i) = self.free.pop() else {
-            // Entries being removed right now: counted out, not yet back in the queue.
+        let Some(i) = self.take_slot(shard_of(&orig)) else {
+            // Entries being removed right now: counted out, not yet back in a list.
             self.len.fetch_sub(1, Ordering::Relaxed);
+            unshare();
             return Err(InsertError::Full);
         };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed).max(1);
@@ -992,12 +1157,13 @@ impl ConnTrack {
         };
         if clash {
             drop((first, second));
-            let _ = self.free.push(i);
+            self.give_slot(i);
             self.len.fetch_sub(1, Ordering::Relaxed);
+            unshare();
             return Err(InsertError::Clash);
         }
         {
-            let mut slot = lock(&self.slots[i as usize]);
+            let mut slot = lock(self.slot(i));
             slot.generation = generation;
             slot.conn = Some(Conn {
                 orig,
@@ -1011,21 +1177,13 @@ impl ConnTrack {
                 bytes: [0; 2],
             });
         }
-        if a == lo {
-            first.insert(orig, (i, Dir::Original));
-        } else {
-            second
-                .as_mut()
-                .expect("two shards")
-                .insert(orig, (i, Dir::Original));
-        }
-        if b == lo {
-            first.insert(reply, (i, Dir::Reply));
-        } else {
-            second
-                .as_mut()
-                .expect("two shards")
-                .insert(reply, (i, Dir::Reply));
+        for (t, k, dir) in [(orig, a, Dir::Original), (reply, b, Dir::Reply)] {
+            let shard = if k == lo {
+                &mut *first
+            } else {
+                second.as_deref_mut().expect("two shards")
+            };
+            shard.insert(t, index_value(i, dir));
         }
         Ok((
             CtRef {
@@ -1040,7 +1198,7 @@ impl ConnTrack {
     /// Removes entry `i` if it still holds generation `generation`. Returns whether it did.
     fn remove(&self, i: u32, generation: u32) -> bool {
         let conn = {
-            let mut slot = lock(&self.slots[i as usize]);
+            let mut slot = lock(self.slot(i));
             if slot.generation != generation {
                 return false;
             }
@@ -1051,28 +1209,36 @@ impl ConnTrack {
         };
         for t in [conn.orig, conn.reply] {
             let mut shard = lock(&self.index[shard_of(&t)]);
-            if shard.get(&t).is_some_and(|&(j, _)| j == i) {
+            if shard.get(&t).is_some_and(|&v| index_entry(v).0 == i) {
                 shard.remove(&t);
             }
         }
-        let _ = self.free.push(i);
+        self.give_slot(i);
+        if let Some(n) = self.zone_len.get(conn.zone[0].index()) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
         self.len.fetch_sub(1, Ordering::Relaxed);
         true
     }
 
-    /// Frees a slot held by an unassured (or expired) entry, scanning a bounded stretch
-    /// of the table, the one closest to expiring first.
-    fn early_drop(&self, now: Timestamp) -> bool {
-        let n = self.slots.len();
+    /// Frees a slot held by an unassured (or expired) entry — of network `zone`
+    /// only, if given — scanning a bounded stretch of the table, the one closest to
+    /// expiring first.
+    fn early_drop(&self, now: Timestamp, zone: Option<DomainId>) -> bool {
+        let n = self.used();
+        if n == 0 {
+            return false;
+        }
         let start = self.evict_cursor.fetch_add(EVICT_SCAN, Ordering::Relaxed) % n;
         let mut victim: Option<(u32, u32, u64)> = None;
         for k in 0..EVICT_SCAN.min(n) {
             let i = (start + k) % n;
-            let Ok(slot) = self.slots[i].try_lock() else {
+            let Some(Ok(slot)) = self.slot_checked(i).map(Mutex::try_lock) else {
                 continue;
             };
             if let Some(c) = &slot.conn {
-                let evictable = c.expires <= now.0 || !c.assured;
+                let evictable =
+                    (c.expires <= now.0 || !c.assured) && zone.is_none_or(|z| c.zone[0] == z);
                 if evictable && victim.is_none_or(|(_, _, e)| c.expires < e) {
                     victim = Some((i as u32, slot.generation, c.expires));
                 }
@@ -1090,14 +1256,20 @@ impl ConnTrack {
     /// Reclaims expired entries, looking at no more than `budget` slots per call
     /// (the scan resumes where it stopped). Returns how many were reclaimed.
     pub fn gc(&self, now: Timestamp, budget: usize) -> usize {
-        let n = self.slots.len();
+        let n = self.used();
+        if n == 0 {
+            return 0;
+        }
         let budget = budget.min(n);
         let start = self.gc_cursor.fetch_add(budget, Ordering::Relaxed) % n;
         let mut reclaimed = 0;
         for k in 0..budget {
             let i = (start + k) % n;
+            let Some(slot) = self.slot_checked(i) else {
+                continue;
+            };
             let expired = {
-                let slot = lock(&self.slots[i]);
+                let slot = lock(slot);
                 slot.conn
                     .as_ref()
                     .filter(|c| c.expires <= now.0)
@@ -1113,10 +1285,14 @@ impl ConnTrack {
         reclaimed
     }
 
+    /// Every slot handed out so far.
+    fn slots(&self) -> impl Iterator<Item = &Mutex<Slot>> {
+        (0..self.used()).filter_map(|i| self.slot_checked(i))
+    }
+
     /// Copies of the live entries with their seconds left.
     pub fn entries(&self, now: Timestamp) -> Vec<(Conn, u64)> {
-        self.slots
-            .iter()
+        self.slots()
             .filter_map(|s| {
                 let c = lock(s).conn?;
                 (c.expires > now.0).then(|| (c, (c.expires - now.0) / 1_000_000_000))
@@ -1127,8 +1303,7 @@ impl ConnTrack {
     /// Forgets every flow that has `ip` in either tuple (an endpoint went away).
     pub fn flush_address(&self, ip: Ipv4Addr) -> usize {
         let doomed: Vec<(u32, u32)> = self
-            .slots
-            .iter()
+            .slots()
             .enumerate()
             .filter_map(|(i, s)| {
                 let s = lock(s);

@@ -170,6 +170,7 @@ gather! {
         ip4_neighbor::NeighborTableFull,
         ip4_neighbor::NoBuffer,
         ct_lookup::ConntrackFull,
+        ct_lookup::ConntrackNetworkFull,
         ct_lookup::ConntrackInvalid,
         ct_lookup::ConntrackOutOfWindow,
         nat_rewrite::ConntrackGone,

@@ -208,6 +208,9 @@ pub struct NatSpec {
     /// Source ports masquerade picks from when the original one is taken.
     pub port_range: (u16, u16),
     pub conntrack_max: usize,
+    /// Networks with a share of the table of their own: at most this many entries for
+    /// flows started in the network (`conntrack_max` of a `[[network]]`).
+    pub conntrack_shares: Vec<(DomainId, usize)>,
     pub timeouts: Timeouts,
 }
 
@@ -217,6 +220,7 @@ impl Default for NatSpec {
             publish: Vec::new(),
             port_range: (1024, 65535),
             conntrack_max: 65536,
+            conntrack_shares: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -276,6 +280,8 @@ pub enum SpecError {
     BadExternal,
     #[error("published ports need an external network")]
     PublishWithoutExternal,
+    #[error("a conntrack share names bridge domain {0}, which does not exist")]
+    NoSuchShareDomain(u16),
     #[error("NAT port range {0}-{1} is empty")]
     EmptyPortRange(u16, u16),
 }
@@ -412,6 +418,12 @@ impl Pipeline {
             allowed[a.index() * n + b.index()] = true;
             allowed[b.index() * n + a.index()] = true;
         }
+        let mut shares = vec![None; n];
+        for &(d, max) in &spec.nat.conntrack_shares {
+            *shares
+                .get_mut(d.index())
+                .ok_or(SpecError::NoSuchShareDomain(d.0))? = Some(max);
+        }
         let mut local = HashMap::with_hasher(Default::default());
         for (i, d) in spec.domains.iter().enumerate() {
             if let Some(g) = d.gateway {
@@ -458,7 +470,8 @@ impl Pipeline {
                     1
                 },
                 spec.nat.timeouts,
-            ),
+            )
+            .with_zone_shares(&shares),
             external,
             publish,
             port_range: (lo, hi),

@@ -63,6 +63,7 @@ counted! {
     pub enum Drop: DropReason in NAME {
         ConntrackFull => ("conntrack_full", "conntrack table full and no unassured entry to evict"),
         ConntrackInvalid => ("conntrack_invalid", "TCP packet that neither starts nor belongs to a tracked connection"),
+        ConntrackNetworkFull => ("conntrack_network_full", "the network's share of the conntrack table (its conntrack_max) full, and none of its unassured entries to evict"),
         ConntrackOutOfWindow => ("conntrack_out_of_window", "TCP segment of a tracked connection outside its window, or a RST out of sequence (the connection is left as it was)"),
     }
 }
@@ -362,6 +363,7 @@ impl Pipeline {
             .map_err(|e| -> DropReason {
                 match e {
                     InsertError::Full => Drop::ConntrackFull.into(),
+                    InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
                     // A tuple of the new flow is taken: as good as no port left.
                     InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
                 }

@@ -67,6 +67,7 @@ fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
             ],
             port_range,
             conntrack_max,
+            conntrack_shares: Vec::new(),
             timeouts: Timeouts::default(),
         },
         ..Spec::new(
