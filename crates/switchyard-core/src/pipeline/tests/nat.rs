@@ -31,6 +31,15 @@ fn a(s: &str) -> Ipv4Addr {
 }
 
 fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
+    nat_router_shared(conntrack_max, port_range, Vec::new())
+}
+
+/// [`nat_router`] with networks' own shares of the conntrack table.
+fn nat_router_shared(
+    conntrack_max: usize,
+    port_range: (u16, u16),
+    conntrack_shares: Vec<(DomainId, usize)>,
+) -> Pipeline {
     let dom =
         |name: &str, subnet: &str, gw_ip: &str, masquerade: bool, external: bool| DomainSpec {
             name: name.into(),
@@ -67,7 +76,7 @@ fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
             ],
             port_range,
             conntrack_max,
-            conntrack_shares: Vec::new(),
+            conntrack_shares,
             timeouts: Timeouts::default(),
         },
         ..Spec::new(
@@ -1070,4 +1079,136 @@ fn windows_are_scaled_as_negotiated_and_enforced() {
         p.counters().total().drops[DropReason::ConntrackOutOfWindow as usize],
         2
     );
+}
+
+fn ping_from(src: &str, id: u16) -> Vec<u8> {
+    let s = a(src);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
+        .ipv4(s.octets(), PEER.octets(), 64)
+        .icmpv4_echo_request(id, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    v
+}
+
+fn pong_to(id: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(hmac(PEER).0, gw(PEER).0)
+        .ipv4(PEER.octets(), UPLINK.octets(), 64)
+        .icmpv4_echo_reply(id, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    v
+}
+
+/// Answered pings fill the table, but as in netfilter an ICMP entry is never
+/// assured: a new flow evicts one instead of being refused.
+#[test]
+fn answered_pings_do_not_hold_a_full_table() {
+    let mut p = nat_router(4, (1024, 65535));
+    for id in 1..=4 {
+        assert_eq!(
+            run(&mut p, FA, &ping_from("10.1.0.2", id), 0).0.action,
+            Action::Forward(OUT)
+        );
+        assert_eq!(
+            run(&mut p, OUT, &pong_to(id), 0).0.action,
+            Action::Forward(FA)
+        );
+    }
+    assert_eq!(p.conntrack().len(), 4);
+    assert!(p
+        .conntrack()
+        .entries(p.now())
+        .iter()
+        .all(|(c, _)| !c.assured));
+    // Another network's new flow gets in.
+    let (f, _) = run(&mut p, BA, &udp4("10.2.0.2", 6000, "198.51.100.2", 53), 1);
+    assert_eq!(f.action, Action::Forward(OUT));
+    assert_eq!(p.counters().events(Event::CtEvicted), 1);
+    assert_eq!(p.conntrack().len(), 4);
+}
+
+/// front has a share of 4 entries. Its assured connections fill it: its next flow is
+/// refused (counted as the network's table full, not the switch's), while back's new
+/// flows still get in; a SYN flood from front only ever recycles front's own
+/// half-open entries.
+#[test]
+fn a_network_at_its_conntrack_share_does_not_stop_another_networks_flows() {
+    let mut p = nat_router_shared(8, (1024, 65535), vec![(DomainId(0), 4)]);
+    for port in 1..=4u16 {
+        let (f, _) = run(
+            &mut p,
+            FA,
+            &tcp("10.1.0.2", port, "198.51.100.2", 80, "S", 64),
+            0,
+        );
+        assert_eq!(f.action, Action::Forward(OUT));
+        run(
+            &mut p,
+            OUT,
+            &tcp("198.51.100.2", 80, "198.51.100.1", port, "SA", 64),
+            0,
+        );
+        run(
+            &mut p,
+            FA,
+            &tcp("10.1.0.2", port, "198.51.100.2", 80, "A", 64),
+            0,
+        );
+    }
+    assert_eq!(p.conntrack().zone_len(DomainId(0)), 4);
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 5, "198.51.100.2", 80, "S", 64),
+        1,
+    );
+    assert_eq!(f.action, Action::Drop(DropReason::ConntrackNetworkFull));
+    assert_eq!(p.conntrack().zone_len(DomainId(0)), 4);
+    // back is not held up by front.
+    for port in 1..=4u16 {
+        let (f, _) = run(
+            &mut p,
+            BA,
+            &tcp("10.2.0.2", port, "198.51.100.2", 443, "S", 64),
+            1,
+        );
+        assert_eq!(f.action, Action::Forward(OUT), "back's flow {port}");
+    }
+    assert_eq!(p.conntrack().len(), 8);
+
+    // A SYN flood from front, its share half open: front's flood replaces its own
+    // half-open entries, and back keeps every one of its own.
+    let mut p = nat_router_shared(8, (1024, 65535), vec![(DomainId(0), 4)]);
+    for port in 1..=4u16 {
+        run(
+            &mut p,
+            BA,
+            &tcp("10.2.0.2", port, "198.51.100.2", 443, "S", 64),
+            0,
+        );
+    }
+    for port in 100..400u16 {
+        let (f, _) = run(
+            &mut p,
+            FA,
+            &tcp("10.1.0.2", port, "198.51.100.2", 80, "S", 64),
+            1,
+        );
+        assert_eq!(f.action, Action::Forward(OUT));
+    }
+    assert_eq!(p.conntrack().zone_len(DomainId(0)), 4);
+    assert_eq!(
+        p.conntrack().zone_len(DomainId(1)),
+        4,
+        "back's entries untouched"
+    );
+    assert!(p
+        .conntrack()
+        .entries(p.now())
+        .iter()
+        .filter(|(c, _)| c.zone[0] == DomainId(1))
+        .all(|(c, _)| c.orig.dport == 443));
 }
