@@ -48,3 +48,57 @@ mode = "macvlan"
         "{ps:#?}"
     );
 }
+
+#[test]
+fn a_network_may_have_a_share_of_the_conntrack_table() {
+    let t = parse(
+        r#"
+[[network]]
+name = "front"
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.1"
+masquerade = true
+conntrack_max = 1000
+[[network]]
+name = "back"
+subnet = "10.2.0.0/24"
+gateway = "10.2.0.1"
+masquerade = true
+[[network]]
+name = "outside"
+subnet = "198.51.100.0/24"
+gateway = "198.51.100.1"
+external = true
+"#,
+        "t",
+    )
+    .unwrap();
+    assert_eq!(t.networks[0].conntrack_max, Some(1000));
+    assert_eq!(t.networks[1].conntrack_max, None);
+    assert_eq!(
+        t.pipeline_spec().nat.conntrack_shares,
+        vec![(switchyard_core::pipeline::DomainId(0), 1000)]
+    );
+    let ps = problems(
+        r#"
+[[network]]
+name = "front"
+subnet = "10.1.0.0/24"
+conntrack_max = 0
+[[network]]
+name = "back"
+subnet = "10.2.0.0/24"
+conntrack_max = 16777217
+"#,
+    );
+    for n in ["front", "back"] {
+        assert!(
+            has(
+                &ps,
+                &format!("network \"{n}\".conntrack_max"),
+                "must be from 1 to"
+            ),
+            "{ps:#?}"
+        );
+    }
+}
