@@ -1,7 +1,8 @@
-//! Conntrack zones, end to end: networks `front` and `back`, not joined, both
-//! masquerading to `outside`. An endpoint of back forges packets that match a flow
-//! of front (its reply, or an ICMP error about a flow) and a capture in front's
-//! endpoint shows that nothing crosses. Needs root.
+//! Conntrack zones and shares, end to end: networks `front` and `back`, not joined,
+//! both masquerading to `outside`. An endpoint of back forges packets that match a
+//! flow of front (its reply, or an ICMP error about a flow) and a capture in front's
+//! endpoint shows that nothing crosses; a flood of answered pings or connections from
+//! front does not stop back's new flows. Needs root.
 
 use switchyard_testkit::fixtures::*;
 
@@ -24,15 +25,23 @@ const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// front (web 10.1.0.2) and back (db 10.2.0.2), not joined, both masquerading to
 /// outside (a host at 198.51.100.2).
 fn up() -> Option<Switchyard> {
+    up_with(65536, None)
+}
+
+/// [`up`] with a conntrack table of `max` entries, and front's own share of it.
+fn up_with(max: usize, front_share: Option<usize>) -> Option<Switchyard> {
+    let mut front = NetworkBuilder::new("front", "10.1.0.0/24")
+        .gateway("10.1.0.1")
+        .masquerade();
+    if let Some(share) = front_share {
+        front = front.conntrack_max(share);
+    }
     require_root().then(|| {
         start(build(
             Topology::builder()
                 .prefix(unique_prefix())
-                .network(
-                    NetworkBuilder::new("front", "10.1.0.0/24")
-                        .gateway("10.1.0.1")
-                        .masquerade(),
-                )
+                .switch(|s| s.conntrack_max = max)
+                .network(front)
                 .network(
                     NetworkBuilder::new("back", "10.2.0.0/24")
                         .gateway("10.2.0.1")
@@ -161,6 +170,81 @@ fn an_icmp_error_about_a_flow_of_back_is_not_delivered_into_front() {
     assert_eq!(icmp_errors, 0, "no ICMP error reached front");
     assert_eq!(events(&sy, "ct_related_mismatch"), 1);
     assert_eq!(drops(&sy, "isolated"), before + 1, "dropped as isolated");
+    assert_accounted(&sy);
+    stop(sy);
+}
+
+/// An echo request from web to the host outside, crafted (so every one has an
+/// identifier of its own and starts a flow).
+fn ping_from_web(id: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(
+        MacAddr::from_ipv4(WEB).0,
+        MacAddr::from_ipv4(Ipv4Addr::new(10, 1, 0, 1)).0,
+    )
+    .ipv4(WEB.octets(), PEER.octets(), 64)
+    .icmpv4_echo_request(id, 1)
+    .write(&mut v, b"flood")
+    .unwrap();
+    v
+}
+
+/// 32 answered pings from front fill a table of 32 entries; as in netfilter an ICMP
+/// entry is never assured, so back's new flow still gets in (evicting a ping).
+#[test]
+fn answered_pings_from_one_network_do_not_lock_the_table_for_another() {
+    let Some(sy) = up_with(32, None) else { return };
+    let web = Capture::open(&ns(&sy, "web"), "eth0").unwrap();
+    for id in 0..32 {
+        web.send(&ping_from_web(id)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The host outside answers every one: the table is full of answered pings.
+    let replies = web
+        .collect(QUIET, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.ethertype == 0x0800 && s.bytes[14 + 9] == 1 && s.bytes[34] == 0)
+        .count();
+    assert_eq!(replies, 32, "echo replies that reached web");
+    assert_eq!(events(&sy, "ct_new"), 32);
+    let server = SocketAddrV4::new(PEER, 7000);
+    let echo = traffic::udp_echo_server(&ns(&sy, "outside"), server, 1, T).unwrap();
+    assert_eq!(
+        traffic::udp_request(&ns(&sy, "db"), server, b"from back", T).unwrap(),
+        b"from back"
+    );
+    echo.join().unwrap().unwrap();
+    assert_eq!(drops(&sy, "conntrack_full"), 0);
+    assert!(events(&sy, "ct_evicted") >= 1);
+    assert_accounted(&sy);
+    stop(sy);
+}
+
+/// front's share is 4 entries of 64: four open connections hold it, front's fifth is
+/// refused (`conntrack_network_full`), and back still connects.
+#[test]
+fn a_network_at_its_conntrack_share_does_not_stop_another_networks_flows() {
+    let Some(sy) = up_with(64, Some(4)) else {
+        return;
+    };
+    let server = SocketAddrV4::new(PEER, 9000);
+    let listener = traffic::tcp_listener(&ns(&sy, "outside"), server).unwrap();
+    let web = ns(&sy, "web");
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let c = traffic::tcp_connect(&web, server, T).unwrap();
+        open.push((c, listener.accept().unwrap().0));
+    }
+    assert!(
+        traffic::tcp_connect(&web, server, Duration::from_secs(1)).is_err(),
+        "front's fifth connection is refused"
+    );
+    assert!(drops(&sy, "conntrack_network_full") >= 1);
+    let from_back = traffic::tcp_connect(&ns(&sy, "db"), server, T);
+    assert!(from_back.is_ok(), "back connects: {from_back:?}");
+    assert_eq!(drops(&sy, "conntrack_full"), 0);
+    drop(open);
     assert_accounted(&sy);
     stop(sy);
 }
