@@ -903,7 +903,9 @@ impl ConnTrack {
     fn take_slot(&self, hint: usize) -> Option<u32> {
         if self.free_len.load(Ordering::Relaxed) > 0 {
             for k in 0..FREE_LISTS {
-                if let Some(i) = lock(&self.free[(hint + k) % FREE_LISTS]).pop() {
+                let mut list = lock(&self.free[(hint + k) % FREE_LISTS]);
+                if let Some(i) = list.pop() {
+                    // Counted under the list's lock, as the push was: never below zero.
                     self.free_len.fetch_sub(1, Ordering::Relaxed);
                     return Some(i);
                 }
@@ -921,7 +923,8 @@ impl ConnTrack {
     }
 
     fn give_slot(&self, i: u32) {
-        lock(&self.free[i as usize % FREE_LISTS]).push(i);
+        let mut list = lock(&self.free[i as usize % FREE_LISTS]);
+        list.push(i);
         self.free_len.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -1618,5 +1621,132 @@ mod tests {
         for (c, _) in live {
             assert!(ct.tuple_in_use(&c.orig) && ct.tuple_in_use(&c.reply));
         }
+    }
+
+    #[test]
+    fn a_direction_matches_only_from_its_zone() {
+        let ct = ConnTrack::new(16, Timeouts::default());
+        let (orig, reply) = masq();
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        let syn_ack = Segment::flags(SYNACK);
+        assert_eq!(
+            ct.lookup_update(&reply, Z[0], 60, &syn_ack, secs(1)).err(),
+            Some(Miss::OtherZone),
+            "the reply direction, from the original's network"
+        );
+        assert_eq!(state(&ct, ct.lookup(&orig, secs(1)).unwrap().0), SynSent);
+        let (r, _, _) = ct
+            .lookup_update(&reply, Z[1], 60, &syn_ack, secs(1))
+            .unwrap();
+        assert_eq!(r.dir, Dir::Reply);
+    }
+
+    #[test]
+    fn freed_entries_are_reused_before_the_table_grows() {
+        let ct = ConnTrack::new(1 << 24, Timeouts::default());
+        for sport in 1..=3u16 {
+            let (mut o, mut r) = masq();
+            o.sport = sport;
+            r.dport = sport;
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(0))
+                .unwrap();
+        }
+        assert_eq!(ct.used(), 3);
+        assert_eq!(ct.gc(secs(500), 100), 3);
+        let (o, r) = masq();
+        let (c, _) = ct
+            .insert(o, r, Z, ProtoState::Tcp(SynSent), secs(500))
+            .unwrap();
+        assert!(c.index < 3, "a freed entry, not a new one");
+        assert_eq!(ct.used(), 3);
+        assert_eq!(ct.capacity(), 1 << 24);
+    }
+
+    #[test]
+    fn a_network_at_its_share_evicts_only_its_own() {
+        let ct = ConnTrack::new(8, Timeouts::default()).with_zone_shares(&[Some(2), None]);
+        let flow = |n: u8| {
+            (
+                t([10, 0, 0, n], 1, [10, 0, 0, 9], 80),
+                t([10, 0, 0, 9], 80, [10, 0, 0, n], 1),
+            )
+        };
+        let other = [DomainId(1), DomainId(0)];
+        let (o, r) = flow(1);
+        ct.insert(o, r, other, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        for n in 2..=3 {
+            let (o, r) = flow(n);
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(0))
+                .unwrap();
+        }
+        // Network 0 is at its share: its next flow evicts one of its own.
+        let (o, r) = flow(4);
+        let (_, evicted) = ct
+            .insert(o, r, Z, ProtoState::Tcp(SynSent), secs(1))
+            .unwrap();
+        assert!(evicted);
+        assert_eq!((ct.zone_len(DomainId(0)), ct.zone_len(DomainId(1))), (2, 1));
+        assert!(
+            ct.lookup(&flow(1).0, secs(1)).is_some(),
+            "network 1's flow stays"
+        );
+        // With nothing of its own to evict (all assured), it is refused.
+        for (c, _) in ct.entries(secs(1)) {
+            if c.zone[0] == DomainId(0) {
+                pkt(&ct, &c.reply, SYNACK, 1);
+                pkt(&ct, &c.orig, ACK, 1);
+            }
+        }
+        let (o, r) = flow(5);
+        assert_eq!(
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(2)),
+            Err(InsertError::ZoneFull)
+        );
+        assert_eq!(ct.zone_share(DomainId(0)), Some(2));
+        assert_eq!(ct.zone_share(DomainId(1)), None);
+    }
+
+    /// A side first seen without its SYN is taken as it comes (liberal pickup), and
+    /// from then on held to its windows.
+    #[test]
+    fn a_side_first_seen_mid_stream_is_picked_up() {
+        let mut sides = [TcpSide::default(); 2];
+        let seg = |seq: u32, ack: u32, len: u32| Segment {
+            flags: ACK,
+            seq,
+            ack,
+            win: 1000,
+            len,
+            wscale: None,
+        };
+        assert!(tcp_in_window(
+            &mut sides,
+            0,
+            Established,
+            &seg(5000, 9000, 100)
+        ));
+        assert_eq!((sides[0].end, sides[1].end), (5100, 9000));
+        assert!(tcp_in_window(
+            &mut sides,
+            1,
+            Established,
+            &seg(9000, 5100, 10)
+        ));
+        assert!(tcp_in_window(
+            &mut sides,
+            0,
+            Established,
+            &seg(5100, 9010, 100)
+        ));
+        assert!(
+            !tcp_in_window(&mut sides, 0, Established, &seg(900_000, 9010, 100)),
+            "far past the window"
+        );
+        assert!(
+            !tcp_in_window(&mut sides, 1, Established, &seg(9010, 700_000, 0)),
+            "acknowledging what was never sent"
+        );
     }
 }
