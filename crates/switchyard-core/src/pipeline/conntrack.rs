@@ -25,6 +25,24 @@
 //! Which flow a packet belongs to is read from its headers by [`PacketFlow::of`], as
 //! netfilter's `nf_ct_get_tuple` does: ports for TCP and UDP, the identifier for ICMP
 //! echo, and for an ICMP error the flow of the packet it quotes.
+//!
+//! Three things keep one network's packets out of another's flows:
+//! * **Zones.** Each direction records the network it is expected to arrive from (the
+//!   original: where the first packet came from; the reply: where it was routed to). A
+//!   packet with a direction's tuple from any other network is not of the flow
+//!   ([`Miss::OtherZone`]), so a forged reply cannot be de-NATed into the flow's network.
+//! * **TCP windows**, as netfilter's `tcp_in_window` keeps them ([`TcpSide`]): a segment
+//!   outside what either side has sent or may send, or a RST before what the other side
+//!   acknowledged, changes nothing ([`TcpVerdict::OutOfWindow`]); a blind RST cannot
+//!   close a connection.
+//! * **Shares.** A network may have a share of the table of its own; at its share it
+//!   evicts only its own unassured entries. ICMP entries are never assured, as in
+//!   netfilter, so answered pings stay evictable.
+//!
+//! Memory follows use: entries are allocated a chunk at a time when no freed one is
+//! left, the index grows as hash tables do, and a table whose maximum is 2^24 costs
+//! next to nothing until flows come ([`ConnTrack::bytes_for`] gives a full table's
+//! cost; ~220 bytes a flow, measured by `tests/conntrack_memory.rs`).
 
 use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
@@ -772,7 +790,7 @@ const FREE_LISTS: usize = 16;
 /// entries before free lists.
 ///
 /// Memory grows with use, never past the maximum: entries are allocated in chunks of
-/// [`CHUNK`] when no freed one is left, and the index shards grow as hash tables do.
+/// 1024 (`CHUNK`) when no freed one is left, and the index shards grow as hash tables do.
 /// An entry holds both tuples, its zones, state, TCP windows, timeout and counters
 /// (~130 bytes); the index holds each tuple once more with the entry's number (~21
 /// bytes, at a hash table's load). [`ConnTrack::bytes_for`] says what a full table
