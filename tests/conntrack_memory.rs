@@ -77,6 +77,22 @@ fn conntrack_costs_at_most_512_bytes_an_entry_and_grows_with_use() {
         "{full} vs {estimate}"
     );
     assert!(ConnTrack::bytes_per_entry() <= 512);
+
+    // Grown once, the table churns without allocating: every flow expires and as many
+    // new ones come, twice (the first round sizes the free lists).
+    let churn = |round: u64| {
+        let now = Timestamp::from_secs(200 * round);
+        assert_eq!(ct.gc(now, N as usize), N as usize);
+        for i in 0..N {
+            let (o, r) = flow(i);
+            ct.insert(o, r, zones, ProtoState::Tcp(TcpState::SynSent), now)
+                .unwrap();
+        }
+    };
+    churn(1);
+    let allocations = ALLOC.count(|| churn(2));
+    assert_eq!(allocations, 0, "expiring and tracking {N} flows again");
+    assert_eq!(ct.len(), N as usize);
     drop(ct);
 
     let base = ALLOC.live_bytes();
