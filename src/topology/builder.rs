@@ -271,6 +271,11 @@ impl NetworkBuilder {
                 mode: None,
                 proxy_arp: false,
                 offloads: None,
+                rp_filter: None,
+                port_security: false,
+                fdb_max: None,
+                neighbor_max: None,
+                held_max: None,
             },
             errors: Vec::new(),
         }
@@ -320,6 +325,36 @@ impl NetworkBuilder {
     /// Checksum and segmentation offloads on this network's TAPs (else `[switch]`'s).
     pub fn offloads(mut self, on: bool) -> Self {
         self.section.offloads = Some(on);
+        self
+    }
+
+    /// `rp_filter = false`: routed packets' sources are not validated.
+    pub fn rp_filter(mut self, on: bool) -> Self {
+        self.section.rp_filter = Some(on);
+        self
+    }
+
+    /// `port_security = true`: endpoints send only with their own MAC and address.
+    pub fn port_security(mut self) -> Self {
+        self.section.port_security = true;
+        self
+    }
+
+    /// `fdb_max`: the network's share of the FDB.
+    pub fn fdb_max(mut self, n: usize) -> Self {
+        self.section.fdb_max = Some(n);
+        self
+    }
+
+    /// `neighbor_max`: the network's share of the neighbor table.
+    pub fn neighbor_max(mut self, n: usize) -> Self {
+        self.section.neighbor_max = Some(n);
+        self
+    }
+
+    /// `held_max`: packets at most waiting for next hops on the network.
+    pub fn held_max(mut self, n: usize) -> Self {
+        self.section.held_max = Some(n);
         self
     }
 }

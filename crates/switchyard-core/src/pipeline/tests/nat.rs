@@ -44,11 +44,9 @@ fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
             proxy_arp: false,
             masquerade,
             external,
+            guard: Default::default(),
         };
-    let port = |n: &str, d: u16| PortSpec {
-        name: n.into(),
-        domain: DomainId(d),
-    };
+    let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
     let mut p = Pipeline::new(Spec {
         nat: NatSpec {
             publish: vec![
