@@ -9,6 +9,11 @@
 //! a periodic scan ([`Fdb::age`]), not per packet, as the kernel bridge and VPP do;
 //! between scans a lookup may still return an entry a fraction of a second past its
 //! age, which is harmless.
+//!
+//! Besides the global bound each bridge domain has its share ([`Fdb::with_shares`]):
+//! a MAC flood in one network fills that network's share and no other's. An entry may
+//! be *pinned* ([`Fdb::pin`]): an endpoint's own MAC bound to its port by the
+//! configuration, which never moves to another port and never ages.
 
 use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
