@@ -33,16 +33,14 @@ fn domain(name: &str, net: u8) -> DomainSpec {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        guard: Default::default(),
     }
 }
 
 /// Two joined networks, `front` (ports 0..8) and `back` (ports 8..16).
 fn spec() -> Spec {
     let ports = (0..16)
-        .map(|i| PortSpec {
-            name: format!("p{i}"),
-            domain: DomainId(if i < 8 { 0 } else { 1 }),
-        })
+        .map(|i| PortSpec::new(format!("p{i}"), DomainId(if i < 8 { 0 } else { 1 })))
         .collect();
     Spec {
         allow: vec![(DomainId(0), DomainId(1))],
@@ -264,15 +262,9 @@ fn nat(c: &mut Criterion) {
     let mut front = domain("front", 1);
     front.masquerade = true;
     let mut ports: Vec<PortSpec> = (0..8)
-        .map(|i| PortSpec {
-            name: format!("p{i}"),
-            domain: DomainId(0),
-        })
+        .map(|i| PortSpec::new(format!("p{i}"), DomainId(0)))
         .collect();
-    ports.push(PortSpec {
-        name: "out".into(),
-        domain: DomainId(1),
-    });
+    ports.push(PortSpec::new("out", DomainId(1)));
     let mut p = Pipeline::new(Spec::new(vec![front, outside], ports)).unwrap();
     let mut out = Emitter::with_capacity(2 * BATCH);
     let server = Ipv4Addr::new(10, 100, 0, 9);

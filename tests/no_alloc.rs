@@ -106,17 +106,12 @@ fn the_pipeline_does_not_allocate_per_packet() {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        guard: Default::default(),
     };
     let mut ports: Vec<PortSpec> = (0..3)
-        .map(|i| PortSpec {
-            name: format!("p{i}"),
-            domain: DomainId(0),
-        })
+        .map(|i| PortSpec::new(format!("p{i}"), DomainId(0)))
         .collect();
-    ports.push(PortSpec {
-        name: "r".into(),
-        domain: DomainId(1),
-    });
+    ports.push(PortSpec::new("r", DomainId(1)));
     let spec = Spec {
         fdb_max: 1024,
         allow: vec![(DomainId(0), DomainId(1))],

@@ -12,6 +12,7 @@ use std::time::Duration;
 use switchyard::control::protocol::{CountersReport, PortRow, Table};
 use switchyard::control::Switchyard;
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
+use switchyard_core::wire::MacAddr;
 use switchyard_testkit::traffic;
 
 const T: Duration = Duration::from_secs(30);
@@ -106,6 +107,8 @@ fn bridged_super_frames_cross_whole() {
         port(&c, "f2")
     );
     assert_eq!(port(&c, "f2").tx_segmented, 0);
+    // What the kernel hands over always passes the offload header checks.
+    assert_eq!(drops(&sy, "bad_vnet_header"), 0, "{c:?}");
     stop(sy);
 }
 
@@ -148,6 +151,7 @@ fn super_frames_are_cut_in_software_for_a_port_without_offloads() {
     );
     assert_eq!(s.tx_gso, 0, "nothing whole to a port without offload");
     assert_eq!(port(&c, "s1").tx_errors, 0);
+    assert_eq!(drops(&sy, "bad_vnet_header"), 0, "{c:?}");
     stop(sy);
 }
 
@@ -318,5 +322,60 @@ fn small_datagrams_to_a_port_without_offloads_are_never_coalesced_and_arrive_int
     );
     let c = counters(&sy);
     assert_eq!(port(&c, "s1").tx_coalesced, 0);
+    stop(sy);
+}
+
+/// A TCP segment of `payload` bytes from f1 (10.1.0.2) to s1 (10.3.0.2), sent to
+/// fast's gateway, with its checksum left partial (as with checksum offload).
+fn tcp_to_slow(payload: usize) -> Vec<u8> {
+    let (src, dst) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 3, 0, 2));
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        MacAddr::from_ipv4(src).0,
+        MacAddr::from_ipv4(Ipv4Addr::new(10, 1, 0, 1)).0,
+    )
+    .ipv4(src.octets(), dst.octets(), 64)
+    .tcp(40000, 9999, 1, 64000)
+    .write(&mut v, &vec![0x5a; payload])
+    .unwrap();
+    v
+}
+
+/// The virtio-net header of a TCPv4 super-frame with segment size `gso_size`.
+fn tso_header(gso_size: u16) -> [u8; 10] {
+    let mut h = [0u8; 10];
+    h[0] = 1; // NEEDS_CSUM
+    h[1] = 1; // GSO_TCPV4
+    h[2..4].copy_from_slice(&54u16.to_ne_bytes()); // hdr_len
+    h[4..6].copy_from_slice(&gso_size.to_ne_bytes());
+    h[6..8].copy_from_slice(&34u16.to_ne_bytes()); // csum_start: the TCP header
+    h[8..10].copy_from_slice(&16u16.to_ne_bytes()); // csum_offset: its checksum
+    h
+}
+
+#[test]
+fn a_super_frame_with_an_impossible_segment_size_is_dropped_not_cut_into_thousands() {
+    let Some(sy) = offload_networks() else { return };
+    // s1 answers ARP first, so the test is about the super-frame and not resolution.
+    traffic::ping(&ns(&sy, "f1"), Ipv4Addr::new(10, 3, 0, 2), T).expect("f1 pings s1");
+    let f1 = ns(&sy, "f1");
+    // A genuine one (1448-byte segments) is routed to s1, which has no offloads: cut.
+    traffic::send_with_vnet(&f1, "eth0", tso_header(1448), &tcp_to_slow(30_000)).unwrap();
+    wait_until(T, "the genuine super-frame to be cut for s1", || {
+        port(&counters(&sy), "s1").tx_segmented >= 1
+    });
+    let before = port(&counters(&sy), "s1").tx_segments;
+    // Segment size 1: 30 000 one-byte segments for s1, were it believed.
+    traffic::send_with_vnet(&f1, "eth0", tso_header(1), &tcp_to_slow(30_000)).unwrap();
+    wait_until(T, "the impossible super-frame to be dropped", || {
+        drops(&sy, "bad_vnet_header") >= 1
+    });
+    let c = counters(&sy);
+    assert!(
+        port(&c, "s1").tx_segments - before < 100,
+        "s1 was sent {} segments",
+        port(&c, "s1").tx_segments - before
+    );
+    assert_accounted(&sy);
     stop(sy);
 }

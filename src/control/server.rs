@@ -316,7 +316,12 @@ fn fdb_rows(v: &View<'_>) -> Vec<FdbRow> {
             port: p
                 .port(e.port)
                 .map_or_else(|| format!("#{}", e.port.0), |s| s.name.clone()),
-            age_secs: now.saturating_sub(e.last_seen),
+            // A pinned entry (an endpoint's own MAC, bound to its port) never ages.
+            age_secs: if e.pinned {
+                0
+            } else {
+                now.saturating_sub(e.last_seen)
+            },
         })
         .collect();
     rows.sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));

@@ -272,6 +272,11 @@ impl NetworkBuilder {
                 proxy_arp: false,
                 offloads: None,
                 conntrack_max: None,
+                rp_filter: None,
+                port_security: false,
+                fdb_max: None,
+                neighbor_max: None,
+                held_max: None,
             },
             errors: Vec::new(),
         }
@@ -327,6 +332,36 @@ impl NetworkBuilder {
     /// This network's share of the conntrack table (`conntrack_max`).
     pub fn conntrack_max(mut self, max: usize) -> Self {
         self.section.conntrack_max = Some(max);
+        self
+    }
+
+    /// `rp_filter = false`: routed packets' sources are not validated.
+    pub fn rp_filter(mut self, on: bool) -> Self {
+        self.section.rp_filter = Some(on);
+        self
+    }
+
+    /// `port_security = true`: endpoints send only with their own MAC and address.
+    pub fn port_security(mut self) -> Self {
+        self.section.port_security = true;
+        self
+    }
+
+    /// `fdb_max`: the network's share of the FDB.
+    pub fn fdb_max(mut self, n: usize) -> Self {
+        self.section.fdb_max = Some(n);
+        self
+    }
+
+    /// `neighbor_max`: the network's share of the neighbor table.
+    pub fn neighbor_max(mut self, n: usize) -> Self {
+        self.section.neighbor_max = Some(n);
+        self
+    }
+
+    /// `held_max`: packets at most waiting for next hops on the network.
+    pub fn held_max(mut self, n: usize) -> Self {
+        self.section.held_max = Some(n);
         self
     }
 }

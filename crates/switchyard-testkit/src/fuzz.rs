@@ -28,11 +28,9 @@ pub fn spec() -> Spec {
         proxy_arp: a == 1,
         masquerade: a == 1 || a == 4,
         external: a == 5,
+        guard: Default::default(),
     };
-    let port = |n: &str, d: u16| PortSpec {
-        name: n.into(),
-        domain: DomainId(d),
-    };
+    let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
     Spec {
         domains: vec![
             dom("front", 1, 1500, true, DomainMode::Bridge),

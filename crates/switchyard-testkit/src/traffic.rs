@@ -798,3 +798,68 @@ impl MmsgBuffers {
         Ok(n as usize)
     }
 }
+
+/// Sends `frame` out of `ifname` inside `ns` with the offload header `vnet` (the
+/// 10-byte `struct virtio_net_hdr`: flags, gso_type, hdr_len, gso_size, csum_start,
+/// csum_offset, native byte order), through an `AF_PACKET` socket with
+/// `PACKET_VNET_HDR`, as a hypervisor's or a container's own stack hands a
+/// super-frame to a device with segmentation offload. The kernel checks little of
+/// such a header and passes it on to a TAP that takes offloads, so this is how a test
+/// puts an impossible one (a segment size of 1, say) on switchyard's wire.
+pub fn send_with_vnet(ns: &str, ifname: &str, vnet: [u8; 10], frame: &[u8]) -> io::Result<()> {
+    let name = ifname.to_string();
+    let fd = in_ns(ns, move || {
+        // SAFETY: socket(2) takes no pointers.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and is ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        // SAFETY: PACKET_VNET_HDR reads one int from a live local.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_VNET_HDR,
+                (&one as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = index as i32;
+        // SAFETY: bind reads a sockaddr_ll from a live local of that size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    })?;
+    let mut buf = Vec::with_capacity(vnet.len() + frame.len());
+    buf.extend_from_slice(&vnet);
+    buf.extend_from_slice(frame);
+    // SAFETY: `buf` is a live slice of `buf.len()` bytes; send(2) only reads it.
+    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -48,8 +48,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use switchyard_core::pipeline::{
-    self, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig, PortSpec,
-    PublishSpec, StaticRoute, Timeouts,
+    self, DomainGuard, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig,
+    PortSpec, PublishSpec, StaticRoute, Timeouts,
 };
 use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 
@@ -129,6 +129,8 @@ pub struct Network {
     pub offloads: bool,
     /// Its share of the conntrack table, if it has one of its own.
     pub conntrack_max: Option<usize>,
+    /// Source validation, port security and table shares.
+    pub guard: DomainGuard,
 }
 
 /// switchyard's own address on a network.
@@ -198,6 +200,7 @@ impl Topology {
                     proxy_arp: n.proxy_arp,
                     masquerade: n.masquerade,
                     external: n.external,
+                    guard: n.guard,
                 })
                 .collect(),
             ports: self
@@ -205,6 +208,8 @@ impl Topology {
                 .map(|(e, i)| PortSpec {
                     name: Topology::port_name(e, i),
                     domain: DomainId(i.network as u16),
+                    mac: Some(i.mac),
+                    ip: Some(i.ip),
                 })
                 .collect(),
             fdb_max: self.fdb_max,
@@ -364,6 +369,13 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let sw = &raw.switch;
     let neighbor = switch::check_tables(sw, &mut c);
     let networks = network::check(&raw.networks, sw.offloads, &mut c);
+    network::check_shares(
+        &raw.networks,
+        sw.fdb_max,
+        sw.neighbor_max,
+        neighbor.held_max,
+        &mut c,
+    );
     let mut endpoints = endpoint::check(&raw.endpoints, &networks, &sw.prefix, &mut c);
     addressing::assign(
         &networks.list,

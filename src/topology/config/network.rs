@@ -9,7 +9,7 @@ use super::{addressing, valid_name, Checker, Gateway, Network, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use switchyard_core::pipeline::DomainMode;
+use switchyard_core::pipeline::{DomainGuard, DomainMode};
 use switchyard_core::wire::Ipv4Cidr;
 
 /// `[[network]]`
@@ -38,6 +38,21 @@ pub struct NetworkSection {
     /// in it (default: only `[switch]`'s `conntrack_max` bounds it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conntrack_max: Option<usize>,
+    /// Strict reverse-path filtering of routed sources (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rp_filter: Option<bool>,
+    /// Endpoints may only send with their own MAC and address.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub port_security: bool,
+    /// The network's share of the FDB (default: `[switch] fdb_max` split evenly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fdb_max: Option<usize>,
+    /// The network's share of the neighbor table (default: an even split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neighbor_max: Option<usize>,
+    /// Packets at most waiting for next hops on the network (default: an even split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_max: Option<usize>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -198,6 +213,13 @@ pub(super) fn check<'a>(
             external: n.external,
             offloads: n.offloads.unwrap_or(default_offloads),
             conntrack_max: n.conntrack_max,
+            guard: DomainGuard {
+                rp_filter: n.rp_filter.unwrap_or(true),
+                port_security: n.port_security,
+                fdb_max: n.fdb_max,
+                neighbor_max: n.neighbor_max,
+                held_max: n.held_max,
+            },
         });
     }
     let externals: Vec<&str> = networks
@@ -226,5 +248,40 @@ pub(super) fn check<'a>(
     Networks {
         list: networks,
         by_name,
+    }
+}
+
+/// The per-network table shares against the global sizes of `[switch]`: each at least
+/// 1 and at most the table it is a share of.
+pub(super) fn check_shares(
+    raw: &[NetworkSection],
+    fdb_max: usize,
+    neighbor_max: usize,
+    held_max: usize,
+    c: &mut Checker,
+) {
+    for n in raw {
+        for (key, value, global, what) in [
+            ("fdb_max", n.fdb_max, fdb_max, "switch.fdb_max"),
+            (
+                "neighbor_max",
+                n.neighbor_max,
+                neighbor_max,
+                "switch.neighbor_max",
+            ),
+            ("held_max", n.held_max, held_max, "the held packet buffers"),
+        ] {
+            match value {
+                Some(0) => c.bad(
+                    format!("network \"{}\".{key}", n.name),
+                    "must be at least 1",
+                ),
+                Some(v) if v > global => c.bad(
+                    format!("network \"{}\".{key}", n.name),
+                    format!("{v} is more than {what} ({global}), the table it is a share of"),
+                ),
+                _ => {}
+            }
+        }
     }
 }

@@ -9,6 +9,11 @@
 //! a periodic scan ([`Fdb::age`]), not per packet, as the kernel bridge and VPP do;
 //! between scans a lookup may still return an entry a fraction of a second past its
 //! age, which is harmless.
+//!
+//! Besides the global bound each bridge domain has its share ([`Fdb::with_shares`]):
+//! a MAC flood in one network fills that network's share and no other's. An entry may
+//! be *pinned* ([`Fdb::pin`]): an endpoint's own MAC bound to its port by the
+//! configuration, which never moves to another port and never ages.
 
 use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
@@ -22,6 +27,9 @@ pub struct FdbEntry {
     pub port: PortId,
     /// Seconds (on the pipeline clock) when the MAC was last seen as a source.
     pub last_seen: u32,
+    /// Bound to its port by the configuration (an endpoint's own MAC on a network
+    /// that knows its endpoints): never moves, never ages.
+    pub pinned: bool,
 }
 
 /// What [`Fdb::learn`] did.
@@ -35,6 +43,10 @@ pub enum Learn {
     Moved { from: PortId },
     /// Unknown and the table is full: not learned.
     TableFull,
+    /// Unknown and the network's share of the table is full: not learned.
+    DomainFull,
+    /// Bound to another port (an endpoint's own MAC): not moved.
+    Pinned { owner: PortId },
 }
 
 /// Shards the table is split into; workers contend only when they touch the same one.
@@ -50,6 +62,11 @@ pub struct Fdb {
     len: AtomicUsize,
     max: usize,
     aging_secs: u32,
+    /// Entries per bridge domain, and each domain's share: one domain's MAC flood
+    /// fills its share, never the others'. Domains past the end have no share
+    /// of their own (only the global bound).
+    domain_len: Box<[AtomicUsize]>,
+    domain_max: Box<[usize]>,
 }
 
 #[inline]
@@ -61,6 +78,12 @@ impl Fdb {
     /// A table of at most `max` entries that forgets a MAC `aging_secs` after it was
     /// last seen.
     pub fn new(max: usize, aging_secs: u32) -> Fdb {
+        Fdb::with_shares(max, aging_secs, Vec::new())
+    }
+
+    /// A table of at most `max` entries, of which domain `i` may hold at most
+    /// `shares[i]`.
+    pub fn with_shares(max: usize, aging_secs: u32, shares: Vec<usize>) -> Fdb {
         // Room for twice an even share in every shard, so a fair spread of MACs never
         // makes a shard grow on the hot path.
         let per_shard = max.div_ceil(SHARDS) * 2;
@@ -76,7 +99,59 @@ impl Fdb {
             len: AtomicUsize::new(0),
             max,
             aging_secs,
+            domain_len: shares.iter().map(|_| AtomicUsize::new(0)).collect(),
+            domain_max: shares.into_boxed_slice(),
         }
+    }
+
+    /// Reserves a place for a new entry of `domain`: in the table, then in its share.
+    fn reserve(&self, domain: DomainId) -> Result<(), Learn> {
+        if self.len.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return Err(Learn::TableFull);
+        }
+        if let Some(n) = self.domain_len.get(domain.index()) {
+            if n.fetch_add(1, Ordering::Relaxed) >= self.domain_max[domain.index()] {
+                n.fetch_sub(1, Ordering::Relaxed);
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return Err(Learn::DomainFull);
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds `mac` to `port` in `domain` for good: it is not learned on any other
+    /// port and does not age. Returns false if there was no room.
+    pub fn pin(&self, domain: DomainId, mac: MacAddr, port: PortId) -> bool {
+        let k = key(domain, mac);
+        let mut shard = lock(self.shard(k));
+        if shard.get(&k).is_none() && self.reserve(domain).is_err() {
+            return false;
+        }
+        shard.insert(
+            k,
+            FdbEntry {
+                port,
+                last_seen: 0,
+                pinned: true,
+            },
+        );
+        true
+    }
+
+    /// Entries of `domain` now.
+    pub fn domain_len(&self, domain: DomainId) -> usize {
+        self.domain_len
+            .get(domain.index())
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// The most entries `domain` may hold.
+    pub fn domain_capacity(&self, domain: DomainId) -> usize {
+        self.domain_max
+            .get(domain.index())
+            .copied()
+            .unwrap_or(self.max)
     }
 
     #[inline]
@@ -94,10 +169,13 @@ impl Fdb {
             // Refreshing is the common case: one lookup, one store (skipped when the
             // second has not changed, to keep the cache line clean).
             if e.port == port {
-                if e.last_seen != now {
+                if e.last_seen != now && !e.pinned {
                     e.last_seen = now;
                 }
                 return Learn::Refreshed;
+            }
+            if e.pinned {
+                return Learn::Pinned { owner: e.port };
             }
             let from = e.port;
             e.port = port;
@@ -105,15 +183,15 @@ impl Fdb {
             return Learn::Moved { from };
         }
         // Reserve a place first, so that workers learning at once never overshoot.
-        if self.len.fetch_add(1, Ordering::Relaxed) >= self.max {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            return Learn::TableFull;
+        if let Err(full) = self.reserve(domain) {
+            return full;
         }
         shard.insert(
             k,
             FdbEntry {
                 port,
                 last_seen: now,
+                pinned: false,
             },
         );
         Learn::New
@@ -129,7 +207,7 @@ impl Fdb {
     /// Forgets entries not seen for the aging time; returns how many went.
     pub fn age(&self, now: u32) -> usize {
         let aging = self.aging_secs;
-        self.remove_where(|e| now.saturating_sub(e.last_seen) >= aging)
+        self.remove_where(|e| !e.pinned && now.saturating_sub(e.last_seen) >= aging)
     }
 
     /// Forgets every MAC learned on `port` (when the port goes away).
@@ -141,9 +219,16 @@ impl Fdb {
         let mut removed = 0;
         for s in self.shards.iter() {
             let mut s = lock(s);
-            let before = s.len();
-            s.retain(|_, e| !doomed(e));
-            removed += before - s.len();
+            s.retain(|&k, e| {
+                if !doomed(e) {
+                    return true;
+                }
+                if let Some(n) = self.domain_len.get((k >> 48) as usize) {
+                    n.fetch_sub(1, Ordering::Relaxed);
+                }
+                removed += 1;
+                false
+            });
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
@@ -213,7 +298,8 @@ mod tests {
                 mac(1),
                 FdbEntry {
                     port: PortId(2),
-                    last_seen: 12
+                    last_seen: 12,
+                    pinned: false,
                 }
             )
         );
@@ -250,6 +336,35 @@ mod tests {
             Learn::Moved { from: PortId(1) }
         );
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn a_domain_fills_its_share_and_no_more() {
+        let f = Fdb::with_shares(4, 300, vec![2, 2]);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(2), PortId(0), 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(3), PortId(0), 0), Learn::DomainFull);
+        // The other domain still has its share.
+        assert_eq!(f.learn(D1, mac(3), PortId(1), 0), Learn::New);
+        assert_eq!((f.domain_len(D0), f.domain_len(D1), f.len()), (2, 1, 3));
+        // Aging gives the share back.
+        assert_eq!(f.age(300), 3);
+        assert_eq!((f.domain_len(D0), f.len()), (0, 0));
+        assert_eq!(f.learn(D0, mac(3), PortId(0), 301), Learn::New);
+    }
+
+    #[test]
+    fn pinned_entries_neither_move_nor_age() {
+        let f = Fdb::new(4, 300);
+        assert!(f.pin(D0, mac(1), PortId(0)));
+        assert_eq!(
+            f.learn(D0, mac(1), PortId(3), 5),
+            Learn::Pinned { owner: PortId(0) }
+        );
+        assert_eq!(f.lookup(D0, mac(1)), Some(PortId(0)));
+        assert_eq!(f.learn(D0, mac(1), PortId(0), 5), Learn::Refreshed);
+        assert_eq!(f.age(10_000), 0);
+        assert_eq!(f.lookup(D0, mac(1)), Some(PortId(0)));
     }
 
     #[test]

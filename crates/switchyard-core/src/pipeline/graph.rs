@@ -23,7 +23,7 @@ use super::stages::icmp_error::IcmpError;
 use super::stages::{
     arp_input, ct_lookup, ethernet_input, icmp_error, ip4_forward, ip4_fragment, ip4_input,
     ip4_local, ip4_neighbor, ip4_output, l2_flood, l2_forward, l2_learn, l3_input, nat_rewrite,
-    nat_snat,
+    nat_snat, port_security,
 };
 use super::{Action, DomainId, DropReason, Emitter, Frame, Pipeline};
 use crate::wire::{EtherType, MacAddr};
@@ -63,6 +63,10 @@ impl Pipeline {
             ethernet_input::Next::L2Learn(l2) => l2,
             ethernet_input::Next::Drop(r) => return Action::Drop(r),
         };
+        match self.port_security(f, &l2) {
+            port_security::Next::L2Learn => {}
+            port_security::Next::Drop(r) => return Action::Drop(r),
+        }
         match self.l2_learn(f, &l2) {
             l2_learn::Next::L2Forward => {}
         }

@@ -12,13 +12,13 @@
 //! The edges are all in one place, `graph.rs`:
 //!
 //! ```text
-//! ethernet-input ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                    known unicast
-//!                                           ├─▶ l2-flood ─▶ ports       group, unknown unicast
-//!                                           ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
-//!                                           └─▶ l3-input                to the gateway MAC
-//!                                                 ├─▶ arp-input ─▶ reply, or consumed
-//!                                                 └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply
-//!                                                                             └─▶ ip4-forward
+//! ethernet-input ─▶ port-security ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                    known unicast
+//!                                                            ├─▶ l2-flood ─▶ ports       group, unknown unicast
+//!                                                            ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
+//!                                                            └─▶ l3-input                to the gateway MAC
+//!                                                                  ├─▶ arp-input ─▶ reply, or consumed
+//!                                                                  └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply
+//!                                                                                              └─▶ ip4-forward
 //!
 //! ip4-forward ─┬─▶ icmp-error ─▶ drop      TTL expired, no route (ip4-lookup), too big with DF
 //!              ├─▶ nat-snat ─┐             a new flow to masquerade
@@ -53,7 +53,9 @@ pub use counters::{Counters, DropReason, Event, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
-pub use neighbor::{Neighbor, NeighborConfig, NeighborState, NeighborTable, TickWork};
+pub use neighbor::{
+    Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork,
+};
 pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{TraceRecord, Tracer};
 
@@ -173,6 +175,52 @@ pub struct DomainSpec {
     pub masquerade: bool,
     /// The uplink: the way out, where published ports listen on the gateway address.
     pub external: bool,
+    /// Source validation, port security and the network's shares of the tables.
+    pub guard: DomainGuard,
+}
+
+/// What a network defends itself with: source validation, port security, and its
+/// shares of the tables every network uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainGuard {
+    /// Strict reverse-path filtering (the kernel's `rp_filter = 1`): a packet to the
+    /// gateway whose source the FIB would not route back through this network is
+    /// dropped (`spoofed_source`).
+    pub rp_filter: bool,
+    /// An endpoint may send only with its own MAC and address (OVN's port security).
+    pub port_security: bool,
+    /// At most this many FDB entries for the network; `None`: an even share of the
+    /// global `fdb_max` (see [`DomainGuard::share`]).
+    pub fdb_max: Option<usize>,
+    /// At most this many neighbor entries; `None`: an even share of the table.
+    pub neighbor_max: Option<usize>,
+    /// At most this many packets waiting for a next hop on the network; `None`: an
+    /// even share of the held buffers.
+    pub held_max: Option<usize>,
+}
+
+impl Default for DomainGuard {
+    fn default() -> Self {
+        DomainGuard {
+            rp_filter: true,
+            port_security: false,
+            fdb_max: None,
+            neighbor_max: None,
+            held_max: None,
+        }
+    }
+}
+
+impl DomainGuard {
+    /// A network's share of a table of `global` entries shared by `networks`: the
+    /// configured limit, else an even split. Even shares add up to no more than the
+    /// table, so however hard one network floods its share, every other network
+    /// still finds its own share free.
+    pub fn share(limit: Option<usize>, global: usize, networks: usize) -> usize {
+        limit
+            .unwrap_or(global / networks.max(1))
+            .clamp(1, global.max(1))
+    }
 }
 
 /// A port as the pipeline needs it.
@@ -181,6 +229,23 @@ pub struct PortSpec {
     /// Display name: the endpoint (`web`), or endpoint/interface beyond eth0 (`multi/eth1`).
     pub name: String,
     pub domain: DomainId,
+    /// The endpoint's MAC on this port, when switchyard assigned it: what port
+    /// security allows as a source, and what an L3 network binds to this port.
+    pub mac: Option<MacAddr>,
+    /// The endpoint's IPv4 address on this port, when known (as `mac`).
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl PortSpec {
+    /// A port of `domain` whose endpoint's addresses are not known.
+    pub fn new(name: impl Into<String>, domain: DomainId) -> PortSpec {
+        PortSpec {
+            name: name.into(),
+            domain,
+            mac: None,
+            ip: None,
+        }
+    }
 }
 
 /// A static route: `prefix` via the router at `via`, which must be on a network
@@ -303,7 +368,13 @@ pub struct Shared {
     fdb: Fdb,
     fib: Fib,
     neighbors: NeighborTable,
-    icmp: std::sync::Mutex<IcmpLimiter>,
+    /// The ICMP error rate limit, one per network: a network that uses up its
+    /// budget silences only itself.
+    icmp: Vec<std::sync::Mutex<IcmpLimiter>>,
+    /// Endpoint addresses bound to their port, on networks that know their
+    /// endpoints (L3 networks, port security): ARP from another port does not move
+    /// them.
+    owners: HashMap<u32, PortId, foldhash::fast::RandomState>,
     /// switchyard's own addresses (the gateways) and their domains.
     local: HashMap<u32, DomainId, foldhash::fast::RandomState>,
     /// `allowed[a * n + b]`: domain a may route to domain b.
@@ -418,9 +489,9 @@ impl Pipeline {
             allowed[a.index() * n + b.index()] = true;
             allowed[b.index() * n + a.index()] = true;
         }
-        let mut shares = vec![None; n];
+        let mut conntrack_shares = vec![None; n];
         for &(d, max) in &spec.nat.conntrack_shares {
-            *shares
+            *conntrack_shares
                 .get_mut(d.index())
                 .ok_or(SpecError::NoSuchShareDomain(d.0))? = Some(max);
         }
@@ -449,16 +520,49 @@ impl Pipeline {
                 })?;
             d.ports.push(PortId(i as u16));
         }
-        let neighbors = NeighborTable::new(spec.neighbor);
+        // Every network's share of the shared tables (see DomainGuard::share).
+        let shares = |f: fn(&DomainGuard) -> Option<usize>, global: usize| -> Vec<usize> {
+            domains
+                .iter()
+                .map(|d| DomainGuard::share(f(&d.spec.guard), global, n))
+                .collect()
+        };
+        let fdb = Fdb::with_shares(
+            spec.fdb_max,
+            spec.fdb_aging_secs,
+            shares(|g| g.fdb_max, spec.fdb_max),
+        );
+        let neighbor_shares = shares(|g| g.neighbor_max, spec.neighbor.max.max(1))
+            .into_iter()
+            .zip(shares(|g| g.held_max, spec.neighbor.held_max))
+            .map(|(max, held_max)| NeighborShare { max, held_max })
+            .collect();
+        let neighbors = NeighborTable::with_shares(spec.neighbor, neighbor_shares);
+        let mut owners = HashMap::with_hasher(Default::default());
+        for (i, p) in spec.ports.iter().enumerate() {
+            let d = &domains[p.domain.index()].spec;
+            if d.mode != DomainMode::L3 && !d.guard.port_security {
+                continue;
+            }
+            if let Some(mac) = p.mac {
+                fdb.pin(p.domain, mac, PortId(i as u16));
+            }
+            if let Some(ip) = p.ip {
+                owners.insert(u32::from(ip), PortId(i as u16));
+            }
+        }
         let work_cap = neighbors.config().max + neighbors.config().held_max;
         let nports = spec.ports.len();
         let sh = Shared {
             ports: spec.ports,
             domains,
-            fdb: Fdb::new(spec.fdb_max, spec.fdb_aging_secs),
+            fdb,
             fib: Fib::new(routes),
             neighbors,
-            icmp: std::sync::Mutex::new(IcmpLimiter::new(1024)),
+            icmp: (0..n)
+                .map(|_| std::sync::Mutex::new(IcmpLimiter::new(1024)))
+                .collect(),
+            owners,
             local,
             allowed,
             // Only flows that are translated are tracked: without an external network
@@ -471,7 +575,7 @@ impl Pipeline {
                 },
                 spec.nat.timeouts,
             )
-            .with_zone_shares(&shares),
+            .with_zone_shares(&conntrack_shares),
             external,
             publish,
             port_range: (lo, hi),

@@ -19,11 +19,20 @@
 //! number of entries, the packets queued per entry (the oldest is dropped when a new
 //! one arrives, as Linux does with `unres_qlen`), and the buffers for queued packets,
 //! which are allocated once and swapped with the dataplane's, never copied.
+//!
+//! Fair shares: each network may hold at most its share of the entries and of the
+//! held packets ([`NeighborShare`]; by default an even split), so a flood of packets
+//! to unused addresses in one network fills that network's share and no other. And
+//! unresolved entries never pin the table: when there is no room, the oldest
+//! INCOMPLETE entry is evicted first (its waiting packets dropped), then the least
+//! recently used unused STALE one — as the kernel's forced neighbor GC prefers
+//! entries that are not in use.
 
-use super::{lock, DomainId, Frame, Timestamp};
+use super::{lock, DomainId, Frame, PortId, Timestamp};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Largest per-neighbor queue the table supports.
@@ -163,6 +172,15 @@ pub enum TickWork {
     },
 }
 
+/// A network's share of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborShare {
+    /// Entries at most.
+    pub max: usize,
+    /// Packets held at most, over all of the network's entries.
+    pub held_max: usize,
+}
+
 /// The table, behind the lock of [`NeighborTable`].
 struct Neighbors {
     cfg: NeighborConfig,
@@ -171,10 +189,20 @@ struct Neighbors {
     free_entries: Vec<u32>,
     held: Vec<Frame>,
     free_held: Vec<u32>,
+    /// The network each held buffer's packet waits on (valid while it is held).
+    held_domain: Vec<u16>,
+    /// Each network's share, and what it uses of it (networks past the end of
+    /// `shares` have no share of their own, only the global bounds).
+    shares: Vec<NeighborShare>,
+    domain_entries: Vec<usize>,
+    domain_held: Vec<usize>,
+    /// Ingress ports of packets dropped because their entry was evicted, for the
+    /// pipeline to account (see [`NeighborTable::take_orphan`]).
+    orphans: Vec<PortId>,
 }
 
 impl Neighbors {
-    fn new(cfg: NeighborConfig) -> Neighbors {
+    fn new(cfg: NeighborConfig, shares: Vec<NeighborShare>) -> Neighbors {
         let cfg = NeighborConfig {
             queue_len: cfg.queue_len.clamp(1, MAX_QUEUE as u8),
             probes: cfg.probes.max(1),
@@ -187,7 +215,104 @@ impl Neighbors {
             free_entries: (0..cfg.max as u32).rev().collect(),
             held: (0..cfg.held_max).map(|_| Frame::new()).collect(),
             free_held: (0..cfg.held_max as u32).rev().collect(),
+            held_domain: vec![0; cfg.held_max],
+            domain_entries: vec![0; shares.len()],
+            domain_held: vec![0; shares.len()],
+            shares,
+            orphans: Vec::with_capacity(cfg.held_max),
             cfg,
+        }
+    }
+
+    /// Whether `domain` may have one more entry: frees one if need be, evicting
+    /// an entry of that network when it is at its share, else of any network.
+    fn room_for_entry(&mut self, domain: DomainId) -> bool {
+        let d = domain.index();
+        let at_share = self
+            .shares
+            .get(d)
+            .is_some_and(|s| self.domain_entries[d] >= s.max);
+        if !at_share && !self.free_entries.is_empty() {
+            return true;
+        }
+        let victim = if at_share {
+            self.victim(|n| n.domain == domain)
+        } else {
+            self.victim(|_| true)
+        };
+        match victim {
+            Some(ip) => {
+                self.evict(ip);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a packet for a new entry of `domain` can be held: evicts the
+    /// network's oldest unresolved entry if its share of buffers is used up.
+    fn room_for_held(&mut self, domain: DomainId) -> bool {
+        let d = domain.index();
+        let full = |t: &Neighbors| {
+            t.free_held.is_empty()
+                || t.shares
+                    .get(d)
+                    .is_some_and(|s| t.domain_held[d] >= s.held_max)
+        };
+        if !full(self) {
+            return true;
+        }
+        let oldest = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|n| n.domain == domain && n.state == NeighborState::Incomplete && n.qlen > 0)
+            .min_by_key(|n| n.updated)
+            .map(|n| n.ip);
+        if let Some(ip) = oldest {
+            self.evict(ip);
+        }
+        !full(self)
+    }
+
+    /// The entry to evict among those `eligible`: the oldest INCOMPLETE one (an
+    /// address that has not answered holds no information worth keeping), else the
+    /// least recently used STALE one with nothing queued.
+    fn victim(&self, eligible: impl Fn(&Neighbor) -> bool) -> Option<Ipv4Addr> {
+        let candidates = || self.entries.iter().flatten().filter(|n| eligible(n));
+        candidates()
+            .filter(|n| n.state == NeighborState::Incomplete)
+            .min_by_key(|n| n.updated)
+            .or_else(|| {
+                candidates()
+                    .filter(|n| n.state == NeighborState::Stale && n.qlen == 0)
+                    .min_by_key(|n| n.used)
+            })
+            .map(|n| n.ip)
+    }
+
+    /// Removes an entry to make room; the packets it held are dropped (their
+    /// ingress ports go to `orphans` to be accounted).
+    fn evict(&mut self, ip: Ipv4Addr) {
+        let Some(&slot) = self.index.get(&u32::from(ip)) else {
+            return;
+        };
+        if let Some(n) = self.entries[slot as usize].take() {
+            for &h in &n.queue[..usize::from(n.qlen)] {
+                self.orphans.push(self.held[h as usize].ingress);
+                self.release_held(h);
+            }
+            self.entries[slot as usize] = Some(Neighbor { qlen: 0, ..n });
+        }
+        self.remove(ip);
+    }
+
+    /// Gives a held buffer back to the free list and its network's share.
+    fn release_held(&mut self, h: u32) {
+        self.free_held.push(h);
+        let d = usize::from(self.held_domain[h as usize]);
+        if let Some(n) = self.domain_held.get_mut(d) {
+            *n -= 1;
         }
     }
 
@@ -238,13 +363,14 @@ impl Neighbors {
                 NeighborState::Incomplete => return self.enqueue(ip, frame, false),
             }
         }
-        if self.free_entries.is_empty() && !self.evict_one() {
+        if !self.room_for_entry(domain) {
             return Resolve::TableFull;
         }
-        if self.free_held.is_empty() {
+        if !self.room_for_held(domain) {
             return Resolve::NoBuffer;
         }
         let slot = self.free_entries.pop().expect("checked above");
+        self.count_entry(domain, 1);
         self.entries[slot as usize] = Some(Neighbor {
             ip,
             domain,
@@ -262,9 +388,22 @@ impl Neighbors {
     }
 
     fn enqueue(&mut self, ip: Ipv4Addr, frame: &mut Frame, request: bool) -> Resolve {
+        let domain = self.get(ip).expect("entry exists").domain;
+        let d = domain.index();
+        if self
+            .shares
+            .get(d)
+            .is_some_and(|s| self.domain_held[d] >= s.held_max)
+        {
+            return Resolve::NoBuffer;
+        }
         let Some(h) = self.free_held.pop() else {
             return Resolve::NoBuffer;
         };
+        self.held_domain[h as usize] = domain.0;
+        if let Some(n) = self.domain_held.get_mut(d) {
+            *n += 1;
+        }
         std::mem::swap(&mut self.held[h as usize], frame);
         let max = usize::from(self.cfg.queue_len);
         let n = self.slot_mut(ip).expect("entry exists");
@@ -280,27 +419,18 @@ impl Neighbors {
         Resolve::Queued { request, evicted }
     }
 
-    /// Forgets an unused STALE entry (the least recently used one) to make room.
-    fn evict_one(&mut self) -> bool {
-        let victim = self
-            .entries
-            .iter()
-            .flatten()
-            .filter(|n| n.state == NeighborState::Stale && n.qlen == 0)
-            .min_by_key(|n| n.used)
-            .map(|n| n.ip);
-        match victim {
-            Some(ip) => {
-                self.remove(ip);
-                true
-            }
-            None => false,
+    /// Counts an entry of `domain` in (`1`) or out (`-1`) of its share.
+    fn count_entry(&mut self, domain: DomainId, delta: isize) {
+        if let Some(n) = self.domain_entries.get_mut(domain.index()) {
+            *n = n.wrapping_add_signed(delta);
         }
     }
 
     fn remove(&mut self, ip: Ipv4Addr) {
         if let Some(slot) = self.index.remove(&u32::from(ip)) {
-            self.entries[slot as usize] = None;
+            if let Some(n) = self.entries[slot as usize].take() {
+                self.count_entry(n.domain, -1);
+            }
             self.free_entries.push(slot);
         }
     }
@@ -308,7 +438,7 @@ impl Neighbors {
     /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).
     pub fn take(&mut self, held: Held, into: &mut Frame) {
         std::mem::swap(&mut self.held[held.0 as usize], into);
-        self.free_held.push(held.0);
+        self.release_held(held.0);
     }
 
     /// Records that `ip` is at `mac` on `domain`. Returns true if the entry was
@@ -327,7 +457,6 @@ impl Neighbors {
             let changed = n.mac != mac;
             let was = n.state;
             n.mac = mac;
-            n.domain = domain;
             n.state = match (how, was) {
                 (Learned::Reply, _) => NeighborState::Reachable,
                 (_, NeighborState::Incomplete) => NeighborState::Reachable,
@@ -352,10 +481,11 @@ impl Neighbors {
         if how == Learned::Unsolicited {
             return LearnOutcome::Ignored;
         }
-        if self.free_entries.is_empty() && !self.evict_one() {
+        if !self.room_for_entry(domain) {
             return LearnOutcome::Ignored;
         }
         let slot = self.free_entries.pop().expect("checked above");
+        self.count_entry(domain, 1);
         self.entries[slot as usize] = Some(Neighbor {
             ip,
             domain,
@@ -478,16 +608,55 @@ impl Neighbors {
 pub struct NeighborTable {
     inner: Mutex<Neighbors>,
     cfg: NeighborConfig,
+    /// Set when an eviction left packets to account, so the hot path checks a flag
+    /// instead of taking the lock.
+    orphaned: AtomicBool,
 }
 
 impl NeighborTable {
     /// Allocates everything up front: `max` entries and `held_max` packet buffers.
     pub fn new(cfg: NeighborConfig) -> NeighborTable {
-        let inner = Neighbors::new(cfg);
+        NeighborTable::with_shares(cfg, Vec::new())
+    }
+
+    /// As [`NeighborTable::new`], network `i` holding at most `shares[i]`.
+    pub fn with_shares(cfg: NeighborConfig, shares: Vec<NeighborShare>) -> NeighborTable {
+        let inner = Neighbors::new(cfg, shares);
         NeighborTable {
             cfg: inner.cfg,
             inner: Mutex::new(inner),
+            orphaned: AtomicBool::new(false),
         }
+    }
+
+    /// The ingress port of a packet dropped because the entry it waited on was
+    /// evicted to make room, one at a time; `None` when there are no more.
+    pub fn take_orphan(&self) -> Option<PortId> {
+        if !self.orphaned.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut t = lock(&self.inner);
+        let p = t.orphans.pop();
+        if t.orphans.is_empty() {
+            self.orphaned.store(false, Ordering::Relaxed);
+        }
+        p
+    }
+
+    fn note_orphans(&self, t: &Neighbors) {
+        if !t.orphans.is_empty() {
+            self.orphaned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries of `domain` now, and packets held for it.
+    pub fn domain_usage(&self, domain: DomainId) -> (usize, usize) {
+        let t = lock(&self.inner);
+        let d = domain.index();
+        (
+            t.domain_entries.get(d).copied().unwrap_or(0),
+            t.domain_held.get(d).copied().unwrap_or(0),
+        )
     }
 
     pub fn config(&self) -> &NeighborConfig {
@@ -525,7 +694,10 @@ impl NeighborTable {
         now: Timestamp,
         frame: &mut Frame,
     ) -> Resolve {
-        lock(&self.inner).resolve(ip, domain, now, frame)
+        let mut t = lock(&self.inner);
+        let r = t.resolve(ip, domain, now, frame);
+        self.note_orphans(&t);
+        r
     }
 
     /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).
@@ -542,7 +714,10 @@ impl NeighborTable {
         how: Learned,
         now: Timestamp,
     ) -> LearnOutcome {
-        lock(&self.inner).learn(ip, domain, mac, how, now)
+        let mut t = lock(&self.inner);
+        let r = t.learn(ip, domain, mac, how, now);
+        self.note_orphans(&t);
+        r
     }
 
     /// Runs the timers; the work is appended to `work`.
@@ -691,17 +866,100 @@ mod tests {
     }
 
     #[test]
-    fn held_buffers_are_bounded() {
+    fn held_buffers_are_bounded_and_never_pinned_by_the_unresolved() {
         let t = NeighborTable::new(NeighborConfig {
             held_max: 2,
             ..Default::default()
         });
-        t.resolve(Ipv4Addr::new(10, 0, 0, 1), D, ms(0), &mut frame(0));
-        t.resolve(Ipv4Addr::new(10, 0, 0, 2), D, ms(0), &mut frame(0));
-        assert_eq!(
-            t.resolve(Ipv4Addr::new(10, 0, 0, 3), D, ms(0), &mut frame(0)),
-            Resolve::NoBuffer
+        let mut first = Frame::from_bytes(PortId(7), &[1; 20]);
+        t.resolve(Ipv4Addr::new(10, 0, 0, 1), D, ms(0), &mut first);
+        t.resolve(Ipv4Addr::new(10, 0, 0, 2), D, ms(1), &mut frame(0));
+        assert_eq!(t.held(), 2);
+        // Every buffer waits on an unresolved address: the oldest entry makes room,
+        // and its packet is handed back to be accounted.
+        assert!(matches!(
+            t.resolve(Ipv4Addr::new(10, 0, 0, 3), D, ms(2), &mut frame(0)),
+            Resolve::Queued { request: true, .. }
+        ));
+        assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none());
+        assert_eq!(t.take_orphan(), Some(PortId(7)));
+        assert_eq!(t.take_orphan(), None);
+        assert_eq!(t.held(), 2);
+    }
+
+    #[test]
+    fn incomplete_entries_are_evicted_first() {
+        let t = table(); // max 4, held 8
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        t.learn(Ipv4Addr::new(10, 0, 0, 1), D, mac, Learned::Request, ms(0));
+        for i in 2..=4 {
+            t.resolve(
+                Ipv4Addr::new(10, 0, 0, i),
+                D,
+                ms(u64::from(i)),
+                &mut frame(i),
+            );
+        }
+        // Full: the oldest INCOMPLETE entry goes, not the older STALE one.
+        assert!(matches!(
+            t.resolve(Ipv4Addr::new(10, 0, 0, 5), D, ms(10), &mut frame(5)),
+            Resolve::Queued { .. }
+        ));
+        assert!(t.get(Ipv4Addr::new(10, 0, 0, 2)).is_none());
+        assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_some());
+        assert_eq!(t.take_orphan(), Some(PortId(0)));
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn a_network_fills_its_share_and_no_more() {
+        let share = NeighborShare {
+            max: 2,
+            held_max: 4,
+        };
+        let t = NeighborTable::with_shares(
+            NeighborConfig {
+                max: 4,
+                held_max: 8,
+                ..Default::default()
+            },
+            vec![share, share],
         );
+        let d1 = DomainId(1);
+        // Network 0 floods unused addresses: it recycles its own two entries.
+        for i in 1..=20u8 {
+            assert!(matches!(
+                t.resolve(
+                    Ipv4Addr::new(10, 0, 0, i),
+                    D,
+                    ms(u64::from(i)),
+                    &mut frame(i)
+                ),
+                Resolve::Queued { .. }
+            ));
+        }
+        assert_eq!(t.domain_usage(D), (2, 2));
+        // Network 1 still resolves, and learns.
+        assert!(matches!(
+            t.resolve(Ipv4Addr::new(10, 1, 0, 9), d1, ms(30), &mut frame(0)),
+            Resolve::Queued { request: true, .. }
+        ));
+        let mac = MacAddr([2, 0, 0, 0, 1, 9]);
+        assert_eq!(
+            t.learn(Ipv4Addr::new(10, 1, 0, 9), d1, mac, Learned::Reply, ms(31)),
+            LearnOutcome::Resolved { queued: 1 }
+        );
+        assert_eq!(
+            t.learn(
+                Ipv4Addr::new(10, 1, 0, 8),
+                d1,
+                mac,
+                Learned::Request,
+                ms(31)
+            ),
+            LearnOutcome::Created
+        );
+        assert_eq!(t.domain_usage(d1), (2, 1));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `[[network]]`: modes and proxy ARP, and what they need.
 
 use super::*;
+use switchyard_core::pipeline::DomainGuard;
 
 #[test]
 fn network_modes_and_proxy_arp() {
@@ -47,6 +48,73 @@ mode = "macvlan"
         has(&ps, "network \"odd\".mode", "not a network mode"),
         "{ps:#?}"
     );
+}
+
+#[test]
+fn guards_and_table_shares() {
+    let t = parse(
+        r#"
+[switch]
+fdb_max = 100
+[[network]]
+name = "lan"
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.1"
+port_security = true
+rp_filter = false
+fdb_max = 60
+neighbor_max = 10
+held_max = 5
+[[network]]
+name = "plain"
+subnet = "10.2.0.0/24"
+[[endpoint]]
+name = "a"
+network = "lan"
+"#,
+        "t",
+    )
+    .unwrap();
+    let g = t.networks[0].guard;
+    assert!(g.port_security && !g.rp_filter);
+    assert_eq!(
+        (g.fdb_max, g.neighbor_max, g.held_max),
+        (Some(60), Some(10), Some(5))
+    );
+    assert_eq!(t.networks[1].guard, DomainGuard::default());
+    assert!(DomainGuard::default().rp_filter, "on unless turned off");
+    // The pipeline gets the endpoint's addresses, for port security.
+    let spec = t.pipeline_spec();
+    assert_eq!(spec.ports[0].ip, Some(Ipv4Addr::new(10, 1, 0, 2)));
+    assert_eq!(spec.ports[0].mac, Some(t.endpoints[0].interfaces[0].mac));
+    assert_eq!(spec.domains[0].guard, g);
+    // Unset shares are even splits of the table; set ones stay within it.
+    assert_eq!(DomainGuard::share(None, 100, 2), 50);
+    assert_eq!(DomainGuard::share(Some(60), 100, 2), 60);
+    assert_eq!(DomainGuard::share(None, 1, 4), 1);
+
+    let ps = problems(
+        r#"
+[switch]
+fdb_max = 100
+neighbor_max = 50
+[[network]]
+name = "lan"
+subnet = "10.1.0.0/24"
+fdb_max = 101
+neighbor_max = 0
+held_max = 1000
+"#,
+    );
+    assert!(
+        has(&ps, "network \"lan\".fdb_max", "more than switch.fdb_max"),
+        "{ps:#?}"
+    );
+    assert!(
+        has(&ps, "network \"lan\".neighbor_max", "at least 1"),
+        "{ps:#?}"
+    );
+    assert!(has(&ps, "network \"lan\".held_max", "more than"), "{ps:#?}");
 }
 
 #[test]

@@ -14,7 +14,9 @@
 //!   sender's MAC (entry created or updated); a reply to switchyard confirms an entry
 //!   (REACHABLE) and releases the packets waiting for it (`ip4-neighbor`'s queue); a
 //!   gratuitous ARP (sender IP = target IP) updates an existing entry but creates none.
-//!   Only senders inside the network's subnet are learned.
+//!   Only senders inside the network's subnet are learned. On an L3 network and on
+//!   one with port security, an endpoint's own address is bound to its port: ARP from
+//!   any other port claiming it is not learned (`neighbor_bind_refused`).
 //! * Anything else addressed to the gateway MAC is not answered.
 //!
 //! Next: `l2-flood` (a broadcast, answered or not), the reply back out of the ingress
@@ -48,6 +50,7 @@ counted! {
     pub enum Event: Event in NAME {
         ArpReplies => ("arp_replies", "ARP replies sent for switchyard's addresses"),
         ProxyArpReplies => ("proxy_arp_replies", "ARP replies sent for proxied addresses"),
+        NeighborBindRefused => ("neighbor_bind_refused", "ARP claiming an endpoint's address from another port: not learned"),
     }
 }
 
@@ -129,6 +132,11 @@ pub enum Trace<'a> {
         ip: Ipv4Addr,
         mac: MacAddr,
     },
+    Bound {
+        ip: Ipv4Addr,
+        owner: &'a str,
+        port: &'a str,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -172,6 +180,10 @@ impl fmt::Display for Trace<'_> {
             ),
             Trace::NewNeighbor { ip, mac } => write!(f, "neighbor {ip} is at {mac} (new entry)"),
             Trace::NeighborMoved { ip, mac } => write!(f, "neighbor {ip} moved to {mac}"),
+            Trace::Bound { ip, owner, port } => write!(
+                f,
+                "{ip} is the address of the endpoint on port {owner}: not learned from port {port}"
+            ),
         }
     }
 }
@@ -240,7 +252,26 @@ impl Pipeline {
         {
             return;
         }
-        match self.sh.neighbors.learn(ip, domain, mac, how, self.now) {
+        // An endpoint's own address, on a network that knows its endpoints, is
+        // learned from that endpoint's port only.
+        if let Some(&owner) = self.sh.owners.get(&u32::from(ip)) {
+            if owner != f.ingress && self.sh.ports[owner.index()].domain == domain {
+                self.counters.event(Event::NeighborBindRefused);
+                trace!(
+                    self,
+                    f,
+                    Trace::Bound {
+                        ip,
+                        owner: self.port_name(owner),
+                        port: self.port_name(f.ingress),
+                    }
+                );
+                return;
+            }
+        }
+        let learned = self.sh.neighbors.learn(ip, domain, mac, how, self.now);
+        self.settle_orphans();
+        match learned {
             LearnOutcome::Resolved { queued } => {
                 self.counters.event(ip4_neighbor::Event::NeighborsResolved);
                 trace!(

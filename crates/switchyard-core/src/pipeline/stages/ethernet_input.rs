@@ -5,7 +5,9 @@
 //! Ethernet header, a source address that cannot belong to one host (a group address,
 //! all zeros), a frame claiming to come from switchyard's own gateway MAC (spoofed, or
 //! looped back), and a payload over the network's MTU that is not an offload
-//! super-frame (which is big on purpose and segmented later).
+//! super-frame (which is big on purpose and segmented later), and an offload header
+//! that cannot be right (a segment size below 64 bytes or over the MTU, offsets past
+//! the end of the frame: see [`vnet_check`]).
 //!
 //! It records where the network header starts, past any VLAN tags (`Frame::l3`), and
 //! hands the addresses and type on to every later stage ([`L2`]).
@@ -17,7 +19,8 @@ use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DropReason, Frame, Pipeline};
-use crate::wire::{ethernet, EtherType, EthernetFrame, MacAddr};
+use crate::wire::virtio_net::{GSO_ECN, GSO_TCPV4, GSO_TCPV6, GSO_UDP, GSO_UDP_L4};
+use crate::wire::{ethernet, EtherType, EthernetFrame, MacAddr, VirtioNetHdr};
 use std::fmt;
 
 pub const NAME: &str = "ethernet-input";
@@ -30,6 +33,7 @@ counted! {
         ZeroSourceMac => ("zero_source_mac", "source MAC is all zeros"),
         OwnSourceMac => ("own_source_mac", "source MAC is switchyard's own gateway MAC"),
         FrameTooLong => ("frame_too_long", "frame longer than the network MTU allows"),
+        BadVnetHeader => ("bad_vnet_header", "offload (virtio-net) header impossible for the frame: segment size, checksum or header offsets"),
     }
 }
 
@@ -60,6 +64,7 @@ pub enum Trace<'a> {
         payload: usize,
         mtu: usize,
     },
+    BadVnet(&'static str),
 }
 
 impl fmt::Display for Trace<'_> {
@@ -84,6 +89,7 @@ impl fmt::Display for Trace<'_> {
             Trace::TooLong { payload, mtu } => {
                 write!(f, "payload of {payload} bytes over the MTU of {mtu}: drop")
             }
+            Trace::BadVnet(why) => write!(f, "offload header: {why}: drop"),
         }
     }
 }
@@ -92,6 +98,40 @@ impl TraceLine for Trace<'_> {
     fn stage(&self) -> &'static str {
         NAME
     }
+}
+
+/// Smallest segment size accepted in a super-frame: below it a 64 KB super-frame
+/// would become over a thousand frames for a port that cannot take it whole.
+pub const MIN_GSO_SIZE: u16 = 64;
+
+/// Whether the offload header that came with a frame of `len` bytes, on a network of
+/// IP MTU `mtu`, describes work that can be done: a segment size from
+/// [`MIN_GSO_SIZE`] to the MTU, a header length and a checksum position inside the
+/// frame. The kernel never hands over anything else; a frame that claims otherwise
+/// would make switchyard segment it into thousands of frames, or write a checksum
+/// past its end.
+pub fn vnet_check(vnet: &VirtioNetHdr, len: usize, mtu: usize) -> Result<(), &'static str> {
+    if vnet.needs_csum() && usize::from(vnet.csum_start) + usize::from(vnet.csum_offset) + 2 > len {
+        return Err("checksum position outside the frame");
+    }
+    if vnet.is_gso() {
+        if !matches!(
+            vnet.gso_type & !GSO_ECN,
+            GSO_TCPV4 | GSO_TCPV6 | GSO_UDP | GSO_UDP_L4
+        ) {
+            return Err("unknown segmentation type");
+        }
+        if vnet.gso_size < MIN_GSO_SIZE {
+            return Err("segment size below 64 bytes");
+        }
+        if usize::from(vnet.gso_size) > mtu {
+            return Err("segment size over the network MTU");
+        }
+        if usize::from(vnet.hdr_len) > len {
+            return Err("header length past the end of the frame");
+        }
+    }
+    Ok(())
 }
 
 impl Pipeline {
@@ -158,6 +198,10 @@ impl Pipeline {
                 }
             );
             return Next::Drop(Drop::FrameTooLong.into());
+        }
+        if let Err(why) = vnet_check(&f.vnet, f.len(), mtu) {
+            trace!(self, f, Trace::BadVnet(why));
+            return Next::Drop(Drop::BadVnetHeader.into());
         }
         Next::L2Learn(L2 {
             dst,

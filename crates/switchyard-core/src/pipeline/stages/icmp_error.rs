@@ -18,7 +18,10 @@
 //! Errors are rate-limited as Linux limits them: per destination a token bucket
 //! allowing a burst of 6 and then one per second (`icmp_ratelimit` = 1000 ms,
 //! `XRLIM_BURST_FACTOR` = 6), and over all destinations 1000 per second with a burst
-//! of 50 (`icmp_msgs_per_sec`, `icmp_msgs_burst`). Suppressed errors are counted.
+//! of 50 (`icmp_msgs_per_sec`, `icmp_msgs_burst`) — both per network, the one the
+//! error goes to, so that a network spending its budget (an endpoint spraying
+//! packets that each earn an error) does not silence the errors another network is
+//! owed. Suppressed errors are counted.
 //!
 //! Next: drop, for the reason the packet was sent here with. Trace:
 //! `icmp-error: time exceeded from 10.1.0.1 to 10.1.0.2`
@@ -111,7 +114,7 @@ impl Pipeline {
             return Next::Drop(then);
         };
         let to = ip.src();
-        if !lock(&self.sh.icmp).allow(to, self.now) {
+        if !lock(&self.sh.icmp[domain.index()]).allow(to, self.now) {
             self.counters.event(Event::IcmpRateLimited);
             trace!(self, f, Trace::RateLimited { what, to });
             return Next::Drop(then);

@@ -4,7 +4,11 @@
 //! trusts it: version 4, header length at least 20 bytes, total length covering the
 //! header and within the frame, header checksum correct. It refuses to route what no
 //! router routes: martian sources (0/8, 127/8, multicast, broadcast) and broadcast or
-//! multicast destinations (RFC 1812 5.3.7, 5.3.5).
+//! multicast destinations (RFC 1812 5.3.7, 5.3.5). On a network with `rp_filter` (the
+//! default) it validates the source as the kernel's strict reverse-path filter does
+//! (RFC 3704 2.2): the route back to the source must lead out of the network the
+//! packet came from, so an endpoint cannot borrow another network's addresses and
+//! have the answers — or a masqueraded flow's replies — delivered there.
 //!
 //! Once the header is valid it records where the transport header starts
 //! (`Frame::l4`); no later stage checks the IPv4 header again.
@@ -28,6 +32,7 @@ counted! {
         Ip4BadChecksum => ("ip4_bad_checksum", "IPv4 header checksum wrong"),
         MartianSource => ("martian_source", "source address not valid for forwarding (0/8, 127/8, multicast, broadcast)"),
         NotRouted => ("not_routed", "broadcast or multicast destination is not routed"),
+        SpoofedSource => ("spoofed_source", "source address not reachable back through the network it came from (strict reverse path)"),
     }
 }
 
@@ -39,7 +44,7 @@ pub enum Next {
 }
 
 /// What ip4-input says about a packet.
-pub enum Trace {
+pub enum Trace<'a> {
     Invalid(WireError),
     BadChecksum(u16),
     Packet {
@@ -51,9 +56,13 @@ pub enum Trace {
     },
     Martian(Ipv4Addr),
     NotRouted(Ipv4Addr),
+    Spoofed {
+        src: Ipv4Addr,
+        network: &'a str,
+    },
 }
 
-impl fmt::Display for Trace {
+impl fmt::Display for Trace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Trace::Invalid(e) => write!(f, "invalid IPv4 header ({e}): drop"),
@@ -69,11 +78,15 @@ impl fmt::Display for Trace {
             Trace::NotRouted(dst) => {
                 write!(f, "{dst} is a broadcast or multicast address: not routed")
             }
+            Trace::Spoofed { src, network } => write!(
+                f,
+                "source {src} is not reachable back through network {network} (reverse path): drop"
+            ),
         }
     }
 }
 
-impl TraceLine for Trace {
+impl TraceLine for Trace<'_> {
     fn stage(&self) -> &'static str {
         NAME
     }
@@ -120,6 +133,30 @@ impl Pipeline {
             trace!(self, f, Trace::NotRouted(dst));
             return Next::Drop(Drop::NotRouted.into());
         }
+        if self.sh.domains[l2.domain.index()].spec.guard.rp_filter && !self.source_valid(src, l2) {
+            trace!(
+                self,
+                f,
+                Trace::Spoofed {
+                    src,
+                    network: &self.sh.domains[l2.domain.index()].spec.name,
+                }
+            );
+            return Next::Drop(Drop::SpoofedSource.into());
+        }
         Next::CtLookup
+    }
+
+    /// Strict reverse path (RFC 3704 section 2.2, the kernel's `rp_filter = 1`): the
+    /// route back to `src` leaves through the network the packet came in on —
+    /// its connected subnet, or a static route via a router on it — and `src` is
+    /// not one of switchyard's own addresses.
+    fn source_valid(&self, src: Ipv4Addr, l2: &L2) -> bool {
+        !self.sh.local.contains_key(&u32::from(src))
+            && self
+                .sh
+                .fib
+                .lookup(src)
+                .is_some_and(|r| r.next_hop.domain() == l2.domain)
     }
 }

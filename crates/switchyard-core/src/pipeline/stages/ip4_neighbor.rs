@@ -8,7 +8,9 @@
 //! `unres_qlen`. The wait ends in `arp-input`, when the reply comes (the packets walk
 //! on from `nat-rewrite`), or on the timer, when the retries are spent (each packet
 //! gets ICMP host unreachable from `icmp-error`). [`Pipeline::neighbor_work`] carries
-//! out both, and sends the timer's retransmissions.
+//! out both, and sends the timer's retransmissions. When the network's share of the
+//! table or of the held buffers is used up, its oldest unresolved entry is evicted
+//! to make room, and the packets it held are dropped (`neighbor_evicted`).
 //!
 //! Next: `nat-rewrite` with the next hop's MAC, held, or drop. Trace:
 //! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`
@@ -35,6 +37,7 @@ counted! {
         NeighborUnresolved => ("neighbor_unresolved", "next hop did not answer ARP"),
         NeighborTableFull => ("neighbor_table_full", "neighbor table full"),
         NoBuffer => ("no_buffer", "no free buffer to queue the packet or its fragments"),
+        NeighborEvicted => ("neighbor_evicted", "waiting for a next hop whose unresolved entry was evicted to make room"),
     }
 }
 
@@ -112,7 +115,9 @@ impl Pipeline {
                 mac,
             })
         };
-        match self.sh.neighbors.resolve(hop.ip, hop.domain, self.now, f) {
+        let resolved = self.sh.neighbors.resolve(hop.ip, hop.domain, self.now, f);
+        self.settle_orphans();
+        match resolved {
             Resolve::Mac(mac) => adjacency(mac),
             Resolve::MacAndProbe(mac) => {
                 trace!(self, f, Trace::Probe(hop.ip));
@@ -183,6 +188,14 @@ impl Pipeline {
         slot.ingress = PortId::LOCAL;
         slot.action = action;
         self.counters.event(Event::ArpRequests);
+    }
+
+    /// Accounts the packets dropped because the entry they waited on was evicted to
+    /// make room (by this worker's last call into the table, or another's).
+    pub(crate) fn settle_orphans(&mut self) {
+        while let Some(port) = self.sh.neighbors.take_orphan() {
+            self.settle_held(port, Action::Drop(Drop::NeighborEvicted.into()));
+        }
     }
 
     /// Drops a packet that was waiting in a neighbor queue.

@@ -6,6 +6,12 @@
 //! When the FDB is full nothing new is learned; traffic to unknown MACs is flooded
 //! instead, which is slower but never wrong. Entries age out in `l2-age`.
 //!
+//! Each network has its share of the FDB (`fdb_max` per network, by default an even
+//! split of the global one), so a MAC flood in one network stops learning in that
+//! network only. On an L3 network and one with port security, each endpoint's own
+//! MAC is bound to its port from the start (pinned): another port sending with it
+//! does not move it.
+//!
 //! Next: `l2-forward`, always. Trace:
 //! `l2-learn: learned 02:42:ac:11:00:02 on port a (bridge default)`
 
@@ -24,6 +30,8 @@ counted! {
         FdbLearned => ("fdb_learned", "MACs learned"),
         FdbMoved => ("fdb_moved", "MAC moves (a known MAC seen on another port)"),
         FdbLimit => ("fdb_limit", "MACs not learned because the FDB is full"),
+        FdbNetworkLimit => ("fdb_network_limit", "MACs not learned because the network's share of the FDB is full"),
+        FdbMoveRefused => ("fdb_move_refused", "an endpoint's own MAC seen on another port: not moved"),
     }
 }
 
@@ -54,6 +62,16 @@ pub enum Trace<'a> {
         mac: MacAddr,
         capacity: usize,
     },
+    NetworkFull {
+        mac: MacAddr,
+        capacity: usize,
+        bridge: &'a str,
+    },
+    Pinned {
+        mac: MacAddr,
+        owner: &'a str,
+        port: &'a str,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -78,6 +96,18 @@ impl fmt::Display for Trace<'_> {
             Trace::TableFull { mac, capacity } => {
                 write!(f, "FDB full ({capacity} entries): {mac} not learned")
             }
+            Trace::NetworkFull {
+                mac,
+                capacity,
+                bridge,
+            } => write!(
+                f,
+                "bridge {bridge} has its share of the FDB ({capacity} entries): {mac} not learned"
+            ),
+            Trace::Pinned { mac, owner, port } => write!(
+                f,
+                "{mac} is the MAC of the endpoint on port {owner}: not moved to port {port}"
+            ),
         }
     }
 }
@@ -99,6 +129,8 @@ impl Pipeline {
             Learn::Refreshed => {}
             Learn::Moved { .. } => self.counters.event(Event::FdbMoved),
             Learn::TableFull => self.counters.event(Event::FdbLimit),
+            Learn::DomainFull => self.counters.event(Event::FdbNetworkLimit),
+            Learn::Pinned { .. } => self.counters.event(Event::FdbMoveRefused),
         }
         trace!(self, f, {
             let (mac, port) = (l2.src, self.port_name(f.ingress));
@@ -115,6 +147,16 @@ impl Pipeline {
                 Learn::TableFull => Trace::TableFull {
                     mac,
                     capacity: self.sh.fdb.capacity(),
+                },
+                Learn::DomainFull => Trace::NetworkFull {
+                    mac,
+                    capacity: self.sh.fdb.domain_capacity(l2.domain),
+                    bridge,
+                },
+                Learn::Pinned { owner } => Trace::Pinned {
+                    mac,
+                    owner: self.port_name(owner),
+                    port,
                 },
             }
         });

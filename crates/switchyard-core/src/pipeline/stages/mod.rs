@@ -32,3 +32,4 @@ pub mod l2_learn;
 pub mod l3_input;
 pub mod nat_rewrite;
 pub mod nat_snat;
+pub mod port_security;

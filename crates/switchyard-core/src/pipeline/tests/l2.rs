@@ -74,7 +74,10 @@ fn entries_age_out_with_injected_time() {
 
 #[test]
 fn full_table_counts_and_still_forwards_by_flooding() {
-    let mut p = Pipeline::new(spec(2)).unwrap();
+    // The whole table (2 entries) is the network's share: the global bound is hit.
+    let mut s = spec(2);
+    s.domains[0].guard.fdb_max = Some(2);
+    let mut p = Pipeline::new(s).unwrap();
     run(&mut p, A, &udp(mac(2), MacAddr::BROADCAST, 10), 0);
     run(&mut p, B, &udp(mac(3), MacAddr::BROADCAST, 10), 0);
     let (f, _) = run(&mut p, C, &udp(mac(4), mac(2), 10), 0);
@@ -130,10 +133,7 @@ fn drop_reasons() {
     assert_eq!(f.action, Action::Drop(DropReason::SamePort));
     // A one-port domain has nowhere to flood.
     let mut lonely = Pipeline::new(Spec {
-        ports: vec![PortSpec {
-            name: "solo".into(),
-            domain: DomainId(0),
-        }],
+        ports: vec![PortSpec::new("solo", DomainId(0))],
         ..spec(8)
     })
     .unwrap();

@@ -42,11 +42,9 @@ fn router() -> Pipeline {
         proxy_arp,
         masquerade: false,
         external: false,
+        guard: Default::default(),
     };
-    let port = |n: &str, d: u16| PortSpec {
-        name: n.into(),
-        domain: DomainId(d),
-    };
+    let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
     Pipeline::new(Spec {
         routes: vec![StaticRoute {
             prefix: "10.9.0.0/16".parse().unwrap(),
@@ -528,7 +526,7 @@ fn silence_about_icmp_errors_and_broadcasts() {
             mtu: 0,
         },
         super::super::stages::icmp_error::ErrorSource {
-            ip: rip(3, 9),
+            ip: rip(1, 9),
             mac: rmac(1, 9),
         },
         1,

@@ -4,6 +4,7 @@ use super::*;
 use crate::wire::MacAddr;
 use etherparse::PacketBuilder;
 
+mod guard;
 mod l2;
 mod l3;
 mod nat;
@@ -23,10 +24,7 @@ pub(super) fn ip(n: u8) -> Ipv4Addr {
 /// One domain "default" with a gateway and ports a, b, c; a second domain "other"
 /// (no gateway) with ports x, y.
 pub(super) fn spec(fdb_max: usize) -> Spec {
-    let port = |name: &str, d: u16| PortSpec {
-        name: name.into(),
-        domain: DomainId(d),
-    };
+    let port = |name: &str, d: u16| PortSpec::new(name, DomainId(d));
     Spec {
         fdb_max,
         ..Spec::new(
@@ -43,6 +41,7 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     proxy_arp: false,
                     masquerade: false,
                     external: false,
+                    guard: Default::default(),
                 },
                 DomainSpec {
                     name: "other".into(),
@@ -53,6 +52,7 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     proxy_arp: false,
                     masquerade: false,
                     external: false,
+                    guard: Default::default(),
                 },
             ],
             vec![
