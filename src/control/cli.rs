@@ -35,6 +35,7 @@ pub struct Target {
 impl Target {
     fn prefix(&self) -> Result<String> {
         if let Some(p) = &self.prefix {
+            config::check_prefix(p).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
             return Ok(p.clone());
         }
         if let Some(f) = &self.config {
