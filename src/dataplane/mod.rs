@@ -29,8 +29,8 @@
 //! from ends, and [`Running::stop`] reports it, so `switchyard up` exits non-zero.
 //!
 //! Test hook: `SWITCHYARD_TEST_WORKER_PANIC_AFTER=N`, read once when the dataplane is
-//! built, makes worker 0 panic after N batches — the real path of a worker dying, for
-//! the tests of what follows (teardown, a non-zero exit).
+//! built, makes each worker panic after N batches of its own — the real path of a
+//! worker dying, for the tests of what follows (teardown, a non-zero exit).
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
@@ -345,7 +345,7 @@ impl Dataplane {
             .ok()
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(n) = panic_after {
-            tracing::warn!("test hook {PANIC_AFTER_ENV}: worker 0 panics after {n} batches");
+            tracing::warn!("test hook {PANIC_AFTER_ENV}: each worker panics after {n} batches");
         }
         let workers = queues
             .into_iter()
@@ -373,7 +373,7 @@ impl Dataplane {
                     emit: Emitter::with_capacity(EMIT_BUFFERS),
                     start,
                     busy_poll: opts.busy_poll,
-                    panic_after: panic_after.filter(|_| index == 0),
+                    panic_after,
                 }
             })
             .collect();
