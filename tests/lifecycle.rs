@@ -106,10 +106,15 @@ fn a_removed_namespace_marks_its_port_down_and_the_rest_keeps_switching() {
         .0;
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
-        log.matches("was removed from under switchyard").count(),
+        stderr.lines().filter(|l| l.contains(c.as_str())).count(),
         1,
-        "logged once: {log}"
+        "logged once: {stderr}"
+    );
+    assert!(
+        stderr.contains("was removed from under switchyard"),
+        "{stderr}"
     );
     assert_gone(&inst.namespaces());
 }

@@ -473,7 +473,8 @@ impl Worker {
                         });
                     }
                     Job::PortDown(port, why) => {
-                        self.mark_down(&poll, port, why);
+                        // Whoever found out has logged it.
+                        self.mark_down(&poll, port, why, false);
                         ready[port.index()] = false;
                     }
                 }
@@ -489,6 +490,7 @@ impl Worker {
                                 &poll,
                                 PortId(i as u16),
                                 format!("its device is gone ({e})"),
+                                true,
                             );
                             (false, false)
                         }
@@ -522,9 +524,9 @@ impl Worker {
         }
     }
 
-    /// Stops using `port`: no more polling, reading or writing. Logged once per port
-    /// (by worker 0; the others follow quietly).
-    fn mark_down(&mut self, poll: &Poll, port: PortId, why: String) {
+    /// Stops using `port`: no more polling, reading or writing. With `log`, logged
+    /// once per port (by worker 0; the others follow quietly).
+    fn mark_down(&mut self, poll: &Poll, port: PortId, why: String, log: bool) {
         let p = port.index();
         let Some(st) = self.status.get_mut(p) else {
             return;
@@ -539,7 +541,7 @@ impl Worker {
         self.ports[p] = Box::new(GonePort {
             caps: self.ports[p].capabilities(),
         });
-        if self.index == 0 {
+        if log && self.index == 0 {
             tracing::warn!(
                 "port {} is down: {why}; the other ports keep switching",
                 st.name
