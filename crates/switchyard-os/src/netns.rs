@@ -25,7 +25,12 @@
 //!   one mount namespace would not show up in another (and could not be unmounted
 //!   from there). [`create`] sets that up exactly as iproute2 does.
 //! * Deleting the name does not kill the namespace while something else still holds
-//!   it (an open fd, a process inside); it only stops new users finding it.
+//!   it (an open fd, a process inside, a TAP opened in it); it only stops new users
+//!   finding it.
+//! * A name is no identity, and neither is the nsfs inode number: the kernel hands a
+//!   freed namespace's number to the next namespace made. [`Identity`] adds the
+//!   namespace cookie, never reused, and [`delete_if`] deletes a name only while it
+//!   still names the namespace recorded.
 
 use std::fs;
 use std::io;
