@@ -97,14 +97,18 @@ fn a_symlink_at_the_state_temporary_is_not_followed() {
     let root = dir.0.join("run");
     let victim = dir.0.join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    // The instance directory as a crash left it, with a symlink planted where the
-    // state's temporary goes.
+    // The instance directory as a crash (of an older switchyard, which made it 0755)
+    // left it, with a symlink planted where the state's temporary goes.
     let inst = root.join(&topo.prefix);
     std::fs::create_dir_all(&inst).unwrap();
     std::fs::set_permissions(&inst, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink(&victim, inst.join("state.json.tmp")).unwrap();
 
+    std::fs::set_permissions(&inst, std::fs::Permissions::from_mode(0o755)).unwrap();
+
     let d = Deployment::create(&topo, &root).expect("setup goes ahead");
+    let mode = std::fs::metadata(&inst).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the instance directory is made private");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let state = std::fs::symlink_metadata(inst.join("state.json")).unwrap();
     assert!(

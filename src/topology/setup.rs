@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns::{self, Identity};
@@ -227,6 +227,13 @@ fn secure_run_dir(run_root: &Path, prefix: &str) -> Result<RunDir, SetupError> {
     secure_dir(run_root, 0o755)?;
     let run = RunDir::new(run_root, prefix);
     secure_dir(run.dir(), 0o700)?;
+    // Made by an older switchyard, it may be 0755: the control socket is bound in
+    // it, and only the owner may reach it even before its chmod.
+    let m = fs::metadata(run.dir()).map_err(file_err(run.dir()))?;
+    if m.mode() & 0o077 != 0 {
+        fs::set_permissions(run.dir(), fs::Permissions::from_mode(0o700))
+            .map_err(file_err(run.dir()))?;
+    }
     Ok(run)
 }
 
