@@ -876,8 +876,9 @@ mod tests {
                 c
             })
             .collect();
-        // Let the server read them all before the newcomer arrives.
-        std::thread::sleep(Duration::from_millis(300));
+        // Let the server read them all before the newcomer arrives (nothing a client
+        // sees tells when it has; it takes microseconds, so a second is ample).
+        std::thread::sleep(Duration::from_secs(1));
         let e = client::request(&b.socket(), &req).unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
         // A slot frees when a request completes.
