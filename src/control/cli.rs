@@ -35,6 +35,7 @@ pub struct Target {
 impl Target {
     fn prefix(&self) -> Result<String> {
         if let Some(p) = &self.prefix {
+            config::check_prefix(p).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
             return Ok(p.clone());
         }
         if let Some(f) = &self.config {
@@ -114,8 +115,13 @@ fn load_topology(file: Option<&Path>) -> Result<Topology> {
 pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
     let topo = load_topology(file)?;
     // Handlers first, so a Ctrl-C during setup still leads to a clean teardown.
+    // SIGHUP too: a dropped SSH session must not leave namespaces behind.
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
     let sy = Switchyard::start(topo, run_root).context("switchyard up")?;
@@ -128,12 +134,17 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("\nstopping: removing what switchyard created ...");
-    let removed = sy.stop()?;
+    let end = sy.shutdown();
+    let removed = end.removed?;
     println!(
         "removed {} namespace(s): {}",
         removed.len(),
         removed.join(" ")
     );
+    // A failed dataplane is a failure of `up`, whatever the cleanup did: a service
+    // manager restarts only what exits non-zero.
+    end.dataplane
+        .context("the dataplane failed (everything switchyard created was removed)")?;
     Ok(())
 }
 

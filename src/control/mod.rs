@@ -39,8 +39,9 @@ pub enum StartError {
 pub struct Switchyard {
     topology: Topology,
     socket: PathBuf,
-    // Dropped in this order: socket first, then the dataplane (closing the TAPs),
-    // then the namespaces.
+    // Dropped in this order: the namespace watch, the socket, then the dataplane
+    // (closing the TAPs), then the namespaces.
+    watch: Option<NamespaceWatch>,
     server: Option<Server>,
     dataplane: Option<dataplane::Running>,
     deployment: Option<Deployment>,
@@ -77,9 +78,11 @@ impl Switchyard {
                     source,
                 }
             })?;
+        let watch = NamespaceWatch::start(&topology, &deployment, running.handle());
         Ok(Switchyard {
             topology,
             socket,
+            watch: Some(watch),
             server: Some(server),
             dataplane: Some(running),
             deployment: Some(deployment),
@@ -110,19 +113,38 @@ impl Switchyard {
         self.stop_inner()
     }
 
+    /// Stops switching and removes everything created, and says how the dataplane
+    /// ended: `Err` if a worker had failed (a panic, a fatal I/O error), which the
+    /// caller reports (`switchyard up` exits non-zero).
+    pub fn shutdown(mut self) -> Shutdown {
+        let (removed, dataplane) = self.stop_parts();
+        Shutdown { removed, dataplane }
+    }
+
     fn stop_inner(&mut self) -> Result<Vec<String>, SetupError> {
+        let (removed, dataplane) = self.stop_parts();
+        if let Err(e) = dataplane {
+            tracing::error!("the dataplane stopped with an error: {e}");
+        }
+        removed
+    }
+
+    fn stop_parts(&mut self) -> (Result<Vec<String>, SetupError>, std::io::Result<()>) {
+        if let Some(w) = self.watch.take() {
+            w.stop();
+        }
         if let Some(s) = self.server.take() {
             s.stop();
         }
-        if let Some(d) = self.dataplane.take() {
-            if let Err(e) = d.stop() {
-                tracing::error!("the dataplane stopped with an error: {e}");
-            }
-        }
-        match self.deployment.take() {
+        let dataplane = match self.dataplane.take() {
+            Some(d) => d.stop(),
+            None => Ok(()),
+        };
+        let removed = match self.deployment.take() {
             Some(d) => d.teardown(),
             None => Ok(Vec::new()),
-        }
+        };
+        (removed, dataplane)
     }
 }
 
@@ -130,6 +152,84 @@ impl Drop for Switchyard {
     fn drop(&mut self) {
         if let Err(e) = self.stop_inner() {
             tracing::error!("cleanup incomplete: {e}");
+        }
+    }
+}
+
+/// How an instance ended ([`Switchyard::shutdown`]).
+pub struct Shutdown {
+    /// The namespaces removed, or why cleanup is incomplete.
+    pub removed: Result<Vec<String>, SetupError>,
+    /// How the dataplane's workers ended: `Err` if one failed before it was asked to
+    /// stop.
+    pub dataplane: std::io::Result<()>,
+}
+
+/// Watches the endpoints' namespaces: when one is removed from under switchyard
+/// (`ip netns del`, or replaced by another of the same name), its ports are marked
+/// down — their TAPs closed, so the namespace can go — and the rest keeps switching.
+/// A plain `stat` of each name twice a second; logged once per namespace.
+struct NamespaceWatch {
+    stop: crossbeam_channel::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the namespaces are looked at.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl NamespaceWatch {
+    fn start(t: &Topology, d: &Deployment, dp: dataplane::Handle) -> NamespaceWatch {
+        // Each namespace with ports: its recorded identity and its ports.
+        let mut watched: Vec<(String, (u64, u64), Vec<switchyard_core::pipeline::PortId>)> =
+            Vec::new();
+        for (port, (e, _)) in t.interfaces().enumerate() {
+            let Some(id) = d
+                .state()
+                .namespaces
+                .iter()
+                .find(|r| r.name == e.netns)
+                .and_then(|r| r.identity)
+            else {
+                continue;
+            };
+            let pid = switchyard_core::pipeline::PortId(port as u16);
+            match watched.iter_mut().find(|w| w.0 == e.netns) {
+                Some(w) => w.2.push(pid),
+                None => watched.push((e.netns.clone(), (id.dev, id.ino), vec![pid])),
+            }
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("switchyard-nswatch".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(WATCH_EVERY) {
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                watched.retain(|(name, id, ports)| {
+                    let now = switchyard_os::netns::file_identity(name);
+                    if matches!(now, Ok(Some(n)) if n == *id) || now.is_err() {
+                        return true;
+                    }
+                    let why = format!("its network namespace {name} was removed");
+                    tracing::warn!(
+                        "network namespace {name} was removed from under switchyard: its \
+                         port(s) are down, the rest keeps switching"
+                    );
+                    for &p in ports {
+                        dp.port_down(p, &why);
+                    }
+                    false
+                });
+            })
+            .ok();
+        NamespaceWatch { stop: tx, thread }
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -187,6 +187,9 @@ pub enum ErrorCode {
     DataplaneStopped,
     /// The server failed while answering (a bug); it keeps serving.
     Internal,
+    /// Every one of the server's client slots is taken by a connection in the middle of
+    /// a request; the server closes the connection after answering. Try again.
+    Busy,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
     #[serde(other)]
@@ -195,13 +198,14 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownRequest,
         ErrorCode::TooLarge,
         ErrorCode::DataplaneStopped,
         ErrorCode::Internal,
+        ErrorCode::Busy,
     ];
 
     /// The code on the wire.
@@ -213,6 +217,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::DataplaneStopped => "dataplane_stopped",
             ErrorCode::Internal => "internal",
+            ErrorCode::Busy => "busy",
             ErrorCode::Other => "other",
         }
     }
@@ -407,6 +412,12 @@ pub struct PortRow {
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub dropped: u64,
+    /// "up", or "down" once the port's device went away under switchyard (its TAP
+    /// deleted, its namespace removed); the reason is in `down_reason`.
+    #[serde(default)]
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_reason: Option<String>,
 }
 
 /// One row of `show fdb`.

@@ -63,12 +63,13 @@ pub fn reply(r: &Reply) -> String {
 
 pub fn ports(rows: &[PortRow]) -> String {
     let mut t = TextTable::new(&[
-        "PORT", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS", "QUEUES", "RX", "TX",
-        "DROPPED",
+        "PORT", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS", "QUEUES",
+        "RX", "TX", "DROPPED",
     ]);
     for r in rows {
         t.row(vec![
             r.port.clone(),
+            r.state.clone(),
             r.netns.clone(),
             r.interface.clone(),
             r.network.clone(),

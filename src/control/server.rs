@@ -1,32 +1,58 @@
-//! The control socket server: a unix socket (mode 0600) per instance, answering one
-//! request line with one response line (see [`protocol`](super::protocol) for the
-//! shapes). It runs on its own thread and reads the dataplane's tables by sending a
-//! query closure to the dataplane thread ([`dataplane::Handle::query`]), so a `show`
-//! never races the packets being switched.
+//! The control socket server: a unix socket (mode 0600, in a directory only its
+//! owner may enter) per instance, answering each request line with one response line
+//! (see [`protocol`](super::protocol) for the shapes).
 //!
-//! Clients are served one at a time, which is plenty for a control socket; timeouts
-//! on reads and writes keep a stuck client from holding the others off for long, and
-//! the request line is capped at [`MAX_REQUEST_BYTES`] so no client can make the
-//! server buffer without bound.
+//! One thread serves every client from one `epoll` loop (mio), on non-blocking
+//! sockets, so no client can hold another off:
+//!
+//! * at most [`MAX_CLIENTS`] connections at once. When all are taken, a newcomer
+//!   takes the slot of the connection idle the longest (no request in progress); if
+//!   every one is in the middle of a request, the newcomer is answered `busy` and
+//!   closed. 200 clients that connect and say nothing cost an answer nothing.
+//! * a request line longer than [`MAX_REQUEST_BYTES`] is answered `too_large` and the
+//!   connection closed; the server never buffers more than that per client.
+//! * a connection that makes no progress for [`CLIENT_TIMEOUT`] — sends nothing, or
+//!   takes none of its answer — is closed. A client that sends requests and never
+//!   reads gets no further answers until it has taken the last (its requests stay in
+//!   its own socket buffer), then is closed.
+//! * stopping the server wakes the loop, which drops every connection as it is: a
+//!   stuck client never delays teardown.
+//!
+//! Tables are read on this thread, not on a worker's: [`dataplane::Handle::tables`]
+//! copies them entry by entry under their own fine-grained locks while the workers
+//! keep switching. The big ones (`fdb`, `conntrack`) are then streamed: the response
+//! line is written [`STREAM_ROWS`] rows at a time, as fast as the client takes it, so
+//! a 65 536-flow dump never sits whole in a buffer. What each worker counts on its own
+//! (`counters`, `ports`) is a small copy each worker makes between two batches.
 
 use super::protocol::*;
 use crate::dataplane::{self, PortStatus, View};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_core::pipeline::conntrack::ProtoState;
 use switchyard_core::pipeline::{
     Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
 };
 
-/// How long a client may take to send its request, or to take in the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may go without progress: sending its request, or taking in
+/// the answer.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once.
+pub const MAX_CLIENTS: usize = 64;
+/// Rows of a streamed table serialized at a time.
+pub const STREAM_ROWS: usize = 512;
+
+const LISTENER: Token = Token(0);
+const WAKE: Token = Token(1);
 
 /// What the server knows of each port from the topology (it does not change).
 #[derive(Debug, Clone)]
@@ -44,42 +70,58 @@ pub struct PortInfo {
 pub struct Server {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `path` (replacing a stale socket file) and starts answering.
+    /// Binds `path` (replacing a stale socket file) and starts answering. The
+    /// directory of `path` should be private (mode 0700, as the instance directory
+    /// is): the socket is made 0600 right after `bind`, and no one but the owner can
+    /// reach it even in between.
     pub fn start(path: &Path, dp: dataplane::Handle, ports: Vec<PortInfo>) -> io::Result<Server> {
-        if path.exists() {
+        if std::fs::symlink_metadata(path).is_ok() {
             std::fs::remove_file(path)?;
         }
-        let listener = UnixListener::bind(path)?;
+        let mut listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let m = std::fs::symlink_metadata(path)?;
+        if m.mode() & 0o077 != 0 || m.uid() != nix::unistd::geteuid().as_raw() {
+            let _ = std::fs::remove_file(path);
+            return Err(io::Error::other(format!(
+                "{} came out with mode {:o} and owner {}; refusing to serve on it",
+                path.display(),
+                m.mode() & 0o777,
+                m.uid()
+            )));
+        }
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("switchyard-ctl".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    match conn {
-                        Ok(conn) => {
-                            if let Err(e) = serve(conn, &dp, &ports) {
-                                // The client's loss (it went away or stalled); the
-                                // server carries on with the next one.
-                                tracing::debug!("control client dropped: {e}");
-                            }
-                        }
-                        Err(e) => tracing::warn!("control socket accept failed: {e}"),
-                    }
+                let mut l = Loop {
+                    poll,
+                    listener,
+                    clients: HashMap::new(),
+                    next: 2,
+                    dp,
+                    ports,
+                    stop: stop2,
+                };
+                if let Err(e) = l.run() {
+                    tracing::error!("the control socket stopped: {e}");
                 }
             })?;
         tracing::debug!(socket = %path.display(), "control socket listening");
         Ok(Server {
             path: path.to_path_buf(),
             stop,
+            waker,
             thread: Some(thread),
         })
     }
@@ -88,7 +130,7 @@ impl Server {
         &self.path
     }
 
-    /// Stops the server and removes the socket file.
+    /// Stops the server (whatever its clients are doing) and removes the socket file.
     pub fn stop(mut self) {
         self.stop_inner();
     }
@@ -96,8 +138,7 @@ impl Server {
     fn stop_inner(&mut self) {
         if let Some(t) = self.thread.take() {
             self.stop.store(true, Ordering::SeqCst);
-            // Wake the blocking accept with a connection of our own.
-            let _ = UnixStream::connect(&self.path);
+            let _ = self.waker.wake();
             if t.join().is_err() {
                 tracing::error!("the control socket thread panicked");
             }
@@ -116,93 +157,343 @@ impl Drop for Server {
     }
 }
 
-/// What reading the next request line found.
-#[derive(Debug, PartialEq, Eq)]
-enum Incoming {
-    /// A line, now in the buffer without its newline.
-    Line,
-    /// More than [`MAX_REQUEST_BYTES`] without a newline.
-    TooLarge,
-    /// The client closed its end.
-    End,
+/// The rest of a streamed response, chunk by chunk.
+type Chunks = Box<dyn Iterator<Item = Vec<u8>>>;
+
+/// One connection.
+struct Client {
+    stream: UnixStream,
+    /// Bytes received and not yet answered (at most one request line and a read).
+    inbuf: Vec<u8>,
+    /// The answer being written, and how much of it is written.
+    out: Vec<u8>,
+    sent: usize,
+    /// What is left of a streamed answer.
+    rest: Option<Chunks>,
+    /// The client closed its end: answer what it sent, then close.
+    eof: bool,
+    close_when_sent: bool,
+    /// Closed if no progress by then.
+    deadline: Instant,
+    /// Since when the connection has had nothing in progress.
+    idle_since: Instant,
 }
 
-/// Reads the next request line into `buf`, never more than [`MAX_REQUEST_BYTES`] and
-/// its newline. A last line without a newline counts as a line.
-fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Incoming> {
-    buf.clear();
-    let limit = MAX_REQUEST_BYTES as u64 + 1;
-    let n = reader.take(limit).read_until(b'\n', buf)?;
-    if n == 0 {
-        return Ok(Incoming::End);
+impl Client {
+    fn new(stream: UnixStream, now: Instant) -> Client {
+        Client {
+            stream,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
+            rest: None,
+            eof: false,
+            close_when_sent: false,
+            deadline: now + CLIENT_TIMEOUT,
+            idle_since: now,
+        }
     }
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        return Ok(Incoming::Line);
+
+    /// True while a request is being received or answered.
+    fn in_progress(&self) -> bool {
+        !self.inbuf.is_empty() || self.sent < self.out.len() || self.rest.is_some()
     }
-    if n as u64 == limit {
-        return Ok(Incoming::TooLarge);
+
+    fn progress(&mut self) {
+        self.deadline = Instant::now() + CLIENT_TIMEOUT;
     }
-    Ok(Incoming::Line)
+
+    fn answer_with(&mut self, a: Answer) {
+        match a {
+            Answer::Whole(r) => {
+                self.out = line_of(&r);
+                self.rest = None;
+            }
+            Answer::Streamed(mut chunks) => {
+                self.out = chunks.next().unwrap_or_default();
+                self.rest = Some(chunks);
+            }
+        }
+        self.sent = 0;
+    }
+
+    /// Moves the connection on as far as it goes without blocking: writes what is
+    /// pending, answers complete request lines, reads more. Returns false when the
+    /// connection is to be closed.
+    fn drive(&mut self, dp: &dataplane::Handle, ports: &[PortInfo]) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            while self.sent < self.out.len() {
+                match self.stream.write(&self.out[self.sent..]) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        self.sent += n;
+                        self.progress();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+            self.out.clear();
+            self.sent = 0;
+            if let Some(rest) = self.rest.as_mut() {
+                match rest.next() {
+                    Some(chunk) => {
+                        self.out = chunk;
+                        continue;
+                    }
+                    None => self.rest = None,
+                }
+            }
+            if self.close_when_sent {
+                return false;
+            }
+            if let Some(pos) = self.inbuf.iter().position(|&b| b == b'\n') {
+                if pos > MAX_REQUEST_BYTES {
+                    self.refuse_too_large();
+                    continue;
+                }
+                let line: Vec<u8> = self.inbuf.drain(..=pos).take(pos).collect();
+                let a = answer(&line, dp, ports);
+                self.answer_with(a);
+                self.progress();
+                if self.inbuf.is_empty() {
+                    self.idle_since = Instant::now();
+                }
+                continue;
+            }
+            if self.inbuf.len() > MAX_REQUEST_BYTES {
+                self.refuse_too_large();
+                continue;
+            }
+            if self.eof {
+                if self.inbuf.is_empty() {
+                    return false;
+                }
+                // A last line without its newline still counts.
+                let line = std::mem::take(&mut self.inbuf);
+                let a = answer(&line, dp, ports);
+                self.answer_with(a);
+                self.close_when_sent = true;
+                continue;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                    self.progress();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The rest of the line is unread and would be taken for the next request:
+    /// answer, then hang up.
+    fn refuse_too_large(&mut self) {
+        self.inbuf.clear();
+        self.answer_with(Answer::Whole(Response::error(ErrorReply::new(
+            ErrorCode::TooLarge,
+            format!("request line longer than {MAX_REQUEST_BYTES} bytes; closing the connection"),
+        ))));
+        self.close_when_sent = true;
+    }
 }
 
-fn serve(conn: UnixStream, dp: &dataplane::Handle, ports: &[PortInfo]) -> io::Result<()> {
-    conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut writer = conn;
-    let mut line = Vec::new();
-    loop {
-        let (resp, close) = match next_line(&mut reader, &mut line)? {
-            Incoming::End => return Ok(()),
-            Incoming::Line => (answer(&line, dp, ports), false),
-            // The rest of the line is still unread and would be taken for the next
-            // request: answer, then hang up.
-            Incoming::TooLarge => (
-                Response::error(ErrorReply::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "request line longer than {MAX_REQUEST_BYTES} bytes; closing the \
-                         connection"
-                    ),
-                )),
-                true,
-            ),
+fn line_of(r: &Response) -> Vec<u8> {
+    let mut text = serde_json::to_vec(r).expect("responses serialize");
+    text.push(b'\n');
+    text
+}
+
+/// The server's event loop and its state.
+struct Loop {
+    poll: Poll,
+    listener: UnixListener,
+    clients: HashMap<Token, Client>,
+    next: usize,
+    dp: dataplane::Handle,
+    ports: Vec<PortInfo>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .clients
+                .values()
+                .map(|c| c.deadline.saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_secs(60));
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                // Every connection is dropped as it is, answered or not.
+                return Ok(());
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKE => {}
+                    t => self.drive(t),
+                }
+            }
+            let now = Instant::now();
+            self.clients.retain(|_, c| {
+                let alive = c.deadline > now;
+                if !alive {
+                    tracing::debug!("control client timed out");
+                }
+                alive
+            });
+        }
+    }
+
+    fn drive(&mut self, t: Token) {
+        let Some(c) = self.clients.get_mut(&t) else {
+            return;
         };
-        let mut text = serde_json::to_string(&resp).expect("responses serialize");
-        text.push('\n');
-        writer.write_all(text.as_bytes())?;
-        if close {
-            return Ok(());
+        let (dp, ports) = (&self.dp, &self.ports);
+        // A bug while answering costs this client, not the control socket.
+        let keep = catch_unwind(AssertUnwindSafe(|| c.drive(dp, ports))).unwrap_or_else(|_| {
+            tracing::error!("serving a control client panicked; closing its connection");
+            false
+        });
+        if !keep {
+            self.clients.remove(&t);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("control socket accept failed: {e}");
+                    return;
+                }
+            };
+            if self.clients.len() >= MAX_CLIENTS && !self.evict_idle() {
+                tracing::debug!("control socket busy: {MAX_CLIENTS} requests in progress");
+                let busy = Response::error(ErrorReply::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "the control socket is busy ({MAX_CLIENTS} connections in the middle \
+                         of a request); closing this one, try again"
+                    ),
+                ));
+                // Best effort: a fresh socket's buffer takes a line.
+                let _ = stream.write(&line_of(&busy));
+                continue;
+            }
+            let t = Token(self.next);
+            self.next += 1;
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                t,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!("control socket: cannot poll a client: {e}");
+                continue;
+            }
+            self.clients.insert(t, Client::new(stream, Instant::now()));
+        }
+    }
+
+    /// Closes the connection idle the longest, if one is idle. True if a slot is free.
+    fn evict_idle(&mut self) -> bool {
+        let victim = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.in_progress())
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(&t, _)| t);
+        match victim {
+            Some(t) => {
+                tracing::debug!("control socket full: closing the connection idle the longest");
+                self.clients.remove(&t);
+                true
+            }
+            None => false,
         }
     }
 }
 
-/// The response to one request line.
-fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Response {
+/// An answer: one response, or a response streamed in chunks.
+enum Answer {
+    Whole(Response),
+    Streamed(Chunks),
+}
+
+/// A response line written in pieces: what `empty` serializes to, with `rows` put
+/// into its list that ends with `marker` (`[]`), [`STREAM_ROWS`] at a time.
+fn streamed<T: serde::Serialize + 'static>(
+    empty: Reply,
+    marker: &str,
+    rows: impl Iterator<Item = T> + 'static,
+) -> Answer {
+    let text = serde_json::to_string(&Response::ok(empty)).expect("responses serialize");
+    let at = text.rfind(marker).expect("the empty reply has its list") + marker.len() - 1;
+    let head = text.as_bytes()[..at].to_vec();
+    let mut tail = text.as_bytes()[at..].to_vec();
+    tail.push(b'\n');
+    let mut rows = rows.peekable();
+    let mut first = true;
+    let body = std::iter::from_fn(move || {
+        rows.peek()?;
+        let mut chunk = Vec::new();
+        for row in rows.by_ref().take(STREAM_ROWS) {
+            if !first {
+                chunk.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut chunk, &row).expect("rows serialize");
+        }
+        Some(chunk)
+    });
+    Answer::Streamed(Box::new(
+        std::iter::once(head)
+            .chain(body)
+            .chain(std::iter::once(tail)),
+    ))
+}
+
+/// The answer to one request line.
+fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Answer {
     let req = match parse_request(line) {
         Ok(req) => req,
         Err(e) => {
             tracing::debug!("control request refused: {e}");
-            return Response::error(e);
+            return Answer::Whole(Response::error(e));
         }
     };
     tracing::debug!(request = req.name(), "control request");
     // A bug while answering costs this answer, not the control socket: the thread
     // would otherwise be gone for the rest of the instance's life.
     match catch_unwind(AssertUnwindSafe(|| handle(&req, dp, ports))) {
-        Ok(Ok(reply)) => Response::ok(reply),
-        Ok(Err(dataplane::NotRunning)) => Response::error(ErrorReply::new(
+        Ok(Ok(a)) => a,
+        Ok(Err(dataplane::NotRunning)) => Answer::Whole(Response::error(ErrorReply::new(
             ErrorCode::DataplaneStopped,
             "the dataplane is not running (its workers stopped; the log of \
              `switchyard up` says why)",
-        )),
+        ))),
         Err(_) => {
             tracing::error!(request = req.name(), "answering a control request panicked");
-            Response::error(ErrorReply::new(
+            Answer::Whole(Response::error(ErrorReply::new(
                 ErrorCode::Internal,
                 format!("switchyard failed while answering {:?}", req.name()),
-            ))
+            )))
         }
     }
 }
@@ -211,15 +502,16 @@ fn handle(
     req: &Request,
     dp: &dataplane::Handle,
     ports: &[PortInfo],
-) -> Result<Reply, dataplane::NotRunning> {
+) -> Result<Answer, dataplane::NotRunning> {
+    let whole = |r| Answer::Whole(Response::ok(r));
     Ok(match *req {
         Request::Show { table } => match table {
-            Table::Ports => Reply::Ports(port_rows(&gather(dp)?, ports)),
-            Table::Fdb => Reply::Fdb(dp.query(|v| fdb_rows(&v))?),
-            Table::Counters => Reply::Counters(counters(&gather(dp)?)),
-            Table::Routes => Reply::Routes(dp.query(|v| route_rows(&v))?),
-            Table::Neighbors => Reply::Neighbors(dp.query(|v| neighbor_rows(&v))?),
-            Table::Conntrack => Reply::Conntrack(dp.query(|v| conntrack_report(&v))?),
+            Table::Ports => whole(Reply::Ports(port_rows(&gather(dp)?, ports))),
+            Table::Fdb => dp.tables(|v| fdb_stream(&v))?,
+            Table::Counters => whole(Reply::Counters(counters(&gather(dp)?))),
+            Table::Routes => whole(Reply::Routes(dp.tables(|v| route_rows(&v))?)),
+            Table::Neighbors => whole(Reply::Neighbors(dp.tables(|v| neighbor_rows(&v))?)),
+            Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
     })
 }
@@ -255,6 +547,9 @@ fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRunning> {
     for w in per_worker.iter().skip(1) {
         for (a, b) in ports.iter_mut().zip(&w.1) {
             a.io.add(&b.io);
+            if a.down.is_none() {
+                a.down.clone_from(&b.down);
+            }
         }
     }
     let workers = per_worker
@@ -297,35 +592,49 @@ fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
             rx_frames: c.rx_frames,
             tx_frames: s.io.tx_frames,
             dropped: c.dropped,
+            state: if s.down.is_some() { "down" } else { "up" }.into(),
+            down_reason: s.down.clone(),
         })
         .collect()
 }
 
-fn fdb_rows(v: &View<'_>) -> Vec<FdbRow> {
+/// The FDB, copied entry by entry, sorted by network and MAC, streamed.
+fn fdb_stream(v: &View<'_>) -> Answer {
     let p = &*v.pipeline;
     let now = v.now.secs();
-    let mut rows: Vec<FdbRow> = p
-        .fdb()
-        .entries()
-        .into_iter()
-        .map(|(d, mac, e)| FdbRow {
-            network: p
+    let mut entries = p.fdb().entries();
+    let domains: HashMap<u16, String> = entries
+        .iter()
+        .map(|e| {
+            let d = e.0;
+            let name = p
                 .domain(d)
-                .map_or_else(|| format!("#{}", d.0), |s| s.name.clone()),
-            mac: mac.to_string(),
-            port: p
-                .port(e.port)
-                .map_or_else(|| format!("#{}", e.port.0), |s| s.name.clone()),
-            // A pinned entry (an endpoint's own MAC, bound to its port) never ages.
-            age_secs: if e.pinned {
-                0
-            } else {
-                now.saturating_sub(e.last_seen)
-            },
+                .map_or_else(|| format!("#{}", d.0), |s| s.name.clone());
+            (d.0, name)
         })
         .collect();
-    rows.sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));
-    rows
+    let ports: Vec<String> = (0..p.ports().len())
+        .map(|i| {
+            p.port(PortId(i as u16))
+                .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+        })
+        .collect();
+    entries.sort_by(|a, b| (&domains[&a.0 .0], a.1 .0).cmp(&(&domains[&b.0 .0], b.1 .0)));
+    let rows = entries.into_iter().map(move |(d, mac, e)| FdbRow {
+        network: domains[&d.0].clone(),
+        mac: mac.to_string(),
+        port: ports
+            .get(e.port.index())
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", e.port.0)),
+        // A pinned entry (an endpoint's own MAC, bound to its port) never ages.
+        age_secs: if e.pinned {
+            0
+        } else {
+            now.saturating_sub(e.last_seen)
+        },
+    });
+    streamed(Reply::Fdb(Vec::new()), "[]", rows)
 }
 
 fn counters(m: &Merged) -> CountersReport {
@@ -456,10 +765,9 @@ fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
     rows
 }
 
-fn conntrack_report(v: &View<'_>) -> ConntrackReport {
-    let p = &*v.pipeline;
-    let ct = p.conntrack();
-    let tuple = |t: &Tuple, d: usize, c: &Conn| FlowTuple {
+/// One tracked connection as `show conntrack` has it.
+fn conntrack_row(c: &Conn, left: u64) -> ConntrackRow {
+    let tuple = |t: &Tuple, d: usize| FlowTuple {
         src: t.src.to_string(),
         dst: t.dst.to_string(),
         sport: t.sport,
@@ -467,38 +775,42 @@ fn conntrack_report(v: &View<'_>) -> ConntrackReport {
         packets: c.packets[d],
         bytes: c.bytes[d],
     };
-    let mut connections: Vec<ConntrackRow> = ct
-        .entries(v.now)
-        .into_iter()
-        .map(|(c, left)| ConntrackRow {
-            // "tcp", "udp", "icmp", or "proto N".
-            proto: c.orig.proto.to_string(),
-            state: match c.state {
-                ProtoState::Tcp(s) => s.name().into(),
-                ProtoState::Udp { replied: false } => "UNREPLIED".into(),
-                ProtoState::Udp { replied: true } => "REPLIED".into(),
-                ProtoState::Icmp if c.packets[1] == 0 => "UNREPLIED".into(),
-                ProtoState::Icmp => "REPLIED".into(),
-            },
-            timeout_secs: left,
-            assured: c.assured,
-            nat: match (c.is_snat(), c.is_dnat()) {
-                (true, true) => "snat+dnat".into(),
-                (false, true) => "dnat".into(),
-                _ => "snat".into(),
-            },
-            original: tuple(&c.orig, 0, &c),
-            reply: tuple(&c.reply, 1, &c),
-        })
-        .collect();
-    connections.sort_by(|a, b| {
-        (&a.original.src, a.original.sport).cmp(&(&b.original.src, b.original.sport))
-    });
-    ConntrackReport {
+    ConntrackRow {
+        // "tcp", "udp", "icmp", or "proto N".
+        proto: c.orig.proto.to_string(),
+        state: match c.state {
+            ProtoState::Tcp(s) => s.name().into(),
+            ProtoState::Udp { replied: false } => "UNREPLIED".into(),
+            ProtoState::Udp { replied: true } => "REPLIED".into(),
+            ProtoState::Icmp if c.packets[1] == 0 => "UNREPLIED".into(),
+            ProtoState::Icmp => "REPLIED".into(),
+        },
+        timeout_secs: left,
+        assured: c.assured,
+        nat: match (c.is_snat(), c.is_dnat()) {
+            (true, true) => "snat+dnat".into(),
+            (false, true) => "dnat".into(),
+            _ => "snat".into(),
+        },
+        original: tuple(&c.orig, 0),
+        reply: tuple(&c.reply, 1),
+    }
+}
+
+/// The conntrack table, copied entry by entry (each under its own lock, so the
+/// workers never wait for more than one entry's copy), sorted by original source,
+/// and streamed: rows are made and written [`STREAM_ROWS`] at a time.
+fn conntrack_stream(v: &View<'_>) -> Answer {
+    let ct = v.pipeline.conntrack();
+    let mut entries = ct.entries(v.now);
+    entries.sort_by_key(|(c, _)| (u32::from(c.orig.src), c.orig.sport, c.orig.dport));
+    let empty = ConntrackReport {
         count: ct.len(),
         max: ct.capacity(),
-        connections,
-    }
+        connections: Vec::new(),
+    };
+    let rows = entries.into_iter().map(|(c, left)| conntrack_row(&c, left));
+    streamed(Reply::Conntrack(empty), "\"connections\":[]", rows)
 }
 
 #[cfg(test)]
@@ -506,45 +818,115 @@ mod tests {
     use super::*;
     use crate::control::client;
     use crate::dataplane::{Dataplane, Options};
-    use std::io::Cursor;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
     use switchyard_core::pipeline::Spec;
-
-    fn lines(input: &[u8]) -> Vec<(Incoming, Vec<u8>)> {
-        let mut r = Cursor::new(input);
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        loop {
-            let got = next_line(&mut r, &mut buf).unwrap();
-            let end = got == Incoming::End;
-            out.push((got, buf.clone()));
-            if end {
-                return out;
-            }
-        }
-    }
 
     #[test]
     fn a_line_may_be_as_long_as_the_limit_and_no_longer() {
-        let mut at_limit = vec![b'x'; MAX_REQUEST_BYTES];
-        at_limit.push(b'\n');
+        let b = TestServer::new("limit");
+        let mut at_limit = vec![b' '; MAX_REQUEST_BYTES - 2];
+        at_limit.extend_from_slice(b"{}\n");
+        assert_eq!(at_limit.len(), MAX_REQUEST_BYTES + 1);
+        // Not a request, but read whole and answered as such; then the next one.
         at_limit.extend_from_slice(b"next\nlast");
-        let got = lines(&at_limit);
-        assert_eq!(got[0].0, Incoming::Line);
-        assert_eq!(got[0].1.len(), MAX_REQUEST_BYTES);
-        assert_eq!(got[1], (Incoming::Line, b"next".to_vec()));
+        let answers = b.raw(&at_limit);
+        let codes: Vec<ErrorCode> = answers
+            .iter()
+            .map(|a| {
+                serde_json::from_str::<Response>(a)
+                    .unwrap()
+                    .result
+                    .unwrap_err()
+                    .code
+            })
+            .collect();
         // A last line without its newline still counts.
-        assert_eq!(got[2], (Incoming::Line, b"last".to_vec()));
-        assert_eq!(got[3].0, Incoming::End);
-
-        let over = vec![b'x'; MAX_REQUEST_BYTES + 1];
-        assert_eq!(lines(&over)[0].0, Incoming::TooLarge);
-        let mut endless = Cursor::new(vec![b'{'; 10 * MAX_REQUEST_BYTES]);
-        let mut buf = Vec::new();
         assert_eq!(
-            next_line(&mut endless, &mut buf).unwrap(),
-            Incoming::TooLarge
+            codes,
+            [
+                ErrorCode::UnsupportedVersion,
+                ErrorCode::BadRequest,
+                ErrorCode::BadRequest
+            ]
         );
-        assert_eq!(buf.len(), MAX_REQUEST_BYTES + 1, "never buffers more");
+
+        let mut over = vec![b' '; MAX_REQUEST_BYTES + 1];
+        over.push(b'\n');
+        let answers = b.raw(&over);
+        assert_eq!(answers.len(), 1);
+        let r: Response = serde_json::from_str(&answers[0]).unwrap();
+        assert_eq!(r.result.unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn idle_connections_make_room_and_busy_ones_get_busy() {
+        let b = TestServer::new("slots");
+        let req = Request::Show {
+            table: Table::Routes,
+        };
+        // Twice as many idle connections as slots: the oldest give way.
+        let idle: Vec<UnixStream> = (0..2 * MAX_CLIENTS)
+            .map(|_| UnixStream::connect(b.socket()).unwrap())
+            .collect();
+        let t = std::time::Instant::now();
+        client::request(&b.socket(), &req).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        drop(idle);
+        // Every slot in the middle of a request (half a line sent): no room.
+        let half: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| {
+                let mut c = UnixStream::connect(b.socket()).unwrap();
+                c.write_all(b"{\"version\":1,").unwrap();
+                c
+            })
+            .collect();
+        // Let the server read them all before the newcomer arrives (nothing a client
+        // sees tells when it has; it takes microseconds, so a second is ample).
+        std::thread::sleep(Duration::from_secs(1));
+        let e = client::request(&b.socket(), &req).unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+        // A slot frees when a request completes.
+        let mut first = &half[0];
+        first
+            .write_all(b"\"request\":{\"show\":{\"table\":\"fdb\"}}}\n")
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(first).read_line(&mut line).unwrap();
+        assert!(line.contains("\"fdb\""), "{line}");
+        client::request(&b.socket(), &req).unwrap();
+    }
+
+    #[test]
+    fn a_client_that_never_reads_holds_up_neither_others_nor_stop() {
+        let b = TestServer::new("stuck");
+        let mut stuck = UnixStream::connect(b.socket()).unwrap();
+        stuck
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let line = b"{\"version\":1,\"request\":{\"show\":{\"table\":\"counters\"}}}\n";
+        // Requests until its own socket buffer is full: the server stopped reading
+        // once it could not hand over an answer.
+        let mut sent = 0;
+        while stuck.write_all(line).is_ok() && sent < 100_000 {
+            sent += 1;
+        }
+        let t = std::time::Instant::now();
+        client::request(
+            &b.socket(),
+            &Request::Show {
+                table: Table::Ports,
+            },
+        )
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        drop(b);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "stop took {:?}",
+            t.elapsed()
+        );
     }
 
     /// A server over a dataplane with no ports: everything but the TAPs, so no root.

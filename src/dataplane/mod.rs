@@ -15,16 +15,29 @@
 //! CPU for latency. The dataplane makes no forwarding decision of its own: it asks
 //! [`Pipeline::egress`] where each frame goes.
 //!
-//! Other threads (the control socket) reach a worker by sending it a closure that it
-//! runs between batches ([`Handle::query`], [`Handle::query_all`]), so a `show` sees
-//! consistent tables and counters.
+//! Other threads (the control socket) read the shared tables themselves, through a
+//! pipeline of their own over the same tables that never switches a packet
+//! ([`Handle::tables`]): copying a big table (a conntrack dump) then takes the
+//! per-shard and per-entry locks one at a time on the reader's thread, and the
+//! workers go on forwarding. What each worker keeps on its own (counters, I/O
+//! counters, CPU time) is a small copy a worker makes between batches when asked
+//! ([`Handle::query_all`]).
+//!
+//! A port whose device goes away under switchyard (its TAP deleted, or its namespace)
+//! is marked down: the worker that finds out stops polling it, logs it once, and the
+//! rest keeps switching. A worker that panics or meets an error it cannot carry on
+//! from ends, and [`Running::stop`] reports it, so `switchyard up` exits non-zero.
+//!
+//! Test hook: `SWITCHYARD_TEST_WORKER_PANIC_AFTER=N`, read once when the dataplane is
+//! built, makes each worker panic after N batches of its own — the real path of a
+//! worker dying, for the tests of what follows (teardown, a non-zero exit).
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{
@@ -100,7 +113,15 @@ pub struct PortStatus {
     pub name: String,
     pub caps: Capabilities,
     pub io: PortIo,
+    /// Why the port is down (its device is gone), or `None` while it is up.
+    pub down: Option<String>,
 }
+
+/// How long a caller waits for a worker to answer a query before taking it for gone.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The environment variable of the test hook (see the module's documentation).
+pub const PANIC_AFTER_ENV: &str = "SWITCHYARD_TEST_WORKER_PANIC_AFTER";
 
 /// One worker's state as a query closure sees it.
 pub struct View<'a> {
@@ -128,7 +149,13 @@ pub fn thread_cpu_time() -> Duration {
     }
 }
 
-type Job = Box<dyn FnOnce(View<'_>) + Send>;
+/// What other threads ask of a worker.
+enum Job {
+    /// Run a closure over the worker's state between batches.
+    Query(Box<dyn FnOnce(View<'_>) + Send>),
+    /// The device behind a port is gone: stop using it.
+    PortDown(PortId, String),
+}
 
 #[derive(Clone)]
 struct Link {
@@ -141,6 +168,10 @@ struct Link {
 pub struct Handle {
     links: Vec<Link>,
     stop: Arc<AtomicBool>,
+    /// A pipeline over the shared tables that switches nothing, for readers.
+    observer: Arc<Mutex<Pipeline>>,
+    /// The workers' clock origin.
+    start: Instant,
 }
 
 /// The dataplane stopped or failed before answering.
@@ -149,8 +180,26 @@ pub struct Handle {
 pub struct NotRunning;
 
 impl Handle {
-    /// Runs `f` on the first worker between batches and returns its result. The tables
-    /// are shared, so one worker's view of them is the whole switch's.
+    /// Runs `f` over the shared tables on the calling thread, never on a worker: the
+    /// tables lock per shard or per entry, so the workers keep switching while `f`
+    /// copies them. The view has no per-worker state (no port I/O counters, and
+    /// counters of its own that stay zero).
+    pub fn tables<T>(&self, f: impl FnOnce(View<'_>) -> T) -> Result<T, NotRunning> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(NotRunning);
+        }
+        let mut p = self.observer.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Timestamp(self.start.elapsed().as_nanos() as u64);
+        Ok(f(View {
+            pipeline: &mut p,
+            ports: &[],
+            now,
+            worker: usize::MAX,
+        }))
+    }
+
+    /// Runs `f` on the first worker between batches and returns its result. For a
+    /// small copy of a worker's own state; tables are read with [`Handle::tables`].
     pub fn query<T: Send + 'static>(
         &self,
         f: impl FnOnce(View<'_>) -> T + Send + 'static,
@@ -158,12 +207,22 @@ impl Handle {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let link = self.links.first().ok_or(NotRunning)?;
         link.jobs
-            .send(Box::new(move |view| {
+            .send(Job::Query(Box::new(move |view| {
                 let _ = tx.send(f(view));
-            }))
+            })))
             .map_err(|_| NotRunning)?;
         link.waker.wake().map_err(|_| NotRunning)?;
-        rx.recv().map_err(|_| NotRunning)
+        rx.recv_timeout(QUERY_TIMEOUT).map_err(|_| NotRunning)
+    }
+
+    /// Tells every worker that `port`'s device is gone (`why`); they stop polling and
+    /// writing it, and `show ports` says it is down.
+    pub fn port_down(&self, port: PortId, why: &str) {
+        for l in &self.links {
+            if l.jobs.send(Job::PortDown(port, why.to_string())).is_ok() {
+                let _ = l.waker.wake();
+            }
+        }
     }
 
     /// Runs `f` on every worker (for what each keeps on its own: counters, CPU time)
@@ -179,16 +238,16 @@ impl Handle {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let f = f.clone();
             link.jobs
-                .send(Box::new(move |view| {
+                .send(Job::Query(Box::new(move |view| {
                     let _ = tx.send(f(view));
-                }))
+                })))
                 .map_err(|_| NotRunning)?;
             link.waker.wake().map_err(|_| NotRunning)?;
             answers.push(rx);
         }
         answers
             .into_iter()
-            .map(|rx| rx.recv().map_err(|_| NotRunning))
+            .map(|rx| rx.recv_timeout(QUERY_TIMEOUT).map_err(|_| NotRunning))
             .collect()
     }
 
@@ -256,6 +315,8 @@ impl Drop for Running {
 pub struct Dataplane {
     workers: Vec<Worker>,
     opts: Options,
+    observer: Pipeline,
+    start: Instant,
 }
 
 /// One worker's state.
@@ -268,6 +329,8 @@ struct Worker {
     emit: Emitter,
     start: Instant,
     busy_poll: Duration,
+    /// Test hook: panic after this many batches.
+    panic_after: Option<u64>,
 }
 
 impl Dataplane {
@@ -277,6 +340,13 @@ impl Dataplane {
         let start = Instant::now();
         let mut first = Some(pipeline);
         let template = first.as_ref().map(|p| p.worker()).expect("pipeline");
+        let observer = template.worker();
+        let panic_after = std::env::var(PANIC_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = panic_after {
+            tracing::warn!("test hook {PANIC_AFTER_ENV}: each worker panics after {n} batches");
+        }
         let workers = queues
             .into_iter()
             .enumerate()
@@ -291,6 +361,7 @@ impl Dataplane {
                             .map_or_else(|| format!("port{i}"), |s| s.name.clone()),
                         caps: p.capabilities(),
                         io: PortIo::default(),
+                        down: None,
                     })
                     .collect();
                 Worker {
@@ -302,10 +373,16 @@ impl Dataplane {
                     emit: Emitter::with_capacity(EMIT_BUFFERS),
                     start,
                     busy_poll: opts.busy_poll,
+                    panic_after,
                 }
             })
             .collect();
-        Dataplane { workers, opts }
+        Dataplane {
+            workers,
+            opts,
+            observer,
+            start,
+        }
     }
 
     pub fn options(&self) -> Options {
@@ -333,7 +410,12 @@ impl Dataplane {
             );
         }
         Ok(Running {
-            handle: Handle { links, stop },
+            handle: Handle {
+                links,
+                stop,
+                observer: Arc::new(Mutex::new(self.observer)),
+                start: self.start,
+            },
             threads,
         })
     }
@@ -380,21 +462,53 @@ impl Worker {
                 return Ok(());
             }
             while let Ok(job) = jobs.try_recv() {
-                let now = self.now();
-                job(View {
-                    pipeline: &mut self.pipeline,
-                    ports: &self.status,
-                    now,
-                    worker: self.index,
-                });
+                match job {
+                    Job::Query(job) => {
+                        let now = self.now();
+                        job(View {
+                            pipeline: &mut self.pipeline,
+                            ports: &self.status,
+                            now,
+                            worker: self.index,
+                        });
+                    }
+                    Job::PortDown(port, why) => {
+                        // Whoever found out has logged it.
+                        self.mark_down(&poll, port, why, false);
+                        ready[port.index()] = false;
+                    }
+                }
             }
             // One round: a batch from every ready queue.
             let mut moved = false;
             for (i, r) in ready.iter_mut().enumerate() {
                 if *r {
-                    let (more, got) = self.service(PortId(i as u16));
+                    let (more, got) = match self.service(PortId(i as u16)) {
+                        Ok(r) => r,
+                        Err(e) if device_gone(&e) => {
+                            self.mark_down(
+                                &poll,
+                                PortId(i as u16),
+                                format!("its device is gone ({e})"),
+                                true,
+                            );
+                            (false, false)
+                        }
+                        Err(_) => {
+                            self.status[i].io.rx_errors += 1;
+                            (false, false)
+                        }
+                    };
                     *r = more;
                     moved |= got;
+                }
+            }
+            if moved {
+                if let Some(n) = self.panic_after.as_mut() {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        panic!("{PANIC_AFTER_ENV}: worker {} panics as asked", self.index);
+                    }
                 }
             }
             let now = self.now();
@@ -410,19 +524,42 @@ impl Worker {
         }
     }
 
+    /// Stops using `port`: no more polling, reading or writing. With `log`, logged
+    /// once per port (by worker 0; the others follow quietly).
+    fn mark_down(&mut self, poll: &Poll, port: PortId, why: String, log: bool) {
+        let p = port.index();
+        let Some(st) = self.status.get_mut(p) else {
+            return;
+        };
+        if st.down.is_some() {
+            return;
+        }
+        let fd = self.ports[p].fd();
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        // Close the queue: a namespace lives while a TAP of it is open, and this one
+        // is no longer anyone's.
+        self.ports[p] = Box::new(GonePort {
+            caps: self.ports[p].capabilities(),
+        });
+        if log && self.index == 0 {
+            tracing::warn!(
+                "port {} is down: {why}; the other ports keep switching",
+                st.name
+            );
+        }
+        st.down = Some(why);
+    }
+
     /// Reads one batch from `port`, runs it through the pipeline and sends it on.
     /// Returns whether the queue may have more to read, and whether anything came.
-    fn service(&mut self, port: PortId) -> (bool, bool) {
+    fn service(&mut self, port: PortId) -> io::Result<(bool, bool)> {
         let p = port.index();
-        let n = match self.ports[p].recv_batch(&mut self.batch) {
-            Ok(n) => n,
-            Err(_) => {
-                self.status[p].io.rx_errors += 1;
-                return (false, false);
-            }
-        };
+        if self.status[p].down.is_some() {
+            return Ok((false, false));
+        }
+        let n = self.ports[p].recv_batch(&mut self.batch)?;
         if n == 0 {
-            return (false, false);
+            return Ok((false, false));
         }
         for f in &mut self.batch[..n] {
             f.ingress = port;
@@ -451,7 +588,7 @@ impl Worker {
             i += 1 + absorbed;
         }
         self.transmit_emitted();
-        (n == BATCH, true)
+        Ok((n == BATCH, true))
     }
 
     /// If the frame at `i` starts a run of UDP datagrams of one flow, all bound for
@@ -507,7 +644,12 @@ impl Worker {
             return;
         };
         let bytes = (f.len() + (datagrams - 1) * gro::HEADERS) as u64;
-        let io = &mut self.status[out.index()].io;
+        let st = &mut self.status[out.index()];
+        if st.down.is_some() {
+            st.io.tx_errors += datagrams as u64;
+            return;
+        }
+        let io = &mut st.io;
         match self.ports[out.index()].send(f) {
             Ok(_) => {
                 io.tx_frames += datagrams as u64;
@@ -540,7 +682,12 @@ fn transmit(
     for e in pipeline.egress(f) {
         let gso = f.vnet.is_gso();
         let len = f.len() as u64;
-        let io = &mut status[e.index()].io;
+        let st = &mut status[e.index()];
+        if st.down.is_some() {
+            st.io.tx_errors += 1;
+            continue;
+        }
+        let io = &mut st.io;
         match ports[e.index()].send(f) {
             Ok(1) => {
                 io.tx_frames += 1;
@@ -557,5 +704,46 @@ fn transmit(
             }
             Err(_) => io.tx_errors += 1,
         }
+    }
+}
+
+/// True for the errors a TAP queue gives once its device is gone: `EBADFD` (the
+/// device was deleted), `ENODEV`, `EIO`, `ENXIO`.
+fn device_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EBADFD | libc_errno::ENODEV | libc_errno::EIO | libc_errno::ENXIO)
+    )
+}
+
+/// Error numbers, from nix (the application crate does not link libc directly).
+mod libc_errno {
+    use nix::errno::Errno;
+    pub const EBADFD: i32 = Errno::EBADFD as i32;
+    pub const ENODEV: i32 = Errno::ENODEV as i32;
+    pub const EIO: i32 = Errno::EIO as i32;
+    pub const ENXIO: i32 = Errno::ENXIO as i32;
+}
+
+/// What stands in for a port whose device is gone: nothing to read, nothing written.
+struct GonePort {
+    caps: Capabilities,
+}
+
+impl Port for GonePort {
+    fn recv_batch(&mut self, _: &mut [Frame]) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn send(&mut self, _: &mut Frame) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(libc_errno::ENODEV))
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        -1
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
     }
 }

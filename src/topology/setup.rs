@@ -9,16 +9,29 @@
 //! * after a crash, `switchyard down` finds the list and removes it.
 //!
 //! switchyard never takes over a namespace it did not create: if an endpoint's
-//! namespace already exists, setup stops before touching anything.
+//! namespace already exists, setup stops before touching anything. Nor does it trust
+//! a name later: each namespace's identity (nsfs device and inode, and the kernel's
+//! namespace cookie) is recorded once it exists, and teardown, rollback and `down`
+//! delete a name only while it still carries the instance's prefix and names that
+//! very namespace — one another tool created under a recorded name after ours went
+//! away is left alone.
+//!
+//! As root, files are where attacks hide. The run root and the instance directory
+//! must be directories owned by the current user that neither group nor others may
+//! write (anything else is refused, with the reason); the instance directory is
+//! created mode 0700, so the control socket in it is never reachable by others. The
+//! state file is written to a temporary opened with `O_CREAT|O_EXCL|O_NOFOLLOW`
+//! (a symlink planted there is never followed) and renamed over the real one.
 
 use super::config::Topology;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use switchyard_os::netlink::Rtnl;
-use switchyard_os::netns;
+use switchyard_os::netns::{self, Identity};
 use switchyard_os::port::tap::TapPort;
 use switchyard_os::port::Offloads;
 
@@ -58,6 +71,18 @@ impl RunDir {
     }
 }
 
+/// The version of the state file this build writes and reads.
+pub const STATE_VERSION: u32 = 2;
+
+/// A namespace an instance made: its name, and its identity once it exists (`None`
+/// between recording the name and creating the namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedNs {
+    pub name: String,
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
 /// What an instance created, as written to its state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -68,8 +93,9 @@ pub struct State {
     pub pid: u32,
     pub pid_start: u64,
     pub source: String,
-    /// Namespaces created, in order (each listed just before its creation).
-    pub namespaces: Vec<String>,
+    /// Namespaces created, in order (each listed just before its creation, its
+    /// identity added just after).
+    pub namespaces: Vec<RecordedNs>,
 }
 
 /// A failure to build, tear down or clean up an instance.
@@ -98,6 +124,10 @@ pub enum SetupError {
     BadState { path: String, reason: String },
     #[error("no switchyard state for prefix {prefix:?} under {root} (nothing to clean up)")]
     NoState { prefix: String, root: String },
+    #[error("run directory {path} refused: {reason}")]
+    UnsafeRunDir { path: String, reason: String },
+    #[error("prefix refused: {0}")]
+    BadPrefix(String),
 }
 
 fn file_err(path: &Path) -> impl FnOnce(io::Error) -> SetupError + '_ {
@@ -115,25 +145,158 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// True if process `pid` is a zombie (state `Z` in /proc/PID/stat): it has exited
+/// and only waits for its parent to collect its status.
+pub fn process_is_zombie(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
+}
+
 impl State {
-    /// True if the process that wrote this state still runs.
+    /// True if the process that wrote this state still runs. A zombie does not: it
+    /// has exited (after `kill -9`, say) and only its exit status is left.
     pub fn owner_alive(&self) -> bool {
-        process_start_time(self.pid) == Some(self.pid_start)
+        process_start_time(self.pid) == Some(self.pid_start) && !process_is_zombie(self.pid)
     }
 }
 
-fn read_state(path: &Path) -> Result<State, SetupError> {
-    let text = fs::read_to_string(path).map_err(file_err(path))?;
-    serde_json::from_str(&text).map_err(|e| SetupError::BadState {
+/// Refuses a directory that someone else could change under us: it must be a real
+/// directory (not a symlink), owned by the current user, and not writable by group
+/// or others. Creates it with `mode` if it does not exist.
+pub fn secure_dir(path: &Path, mode: u32) -> Result<(), SetupError> {
+    let refuse = |reason: String| SetupError::UnsafeRunDir {
         path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    if let Err(e) = fs::DirBuilder::new().mode(mode).create(path) {
+        if e.kind() == io::ErrorKind::NotFound {
+            // The parents are missing: make them as `mkdir -p` would.
+            if let Some(parent) = path.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(file_err(parent))?;
+            }
+            if let Err(e) = fs::DirBuilder::new().mode(mode).create(path) {
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    return Err(file_err(path)(e));
+                }
+            }
+        } else if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(file_err(path)(e));
+        }
+    }
+    let m = fs::symlink_metadata(path).map_err(file_err(path))?;
+    if m.file_type().is_symlink() {
+        return Err(refuse("it is a symbolic link".into()));
+    }
+    if !m.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by uid {me} that runs switchyard",
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "mode {:04o} lets {} write in it (chmod go-w it, or use another --run-dir)",
+            m.mode() & 0o7777,
+            if m.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            }
+        )));
+    }
+    Ok(())
 }
 
-/// Writes the state atomically (temp file + rename) so a crash never leaves half a file.
+/// Checks the run root and the instance directory under it (creating them: the root
+/// 0755, the instance directory 0700).
+fn secure_run_dir(run_root: &Path, prefix: &str) -> Result<RunDir, SetupError> {
+    super::config::check_prefix(prefix).map_err(SetupError::BadPrefix)?;
+    secure_dir(run_root, 0o755)?;
+    let run = RunDir::new(run_root, prefix);
+    secure_dir(run.dir(), 0o700)?;
+    // Made by an older switchyard, it may be 0755: the control socket is bound in
+    // it, and only the owner may reach it even before its chmod.
+    let m = fs::metadata(run.dir()).map_err(file_err(run.dir()))?;
+    if m.mode() & 0o077 != 0 {
+        fs::set_permissions(run.dir(), fs::Permissions::from_mode(0o700))
+            .map_err(file_err(run.dir()))?;
+    }
+    Ok(run)
+}
+
+fn read_state(path: &Path) -> Result<State, SetupError> {
+    use std::io::Read;
+    let bad = |reason: String| SetupError::BadState {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut text = String::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(file_err(path))?;
+    let version = serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| bad(e.to_string()))?
+        .get("version")
+        .and_then(|v| v.as_u64());
+    if version != Some(u64::from(STATE_VERSION)) {
+        return Err(bad(format!(
+            "version {version:?}, this switchyard reads version {STATE_VERSION}; remove \
+             the namespaces it lists by hand (ip netns del NAME) and then the file"
+        )));
+    }
+    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// `O_NOFOLLOW`: open fails on a symbolic link instead of following it.
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// Creates `path` for writing, mode 0600, with `O_CREAT|O_EXCL|O_NOFOLLOW`: the file
+/// is new and ours, never something a symlink planted at `path` points to.
+fn create_private(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+}
+
+/// Writes the state atomically (temp file + rename) so a crash never leaves half a
+/// file. Whatever sits at the temporary's path (the leftover of a crash, or a
+/// symlink someone planted) is unlinked, never followed, and the temporary created
+/// anew with `O_EXCL`.
 fn write_state(path: &Path, state: &State) -> Result<(), SetupError> {
     let tmp = path.with_extension("json.tmp");
-    let mut f = fs::File::create(&tmp).map_err(file_err(&tmp))?;
+    let mut f = match create_private(&tmp) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            tracing::warn!(
+                "removing {} left at the state file's temporary path",
+                tmp.display()
+            );
+            fs::remove_file(&tmp).map_err(file_err(&tmp))?;
+            create_private(&tmp).map_err(file_err(&tmp))?
+        }
+        Err(e) => return Err(file_err(&tmp)(e)),
+    };
     let text = serde_json::to_string_pretty(state).expect("state serializes");
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
@@ -159,8 +322,7 @@ impl Deployment {
     /// Creates every namespace and TAP of `topo`, recording them under `run_root`.
     /// On failure everything made so far is removed again before the error returns.
     pub fn create(topo: &Topology, run_root: &Path) -> Result<Deployment, SetupError> {
-        let run = RunDir::new(run_root, &topo.prefix);
-        fs::create_dir_all(run.dir()).map_err(file_err(run.dir()))?;
+        let run = secure_run_dir(run_root, &topo.prefix)?;
         let state_path = run.state();
         if state_path.exists() {
             let old = read_state(&state_path)?;
@@ -184,7 +346,7 @@ impl Deployment {
         }
         let pid = std::process::id();
         let state = State {
-            version: 1,
+            version: STATE_VERSION,
             prefix: topo.prefix.clone(),
             pid,
             pid_start: process_start_time(pid).unwrap_or(0),
@@ -192,11 +354,7 @@ impl Deployment {
             namespaces: Vec::new(),
         };
         // Claim the prefix: create_new fails if a concurrent `up` got there first.
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&state_path)
-            .map_err(file_err(&state_path))?;
+        create_private(&state_path).map_err(file_err(&state_path))?;
         write_state(&state_path, &state)?;
         let mut inst = Deployment {
             run,
@@ -217,13 +375,13 @@ impl Deployment {
         for ep in topo.endpoints.iter().filter(|e| e.shares.is_none()) {
             // Record first: a crash between these two lines leaves a name in the
             // state file that `down` finds absent, which is harmless.
-            self.state.namespaces.push(ep.netns.clone());
-            write_state(&self.run.state(), &self.state)?;
+            self.record(&ep.netns)?;
             netns::create(&ep.netns).map_err(|e| SetupError::Endpoint {
                 endpoint: ep.name.clone(),
                 what: format!("create namespace {}", ep.netns),
                 source: Box::new(e),
             })?;
+            self.confirm(&ep.name, &ep.netns)?;
             let ifaces: Vec<IfaceSetup> = ep
                 .interfaces
                 .iter()
@@ -263,15 +421,44 @@ impl Deployment {
         for ep in &topo.endpoints {
             let Some(target) = ep.shares else { continue };
             let target = &topo.endpoints[target].netns;
-            self.state.namespaces.push(ep.netns.clone());
-            write_state(&self.run.state(), &self.state)?;
+            self.record(&ep.netns)?;
             netns::alias(target, &ep.netns).map_err(|e| SetupError::Endpoint {
                 endpoint: ep.name.clone(),
                 what: format!("share namespace {target}"),
                 source: Box::new(e),
             })?;
+            self.confirm(&ep.name, &ep.netns)?;
         }
         Ok(())
+    }
+
+    /// Records `name` before its namespace is created.
+    fn record(&mut self, name: &str) -> Result<(), SetupError> {
+        self.state.namespaces.push(RecordedNs {
+            name: name.to_string(),
+            identity: None,
+        });
+        write_state(&self.run.state(), &self.state)
+    }
+
+    /// Records the identity of the namespace just created as `name` (the last one
+    /// recorded).
+    fn confirm(&mut self, endpoint: &str, name: &str) -> Result<(), SetupError> {
+        let id = netns::identity(name)
+            .map_err(|e| SetupError::Endpoint {
+                endpoint: endpoint.to_string(),
+                what: format!("identify namespace {name}"),
+                source: Box::new(e),
+            })?
+            .ok_or_else(|| SetupError::Endpoint {
+                endpoint: endpoint.to_string(),
+                what: format!("identify namespace {name}"),
+                source: "it vanished right after its creation".into(),
+            })?;
+        if let Some(last) = self.state.namespaces.last_mut() {
+            last.identity = Some(id);
+        }
+        write_state(&self.run.state(), &self.state)
     }
 
     /// The TAP ports, in port order, for the dataplane to own. Called once.
@@ -314,18 +501,43 @@ impl Drop for Deployment {
     }
 }
 
-/// Deletes the namespaces listed in `state` (those still present), then the socket,
-/// the state file and the instance directory.
+/// Deletes the namespaces listed in `state` that still carry the instance's prefix
+/// and are still the namespaces created (same identity), then the socket, the state
+/// file and the instance directory. A recorded name that now names another
+/// namespace is left alone (and logged).
 fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupError> {
     let mut removed = Vec::new();
     let mut first_err = None;
     for ns in state.namespaces.iter().rev() {
-        match netns::delete(ns) {
-            Ok(true) => removed.push(ns.clone()),
-            Ok(false) => {}
+        let name = &ns.name;
+        if !name.starts_with(&state.prefix) || name.len() == state.prefix.len() {
+            tracing::warn!(
+                "state lists namespace {name:?}, which does not carry the prefix {:?}: left alone",
+                state.prefix
+            );
+            continue;
+        }
+        let Some(id) = &ns.identity else {
+            // Recorded just before creation; created or not, its identity was never
+            // seen, so whatever has this name now cannot be shown to be ours.
+            if netns::exists(name) {
+                tracing::warn!(
+                    "namespace {name} was recorded but never confirmed as created by this \
+                     instance: left alone (ip netns del {name} if it is a leftover)"
+                );
+            }
+            continue;
+        };
+        match netns::delete_if(name, id) {
+            Ok(netns::Deleted::Removed) => removed.push(name.clone()),
+            Ok(netns::Deleted::Absent) => {}
+            Ok(netns::Deleted::NotOurs) => tracing::warn!(
+                "namespace {name} is no longer the one this instance created (another was \
+                 made under its name): left alone"
+            ),
             Err(e) => {
                 first_err.get_or_insert(SetupError::Endpoint {
-                    endpoint: ns.clone(),
+                    endpoint: name.clone(),
                     what: "delete namespace".into(),
                     source: Box::new(e),
                 });
@@ -345,15 +557,26 @@ fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupErro
 /// Cleans up after an instance that did not exit cleanly (`switchyard down`).
 /// Refuses while the owning process still runs.
 pub fn down(prefix: &str, run_root: &Path) -> Result<Vec<String>, SetupError> {
+    super::config::check_prefix(prefix).map_err(SetupError::BadPrefix)?;
     let run = RunDir::new(run_root, prefix);
     let path = run.state();
-    if !path.exists() {
+    if fs::symlink_metadata(&path).is_err() {
         return Err(SetupError::NoState {
             prefix: prefix.to_string(),
             root: run_root.display().to_string(),
         });
     }
+    // The state names namespaces to delete: only trusted from a directory nobody
+    // else can write.
+    secure_dir(run_root, 0o755)?;
+    secure_dir(run.dir(), 0o700)?;
     let state = read_state(&path)?;
+    if state.prefix != prefix {
+        return Err(SetupError::BadState {
+            path: path.display().to_string(),
+            reason: format!("it belongs to prefix {:?}, not {prefix:?}", state.prefix),
+        });
+    }
     if state.owner_alive() && state.pid != std::process::id() {
         return Err(SetupError::AlreadyRunning {
             prefix: prefix.to_string(),

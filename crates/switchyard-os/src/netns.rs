@@ -25,7 +25,12 @@
 //!   one mount namespace would not show up in another (and could not be unmounted
 //!   from there). [`create`] sets that up exactly as iproute2 does.
 //! * Deleting the name does not kill the namespace while something else still holds
-//!   it (an open fd, a process inside); it only stops new users finding it.
+//!   it (an open fd, a process inside, a TAP opened in it); it only stops new users
+//!   finding it.
+//! * A name is no identity, and neither is the nsfs inode number: the kernel hands a
+//!   freed namespace's number to the next namespace made. [`Identity`] adds the
+//!   namespace cookie, never reused, and [`delete_if`] deletes a name only while it
+//!   still names the namespace recorded.
 
 use std::fs;
 use std::io;
@@ -400,5 +405,108 @@ where
             Ok(Err(e)) => Err(os_err("enter", label, "setns(CLONE_NEWNET)", e)),
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    })
+}
+
+/// What tells one network namespace from another for good: the device and inode of
+/// its nsfs file (what `stat -L /run/netns/NAME` shows) and the namespace's cookie.
+///
+/// The inode alone is not enough: the kernel hands out namespace inode numbers
+/// lowest-free-first, so a namespace created right after another was freed usually
+/// gets the freed one's number. The cookie (`SO_NETNS_COOKIE`, Linux 5.14) is a
+/// 64-bit counter never reused while the machine runs; where the kernel has none it
+/// is `None` and the inode has to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<u64>,
+}
+
+/// `SO_NETNS_COOKIE` from `<asm-generic/socket.h>` (the value on every architecture
+/// switchyard builds for); not every libc version exports it.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The device and inode `/run/netns/NAME` resolves to, without the cookie (a plain
+/// `stat`, cheap enough to poll). `None` if the name does not exist.
+pub fn file_identity(name: &str) -> Result<Option<(u64, u64)>, NetnsError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = path_of(name)?;
+    match fs::metadata(&path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(os_err("stat", name, format!("stat {}", path.display()), e)),
+    }
+}
+
+/// The identity of the namespace named `name` now, or `None` if there is no such
+/// name. A name that is a bare file (no namespace mounted on it) has the identity of
+/// that file, which matches no namespace's.
+pub fn identity(name: &str) -> Result<Option<Identity>, NetnsError> {
+    let Some((dev, ino)) = file_identity(name)? else {
+        return Ok(None);
+    };
+    let cookie = match open(name) {
+        Ok(fd) => run_in(&fd, netns_cookie).ok().flatten(),
+        Err(NetnsError::NotFound { .. }) => return Ok(None),
+        Err(_) => None,
+    };
+    Ok(Some(Identity { dev, ino, cookie }))
+}
+
+/// The cookie of the calling thread's network namespace, read from a socket made in
+/// it. `None` on kernels without `SO_NETNS_COOKIE`.
+fn netns_cookie() -> Option<u64> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+        .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .ok()?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the fd is a socket we own for the duration of the call; `cookie` and
+    // `len` are valid for writes of the sizes passed.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+}
+
+/// What [`delete_if`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The name named the expected namespace and is gone.
+    Removed,
+    /// There was no such name.
+    Absent,
+    /// The name now names another namespace (or a bare file): left alone.
+    NotOurs,
+}
+
+/// Deletes `name` only if it still names the namespace `expected` (device, inode and,
+/// when both sides know it, cookie). A name that someone else has re-created since is
+/// left alone.
+pub fn delete_if(name: &str, expected: &Identity) -> Result<Deleted, NetnsError> {
+    let Some(now) = identity(name)? else {
+        return Ok(Deleted::Absent);
+    };
+    let same = now.dev == expected.dev
+        && now.ino == expected.ino
+        && match (now.cookie, expected.cookie) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+    if !same {
+        return Ok(Deleted::NotOurs);
+    }
+    Ok(if delete(name)? {
+        Deleted::Removed
+    } else {
+        Deleted::Absent
     })
 }

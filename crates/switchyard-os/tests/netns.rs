@@ -219,3 +219,32 @@ fn bad_names_are_refused() {
     // 255 bytes is fine as a name (it just does not exist).
     assert!(!delete(&"x".repeat(255)).unwrap());
 }
+
+#[test]
+fn identity_tells_a_recreated_namespace_apart() {
+    if !require_root() {
+        return;
+    }
+    let ns = TestNs::name("ns");
+    assert_eq!(identity(&ns.0).unwrap(), None);
+    create(&ns.0).unwrap();
+    let first = identity(&ns.0).unwrap().expect("exists");
+    assert_eq!(
+        first.ino,
+        run_in_named(&ns.0, netns_inode).unwrap(),
+        "the nsfs inode of the namespace itself"
+    );
+    assert!(first.cookie.is_some(), "the kernel has SO_NETNS_COOKIE");
+    assert_eq!(identity(&ns.0).unwrap(), Some(first), "stable");
+    // Another namespace under the same name: the cookie differs even where the
+    // kernel hands out the freed inode number again.
+    assert!(delete(&ns.0).unwrap());
+    create(&ns.0).unwrap();
+    let second = identity(&ns.0).unwrap().expect("exists");
+    assert_ne!(second, first);
+    assert_eq!(delete_if(&ns.0, &first).unwrap(), Deleted::NotOurs);
+    assert!(exists(&ns.0), "left alone");
+    assert_eq!(delete_if(&ns.0, &second).unwrap(), Deleted::Removed);
+    assert!(!exists(&ns.0));
+    assert_eq!(delete_if(&ns.0, &second).unwrap(), Deleted::Absent);
+}

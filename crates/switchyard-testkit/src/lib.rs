@@ -10,6 +10,7 @@
 //! * [`fuzz`] — the fuzz driver, shared by the fuzz target and the test that replays
 //!   the saved corpus.
 //! * [`alloc`] — a counting global allocator, to prove a path allocates nothing.
+//! * [`process`] — `switchyard up` as a separate process: signals, exit status, log.
 //!
 //! Besides `switchyard-os`, this is the one crate with `unsafe` code (socket calls the
 //! standard library does not wrap); every block has its `// SAFETY:` line.
@@ -17,4 +18,5 @@
 pub mod alloc;
 pub mod fixtures;
 pub mod fuzz;
+pub mod process;
 pub mod traffic;

@@ -62,22 +62,44 @@ fn flow(src: &str, dst: &str) -> FlowTuple {
 /// present and absent somewhere, so that walking its JSON finds every field and kind.
 fn sample_reply(table: Table) -> Reply {
     match table {
-        Table::Ports => Reply::Ports(vec![PortRow {
-            port: "a".into(),
-            endpoint: "a".into(),
-            interface: "eth0".into(),
-            netns: "sy-a".into(),
-            network: "default".into(),
-            mac: "02:42:ac:11:00:02".into(),
-            ip: "172.17.0.2/16".into(),
-            mtu: 1500,
-            vnet_hdr: true,
-            offloads: "csum tso4".into(),
-            queues: 2,
-            rx_frames: 6,
-            tx_frames: 6,
-            dropped: 0,
-        }]),
+        Table::Ports => Reply::Ports(vec![
+            PortRow {
+                port: "a".into(),
+                endpoint: "a".into(),
+                interface: "eth0".into(),
+                netns: "sy-a".into(),
+                network: "default".into(),
+                mac: "02:42:ac:11:00:02".into(),
+                ip: "172.17.0.2/16".into(),
+                mtu: 1500,
+                vnet_hdr: true,
+                offloads: "csum tso4".into(),
+                queues: 2,
+                rx_frames: 6,
+                tx_frames: 6,
+                dropped: 0,
+                state: "up".into(),
+                down_reason: None,
+            },
+            PortRow {
+                port: "b".into(),
+                endpoint: "b".into(),
+                interface: "eth0".into(),
+                netns: "sy-b".into(),
+                network: "default".into(),
+                mac: "02:42:ac:11:00:03".into(),
+                ip: "172.17.0.3/16".into(),
+                mtu: 1500,
+                vnet_hdr: true,
+                offloads: "csum tso4".into(),
+                queues: 2,
+                rx_frames: 2,
+                tx_frames: 1,
+                dropped: 0,
+                state: "down".into(),
+                down_reason: Some("its network namespace was removed".into()),
+            },
+        ]),
         Table::Fdb => Reply::Fdb(vec![FdbRow {
             network: "default".into(),
             mac: "02:42:ac:11:00:02".into(),
@@ -398,7 +420,8 @@ fn the_doc_lists_every_error_code() {
             | ErrorCode::UnknownRequest
             | ErrorCode::TooLarge
             | ErrorCode::DataplaneStopped
-            | ErrorCode::Internal => {}
+            | ErrorCode::Internal
+            | ErrorCode::Busy => {}
             ErrorCode::Other => panic!("servers never send `other`"),
         }
     }

@@ -41,7 +41,7 @@ pub use endpoint::{AttachSection, EndpointSection};
 pub use network::NetworkSection;
 pub use publish::{parse_port_range, parse_publish, Publish};
 pub use routes::{AllowSection, RouteSection};
-pub use switch::{SwitchSection, MAX_PREFIX};
+pub use switch::{check_prefix, SwitchSection, MAX_PREFIX};
 
 use serde::Deserialize;
 use std::fmt;

@@ -130,21 +130,33 @@ impl Default for SwitchSection {
     }
 }
 
+/// Checks a namespace prefix (`[switch] prefix`, or `--prefix` on the command line):
+/// it becomes part of namespace names, of the run directory's path and of device
+/// names, so it is 1 to [`MAX_PREFIX`] characters of letters, digits, '-', '_' or
+/// '.', not starting with '.' (never a path like `..` or `a/b`). A device name has
+/// at most 15 bytes (IFNAMSIZ less its NUL); 12 leaves room for a short suffix.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX
+        && prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && !prefix.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prefix:?} must be 1 to {MAX_PREFIX} characters of letters, digits, '-', '_' \
+             or '.', not starting with '.'"
+        ))
+    }
+}
+
 /// The prefix, the table sizes and neighbor resolution. Returns the neighbor
 /// settings the pipeline takes.
 pub(super) fn check_tables(sw: &SwitchSection, c: &mut Checker) -> NeighborConfig {
-    let prefix_ok = !sw.prefix.is_empty()
-        && sw.prefix.len() <= MAX_PREFIX
-        && sw
-            .prefix
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
-        && !sw.prefix.starts_with('.');
-    if !prefix_ok {
-        c.bad(
-            "switch.prefix",
-            format!("{:?} must be 1 to {MAX_PREFIX} characters of letters, digits, '-', '_' or '.', not starting with '.'", sw.prefix),
-        );
+    if let Err(reason) = check_prefix(&sw.prefix) {
+        c.bad("switch.prefix", reason);
     }
     if sw.fdb_max == 0 || sw.fdb_max > 1 << 24 {
         c.bad(

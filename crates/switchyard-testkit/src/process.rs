@@ -1,0 +1,160 @@
+//! `switchyard up` as a separate process, as an operator runs it: for tests of what
+//! only a process shows — signals, its exit status, its log, what `down` finds after
+//! it died.
+//!
+//! ```no_run
+//! use switchyard_testkit::process::Instance;
+//! # let bin = std::path::Path::new("switchyard");
+//! let inst = Instance::new(bin, "three");
+//! let mut up = inst.up(&[]);
+//! // ... talk to inst.socket(), traffic in inst.netns("a") ...
+//! let out = up.signal(nix::sys::signal::Signal::SIGTERM);
+//! assert!(out.status.success());
+//! ```
+
+use crate::fixtures::{three, unique_prefix, wait_until};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use switchyard_os::netns;
+
+/// A scratch directory with a topology file (the fixtures' `three`: endpoints a, b, c
+/// on one network) and a run directory, under a prefix of its own. Dropping it runs
+/// `down` and removes whatever is left.
+pub struct Instance {
+    bin: PathBuf,
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub config: PathBuf,
+}
+
+impl Instance {
+    /// `bin` is the `switchyard` binary (`env!("CARGO_BIN_EXE_switchyard")`).
+    pub fn new(bin: &Path, tag: &str) -> Instance {
+        let prefix = unique_prefix();
+        let dir = std::env::temp_dir().join(format!("switchyard-{tag}-{prefix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("three.toml");
+        let text = three(&prefix).to_toml().expect("the fixture prints");
+        std::fs::write(&config, text).unwrap();
+        Instance {
+            bin: bin.to_path_buf(),
+            dir,
+            prefix,
+            config,
+        }
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join(&self.prefix).join("control.sock")
+    }
+
+    /// The namespace of endpoint `e`.
+    pub fn netns(&self, e: &str) -> String {
+        format!("{}{e}", self.prefix)
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        ["a", "b", "c"].iter().map(|e| self.netns(e)).collect()
+    }
+
+    /// The binary, with this instance's run directory.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.env("SWITCHYARD_RUN_DIR", self.run_dir());
+        c
+    }
+
+    /// Starts `switchyard up` on the topology with extra environment `env`, and waits
+    /// until its control socket exists.
+    pub fn up(&self, env: &[(&str, &str)]) -> Up {
+        let mut c = self.cmd();
+        c.arg("up")
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let up = Up(Some(c.spawn().unwrap()));
+        wait_until(
+            Duration::from_secs(20),
+            "switchyard up to open its control socket",
+            || self.socket().exists(),
+        );
+        up
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["down", "--prefix", &self.prefix]).output();
+        for n in self.namespaces() {
+            let _ = netns::delete(&n);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `switchyard up`, killed if the test panics.
+pub struct Up(Option<Child>);
+
+impl Up {
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends `sig` and waits for the process to exit.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) -> Output {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+
+    /// Sends `sig` and waits at most `limit` for the process to exit: its output and
+    /// how long it took, or `None` (and the process killed) if it did not exit.
+    pub fn signal_within(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+        limit: Duration,
+    ) -> Option<(Output, Duration)> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        let t = Instant::now();
+        self.exit_within(limit).map(|o| (o, t.elapsed()))
+    }
+
+    /// Waits at most `limit` for the process to exit on its own: its output, or
+    /// `None` (and the process killed) if it did not exit.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<Output> {
+        let t = Instant::now();
+        let child = self.0.as_mut().unwrap();
+        while t.elapsed() < limit {
+            if child.try_wait().unwrap().is_some() {
+                return Some(self.0.take().unwrap().wait_with_output().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// stdout and stderr of a finished process, as one text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
