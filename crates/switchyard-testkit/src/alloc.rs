@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub struct CountingAlloc {
     counting: AtomicBool,
     allocs: AtomicUsize,
+    /// Bytes allocated and not freed since counting started (wrapping: a free of
+    /// memory allocated before subtracts).
+    live: AtomicUsize,
 }
 
 impl CountingAlloc {
@@ -34,6 +37,7 @@ impl CountingAlloc {
         CountingAlloc {
             counting: AtomicBool::new(false),
             allocs: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -46,10 +50,28 @@ impl CountingAlloc {
         self.allocs.load(Ordering::SeqCst)
     }
 
+    /// Runs `f` and returns the bytes it left allocated (what it allocated minus what
+    /// it freed): the memory of a value it builds and returns.
+    pub fn net_bytes<T>(&self, f: impl FnOnce() -> T) -> (T, isize) {
+        self.live.store(0, Ordering::SeqCst);
+        self.counting.store(true, Ordering::SeqCst);
+        let v = f();
+        self.counting.store(false, Ordering::SeqCst);
+        (v, self.live.load(Ordering::SeqCst) as isize)
+    }
+
     #[inline]
     fn note(&self) {
         if self.counting.load(Ordering::Relaxed) {
             self.allocs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn grow(&self, add: usize, sub: usize) {
+        if self.counting.load(Ordering::Relaxed) {
+            self.live.fetch_add(add, Ordering::Relaxed);
+            self.live.fetch_sub(sub, Ordering::Relaxed);
         }
     }
 }
@@ -65,11 +87,13 @@ impl Default for CountingAlloc {
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.note();
+        self.grow(layout.size(), 0);
         // SAFETY: the caller's layout is passed on as GlobalAlloc::alloc requires.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.grow(0, layout.size());
         // SAFETY: `ptr` came from System.alloc/realloc with this layout (every
         // allocation goes through this allocator).
         unsafe { System.dealloc(ptr, layout) }
@@ -77,6 +101,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.note();
+        self.grow(new_size, layout.size());
         // SAFETY: as for dealloc; the caller guarantees new_size is valid for layout.
         unsafe { System.realloc(ptr, layout, new_size) }
     }

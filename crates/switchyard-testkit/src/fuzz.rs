@@ -367,6 +367,14 @@ struct Isolation {
     replies: HashSet<(DomainId, DomainId, Flow)>,
     /// (from, to, quoted flow as seen on `from`): ICMP errors that may cross.
     errors: HashSet<(DomainId, DomainId, Flow)>,
+    /// (from, to, flow as it leaves on `to`): replies to packets that opened a flow
+    /// but wait in a neighbor queue. Such a flow is open (as in the kernel, where the
+    /// neighbor queue comes after conntrack confirms the flow), but the model has not
+    /// seen the packet leave yet; its replies are known by how they leave: exactly
+    /// the reverse of the opening packet as it came in.
+    replies_out: HashSet<(DomainId, DomainId, Flow)>,
+    /// (from, to, quoted flow as it leaves on `to`): ICMP errors about such packets.
+    errors_out: HashSet<(DomainId, DomainId, Flow)>,
 }
 
 /// Why a crossing was legal, if it was.
@@ -378,6 +386,23 @@ enum Legal {
 }
 
 impl Isolation {
+    /// A packet that came in on `x` waits in a neighbor queue: if it opens a flow to
+    /// where it is routed, replies may come back before it leaves.
+    fn held(&mut self, p: &Pipeline, x: DomainId, input: &[u8]) {
+        let Packet::Flow(f) = packet_of(input) else {
+            return;
+        };
+        let Some(route) = p.fib().lookup(Ipv4Addr::from(f.dst)) else {
+            return;
+        };
+        let y = route.next_hop.domain();
+        let (dx, dy) = (p.domain(x).expect("domain"), p.domain(y).expect("domain"));
+        if y != x && (p.allowed(x, y) || (dx.masquerade && dy.external)) {
+            self.replies_out.insert((y, x, f.reversed()));
+            self.errors_out.insert((y, x, f));
+        }
+    }
+
     /// Judges a crossing from `x` to `y`: `input` is the frame as it entered (None for
     /// a packet released from a neighbor queue, known only as it left), `output` as it
     /// left.
@@ -450,6 +475,17 @@ impl Isolation {
             if hit {
                 return Some(Legal::Opens);
             }
+        }
+        match packet_of(output) {
+            Packet::Flow(g) if self.replies_out.contains(&(x, y, g)) => {
+                return Some(Legal::Known);
+            }
+            Packet::Error { quoted, to }
+                if to == quoted.src && self.errors_out.contains(&(x, y, quoted)) =>
+            {
+                return Some(Legal::Known);
+            }
+            _ => {}
         }
         match input.map(packet_of) {
             Some(Packet::Flow(f)) => self.replies.contains(&(x, y, f)).then_some(Legal::Known),
@@ -666,8 +702,12 @@ pub fn run(data: &[u8]) {
                 .collect();
             out.clear();
             worker.process(&mut batch, t, &mut out);
+            show_trace(worker, wi);
             for ((f, routed), input) in batch.iter().zip(&routed).zip(&inputs) {
                 let x = worker.port(f.ingress).expect("ingress").domain;
+                if f.action == Action::Held {
+                    iso.held(worker, x, input);
+                }
                 for e in worker.egress(f) {
                     assert!(
                         e != f.ingress || f.action == Action::Reply || *routed,
@@ -716,12 +756,7 @@ pub fn run(data: &[u8]) {
                 p.conntrack().len() <= p.conntrack().capacity(),
                 "conntrack over its bound"
             );
-            let lines = worker.tracer().drain();
-            if std::env::var_os("SWITCHYARD_FUZZ_TRACE").is_some() {
-                for l in lines {
-                    eprintln!("worker {wi} #{} {l}", l.packet);
-                }
-            }
+            show_trace(worker, wi);
         }
     }
     // Let every pending resolution run out, so nothing stays held.
@@ -748,6 +783,17 @@ pub fn run(data: &[u8]) {
             "accounting invariant"
         );
         assert_eq!(c.dropped, c.drops.iter().sum::<u64>());
+    }
+}
+
+/// Takes the trace lines of the last batch or tick; prints them when
+/// `SWITCHYARD_FUZZ_TRACE` is set (to see what an input does).
+fn show_trace(p: &mut Pipeline, worker: usize) {
+    let lines = p.tracer().drain();
+    if std::env::var_os("SWITCHYARD_FUZZ_TRACE").is_some() {
+        for l in lines {
+            eprintln!("worker {worker} #{} {l}", l.packet);
+        }
     }
 }
 

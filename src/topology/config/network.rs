@@ -100,7 +100,13 @@ pub(super) fn check<'a>(
                 );
                 None
             }
-            Ok(s) => Some(s),
+            Ok(s) => match addressing::reserved_block(s) {
+                Some(why) => {
+                    c.bad(fld("subnet"), why);
+                    None
+                }
+                None => Some(s),
+            },
             Err(e) => {
                 c.bad(fld("subnet"), e);
                 None
@@ -124,7 +130,9 @@ pub(super) fn check<'a>(
             ip: g,
             mac: addressing::derived_mac(g),
         });
-        if let (Some(g), Some(s)) = (n.gateway, subnet) {
+        if let Some(why) = n.gateway.and_then(addressing::reserved_addr) {
+            c.bad(fld("gateway"), why);
+        } else if let (Some(g), Some(s)) = (n.gateway, subnet) {
             if !s.contains(g) {
                 c.bad(fld("gateway"), format!("{g} is outside the subnet {s}"));
             } else if g == s.network() || g == s.broadcast() {

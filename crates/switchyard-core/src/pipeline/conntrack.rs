@@ -490,6 +490,20 @@ fn shard_of(t: &Tuple) -> usize {
 }
 
 impl ConnTrack {
+    /// Bytes a table of at most `max` entries allocates (see [`ConnTrack::new`]): the
+    /// entries, the free queue, and the tuple index (two tuples per entry).
+    pub fn bytes_for(max: usize) -> usize {
+        use std::mem::size_of;
+        let max = max.max(1);
+        let per_shard = (2 * max).div_ceil(SHARDS) * 2;
+        let index = SHARDS
+            * (size_of::<Mutex<IndexShard>>()
+                + super::memory::hash_index_bytes(per_shard, size_of::<(Tuple, (u32, Dir))>()));
+        // A queue slot is the value and a stamp.
+        let free = max * size_of::<(usize, u32)>();
+        max * size_of::<Mutex<Slot>>() + free + index
+    }
+
     /// A table of at most `max` entries, allocated now.
     pub fn new(max: usize, timeouts: Timeouts) -> ConnTrack {
         let max = max.max(1);
