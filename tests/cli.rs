@@ -319,6 +319,57 @@ fn check_accepts_a_good_config() {
 }
 
 #[test]
+fn check_prints_what_the_tables_take_and_refuses_reserved_addresses_and_huge_tables() {
+    if !require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let net = "[[network]]\nname = \"o\"\nsubnet = \"198.51.100.0/24\"\ngateway = \"198.51.100.1\"\nexternal = true\n";
+    let small = s.file(
+        "small.toml",
+        &format!("[switch]\nconntrack_max = 1024\n{net}"),
+    );
+    let big = s.file(
+        "big.toml",
+        &format!("[switch]\nconntrack_max = 1048576\n{net}"),
+    );
+    let o = s.run(&["check", small.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("tables at their maximum"), "{out}");
+    assert!(out.contains("conntrack       1024 entries"), "{out}");
+    let o = s.run(&["check", big.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let conntrack_line = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("conntrack"))
+            .map(str::to_string)
+            .unwrap()
+    };
+    assert!(conntrack_line(&text(&o)).contains("MiB"), "{}", text(&o));
+    // The figure grows with the table: a thousand times the entries, several hundred
+    // times the bytes at least.
+    assert_ne!(conntrack_line(&out), conntrack_line(&text(&o)));
+
+    let bad = s.file(
+        "reserved.toml",
+        "[switch]\nconntrack_max = 16777216\n[[network]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n",
+    );
+    let o = s.run(&["check", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("reserved.toml"), "names the file: {t}");
+    assert!(
+        t.contains("network \"lo\".subnet") && t.contains("loopback"),
+        "field and reason: {t}"
+    );
+    assert!(
+        t.contains("switch.conntrack_max") && t.contains("4194304"),
+        "field and cap: {t}"
+    );
+}
+
+#[test]
 fn an_existing_namespace_is_never_taken_over() {
     if !require_root() {
         return;

@@ -1,18 +1,52 @@
-//! Replays every saved fuzz input (fuzz/corpus/*) through the same harness the fuzzer
-//! uses, so CI covers the interesting frames the fuzzer found without running it.
+//! Replays every saved fuzz input (`fuzz/corpus/<target>`) through the same harness the
+//! fuzzer uses, so CI covers the interesting inputs the fuzzer found without running it.
 
 use std::path::Path;
 
-#[test]
-fn saved_fuzz_inputs_never_panic_and_stay_accounted_for() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pipeline");
+/// Runs every file of `fuzz/corpus/<dir>` through `run`; returns how many there were.
+fn replay(dir: &str, run: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(dir);
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/pipeline exists") {
+    let mut failed = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        let r = std::panic::catch_unwind(|| switchyard_testkit::fuzz::run(&data));
-        assert!(r.is_ok(), "fuzz input {} fails", path.display());
+        if std::panic::catch_unwind(|| run(&data)).is_err() {
+            failed.push(path.display().to_string());
+        }
         n += 1;
     }
+    assert!(failed.is_empty(), "fuzz inputs fail: {failed:#?}");
+    n
+}
+
+#[test]
+fn saved_pipeline_inputs_never_panic_stay_accounted_for_and_isolated() {
+    let n = replay("pipeline", switchyard_testkit::fuzz::run);
     assert!(n >= 7, "the seed corpus is there ({n} inputs)");
+}
+
+#[test]
+fn saved_config_inputs_never_panic_and_refusals_name_the_file() {
+    let n = replay("config", switchyard_testkit::fuzz::config);
+    assert!(n >= 4, "the seed corpus is there ({n} inputs)");
+}
+
+#[test]
+fn saved_control_inputs_never_panic_and_round_trip() {
+    let n = replay("control", switchyard_testkit::fuzz::control);
+    assert!(n >= 4, "the seed corpus is there ({n} inputs)");
+}
+
+/// Inputs with which a frame crosses between networks that are not joined, through a
+/// tracked flow of another network or an ICMP error about one: conntrack matches a
+/// packet whatever network it comes from. Ignored until conntrack is zoned by network;
+/// then it must pass, and stays as a regression test.
+#[test]
+#[ignore = "tracked flows and ICMP errors still cross networks (conntrack zones not yet merged)"]
+fn saved_isolation_regressions_stay_isolated() {
+    let n = replay("isolation-regressions", switchyard_testkit::fuzz::run);
+    assert!(n >= 1, "the crossing inputs are there ({n} inputs)");
 }

@@ -1,5 +1,7 @@
-//! Arbitrary bytes as frames into the pipeline: it must never panic, and every frame
-//! must be accounted for. `cargo fuzz run -s none pipeline` (from the repo root).
+//! Arbitrary bytes as frames (with virtio-net headers) into two pipeline workers: it
+//! must never panic, every frame must be accounted for, segmentation and coalescing
+//! must give back what went in, and no frame may cross between networks that are not
+//! joined. `cargo fuzz run -s none pipeline` (from the repo root).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -275,7 +275,34 @@ pub fn check(file: &Path) -> Result<()> {
         ports,
         t.prefix
     );
+    let m = switchyard_core::pipeline::TableMemory::of(&t.pipeline_spec());
+    println!(
+        "tables at their maximum: {} (allocated at start)\n  \
+         fdb        {:>9} entries                   {}\n  \
+         neighbors  {:>9} entries, {:>4} held packets {}\n  \
+         conntrack  {:>9} entries                   {}",
+        human_bytes(m.total_bytes()),
+        m.fdb_entries,
+        human_bytes(m.fdb_bytes),
+        m.neighbor_entries,
+        m.held_packets,
+        human_bytes(m.neighbor_bytes),
+        m.conntrack_entries,
+        human_bytes(m.conntrack_bytes),
+    );
     Ok(())
+}
+
+/// Bytes for people: KiB, MiB or GiB with one decimal.
+fn human_bytes(b: usize) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
 }
 
 /// `switchyard show TABLE`: print a table of a running instance, laid out for people

@@ -51,6 +51,15 @@ impl CountingAlloc {
         self.allocs.load(Ordering::SeqCst)
     }
 
+    /// Runs `f` and returns the bytes it left allocated (what it allocated minus what
+    /// it freed, by any thread meanwhile): the memory of a value it builds and returns.
+    pub fn net_bytes<T>(&self, f: impl FnOnce() -> T) -> (T, isize) {
+        let base = self.live.load(Ordering::SeqCst);
+        let v = f();
+        let after = self.live.load(Ordering::SeqCst);
+        (v, after.wrapping_sub(base) as isize)
+    }
+
     /// Bytes allocated and not yet freed, by every thread, since the start.
     pub fn live_bytes(&self) -> usize {
         self.live.load(Ordering::SeqCst)

@@ -13,6 +13,53 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use switchyard_core::wire::{Ipv4Cidr, MacAddr};
 
+/// Address blocks no network, gateway, endpoint or route may use, and why. None of
+/// them can be a unicast host on a link: the kernel would not route them (martians,
+/// RFC 1812 §5.3.7), or they mean something else entirely.
+const RESERVED: [([u8; 4], u8, &str); 4] = [
+    (
+        [0, 0, 0, 0],
+        8,
+        "\"this network\" (RFC 1122), not a host address",
+    ),
+    ([127, 0, 0, 0], 8, "loopback (RFC 1122), never on a link"),
+    (
+        [224, 0, 0, 0],
+        4,
+        "multicast (RFC 5771), not a host address",
+    ),
+    (
+        [240, 0, 0, 0],
+        4,
+        "reserved (RFC 1112) and the limited broadcast",
+    ),
+];
+
+/// Why `net` may not be a subnet or a route's prefix: the whole address space, or
+/// overlapping a reserved block. None if it may.
+pub(super) fn reserved_block(net: Ipv4Cidr) -> Option<String> {
+    if net.prefix_len() == 0 {
+        return Some(format!(
+            "{net} is every address; a network is one subnet (and a default route goes via the external network)"
+        ));
+    }
+    RESERVED.iter().find_map(|&(a, len, why)| {
+        let block = Ipv4Cidr::new(Ipv4Addr::from(a), len).expect("valid block");
+        net.overlaps(&block)
+            .then(|| format!("{net} overlaps {block}: {why}"))
+    })
+}
+
+/// Why `ip` may not be a gateway, endpoint or next-hop address. None if it may.
+pub(super) fn reserved_addr(ip: Ipv4Addr) -> Option<String> {
+    RESERVED.iter().find_map(|&(a, len, why)| {
+        let block = Ipv4Cidr::new(Ipv4Addr::from(a), len).expect("valid block");
+        block
+            .contains(ip)
+            .then(|| format!("{ip} is in {block}: {why}"))
+    })
+}
+
 /// The MAC of an interface (or gateway) that was given none: `02:42` + its IPv4
 /// address, as Docker derives it.
 pub(super) fn derived_mac(ip: Ipv4Addr) -> MacAddr {
@@ -58,7 +105,9 @@ fn assign_ips(networks: &[Network], pending: &[Pending], c: &mut Checker) -> Vec
     for (p, slot) in pending.iter().zip(assigned.iter_mut()) {
         let Some(ip) = p.ip else { continue };
         let net = &networks[p.network];
-        if !net.subnet.contains(ip) {
+        if let Some(why) = reserved_addr(ip) {
+            c.bad(format!("{}.ip", p.field), why);
+        } else if !net.subnet.contains(ip) {
             c.bad(
                 format!("{}.ip", p.field),
                 format!(

@@ -119,7 +119,13 @@ pub(super) fn check<'a>(
                 );
                 None
             }
-            Ok(s) => Some(s),
+            Ok(s) => match addressing::reserved_block(s) {
+                Some(why) => {
+                    c.bad(fld("subnet"), why);
+                    None
+                }
+                None => Some(s),
+            },
             Err(e) => {
                 c.bad(fld("subnet"), e);
                 None
@@ -143,7 +149,9 @@ pub(super) fn check<'a>(
             ip: g,
             mac: addressing::derived_mac(g),
         });
-        if let (Some(g), Some(s)) = (n.gateway, subnet) {
+        if let Some(why) = n.gateway.and_then(addressing::reserved_addr) {
+            c.bad(fld("gateway"), why);
+        } else if let (Some(g), Some(s)) = (n.gateway, subnet) {
             if !s.contains(g) {
                 c.bad(fld("gateway"), format!("{g} is outside the subnet {s}"));
             } else if g == s.network() || g == s.broadcast() {
@@ -192,10 +200,10 @@ pub(super) fn check<'a>(
             );
         }
         if let Some(m) = n.conntrack_max {
-            if m == 0 || m > 1 << 24 {
+            if m == 0 || m > super::switch::MAX_CONNTRACK {
                 c.bad(
                     fld("conntrack_max"),
-                    format!("{m} must be from 1 to {}", 1 << 24),
+                    format!("{m} must be from 1 to {}", super::switch::MAX_CONNTRACK),
                 );
             }
         }

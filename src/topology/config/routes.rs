@@ -88,6 +88,14 @@ pub(super) fn check_routes(
                 continue;
             }
         };
+        if let Some(why) = super::addressing::reserved_block(prefix) {
+            c.bad(format!("{f}.prefix"), why);
+            continue;
+        }
+        if let Some(why) = super::addressing::reserved_addr(r.via) {
+            c.bad(format!("{f}.via"), why);
+            continue;
+        }
         if let Some(n) = networks
             .iter()
             .find(|n| n.subnet == prefix && n.gateway.is_some())

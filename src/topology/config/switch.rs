@@ -12,6 +12,17 @@ use switchyard_core::pipeline::{self, NeighborConfig, Timeouts};
 /// Longest namespace prefix (`[switch] prefix`).
 pub const MAX_PREFIX: usize = 12;
 
+/// Most FDB entries (`fdb_max`): sixteen times the hosts of a /16, the largest
+/// network Docker hands out; past it a typo, not a plan (the table is allocated up
+/// front, see `switchyard check`).
+pub const MAX_FDB: usize = 1 << 20;
+/// Most neighbor entries (`neighbor_max`): four /16 networks full of hosts.
+pub const MAX_NEIGHBORS: usize = 1 << 18;
+/// Most conntrack entries (`conntrack_max`): 4 Mi, sixteen times the kernel's
+/// `nf_conntrack_max` on a 16 GB host (262 144); the table grows with use up to it,
+/// about 220 bytes a flow, so a maximum is also a promise of memory.
+pub const MAX_CONNTRACK: usize = 1 << 22;
+
 /// `[switch]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -158,19 +169,25 @@ pub(super) fn check_tables(sw: &SwitchSection, c: &mut Checker) -> NeighborConfi
     if let Err(reason) = check_prefix(&sw.prefix) {
         c.bad("switch.prefix", reason);
     }
-    if sw.fdb_max == 0 || sw.fdb_max > 1 << 24 {
+    if sw.fdb_max == 0 || sw.fdb_max > MAX_FDB {
         c.bad(
             "switch.fdb_max",
-            format!("{} must be from 1 to {}", sw.fdb_max, 1 << 24),
+            format!(
+                "{} must be from 1 to {MAX_FDB} (the table is allocated up front)",
+                sw.fdb_max
+            ),
         );
     }
     if sw.fdb_aging_secs == 0 {
         c.bad("switch.fdb_aging_secs", "must be at least 1 second");
     }
-    if sw.conntrack_max == 0 || sw.conntrack_max > 1 << 24 {
+    if sw.conntrack_max == 0 || sw.conntrack_max > MAX_CONNTRACK {
         c.bad(
             "switch.conntrack_max",
-            format!("{} must be from 1 to {}", sw.conntrack_max, 1 << 24),
+            format!(
+                "{} must be from 1 to {MAX_CONNTRACK} (the table may grow to it)",
+                sw.conntrack_max
+            ),
         );
     }
     if sw.arp_reachable_secs == 0 {
@@ -201,10 +218,13 @@ pub(super) fn check_tables(sw: &SwitchSection, c: &mut Checker) -> NeighborConfi
             ),
         );
     }
-    if sw.neighbor_max == 0 || sw.neighbor_max > 1 << 20 {
+    if sw.neighbor_max == 0 || sw.neighbor_max > MAX_NEIGHBORS {
         c.bad(
             "switch.neighbor_max",
-            format!("{} must be from 1 to {}", sw.neighbor_max, 1 << 20),
+            format!(
+                "{} must be from 1 to {MAX_NEIGHBORS} (the table is allocated up front)",
+                sw.neighbor_max
+            ),
         );
     }
     NeighborConfig {

@@ -75,6 +75,15 @@ fn key(domain: DomainId, mac: MacAddr) -> u64 {
 }
 
 impl Fdb {
+    /// Bytes a table of at most `max` entries allocates (see [`Fdb::new`]).
+    pub fn bytes_for(max: usize) -> usize {
+        let per_shard = max.div_ceil(SHARDS) * 2;
+        let item = std::mem::size_of::<(u64, FdbEntry)>();
+        SHARDS
+            * (std::mem::size_of::<Mutex<Shard>>()
+                + super::memory::hash_index_bytes(per_shard, item))
+    }
+
     /// A table of at most `max` entries that forgets a MAC `aging_secs` after it was
     /// last seen.
     pub fn new(max: usize, aging_secs: u32) -> Fdb {

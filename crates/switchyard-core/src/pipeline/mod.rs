@@ -44,6 +44,7 @@ mod fdb;
 pub mod fib;
 mod frame;
 mod graph;
+mod memory;
 pub mod neighbor;
 mod stages;
 mod trace;
@@ -53,6 +54,7 @@ pub use counters::{Counters, DropReason, Event, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
+pub use memory::TableMemory;
 pub use neighbor::{
     Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork,
 };

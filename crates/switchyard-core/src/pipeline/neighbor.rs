@@ -614,6 +614,17 @@ pub struct NeighborTable {
 }
 
 impl NeighborTable {
+    /// Bytes a table with these settings allocates (see [`NeighborTable::new`]): the
+    /// entries and their index, and a full buffer for every packet it may hold.
+    pub fn bytes_for(cfg: &NeighborConfig) -> usize {
+        use std::mem::size_of;
+        let max = cfg.max.max(1);
+        let index = super::memory::hash_index_bytes(max, size_of::<(u32, u32)>());
+        let entries = max * (size_of::<Option<Neighbor>>() + size_of::<u32>());
+        let held = cfg.held_max * (size_of::<Frame>() + super::BUFFER_LEN + size_of::<u32>());
+        size_of::<Self>() + index + entries + held
+    }
+
     /// Allocates everything up front: `max` entries and `held_max` packet buffers.
     pub fn new(cfg: NeighborConfig) -> NeighborTable {
         NeighborTable::with_shares(cfg, Vec::new())

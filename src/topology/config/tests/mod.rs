@@ -19,6 +19,7 @@ fn has(ps: &[Problem], field: &str, reason_part: &str) -> bool {
 
 mod addressing;
 mod endpoint;
+mod limits;
 mod network;
 mod publish;
 mod routes;
