@@ -40,12 +40,11 @@ fn saved_control_inputs_never_panic_and_round_trip() {
     assert!(n >= 4, "the seed corpus is there ({n} inputs)");
 }
 
-/// Inputs with which a frame crosses between networks that are not joined, through a
-/// tracked flow of another network or an ICMP error about one: conntrack matches a
-/// packet whatever network it comes from. Ignored until conntrack is zoned by network;
-/// then it must pass, and stays as a regression test.
+/// Inputs with which a frame crossed between networks that are not joined, through a
+/// tracked flow of another network or an ICMP error about one, while conntrack matched
+/// a packet whatever network it came from (before conntrack zones). Kept as a
+/// regression test: the oracle fails them if zones ever stop holding.
 #[test]
-#[ignore = "tracked flows and ICMP errors still cross networks (conntrack zones not yet merged)"]
 fn saved_isolation_regressions_stay_isolated() {
     let n = replay("isolation-regressions", switchyard_testkit::fuzz::run);
     assert!(n >= 1, "the crossing inputs are there ({n} inputs)");

@@ -385,9 +385,11 @@ enum Legal {
 }
 
 impl Isolation {
-    /// A packet that came in on `x` waits in a neighbor queue: if it opens a flow to
-    /// where it is routed, replies may come back before it leaves.
-    fn held(&mut self, p: &Pipeline, x: DomainId, input: &[u8]) {
+    /// A routed packet that came in on `x` did not leave (it waits in a neighbor
+    /// queue, or was dropped after conntrack saw it, say when the network's share of
+    /// held buffers was full): if policy lets it open a flow to where it is routed,
+    /// conntrack may know the flow, and replies to it are no crossing.
+    fn intended(&mut self, p: &Pipeline, x: DomainId, input: &[u8]) {
         let Packet::Flow(f) = packet_of(input) else {
             return;
         };
@@ -704,8 +706,8 @@ pub fn run(data: &[u8]) {
             show_trace(worker, wi);
             for ((f, routed), input) in batch.iter().zip(&routed).zip(&inputs) {
                 let x = worker.port(f.ingress).expect("ingress").domain;
-                if f.action == Action::Held {
-                    iso.held(worker, x, input);
+                if *routed && matches!(f.action, Action::Held | Action::Drop(_)) {
+                    iso.intended(worker, x, input);
                 }
                 for e in worker.egress(f) {
                     assert!(
