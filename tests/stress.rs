@@ -224,7 +224,8 @@ impl Instance {
             after,
             self.tables_kib()
         );
-        // Everything is allocated at start; a flood may only touch what is there.
+        // The FDB and neighbor table are allocated at start and conntrack grows at most to
+        // its maximum; a flood may only touch what the tables may take.
         let margin = 32 * 1024;
         assert!(
             after <= before + self.tables_kib() + margin,

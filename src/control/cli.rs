@@ -277,7 +277,7 @@ pub fn check(file: &Path) -> Result<()> {
     );
     let m = switchyard_core::pipeline::TableMemory::of(&t.pipeline_spec());
     println!(
-        "tables at their maximum: {} (allocated at start)\n  \
+        "tables at their maximum: {} (fdb and neighbors allocated at start, conntrack as flows come)\n  \
          fdb        {:>9} entries                   {}\n  \
          neighbors  {:>9} entries, {:>4} held packets {}\n  \
          conntrack  {:>9} entries                   {}",
