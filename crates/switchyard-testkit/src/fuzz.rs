@@ -45,7 +45,10 @@ const MAX_SEGMENTS: usize = 2048;
 /// joined for routing (front and back, both masquerading), an L3-only network joined
 /// to front (masquerading too, not joined to back), a network without gateway, an
 /// external network with published ports, a static route, and small tables and a
-/// narrow NAT port range so that "full" and "exhausted" paths are reached.
+/// narrow NAT port range so that "full" and "exhausted" paths are reached. back has
+/// port security on and front a conntrack share of its own; the endpoints of back and
+/// l3 have known MACs and addresses (10.N.0.2 and .3, MAC 02:00:00:0N:00:02 and :03),
+/// so port security and the L3 network's bindings are fuzzed too.
 pub fn spec() -> Spec {
     let gw = |a: u8| GatewaySpec {
         ip: Ipv4Addr::new(10, a, 0, 1),
@@ -60,9 +63,18 @@ pub fn spec() -> Spec {
         proxy_arp: a == 1,
         masquerade: a == 1 || a == 2 || a == 4,
         external: a == 5,
-        guard: Default::default(),
+        guard: DomainGuard {
+            port_security: a == 2,
+            conntrack_max: (a == 1).then_some(6),
+            ..DomainGuard::default()
+        },
     };
     let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
+    let known = |n: &str, d: u16, a: u8, host: u8| PortSpec {
+        mac: Some(MacAddr([2, 0, 0, a, 0, host])),
+        ip: Some(Ipv4Addr::new(10, a, 0, host)),
+        ..port(n, d)
+    };
     Spec {
         domains: vec![
             dom("front", 1, 1500, true, DomainMode::Bridge),
@@ -74,12 +86,12 @@ pub fn spec() -> Spec {
         ports: vec![
             port("a", 0),
             port("b", 0),
-            port("c", 1),
-            port("d", 1),
+            known("c", 1, 2, 2),
+            known("d", 1, 2, 3),
             port("e", 2),
             port("f", 2),
-            port("g", 3),
-            port("h", 3),
+            known("g", 3, 4, 2),
+            known("h", 3, 4, 3),
             port("o", 4),
             port("p", 4),
         ],
@@ -112,7 +124,6 @@ pub fn spec() -> Spec {
             ],
             port_range: (40000, 40003),
             conntrack_max: 12,
-            conntrack_shares: Vec::new(),
             timeouts: Timeouts::default(),
         },
     }

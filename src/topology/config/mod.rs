@@ -127,8 +127,6 @@ pub struct Network {
     pub external: bool,
     /// Checksum and segmentation offloads on this network's TAPs.
     pub offloads: bool,
-    /// Its share of the conntrack table, if it has one of its own.
-    pub conntrack_max: Option<usize>,
     /// Source validation, port security and table shares.
     pub guard: DomainGuard,
 }
@@ -238,12 +236,6 @@ impl Topology {
                     .collect(),
                 port_range: self.nat_port_range,
                 conntrack_max: self.conntrack_max,
-                conntrack_shares: self
-                    .networks
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, n)| Some((DomainId(i as u16), n.conntrack_max?)))
-                    .collect(),
                 timeouts: self.timeouts,
             },
         }

@@ -220,13 +220,13 @@ pub(super) fn check<'a>(
             masquerade: n.masquerade,
             external: n.external,
             offloads: n.offloads.unwrap_or(default_offloads),
-            conntrack_max: n.conntrack_max,
             guard: DomainGuard {
                 rp_filter: n.rp_filter.unwrap_or(true),
                 port_security: n.port_security,
                 fdb_max: n.fdb_max,
                 neighbor_max: n.neighbor_max,
                 held_max: n.held_max,
+                conntrack_max: n.conntrack_max,
             },
         });
     }

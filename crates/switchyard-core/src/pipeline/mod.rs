@@ -199,6 +199,10 @@ pub struct DomainGuard {
     /// At most this many packets waiting for a next hop on the network; `None`: an
     /// even share of the held buffers.
     pub held_max: Option<usize>,
+    /// At most this many conntrack entries for flows started in the network; `None`:
+    /// only the global `conntrack_max` bounds them (conntrack grows with use, so an
+    /// even split would cap busy networks for nothing).
+    pub conntrack_max: Option<usize>,
 }
 
 impl Default for DomainGuard {
@@ -209,6 +213,7 @@ impl Default for DomainGuard {
             fdb_max: None,
             neighbor_max: None,
             held_max: None,
+            conntrack_max: None,
         }
     }
 }
@@ -275,9 +280,6 @@ pub struct NatSpec {
     /// Source ports masquerade picks from when the original one is taken.
     pub port_range: (u16, u16),
     pub conntrack_max: usize,
-    /// Networks with a share of the table of their own: at most this many entries for
-    /// flows started in the network (`conntrack_max` of a `[[network]]`).
-    pub conntrack_shares: Vec<(DomainId, usize)>,
     pub timeouts: Timeouts,
 }
 
@@ -287,7 +289,6 @@ impl Default for NatSpec {
             publish: Vec::new(),
             port_range: (1024, 65535),
             conntrack_max: 65536,
-            conntrack_shares: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -347,8 +348,6 @@ pub enum SpecError {
     BadExternal,
     #[error("published ports need an external network")]
     PublishWithoutExternal,
-    #[error("a conntrack share names bridge domain {0}, which does not exist")]
-    NoSuchShareDomain(u16),
     #[error("NAT port range {0}-{1} is empty")]
     EmptyPortRange(u16, u16),
 }
@@ -491,12 +490,8 @@ impl Pipeline {
             allowed[a.index() * n + b.index()] = true;
             allowed[b.index() * n + a.index()] = true;
         }
-        let mut conntrack_shares = vec![None; n];
-        for &(d, max) in &spec.nat.conntrack_shares {
-            *conntrack_shares
-                .get_mut(d.index())
-                .ok_or(SpecError::NoSuchShareDomain(d.0))? = Some(max);
-        }
+        let conntrack_shares: Vec<Option<usize>> =
+            spec.domains.iter().map(|d| d.guard.conntrack_max).collect();
         let mut local = HashMap::with_hasher(Default::default());
         for (i, d) in spec.domains.iter().enumerate() {
             if let Some(g) = d.gateway {

@@ -141,12 +141,9 @@ external = true
         "t",
     )
     .unwrap();
-    assert_eq!(t.networks[0].conntrack_max, Some(1000));
-    assert_eq!(t.networks[1].conntrack_max, None);
-    assert_eq!(
-        t.pipeline_spec().nat.conntrack_shares,
-        vec![(switchyard_core::pipeline::DomainId(0), 1000)]
-    );
+    assert_eq!(t.networks[0].guard.conntrack_max, Some(1000));
+    assert_eq!(t.networks[1].guard.conntrack_max, None);
+    assert_eq!(t.pipeline_spec().domains[0].guard.conntrack_max, Some(1000));
     let ps = problems(
         r#"
 [[network]]

@@ -251,11 +251,12 @@ impl Pipeline {
                         Action::Drop(Drop::NoBuffer.into())
                     };
                     f.action = action;
-                    match out.alloc() {
-                        Some(slot) if !matches!(action, Action::Drop(_)) => {
+                    // A slot is taken only for a packet that leaves: a slot taken and
+                    // left as it was would send its last occupant again.
+                    if !matches!(action, Action::Drop(_)) {
+                        if let Some(slot) = out.alloc() {
                             std::mem::swap(slot, &mut f)
                         }
-                        _ => {}
                     }
                     // The emitter slot's old buffer (or the dropped packet's) is the new spare.
                     self.scratch = Some(f);

@@ -73,6 +73,14 @@ fn nat_router_full(
                 ..Default::default()
             },
         };
+    let mut domains = vec![
+        dom("front", "10.1.0.0/24", "10.1.0.1", true, false),
+        dom("back", "10.2.0.0/24", "10.2.0.1", true, false),
+        dom("outside", "198.51.100.0/24", "198.51.100.1", false, true),
+    ];
+    for (d, max) in conntrack_shares {
+        domains[d.index()].guard.conntrack_max = Some(max);
+    }
     let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
     let mut p = Pipeline::new(Spec {
         nat: NatSpec {
@@ -92,15 +100,10 @@ fn nat_router_full(
             ],
             port_range,
             conntrack_max,
-            conntrack_shares,
             timeouts: Timeouts::default(),
         },
         ..Spec::new(
-            vec![
-                dom("front", "10.1.0.0/24", "10.1.0.1", true, false),
-                dom("back", "10.2.0.0/24", "10.2.0.1", true, false),
-                dom("outside", "198.51.100.0/24", "198.51.100.1", false, true),
-            ],
+            domains,
             vec![port("fa", 0), port("fb", 0), port("ba", 1), port("out", 2)],
         )
     })
