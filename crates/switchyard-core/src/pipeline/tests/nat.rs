@@ -1231,3 +1231,72 @@ fn a_network_at_its_conntrack_share_does_not_stop_another_networks_flows() {
         .filter(|(c, _)| c.zone[0] == DomainId(1))
         .all(|(c, _)| c.orig.dport == 443));
 }
+
+/// A packet waits for its next hop while its flow is evicted; when the next hop
+/// answers, the packet is dropped (`conntrack_gone`) and nothing else leaves. The
+/// emitter is reused as the dataplane reuses it, so a slot taken for the dropped
+/// packet would send that slot's last occupant (here the ARP request) again.
+#[test]
+fn a_released_packet_whose_flow_is_gone_sends_nothing_stale() {
+    let mut p = nat_router(2, (1024, 65535));
+    let mut out = Emitter::with_capacity(8);
+    let mut send = |p: &mut Pipeline, out: &mut Emitter, port, bytes: &[u8], now| {
+        out.clear();
+        let mut frames = [Frame::from_bytes(port, bytes)];
+        p.process(&mut frames, Timestamp::from_secs(now), out);
+        let [f] = frames;
+        f
+    };
+    let waiting = a("198.51.100.9");
+    let f = send(
+        &mut p,
+        &mut out,
+        FA,
+        &udp4("10.1.0.2", 5000, "198.51.100.9", 53),
+        0,
+    );
+    assert_eq!(f.action, Action::Held);
+    assert_eq!(out.frames().len(), 1, "an ARP request for the next hop");
+    // Two more flows: the table holds two, so the waiting packet's flow (the oldest,
+    // not assured) is evicted.
+    for sport in [5001, 5002] {
+        let f = send(
+            &mut p,
+            &mut out,
+            FB,
+            &udp4("10.1.0.3", sport, "198.51.100.2", 53),
+            0,
+        );
+        assert_eq!(f.action, Action::Forward(OUT));
+    }
+    // The next hop answers.
+    let mut reply = vec![0u8; 42];
+    crate::wire::ethernet::write_header(
+        &mut reply,
+        gw(waiting),
+        hmac(waiting),
+        crate::wire::EtherType::ARP,
+    );
+    crate::wire::arp::write(
+        &mut reply[14..],
+        crate::wire::arp::ArpOp::Reply,
+        hmac(waiting),
+        waiting,
+        gw(waiting),
+        UPLINK,
+    );
+    let f = send(&mut p, &mut out, OUT, &reply, 1);
+    assert_eq!(f.action, Action::Consume);
+    assert!(
+        out.frames().is_empty(),
+        "nothing leaves: {:?}",
+        out.frames().iter().map(|f| f.action).collect::<Vec<_>>()
+    );
+    let gone = p
+        .counters()
+        .total()
+        .drop_reasons()
+        .find(|(r, _)| *r == DropReason::ConntrackGone)
+        .map_or(0, |(_, n)| n);
+    assert_eq!(gone, 1, "the waiting packet is dropped and counted");
+}
