@@ -45,7 +45,7 @@ fn saved_control_inputs_never_panic_and_round_trip() {
 /// packet whatever network it comes from. Ignored until conntrack is zoned by network;
 /// then it must pass, and stays as a regression test.
 #[test]
-#[ignore = "tracked flows and ICMP errors still cross networks (conntrack zones not yet merged)"]
+#[ignore = "tracked flows and ICMP errors still cross networks (conntrack is not zoned by network yet)"]
 fn saved_isolation_regressions_stay_isolated() {
     let n = replay("isolation-regressions", switchyard_testkit::fuzz::run);
     assert!(n >= 1, "the crossing inputs are there ({n} inputs)");
