@@ -238,11 +238,12 @@ impl Pipeline {
                         Action::Drop(Drop::NoBuffer.into())
                     };
                     f.action = action;
-                    match out.alloc() {
-                        Some(slot) if !matches!(action, Action::Drop(_)) => {
+                    // Only a packet that goes out takes an emitter buffer: one taken for
+                    // a dropped packet would be sent as an empty frame to nowhere.
+                    if !matches!(action, Action::Drop(_)) {
+                        if let Some(slot) = out.alloc() {
                             std::mem::swap(slot, &mut f)
                         }
-                        _ => {}
                     }
                     // The emitter slot's old buffer (or the dropped packet's) is the new spare.
                     self.scratch = Some(f);
