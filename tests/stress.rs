@@ -3,7 +3,8 @@
 //! Each test starts the `switchyard` binary (`up FILE`) on Docker's default network
 //! with a way out (`default` 172.17.0.0/16 masquerading to `outside`; endpoints `a`,
 //! `b`, `c` and a host `outside`), floods it from `a` with crafted frames put on a's
-//! wire ([`Capture::send`], one frame per call, from inside a's namespace), and then
+//! wire ([`Capture::send`], one frame per call, from inside a's namespace, at most
+//! [`WINDOW`] frames ahead of what switchyard has taken), and then
 //! checks what a user would: a ping between two other endpoints (`b` → `c`), and new
 //! UDP and TCP flows from `b` through masquerade to `outside`. Each prints the frames
 //! sent and received, the time taken, and switchyard's RSS (`VmRSS` of its process)
@@ -38,6 +39,9 @@ use switchyard_testkit::fixtures::*;
 use switchyard_testkit::traffic::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Frames a flood keeps in flight at most (below the TAP's queue of 500).
+const WINDOW: usize = 200;
 
 /// One flood at a time: the figures are each test's own, and the machine's cores
 /// are not split between floods.
@@ -180,6 +184,47 @@ impl Instance {
         }
     }
 
+    /// Puts `n` frames on a's wire, the `i`-th made by `make(i, buf)`, keeping at most
+    /// [`WINDOW`] frames ahead of what switchyard has received: a sender in a namespace
+    /// outruns a switch, and frames beyond the TAP's queue would be dropped by the
+    /// kernel before switchyard saw them, which would test the queue rather than the
+    /// switch. Returns how many switchyard received and the time it all took.
+    fn flood(&self, n: usize, mut make: impl FnMut(u32, &mut Vec<u8>)) -> (u64, Duration) {
+        let cap = Capture::open(&self.ns("a"), "eth0").unwrap();
+        let rx0 = self.rx("a");
+        let t0 = Instant::now();
+        let mut buf = Vec::with_capacity(128);
+        for i in 0..n {
+            buf.clear();
+            make(i as u32, &mut buf);
+            cap.send(&buf).unwrap();
+            if (i + 1) % WINDOW == 0 {
+                self.catch_up(rx0, i as u64 + 1);
+            }
+        }
+        let received = self.settle("a") - rx0;
+        (received, t0.elapsed())
+    }
+
+    /// Waits until switchyard has received all but [`WINDOW`] of `sent` frames, or
+    /// stops receiving (some were lost on the way).
+    fn catch_up(&self, rx0: u64, sent: u64) {
+        let mut last = 0;
+        let mut still = Instant::now();
+        loop {
+            let got = self.rx("a") - rx0;
+            if got + WINDOW as u64 >= sent {
+                return;
+            }
+            if got != last {
+                (last, still) = (got, Instant::now());
+            } else if still.elapsed() > Duration::from_millis(50) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
     /// Proof the switch still switches: a ping from b to c, and new UDP and TCP flows
     /// from b through masquerade to the outside host.
     fn still_works(&self, what: &str) {
@@ -306,28 +351,22 @@ fn mac_flood() {
     .unwrap();
     let before = sy.rss_kib();
     let n = scaled(1_000_000);
-    let cap = Capture::open(&sy.ns("a"), "eth0").unwrap();
     // To the gateway MAC, with an EtherType nobody speaks: learned, then dropped at
     // the router, so the flood tests learning without flooding b and c.
-    let mut frame = vec![0u8; 60];
-    frame[..6].copy_from_slice(&sy.gateway_mac().0);
-    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
-    let rx0 = sy.rx("a");
-    let t0 = Instant::now();
-    for i in 0..n as u32 {
-        let mac = [
+    let gw = sy.gateway_mac();
+    let (received, took) = sy.flood(n, |i, f| {
+        f.extend_from_slice(&gw.0);
+        f.extend_from_slice(&[
             0x02,
             0x99,
             (i >> 24) as u8,
             (i >> 16) as u8,
             (i >> 8) as u8,
             i as u8,
-        ];
-        frame[6..12].copy_from_slice(&mac);
-        cap.send(&frame).unwrap();
-    }
-    let received = sy.settle("a") - rx0;
-    let took = t0.elapsed();
+        ]);
+        f.extend_from_slice(&0x88b5u16.to_be_bytes());
+        f.resize(60, 0);
+    });
     assert!(received > 0);
     // Past the FDB's size (8192), learning stopped and was counted.
     if received > 8192 {
@@ -353,12 +392,9 @@ fn syn_flood_through_masquerade() {
     .unwrap();
     let before = sy.rss_kib();
     let n = scaled(1_000_000);
-    let cap = Capture::open(&sy.ns("a"), "eth0").unwrap();
     let (gw, a) = (sy.gateway_mac(), sy.mac("a"));
     let from = Ipv4Addr::new(172, 17, 0, 2);
-    let rx0 = sy.rx("a");
-    let t0 = Instant::now();
-    for i in 0..n as u32 {
+    let (received, took) = sy.flood(n, |i, f| {
         // 1 M different flows: 254 hosts beyond the uplink (203.0.113.0/24, routed
         // via the outside host, which drops them) times source ports.
         let to = Ipv4Addr::new(203, 0, 113, 1 + (i % 254) as u8);
@@ -373,10 +409,8 @@ fn syn_flood_through_masquerade() {
         let pseudo = checksum::pseudo_header_sum(from, to, IpProtocol::TCP, 20);
         let c = !checksum::fold(checksum::sum(pseudo, &tcp));
         tcp[16..18].copy_from_slice(&c.to_be_bytes());
-        cap.send(&ipv4_frame(gw, a, from, to, 6, &tcp)).unwrap();
-    }
-    let received = sy.settle("a") - rx0;
-    let took = t0.elapsed();
+        f.extend_from_slice(&ipv4_frame(gw, a, from, to, 6, &tcp));
+    });
     assert!(received > 0);
     println!(
         "syn_flood_through_masquerade: {} flows masqueraded, {} evicted, {} refused (table full)",
@@ -397,22 +431,26 @@ fn arp_flood() {
     let sy = Instance::up();
     let before = sy.rss_kib();
     let n = scaled(300_000);
-    let cap = Capture::open(&sy.ns("a"), "eth0").unwrap();
     let a = sy.mac("a");
     let gw = Ipv4Addr::new(172, 17, 0, 1);
-    let rx0 = sy.rx("a");
-    let t0 = Instant::now();
-    for i in 0..n as u32 {
+    let (received, took) = sy.flood(n, |i, f| {
         // Who-has the gateway, from ever new sender addresses of the upper half of
         // the subnet: every one an entry for the neighbor table.
         let sender = Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 17, 128, 0)) + i % 32_000 + 1);
-        cap.send(&arp_request(a, sender, gw)).unwrap();
-    }
-    let received = sy.settle("a") - rx0;
-    let took = t0.elapsed();
+        f.extend_from_slice(&arp_request(a, sender, gw));
+    });
     assert!(received > 0);
+    let neighbors = client::request(
+        &sy.socket(),
+        &Request::Show {
+            table: Table::Neighbors,
+        },
+    )
+    .expect("the control socket answers")
+    .payload();
     println!(
-        "arp_flood: {} refused (neighbor table full)",
+        "arp_flood: {} neighbor entries after, {} packets refused for a full table",
+        neighbors.as_array().map_or(0, |a| a.len()),
         sy.drop_count("neighbor_table_full")
     );
     sy.still_works("an ARP flood");

@@ -46,9 +46,11 @@ const MAX_SEGMENTS: usize = 2048;
 /// to front (masquerading too, not joined to back), a network without gateway, an
 /// external network with published ports, a static route, and small tables and a
 /// narrow NAT port range so that "full" and "exhausted" paths are reached. back has
-/// port security on and front a conntrack share of its own; the endpoints of back and
-/// l3 have known MACs and addresses (10.N.0.2 and .3, MAC 02:00:00:0N:00:02 and :03),
-/// so port security and the L3 network's bindings are fuzzed too.
+/// source validation off, so that conntrack's zones alone must keep its forged replies
+/// and errors out of other networks; plain has port security on and front a conntrack
+/// share of its own; the endpoints of plain and l3 have known MACs and addresses
+/// (10.N.0.2 and .3, MAC 02:00:00:0N:00:02 and :03), so port security and the L3
+/// network's bindings are fuzzed too.
 pub fn spec() -> Spec {
     let gw = |a: u8| GatewaySpec {
         ip: Ipv4Addr::new(10, a, 0, 1),
@@ -64,7 +66,8 @@ pub fn spec() -> Spec {
         masquerade: a == 1 || a == 2 || a == 4,
         external: a == 5,
         guard: DomainGuard {
-            port_security: a == 2,
+            rp_filter: a != 2,
+            port_security: a == 3,
             conntrack_max: (a == 1).then_some(6),
             ..DomainGuard::default()
         },
@@ -86,10 +89,10 @@ pub fn spec() -> Spec {
         ports: vec![
             port("a", 0),
             port("b", 0),
-            known("c", 1, 2, 2),
-            known("d", 1, 2, 3),
-            port("e", 2),
-            port("f", 2),
+            port("c", 1),
+            port("d", 1),
+            known("e", 2, 3, 2),
+            known("f", 2, 3, 3),
             known("g", 3, 4, 2),
             known("h", 3, 4, 3),
             port("o", 4),
@@ -311,7 +314,10 @@ fn classify(ip: &[u8], quoted: bool) -> Packet {
         return Packet::Other;
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;
-    if ihl < 20 || ip.len() < ihl + 8 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+    // A quote is read for its ports whatever its fragment offset says, as conntrack
+    // reads it: the error is about the flow those ports name.
+    let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
+    if ihl < 20 || ip.len() < ihl + 8 || (later_fragment && !quoted) {
         return Packet::Other;
     }
     let l4 = &ip[ihl..];

@@ -1240,7 +1240,7 @@ fn a_network_at_its_conntrack_share_does_not_stop_another_networks_flows() {
 fn a_released_packet_whose_flow_is_gone_sends_nothing_stale() {
     let mut p = nat_router(2, (1024, 65535));
     let mut out = Emitter::with_capacity(8);
-    let mut send = |p: &mut Pipeline, out: &mut Emitter, port, bytes: &[u8], now| {
+    let send = |p: &mut Pipeline, out: &mut Emitter, port, bytes: &[u8], now| {
         out.clear();
         let mut frames = [Frame::from_bytes(port, bytes)];
         p.process(&mut frames, Timestamp::from_secs(now), out);
