@@ -314,10 +314,9 @@ fn classify(ip: &[u8], quoted: bool) -> Packet {
         return Packet::Other;
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;
-    // A quote is read for its ports whatever its fragment offset says, as conntrack
-    // reads it: the error is about the flow those ports name.
+    // A later fragment has no ports, in a quote as elsewhere: it names no flow.
     let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
-    if ihl < 20 || ip.len() < ihl + 8 || (later_fragment && !quoted) {
+    if ihl < 20 || ip.len() < ihl + 8 || later_fragment {
         return Packet::Other;
     }
     let l4 = &ip[ihl..];

@@ -475,6 +475,12 @@ fn tcp_in_window(sides: &mut [TcpSide; 2], s: usize, state: TcpState, seg: &Segm
 /// The tuple of the packet an ICMP error quotes.
 fn quoted_tuple(q: &Quoted<&[u8]>) -> Option<Tuple> {
     let h = q.header();
+    // A quote that is not IPv4, or of a later fragment (whose first bytes are data,
+    // not ports), names no flow: the kernel's conntrack finds no tuple in it either,
+    // and the error is then handled as untracked.
+    if h.version() != 4 || h.frag_offset() != 0 {
+        return None;
+    }
     let (proto, sport, dport) = match h.protocol() {
         p @ (IpProtocol::TCP | IpProtocol::UDP) => (p, q.src_port(), q.dst_port()),
         IpProtocol::ICMP => {

@@ -901,6 +901,39 @@ fn an_icmp_error_is_related_only_from_the_network_its_flow_went_to() {
     assert_eq!(f.action, Action::Forward(FA));
 }
 
+/// An ICMP error whose quote is of a later fragment (or not IPv4 at all) names no
+/// flow, as in the kernel's conntrack: its first bytes after the header are data, not
+/// ports. It is untracked, so from outside it does not reach front's endpoint.
+#[test]
+fn an_icmp_error_quoting_a_later_fragment_or_not_ipv4_is_not_related() {
+    let mut p = nat_router(64, (1024, 65535));
+    let (out, _) = run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 0);
+    let mut err = port_unreachable(out.data(), PEER);
+    err[0..6].copy_from_slice(&gw(PEER).0);
+    err[6..12].copy_from_slice(&hmac(PEER).0);
+    // The quoted IPv4 header starts after Ethernet (14), IPv4 (20) and ICMP (8).
+    let quote = 14 + 20 + 8;
+    let refill = |e: &mut Vec<u8>| {
+        e[14 + 20 + 2..14 + 20 + 4].fill(0);
+        let c = !checksum::fold(checksum::sum(0, &e[14 + 20..]));
+        e[14 + 20 + 2..14 + 20 + 4].copy_from_slice(&c.to_be_bytes());
+    };
+    let mut fragment = err.clone();
+    fragment[quote + 6..quote + 8].copy_from_slice(&0x0010u16.to_be_bytes());
+    refill(&mut fragment);
+    let mut not_ipv4 = err.clone();
+    not_ipv4[quote] = 0xb5;
+    refill(&mut not_ipv4);
+    for (what, e) in [("a later fragment", fragment), ("not IPv4", not_ipv4)] {
+        let (f, _) = run(&mut p, OUT, &e, 1);
+        assert_ne!(f.action, Action::Forward(FA), "{what}: not delivered");
+    }
+    assert_eq!(p.counters().events(Event::IcmpErrorsTranslated), 0);
+    // The same error with the quote intact is related and reaches the endpoint.
+    let (f, _) = run(&mut p, OUT, &err, 2);
+    assert_eq!(f.action, Action::Forward(FA));
+}
+
 /// A TCP segment with real sequence numbers: `flags` as in [`tcp`], `wscale` the
 /// window scale option (for a SYN), `data` bytes of payload.
 #[allow(clippy::too_many_arguments)]
