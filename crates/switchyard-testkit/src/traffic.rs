@@ -480,28 +480,7 @@ impl Capture {
             }
             // SAFETY: fd was just created and is ours.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
-            // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-            let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-            if index == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto;
-            sll.sll_ifindex = index as i32;
-            // SAFETY: bind reads a sockaddr_ll from a live local of that size.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if rc < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            bind_packet_socket(&fd, &name, proto)?;
             Ok(fd)
         })?;
         Ok(Capture { fd })
@@ -799,6 +778,34 @@ impl MmsgBuffers {
     }
 }
 
+/// Binds an `AF_PACKET` socket to the device `ifname` (of the namespace the calling
+/// thread is in) for `proto` (network byte order; 0 receives nothing).
+fn bind_packet_socket(fd: &OwnedFd, ifname: &str, proto: u16) -> io::Result<()> {
+    let cname = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = index as i32;
+    // SAFETY: bind reads a sockaddr_ll from a live local of that size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends `frame` out of `ifname` inside `ns` with the offload header `vnet` (the
 /// 10-byte `struct virtio_net_hdr`: flags, gso_type, hdr_len, gso_size, csum_start,
 /// csum_offset, native byte order), through an `AF_PACKET` socket with
@@ -830,27 +837,8 @@ pub fn send_with_vnet(ns: &str, ifname: &str, vnet: [u8; 10], frame: &[u8]) -> i
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
-        // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = index as i32;
-        // SAFETY: bind reads a sockaddr_ll from a live local of that size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Protocol 0: a socket that only sends.
+        bind_packet_socket(&fd, &name, 0)?;
         Ok(fd)
     })?;
     let mut buf = Vec::with_capacity(vnet.len() + frame.len());
