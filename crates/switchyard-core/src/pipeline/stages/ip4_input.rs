@@ -18,7 +18,7 @@
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
-use crate::pipeline::{DropReason, Frame, Pipeline};
+use crate::pipeline::{DropReason, Frame, Pipeline, RouteOrigin};
 use crate::wire::{IpProtocol, Ipv4Packet, WireError};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -152,11 +152,21 @@ impl Pipeline {
     /// its connected subnet, or a static route via a router on it — and `src` is
     /// not one of switchyard's own addresses.
     fn source_valid(&self, src: Ipv4Addr, l2: &L2) -> bool {
-        !self.sh.local.contains_key(&u32::from(src))
-            && self
-                .sh
-                .fib
-                .lookup(src)
-                .is_some_and(|r| r.next_hop.domain() == l2.domain)
+        let Some(route) = self.sh.fib.lookup(src) else {
+            return false;
+        };
+        if route.next_hop.domain() != l2.domain {
+            return false;
+        }
+        // The one address of switchyard's on a connected subnet is its gateway, so the
+        // common case needs no table lookup; a static route (a /32 to another
+        // network's gateway, say) needs the full check.
+        match route.origin {
+            RouteOrigin::Connected => self.sh.domains[l2.domain.index()]
+                .spec
+                .gateway
+                .is_none_or(|g| g.ip != src),
+            RouteOrigin::Static => !self.sh.local.contains_key(&u32::from(src)),
+        }
     }
 }
