@@ -44,6 +44,7 @@
 //! next to nothing until flows come ([`ConnTrack::bytes_for`] gives a full table's
 //! cost; ~220 bytes a flow, measured by `tests/conntrack_memory.rs`).
 
+use super::shares::DomainShares;
 use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
 use crate::wire::{IcmpPacket, IpProtocol, Ipv4Packet, Quoted, TcpFlags, TcpPacket, UdpPacket};
@@ -812,8 +813,7 @@ pub struct ConnTrack {
     len: AtomicUsize,
     /// Live entries per network (by the zone of their original direction), and each
     /// network's share (`usize::MAX`: none but the table's).
-    zone_len: Box<[AtomicUsize]>,
-    zone_max: Box<[usize]>,
+    shares: DomainShares,
     next_generation: AtomicU32,
     timeouts: Timeouts,
     gc_cursor: AtomicUsize,
@@ -849,8 +849,7 @@ impl ConnTrack {
             free: (0..FREE_LISTS).map(|_| Mutex::new(Vec::new())).collect(),
             free_len: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
-            zone_len: Box::new([]),
-            zone_max: Box::new([]),
+            shares: DomainShares::default(),
             next_generation: AtomicU32::new(1),
             timeouts,
             gc_cursor: AtomicUsize::new(0),
@@ -864,24 +863,18 @@ impl ConnTrack {
     /// table's maximum bounds it). A flow counts against the network its first packet
     /// came from.
     pub fn with_zone_shares(mut self, shares: &[Option<usize>]) -> ConnTrack {
-        self.zone_len = shares.iter().map(|_| AtomicUsize::new(0)).collect();
-        self.zone_max = shares.iter().map(|s| s.unwrap_or(usize::MAX)).collect();
+        self.shares = DomainShares::new(shares.iter().map(|s| s.unwrap_or(usize::MAX)));
         self
     }
 
     /// The share of network `zone` (None: no share of its own).
     pub fn zone_share(&self, zone: DomainId) -> Option<usize> {
-        self.zone_max
-            .get(zone.index())
-            .copied()
-            .filter(|&m| m != usize::MAX)
+        self.shares.max(zone)
     }
 
     /// Live entries whose flow started in network `zone`.
     pub fn zone_len(&self, zone: DomainId) -> usize {
-        self.zone_len
-            .get(zone.index())
-            .map_or(0, |n| n.load(Ordering::Relaxed))
+        self.shares.used(zone)
     }
 
     /// Heap bytes a table of at most `max` entries takes when full: every entry, the
@@ -891,11 +884,9 @@ impl ConnTrack {
         use std::mem::size_of;
         let max = max.max(1);
         let slots = max.div_ceil(CHUNK) * CHUNK * size_of::<Mutex<Slot>>();
-        // Each shard holds ~2 max / SHARDS tuples; hashbrown keeps at most 7/8 of its
-        // buckets full, in powers of two, with one control byte each.
+        // Each shard holds ~2 max / SHARDS tuples.
         let per_shard = (2 * max).div_ceil(SHARDS);
-        let buckets = (per_shard * 8 / 7 + 1).next_power_of_two();
-        let index = SHARDS * buckets * (size_of::<(Tuple, u32)>() + 1);
+        let index = SHARDS * super::memory::hash_index_bytes(per_shard, size_of::<(Tuple, u32)>());
         // Free lists can hold every slot once; the chunk table one pointer a chunk.
         let free = max * size_of::<u32>();
         let chunks = max.div_ceil(CHUNK) * size_of::<OnceLock<Chunk>>();
@@ -1121,28 +1112,15 @@ impl ConnTrack {
         let mut evicted = false;
         // The network's share first: a flood in one network makes room among its own
         // entries, or is refused, and never takes another network's.
-        let owner = zone[0].index();
-        if let (Some(n), Some(&share)) = (self.zone_len.get(owner), self.zone_max.get(owner)) {
-            loop {
-                let k = n.load(Ordering::Relaxed);
-                if k < share {
-                    if n.compare_exchange(k, k + 1, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        break;
-                    }
-                } else if self.early_drop(now, Some(zone[0])) {
-                    evicted = true;
-                } else {
-                    return Err(InsertError::ZoneFull);
-                }
+        let owner = zone[0];
+        while !self.shares.try_take(owner) {
+            if self.early_drop(now, Some(owner)) {
+                evicted = true;
+            } else {
+                return Err(InsertError::ZoneFull);
             }
         }
-        let unshare = || {
-            if let Some(n) = self.zone_len.get(owner) {
-                n.fetch_sub(1, Ordering::Relaxed);
-            }
-        };
+        let unshare = || self.shares.give_back(owner);
         // Then a place in the table, evicting if it is full.
         loop {
             let n = self.len.load(Ordering::Relaxed);
@@ -1241,9 +1219,7 @@ impl ConnTrack {
             }
         }
         self.give_slot(i);
-        if let Some(n) = self.zone_len.get(conn.zone[0].index()) {
-            n.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.shares.give_back(conn.zone[0]);
         self.len.fetch_sub(1, Ordering::Relaxed);
         true
     }

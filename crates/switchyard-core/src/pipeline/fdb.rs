@@ -15,6 +15,7 @@
 //! be *pinned* ([`Fdb::pin`]): an endpoint's own MAC bound to its port by the
 //! configuration, which never moves to another port and never ages.
 
+use super::shares::DomainShares;
 use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
@@ -65,8 +66,7 @@ pub struct Fdb {
     /// Entries per bridge domain, and each domain's share: one domain's MAC flood
     /// fills its share, never the others'. Domains past the end have no share
     /// of their own (only the global bound).
-    domain_len: Box<[AtomicUsize]>,
-    domain_max: Box<[usize]>,
+    shares: DomainShares,
 }
 
 #[inline]
@@ -108,8 +108,7 @@ impl Fdb {
             len: AtomicUsize::new(0),
             max,
             aging_secs,
-            domain_len: shares.iter().map(|_| AtomicUsize::new(0)).collect(),
-            domain_max: shares.into_boxed_slice(),
+            shares: DomainShares::new(shares),
         }
     }
 
@@ -119,12 +118,9 @@ impl Fdb {
             self.len.fetch_sub(1, Ordering::Relaxed);
             return Err(Learn::TableFull);
         }
-        if let Some(n) = self.domain_len.get(domain.index()) {
-            if n.fetch_add(1, Ordering::Relaxed) >= self.domain_max[domain.index()] {
-                n.fetch_sub(1, Ordering::Relaxed);
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                return Err(Learn::DomainFull);
-            }
+        if !self.shares.try_take(domain) {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            return Err(Learn::DomainFull);
         }
         Ok(())
     }
@@ -150,17 +146,12 @@ impl Fdb {
 
     /// Entries of `domain` now.
     pub fn domain_len(&self, domain: DomainId) -> usize {
-        self.domain_len
-            .get(domain.index())
-            .map_or(0, |n| n.load(Ordering::Relaxed))
+        self.shares.used(domain)
     }
 
     /// The most entries `domain` may hold.
     pub fn domain_capacity(&self, domain: DomainId) -> usize {
-        self.domain_max
-            .get(domain.index())
-            .copied()
-            .unwrap_or(self.max)
+        self.shares.max(domain).unwrap_or(self.max)
     }
 
     #[inline]
@@ -232,9 +223,7 @@ impl Fdb {
                 if !doomed(e) {
                     return true;
                 }
-                if let Some(n) = self.domain_len.get((k >> 48) as usize) {
-                    n.fetch_sub(1, Ordering::Relaxed);
-                }
+                self.shares.give_back(DomainId((k >> 48) as u16));
                 removed += 1;
                 false
             });

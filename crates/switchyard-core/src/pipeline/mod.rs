@@ -46,6 +46,7 @@ mod frame;
 mod graph;
 mod memory;
 pub mod neighbor;
+mod shares;
 mod stages;
 mod trace;
 
