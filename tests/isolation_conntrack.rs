@@ -10,7 +10,6 @@ use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, PacketBuilder};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use switchyard::control::Switchyard;
-use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
 use switchyard_core::wire::MacAddr;
 use switchyard_testkit::traffic::{self, Capture};
 
@@ -23,7 +22,7 @@ const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
 /// front (web 10.1.0.2) and back (db 10.2.0.2), not joined, both masquerading to
-/// outside (a host at 198.51.100.2).
+/// outside (peer, a host at 198.51.100.2).
 fn up() -> Option<Switchyard> {
     up_with(65536, None, true)
 }
@@ -32,36 +31,17 @@ fn up() -> Option<Switchyard> {
 /// back's source validation on or off (off tests what conntrack's zones do on their
 /// own: a forged reply also has a spoofed source, which `rp_filter` drops first).
 fn up_with(max: usize, front_share: Option<usize>, back_rp_filter: bool) -> Option<Switchyard> {
-    let mut front = NetworkBuilder::new("front", "10.1.0.0/24")
-        .gateway("10.1.0.1")
-        .masquerade();
-    if let Some(share) = front_share {
-        front = front.conntrack_max(share);
-    }
     require_root().then(|| {
         start(build(
-            Topology::builder()
-                .prefix(unique_prefix())
-                .switch(|s| s.conntrack_max = max)
-                .network(front)
-                .network(
-                    NetworkBuilder::new("back", "10.2.0.0/24")
-                        .gateway("10.2.0.1")
-                        .masquerade()
-                        .rp_filter(back_rp_filter),
-                )
-                .network(
-                    NetworkBuilder::new("outside", "198.51.100.0/24")
-                        .gateway("198.51.100.1")
-                        .external(),
-                )
-                .endpoint(EndpointBuilder::new("web").on("front").ip("10.1.0.2"))
-                .endpoint(EndpointBuilder::new("db").on("back").ip("10.2.0.2"))
-                .endpoint(
-                    EndpointBuilder::new("outside")
-                        .on("outside")
-                        .ip("198.51.100.2"),
-                ),
+            front_and_back(
+                &unique_prefix(),
+                |front| match front_share {
+                    Some(share) => front.conntrack_max(share),
+                    None => front,
+                },
+                |back| back.rp_filter(back_rp_filter),
+            )
+            .switch(|s| s.conntrack_max = max),
         ))
     })
 }
@@ -80,7 +60,7 @@ fn a_reply_forged_from_another_network_is_not_delivered_into_the_flows_network()
     let Some(sy) = up_with(65536, None, false) else {
         return;
     };
-    let server = traffic::udp_socket(&ns(&sy, "outside"), SocketAddrV4::new(PEER, 53)).unwrap();
+    let server = traffic::udp_socket(&ns(&sy, "peer"), SocketAddrV4::new(PEER, 53)).unwrap();
     server.set_read_timeout(Some(T)).unwrap();
     let client = traffic::udp_socket(
         &ns(&sy, "web"),
@@ -131,7 +111,7 @@ fn a_reply_forged_from_another_network_is_not_delivered_into_the_flows_network()
 #[test]
 fn an_icmp_error_about_a_flow_of_back_is_not_delivered_into_front() {
     let Some(sy) = up() else { return };
-    let server = traffic::udp_socket(&ns(&sy, "outside"), SocketAddrV4::new(PEER, 53)).unwrap();
+    let server = traffic::udp_socket(&ns(&sy, "peer"), SocketAddrV4::new(PEER, 53)).unwrap();
     server.set_read_timeout(Some(T)).unwrap();
     let client = traffic::udp_socket(
         &ns(&sy, "db"),
@@ -216,7 +196,7 @@ fn answered_pings_from_one_network_do_not_lock_the_table_for_another() {
     assert_eq!(replies, 32, "echo replies that reached web");
     assert_eq!(events(&sy, "ct_new"), 32);
     let server = SocketAddrV4::new(PEER, 7000);
-    let echo = traffic::udp_echo_server(&ns(&sy, "outside"), server, 1, T).unwrap();
+    let echo = traffic::udp_echo_server(&ns(&sy, "peer"), server, 1, T).unwrap();
     assert_eq!(
         traffic::udp_request(&ns(&sy, "db"), server, b"from back", T).unwrap(),
         b"from back"
@@ -236,7 +216,7 @@ fn a_network_at_its_conntrack_share_does_not_stop_another_networks_flows() {
         return;
     };
     let server = SocketAddrV4::new(PEER, 9000);
-    let listener = traffic::tcp_listener(&ns(&sy, "outside"), server).unwrap();
+    let listener = traffic::tcp_listener(&ns(&sy, "peer"), server).unwrap();
     let web = ns(&sy, "web");
     let mut open = Vec::new();
     for _ in 0..4 {

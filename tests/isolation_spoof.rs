@@ -71,32 +71,11 @@ fn carries(seen: &[Seen], marker: &[u8]) -> bool {
 /// masquerading to outside 198.51.100.0/24 (peer .2).
 fn front_and_back() -> Option<Switchyard> {
     require_root().then(|| {
-        start(build(
-            Topology::builder()
-                .prefix(unique_prefix())
-                .network(
-                    NetworkBuilder::new("front", "10.1.0.0/24")
-                        .gateway("10.1.0.1")
-                        .masquerade(),
-                )
-                .network(
-                    NetworkBuilder::new("back", "10.2.0.0/24")
-                        .gateway("10.2.0.1")
-                        .masquerade(),
-                )
-                .network(
-                    NetworkBuilder::new("outside", "198.51.100.0/24")
-                        .gateway("198.51.100.1")
-                        .external(),
-                )
-                .endpoint(EndpointBuilder::new("web").on("front").ip("10.1.0.2"))
-                .endpoint(EndpointBuilder::new("db").on("back").ip("10.2.0.2"))
-                .endpoint(
-                    EndpointBuilder::new("peer")
-                        .on("outside")
-                        .ip("198.51.100.2"),
-                ),
-        ))
+        start(build(common::front_and_back(
+            &unique_prefix(),
+            |n| n,
+            |n| n,
+        )))
     })
 }
 

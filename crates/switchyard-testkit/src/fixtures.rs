@@ -19,6 +19,7 @@
 //! shared between two switches: each has its own prefix, and with it its own
 //! namespaces and run directory.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -283,6 +284,39 @@ pub fn nat(prefix: &str) -> TopologyBuilder {
         .endpoint(EndpointBuilder::new("b").on("default").ip("172.17.0.3"))
         .endpoint(
             EndpointBuilder::new("outside")
+                .on("outside")
+                .ip("198.51.100.2"),
+        )
+}
+
+/// Two networks kept apart, as an attacker in one meets them: `front` 10.1.0.0/24
+/// (`web` .2) and `back` 10.2.0.0/24 (`db` .2), not joined, both with gateway .1 and
+/// masquerading to `outside` 198.51.100.0/24, whose gateway .1 is the uplink and where
+/// `peer` (.2) is a host beyond it. `front` and `back` come as builders so a test can
+/// add to them (a conntrack share, `rp_filter`, port security).
+pub fn front_and_back(
+    prefix: &str,
+    front: impl FnOnce(NetworkBuilder) -> NetworkBuilder,
+    back: impl FnOnce(NetworkBuilder) -> NetworkBuilder,
+) -> TopologyBuilder {
+    let net = |name: &str, a: u8| {
+        NetworkBuilder::new(name, format!("10.{a}.0.0/24"))
+            .gateway(Ipv4Addr::new(10, a, 0, 1))
+            .masquerade()
+    };
+    Topology::builder()
+        .prefix(prefix)
+        .network(front(net("front", 1)))
+        .network(back(net("back", 2)))
+        .network(
+            NetworkBuilder::new("outside", "198.51.100.0/24")
+                .gateway("198.51.100.1")
+                .external(),
+        )
+        .endpoint(EndpointBuilder::new("web").on("front").ip("10.1.0.2"))
+        .endpoint(EndpointBuilder::new("db").on("back").ip("10.2.0.2"))
+        .endpoint(
+            EndpointBuilder::new("peer")
                 .on("outside")
                 .ip("198.51.100.2"),
         )
