@@ -1058,6 +1058,96 @@ impl ConnTrack {
         ))
     }
 
+    /// What [`ConnTrack::lookup_update`] would find and do, changing nothing (for
+    /// what-if traces): the entry as the packet would leave it (state, windows,
+    /// counters, timeout) is a copy; the table keeps the original. An expired entry is
+    /// reported as a miss but not removed.
+    pub fn lookup_preview(
+        &self,
+        t: &Tuple,
+        zone: DomainId,
+        len: usize,
+        seg: &Segment,
+        now: Timestamp,
+    ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
+        let v = *lock(&self.index[shard_of(t)])
+            .get(t)
+            .ok_or(Miss::Untracked)?;
+        let (i, dir) = index_entry(v);
+        let slot = lock(self.slot(i));
+        let mut c = slot
+            .conn
+            .filter(|c| c.has(t) && c.expires > now.0)
+            .ok_or(Miss::Untracked)?;
+        if c.zone[dir.index()] != zone {
+            return Err(Miss::OtherZone);
+        }
+        // On a copy: a segment out of window leaves it as it was, as it would the entry.
+        let verdict = c.update(dir, len, seg, now, &self.timeouts);
+        Ok((
+            CtRef {
+                index: i,
+                generation: slot.generation,
+                dir,
+            },
+            c,
+            verdict,
+        ))
+    }
+
+    /// Whether [`ConnTrack::insert`] would track a new flow, changing nothing (for
+    /// what-if traces): `Ok(true)` if it would first evict an unassured entry to make
+    /// room. The eviction candidates are looked for in the stretch the next eviction
+    /// would scan, as `insert` would.
+    pub fn would_insert(
+        &self,
+        orig: &Tuple,
+        reply: &Tuple,
+        zone: [DomainId; 2],
+        now: Timestamp,
+    ) -> Result<bool, InsertError> {
+        if self.tuple_in_use(orig) || self.tuple_in_use(reply) {
+            return Err(InsertError::Clash);
+        }
+        let owner = zone[0];
+        let mut evict = false;
+        if self
+            .shares
+            .max(owner)
+            .is_some_and(|max| self.shares.used(owner) >= max)
+        {
+            if !self.evictable(now, Some(owner)) {
+                return Err(InsertError::ZoneFull);
+            }
+            evict = true;
+        }
+        if !evict && self.len() >= self.max {
+            if !self.evictable(now, None) {
+                return Err(InsertError::Full);
+            }
+            evict = true;
+        }
+        Ok(evict)
+    }
+
+    /// True if [`ConnTrack::early_drop`] would find an entry to evict (of network
+    /// `zone` only, if given), looking at the same stretch without moving its cursor.
+    fn evictable(&self, now: Timestamp, zone: Option<DomainId>) -> bool {
+        let n = self.used();
+        if n == 0 {
+            return false;
+        }
+        let start = self.evict_cursor.load(Ordering::Relaxed) % n;
+        (0..EVICT_SCAN.min(n)).any(|k| {
+            let Some(slot) = self.slot_checked((start + k) % n) else {
+                return false;
+            };
+            lock(slot).conn.is_some_and(|c| {
+                (c.expires <= now.0 || !c.assured) && zone.is_none_or(|z| c.zone[0] == z)
+            })
+        })
+    }
+
     /// Finds the flow of tuple `t` without accounting a packet (for ICMP errors about it).
     pub fn lookup(&self, t: &Tuple, now: Timestamp) -> Option<(CtRef, Conn)> {
         let (i, dir) = index_entry(*lock(&self.index[shard_of(t)]).get(t)?);
@@ -1198,6 +1288,35 @@ impl ConnTrack {
             },
             evicted,
         ))
+    }
+
+    /// The entry [`ConnTrack::insert`] would make for a new flow, as its first packet
+    /// (`len` bytes, TCP segment `seg`) would leave it — a copy for what-if traces,
+    /// never put in the table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn preview_new(
+        &self,
+        orig: Tuple,
+        reply: Tuple,
+        zone: [DomainId; 2],
+        state: ProtoState,
+        len: usize,
+        seg: &Segment,
+        now: Timestamp,
+    ) -> Conn {
+        let mut c = Conn {
+            orig,
+            reply,
+            zone,
+            state,
+            tcp: [TcpSide::default(); 2],
+            assured: false,
+            expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
+            packets: [0; 2],
+            bytes: [0; 2],
+        };
+        c.update(Dir::Original, len, seg, now, &self.timeouts);
+        c
     }
 
     /// Removes entry `i` if it still holds generation `generation`. Returns whether it did.

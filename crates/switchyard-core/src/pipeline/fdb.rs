@@ -197,6 +197,33 @@ impl Fdb {
         Learn::New
     }
 
+    /// What [`Fdb::learn`] would do, changing nothing (for what-if traces): the same
+    /// answer, read under the same shard lock, with no entry added, moved or refreshed.
+    pub fn would_learn(&self, domain: DomainId, mac: MacAddr, port: PortId) -> Learn {
+        let k = key(domain, mac);
+        let shard = lock(self.shard(k));
+        if let Some(e) = shard.get(&k) {
+            return if e.port == port {
+                Learn::Refreshed
+            } else if e.pinned {
+                Learn::Pinned { owner: e.port }
+            } else {
+                Learn::Moved { from: e.port }
+            };
+        }
+        if self.len.load(Ordering::Relaxed) >= self.max {
+            Learn::TableFull
+        } else if self
+            .shares
+            .max(domain)
+            .is_some_and(|max| self.shares.used(domain) >= max)
+        {
+            Learn::DomainFull
+        } else {
+            Learn::New
+        }
+    }
+
     /// The port `mac` was last seen on in `domain`.
     #[inline]
     pub fn lookup(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {

@@ -15,6 +15,12 @@
 //! adjacency ([`Adjacency`]) — and it compiles to the direct calls a hand-written
 //! pipeline would make.
 //!
+//! The walk has two modes, chosen when it is compiled (`DRY`, a const parameter): the
+//! dataplane's, and the dry run of a what-if trace ([`Pipeline::what_if`]), in which
+//! every stage that would change a table asks it instead what the change would be, and
+//! says so. The few stages that change tables are the only ones that take the
+//! parameter; the dataplane's walk carries no test for it at all.
+//!
 //! Besides ethernet-input, two places start a walk part-way: a packet released from a
 //! neighbor queue resumes at nat-rewrite (its next hop now known), and a packet whose
 //! next hop never answered ends at icmp-error (host unreachable).
@@ -58,7 +64,7 @@ pub(crate) struct Adjacency {
 impl Pipeline {
     /// A received frame, from ethernet-input to its verdict. Frames switchyard makes
     /// meanwhile (replies, ARP requests, ICMP errors, fragments) go to `out`.
-    pub(crate) fn walk(&mut self, f: &mut Frame, out: &mut Emitter) -> Action {
+    pub(crate) fn walk<const DRY: bool>(&mut self, f: &mut Frame, out: &mut Emitter) -> Action {
         let l2 = match self.ethernet_input(f) {
             ethernet_input::Next::L2Learn(l2) => l2,
             ethernet_input::Next::Drop(r) => return Action::Drop(r),
@@ -67,15 +73,15 @@ impl Pipeline {
             port_security::Next::L2Learn => {}
             port_security::Next::Drop(r) => return Action::Drop(r),
         }
-        match self.l2_learn(f, &l2) {
+        match self.l2_learn::<DRY>(f, &l2) {
             l2_learn::Next::L2Forward => {}
         }
         match self.l2_forward(f, &l2) {
-            l2_forward::Next::ArpInput => self.walk_from_arp_input(f, &l2, out),
+            l2_forward::Next::ArpInput => self.walk_from_arp_input::<DRY>(f, &l2, out),
             l2_forward::Next::L2Flood => self.walk_from_l2_flood(f, &l2, false),
             l2_forward::Next::L3Input => match self.l3_input(f, &l2) {
-                l3_input::Next::ArpInput => self.walk_from_arp_input(f, &l2, out),
-                l3_input::Next::Ip4Input => self.walk_from_ip4_input(f, &l2, out),
+                l3_input::Next::ArpInput => self.walk_from_arp_input::<DRY>(f, &l2, out),
+                l3_input::Next::Ip4Input => self.walk_from_ip4_input::<DRY>(f, &l2, out),
                 l3_input::Next::Drop(r) => Action::Drop(r),
             },
             l2_forward::Next::Forward(p) => Action::Forward(p),
@@ -88,8 +94,8 @@ impl Pipeline {
     // Not inlined into `walk`, as the L3 path below: the bridged path, the most
     // travelled, stays a small function with little to save and restore per frame.
     #[inline(never)]
-    fn walk_from_arp_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
-        match self.arp_input(f, l2, out) {
+    fn walk_from_arp_input<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+        match self.arp_input::<DRY>(f, l2, out) {
             arp_input::Next::L2Flood { answered } => self.walk_from_l2_flood(f, l2, answered),
             arp_input::Next::Reply => Action::Reply,
             arp_input::Next::Consume => Action::Consume,
@@ -110,12 +116,12 @@ impl Pipeline {
     /// From ip4-input: an IPv4 packet sent to the gateway MAC, to be routed or answered.
     // Not inlined into `walk` (see `walk_from_arp_input`).
     #[inline(never)]
-    fn walk_from_ip4_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+    fn walk_from_ip4_input<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
         match self.ip4_input(f, l2) {
             ip4_input::Next::CtLookup => {}
             ip4_input::Next::Drop(r) => return Action::Drop(r),
         }
-        let dst = match self.ct_lookup(f, l2) {
+        let dst = match self.ct_lookup::<DRY>(f, l2) {
             ct_lookup::Next::Ip4Forward(dst) => dst,
             ct_lookup::Next::Ip4Local => {
                 return match self.ip4_local(f, l2) {
@@ -128,17 +134,17 @@ impl Pipeline {
         };
         let hop = match self.ip4_forward(f, l2, dst) {
             ip4_forward::Next::Ip4Neighbor(hop) => hop,
-            ip4_forward::Next::NatSnat(hop) => match self.nat_snat(f, l2, hop) {
+            ip4_forward::Next::NatSnat(hop) => match self.nat_snat::<DRY>(f, l2, hop) {
                 nat_snat::Next::Ip4Neighbor => hop,
                 nat_snat::Next::Drop(r) => return Action::Drop(r),
             },
             ip4_forward::Next::IcmpError { error, then } => {
-                return self.walk_from_icmp_error(f, l2.domain, error, then, out)
+                return self.walk_from_icmp_error::<DRY>(f, l2.domain, error, then, out)
             }
             ip4_forward::Next::Drop(r) => return Action::Drop(r),
         };
-        match self.ip4_neighbor(f, hop, out) {
-            ip4_neighbor::Next::NatRewrite(adj) => self.walk_from_nat_rewrite(f, adj, 0, out),
+        match self.ip4_neighbor::<DRY>(f, hop, out) {
+            ip4_neighbor::Next::NatRewrite(adj) => self.walk_from_nat_rewrite::<DRY>(f, adj, 0, out),
             ip4_neighbor::Next::Held => Action::Held,
             ip4_neighbor::Next::Drop(r) => Action::Drop(r),
         }
@@ -147,14 +153,14 @@ impl Pipeline {
     /// From nat-rewrite: a routed packet whose next hop's MAC is known, from
     /// ip4-neighbor or released from its queue. `reserve`: emitter buffers to leave
     /// free for the caller (a released packet needs one to leave in).
-    pub(crate) fn walk_from_nat_rewrite(
+    pub(crate) fn walk_from_nat_rewrite<const DRY: bool>(
         &mut self,
         f: &mut Frame,
         adj: Adjacency,
         reserve: usize,
         out: &mut Emitter,
     ) -> Action {
-        match self.nat_rewrite(f) {
+        match self.nat_rewrite::<DRY>(f) {
             nat_rewrite::Next::Ip4Output => {}
             nat_rewrite::Next::Drop(r) => return Action::Drop(r),
         }
@@ -173,7 +179,7 @@ impl Pipeline {
     /// From icmp-error: a packet not forwarded (from ip4-forward), or whose next hop
     /// never answered (from ip4-neighbor's timer), arrived on `domain`; it is dropped
     /// for `then`.
-    pub(crate) fn walk_from_icmp_error(
+    pub(crate) fn walk_from_icmp_error<const DRY: bool>(
         &mut self,
         f: &Frame,
         domain: DomainId,
@@ -181,7 +187,7 @@ impl Pipeline {
         then: DropReason,
         out: &mut Emitter,
     ) -> Action {
-        match self.icmp_error(f, domain, error, then, out) {
+        match self.icmp_error::<DRY>(f, domain, error, then, out) {
             icmp_error::Next::Drop(r) => Action::Drop(r),
         }
     }

@@ -49,6 +49,7 @@ pub mod neighbor;
 mod shares;
 mod stages;
 mod trace;
+mod what_if;
 
 pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
 pub use counters::{Counters, DropReason, Event, PortCounters};
@@ -58,9 +59,11 @@ pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
 pub use memory::TableMemory;
 pub use neighbor::{
     Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork,
+    WouldResolve,
 };
 pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{TraceRecord, Tracer};
+pub use what_if::{describe, WhatIf};
 
 use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
@@ -409,6 +412,10 @@ pub struct Pipeline {
     scratch: Option<Frame>,
     /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
     primary: bool,
+    /// In a what-if walk only: the flow the packet would start (it is not put in the
+    /// table, so the frame has no reference to it), and the next hop it would wait for.
+    what_if_ct: Option<Conn>,
+    what_if_hop: Option<Ipv4Addr>,
 }
 
 impl Pipeline {
@@ -588,6 +595,8 @@ impl Pipeline {
             work: Vec::with_capacity(work_cap),
             scratch: Some(Frame::new()),
             primary: true,
+            what_if_ct: None,
+            what_if_hop: None,
         })
     }
 
@@ -603,6 +612,8 @@ impl Pipeline {
             work: Vec::with_capacity(self.work.capacity()),
             scratch: Some(Frame::new()),
             primary: false,
+            what_if_ct: None,
+            what_if_hop: None,
         }
     }
 
@@ -634,7 +645,7 @@ impl Pipeline {
         // Metadata of the pipeline's own making starts fresh for every frame: a
         // recycled buffer must not carry the last packet's flow or offsets.
         f.forget_pipeline_meta();
-        let action = self.walk(f, out);
+        let action = self.walk::<false>(f, out);
         f.action = action;
         if action == Action::Held {
             f.ingress = ingress;

@@ -149,6 +149,27 @@ pub enum Resolve {
     NoBuffer,
 }
 
+/// What [`NeighborTable::resolve`] would do, as [`NeighborTable::would_resolve`]
+/// tells without doing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WouldResolve {
+    /// Sent to this MAC.
+    Mac(MacAddr),
+    /// Sent to this MAC; the stale entry re-confirmed with a unicast ARP request.
+    MacAndProbe(MacAddr),
+    /// Held until the address answers. `request`: a new entry, and a broadcast ARP
+    /// request; `waiting`: packets already queued; `evicts`: an entry evicted to make
+    /// room; `pushes_out`: the queue is full, its oldest packet would be dropped.
+    Held {
+        request: bool,
+        waiting: usize,
+        evicts: Option<Ipv4Addr>,
+        pushes_out: bool,
+    },
+    TableFull,
+    NoBuffer,
+}
+
 /// A handle to a held packet, to take it out with [`NeighborTable::take`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held(u32);
@@ -435,6 +456,92 @@ impl Neighbors {
         }
     }
 
+    /// The entry [`Self::room_for_entry`] would evict for a new entry of `domain`,
+    /// changing nothing: `Ok(None)` if there is room without evicting, `Err(())` if
+    /// there is no room at all.
+    fn entry_room_preview(&self, domain: DomainId) -> Result<Option<Ipv4Addr>, ()> {
+        let d = domain.index();
+        let at_share = self
+            .shares
+            .get(d)
+            .is_some_and(|s| self.domain_entries[d] >= s.max);
+        if !at_share && !self.free_entries.is_empty() {
+            return Ok(None);
+        }
+        let victim = if at_share {
+            self.victim(|n| n.domain == domain)
+        } else {
+            self.victim(|_| true)
+        };
+        victim.map(Some).ok_or(())
+    }
+
+    /// True if a packet of `domain` could be held without evicting anything.
+    fn held_room_preview(&self, domain: DomainId) -> bool {
+        let d = domain.index();
+        !(self.free_held.is_empty()
+            || self
+                .shares
+                .get(d)
+                .is_some_and(|s| self.domain_held[d] >= s.held_max))
+    }
+
+    /// What [`Self::resolve`] would do, changing nothing.
+    pub fn resolve_preview(&self, ip: Ipv4Addr, domain: DomainId) -> WouldResolve {
+        if let Some(n) = self.get(ip) {
+            return match n.state {
+                NeighborState::Reachable | NeighborState::Probe => WouldResolve::Mac(n.mac),
+                NeighborState::Stale => WouldResolve::MacAndProbe(n.mac),
+                NeighborState::Incomplete => {
+                    if !self.held_room_preview(n.domain) {
+                        return WouldResolve::NoBuffer;
+                    }
+                    WouldResolve::Held {
+                        request: false,
+                        waiting: n.queued(),
+                        evicts: None,
+                        pushes_out: n.qlen == self.cfg.queue_len,
+                    }
+                }
+            };
+        }
+        let Ok(evicts) = self.entry_room_preview(domain) else {
+            return WouldResolve::TableFull;
+        };
+        // An unresolved entry of the network with packets queued would make room for
+        // the packet (see `room_for_held`).
+        let held_room = self.held_room_preview(domain)
+            || self.entries.iter().flatten().any(|n| {
+                n.domain == domain && n.state == NeighborState::Incomplete && n.qlen > 0
+            });
+        if !held_room {
+            return WouldResolve::NoBuffer;
+        }
+        WouldResolve::Held {
+            request: true,
+            waiting: 0,
+            evicts,
+            pushes_out: false,
+        }
+    }
+
+    /// What [`Self::learn`] would do, changing nothing.
+    pub fn learn_preview(&self, ip: Ipv4Addr, domain: DomainId, mac: MacAddr, how: Learned) -> LearnOutcome {
+        if let Some(n) = self.get(ip) {
+            return if n.state == NeighborState::Incomplete {
+                LearnOutcome::Resolved { queued: n.qlen }
+            } else if n.mac != mac {
+                LearnOutcome::Changed
+            } else {
+                LearnOutcome::Refreshed
+            };
+        }
+        if how == Learned::Unsolicited || self.entry_room_preview(domain).is_err() {
+            return LearnOutcome::Ignored;
+        }
+        LearnOutcome::Created
+    }
+
     /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).
     pub fn take(&mut self, held: Held, into: &mut Frame) {
         std::mem::swap(&mut self.held[held.0 as usize], into);
@@ -709,6 +816,24 @@ impl NeighborTable {
         let r = t.resolve(ip, domain, now, frame);
         self.note_orphans(&t);
         r
+    }
+
+    /// What [`NeighborTable::resolve`] would do for a packet to `ip`, changing
+    /// nothing: no entry made, no packet held, no state or time of use touched (for
+    /// what-if traces).
+    pub fn would_resolve(&self, ip: Ipv4Addr, domain: DomainId) -> WouldResolve {
+        lock(&self.inner).resolve_preview(ip, domain)
+    }
+
+    /// What [`NeighborTable::learn`] would do, changing nothing (for what-if traces).
+    pub fn would_learn(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        mac: MacAddr,
+        how: Learned,
+    ) -> LearnOutcome {
+        lock(&self.inner).learn_preview(ip, domain, mac, how)
     }
 
     /// Takes a held packet out: it is swapped into `into` (whose buffer becomes a spare).

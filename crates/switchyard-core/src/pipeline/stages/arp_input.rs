@@ -137,6 +137,12 @@ pub enum Trace<'a> {
         owner: &'a str,
         port: &'a str,
     },
+    /// What-if: what learning the sender would do to the neighbor table.
+    WouldLearn {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        would: LearnOutcome,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -180,6 +186,16 @@ impl fmt::Display for Trace<'_> {
             ),
             Trace::NewNeighbor { ip, mac } => write!(f, "neighbor {ip} is at {mac} (new entry)"),
             Trace::NeighborMoved { ip, mac } => write!(f, "neighbor {ip} moved to {mac}"),
+            Trace::WouldLearn { ip, mac, would } => match would {
+                LearnOutcome::Created => write!(f, "would learn neighbor {ip} at {mac} (new entry)"),
+                LearnOutcome::Resolved { queued } => write!(
+                    f,
+                    "{ip} is at {mac}: would resolve it and release {queued} waiting packet(s)"
+                ),
+                LearnOutcome::Changed => write!(f, "neighbor {ip} would move to {mac}"),
+                LearnOutcome::Refreshed => write!(f, "neighbor {ip} at {mac} already known: would be confirmed"),
+                LearnOutcome::Ignored => write!(f, "neighbor {ip} at {mac} would not be learned (unsolicited, or no room)"),
+            },
             Trace::Bound { ip, owner, port } => write!(
                 f,
                 "{ip} is the address of the endpoint on port {owner}: not learned from port {port}"
@@ -197,12 +213,17 @@ impl TraceLine for Trace<'_> {
 impl Pipeline {
     /// An ARP frame: a broadcast (from `l2-forward`) or one sent to the gateway MAC
     /// (from `l3-input`).
-    pub(crate) fn arp_input(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Next {
+    pub(crate) fn arp_input<const DRY: bool>(
+        &mut self,
+        f: &mut Frame,
+        l2: &L2,
+        out: &mut Emitter,
+    ) -> Next {
         if l2.dst.is_broadcast() {
-            let answered = self.arp_broadcast(f, l2, out);
+            let answered = self.arp_broadcast::<DRY>(f, l2, out);
             Next::L2Flood { answered }
         } else {
-            self.arp_unicast(f, l2, out)
+            self.arp_unicast::<DRY>(f, l2, out)
         }
     }
 
@@ -235,7 +256,7 @@ impl Pipeline {
 
     /// Learns the sender of an ARP packet seen on `domain`; a next hop that is now
     /// resolved has its waiting packets released at once.
-    fn arp_learn(
+    fn arp_learn<const DRY: bool>(
         &mut self,
         f: &Frame,
         domain: DomainId,
@@ -269,6 +290,11 @@ impl Pipeline {
                 return;
             }
         }
+        if DRY {
+            let would = self.sh.neighbors.would_learn(ip, domain, mac, how);
+            trace!(self, f, Trace::WouldLearn { ip, mac, would });
+            return;
+        }
         let learned = self.sh.neighbors.learn(ip, domain, mac, how, self.now);
         self.settle_orphans();
         match learned {
@@ -295,7 +321,7 @@ impl Pipeline {
 
     /// A broadcast ARP frame. Returns true if switchyard answered (the reply is queued
     /// in `out`); the frame itself is flooded on either way.
-    fn arp_broadcast(&mut self, f: &Frame, l2: &L2, out: &mut Emitter) -> bool {
+    fn arp_broadcast<const DRY: bool>(&mut self, f: &Frame, l2: &L2, out: &mut Emitter) -> bool {
         let Some(gw) = self.sh.domains[l2.domain.index()].spec.gateway else {
             return false;
         };
@@ -305,9 +331,9 @@ impl Pipeline {
         };
         let (op, sha, spa, tpa) = (req.op(), req.sender_mac(), req.sender_ip(), req.target_ip());
         if op == ArpOp::Request && tpa == gw.ip {
-            self.arp_learn(f, l2.domain, spa, sha, Learned::Request, out);
+            self.arp_learn::<DRY>(f, l2.domain, spa, sha, Learned::Request, out);
         } else if spa == tpa || op == ArpOp::Reply {
-            self.arp_learn(f, l2.domain, spa, sha, Learned::Unsolicited, out);
+            self.arp_learn::<DRY>(f, l2.domain, spa, sha, Learned::Unsolicited, out);
         }
         let answer = if op == ArpOp::Request {
             self.arp_answer(l2.domain, spa, tpa)
@@ -353,7 +379,7 @@ impl Pipeline {
     }
 
     /// A unicast ARP frame to the gateway MAC.
-    fn arp_unicast(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Next {
+    fn arp_unicast<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Next {
         let gw = self.sh.domains[l2.domain.index()]
             .spec
             .gateway
@@ -366,7 +392,7 @@ impl Pipeline {
         match op {
             ArpOp::Request => {
                 if tpa == gw.ip {
-                    self.arp_learn(f, l2.domain, spa, sha, Learned::Request, out);
+                    self.arp_learn::<DRY>(f, l2.domain, spa, sha, Learned::Request, out);
                 }
                 let Some(answer) = self.arp_answer(l2.domain, spa, tpa) else {
                     trace!(self, f, Trace::NotOurs { tpa, spa });
@@ -390,7 +416,7 @@ impl Pipeline {
                 Next::Reply
             }
             ArpOp::Reply => {
-                self.arp_learn(f, l2.domain, spa, sha, Learned::Reply, out);
+                self.arp_learn::<DRY>(f, l2.domain, spa, sha, Learned::Reply, out);
                 trace!(self, f, Trace::ReplyConsumed { spa, sha });
                 Next::Consume
             }

@@ -45,8 +45,8 @@
 use super::ip4_forward;
 use super::nat_snat;
 use crate::pipeline::conntrack::{
-    starts_connection, CtRef, Dir, InsertError, Miss, PacketFlow, ProtoState, TcpState, TcpVerdict,
-    Tuple,
+    starts_connection, CtRef, Dir, InsertError, Miss, PacketFlow, ProtoState, Segment, TcpState,
+    TcpVerdict, Tuple,
 };
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
@@ -115,7 +115,17 @@ pub enum Trace {
         target_port: u16,
         /// The client's translated source, when it is inside too.
         hairpin: Option<(Ipv4Addr, u16)>,
+        /// What-if: the flow would be tracked, and is not.
+        would: bool,
     },
+    /// What-if: how the packet would change its flow's entry.
+    WouldUpdate {
+        was: ProtoState,
+        state: ProtoState,
+        expires_in: u64,
+    },
+    /// What-if: the table is full, and an unassured flow would be evicted.
+    WouldEvict,
     Related {
         flow: Tuple,
         to: Ipv4Addr,
@@ -155,16 +165,37 @@ impl fmt::Display for Trace {
                 target,
                 target_port,
                 hairpin,
+                would,
             } => {
+                let tracked = if *would {
+                    ", would be tracked (no entry made)"
+                } else {
+                    ""
+                };
                 write!(
                     f,
-                    "new flow {flow} to a published port: DNAT to {target}:{target_port}"
+                    "new flow {flow} to a published port{tracked}: DNAT to {target}:{target_port}"
                 )?;
                 match hairpin {
                     Some((src, sport)) => write!(f, ", SNAT to {src}:{sport} (hairpin)"),
                     None => Ok(()),
                 }
             }
+            Trace::WouldUpdate {
+                was,
+                state,
+                expires_in,
+            } => {
+                if was == state {
+                    write!(f, "would stay {state:?}")?;
+                } else {
+                    write!(f, "would go from {was:?} to {state:?}")?;
+                }
+                write!(f, ", timeout reset to {expires_in} s (entry unchanged)")
+            }
+            Trace::WouldEvict => f.write_str(
+                "table full: an unassured flow would be evicted to make room",
+            ),
             Trace::Related { flow, to } => write!(f, "ICMP error about flow {flow}: to {to}"),
         }
     }
@@ -178,7 +209,7 @@ impl TraceLine for Trace {
 
 impl Pipeline {
     /// Finds the packet's flow, or starts one for a published port.
-    pub(crate) fn ct_lookup(&mut self, f: &mut Frame, l2: &L2) -> Next {
+    pub(crate) fn ct_lookup<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2) -> Next {
         let ip = f.ipv4();
         let dst = ip.dst();
         // Without an external network nothing is translated, so nothing is tracked.
@@ -194,10 +225,13 @@ impl Pipeline {
         // A flow's direction is matched only from the network it is expected from
         // (its zone); from any other network the packet is untracked, and isolation
         // applies to it as to any packet.
-        let tracked = self
-            .sh
-            .conntrack
-            .lookup_update(&t, l2.domain, len, &seg, now);
+        let tracked = if DRY {
+            self.sh.conntrack.lookup_preview(&t, l2.domain, len, &seg, now)
+        } else {
+            self.sh
+                .conntrack
+                .lookup_update(&t, l2.domain, len, &seg, now)
+        };
         if matches!(tracked, Err(Miss::OtherZone)) {
             self.counters.event(Event::CtZoneMismatch);
         }
@@ -230,6 +264,16 @@ impl Pipeline {
                     port: to.dport,
                 }
             );
+            if DRY {
+                trace!(self, f, {
+                    let was = self.sh.conntrack.get(r).map_or(c.state, |old| old.state);
+                    Trace::WouldUpdate {
+                        was,
+                        state: c.state,
+                        expires_in: c.expires.saturating_sub(now.0) / 1_000_000_000,
+                    }
+                });
+            }
             f.ct = Some(r);
             return Next::Ip4Forward(to.dst);
         }
@@ -283,14 +327,22 @@ impl Pipeline {
         } else {
             ProtoState::Udp { replied: false }
         };
-        let r = match self.ct_insert(t, reply, [l2.domain, egress], state) {
+        let zone = [l2.domain, egress];
+        let tracked = if DRY {
+            self.ct_would_insert(f, t, reply, zone, state, &seg).map(|()| None)
+        } else {
+            self.ct_insert(t, reply, zone, state).map(Some)
+        };
+        let r = match tracked {
             Ok(r) => r,
             Err(reason) => {
                 trace!(self, f, Trace::CannotTrack { flow: t, reason });
                 return Next::Drop(reason);
             }
         };
-        self.sh.conntrack.seen(r, len, &seg, now);
+        if let Some(r) = r {
+            self.sh.conntrack.seen(r, len, &seg, now);
+        }
         self.counters.event(Event::DnatFlows);
         trace!(
             self,
@@ -300,9 +352,10 @@ impl Pipeline {
                 target,
                 target_port,
                 hairpin: (src != t.src).then_some((src, sport)),
+                would: DRY,
             }
         );
-        f.ct = Some(r);
+        f.ct = r;
         Next::Ip4Forward(target)
     }
 
@@ -345,6 +398,40 @@ impl Pipeline {
         f.ct = Some(r);
         f.ct_related = true;
         Next::Ip4Forward(dst)
+    }
+
+    /// What-if: whether a new flow would be tracked (for ct-lookup's published ports
+    /// and nat-snat's masquerade alike). Nothing is put in the table; the entry the
+    /// flow would get is kept for the rest of the walk (`nat-rewrite` translates by it).
+    pub(crate) fn ct_would_insert(
+        &mut self,
+        f: &Frame,
+        orig: Tuple,
+        reply: Tuple,
+        zone: [DomainId; 2],
+        state: ProtoState,
+        seg: &Segment,
+    ) -> Result<(), DropReason> {
+        let evicts = self
+            .sh
+            .conntrack
+            .would_insert(&orig, &reply, zone, self.now)
+            .map_err(|e| -> DropReason {
+                match e {
+                    InsertError::Full => Drop::ConntrackFull.into(),
+                    InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
+                    InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
+                }
+            })?;
+        if evicts {
+            trace!(self, f, Trace::WouldEvict);
+        }
+        let c = self
+            .sh
+            .conntrack
+            .preview_new(orig, reply, zone, state, f.len(), seg, self.now);
+        self.what_if_ct = Some(c);
+        Ok(())
     }
 
     /// Tracks a new flow (for ct-lookup's published ports and nat-snat's masquerade

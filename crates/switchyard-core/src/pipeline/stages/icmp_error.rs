@@ -96,7 +96,7 @@ impl Pipeline {
     /// Sends the error `error` about the packet in `f` (which arrived on `domain`)
     /// back to its sender, unless the silence rules or the rate limit say no; the
     /// packet is dropped for `then`.
-    pub(crate) fn icmp_error(
+    pub(crate) fn icmp_error<const DRY: bool>(
         &mut self,
         f: &Frame,
         domain: DomainId,
@@ -114,7 +114,12 @@ impl Pipeline {
             return Next::Drop(then);
         };
         let to = ip.src();
-        if !lock(&self.sh.icmp[domain.index()]).allow(to, self.now) {
+        let allowed = if DRY {
+            lock(&self.sh.icmp[domain.index()]).would_allow(to, self.now)
+        } else {
+            lock(&self.sh.icmp[domain.index()]).allow(to, self.now)
+        };
+        if !allowed {
             self.counters.event(Event::IcmpRateLimited);
             trace!(self, f, Trace::RateLimited { what, to });
             return Next::Drop(then);
@@ -342,6 +347,30 @@ impl IcmpLimiter {
             max_dsts,
             global: Bucket::full(GLOBAL_CAP_MS, 0),
         }
+    }
+
+    /// What [`IcmpLimiter::allow`] would answer now, charging nothing (for what-if
+    /// traces).
+    pub fn would_allow(&self, dst: Ipv4Addr, now: Timestamp) -> bool {
+        let now_ms = now.0 / 1_000_000;
+        let refill = |b: &Bucket, cap: u64| (b.tokens + now_ms.saturating_sub(b.last)).min(cap);
+        let per_dst = match self.per_dst.get(&u32::from(dst)) {
+            Some(b) => refill(b, PER_DST_CAP_MS),
+            None => {
+                let full = self.per_dst.len() >= self.max_dsts
+                    && self
+                        .per_dst
+                        .values()
+                        .filter(|b| b.tokens + now_ms.saturating_sub(b.last) < PER_DST_CAP_MS)
+                        .count()
+                        >= self.max_dsts;
+                if full {
+                    return false;
+                }
+                PER_DST_CAP_MS
+            }
+        };
+        per_dst >= PER_DST_COST_MS && refill(&self.global, GLOBAL_CAP_MS) >= 1
     }
 
     /// True if an error to `dst` may be sent now (and charges for it).

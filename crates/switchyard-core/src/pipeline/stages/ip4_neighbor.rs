@@ -18,7 +18,7 @@
 use super::icmp_error::IcmpError;
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::{Adjacency, Hop};
-use crate::pipeline::neighbor::{Held, Resolve, TickWork};
+use crate::pipeline::neighbor::{Held, Resolve, TickWork, WouldResolve};
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId};
 use crate::wire::arp::{self, ArpOp};
@@ -72,6 +72,14 @@ pub enum Trace {
     WaitedInVain(DropReason),
     NeverAnswered,
     Released(MacAddr),
+    /// What-if: the packet would wait for its next hop.
+    WouldHold {
+        next_hop: Ipv4Addr,
+        waiting: usize,
+        request: bool,
+        evicts: Option<Ipv4Addr>,
+        pushes_out: bool,
+    },
 }
 
 impl fmt::Display for Trace {
@@ -96,6 +104,26 @@ impl fmt::Display for Trace {
             Trace::WaitedInVain(reason) => write!(f, "waited in vain: drop ({reason})"),
             Trace::NeverAnswered => f.write_str("next hop never answered: drop, host unreachable"),
             Trace::Released(mac) => write!(f, "next hop answered ({mac}): released"),
+            Trace::WouldHold {
+                next_hop,
+                waiting,
+                request,
+                evicts,
+                pushes_out,
+            } => {
+                write!(f, "next hop {next_hop} unresolved: would ")?;
+                if *request {
+                    f.write_str("send an ARP request and ")?;
+                }
+                write!(f, "hold the packet ({waiting} already waiting)")?;
+                if let Some(ip) = evicts {
+                    write!(f, "; the entry of {ip} would be evicted to make room")?;
+                }
+                if *pushes_out {
+                    f.write_str("; the oldest waiting packet would be dropped")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -108,7 +136,15 @@ impl TraceLine for Trace {
 
 impl Pipeline {
     /// Finds the MAC of `hop`, or queues the packet while it is asked for.
-    pub(crate) fn ip4_neighbor(&mut self, f: &mut Frame, hop: Hop, out: &mut Emitter) -> Next {
+    pub(crate) fn ip4_neighbor<const DRY: bool>(
+        &mut self,
+        f: &mut Frame,
+        hop: Hop,
+        out: &mut Emitter,
+    ) -> Next {
+        if DRY {
+            return self.ip4_neighbor_would(f, hop, out);
+        }
         let adjacency = |mac| {
             Next::NatRewrite(Adjacency {
                 domain: hop.domain,
@@ -149,6 +185,56 @@ impl Pipeline {
                 Next::Drop(Drop::NeighborTableFull.into())
             }
             Resolve::NoBuffer => {
+                trace!(self, f, Trace::NoBuffer(hop.ip));
+                Next::Drop(Drop::NoBuffer.into())
+            }
+        }
+    }
+
+    /// What-if: what resolving `hop` would do. The ARP request it would send goes to
+    /// `out` (a scratch emitter, never sent); no entry is made and nothing is held.
+    fn ip4_neighbor_would(&mut self, f: &Frame, hop: Hop, out: &mut Emitter) -> Next {
+        let adjacency = |mac| {
+            Next::NatRewrite(Adjacency {
+                domain: hop.domain,
+                mac,
+            })
+        };
+        match self.sh.neighbors.would_resolve(hop.ip, hop.domain) {
+            WouldResolve::Mac(mac) => adjacency(mac),
+            WouldResolve::MacAndProbe(mac) => {
+                trace!(self, f, Trace::Probe(hop.ip));
+                self.send_arp_request(hop.domain, hop.ip, Some(mac), out);
+                adjacency(mac)
+            }
+            WouldResolve::Held {
+                request,
+                waiting,
+                evicts,
+                pushes_out,
+            } => {
+                if request {
+                    self.send_arp_request(hop.domain, hop.ip, None, out);
+                }
+                trace!(
+                    self,
+                    f,
+                    Trace::WouldHold {
+                        next_hop: hop.ip,
+                        waiting,
+                        request,
+                        evicts,
+                        pushes_out,
+                    }
+                );
+                self.what_if_hop = Some(hop.ip);
+                Next::Held
+            }
+            WouldResolve::TableFull => {
+                trace!(self, f, Trace::TableFull);
+                Next::Drop(Drop::NeighborTableFull.into())
+            }
+            WouldResolve::NoBuffer => {
                 trace!(self, f, Trace::NoBuffer(hop.ip));
                 Next::Drop(Drop::NoBuffer.into())
             }
@@ -229,7 +315,7 @@ impl Pipeline {
                             trace!(self, f, Trace::NeverAnswered);
                             let error =
                                 IcmpError::new(kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE);
-                            self.walk_from_icmp_error(&f, domain, error, unresolved, out)
+                            self.walk_from_icmp_error::<false>(&f, domain, error, unresolved, out)
                         }
                         // Made by switchyard itself: there is no one to tell.
                         None => Action::Drop(unresolved),
@@ -246,7 +332,7 @@ impl Pipeline {
                     let action = if self.emit_room(out) {
                         trace!(self, f, Trace::Released(mac));
                         // One buffer stays free for the packet itself.
-                        self.walk_from_nat_rewrite(&mut f, Adjacency { domain, mac }, 1, out)
+                        self.walk_from_nat_rewrite::<false>(&mut f, Adjacency { domain, mac }, 1, out)
                     } else {
                         Action::Drop(Drop::NoBuffer.into())
                     };

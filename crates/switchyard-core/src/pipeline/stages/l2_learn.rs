@@ -72,6 +72,14 @@ pub enum Trace<'a> {
         owner: &'a str,
         port: &'a str,
     },
+    /// What-if: the entry learning would add, refresh (`known`) or move (`from`).
+    Would {
+        mac: MacAddr,
+        port: &'a str,
+        bridge: &'a str,
+        from: Option<&'a str>,
+        known: bool,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -104,6 +112,23 @@ impl fmt::Display for Trace<'_> {
                 f,
                 "bridge {bridge} has its share of the FDB ({capacity} entries): {mac} not learned"
             ),
+            Trace::Would {
+                mac,
+                port,
+                bridge,
+                from,
+                known,
+            } => match (from, known) {
+                (Some(from), _) => write!(
+                    f,
+                    "{mac} would move from port {from} to port {port} (bridge {bridge})"
+                ),
+                (None, true) => write!(
+                    f,
+                    "{mac} already known on port {port} (bridge {bridge}): its age would be reset"
+                ),
+                (None, false) => write!(f, "would learn {mac} on port {port} (bridge {bridge})"),
+            },
             Trace::Pinned { mac, owner, port } => write!(
                 f,
                 "{mac} is the MAC of the endpoint on port {owner}: not moved to port {port}"
@@ -119,7 +144,29 @@ impl TraceLine for Trace<'_> {
 }
 
 impl Pipeline {
-    pub(crate) fn l2_learn(&mut self, f: &Frame, l2: &L2) -> Next {
+    pub(crate) fn l2_learn<const DRY: bool>(&mut self, f: &Frame, l2: &L2) -> Next {
+        if DRY {
+            let result = self.sh.fdb.would_learn(l2.domain, l2.src, f.ingress);
+            if matches!(result, Learn::New | Learn::Refreshed | Learn::Moved { .. }) {
+                trace!(self, f, {
+                    let (mac, port) = (l2.src, self.port_name(f.ingress));
+                    let bridge = self.sh.domains[l2.domain.index()].spec.name.as_str();
+                    let from = match result {
+                        Learn::Moved { from } => Some(self.port_name(from)),
+                        _ => None,
+                    };
+                    Trace::Would {
+                        mac,
+                        port,
+                        bridge,
+                        from,
+                        known: result == Learn::Refreshed,
+                    }
+                });
+                return Next::L2Forward;
+            }
+            return self.l2_learn_traced(f, l2, result);
+        }
         let result = self
             .sh
             .fdb
@@ -132,6 +179,12 @@ impl Pipeline {
             Learn::DomainFull => self.counters.event(Event::FdbNetworkLimit),
             Learn::Pinned { .. } => self.counters.event(Event::FdbMoveRefused),
         }
+        self.l2_learn_traced(f, l2, result)
+    }
+
+    /// The trace line of what learning did (or, in a what-if, would not do).
+    #[inline]
+    fn l2_learn_traced(&mut self, f: &Frame, l2: &L2, result: Learn) -> Next {
         trace!(self, f, {
             let (mac, port) = (l2.src, self.port_name(f.ingress));
             let bridge = self.sh.domains[l2.domain.index()].spec.name.as_str();

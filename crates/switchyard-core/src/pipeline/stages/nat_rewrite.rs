@@ -82,18 +82,26 @@ impl TraceLine for Trace {
 }
 
 impl Pipeline {
-    pub(crate) fn nat_rewrite(&mut self, f: &mut Frame) -> Next {
-        let Some(r) = f.ct else {
-            return Next::Ip4Output;
-        };
-        let Some(c) = self.sh.conntrack.get(r) else {
-            trace!(self, f, Trace::Gone);
-            return Next::Drop(Drop::ConntrackGone.into());
+    pub(crate) fn nat_rewrite<const DRY: bool>(&mut self, f: &mut Frame) -> Next {
+        let (c, dir) = match f.ct {
+            Some(r) => match self.sh.conntrack.get(r) {
+                Some(c) => (c, r.dir),
+                None => {
+                    trace!(self, f, Trace::Gone);
+                    return Next::Drop(Drop::ConntrackGone.into());
+                }
+            },
+            // What-if: a new flow, which would be tracked but is not in the table.
+            None if DRY => match self.what_if_ct {
+                Some(c) => (c, Dir::Original),
+                None => return Next::Ip4Output,
+            },
+            None => return Next::Ip4Output,
         };
         let unsupported = Next::Drop(nat_snat::Drop::NatUnsupported.into());
         if f.ct_related {
             // The error travels like a reply to the packet it quotes.
-            let (from, to) = match r.dir {
+            let (from, to) = match dir {
                 Dir::Reply => (c.reply, c.orig),
                 Dir::Original => (c.orig, c.reply),
             };
@@ -114,7 +122,7 @@ impl Pipeline {
             trace!(self, f, Trace::IcmpError { src, dst, quote });
             return Next::Ip4Output;
         }
-        let to = c.translated(r.dir);
+        let to = c.translated(dir);
         // With checksum offload, the checksum from the transport header on is partial.
         let partial = f.vnet.needs_csum() && f.vnet.csum_start == f.l4;
         if nat::rewrite(&mut f.ipv4_mut(), to, partial).is_err() {

@@ -64,6 +64,13 @@ pub enum Trace {
         flow: Tuple,
         uplink: Ipv4Addr,
         port: u16,
+        /// What-if: the flow would be tracked, and the port reserved; neither is.
+        would: bool,
+    },
+    /// What-if: the new flow could not be tracked.
+    CannotTrack {
+        flow: Tuple,
+        reason: DropReason,
     },
 }
 
@@ -76,12 +83,30 @@ impl fmt::Display for Trace {
             Trace::Unsupported(p) => write!(f, "{p} cannot be masqueraded: drop"),
             Trace::NotSyn(t) => write!(f, "{t}: not a SYN, and no connection: drop"),
             Trace::NoPort { flow, uplink } => write!(f, "{flow}: no free port on {uplink}: drop"),
-            Trace::Masquerade { flow, uplink, port } => {
-                write!(f, "new flow {flow}: masquerade as {uplink}:{port}")?;
+            Trace::Masquerade {
+                flow,
+                uplink,
+                port,
+                would,
+            } => {
+                if *would {
+                    write!(
+                        f,
+                        "new flow {flow}, would be tracked and masqueraded as {uplink}:{port}"
+                    )?;
+                } else {
+                    write!(f, "new flow {flow}: masquerade as {uplink}:{port}")?;
+                }
                 if *port != flow.sport {
                     f.write_str(" (source port taken)")?;
                 }
+                if *would {
+                    f.write_str(" (no entry made, port not reserved)")?;
+                }
                 Ok(())
+            }
+            Trace::CannotTrack { flow, reason } => {
+                write!(f, "{flow}: cannot track a new flow: drop ({reason})")
             }
         }
     }
@@ -97,7 +122,7 @@ impl Pipeline {
     /// Starts the masqueraded flow of the packet in `f`, leaving by `hop.domain` (the
     /// external network): its original direction arrives from the ingress network,
     /// its replies from the external one.
-    pub(crate) fn nat_snat(&mut self, f: &mut Frame, l2: &L2, hop: Hop) -> Next {
+    pub(crate) fn nat_snat<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, hop: Hop) -> Next {
         let uplink = self.sh.domains[hop.domain.index()]
             .spec
             .gateway
@@ -153,11 +178,25 @@ impl Pipeline {
             IpProtocol::UDP => ProtoState::Udp { replied: false },
             _ => ProtoState::Icmp,
         };
-        let r = match self.ct_insert(t, reply, [l2.domain, hop.domain], state) {
-            Ok(r) => r,
-            Err(reason) => return Next::Drop(reason),
+        let zone = [l2.domain, hop.domain];
+        let tracked = if DRY {
+            self.ct_would_insert(f, t, reply, zone, state, &seg)
+                .map(|()| None)
+        } else {
+            self.ct_insert(t, reply, zone, state).map(Some)
         };
-        self.sh.conntrack.seen(r, f.len(), &seg, self.now);
+        let r = match tracked {
+            Ok(r) => r,
+            Err(reason) => {
+                if DRY {
+                    trace!(self, f, Trace::CannotTrack { flow: t, reason });
+                }
+                return Next::Drop(reason);
+            }
+        };
+        if let Some(r) = r {
+            self.sh.conntrack.seen(r, f.len(), &seg, self.now);
+        }
         self.counters.event(Event::SnatFlows);
         if port != t.sport {
             self.counters.event(Event::SnatPortChanged);
@@ -169,9 +208,10 @@ impl Pipeline {
                 flow: t,
                 uplink,
                 port,
+                would: DRY,
             }
         );
-        f.ct = Some(r);
+        f.ct = r;
         Next::Ip4Neighbor
     }
 }
