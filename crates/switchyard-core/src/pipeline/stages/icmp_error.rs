@@ -327,6 +327,7 @@ impl Bucket {
 }
 
 /// The kernel's ICMP rate limits, per destination and global.
+#[derive(Debug)]
 pub struct IcmpLimiter {
     per_dst: HashMap<u32, Bucket, foldhash::fast::RandomState>,
     max_dsts: usize,

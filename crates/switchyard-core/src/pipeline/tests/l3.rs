@@ -17,19 +17,19 @@ const LA: PortId = PortId(5);
 const LB: PortId = PortId(6);
 const PA: PortId = PortId(7);
 
-fn rmac(net: u8, n: u8) -> MacAddr {
+pub(super) fn rmac(net: u8, n: u8) -> MacAddr {
     MacAddr([0x02, 0x42, 10, net, 0, n])
 }
 
-fn rip(net: u8, n: u8) -> Ipv4Addr {
+pub(super) fn rip(net: u8, n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, net, 0, n)
 }
 
-fn gw(net: u8) -> MacAddr {
+pub(super) fn gw(net: u8) -> MacAddr {
     rmac(net, 1)
 }
 
-fn router() -> Pipeline {
+pub(super) fn router() -> Pipeline {
     let dom = |name: &str, net: u8, mtu: u16, mode: DomainMode, proxy_arp: bool| DomainSpec {
         name: name.into(),
         subnet: Ipv4Cidr::new(rip(net, 0), 24).unwrap(),
@@ -75,7 +75,7 @@ fn router() -> Pipeline {
 }
 
 /// A UDP packet from host `s` on net `sn` to `dst`, sent to the gateway MAC.
-fn routed_udp(sn: u8, s: u8, dst: Ipv4Addr, ttl: u8, payload: usize, df: bool) -> Vec<u8> {
+pub(super) fn routed_udp(sn: u8, s: u8, dst: Ipv4Addr, ttl: u8, payload: usize, df: bool) -> Vec<u8> {
     let mut v = Vec::new();
     let mut ip = etherparse::Ipv4Header::new(
         0,
@@ -108,12 +108,12 @@ fn arp_reply(net: u8, n: u8, to_mac: MacAddr, to_ip: Ipv4Addr) -> Vec<u8> {
     v
 }
 
-struct Out {
-    frame: Frame,
-    emitted: Vec<Frame>,
+pub(super) struct Out {
+    pub(super) frame: Frame,
+    pub(super) emitted: Vec<Frame>,
 }
 
-fn send(p: &mut Pipeline, port: PortId, bytes: &[u8], now_ms: u64) -> Out {
+pub(super) fn send(p: &mut Pipeline, port: PortId, bytes: &[u8], now_ms: u64) -> Out {
     let mut frames = [Frame::from_bytes(port, bytes)];
     let mut out = Emitter::with_capacity(16);
     p.process(&mut frames, Timestamp::from_millis(now_ms), &mut out);
@@ -135,7 +135,7 @@ fn copy(f: &Frame) -> Frame {
 }
 
 /// Teaches the router that 10.`net`.0.`n` is at its MAC, on `port`.
-fn resolve(p: &mut Pipeline, net: u8, n: u8, port: PortId, now_ms: u64) {
+pub(super) fn resolve(p: &mut Pipeline, net: u8, n: u8, port: PortId, now_ms: u64) {
     send(p, port, &arp_reply(net, n, gw(net), rip(net, 1)), now_ms);
 }
 

@@ -8,6 +8,7 @@ mod guard;
 mod l2;
 mod l3;
 mod nat;
+mod what_if;
 mod workers;
 
 pub(super) const GW_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);

@@ -10,10 +10,10 @@ use etherparse::{SlicedPacket, TransportSlice};
 // back 10.2.0.0/24 (masquerade): port ba (10.2.0.2)
 // outside 198.51.100.0/24 (external, uplink 198.51.100.1): port out, peer 198.51.100.2
 // published: tcp 8080 -> 10.1.0.2:80, udp 5353 -> 10.1.0.3:53
-const FA: PortId = PortId(0);
-const FB: PortId = PortId(1);
+pub(super) const FA: PortId = PortId(0);
+pub(super) const FB: PortId = PortId(1);
 const BA: PortId = PortId(2);
-const OUT: PortId = PortId(3);
+pub(super) const OUT: PortId = PortId(3);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
@@ -30,7 +30,7 @@ fn a(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
+pub(super) fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
     nat_router_shared(conntrack_max, port_range, Vec::new())
 }
 
@@ -134,7 +134,7 @@ fn nat_router_full(
 
 /// A TCP segment from `src:sp` to `dst:dp` with the given flags, sent to the
 /// gateway of the sender's network.
-fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> {
+pub(super) fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> {
     let (s, d) = (a(src), a(dst));
     let mut b = etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
         .ipv4(s.octets(), d.octets(), ttl)
@@ -153,7 +153,7 @@ fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> 
     v
 }
 
-fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
+pub(super) fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
     let (s, d) = (a(src), a(dst));
     let mut v = Vec::new();
     etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
