@@ -29,7 +29,7 @@
 //! right is the business of [`super::nat`]. That is why the setters here write their
 //! field and nothing else: the view cannot know which form the checksum is in.
 
-use super::{check_len, get_u16, set_u16, WireError};
+use super::{check_len, checksum, get_u16, set_u16, IpProtocol, WireError};
 use std::fmt;
 
 /// Byte offsets of the fields.
@@ -285,6 +285,28 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     #[inline]
     pub fn set_checksum(&mut self, checksum: u16) {
         set_u16(self.buf.as_mut(), field::CHECKSUM, checksum);
+    }
+
+    /// Sets the data offset to a header of `len` bytes (a multiple of 4, 20 to 60).
+    #[inline]
+    pub fn set_header_len(&mut self, len: usize) {
+        let b = self.buf.as_mut();
+        b[field::DATA_OFFSET] = (((len / 4) as u8) << 4) | (b[field::DATA_OFFSET] & 0x0f);
+    }
+
+    #[inline]
+    pub fn set_window(&mut self, window: u16) {
+        set_u16(self.buf.as_mut(), field::WINDOW, window);
+    }
+
+    /// Fills in the checksum of a segment from `src` to `dst` (RFC 793: over the
+    /// pseudo-header and the whole segment).
+    pub fn fill_checksum(&mut self, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) {
+        self.set_checksum(0);
+        let b = self.buf.as_ref();
+        let acc = checksum::pseudo_header_sum(src, dst, IpProtocol::TCP, b.len() as u16);
+        let c = !checksum::fold(checksum::sum(acc, b));
+        self.set_checksum(c);
     }
 }
 

@@ -19,7 +19,7 @@
 //! whole. As with TCP, the setters write their field only and leave the checksum to
 //! the caller, who knows whether it is complete or a partial (offload) sum.
 
-use super::{check_len, get_u16, set_u16, WireError};
+use super::{check_len, checksum, get_u16, set_u16, IpProtocol, WireError};
 
 /// Byte offsets of the fields.
 pub(crate) mod field {
@@ -111,6 +111,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf.as_mut()[Self::HEADER_LEN..]
+    }
+
+    /// Fills in the checksum of a datagram from `src` to `dst` (RFC 768: over the
+    /// pseudo-header and the whole datagram; a computed zero is sent as all ones).
+    pub fn fill_checksum(&mut self, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) {
+        self.set_checksum(0);
+        let b = self.buf.as_ref();
+        let acc = checksum::pseudo_header_sum(src, dst, IpProtocol::UDP, b.len() as u16);
+        let c = !checksum::fold(checksum::sum(acc, b));
+        self.set_checksum(if c == 0 { 0xffff } else { c });
     }
 }
 
