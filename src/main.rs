@@ -46,6 +46,19 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// What-if trace: what a running instance would do with a packet, without sending
+    /// it or changing any table (see docs/trace.md).
+    Trace {
+        /// The packet, as key=value separated by commas or spaces:
+        /// `in=PORT,dst=IP,proto=tcp,dport=443` (docs/trace.md lists every key).
+        #[arg(long, value_name = "SPEC")]
+        packet: String,
+        /// Print JSON instead of the trace.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
@@ -108,6 +121,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             target,
         } => cli::show(table.into(), json, &target, &cli.run_dir),
+        Command::Trace {
+            packet,
+            json,
+            target,
+        } => cli::trace_packet(&packet, json, &target, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }

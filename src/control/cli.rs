@@ -318,6 +318,25 @@ pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Resul
     Ok(())
 }
 
+/// `switchyard trace --packet SPEC`: what a running instance would do with the packet
+/// SPEC describes, as a trace for people or (`json`) as the reply's JSON payload. The
+/// instance builds the packet and checks the SPEC: it knows the ports' addresses.
+pub fn trace_packet(spec: &str, json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let reply = client::request(
+        &socket,
+        &Request::TracePacket {
+            packet: spec.to_string(),
+        },
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply.payload())?);
+    } else {
+        print!("{}", render::reply(&reply));
+    }
+    Ok(())
+}
+
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`
 /// binary next to this one, with the same arguments (so the daemon links no plotting
 /// or progress-bar code). Returns only if it could not be started.

@@ -63,16 +63,20 @@ pub enum Request {
     /// One of the tables `switchyard show` prints; answered by the [`Reply`] of the
     /// same name.
     Show { table: Table },
+    /// A what-if trace: the packet `packet` (a SPEC, see `docs/trace.md`) run through
+    /// the live tables without changing them; answered by [`Reply::TracePacket`].
+    TracePacket { packet: String },
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace_packet"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Show { .. } => "show",
+            Request::TracePacket { .. } => "trace_packet",
         }
     }
 }
@@ -135,6 +139,7 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    TracePacket(PacketTrace),
 }
 
 impl Reply {
@@ -147,6 +152,7 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::TracePacket(_) => "trace_packet",
         }
     }
 
@@ -161,6 +167,7 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::TracePacket(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -557,6 +564,32 @@ pub struct ConntrackReport {
     pub count: usize,
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
+}
+
+/// The answer to `trace_packet`: what the switch would do with the packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketTrace {
+    /// The frame as built from the SPEC: port, addresses, protocol, length.
+    pub packet: String,
+    /// One line per stage, in order.
+    pub lines: Vec<TraceLineRow>,
+    /// `forwarded`, `flooded`, `consumed`, `held` or `dropped`.
+    pub outcome: String,
+    /// The ports the frame would leave by (empty unless forwarded or flooded; the
+    /// ingress port for an answer switchyard sends back).
+    pub ports: Vec<String>,
+    /// The drop reason's id (`show counters` names), when dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
+    /// The verdict in words.
+    pub verdict: String,
+}
+
+/// One line of a trace: the stage and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLineRow {
+    pub stage: String,
+    pub text: String,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Human-readable tables for the `show` verbs: the typed replies of the control
-//! protocol, laid out in columns for people (`--json` prints the replies as they are).
+//! Human-readable tables for the `show` verbs, and traces for `trace`: the typed
+//! replies of the control protocol, laid out for people (`--json` prints the replies
+//! as they are).
 
 use super::protocol::*;
 use std::fmt::Write as _;
@@ -58,7 +59,19 @@ pub fn reply(r: &Reply) -> String {
         Reply::Routes(rows) => routes(rows),
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
+        Reply::TracePacket(t) => packet_trace(t),
     }
+}
+
+/// A what-if trace: the packet, one line per stage (stage names aligned), the verdict.
+pub fn packet_trace(t: &PacketTrace) -> String {
+    let mut s = format!("packet {}\n", t.packet);
+    let width = t.lines.iter().map(|l| l.stage.len()).max().unwrap_or(0);
+    for l in &t.lines {
+        let _ = writeln!(s, "  {:<width$}  {}", l.stage, l.text);
+    }
+    let _ = writeln!(s, "verdict: {}", t.verdict);
+    s
 }
 
 pub fn ports(rows: &[PortRow]) -> String {

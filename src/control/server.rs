@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::conntrack::ProtoState;
 use switchyard_core::pipeline::{
-    Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
+    Action, Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
 };
 
 /// How long a connection may go without progress: sending its request, or taking in
@@ -504,8 +504,9 @@ fn handle(
     ports: &[PortInfo],
 ) -> Result<Answer, dataplane::NotRunning> {
     let whole = |r| Answer::Whole(Response::ok(r));
-    Ok(match *req {
-        Request::Show { table } => match table {
+    Ok(match req {
+        Request::TracePacket { packet } => Answer::Whole(dp.tables(|v| trace_packet(&v, packet))?),
+        &Request::Show { table } => match table {
             Table::Ports => whole(Reply::Ports(port_rows(&gather(dp)?, ports))),
             Table::Fdb => dp.tables(|v| fdb_stream(&v))?,
             Table::Counters => whole(Reply::Counters(counters(&gather(dp)?))),
@@ -514,6 +515,42 @@ fn handle(
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
     })
+}
+
+/// A what-if trace of the packet `spec` describes, on the control thread's own
+/// pipeline over the shared tables: nothing is changed, and no worker is asked
+/// anything. A SPEC that cannot be built is a `bad_request` naming its key.
+fn trace_packet(v: &View<'_>, spec: &str) -> Response {
+    let p = &*v.pipeline;
+    let mut frame = match super::spec::parse(spec).and_then(|s| s.build(p)) {
+        Ok(f) => f,
+        Err(e) => return Response::error(ErrorReply::new(ErrorCode::BadRequest, e.to_string())),
+    };
+    let w = p.what_if(&mut frame, v.now);
+    let name = |id: PortId| p.port(id).map_or_else(|| format!("#{}", id.0), |s| s.name.clone());
+    let ports: Vec<String> = p.egress(&frame).map(name).collect();
+    let (outcome, drop_reason) = match w.action {
+        Action::Forward(_) => ("forwarded", None),
+        Action::Flood(_) => ("flooded", None),
+        Action::Reply | Action::Consume => ("consumed", None),
+        Action::Held => ("held", None),
+        Action::Drop(r) => ("dropped", Some(r.id().to_string())),
+    };
+    Response::ok(Reply::TracePacket(PacketTrace {
+        packet: w.summary,
+        lines: w
+            .lines
+            .into_iter()
+            .map(|l| TraceLineRow {
+                stage: l.stage.to_string(),
+                text: l.text,
+            })
+            .collect(),
+        outcome: outcome.to_string(),
+        ports,
+        drop_reason,
+        verdict: w.verdict,
+    }))
 }
 
 /// What every worker keeps on its own, summed over the workers.

@@ -11,12 +11,17 @@ const DOC: &str = include_str!("../../../docs/control-protocol.md");
 /// One request of every kind. The match is there to be noticed: a new kind of request
 /// needs a sample here, and then the doc test asks for its section.
 fn sample_requests() -> Vec<Request> {
-    let all = vec![Request::Show {
-        table: Table::Counters,
-    }];
+    let all = vec![
+        Request::Show {
+            table: Table::Counters,
+        },
+        Request::TracePacket {
+            packet: "in=a,dst=198.51.100.7,proto=tcp,dport=443".into(),
+        },
+    ];
     for r in &all {
         match r {
-            Request::Show { .. } => {}
+            Request::Show { .. } | Request::TracePacket { .. } => {}
         }
     }
     all
@@ -169,7 +174,20 @@ fn sample_reply(table: Table) -> Reply {
 /// One reply of every kind. As with the requests, the match is a reminder: a reply
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
-    let all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    all.push(Reply::TracePacket(PacketTrace {
+        packet: "port a: 02:42:ac:11:00:02 > 02:42:ac:11:00:01, IPv4 10.1.0.2 > 10.2.0.3 \
+                 icmp echo request, ttl 64, 42 bytes"
+            .into(),
+        lines: vec![TraceLineRow {
+            stage: "ip4-forward".into(),
+            text: "networks front and back are not joined by [[allow]]: drop".into(),
+        }],
+        outcome: "dropped".into(),
+        ports: Vec::new(),
+        drop_reason: Some("isolated".into()),
+        verdict: "dropped (isolated): networks not joined by an [[allow]] rule".into(),
+    }));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -177,7 +195,8 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Counters(_)
             | Reply::Routes(_)
             | Reply::Neighbors(_)
-            | Reply::Conntrack(_) => {}
+            | Reply::Conntrack(_)
+            | Reply::TracePacket(_) => {}
         }
     }
     all
