@@ -15,7 +15,7 @@
 //! nothing to select).
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use switchyard_core::pipeline::{FrameTrace, PortId};
 
@@ -23,6 +23,7 @@ use switchyard_core::pipeline::{FrameTrace, PortId};
 pub struct Feed<T> {
     tx: Sender<T>,
     skipped: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
 }
 
 impl<T> Clone for Feed<T> {
@@ -30,6 +31,7 @@ impl<T> Clone for Feed<T> {
         Feed {
             tx: self.tx.clone(),
             skipped: self.skipped.clone(),
+            closed: self.closed.clone(),
         }
     }
 }
@@ -67,9 +69,7 @@ impl<T> Feed<T> {
 
     /// True once the reader is gone.
     pub fn is_closed(&self) -> bool {
-        // A sender cannot ask directly; an empty, disconnected channel is what a
-        // zero-capacity probe would report, so compare receiver counts instead.
-        self.tx.receiver_count() == 0
+        self.closed.load(Ordering::Relaxed)
     }
 }
 
@@ -77,6 +77,13 @@ impl<T> Feed<T> {
 pub struct Tap<T> {
     rx: Receiver<T>,
     skipped: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+}
+
+impl<T> Drop for Tap<T> {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl<T> Tap<T> {
@@ -104,18 +111,26 @@ impl<T> Tap<T> {
 pub fn feed<T>(capacity: usize) -> (Feed<T>, Tap<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     let skipped = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
     (
         Feed {
             tx,
             skipped: skipped.clone(),
+            closed: closed.clone(),
         },
-        Tap { rx, skipped },
+        Tap {
+            rx,
+            skipped,
+            closed,
+        },
     )
 }
 
 /// A live trace as the workers share it: how many frames are still to be selected
 /// over all workers, and where finished traces go.
 pub struct TraceSession {
+    /// Frames asked for.
+    pub count: u32,
     /// Frames still to select, over all workers together.
     pub budget: Arc<AtomicU32>,
     /// Only frames received on these ports (empty: every port).
@@ -124,11 +139,44 @@ pub struct TraceSession {
 }
 
 impl TraceSession {
-    /// Takes one frame from the shared budget; false once it is spent.
-    pub fn claim(&self) -> bool {
+    /// Frames still to select.
+    pub fn budget_left(&self) -> u32 {
+        self.budget.load(Ordering::Acquire)
+    }
+
+    /// Takes one frame from the shared budget: its number in the trace (from 1, in
+    /// the order workers finished them), or `None` once the budget is spent.
+    pub fn claim(&self) -> Option<u32> {
         self.budget
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
+            .ok()
+            .map(|left| self.count - left + 1)
+    }
+}
+
+/// A worker's map from its tracer's packet numbers to the live trace's, for the
+/// second part of a held packet's trace (it comes later, under the first's number).
+#[derive(Default)]
+pub struct TraceNumbers {
+    map: std::collections::VecDeque<(u32, u32)>,
+}
+
+impl TraceNumbers {
+    const KEEP: usize = 64;
+
+    pub fn insert(&mut self, local: u32, global: u32) {
+        if self.map.len() == Self::KEEP {
+            self.map.pop_front();
+        }
+        self.map.push_back((local, global));
+    }
+
+    pub fn get(&self, local: u32) -> Option<u32> {
+        self.map.iter().find(|&&(l, _)| l == local).map(|&(_, g)| g)
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
     }
 }
 
@@ -139,6 +187,8 @@ pub struct Observers {
     /// The live trace being taken, if any (one at a time per instance; a new one
     /// replaces the old).
     pub trace: Option<Arc<TraceSession>>,
+    /// This worker's packet numbers in the live trace.
+    pub trace_numbers: TraceNumbers,
 }
 
 impl Observers {
@@ -172,13 +222,14 @@ mod tests {
     fn the_trace_budget_is_shared_and_never_overdrawn() {
         let (feed, _tap) = feed(8);
         let s = TraceSession {
+            count: 2,
             budget: Arc::new(AtomicU32::new(2)),
             ports: Vec::new(),
             feed,
         };
-        assert!(s.claim());
-        assert!(s.claim());
-        assert!(!s.claim());
+        assert_eq!(s.claim(), Some(1));
+        assert_eq!(s.claim(), Some(2));
+        assert_eq!(s.claim(), None);
         assert_eq!(s.budget.load(Ordering::Relaxed), 0);
     }
 }
