@@ -46,14 +46,23 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// What-if trace: what a running instance would do with a packet, without sending
-    /// it or changing any table (see docs/trace.md).
+    /// Trace the next frames a running instance switches: each frame, what every
+    /// stage did with it, and its fate (like VPP's `trace add`). With --packet SPEC,
+    /// a what-if instead: what the instance would do with that packet, without
+    /// sending it or changing any table (like Open vSwitch's `ofproto/trace`).
     Trace {
-        /// The packet, as key=value separated by commas or spaces:
-        /// `in=PORT,dst=IP,proto=tcp,dport=443` (docs/trace.md lists every key).
-        #[arg(long, value_name = "SPEC")]
-        packet: String,
-        /// Print JSON instead of the trace.
+        /// Only frames received on this port (repeat for more; default: every port).
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<String>,
+        /// How many frames to trace.
+        #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(switchyard::control::protocol::MAX_TRACE_FRAMES)))]
+        count: u32,
+        /// What-if: the packet, as key=value separated by commas or spaces, e.g.
+        /// `in=web,dst=198.51.100.7,proto=tcp,dport=443` (docs/trace.md lists every
+        /// key).
+        #[arg(long, value_name = "SPEC", conflicts_with_all = ["ports", "count"])]
+        packet: Option<String>,
+        /// Print one JSON object per frame instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -122,10 +131,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
         } => cli::show(table.into(), json, &target, &cli.run_dir),
         Command::Trace {
+            ports,
+            count,
             packet,
             json,
             target,
-        } => cli::trace_packet(&packet, json, &target, &cli.run_dir),
+        } => match packet {
+            Some(spec) => cli::trace_packet(&spec, json, &target, &cli.run_dir),
+            None => cli::trace(ports, count, json, &target, &cli.run_dir),
+        },
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }
@@ -192,5 +206,26 @@ mod tests {
         let e = parse(&["show", "tables"]).err().expect("refused");
         assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
         assert!(e.to_string().contains("conntrack"), "lists the tables: {e}");
+    }
+
+    #[test]
+    fn trace_is_live_or_a_what_if_but_not_both() {
+        let cli = parse(&["trace", "--packet", "in=a,dst=10.2.0.3", "--json"]).unwrap();
+        let Command::Trace { packet, json, .. } = cli.command else {
+            panic!("trace");
+        };
+        assert_eq!(packet.as_deref(), Some("in=a,dst=10.2.0.3"));
+        assert!(json);
+        for live in [&["--port", "a"][..], &["--count", "3"], &["-c", "3"]] {
+            let mut args = vec!["trace", "--packet", "in=a"];
+            args.extend_from_slice(live);
+            let e = parse(&args).err().expect("refused");
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{args:?}");
+        }
+        let cli = parse(&["trace", "--port", "a", "--count", "3"]).unwrap();
+        let Command::Trace { packet, count, .. } = cli.command else {
+            panic!("trace");
+        };
+        assert_eq!((packet, count), (None, 3));
     }
 }

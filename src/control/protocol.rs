@@ -63,22 +63,44 @@ pub enum Request {
     /// One of the tables `switchyard show` prints; answered by the [`Reply`] of the
     /// same name.
     Show { table: Table },
-    /// A what-if trace: the packet `packet` (a SPEC, see `docs/trace.md`) run through
-    /// the live tables without changing them; answered by [`Reply::TracePacket`].
+    /// Trace the next `count` frames received on `ports` (every port if empty), live:
+    /// answered by one [`Reply::Trace`] line per frame as it is switched, then a
+    /// [`Reply::TraceEnd`].
+    Trace {
+        #[serde(default)]
+        ports: Vec<String>,
+        count: u32,
+    },
+    /// A what-if trace: the packet `packet` describes (a SPEC, see `docs/trace.md`)
+    /// run through the live tables without changing them; answered by one
+    /// [`Reply::Trace`], the trace of that packet as a live trace has it.
     TracePacket { packet: String },
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show", "trace_packet"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace", "trace_packet"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Show { .. } => "show",
+            Request::Trace { .. } => "trace",
             Request::TracePacket { .. } => "trace_packet",
         }
     }
+}
+
+/// Most frames one live trace may ask for.
+pub const MAX_TRACE_FRAMES: u32 = 10_000;
+
+/// The end of a live trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEnd {
+    /// Frames traced and sent.
+    pub frames: u32,
+    /// Frames traced but not sent because the client did not read fast enough.
+    pub skipped: u64,
 }
 
 /// The tables `show` reads.
@@ -139,7 +161,10 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
-    TracePacket(PacketTrace),
+    /// One traced frame of a live trace.
+    Trace(switchyard_core::pipeline::FrameTrace),
+    /// The last line of a live trace.
+    TraceEnd(TraceEnd),
 }
 
 impl Reply {
@@ -152,7 +177,8 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
-            Reply::TracePacket(_) => "trace_packet",
+            Reply::Trace(_) => "trace",
+            Reply::TraceEnd(_) => "trace_end",
         }
     }
 
@@ -167,7 +193,8 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
-            Reply::TracePacket(r) => serde_json::to_value(r),
+            Reply::Trace(r) => serde_json::to_value(r),
+            Reply::TraceEnd(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -197,6 +224,12 @@ pub enum ErrorCode {
     /// Every one of the server's client slots is taken by a connection in the middle of
     /// a request; the server closes the connection after answering. Try again.
     Busy,
+    /// The request names a port the instance does not have; the message lists those
+    /// it has.
+    UnknownPort,
+    /// What the request asks for is taken by another client (one live trace at a
+    /// time per instance).
+    InUse,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
     #[serde(other)]
@@ -205,7 +238,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownRequest,
@@ -213,6 +246,8 @@ impl ErrorCode {
         ErrorCode::DataplaneStopped,
         ErrorCode::Internal,
         ErrorCode::Busy,
+        ErrorCode::UnknownPort,
+        ErrorCode::InUse,
     ];
 
     /// The code on the wire.
@@ -225,6 +260,8 @@ impl ErrorCode {
             ErrorCode::DataplaneStopped => "dataplane_stopped",
             ErrorCode::Internal => "internal",
             ErrorCode::Busy => "busy",
+            ErrorCode::UnknownPort => "unknown_port",
+            ErrorCode::InUse => "in_use",
             ErrorCode::Other => "other",
         }
     }
@@ -564,32 +601,6 @@ pub struct ConntrackReport {
     pub count: usize,
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
-}
-
-/// The answer to `trace_packet`: what the switch would do with the packet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PacketTrace {
-    /// The frame as built from the SPEC: port, addresses, protocol, length.
-    pub packet: String,
-    /// One line per stage, in order.
-    pub lines: Vec<TraceLineRow>,
-    /// `forwarded`, `flooded`, `consumed`, `held` or `dropped`.
-    pub outcome: String,
-    /// The ports the frame would leave by (empty unless forwarded or flooded; the
-    /// ingress port for an answer switchyard sends back).
-    pub ports: Vec<String>,
-    /// The drop reason's id (`show counters` names), when dropped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drop_reason: Option<String>,
-    /// The verdict in words.
-    pub verdict: String,
-}
-
-/// One line of a trace: the stage and what it says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceLineRow {
-    pub stage: String,
-    pub text: String,
 }
 
 #[cfg(test)]

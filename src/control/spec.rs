@@ -30,11 +30,24 @@ pub const KEYS: &str = "in/in_port, src_mac/dl_src, dst_mac/dl_dst, src/nw_src, 
 
 /// A SPEC that cannot be built; the message names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("packet spec: {0}")]
-pub struct SpecError(pub String);
+#[error("packet spec: {message}")]
+pub struct SpecError {
+    pub message: String,
+    /// The error is an ingress port the switch does not have.
+    pub unknown_port: bool,
+}
+
+impl SpecError {
+    fn new(message: String) -> SpecError {
+        SpecError {
+            message,
+            unknown_port: false,
+        }
+    }
+}
 
 fn err<T>(m: impl Into<String>) -> Result<T, SpecError> {
-    Err(SpecError(m.into()))
+    Err(SpecError::new(m.into()))
 }
 
 /// The protocol of the packet.
@@ -100,7 +113,7 @@ pub fn parse(text: &str) -> Result<PacketSpec, SpecError> {
             None => (item, None),
         };
         let name = canonical(key).ok_or_else(|| {
-            SpecError(format!(
+            SpecError::new(format!(
                 "unknown key `{key}`; the keys are {KEYS} (see docs/trace.md)"
             ))
         })?;
@@ -202,7 +215,7 @@ fn canonical(key: &str) -> Option<&'static str> {
 
 fn mac(key: &str, v: &str) -> Result<MacAddr, SpecError> {
     v.parse().map_err(|_| {
-        SpecError(format!(
+        SpecError::new(format!(
             "{key}={v}: not a MAC address (six hex bytes, 02:42:ac:11:00:02)"
         ))
     })
@@ -210,12 +223,12 @@ fn mac(key: &str, v: &str) -> Result<MacAddr, SpecError> {
 
 fn ip(key: &str, v: &str) -> Result<Ipv4Addr, SpecError> {
     v.parse()
-        .map_err(|_| SpecError(format!("{key}={v}: not an IPv4 address")))
+        .map_err(|_| SpecError::new(format!("{key}={v}: not an IPv4 address")))
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, SpecError> {
     v.parse()
-        .map_err(|_| SpecError(format!("{key}={v}: not {what}")))
+        .map_err(|_| SpecError::new(format!("{key}={v}: not {what}")))
 }
 
 /// TCP flags as letters, tcpdump's and `ss`'s: `S`, `SA`, `A`, `FA`, `R`, `PA`...
@@ -263,9 +276,10 @@ impl PacketSpec {
                 names()
             ));
         };
-        let port = p
-            .port_by_name(name)
-            .ok_or_else(|| SpecError(format!("in={name}: no such port; ports are {}", names())))?;
+        let port = p.port_by_name(name).ok_or_else(|| SpecError {
+            message: format!("in={name}: no such port; ports are {}", names()),
+            unknown_port: true,
+        })?;
         let ps = p.port(port).expect("found by name");
         let domain = p.domain(ps.domain).expect("a port's network exists");
         let gateway = domain.gateway;
@@ -289,7 +303,7 @@ impl PacketSpec {
         };
         let gateway_mac = |key: &str| {
             gateway.map(|g| g.mac).ok_or_else(|| {
-                SpecError(format!(
+                SpecError::new(format!(
                     "{key}: network {} has no gateway; give dst_mac=MAC",
                     domain.name
                 ))
@@ -524,34 +538,34 @@ mod tests {
     }
 
     fn message(spec: &str) -> String {
-        build(spec).unwrap_err().0
+        build(spec).unwrap_err().message
     }
 
     #[test]
     fn defaults_come_from_the_port_and_its_network() {
         let f = build("in=a,dst=10.2.0.2,proto=tcp,dport=443").unwrap();
-        let d = switchyard_core::pipeline::describe(f.data());
+        let d = switchyard_core::pipeline::summarize(f.data());
         assert_eq!(
             d,
-            "02:00:00:00:01:02 > 02:00:00:00:01:01, IPv4 10.1.0.2:40000 > 10.2.0.2:443 tcp [SYN], ttl 64, 70 bytes"
+            "02:00:00:00:01:02 > 02:00:00:00:01:01, IPv4 10.1.0.2 > 10.2.0.2 tcp 40000 > 443 [SYN], ttl 64, 70 bytes"
         );
         // To an endpoint of the same network: its own MAC.
         let f = build("in=a dst=10.1.0.3 sport=5 dport=7").unwrap();
-        let d = switchyard_core::pipeline::describe(f.data());
+        let d = switchyard_core::pipeline::summarize(f.data());
         assert!(
-            d.starts_with("02:00:00:00:01:02 > 02:00:00:00:01:03, IPv4 10.1.0.2:5 > 10.1.0.3:7 udp"),
+            d.starts_with("02:00:00:00:01:02 > 02:00:00:00:01:03, IPv4 10.1.0.2 > 10.1.0.3 udp 5 > 7"),
             "{d}"
         );
         // No protocol, no ports: a ping.
-        let d = switchyard_core::pipeline::describe(build("in=c,dst=10.2.0.1").unwrap().data());
+        let d = switchyard_core::pipeline::summarize(build("in=c,dst=10.2.0.1").unwrap().data());
         assert!(d.contains("icmp echo request"), "{d}");
         // ARP: broadcast by default.
-        let d = switchyard_core::pipeline::describe(
+        let d = switchyard_core::pipeline::summarize(
             build("in=b,proto=arp,target=10.1.0.1").unwrap().data(),
         );
         assert_eq!(
             d,
-            "02:00:00:00:01:03 > ff:ff:ff:ff:ff:ff, ARP who-has 10.1.0.1 tell 10.1.0.3, 42 bytes"
+            "02:00:00:00:01:03 > ff:ff:ff:ff:ff:ff, ARP request who-has 10.1.0.1 tell 10.1.0.3, 42 bytes"
         );
     }
 

@@ -15,13 +15,17 @@ fn sample_requests() -> Vec<Request> {
         Request::Show {
             table: Table::Counters,
         },
+        Request::Trace {
+            ports: vec!["a".into()],
+            count: 10,
+        },
         Request::TracePacket {
             packet: "in=a,dst=198.51.100.7,proto=tcp,dport=443".into(),
         },
     ];
     for r in &all {
         match r {
-            Request::Show { .. } | Request::TracePacket { .. } => {}
+            Request::Show { .. } | Request::Trace { .. } | Request::TracePacket { .. } => {}
         }
     }
     all
@@ -175,18 +179,28 @@ fn sample_reply(table: Table) -> Reply {
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
     let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
-    all.push(Reply::TracePacket(PacketTrace {
-        packet: "port a: 02:42:ac:11:00:02 > 02:42:ac:11:00:01, IPv4 10.1.0.2 > 10.2.0.3 \
-                 icmp echo request, ttl 64, 42 bytes"
+    all.push(Reply::Trace(switchyard_core::pipeline::FrameTrace {
+        packet: 1,
+        time_ns: 1_796_101_012_063_658_000,
+        port: "a".into(),
+        summary: "02:42:ac:11:00:02 > ff:ff:ff:ff:ff:ff, ARP request who-has 172.17.0.3 \
+                  tell 172.17.0.2, 42 bytes"
             .into(),
-        lines: vec![TraceLineRow {
-            stage: "ip4-forward".into(),
-            text: "networks front and back are not joined by [[allow]]: drop".into(),
+        continued: false,
+        lines: vec![switchyard_core::pipeline::StageLine {
+            stage: "l2-learn".into(),
+            text: "learned 02:42:ac:11:00:02 on port a (bridge default)".into(),
         }],
-        outcome: "dropped".into(),
-        ports: Vec::new(),
-        drop_reason: Some("isolated".into()),
-        verdict: "dropped (isolated): networks not joined by an [[allow]] rule".into(),
+        verdict: switchyard_core::pipeline::Verdict {
+            action: "drop".into(),
+            ports: vec!["b".into()],
+            reason: Some("ttl_expired".into()),
+            text: "flooded over network default: to port b".into(),
+        },
+    }));
+    all.push(Reply::TraceEnd(TraceEnd {
+        frames: 10,
+        skipped: 0,
     }));
     for r in &all {
         match r {
@@ -196,7 +210,8 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Routes(_)
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
-            | Reply::TracePacket(_) => {}
+            | Reply::Trace(_)
+            | Reply::TraceEnd(_) => {}
         }
     }
     all
@@ -440,7 +455,9 @@ fn the_doc_lists_every_error_code() {
             | ErrorCode::TooLarge
             | ErrorCode::DataplaneStopped
             | ErrorCode::Internal
-            | ErrorCode::Busy => {}
+            | ErrorCode::Busy
+            | ErrorCode::UnknownPort
+            | ErrorCode::InUse => {}
             ErrorCode::Other => panic!("servers never send `other`"),
         }
     }
@@ -594,10 +611,10 @@ fn a_malformed_line_is_a_bad_request() {
 
 #[test]
 fn an_unknown_request_is_named_with_those_that_exist() {
-    let e = refused(r#"{"version":1,"request":{"trace":{"port":"a"}}}"#);
+    let e = refused(r#"{"version":1,"request":{"teleport":{"port":"a"}}}"#);
     assert_eq!(e.code, ErrorCode::UnknownRequest);
     assert!(
-        e.message.contains("\"trace\"") && e.message.contains("show"),
+        e.message.contains("\"teleport\"") && e.message.contains("show"),
         "{e}"
     );
 }

@@ -51,21 +51,34 @@ fn dump(p: &Pipeline) -> String {
     )
 }
 
+/// A what-if's trace, and the verdict it reached.
+struct WhatIf {
+    trace: FrameTrace,
+    action: Action,
+    verdict: String,
+}
+
 /// Runs a what-if of `bytes` arriving on `port` at `now_ms` and checks that it
 /// changed nothing.
 fn what_if(p: &Pipeline, port: PortId, bytes: &[u8], now_ms: u64) -> WhatIf {
     let before = dump(p);
     let mut f = Frame::from_bytes(port, bytes);
-    let w = p.what_if(&mut f, Timestamp::from_millis(now_ms));
-    assert_eq!(dump(p), before, "a what-if changed the tables: {w:#?}");
-    assert_eq!(w.action, f.action);
-    w
+    let trace = p.what_if(&mut f, Timestamp::from_millis(now_ms));
+    assert_eq!(dump(p), before, "a what-if changed the tables: {trace:#?}");
+    let verdict = trace.verdict.text.clone();
+    WhatIf {
+        trace,
+        action: f.action,
+        verdict,
+    }
 }
 
+/// The trace's lines, as `stage: text`.
 fn text(w: &WhatIf) -> String {
-    w.lines
+    w.trace
+        .lines
         .iter()
-        .map(|l| l.to_string())
+        .map(|l| format!("{}: {}", l.stage, l.text))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -199,7 +212,7 @@ fn an_unresolved_next_hop_is_not_asked_for_and_nothing_is_held() {
         "{t}"
     );
     assert!(
-        t.contains("emit: would send 02:42:0a:02:00:01 > ff:ff:ff:ff:ff:ff, ARP who-has 10.2.0.3 tell 10.2.0.1, 42 bytes flooded on back"),
+        t.contains("emit: would send 02:42:0a:02:00:01 > ff:ff:ff:ff:ff:ff, ARP request who-has 10.2.0.3 tell 10.2.0.1, 42 bytes, flooded over network back"),
         "{t}"
     );
     assert!(p.neighbors().is_empty());
@@ -213,7 +226,7 @@ fn an_arp_request_is_answered_without_learning_its_sender() {
     assert_eq!(w.action, Action::Reply);
     assert_eq!(
         w.verdict,
-        "consumed: ARP request answered, the reply sent back to port fa"
+        "consumed: ARP request answered, the reply sent back out of port fa"
     );
     assert!(
         text(&w).contains("would learn neighbor 10.1.0.2 at 02:42:0a:01:00:02 (new entry)"),
@@ -238,7 +251,7 @@ fn a_stale_neighbor_is_not_probed() {
     assert_eq!(w.action, Action::Forward(PortId(3)));
     let t = text(&w);
     assert!(t.contains("10.2.0.3 is stale: re-confirming with a unicast ARP request"), "{t}");
-    assert!(t.contains("emit: would send 02:42:0a:02:00:01 > 02:42:0a:02:00:03, ARP who-has 10.2.0.3"), "{t}");
+    assert!(t.contains("emit: would send 02:42:0a:02:00:01 > 02:42:0a:02:00:03, ARP request who-has 10.2.0.3"), "{t}");
     assert_eq!(p.neighbors().get(rip(2, 3)).unwrap().state, NeighborState::Stale);
 }
 
@@ -254,7 +267,7 @@ fn icmp_errors_are_described_without_taking_rate_limit_tokens() {
             text(&w)
         );
         assert!(text(&w).contains("emit: would send"), "{}", text(&w));
-        assert_eq!(w.verdict, "dropped (ttl_expired): TTL expired in transit");
+        assert_eq!(w.verdict, "dropped: TTL expired in transit [ttl_expired]");
     }
     // Once the real packets have spent the burst, the what-if says so.
     for i in 0..6 {
@@ -275,9 +288,17 @@ fn a_packet_to_an_isolated_network_names_the_drop_reason() {
     assert_eq!(w.action, Action::Drop(DropReason::Isolated));
     assert_eq!(
         w.verdict,
-        "dropped (isolated): networks not joined by an [[allow]] rule"
+        "dropped: networks not joined by an [[allow]] rule [isolated]"
     );
-    assert!(w.summary.starts_with("port fa: 02:42:0a:01:00:02 > 02:42:0a:01:00:01, IPv4 10.1.0.2:4000 > 10.3.0.5:5000 udp"));
+    assert_eq!(w.trace.port, "fa");
+    assert!(
+        w.trace
+            .summary
+            .starts_with("02:42:0a:01:00:02 > 02:42:0a:01:00:01, IPv4 10.1.0.2 > 10.3.0.5 udp 4000 > 5000"),
+        "{}",
+        w.trace.summary
+    );
+    assert_eq!(w.trace.verdict.reason.as_deref(), Some("isolated"));
 }
 
 #[test]
@@ -292,7 +313,7 @@ fn a_ping_to_the_gateway_is_answered() {
     assert_eq!(w.action, Action::Reply);
     assert_eq!(
         w.verdict,
-        "consumed: ping answered, the echo reply sent back to port fa"
+        "consumed: ping answered, the echo reply sent back out of port fa"
     );
 }
 
