@@ -42,6 +42,12 @@ impl Pipeline {
         let action = p.walk::<true>(frame, &mut out);
         frame.action = action;
         let packet = p.tracer.take_current();
+        // Switchyard answers a broadcast ARP request with a frame of its own, and
+        // floods the request on: the verdict says both.
+        let answered = out.frames().iter().any(|e| {
+            e.action == Action::Forward(ingress)
+                && EthernetFrame::new_checked(e.data()).is_ok_and(|h| h.ethertype() == EtherType::ARP)
+        });
         for e in out.frames() {
             let to = match e.action {
                 Action::Forward(port) => format!("to port {}", self.port_name(port)),
@@ -61,6 +67,13 @@ impl Pipeline {
         // No time: it did not happen.
         t.time_ns = 0;
         t.verdict.text = p.what_if_verdict(frame, action, before);
+        if answered && matches!(action, Action::Flood(_)) {
+            let _ = write!(
+                t.verdict.text,
+                "; switchyard answers it, the ARP reply sent back out of port {}",
+                self.port_name(ingress)
+            );
+        }
         t
     }
 
