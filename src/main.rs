@@ -220,7 +220,11 @@ mod tests {
             let mut args = vec!["trace", "--packet", "in=a"];
             args.extend_from_slice(live);
             let e = parse(&args).err().expect("refused");
-            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{args:?}");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{args:?}"
+            );
         }
         let cli = parse(&["trace", "--port", "a", "--count", "3"]).unwrap();
         let Command::Trace { packet, count, .. } = cli.command else {

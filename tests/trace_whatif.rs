@@ -93,7 +93,11 @@ fn snapshot(sy: &Switchyard) -> (Value, Vec<(String, u64)>) {
 
 /// The tables are as they were, and no age was reset nor timeout pushed back: ages
 /// only grew and timeouts only shrank, by no more than the time that went by.
-fn assert_unchanged(before: &(Value, Vec<(String, u64)>), after: &(Value, Vec<(String, u64)>), secs: u64) {
+fn assert_unchanged(
+    before: &(Value, Vec<(String, u64)>),
+    after: &(Value, Vec<(String, u64)>),
+    secs: u64,
+) {
     assert_eq!(before.0, after.0, "the tables changed");
     assert_eq!(before.1.len(), after.1.len());
     for ((what, b), (what_after, a)) in before.1.iter().zip(&after.1) {
@@ -117,7 +121,11 @@ fn what_ifs_say_what_would_happen_and_change_no_table() {
     let before = snapshot(&sy);
     let fdb = &before.0["fdb"];
     assert!(fdb.as_array().unwrap().len() >= 3, "{fdb}");
-    assert_eq!(before.0["conntrack"]["count"], 2, "{}", before.0["conntrack"]);
+    assert_eq!(
+        before.0["conntrack"]["count"], 2,
+        "{}",
+        before.0["conntrack"]
+    );
     let started = Instant::now();
 
     // To the other, isolated network: dropped, and the reason named.
@@ -231,10 +239,16 @@ fn the_cli_prints_a_what_if_as_a_trace_and_refuses_a_malformed_spec() {
 
     // Malformed: the message names the key, and nothing else is printed.
     for (spec, says) in [
-        ("in=web,dst=10.2.0.2,dport=http", "dport=http: not a port number (0-65535)"),
+        (
+            "in=web,dst=10.2.0.2,dport=http",
+            "dport=http: not a port number (0-65535)",
+        ),
         ("dst=10.2.0.2", "`in` is required"),
         ("in=web,dst=10.2.0.2,colour=red", "unknown key `colour`"),
-        ("in=nosuch,dst=10.2.0.2", "in=nosuch: no such port; ports are web, db, peer, app"),
+        (
+            "in=nosuch,dst=10.2.0.2",
+            "in=nosuch: no such port; ports are web, db, peer, app",
+        ),
     ] {
         let (ok, out, err) = run(&["--packet", spec]);
         assert!(!ok, "{spec}: accepted");

@@ -295,7 +295,11 @@ impl PacketSpec {
         self.check_keys(proto)?;
         let src_mac = match self.src_mac.or(ps.mac) {
             Some(m) => m,
-            None => return err(format!("src_mac: port {name} has no known MAC; give src_mac=")),
+            None => {
+                return err(format!(
+                    "src_mac: port {name} has no known MAC; give src_mac="
+                ))
+            }
         };
         let src = match self.src.or(ps.ip) {
             Some(a) => a,
@@ -357,7 +361,9 @@ impl PacketSpec {
                 ))
             }
             Some(l) if l > MAX_FRAME_LEN => {
-                return err(format!("len={l}: longer than a frame can be ({MAX_FRAME_LEN})"))
+                return err(format!(
+                    "len={l}: longer than a frame can be ({MAX_FRAME_LEN})"
+                ))
             }
             Some(l) => l,
         };
@@ -387,7 +393,11 @@ impl PacketSpec {
         let arp = proto == Proto::Arp;
         given(!arp && self.target.is_some(), "target", "arp")?;
         given(!arp && self.op.is_some(), "op", "arp")?;
-        given(arp && self.dst.is_some(), "dst", "IPv4 (an ARP packet asks for target=)")?;
+        given(
+            arp && self.dst.is_some(),
+            "dst",
+            "IPv4 (an ARP packet asks for target=)",
+        )?;
         given(arp && self.ttl.is_some(), "ttl", "IPv4")?;
         given(arp && self.df.is_some(), "df", "IPv4")?;
         Ok(())
@@ -553,7 +563,9 @@ mod tests {
         let f = build("in=a dst=10.1.0.3 sport=5 dport=7").unwrap();
         let d = switchyard_core::pipeline::summarize(f.data());
         assert!(
-            d.starts_with("02:00:00:00:01:02 > 02:00:00:00:01:03, IPv4 10.1.0.2 > 10.1.0.3 udp 5 > 7"),
+            d.starts_with(
+                "02:00:00:00:01:02 > 02:00:00:00:01:03, IPv4 10.1.0.2 > 10.1.0.3 udp 5 > 7"
+            ),
             "{d}"
         );
         // No protocol, no ports: a ping.
@@ -579,10 +591,19 @@ mod tests {
         assert_eq!(f.len(), 200);
         let ip = Ipv4Packet::new_checked(&f.data()[14..]).unwrap();
         assert!(ip.checksum_ok());
-        assert_eq!((ip.ttl(), ip.dont_fragment(), ip.src()), (3, true, Ipv4Addr::new(10, 1, 0, 99)));
+        assert_eq!(
+            (ip.ttl(), ip.dont_fragment(), ip.src()),
+            (3, true, Ipv4Addr::new(10, 1, 0, 99))
+        );
         let t = TcpPacket::new_checked(ip.payload()).unwrap();
         assert_eq!(
-            (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number(), t.window()),
+            (
+                t.src_port(),
+                t.dst_port(),
+                t.seq_number(),
+                t.ack_number(),
+                t.window()
+            ),
             (1234, 22, 7, 9, 100)
         );
         assert_eq!(t.flags(), TcpFlags::FIN | TcpFlags::ACK);
@@ -596,7 +617,9 @@ mod tests {
         };
         let h = v4.header().to_header();
         assert_eq!(
-            tcp.to_header().calc_checksum_ipv4(&h, tcp.payload()).unwrap(),
+            tcp.to_header()
+                .calc_checksum_ipv4(&h, tcp.payload())
+                .unwrap(),
             tcp.checksum()
         );
         let f = build("in=a,dst=10.1.0.3,proto=icmp,icmp_type=11,icmp_code=0").unwrap();
@@ -610,22 +633,49 @@ mod tests {
     fn every_error_names_its_key() {
         for (spec, says) in [
             ("dst=10.2.0.2", "`in` is required"),
-            ("in=zz,dst=10.2.0.2", "in=zz: no such port; ports are a, b, c"),
+            (
+                "in=zz,dst=10.2.0.2",
+                "in=zz: no such port; ports are a, b, c",
+            ),
             ("in=a,dst=10.2.0.300", "dst=10.2.0.300: not an IPv4 address"),
-            ("in=a,dst=10.2.0.2,dport=http", "dport=http: not a port number"),
-            ("in=a,dst=10.2.0.2,dport=70000", "dport=70000: not a port number"),
-            ("in=a,dst=10.2.0.2,flags=SX", "flags=SX: `X` is not a TCP flag"),
-            ("in=a,dst=10.2.0.2,proto=sctp", "proto=sctp: one of tcp, udp, icmp, arp"),
+            (
+                "in=a,dst=10.2.0.2,dport=http",
+                "dport=http: not a port number",
+            ),
+            (
+                "in=a,dst=10.2.0.2,dport=70000",
+                "dport=70000: not a port number",
+            ),
+            (
+                "in=a,dst=10.2.0.2,flags=SX",
+                "flags=SX: `X` is not a TCP flag",
+            ),
+            (
+                "in=a,dst=10.2.0.2,proto=sctp",
+                "proto=sctp: one of tcp, udp, icmp, arp",
+            ),
             ("in=a,dst=10.2.0.2,colour=red", "unknown key `colour`"),
             ("in=a,dst=10.2.0.2,dst=10.2.0.3", "`dst` is given twice"),
             ("in=a,dst=10.2.0.2,ttl=", "`ttl=` has no value"),
             ("in=a,dst", "`dst` needs a value"),
-            ("in=a,dst=10.2.0.2,src_mac=02:00", "src_mac=02:00: not a MAC address"),
-            ("in=a,dst=10.2.0.2,proto=icmp,dport=5", "`dport` is only for tcp and udp"),
-            ("in=a,dst=10.2.0.2,proto=udp,flags=S", "`flags` is only for tcp"),
+            (
+                "in=a,dst=10.2.0.2,src_mac=02:00",
+                "src_mac=02:00: not a MAC address",
+            ),
+            (
+                "in=a,dst=10.2.0.2,proto=icmp,dport=5",
+                "`dport` is only for tcp and udp",
+            ),
+            (
+                "in=a,dst=10.2.0.2,proto=udp,flags=S",
+                "`flags` is only for tcp",
+            ),
             ("in=a,proto=arp", "target: an ARP packet needs target=IP"),
             ("in=a,proto=tcp", "dst: an IPv4 packet needs dst=IP"),
-            ("in=a,dst=10.2.0.2,len=20", "len=20: shorter than the packet's headers"),
+            (
+                "in=a,dst=10.2.0.2,len=20",
+                "len=20: shorter than the packet's headers",
+            ),
             ("in=a,dst=10.2.0.2,df=maybe", "df=maybe: yes or no"),
         ] {
             let m = message(spec);

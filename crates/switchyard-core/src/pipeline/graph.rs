@@ -94,7 +94,12 @@ impl Pipeline {
     // Not inlined into `walk`, as the L3 path below: the bridged path, the most
     // travelled, stays a small function with little to save and restore per frame.
     #[inline(never)]
-    fn walk_from_arp_input<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+    fn walk_from_arp_input<const DRY: bool>(
+        &mut self,
+        f: &mut Frame,
+        l2: &L2,
+        out: &mut Emitter,
+    ) -> Action {
         match self.arp_input::<DRY>(f, l2, out) {
             arp_input::Next::L2Flood { answered } => self.walk_from_l2_flood(f, l2, answered),
             arp_input::Next::Reply => Action::Reply,
@@ -116,7 +121,12 @@ impl Pipeline {
     /// From ip4-input: an IPv4 packet sent to the gateway MAC, to be routed or answered.
     // Not inlined into `walk` (see `walk_from_arp_input`).
     #[inline(never)]
-    fn walk_from_ip4_input<const DRY: bool>(&mut self, f: &mut Frame, l2: &L2, out: &mut Emitter) -> Action {
+    fn walk_from_ip4_input<const DRY: bool>(
+        &mut self,
+        f: &mut Frame,
+        l2: &L2,
+        out: &mut Emitter,
+    ) -> Action {
         match self.ip4_input(f, l2) {
             ip4_input::Next::CtLookup => {}
             ip4_input::Next::Drop(r) => return Action::Drop(r),
@@ -144,7 +154,9 @@ impl Pipeline {
             ip4_forward::Next::Drop(r) => return Action::Drop(r),
         };
         match self.ip4_neighbor::<DRY>(f, hop, out) {
-            ip4_neighbor::Next::NatRewrite(adj) => self.walk_from_nat_rewrite::<DRY>(f, adj, 0, out),
+            ip4_neighbor::Next::NatRewrite(adj) => {
+                self.walk_from_nat_rewrite::<DRY>(f, adj, 0, out)
+            }
             ip4_neighbor::Next::Held => Action::Held,
             ip4_neighbor::Next::Drop(r) => Action::Drop(r),
         }

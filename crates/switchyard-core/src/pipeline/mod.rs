@@ -58,8 +58,7 @@ pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
 pub use memory::TableMemory;
 pub use neighbor::{
-    Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork,
-    WouldResolve,
+    Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork, WouldResolve,
 };
 pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{summarize, FrameTrace, StageLine, TraceRecord, Tracer, Verdict};

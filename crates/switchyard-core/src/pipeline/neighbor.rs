@@ -510,10 +510,11 @@ impl Neighbors {
         };
         // An unresolved entry of the network with packets queued would make room for
         // the packet (see `room_for_held`).
-        let held_room = self.held_room_preview(domain)
-            || self.entries.iter().flatten().any(|n| {
-                n.domain == domain && n.state == NeighborState::Incomplete && n.qlen > 0
-            });
+        let held_room =
+            self.held_room_preview(domain)
+                || self.entries.iter().flatten().any(|n| {
+                    n.domain == domain && n.state == NeighborState::Incomplete && n.qlen > 0
+                });
         if !held_room {
             return WouldResolve::NoBuffer;
         }
@@ -526,7 +527,13 @@ impl Neighbors {
     }
 
     /// What [`Self::learn`] would do, changing nothing.
-    pub fn learn_preview(&self, ip: Ipv4Addr, domain: DomainId, mac: MacAddr, how: Learned) -> LearnOutcome {
+    pub fn learn_preview(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        mac: MacAddr,
+        how: Learned,
+    ) -> LearnOutcome {
         if let Some(n) = self.get(ip) {
             return if n.state == NeighborState::Incomplete {
                 LearnOutcome::Resolved { queued: n.qlen }

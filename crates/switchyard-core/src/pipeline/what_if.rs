@@ -46,18 +46,25 @@ impl Pipeline {
         // floods the request on: the verdict says both.
         let answered = out.frames().iter().any(|e| {
             e.action == Action::Forward(ingress)
-                && EthernetFrame::new_checked(e.data()).is_ok_and(|h| h.ethertype() == EtherType::ARP)
+                && EthernetFrame::new_checked(e.data())
+                    .is_ok_and(|h| h.ethertype() == EtherType::ARP)
         });
         for e in out.frames() {
             let to = match e.action {
                 Action::Forward(port) => format!("to port {}", self.port_name(port)),
                 Action::Flood(d) => {
-                    format!("flooded over network {}", self.sh.domains[d.index()].spec.name)
+                    format!(
+                        "flooded over network {}",
+                        self.sh.domains[d.index()].spec.name
+                    )
                 }
                 _ => String::from("nowhere"),
             };
-            p.tracer
-                .add(packet, "emit", format!("would send {}, {to}", summarize(e.data())));
+            p.tracer.add(
+                packet,
+                "emit",
+                format!("would send {}, {to}", summarize(e.data())),
+            );
         }
         p.finish_trace(packet, ingress, action);
         let mut t = p
@@ -83,8 +90,8 @@ impl Pipeline {
     /// would wait for.
     fn what_if_verdict(&self, f: &Frame, action: Action, before: Option<Endpoints>) -> String {
         let ingress = f.ingress;
-        let arp = EthernetFrame::new_checked(f.data())
-            .is_ok_and(|e| e.ethertype() == EtherType::ARP);
+        let arp =
+            EthernetFrame::new_checked(f.data()).is_ok_and(|e| e.ethertype() == EtherType::ARP);
         match action {
             Action::Drop(r) => format!("dropped: {} [{}]", r.text(), r.id()),
             Action::Consume if arp => "consumed: an ARP reply to switchyard".to_string(),
@@ -114,11 +121,13 @@ impl Pipeline {
                         let _ = write!(s, "sent to port {} (unicast)", self.port_name(port));
                     }
                     _ => {
-                        let ports: Vec<&str> = self
-                            .egress(f)
-                            .map(|p: PortId| self.port_name(p))
-                            .collect();
-                        let how = if routed { "routed and flooded" } else { "flooded" };
+                        let ports: Vec<&str> =
+                            self.egress(f).map(|p: PortId| self.port_name(p)).collect();
+                        let how = if routed {
+                            "routed and flooded"
+                        } else {
+                            "flooded"
+                        };
                         let _ = write!(s, "{how} to ports {}", list(&ports));
                     }
                 }

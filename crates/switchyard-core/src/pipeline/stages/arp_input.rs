@@ -187,14 +187,22 @@ impl fmt::Display for Trace<'_> {
             Trace::NewNeighbor { ip, mac } => write!(f, "neighbor {ip} is at {mac} (new entry)"),
             Trace::NeighborMoved { ip, mac } => write!(f, "neighbor {ip} moved to {mac}"),
             Trace::WouldLearn { ip, mac, would } => match would {
-                LearnOutcome::Created => write!(f, "would learn neighbor {ip} at {mac} (new entry)"),
+                LearnOutcome::Created => {
+                    write!(f, "would learn neighbor {ip} at {mac} (new entry)")
+                }
                 LearnOutcome::Resolved { queued } => write!(
                     f,
                     "{ip} is at {mac}: would resolve it and release {queued} waiting packet(s)"
                 ),
                 LearnOutcome::Changed => write!(f, "neighbor {ip} would move to {mac}"),
-                LearnOutcome::Refreshed => write!(f, "neighbor {ip} at {mac} already known: would be confirmed"),
-                LearnOutcome::Ignored => write!(f, "neighbor {ip} at {mac} would not be learned (unsolicited, or no room)"),
+                LearnOutcome::Refreshed => write!(
+                    f,
+                    "neighbor {ip} at {mac} already known: would be confirmed"
+                ),
+                LearnOutcome::Ignored => write!(
+                    f,
+                    "neighbor {ip} at {mac} would not be learned (unsolicited, or no room)"
+                ),
             },
             Trace::Bound { ip, owner, port } => write!(
                 f,

@@ -193,9 +193,9 @@ impl fmt::Display for Trace {
                 }
                 write!(f, ", timeout reset to {expires_in} s (entry unchanged)")
             }
-            Trace::WouldEvict => f.write_str(
-                "table full: an unassured flow would be evicted to make room",
-            ),
+            Trace::WouldEvict => {
+                f.write_str("table full: an unassured flow would be evicted to make room")
+            }
             Trace::Related { flow, to } => write!(f, "ICMP error about flow {flow}: to {to}"),
         }
     }
@@ -226,7 +226,9 @@ impl Pipeline {
         // (its zone); from any other network the packet is untracked, and isolation
         // applies to it as to any packet.
         let tracked = if DRY {
-            self.sh.conntrack.lookup_preview(&t, l2.domain, len, &seg, now)
+            self.sh
+                .conntrack
+                .lookup_preview(&t, l2.domain, len, &seg, now)
         } else {
             self.sh
                 .conntrack
@@ -329,7 +331,8 @@ impl Pipeline {
         };
         let zone = [l2.domain, egress];
         let tracked = if DRY {
-            self.ct_would_insert(f, t, reply, zone, state, &seg).map(|()| None)
+            self.ct_would_insert(f, t, reply, zone, state, &seg)
+                .map(|()| None)
         } else {
             self.ct_insert(t, reply, zone, state).map(Some)
         };

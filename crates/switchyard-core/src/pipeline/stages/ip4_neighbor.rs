@@ -336,7 +336,12 @@ impl Pipeline {
                     let action = if self.emit_room(out) {
                         trace!(self, f, Trace::Released(mac));
                         // One buffer stays free for the packet itself.
-                        self.walk_from_nat_rewrite::<false>(&mut f, Adjacency { domain, mac }, 1, out)
+                        self.walk_from_nat_rewrite::<false>(
+                            &mut f,
+                            Adjacency { domain, mac },
+                            1,
+                            out,
+                        )
                     } else {
                         Action::Drop(Drop::NoBuffer.into())
                     };

@@ -75,7 +75,14 @@ pub(super) fn router() -> Pipeline {
 }
 
 /// A UDP packet from host `s` on net `sn` to `dst`, sent to the gateway MAC.
-pub(super) fn routed_udp(sn: u8, s: u8, dst: Ipv4Addr, ttl: u8, payload: usize, df: bool) -> Vec<u8> {
+pub(super) fn routed_udp(
+    sn: u8,
+    s: u8,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payload: usize,
+    df: bool,
+) -> Vec<u8> {
     let mut v = Vec::new();
     let mut ip = etherparse::Ipv4Header::new(
         0,

@@ -25,20 +25,17 @@ fn dump(p: &Pipeline) -> String {
         .map(|n| format!("{n:?}"))
         .collect();
     nb.sort();
-    let icmp: Vec<String> = p
-        .sh
-        .icmp
-        .iter()
-        .map(|l| {
-            let l = lock(l);
-            let mut buckets: Vec<String> = format!("{l:?}")
-                .split("), ")
-                .map(str::to_string)
-                .collect();
-            buckets.sort();
-            buckets.join("), ")
-        })
-        .collect();
+    let icmp: Vec<String> =
+        p.sh.icmp
+            .iter()
+            .map(|l| {
+                let l = lock(l);
+                let mut buckets: Vec<String> =
+                    format!("{l:?}").split("), ").map(str::to_string).collect();
+                buckets.sort();
+                buckets.join("), ")
+            })
+            .collect();
     format!(
         "fdb {} {fdb:?}\nct {} evicted {} expired {} {ct:?}\nneighbors {} held {} {nb:?}\nicmp {icmp:?}\ncounters {:?}",
         p.fdb().len(),
@@ -125,7 +122,10 @@ fn a_new_masqueraded_flow_is_neither_tracked_nor_given_its_port() {
         ),
         "{t}"
     );
-    assert!(t.contains("nat-rewrite: 198.51.100.1:40000 > 198.51.100.2:80"), "{t}");
+    assert!(
+        t.contains("nat-rewrite: 198.51.100.1:40000 > 198.51.100.2:80"),
+        "{t}"
+    );
     assert_eq!(w.action, Action::Forward(OUT));
     assert_eq!(
         w.verdict,
@@ -196,14 +196,24 @@ fn an_existing_flow_keeps_its_tcp_state_counters_and_timeout() {
     );
     // A UDP flow's reply would assure it; it stays unreplied.
     run(&mut p, FA, &udp4("10.1.0.2", 5000, "198.51.100.2", 53), 2);
-    let w = what_if(&p, OUT, &udp4("198.51.100.2", 53, "198.51.100.1", 5000), 3_000);
+    let w = what_if(
+        &p,
+        OUT,
+        &udp4("198.51.100.2", 53, "198.51.100.1", 5000),
+        3_000,
+    );
     assert!(text(&w).contains("would go from Udp { replied: false } to Udp { replied: true }"));
 }
 
 #[test]
 fn an_unresolved_next_hop_is_not_asked_for_and_nothing_is_held() {
     let p = l3::router();
-    let w = what_if(&p, PortId(0), &routed_udp(1, 2, rip(2, 3), 64, 10, false), 0);
+    let w = what_if(
+        &p,
+        PortId(0),
+        &routed_udp(1, 2, rip(2, 3), 64, 10, false),
+        0,
+    );
     assert_eq!(w.action, Action::Held);
     assert_eq!(w.verdict, "held: would wait for ARP resolution of 10.2.0.3");
     let t = text(&w);
@@ -246,13 +256,32 @@ fn a_stale_neighbor_is_not_probed() {
     l3::resolve(&mut p, 2, 3, PortId(3), 0);
     let mut out = Emitter::with_capacity(4);
     p.tick(Timestamp::from_millis(30_000), &mut out);
-    assert_eq!(p.neighbors().get(rip(2, 3)).unwrap().state, NeighborState::Stale);
-    let w = what_if(&p, PortId(0), &routed_udp(1, 2, rip(2, 3), 64, 10, false), 30_100);
+    assert_eq!(
+        p.neighbors().get(rip(2, 3)).unwrap().state,
+        NeighborState::Stale
+    );
+    let w = what_if(
+        &p,
+        PortId(0),
+        &routed_udp(1, 2, rip(2, 3), 64, 10, false),
+        30_100,
+    );
     assert_eq!(w.action, Action::Forward(PortId(3)));
     let t = text(&w);
-    assert!(t.contains("10.2.0.3 is stale: re-confirming with a unicast ARP request"), "{t}");
-    assert!(t.contains("emit: would send 02:42:0a:02:00:01 > 02:42:0a:02:00:03, ARP request who-has 10.2.0.3"), "{t}");
-    assert_eq!(p.neighbors().get(rip(2, 3)).unwrap().state, NeighborState::Stale);
+    assert!(
+        t.contains("10.2.0.3 is stale: re-confirming with a unicast ARP request"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "emit: would send 02:42:0a:02:00:01 > 02:42:0a:02:00:03, ARP request who-has 10.2.0.3"
+        ),
+        "{t}"
+    );
+    assert_eq!(
+        p.neighbors().get(rip(2, 3)).unwrap().state,
+        NeighborState::Stale
+    );
 }
 
 #[test]
@@ -284,7 +313,12 @@ fn icmp_errors_are_described_without_taking_rate_limit_tokens() {
 #[test]
 fn a_packet_to_an_isolated_network_names_the_drop_reason() {
     let p = l3::router();
-    let w = what_if(&p, PortId(0), &routed_udp(1, 2, rip(3, 5), 64, 10, false), 0);
+    let w = what_if(
+        &p,
+        PortId(0),
+        &routed_udp(1, 2, rip(3, 5), 64, 10, false),
+        0,
+    );
     assert_eq!(w.action, Action::Drop(DropReason::Isolated));
     assert_eq!(
         w.verdict,
@@ -292,9 +326,9 @@ fn a_packet_to_an_isolated_network_names_the_drop_reason() {
     );
     assert_eq!(w.trace.port, "fa");
     assert!(
-        w.trace
-            .summary
-            .starts_with("02:42:0a:01:00:02 > 02:42:0a:01:00:01, IPv4 10.1.0.2 > 10.3.0.5 udp 4000 > 5000"),
+        w.trace.summary.starts_with(
+            "02:42:0a:01:00:02 > 02:42:0a:01:00:01, IPv4 10.1.0.2 > 10.3.0.5 udp 4000 > 5000"
+        ),
         "{}",
         w.trace.summary
     );
