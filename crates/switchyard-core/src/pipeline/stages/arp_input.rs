@@ -23,6 +23,7 @@
 //! port, consumed (a reply to switchyard), or drop. Trace:
 //! `arp-input: who-has 172.17.0.1 tell 172.17.0.2: gateway of default, replying 02:42:ac:11:00:01 to port a`
 
+use crate::pipeline::events::{Report, TableChange};
 use super::ip4_neighbor;
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
@@ -269,7 +270,14 @@ impl Pipeline {
                 return;
             }
         }
-        let learned = self.sh.neighbors.learn(ip, domain, mac, how, self.now);
+        let learned = if self.events.is_on() {
+            let (sh, log, now) = (&self.sh, &mut self.events, self.now);
+            let mut put = |c| log.push(now, TableChange::Neighbor(c));
+            sh.neighbors
+                .learn_reporting(ip, domain, mac, how, now, Report::to(&mut put))
+        } else {
+            self.sh.neighbors.learn(ip, domain, mac, how, self.now)
+        };
         self.settle_orphans();
         match learned {
             LearnOutcome::Resolved { queued } => {
