@@ -180,7 +180,9 @@ pub enum TableChange {
     ConnAssured(Conn),
     ConnDestroyed(Conn, DestroyReason),
     /// A port's device went away under switchyard.
-    PortDown { port: PortId },
+    PortDown {
+        port: PortId,
+    },
 }
 
 /// The kinds of event, for counting them.

@@ -211,7 +211,11 @@ impl Fdb {
     }
 
     /// As [`Fdb::age`], reporting every entry that went (domain, MAC, its port).
-    pub fn age_reporting(&self, now: u32, report: Report<'_, (DomainId, MacAddr, PortId)>) -> usize {
+    pub fn age_reporting(
+        &self,
+        now: u32,
+        report: Report<'_, (DomainId, MacAddr, PortId)>,
+    ) -> usize {
         let aging = self.aging_secs;
         self.remove_where(
             |e| !e.pinned && now.saturating_sub(e.last_seen) >= aging,

@@ -612,7 +612,12 @@ impl Neighbors {
     }
 
     /// Forgets every entry learned on `domain` and hands back what they held.
-    pub fn flush_domain(&mut self, domain: DomainId, work: &mut Vec<TickWork>, report: &mut Rep<'_>) {
+    pub fn flush_domain(
+        &mut self,
+        domain: DomainId,
+        work: &mut Vec<TickWork>,
+        report: &mut Rep<'_>,
+    ) {
         let ips: Vec<Ipv4Addr> = self
             .iter()
             .filter(|n| n.domain == domain)

@@ -23,9 +23,9 @@
 //! port, consumed (a reply to switchyard), or drop. Trace:
 //! `arp-input: who-has 172.17.0.1 tell 172.17.0.2: gateway of default, replying 02:42:ac:11:00:01 to port a`
 
-use crate::pipeline::events::{Report, TableChange};
 use super::ip4_neighbor;
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::L2;
 use crate::pipeline::neighbor::{LearnOutcome, Learned};
 use crate::pipeline::trace::{trace, TraceLine};

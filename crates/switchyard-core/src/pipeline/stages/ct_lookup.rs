@@ -198,8 +198,14 @@ impl Pipeline {
         let tracked = if self.events.is_on() {
             let (sh, log) = (&self.sh, &mut self.events);
             let mut put = |c| log.push(now, TableChange::from(c));
-            sh.conntrack
-                .lookup_update_reporting(&t, l2.domain, len, &seg, now, Report::to(&mut put))
+            sh.conntrack.lookup_update_reporting(
+                &t,
+                l2.domain,
+                len,
+                &seg,
+                now,
+                Report::to(&mut put),
+            )
         } else {
             self.sh
                 .conntrack
@@ -372,15 +378,14 @@ impl Pipeline {
         } else {
             self.sh.conntrack.insert(orig, reply, zone, state, now)
         };
-        let (r, evicted) = inserted
-            .map_err(|e| -> DropReason {
-                match e {
-                    InsertError::Full => Drop::ConntrackFull.into(),
-                    InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
-                    // A tuple of the new flow is taken: as good as no port left.
-                    InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
-                }
-            })?;
+        let (r, evicted) = inserted.map_err(|e| -> DropReason {
+            match e {
+                InsertError::Full => Drop::ConntrackFull.into(),
+                InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
+                // A tuple of the new flow is taken: as good as no port left.
+                InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
+            }
+        })?;
         if evicted {
             self.counters.event(Event::CtEvicted);
         }

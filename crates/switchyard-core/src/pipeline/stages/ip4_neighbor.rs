@@ -15,9 +15,9 @@
 //! Next: `nat-rewrite` with the next hop's MAC, held, or drop. Trace:
 //! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`
 
-use crate::pipeline::events::{Report, TableChange};
 use super::icmp_error::IcmpError;
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::{Adjacency, Hop};
 use crate::pipeline::neighbor::{Held, Resolve, TickWork};
 use crate::pipeline::trace::{trace, TraceLine};
