@@ -32,9 +32,12 @@
 //! built, makes each worker panic after N batches of its own — the real path of a
 //! worker dying, for the tests of what follows (teardown, a non-zero exit).
 
+pub mod observe;
+
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use observe::{Observers, Offer};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,7 +158,12 @@ enum Job {
     Query(Box<dyn FnOnce(View<'_>) + Send>),
     /// The device behind a port is gone: stop using it.
     PortDown(PortId, String),
+    /// Change what the worker reports to (see [`observe`]).
+    Observe(ObserveFn),
 }
+
+/// A change to a worker's [`Observers`], run between batches on every worker.
+type ObserveFn = Arc<dyn Fn(&mut Observers, &mut Pipeline, usize) + Send + Sync>;
 
 #[derive(Clone)]
 struct Link {
@@ -172,6 +180,19 @@ pub struct Handle {
     observer: Arc<Mutex<Pipeline>>,
     /// The workers' clock origin.
     start: Instant,
+    /// The same origin as wall-clock time (ns since the Unix epoch).
+    epoch_ns: u64,
+    /// Set while a live trace runs (one at a time: the workers have one tracer each).
+    tracing: Arc<AtomicBool>,
+}
+
+/// The right to run the instance's one live trace, given back when dropped.
+pub struct TraceClaim(Arc<AtomicBool>);
+
+impl Drop for TraceClaim {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The dataplane stopped or failed before answering.
@@ -251,6 +272,40 @@ impl Handle {
             .collect()
     }
 
+    /// Runs `f` on every worker between its batches, to add or remove what the worker
+    /// reports to (a live trace, a capture, an event stream). Does not wait for the
+    /// workers: each applies it before its next batch.
+    pub fn observe<F>(&self, f: F) -> Result<(), NotRunning>
+    where
+        F: Fn(&mut Observers, &mut Pipeline, usize) + Send + Sync + 'static,
+    {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(NotRunning);
+        }
+        let f: ObserveFn = Arc::new(f);
+        for l in &self.links {
+            l.jobs
+                .send(Job::Observe(f.clone()))
+                .map_err(|_| NotRunning)?;
+            let _ = l.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The wall-clock time of a reading of the workers' clock, in nanoseconds since
+    /// the Unix epoch.
+    pub fn wall_ns(&self, t: Timestamp) -> u64 {
+        self.epoch_ns.saturating_add(t.0)
+    }
+
+    /// Claims the instance's live trace; `None` while another one runs.
+    pub fn claim_trace(&self) -> Option<TraceClaim> {
+        self.tracing
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| TraceClaim(self.tracing.clone()))
+    }
+
     /// How many workers run.
     pub fn workers(&self) -> usize {
         self.links.len()
@@ -317,6 +372,7 @@ pub struct Dataplane {
     opts: Options,
     observer: Pipeline,
     start: Instant,
+    epoch_ns: u64,
 }
 
 /// One worker's state.
@@ -331,6 +387,10 @@ struct Worker {
     busy_poll: Duration,
     /// Test hook: panic after this many batches.
     panic_after: Option<u64>,
+    /// Who watches this worker (a live trace, ...).
+    observers: Observers,
+    /// The clock origin as wall-clock time (ns since the Unix epoch).
+    epoch_ns: u64,
 }
 
 impl Dataplane {
@@ -338,6 +398,9 @@ impl Dataplane {
     /// `pipeline` and the others run workers derived from it ([`Pipeline::worker`]).
     pub fn new(pipeline: Pipeline, queues: Vec<Vec<Box<dyn Port>>>, opts: Options) -> Dataplane {
         let start = Instant::now();
+        let epoch_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let mut first = Some(pipeline);
         let template = first.as_ref().map(|p| p.worker()).expect("pipeline");
         let observer = template.worker();
@@ -374,6 +437,8 @@ impl Dataplane {
                     start,
                     busy_poll: opts.busy_poll,
                     panic_after,
+                    observers: Observers::default(),
+                    epoch_ns,
                 }
             })
             .collect();
@@ -382,6 +447,7 @@ impl Dataplane {
             opts,
             observer,
             start,
+            epoch_ns,
         }
     }
 
@@ -415,6 +481,8 @@ impl Dataplane {
                 stop,
                 observer: Arc::new(Mutex::new(self.observer)),
                 start: self.start,
+                epoch_ns: self.epoch_ns,
+                tracing: Arc::new(AtomicBool::new(false)),
             },
             threads,
         })
@@ -477,6 +545,7 @@ impl Worker {
                         self.mark_down(&poll, port, why, false);
                         ready[port.index()] = false;
                     }
+                    Job::Observe(f) => f(&mut self.observers, &mut self.pipeline, self.index),
                 }
             }
             // One round: a batch from every ready queue.
@@ -521,6 +590,46 @@ impl Worker {
                 self.transmit_emitted();
                 next_tick = now.0 + TICK.as_nanos() as u64;
             }
+            if self.observers.trace.is_some() {
+                self.report_traces();
+            }
+        }
+    }
+
+    /// Hands the traces finished since the last call to the live trace, while its
+    /// budget lasts; then stops tracing. Frames over the budget (another worker took
+    /// the last ones) are discarded.
+    #[cold]
+    fn report_traces(&mut self) {
+        let Some(session) = self.observers.trace.clone() else {
+            return;
+        };
+        while let Some(mut t) = self.pipeline.tracer().next_frame() {
+            let numbers = &mut self.observers.trace_numbers;
+            let number = if t.continued {
+                numbers.get(t.packet)
+            } else {
+                let n = session.claim();
+                if let Some(n) = n {
+                    numbers.insert(t.packet, n);
+                }
+                n
+            };
+            let Some(number) = number else {
+                continue;
+            };
+            t.packet = number;
+            t.time_ns = self.epoch_ns.saturating_add(t.time_ns);
+            if session.feed.offer(t) == Offer::Closed {
+                break;
+            }
+        }
+        let spent = session.budget.load(Ordering::Acquire) == 0;
+        if spent || session.feed.is_closed() {
+            self.pipeline.tracer().stop();
+            while self.pipeline.tracer().next_frame().is_some() {}
+            self.observers.trace = None;
+            self.observers.trace_numbers.clear();
         }
     }
 
