@@ -61,6 +61,16 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Follow the changes in a running instance's tables as they happen: MACs
+    /// learned, moved and aged, neighbor states, connections new, assured and
+    /// destroyed, ports gone down (like `conntrack -E`); until Ctrl-C.
+    Events {
+        /// Print one JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
@@ -129,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             target,
         } => cli::trace(ports, count, json, &target, &cli.run_dir),
+        Command::Events { json, target } => cli::events(json, &target, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }

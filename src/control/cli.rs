@@ -361,6 +361,37 @@ pub fn trace(
     }
 }
 
+/// `switchyard events [--json]`: prints the instance's table events as they come,
+/// one line each (text, or the event's JSON object), until interrupted or stdout
+/// closes.
+pub fn events(json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    client::stream(&socket, &Request::Events {}, |reply| {
+        use std::io::Write as _;
+        let mut text = match (&reply, json) {
+            (Reply::Event(e), true) => serde_json::to_string(e).expect("events serialize"),
+            (Reply::Event(e), false) => render::event(e),
+            (r, _) => render::reply(r),
+        };
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // Each line as it comes (a pipe is block-buffered otherwise); a closed stdout
+        // (`| head`) ends the stream, and the server sees the hang-up.
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            failed = Some(e);
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`
 /// binary next to this one, with the same arguments (so the daemon links no plotting
 /// or progress-bar code). Returns only if it could not be started.

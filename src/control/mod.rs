@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod events;
 pub mod live;
 pub mod protocol;
 pub mod render;

@@ -605,6 +605,7 @@ fn handle(
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
+        Request::Events {} => super::live::events(dp)?,
     })
 }
 
@@ -858,7 +859,7 @@ fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
 }
 
 /// One tracked connection as `show conntrack` has it.
-fn conntrack_row(c: &Conn, left: u64) -> ConntrackRow {
+pub(crate) fn conntrack_row(c: &Conn, left: u64) -> ConntrackRow {
     let tuple = |t: &Tuple, d: usize| FlowTuple {
         src: t.src.to_string(),
         dst: t.dst.to_string(),
