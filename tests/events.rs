@@ -115,7 +115,9 @@ impl Drop for Events {
 /// Every line is an object with a time in RFC 3339 UTC and a kind, and only the
 /// documented fields.
 fn check_shape(v: &Value) {
-    let o = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    let o = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
     let time = o["time"].as_str().expect("a time");
     assert_eq!(time.len(), "2026-12-01T05:00:00.123456Z".len(), "{time}");
     assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");

@@ -230,8 +230,8 @@ pub enum ErrorCode {
     /// The request names a port the instance does not have; the message lists those
     /// it has.
     UnknownPort,
-    /// What the request asks for is taken by another client (one live trace at a
-    /// time per instance).
+    /// What the request asks for is taken by other clients (one live trace at a
+    /// time per instance, a bounded number of event streams).
     InUse,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
