@@ -210,7 +210,7 @@ struct EventsLive {
 
 impl Live for EventsLive {
     fn pull(&mut self) -> Pull {
-        let line = |row| Pull::Line(live_line(Reply::Event(row)));
+        let line = |row| Pull::Line(live_line(Reply::Event(Box::new(row))));
         let now = || {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -165,7 +165,7 @@ pub enum Reply {
     /// The last line of a live trace.
     TraceEnd(TraceEnd),
     /// One line of the `events` stream.
-    Event(EventRow),
+    Event(Box<EventRow>),
 }
 
 impl Reply {

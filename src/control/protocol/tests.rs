@@ -200,7 +200,7 @@ fn sample_replies() -> Vec<Reply> {
         frames: 10,
         skipped: 0,
     }));
-    all.push(Reply::Event(sample_event()));
+    all.push(Reply::Event(Box::new(sample_event())));
     for r in &all {
         match r {
             Reply::Ports(_)
