@@ -7,15 +7,16 @@ use switchyard_testkit::fixtures as common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 use switchyard::control::client;
-use switchyard::control::protocol::{PortRow, Reply, Request, Table};
+use switchyard::control::protocol::{FdbRow, PortRow, Reply, Request, Table};
 use switchyard::control::Switchyard;
-use switchyard_testkit::traffic;
+use switchyard_testkit::traffic::{self, Capture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const T: Duration = Duration::from_secs(10);
@@ -289,5 +290,90 @@ fn a_stream_ends_with_its_reader_and_their_number_is_bounded() {
         .is_ok()
     });
     traffic::ping(&ns(&sy, "b"), A, T).expect("b pings a");
+    stop(sy);
+}
+
+/// A frame from `src` to everyone, of an EtherType nobody speaks.
+fn flood_frame(src: [u8; 6]) -> Vec<u8> {
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&src);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    frame
+}
+
+#[test]
+fn a_reader_that_falls_behind_is_told_what_it_missed_and_slows_nothing() {
+    let Some(sy) = up() else { return };
+    let conn = UnixStream::connect(sy.socket()).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
+    (&conn)
+        .write_all(b"{\"version\":1,\"request\":{\"events\":{}}}\n")
+        .unwrap();
+    let mut reader = BufReader::new(&conn);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("\"listening\""), "{line}");
+    let fdb_changes = |sy: &Switchyard| {
+        ["fdb_learned", "fdb_limit", "fdb_network_limit"]
+            .iter()
+            .map(|id| events(sy, id))
+            .sum::<u64>()
+    };
+    let before = fdb_changes(&sy);
+    // A MAC flood while the reader reads nothing: a change per frame (a MAC learned
+    // while the network's share of the FDB lasts, refused after), far more than the
+    // stream's buffer and the socket hold.
+    const FLOOD: u32 = 20_000;
+    let cap = Capture::open(&ns(&sy, "a"), "eth0").unwrap();
+    for i in 0..FLOOD {
+        cap.send(&flood_frame([
+            0x02,
+            0xee,
+            0,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ]))
+        .unwrap();
+    }
+    // The switch did not wait for the reader.
+    traffic::ping(&ns(&sy, "a"), B, T).expect("a pings b while the reader lags");
+    // What the switch saw of the flood (a flood outruns a TAP's queue, and what the
+    // kernel drops there never reaches the switch): its FDB changes but for the
+    // endpoints' own MACs.
+    let own = show::<Vec<FdbRow>>(&sy, Table::Fdb)
+        .iter()
+        .filter(|r| !r.mac.starts_with("02:ee:"))
+        .count() as u64;
+    let flood_changes = fdb_changes(&sy) - before - own;
+    assert!(flood_changes > 4096, "the flood filled the network's share");
+    // Reading again: every flood change is either delivered or counted as skipped.
+    conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let (mut delivered, mut skipped) = (0u64, 0u64);
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let e = &v["ok"]["event"];
+        check_shape(e);
+        if is(e, "skipped") {
+            skipped += e["skipped"].as_u64().unwrap();
+        } else if e["mac"].as_str().is_some_and(|m| m.starts_with("02:ee:"))
+            && (is(e, "mac_learned") || is(e, "mac_refused"))
+        {
+            delivered += 1;
+        }
+    }
+    assert!(skipped > 0, "the reader lagged and was told so");
+    assert!(
+        delivered + skipped >= flood_changes,
+        "{delivered} delivered + {skipped} skipped < {flood_changes} changes"
+    );
+    drop(reader);
+    drop(conn);
     stop(sy);
 }
