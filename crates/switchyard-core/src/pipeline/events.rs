@@ -259,8 +259,10 @@ pub struct EventLog {
     events: Vec<TableEvent>,
     /// Events that found the log full, since the last drain.
     skipped: u64,
-    /// Events kept, by kind, since the log was made (on or off).
+    /// Events kept since the log was made, by kind.
     counts: [u64; EventKind::ALL.len()],
+    /// Events skipped since the log was made.
+    skipped_total: u64,
 }
 
 impl EventLog {
@@ -293,6 +295,7 @@ impl EventLog {
         }
         if self.events.len() == self.events.capacity() {
             self.skipped += 1;
+            self.skipped_total += 1;
             return;
         }
         self.counts[change.kind() as usize] += 1;
@@ -311,6 +314,11 @@ impl EventLog {
     /// Events kept so far, by kind (in the order of [`EventKind::ALL`]).
     pub fn counts(&self) -> [(EventKind, u64); EventKind::ALL.len()] {
         EventKind::ALL.map(|k| (k, self.counts[k as usize]))
+    }
+
+    /// Events that found the log full, since it was made.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped_total
     }
 
     /// Events kept since the last drain.
@@ -349,6 +357,7 @@ mod tests {
         assert_eq!(log.drain(|e| seen.push(e)), 3, "three found it full");
         assert_eq!(seen.len(), 2);
         assert_eq!(log.counts()[0], (EventKind::MacLearned, 2));
+        assert_eq!(log.skipped_total(), 3);
         // A drain empties the log and its skipped count.
         log.push(Timestamp(3), learned(9));
         assert_eq!(log.drain(|_| {}), 0);
