@@ -377,3 +377,27 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_slows_nothing() {
     drop(conn);
     stop(sy);
 }
+
+#[test]
+fn a_port_whose_namespace_is_removed_is_reported_down_once() {
+    let Some(sy) = up() else { return };
+    let mut json = Events::start(&sy, true);
+    json.until_json("listening", |v| is(v, "listening"));
+    assert!(switchyard_os::netns::delete(&ns(&sy, "b")).unwrap());
+    let down = json.until_json("port b down", |v| is(v, "port_down"));
+    assert_eq!(down["port"], "b");
+    assert_eq!(down["network"], "default");
+    // Every worker marks it down; the stream says it once.
+    traffic::ping(&ns(&sy, "a"), Ipv4Addr::new(172, 17, 0, 1), T).expect("a pings its gateway");
+    json.until_json("a's MAC learned from its ping", |v| {
+        is(v, "mac_learned") && v["port"] == "a"
+    });
+    let downs = json
+        .seen
+        .iter()
+        .filter(|l| l.contains("\"port_down\""))
+        .count();
+    assert_eq!(downs, 1, "{}", json.seen.join("\n"));
+    drop(json);
+    stop(sy);
+}
