@@ -12,6 +12,7 @@ pub mod client;
 pub mod protocol;
 pub mod render;
 pub mod server;
+mod snapshot;
 
 use crate::dataplane::{self, Dataplane, Options};
 use crate::topology::{Deployment, SetupError, Topology};
