@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, TableArg, Target};
+use switchyard::control::cli::{self, MetricsArgs, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -26,6 +26,8 @@ enum Command {
     Up {
         /// Topology file (TOML); see examples/.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Remove what a crashed `up` left behind.
     Down {
@@ -95,7 +97,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { file } => cli::up(file.as_deref(), &cli.run_dir),
+        Command::Up { file, metrics } => cli::up(file.as_deref(), &cli.run_dir, &metrics),
         Command::Down { file, target } => cli::down(
             &Target {
                 config: file.or(target.config),
