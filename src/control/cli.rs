@@ -149,10 +149,7 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
     let sy = Switchyard::start_with(topo, run_root, listener).context("switchyard up")?;
-    print_summary(sy.topology(), sy.socket());
-    if let Some(addr) = sy.metrics_addr() {
-        println!("  metrics http://{addr}{}", metrics::PATH);
-    }
+    print_summary(sy.topology(), sy.socket(), sy.metrics_addr());
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
             tracing::error!("the dataplane stopped unexpectedly; cleaning up");
@@ -175,7 +172,7 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(t: &Topology, socket: &Path) {
+fn print_summary(t: &Topology, socket: &Path, metrics: Option<SocketAddr>) {
     println!("switchyard: running {} (prefix {:?})", t.source, t.prefix);
     for n in &t.networks {
         let mut how = String::new();
@@ -255,6 +252,9 @@ fn print_summary(t: &Topology, socket: &Path) {
         }
     }
     println!("  control socket {}", socket.display());
+    if let Some(addr) = metrics {
+        println!("  metrics        http://{addr}{}", metrics::PATH);
+    }
     println!();
     println!("try it (in another terminal):");
     let mut ifaces = t.interfaces();

@@ -31,8 +31,8 @@
 
 mod relay;
 
-use super::snapshot::{self, PortInfo, TableSize};
 use super::protocol::CountersReport;
+use super::snapshot::{self, PortInfo, TableSize};
 use crate::dataplane;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
@@ -196,11 +196,13 @@ impl Drop for Exporter {
 fn respond_until_unblocked(http: &tiny_http::Server, dp: &dataplane::Handle, ports: &[PortInfo]) {
     while let Ok(rq) = http.recv() {
         // A bug while answering costs this answer, not the endpoint.
-        let response = catch_unwind(AssertUnwindSafe(|| answer(rq.method(), rq.url(), dp, ports)))
-            .unwrap_or_else(|_| {
-                tracing::error!("answering a metrics scrape panicked");
-                text(500, "switchyard failed while answering\n".into())
-            });
+        let response = catch_unwind(AssertUnwindSafe(|| {
+            answer(rq.method(), rq.url(), dp, ports)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("answering a metrics scrape panicked");
+            text(500, "switchyard failed while answering\n".into())
+        });
         if let Err(e) = rq.respond(response) {
             tracing::debug!("metrics client gone before its answer: {e}");
         }
@@ -229,10 +231,13 @@ fn answer(
         return text(404, format!("not found; metrics are at {PATH}\n"));
     }
     if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
-        return text(405, "metrics are read with GET\n".into()).with_header(header("Allow", "GET, HEAD"));
+        return text(405, "metrics are read with GET\n".into())
+            .with_header(header("Allow", "GET, HEAD"));
     }
     match render(dp, ports) {
-        Ok(body) => text(200, body).with_header(header("Content-Type", prometheus_text::CONTENT_TYPE)),
+        Ok(body) => {
+            text(200, body).with_header(header("Content-Type", prometheus_text::CONTENT_TYPE))
+        }
         Err(dataplane::NotRunning) => text(
             503,
             "the dataplane is not running (its workers stopped; the log of `switchyard up` \
@@ -274,7 +279,11 @@ struct Scrape {
 
 /// A per-port counter: its name (without `switchyard_` and `_total`), its help, and
 /// its value in a `show counters` row.
-type PortCounter = (&'static str, &'static str, fn(&super::protocol::PortCounterRow) -> u64);
+type PortCounter = (
+    &'static str,
+    &'static str,
+    fn(&super::protocol::PortCounterRow) -> u64,
+);
 
 const PORT_COUNTERS: [PortCounter; 10] = [
     ("port_rx_packets", "Frames read from the port's TAP queues.", |p| p.rx_frames),
@@ -345,7 +354,8 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         for t in &self.tables {
-            m.encode_family(&[("table", t.name)])?.encode_gauge(&t.entries)?;
+            m.encode_family(&[("table", t.name)])?
+                .encode_gauge(&t.entries)?;
         }
         let mut m = enc.encode_descriptor(
             "table_capacity",
@@ -354,7 +364,8 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         for t in &self.tables {
-            m.encode_family(&[("table", t.name)])?.encode_gauge(&t.capacity)?;
+            m.encode_family(&[("table", t.name)])?
+                .encode_gauge(&t.capacity)?;
         }
         let mut m = enc.encode_descriptor(
             "worker_cpu_seconds",
