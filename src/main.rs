@@ -156,6 +156,33 @@ mod tests {
     }
 
     #[test]
+    fn up_takes_a_metrics_address_and_metrics_public_only_with_it() {
+        let Command::Up { file, metrics } = parse(&["up", "t.toml", "--metrics", "[::1]:9477"])
+            .unwrap()
+            .command
+        else {
+            panic!("up");
+        };
+        assert_eq!(file, Some(PathBuf::from("t.toml")));
+        assert_eq!(metrics.metrics, Some("[::1]:9477".parse().unwrap()));
+        assert!(!metrics.metrics_public);
+        let Command::Up { metrics, .. } =
+            parse(&["up", "--metrics", "0.0.0.0:9477", "--metrics-public"])
+                .unwrap()
+                .command
+        else {
+            panic!("up");
+        };
+        assert!(metrics.metrics_public);
+        let e = parse(&["up", "--metrics-public"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["up", "--metrics", "localhost"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
     fn show_takes_a_table_and_the_shared_target() {
         let cli = parse(&["show", "conntrack", "--json", "--socket", "/tmp/s"]).unwrap();
         let Command::Show {

@@ -30,6 +30,8 @@
 //!   the unix socket; it waits for no client.
 
 mod relay;
+#[cfg(test)]
+mod tests;
 
 use super::protocol::CountersReport;
 use super::snapshot::{self, PortInfo, TableSize};

@@ -668,7 +668,7 @@ mod tests {
     use crate::dataplane::{Dataplane, Options};
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixStream;
-    use switchyard_core::pipeline::Spec;
+    use switchyard_core::pipeline::{Pipeline, Spec};
 
     #[test]
     fn a_line_may_be_as_long_as_the_limit_and_no_longer() {
