@@ -293,6 +293,8 @@ fn another_path_is_404_and_silent_clients_hold_up_neither_a_scrape_nor_sigterm()
     // One that sent half a request line and stopped.
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET /metr").unwrap();
+    // Time for the endpoint to take them all in before the scrape comes (it would be
+    // answered all the same if it came first, but would prove less).
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let s = scrape(addr);

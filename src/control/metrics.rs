@@ -181,9 +181,13 @@ impl Exporter {
                 tracing::error!("the metrics responder panicked");
             }
         }
-        // The last reference: `tiny_http` closes its listener and removes the file.
-        if self.http.take().is_some() {
-            let _ = std::fs::remove_file(&self.internal);
+        // The last reference: `tiny_http` closes its listener (and removes the file,
+        // which is also removed here for a start that failed before `tiny_http` ran).
+        self.http.take();
+        if let Err(e) = std::fs::remove_file(&self.internal) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {e}", self.internal.display());
+            }
         }
     }
 }

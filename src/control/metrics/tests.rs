@@ -167,6 +167,8 @@ fn a_client_that_never_reads_holds_up_neither_others_nor_stop() {
             break;
         }
     }
+    // Time for the answers to pile up unread (the scrape below is answered all the same
+    // if it comes sooner, but would prove less).
     std::thread::sleep(Duration::from_millis(500));
     let took = Instant::now();
     assert!(t.get("/metrics").starts_with("HTTP/1.0 200 "));
