@@ -45,6 +45,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use switchyard_core::pipeline::DropReason;
@@ -119,6 +120,8 @@ pub struct Exporter {
     relay: Option<relay::Relay>,
     http: Option<Arc<tiny_http::Server>>,
     responder: Option<JoinHandle<()>>,
+    /// Set before the responder is unblocked, so that its end is not taken for a failure.
+    stopping: Arc<AtomicBool>,
     internal: PathBuf,
 }
 
@@ -140,6 +143,7 @@ impl Exporter {
             relay: None,
             http: None,
             responder: None,
+            stopping: Arc::new(AtomicBool::new(false)),
             internal: internal.to_path_buf(),
         };
         std::fs::set_permissions(internal, std::fs::Permissions::from_mode(0o600))?;
@@ -147,10 +151,11 @@ impl Exporter {
             .map(Arc::new)
             .map_err(|e| io::Error::other(format!("start the HTTP server: {e}")))?;
         ex.http = Some(http.clone());
+        let stopping = ex.stopping.clone();
         ex.responder = Some(
             std::thread::Builder::new()
                 .name("switchyard-metrics".into())
-                .spawn(move || respond_until_unblocked(&http, &dp, &ports))?,
+                .spawn(move || respond_until_unblocked(&http, &stopping, &dp, &ports))?,
         );
         ex.relay = Some(relay::Relay::start(listener.tcp, internal)?);
         tracing::debug!(addr = %ex.addr, "metrics endpoint listening");
@@ -173,6 +178,7 @@ impl Exporter {
         if let Some(r) = self.relay.take() {
             r.stop();
         }
+        self.stopping.store(true, Ordering::SeqCst);
         if let Some(h) = self.http.as_ref() {
             h.unblock();
         }
@@ -198,9 +204,24 @@ impl Drop for Exporter {
     }
 }
 
-/// Answers requests until [`tiny_http::Server::unblock`].
-fn respond_until_unblocked(http: &tiny_http::Server, dp: &dataplane::Handle, ports: &[PortInfo]) {
-    while let Ok(rq) = http.recv() {
+/// Answers requests until [`tiny_http::Server::unblock`] (or until `tiny_http` itself
+/// fails, which is logged: the relay then closes each client after its idle timeout).
+fn respond_until_unblocked(
+    http: &tiny_http::Server,
+    stopping: &AtomicBool,
+    dp: &dataplane::Handle,
+    ports: &[PortInfo],
+) {
+    loop {
+        let rq = match http.recv() {
+            Ok(rq) => rq,
+            Err(e) => {
+                if !stopping.load(Ordering::SeqCst) {
+                    tracing::error!("the metrics endpoint stopped answering: {e}");
+                }
+                return;
+            }
+        };
         // A bug while answering costs this answer, not the endpoint.
         let response = catch_unwind(AssertUnwindSafe(|| {
             answer(rq.method(), rq.url(), dp, ports)

@@ -12,8 +12,9 @@
 //! * a client may send at most [`MAX_REQUEST_BYTES`] over a connection (a scrape's
 //!   request is a few hundred); past that it is closed, so `tiny_http` never buffers a
 //!   header line without end.
-//! * what the server writes is taken at once, up to [`MAX_PENDING_RESPONSE`] not yet
-//!   taken by the client, so a client that does not read holds up only itself.
+//! * what the server writes is taken at once, so a client that does not read holds up
+//!   only itself; one that leaves more than [`MAX_PENDING_RESPONSE`] of its answers
+//!   unread is closed.
 //!
 //! One thread, one `epoll` loop (mio) over non-blocking sockets; stopping wakes it and
 //! drops every connection as it is.
@@ -36,8 +37,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(60);
 /// What a client may send over one connection.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
-/// What the server's answers may hold that the client has not taken yet.
-pub const MAX_PENDING_RESPONSE: usize = 16 * 1024 * 1024;
+/// What the server's answers may hold that the client has not taken yet (a scrape of
+/// the default topology, three ports, is 15 KB, nearly all of it per port).
+pub const MAX_PENDING_RESPONSE: usize = 8 * 1024 * 1024;
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -164,12 +166,16 @@ impl Conn {
                 let _ = self.server.shutdown(std::net::Shutdown::Write);
                 self.up_shut = true;
             }
-            // Server -> client.
-            if !self.server_eof && self.down.len() < MAX_PENDING_RESPONSE {
+            // Server -> client, always taken at once: the responder never waits for a
+            // client.
+            if !self.server_eof {
                 match self.server.read(&mut buf) {
                     Ok(0) => self.server_eof = true,
                     Ok(n) => {
                         self.down.extend_from_slice(&buf[..n]);
+                        if self.down.len() > MAX_PENDING_RESPONSE {
+                            return Next::Close("left too much of its answers unread");
+                        }
                         moved = true;
                     }
                     Err(e) if would_block(&e) => {}
