@@ -2,10 +2,11 @@
 //!
 //! [`Switchyard`] is a whole running instance: the deployed topology (namespaces and
 //! TAPs), the dataplane thread and the control socket. The CLI verbs (`up`, `down`,
-//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`] (its schema
-//! is `docs/control-protocol.md`), with its two ends in [`server`] and [`client`] and
-//! the tables people read in [`render`]. Problems met while running or stopping are
-//! logged through `tracing`; the program decides where logs go.
+//! `show`, `check`, `trace`) live in [`cli`], the guided tour (`tour`) in [`tour`];
+//! the socket protocol in [`protocol`] (its schema is `docs/control-protocol.md`),
+//! with its two ends in [`server`] and [`client`] and the tables people read in
+//! [`render`]. Problems met while running or stopping are logged through `tracing`;
+//! the program decides where logs go.
 
 pub mod cli;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod live;
 pub mod protocol;
 pub mod render;
 pub mod server;
+pub mod tour;
 
 use crate::dataplane::{self, Dataplane, Options};
 use crate::topology::{Deployment, SetupError, Topology};
