@@ -949,7 +949,8 @@ fn diff<R, K: PartialEq>(
     key: impl Fn(&R) -> K,
     cells: impl Fn(&R) -> Vec<String>,
 ) -> Vec<String> {
-    let mut groups: Vec<(Vec<String>, Vec<(char, Vec<String>)>)> = Vec::new();
+    // Each change with the cells it is sorted by.
+    let mut groups: Vec<(Vec<String>, Vec<Row>)> = Vec::new();
     for a in after {
         let now = cells(a);
         match before.iter().find(|b| key(b) == key(a)) {
@@ -963,13 +964,16 @@ fn diff<R, K: PartialEq>(
     // The tables come in no particular order (hash tables); sorted, they print the
     // same every time.
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    let rows: Vec<(char, Vec<String>)> = groups.into_iter().flat_map(|g| g.1).collect();
+    let rows: Vec<Row> = groups.into_iter().flat_map(|g| g.1).collect();
     columns(&rows)
 }
 
+/// A row of a table change: its mark ('+' or '-') and its cells.
+type Row = (char, Vec<String>);
+
 /// Rows laid out in columns; a cell with a line break goes on over more lines,
 /// under its column.
-fn columns(rows: &[(char, Vec<String>)]) -> Vec<String> {
+fn columns(rows: &[Row]) -> Vec<String> {
     let cols = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let width = |c: usize| {
         rows.iter()
