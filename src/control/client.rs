@@ -1,5 +1,7 @@
-//! The client side of the control socket: one request, one typed reply. The `show`
-//! verbs use it, and so can any program that links this crate.
+//! The client side of the control socket: one request, one typed reply
+//! ([`request`]), or a live stream of replies ([`stream`], or [`LiveStream`] to read
+//! it at one's own pace). The CLI verbs use it, and so can any program that links
+//! this crate.
 
 use super::protocol::{Envelope, ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Write};
@@ -263,6 +265,46 @@ mod tests {
         let sent = server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         (sent, got)
+    }
+
+    #[test]
+    fn a_live_stream_is_read_at_the_callers_pace() {
+        let dir = std::env::temp_dir().join(format!("sy-cl-{}-live", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&conn).read_line(&mut line).unwrap();
+            // A line in two pieces, with a quiet spell between them.
+            let end = r#"{"version":1,"ok":{"trace_end":{"frames":0,"skipped":0}}}"#;
+            let (a, b) = end.split_at(20);
+            conn.write_all(a.as_bytes()).unwrap();
+            wait.recv().unwrap();
+            conn.write_all(format!("{b}\n").as_bytes()).unwrap();
+            wait.recv().unwrap();
+            line
+        });
+        let req = Request::Trace {
+            ports: vec![],
+            count: 1,
+        };
+        let mut live = LiveStream::open(&path, &req).unwrap();
+        let wait = Some(Duration::from_millis(50));
+        assert!(matches!(live.next(wait).unwrap(), Next::Quiet));
+        go_on.send(()).unwrap();
+        match live.next(Some(Duration::from_secs(5))).unwrap() {
+            Next::Reply(Reply::TraceEnd(e)) => assert_eq!((e.frames, e.skipped), (0, 0)),
+            other => panic!("{other:?}"),
+        }
+        go_on.send(()).unwrap();
+        let sent = server.join().unwrap();
+        assert!(matches!(live.next(wait).unwrap(), Next::Closed));
+        assert!(sent.contains(r#""trace":{"ports":[],"count":1}"#), "{sent}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

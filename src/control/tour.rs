@@ -145,6 +145,13 @@ pub fn tour(step: bool, run_root: &Path) -> Result<()> {
     ] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
+    // A learner's first command: say what is missing before anything is printed.
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "the tour creates network namespaces and TAP devices, which needs root: \
+             sudo switchyard tour"
+        );
+    }
     let prefix = prefix_for(std::process::id());
     config::check_prefix(&prefix).map_err(|e| anyhow::anyhow!("the tour's prefix: {e}"))?;
     let topo = topology(&prefix)?;
@@ -159,7 +166,7 @@ pub fn tour(step: bool, run_root: &Path) -> Result<()> {
         out: &mut out,
         bold,
         prefix,
-        stop: stop.clone(),
+        stop,
         keep: Vec::new(),
         dp: sy.handle(),
         socket,
@@ -174,16 +181,17 @@ pub fn tour(step: bool, run_root: &Path) -> Result<()> {
         Ok(Ran::Interrupted) => "interrupted: removing what the tour created ...",
         Err(_) => "the tour failed: removing what it created ...",
     };
-    writeln!(out, "\n{ended}")?;
+    // Output that fails now (stdout closed) must not keep the teardown from running.
+    let _ = writeln!(out, "\n{ended}").and_then(|()| out.flush());
     let end = sy.shutdown();
     let removed = end.removed?;
-    writeln!(
+    let _ = writeln!(
         out,
         "removed {} namespace(s): {}",
         removed.len(),
         removed.join(" ")
-    )?;
-    out.flush()?;
+    )
+    .and_then(|()| out.flush());
     ran?;
     end.dataplane.context("the dataplane failed")?;
     Ok(())
