@@ -183,6 +183,18 @@ mod tests {
     }
 
     #[test]
+    fn tour_takes_step() {
+        let Command::Tour { step } = parse(&["tour"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(!step);
+        let Command::Tour { step } = parse(&["tour", "--step"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(step);
+    }
+
+    #[test]
     fn show_takes_a_table_and_the_shared_target() {
         let cli = parse(&["show", "conntrack", "--json", "--socket", "/tmp/s"]).unwrap();
         let Command::Show {
