@@ -152,6 +152,33 @@ fn l2(c: &mut Criterion) {
         .collect();
     bench_batch(c, "l2", "known_unicast_64B", &mut p, &known);
 
+    // The same with every frame traced (a live trace running): what the sentences,
+    // the summary and the verdict cost, and taking the finished traces out as the
+    // dataplane does.
+    {
+        let mut g = c.benchmark_group("l2");
+        g.throughput(Throughput::Elements(known.len() as u64));
+        let mut batch: Vec<Frame> = known
+            .iter()
+            .map(|(port, b)| Frame::from_bytes(*port, b))
+            .collect();
+        p.tracer().start(u32::MAX, &[]);
+        g.bench_function("known_unicast_64B_traced", |b| {
+            b.iter(|| {
+                for (f, (port, bytes)) in batch.iter_mut().zip(&known) {
+                    f.data_mut()[..bytes.len().min(54)]
+                        .copy_from_slice(&bytes[..bytes.len().min(54)]);
+                    f.ingress = *port;
+                }
+                out.clear();
+                p.process(&mut batch, Timestamp::from_secs(2), &mut out);
+                while p.tracer().next_frame().is_some() {}
+            })
+        });
+        p.tracer().stop();
+        g.finish();
+    }
+
     // Unknown destinations: every frame floods to the 7 other ports.
     let unknown: Vec<(PortId, Vec<u8>)> = (0..BATCH as u8)
         .map(|i| {

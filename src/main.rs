@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, TableArg, Target};
+use switchyard::control::cli::{self, MetricsArgs, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -26,6 +26,8 @@ enum Command {
     Up {
         /// Topology file (TOML); see examples/.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Remove what a crashed `up` left behind.
     Down {
@@ -117,7 +119,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { file } => cli::up(file.as_deref(), &cli.run_dir),
+        Command::Up { file, metrics } => cli::up(file.as_deref(), &cli.run_dir, &metrics),
         Command::Down { file, target } => cli::down(
             &Target {
                 config: file.or(target.config),
@@ -180,6 +182,33 @@ mod tests {
                 "{both:?}"
             );
         }
+    }
+
+    #[test]
+    fn up_takes_a_metrics_address_and_metrics_public_only_with_it() {
+        let Command::Up { file, metrics } = parse(&["up", "t.toml", "--metrics", "[::1]:9477"])
+            .unwrap()
+            .command
+        else {
+            panic!("up");
+        };
+        assert_eq!(file, Some(PathBuf::from("t.toml")));
+        assert_eq!(metrics.metrics, Some("[::1]:9477".parse().unwrap()));
+        assert!(!metrics.metrics_public);
+        let Command::Up { metrics, .. } =
+            parse(&["up", "--metrics", "0.0.0.0:9477", "--metrics-public"])
+                .unwrap()
+                .command
+        else {
+            panic!("up");
+        };
+        assert!(metrics.metrics_public);
+        let e = parse(&["up", "--metrics-public"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["up", "--metrics", "localhost"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]
