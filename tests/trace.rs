@@ -230,7 +230,8 @@ fn one_trace_at_a_time_unknown_ports_named_and_a_hang_up_frees_it() {
                 |_| ControlFlow::Break(()),
             )
             .err()?;
-            Some(assert_eq!(e.code(), Some(ErrorCode::InUse), "{e}"))
+            assert_eq!(e.code(), Some(ErrorCode::InUse), "{e}");
+            Some(())
         },
     );
     // ... until its client hangs up; then the next one traces.
