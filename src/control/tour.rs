@@ -295,10 +295,12 @@ impl Tour<'_> {
             self.out,
             "\n  the frames it caused (switchyard trace; times left out):\n"
         )?;
+        // As `switchyard trace` prints them: a blank line after each frame.
         for f in &frames {
             for line in render::frame_trace(f).lines() {
                 writeln!(self.out, "  {line}")?;
             }
+            writeln!(self.out)?;
         }
         let received = frames.iter().filter(|f| !f.continued).count();
         writeln!(
