@@ -10,7 +10,8 @@
 //! * the tour runs to the end, exits 0 and leaves nothing behind: no namespace with
 //!   its prefix, no run directory, no device;
 //! * a tour interrupted by SIGINT while it waits for Enter (`--step`, stdin held
-//!   open) also removes everything and exits 0.
+//!   open), or by SIGTERM in the middle of a step, also removes everything and
+//!   exits 0.
 //!
 //! The prefix holds the tour's process id; the blocks have `syt<pid>-` in its place.
 //! Needs root.
@@ -431,6 +432,63 @@ fn an_interrupted_tour_leaves_nothing_behind() {
     };
     drop(stdin);
     assert!(status.success(), "the tour exited {status}");
+    assert_nothing_left(&prefix);
+}
+
+#[test]
+fn a_tour_stopped_in_the_middle_of_a_step_leaves_nothing_behind() {
+    if !require_root() {
+        return;
+    }
+    let child = Command::new(BIN)
+        .arg("tour")
+        .env("SWITCHYARD_RUN_DIR", run_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start switchyard tour");
+    let mut guard = Guard::new(child);
+    let prefix = format!("syt{}-", guard.pid);
+    let stdout = guard
+        .child
+        .as_mut()
+        .expect("running")
+        .stdout
+        .take()
+        .expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // Step 3's heading is printed before its traffic: SIGTERM lands in a step (or,
+    // on a fast machine, in a later one), while a trace runs or traffic waits.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read the tour's output");
+        let found = line.starts_with("step 3 of 8");
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.starts_with("step 3 of 8")),
+        "{}",
+        seen.join("\n")
+    );
+    guard.signal(nix::sys::signal::Signal::SIGTERM);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = guard
+        .child
+        .take()
+        .expect("running")
+        .wait()
+        .expect("wait for the tour");
+    let rest = rest.join("\n");
+    assert!(status.success(), "the tour exited {status}:\n{rest}");
+    assert!(
+        rest.contains("interrupted: removing what the tour created")
+            || rest.contains("end of the tour: removing what it created"),
+        "{rest}"
+    );
     assert_nothing_left(&prefix);
 }
 
