@@ -73,6 +73,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// A guided tour: builds a small topology of its own, sends traffic step by step
+    /// and shows what switchyard did with it and why; removes everything at the end.
+    Tour {
+        /// Wait for Enter before each step.
+        #[arg(long)]
+        step: bool,
+    },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
@@ -142,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
         } => cli::trace(ports, count, json, &target, &cli.run_dir),
         Command::Events { json, target } => cli::events(json, &target, &cli.run_dir),
+        Command::Tour { step } => switchyard::control::tour::tour(step, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }
@@ -212,6 +220,18 @@ mod tests {
             .err()
             .expect("refused");
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn tour_takes_step() {
+        let Command::Tour { step } = parse(&["tour"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(!step);
+        let Command::Tour { step } = parse(&["tour", "--step"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(step);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //!
 //! [`Switchyard`] is a whole running instance: the deployed topology (namespaces and
 //! TAPs), the dataplane thread, the control socket and, when asked for, the metrics
-//! endpoint. The CLI verbs (`up`, `down`, `show`, `check`) live in [`cli`]; the socket
-//! protocol in [`protocol`] (its schema is `docs/control-protocol.md`), with its two
-//! ends in [`server`] and [`client`] and the tables people read in [`render`]; the
-//! Prometheus endpoint in [`metrics`] (`docs/metrics.md`). The socket and the endpoint
-//! report the same gathering of counters ([`snapshot`]). Problems met while running or stopping are
+//! endpoint. The CLI verbs (`up`, `down`, `show`, `check`, `trace`) live in [`cli`],
+//! the guided tour (`tour`) in [`tour`]; the socket protocol in [`protocol`] (its
+//! schema is `docs/control-protocol.md`), with its two ends in [`server`] and
+//! [`client`] and the tables people read in [`render`]; the Prometheus endpoint in
+//! [`metrics`] (`docs/metrics.md`). The socket and the endpoint report the same
+//! gathering of counters ([`snapshot`]). Problems met while running or stopping are
 //! logged through `tracing`; the program decides where logs go.
 
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod protocol;
 pub mod render;
 pub mod server;
 mod snapshot;
+pub mod tour;
 
 use crate::dataplane::{self, Dataplane, Options};
 use crate::topology::{Deployment, SetupError, Topology};
