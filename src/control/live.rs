@@ -5,14 +5,19 @@
 //!
 //! * `trace`: the next N frames received on some ports, each traced through every
 //!   stage with its verdict ([`FrameTrace`]), then a `trace_end` line.
+//! * `events`: every change in the tables as it happens ([`TableEvent`]), for as
+//!   long as the client reads (`docs/events.md`).
 
-use super::protocol::{ErrorCode, ErrorReply, Reply, Response, TraceEnd, MAX_TRACE_FRAMES};
+use super::events::{event_row, rfc3339, Names};
+use super::protocol::{
+    ErrorCode, ErrorReply, EventRow, Reply, Response, TraceEnd, MAX_TRACE_FRAMES,
+};
 use super::server::{live_line, Answer, Live, Pull};
 use crate::dataplane::observe::{self, Tap, TraceSession};
-use crate::dataplane::{self, TraceClaim};
-use std::sync::atomic::AtomicU32;
+use crate::dataplane::{self, StreamClaim, TraceClaim};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use switchyard_core::pipeline::{FrameTrace, PortId};
+use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
 
 /// Finished traces a worker may have waiting for a slow reader before it skips.
 const TRACE_QUEUE: usize = 256;
@@ -142,5 +147,94 @@ impl Drop for TraceLive {
                 while pipeline.tracer().next_frame().is_some() {}
             }
         });
+    }
+}
+
+/// Table events a worker keeps between two hand-overs to the streams (it hands
+/// them over after every batch and timer tick); more are skipped and counted.
+const WORKER_EVENTS: usize = 1024;
+
+/// Events waiting for one stream's reader, over all workers, before more are
+/// skipped and counted.
+const EVENT_QUEUE: usize = 4096;
+
+/// Event streams an instance serves at once (each holds an [`EVENT_QUEUE`]).
+pub const MAX_EVENT_STREAMS: usize = 8;
+
+/// Starts a stream of table events.
+pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
+    let Some(claim) = dp.claim_event_stream(MAX_EVENT_STREAMS) else {
+        return Ok(Answer::Whole(Response::error(ErrorReply::new(
+            ErrorCode::InUse,
+            format!(
+                "{MAX_EVENT_STREAMS} event streams are open on this instance, the most it \
+                 serves at once; try again when one ends"
+            ),
+        ))));
+    };
+    let names = dp.tables(|v| Names::of(v.pipeline))?;
+    let (feed, tap) = observe::feed(EVENT_QUEUE);
+    let installed = Arc::new(AtomicUsize::new(0));
+    let counted = installed.clone();
+    dp.observe(move |obs, pipeline, _| {
+        obs.events.push(feed.clone());
+        if !pipeline.events().is_on() {
+            pipeline.events().start(WORKER_EVENTS);
+        }
+        counted.fetch_add(1, Ordering::SeqCst);
+    })?;
+    Ok(Answer::Live(Box::new(EventsLive {
+        dp: dp.clone(),
+        names,
+        tap,
+        installed,
+        listening: false,
+        skipped: 0,
+        _claim: claim,
+    })))
+}
+
+/// An event stream as the server pulls it.
+struct EventsLive {
+    dp: dataplane::Handle,
+    names: Names,
+    tap: Tap<TableEvent>,
+    /// Workers that report to this stream so far.
+    installed: Arc<AtomicUsize>,
+    /// The `listening` line was sent.
+    listening: bool,
+    /// Skipped events already reported.
+    skipped: u64,
+    _claim: StreamClaim,
+}
+
+impl Live for EventsLive {
+    fn pull(&mut self) -> Pull {
+        let line = |row| Pull::Line(live_line(Reply::Event(Box::new(row))));
+        let now = || {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            rfc3339(t.as_nanos() as u64)
+        };
+        if !self.listening {
+            // Once every worker reports, nothing that happens later is missed.
+            if self.installed.load(Ordering::SeqCst) < self.dp.workers() {
+                return Pull::Pending;
+            }
+            self.listening = true;
+            return line(EventRow::new(now(), "listening"));
+        }
+        let skipped = self.tap.skipped();
+        if skipped > self.skipped {
+            let mut row = EventRow::new(now(), "skipped");
+            row.skipped = Some(skipped - self.skipped);
+            self.skipped = skipped;
+            return line(row);
+        }
+        match self.tap.try_recv() {
+            Some(e) => line(event_row(&e, &self.names, |t| self.dp.wall_ns(t))),
+            None => Pull::Pending,
+        }
     }
 }

@@ -75,11 +75,14 @@ pub enum Request {
     /// run through the live tables without changing them; answered by one
     /// [`Reply::Trace`], the trace of that packet as a live trace has it.
     TracePacket { packet: String },
+    /// A live stream of table changes, like `conntrack -E`: answered by one
+    /// [`Reply::Event`] line per change, for as long as the client reads.
+    Events {},
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show", "trace", "trace_packet"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace", "trace_packet", "events"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
@@ -87,6 +90,7 @@ impl Request {
             Request::Show { .. } => "show",
             Request::Trace { .. } => "trace",
             Request::TracePacket { .. } => "trace_packet",
+            Request::Events {} => "events",
         }
     }
 }
@@ -165,6 +169,8 @@ pub enum Reply {
     Trace(switchyard_core::pipeline::FrameTrace),
     /// The last line of a live trace.
     TraceEnd(TraceEnd),
+    /// One line of the `events` stream.
+    Event(Box<EventRow>),
 }
 
 impl Reply {
@@ -179,6 +185,7 @@ impl Reply {
             Reply::Conntrack(_) => "conntrack",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
+            Reply::Event(_) => "event",
         }
     }
 
@@ -195,6 +202,7 @@ impl Reply {
             Reply::Conntrack(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
+            Reply::Event(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -227,8 +235,8 @@ pub enum ErrorCode {
     /// The request names a port the instance does not have; the message lists those
     /// it has.
     UnknownPort,
-    /// What the request asks for is taken by another client (one live trace at a
-    /// time per instance).
+    /// What the request asks for is taken by other clients (one live trace at a
+    /// time per instance, a bounded number of event streams).
     InUse,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
@@ -601,6 +609,80 @@ pub struct ConntrackReport {
     pub count: usize,
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
+}
+
+/// One line of the `events` stream: a change in a table, the start of the stream,
+/// or how many changes were skipped. Which fields are present depends on `event`
+/// (see `docs/events.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// When it happened: wall-clock time (UTC, RFC 3339, microseconds) of the batch
+    /// or timer tick that made the change.
+    pub time: String,
+    /// What happened: `listening`, `mac_learned`, `mac_moved`, `mac_aged`,
+    /// `mac_refused`, `neighbor`, `conntrack_new`, `conntrack_assured`,
+    /// `conntrack_destroyed`, `port_down` or `skipped`.
+    pub event: String,
+    /// The network the change is in (for a connection: the one its first packet
+    /// came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The port: where the MAC is (or was) learned, or the one that went down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// A moved MAC's port before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_port: Option<String>,
+    /// The port a MAC is bound to, when a move elsewhere was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_port: Option<String>,
+    /// A neighbor's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// A neighbor's state now: `incomplete`, `reachable`, `stale`, `probe`, or, for
+    /// an entry that is gone, `failed`, `evicted`, `expired` or `flushed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// A neighbor's state before; absent for a new entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<String>,
+    /// Why: a MAC refused (`table_full`, `network_full`, `pinned`), a connection
+    /// destroyed (`timeout`, `reset`, `closed`, `evicted`), a port down (its words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The network a connection's replies come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_network: Option<String>,
+    /// The connection, as `show conntrack` has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConntrackRow>,
+    /// Changes skipped because the reader fell behind (or a worker's buffer filled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
+}
+
+impl EventRow {
+    /// An event of kind `event` at `time` with no other field.
+    pub fn new(time: String, event: &str) -> EventRow {
+        EventRow {
+            time,
+            event: event.into(),
+            network: None,
+            port: None,
+            mac: None,
+            from_port: None,
+            owner_port: None,
+            ip: None,
+            state: None,
+            old_state: None,
+            reason: None,
+            reply_network: None,
+            conntrack: None,
+            skipped: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,10 +22,14 @@ fn sample_requests() -> Vec<Request> {
         Request::TracePacket {
             packet: "in=a,dst=198.51.100.7,proto=tcp,dport=443".into(),
         },
+        Request::Events {},
     ];
     for r in &all {
         match r {
-            Request::Show { .. } | Request::Trace { .. } | Request::TracePacket { .. } => {}
+            Request::Show { .. }
+            | Request::Trace { .. }
+            | Request::TracePacket { .. }
+            | Request::Events {} => {}
         }
     }
     all
@@ -202,6 +206,7 @@ fn sample_replies() -> Vec<Reply> {
         frames: 10,
         skipped: 0,
     }));
+    all.push(Reply::Event(Box::new(sample_event())));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -211,10 +216,39 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
             | Reply::Trace(_)
-            | Reply::TraceEnd(_) => {}
+            | Reply::TraceEnd(_)
+            | Reply::Event(_) => {}
         }
     }
     all
+}
+
+/// A line of the `events` stream with every field there is (no one event has
+/// them all; the schema lists each).
+fn sample_event() -> EventRow {
+    EventRow {
+        network: Some("front".into()),
+        port: Some("a".into()),
+        mac: Some("02:42:ac:11:00:02".into()),
+        from_port: Some("b".into()),
+        owner_port: Some("b".into()),
+        ip: Some("198.51.100.2".into()),
+        state: Some("reachable".into()),
+        old_state: Some("incomplete".into()),
+        reason: Some("timeout".into()),
+        reply_network: Some("outside".into()),
+        conntrack: Some(ConntrackRow {
+            proto: "udp".into(),
+            state: "REPLIED".into(),
+            timeout_secs: 120,
+            assured: true,
+            nat: "snat".into(),
+            original: flow("10.1.0.2", "198.51.100.2"),
+            reply: flow("198.51.100.2", "198.51.100.1"),
+        }),
+        skipped: Some(3),
+        ..EventRow::new("2026-12-01T05:00:00.000000Z".into(), "conntrack_new")
+    }
 }
 
 // ---- reading the doc ----

@@ -40,6 +40,7 @@
 
 pub mod conntrack;
 mod counters;
+pub mod events;
 mod fdb;
 pub mod fib;
 mod frame;
@@ -53,6 +54,7 @@ mod what_if;
 
 pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
 pub use counters::{Counters, DropReason, Event, PortCounters};
+pub use events::{EventKind, EventLog, TableChange, TableEvent};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
@@ -414,6 +416,9 @@ pub struct Pipeline {
     /// table, so the frame has no reference to it), and the next hop it would wait for.
     what_if_ct: Option<Conn>,
     what_if_hop: Option<Ipv4Addr>,
+    /// Table changes this worker made since the dataplane last drained them; off
+    /// unless someone listens (see [`events`]).
+    events: EventLog,
 }
 
 impl Pipeline {
@@ -595,6 +600,7 @@ impl Pipeline {
             primary: true,
             what_if_ct: None,
             what_if_hop: None,
+            events: EventLog::default(),
         })
     }
 
@@ -612,6 +618,7 @@ impl Pipeline {
             primary: false,
             what_if_ct: None,
             what_if_hop: None,
+            events: EventLog::default(),
         }
     }
 
@@ -737,7 +744,14 @@ impl Pipeline {
         }
         self.l2_age(now);
         self.work.clear();
-        self.sh.neighbors.tick(now, &mut self.work);
+        if self.events.is_on() {
+            let (sh, log, work) = (&self.sh, &mut self.events, &mut self.work);
+            let mut put = |c| log.push(now, TableChange::Neighbor(c));
+            sh.neighbors
+                .tick_reporting(now, work, events::Report::to(&mut put));
+        } else {
+            self.sh.neighbors.tick(now, &mut self.work);
+        }
         self.neighbor_work(out);
         self.ct_gc(now);
     }
@@ -819,6 +833,28 @@ impl Pipeline {
 
     pub fn tracer(&mut self) -> &mut Tracer {
         &mut self.tracer
+    }
+
+    /// This worker's table events: start or stop keeping them, drain them, read
+    /// their counts by kind.
+    pub fn events(&mut self) -> &mut EventLog {
+        &mut self.events
+    }
+
+    /// Records a change made outside the pipeline (a port gone down, found by the
+    /// dataplane) at `at`, if events are on.
+    pub fn record_event(&mut self, at: Timestamp, change: TableChange) {
+        self.events.push(at, change);
+    }
+
+    /// Records the change `make` builds, at the current batch's time, if events
+    /// are on: off, one branch.
+    #[inline]
+    fn event(&mut self, make: impl FnOnce(&Self) -> TableChange) {
+        if self.events.is_on() {
+            let change = make(self);
+            self.events.push(self.now, change);
+        }
     }
 
     fn next_ident(&mut self) -> u16 {

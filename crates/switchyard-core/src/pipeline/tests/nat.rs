@@ -17,16 +17,16 @@ pub(super) const OUT: PortId = PortId(3);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn hmac(ip: Ipv4Addr) -> MacAddr {
+pub(super) fn hmac(ip: Ipv4Addr) -> MacAddr {
     MacAddr::from_ipv4(ip)
 }
 
-fn gw(ip: Ipv4Addr) -> MacAddr {
+pub(super) fn gw(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
     MacAddr::from_ipv4(Ipv4Addr::new(o[0], o[1], o[2], 1))
 }
 
-fn a(s: &str) -> Ipv4Addr {
+pub(super) fn a(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
@@ -937,7 +937,7 @@ fn an_icmp_error_quoting_a_later_fragment_or_not_ipv4_is_not_related() {
 /// A TCP segment with real sequence numbers: `flags` as in [`tcp`], `wscale` the
 /// window scale option (for a SYN), `data` bytes of payload.
 #[allow(clippy::too_many_arguments)]
-fn seg(
+pub(super) fn seg(
     (src, sp): (&str, u16),
     (dst, dp): (&str, u16),
     flags: &str,
@@ -976,15 +976,15 @@ fn seg(
 
 const CLIENT: (&str, u16) = ("10.1.0.2", 40000);
 /// The server as the client addresses it, and as it answers (to the uplink address).
-const SERVER: (&str, u16) = ("198.51.100.2", 80);
-const MASQ: (&str, u16) = ("198.51.100.1", 40000);
+pub(super) const SERVER: (&str, u16) = ("198.51.100.2", 80);
+pub(super) const MASQ: (&str, u16) = ("198.51.100.1", 40000);
 const CISN: u32 = 1_000_000;
-const SISN: u32 = 3_000_000_000;
+pub(super) const SISN: u32 = 3_000_000_000;
 
 /// A masqueraded connection, handshake done with window scaling (shift 7 both ways)
 /// and 100 bytes each way: the client's next sequence number is CISN + 101, the
 /// server's SISN + 101.
-fn established(p: &mut Pipeline) {
+pub(super) fn established(p: &mut Pipeline) {
     let steps = [
         (FA, seg(CLIENT, SERVER, "S", CISN, 0, 64240, Some(7), 0)),
         (
