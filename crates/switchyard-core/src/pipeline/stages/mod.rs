@@ -8,6 +8,12 @@
 //! * `Next`, where a frame may go from it: other stages, or a verdict;
 //! * `Trace`, the sentences it writes about a traced packet.
 //!
+//! A stage that changes a table (`l2-learn`, `arp-input`, `ct-lookup`, `nat-snat`,
+//! `ip4-neighbor`, `icmp-error`) also takes the walk's mode, `DRY`: in the dry run of
+//! a what-if trace it asks the table what the change would be instead of making it,
+//! and its trace line says "would"; `nat-rewrite` then translates a new flow's packet
+//! by the entry it would have got (see `what_if.rs`).
+//!
 //! [`graph`](super::graph) walks the edges; [`counters`](super::counters) gathers the
 //! counted enums. Three stages see no frame of their own and only count: `l2-age` and
 //! `ct-gc` run on the timer, and `emit` hands out the buffers of the frames switchyard

@@ -67,7 +67,7 @@ pub enum Trace {
         /// What-if: the flow would be tracked, and the port reserved; neither is.
         would: bool,
     },
-    /// What-if: the new flow could not be tracked.
+    /// The new flow could not be tracked (the table or the network's share full).
     CannotTrack {
         flow: Tuple,
         reason: DropReason,
@@ -188,9 +188,7 @@ impl Pipeline {
         let r = match tracked {
             Ok(r) => r,
             Err(reason) => {
-                if DRY {
-                    trace!(self, f, Trace::CannotTrack { flow: t, reason });
-                }
+                trace!(self, f, Trace::CannotTrack { flow: t, reason });
                 return Next::Drop(reason);
             }
         };
