@@ -5,18 +5,20 @@
 //! (flooded, the new source not learned), a packet whose next hop is unknown (it would
 //! wait, nothing is asked) and an ARP request to the gateway (answered, its sender not
 //! learned) — and the FDB, conntrack and neighbor tables and the counters, as `show
-//! --json` prints them, are the same afterwards. A malformed SPEC is refused with a
-//! message naming its key. Needs root.
+//! --json` prints them, are the same afterwards, and `switchyard events` reports no
+//! change. A malformed SPEC is refused with a message naming its key. Needs root.
 
 use switchyard_testkit::fixtures as common;
 
 use common::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
+use std::ops::ControlFlow;
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use switchyard::control::client;
-use switchyard::control::protocol::{ErrorCode, Reply, Request, Table};
+use switchyard::control::protocol::{ErrorCode, EventRow, Reply, Request, Table};
 use switchyard::control::Switchyard;
 use switchyard::topology::EndpointBuilder;
 use switchyard_core::pipeline::FrameTrace;
@@ -118,6 +120,20 @@ fn what_ifs_say_what_would_happen_and_change_no_table() {
     for from in ["web", "db"] {
         ping(&ns(&sy, from), PEER, Duration::from_secs(3)).expect("ping the peer");
     }
+    // The table events, from a listener started now: a what-if must cause none.
+    let (tx, events) = mpsc::channel::<EventRow>();
+    let socket = sy.socket().to_path_buf();
+    std::thread::spawn(move || {
+        let _ = client::stream(&socket, &Request::Events {}, |r| match r {
+            Reply::Event(e) => match tx.send(*e) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            },
+            _ => ControlFlow::Break(()),
+        });
+    });
+    let first = events.recv_timeout(Duration::from_secs(5)).expect("events");
+    assert_eq!(first.event, "listening");
     let before = snapshot(&sy);
     let fdb = &before.0["fdb"];
     assert!(fdb.as_array().unwrap().len() >= 3, "{fdb}");
@@ -200,6 +216,22 @@ fn what_ifs_say_what_would_happen_and_change_no_table() {
 
     let secs = started.elapsed().as_secs();
     assert_unchanged(&before, &snapshot(&sy), secs);
+    // Then a real change: app's first packet teaches switchyard its MAC. It is the
+    // first event since the listener started — the what-ifs reported none.
+    ping(
+        &ns(&sy, "app"),
+        Ipv4Addr::new(10, 1, 0, 1),
+        Duration::from_secs(3),
+    )
+    .expect("ping");
+    let e = events
+        .recv_timeout(Duration::from_secs(5))
+        .expect("an event");
+    assert_eq!(
+        (e.event.as_str(), e.port.as_deref()),
+        ("mac_learned", Some("app")),
+        "{e:?}"
+    );
     stop(sy);
 }
 
