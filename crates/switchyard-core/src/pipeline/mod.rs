@@ -412,10 +412,9 @@ pub struct Pipeline {
     scratch: Option<Frame>,
     /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
     primary: bool,
-    /// In a what-if walk only: the flow the packet would start (it is not put in the
-    /// table, so the frame has no reference to it), and the next hop it would wait for.
-    what_if_ct: Option<Conn>,
-    what_if_hop: Option<Ipv4Addr>,
+    /// What a what-if walk found out on the way (none in the dataplane's workers;
+    /// boxed, so that it costs the workers' pipeline one pointer).
+    what_if: Option<Box<what_if::DryRun>>,
     /// Table changes this worker made since the dataplane last drained them; off
     /// unless someone listens (see [`events`]).
     events: EventLog,
@@ -598,8 +597,7 @@ impl Pipeline {
             work: Vec::with_capacity(work_cap),
             scratch: Some(Frame::new()),
             primary: true,
-            what_if_ct: None,
-            what_if_hop: None,
+            what_if: None,
             events: EventLog::default(),
         })
     }
@@ -616,8 +614,7 @@ impl Pipeline {
             work: Vec::with_capacity(self.work.capacity()),
             scratch: Some(Frame::new()),
             primary: false,
-            what_if_ct: None,
-            what_if_hop: None,
+            what_if: None,
             events: EventLog::default(),
         }
     }

@@ -14,9 +14,20 @@
 //! counters move either.
 
 use super::trace::{summarize, FrameTrace};
-use super::{Action, Emitter, Frame, Pipeline, PortId, Timestamp};
+use super::{Action, Conn, Emitter, Frame, Pipeline, PortId, Timestamp};
 use crate::wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// What a what-if walk finds out on the way, for the stages after and the verdict.
+#[derive(Debug, Default)]
+pub(crate) struct DryRun {
+    /// The flow the packet would start: it is not put in the table, so the frame has
+    /// no reference to it, and `nat-rewrite` translates by this copy.
+    pub ct: Option<Conn>,
+    /// The next hop the packet would wait for.
+    pub hop: Option<Ipv4Addr>,
+}
 
 /// Buffers of the scratch emitter: enough for the fragments of the largest packet
 /// into the smallest MTU a network is given.
@@ -36,6 +47,7 @@ impl Pipeline {
         // away afterwards, and it runs no timer.
         let mut p = self.worker();
         p.now = now;
+        p.what_if = Some(Box::default());
         p.tracer.start(1, &[ingress]);
         frame.forget_pipeline_meta();
         let mut out = Emitter::with_capacity(SCRATCH_BUFFERS);
@@ -104,7 +116,7 @@ impl Pipeline {
                 "consumed: ping answered, the echo reply sent back out of port {}",
                 self.port_name(ingress)
             ),
-            Action::Held => match self.what_if_hop {
+            Action::Held => match self.what_if.as_ref().and_then(|w| w.hop) {
                 Some(ip) => format!("held: would wait for ARP resolution of {ip}"),
                 None => "held: would wait for ARP resolution of its next hop".to_string(),
             },

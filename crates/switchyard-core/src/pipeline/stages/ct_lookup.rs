@@ -445,7 +445,9 @@ impl Pipeline {
             .sh
             .conntrack
             .preview_new(orig, reply, zone, state, f.len(), seg, self.now);
-        self.what_if_ct = Some(c);
+        if let Some(w) = self.what_if.as_mut() {
+            w.ct = Some(c);
+        }
         Ok(())
     }
 

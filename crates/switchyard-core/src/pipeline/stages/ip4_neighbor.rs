@@ -235,7 +235,9 @@ impl Pipeline {
                         pushes_out,
                     }
                 );
-                self.what_if_hop = Some(hop.ip);
+                if let Some(w) = self.what_if.as_mut() {
+                    w.hop = Some(hop.ip);
+                }
                 Next::Held
             }
             WouldResolve::TableFull => {

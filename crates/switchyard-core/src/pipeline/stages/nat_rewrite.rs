@@ -92,7 +92,7 @@ impl Pipeline {
                 }
             },
             // What-if: a new flow, which would be tracked but is not in the table.
-            None if DRY => match self.what_if_ct {
+            None if DRY => match self.what_if.as_ref().and_then(|w| w.ct) {
                 Some(c) => (c, Dir::Original),
                 None => return Next::Ip4Output,
             },
