@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod pcapng;
 pub mod protocol;
 pub mod render;
 pub mod server;
