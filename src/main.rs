@@ -46,6 +46,21 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Trace the next frames a running instance switches: each frame, what every
+    /// stage did with it, and its fate (like VPP's `trace add`).
+    Trace {
+        /// Only frames received on this port (repeat for more; default: every port).
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<String>,
+        /// How many frames to trace.
+        #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(switchyard::control::protocol::MAX_TRACE_FRAMES)))]
+        count: u32,
+        /// Print one JSON object per frame instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
@@ -108,6 +123,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             target,
         } => cli::show(table.into(), json, &target, &cli.run_dir),
+        Command::Trace {
+            ports,
+            count,
+            json,
+            target,
+        } => cli::trace(ports, count, json, &target, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }

@@ -6,7 +6,7 @@
 //! and goes to stdout; diagnostics go through `tracing`, which `main.rs` sends to
 //! stderr.
 
-use super::protocol::{Request, Table};
+use super::protocol::{Reply, Request, Table};
 use super::{client, render, Switchyard};
 use crate::topology::{config, setup, RunDir, Topology};
 use anyhow::{Context, Result};
@@ -316,6 +316,49 @@ pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Resul
         print!("{}", render::reply(&reply));
     }
     Ok(())
+}
+
+/// `switchyard trace [--port P]... [--count N] [--json]`: traces the next `count`
+/// frames received on `ports` (every port if none) and prints each as it is switched:
+/// the frame, a line per stage, and its verdict. `--json` prints one object per frame.
+pub fn trace(
+    ports: Vec<String>,
+    count: u32,
+    json: bool,
+    target: &Target,
+    run_root: &Path,
+) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let req = Request::Trace { ports, count };
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    client::stream(&socket, &req, |reply| {
+        use std::io::Write as _;
+        let text = match (&reply, json) {
+            (Reply::Trace(t), true) => serde_json::to_string(t).expect("traces serialize") + "\n",
+            (Reply::TraceEnd(e), true) => {
+                // The summary goes to stderr with --json, so stdout stays one object
+                // per frame.
+                eprint!("{}", render::trace_end(e));
+                return std::ops::ControlFlow::Break(());
+            }
+            (Reply::TraceEnd(_), false) => {
+                print!("{}", render::reply(&reply));
+                return std::ops::ControlFlow::Break(());
+            }
+            (r, _) => render::reply(r) + "\n",
+        };
+        // A closed stdout (`| head`) ends the trace; the server sees the hang-up.
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            failed = Some(e);
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`

@@ -3,6 +3,7 @@
 
 use super::protocol::{Envelope, ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -88,19 +89,33 @@ pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     conn.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_string(&Envelope::new(req.clone())).expect("requests serialize");
     line.push('\n');
-    conn.write_all(line.as_bytes()).map_err(io)?;
+    // A server that refuses the connection outright (`busy`) answers and closes
+    // before reading: the write may fail, and the answer is still there to read.
+    let sent = conn.write_all(line.as_bytes());
     let mut answer = String::new();
-    if BufReader::new(&conn).read_line(&mut answer).map_err(io)? == 0 {
-        return Err(bad("the connection closed without an answer".into()));
+    match BufReader::new(&conn).read_line(&mut answer) {
+        Ok(n) if n > 0 => parse_answer(&path, &answer),
+        Ok(_) => Err(sent
+            .err()
+            .map_or_else(|| bad("the connection closed without an answer".into()), io)),
+        Err(e) => Err(io(sent.err().unwrap_or(e))),
     }
-    // The version first: an answer in another version may not fit the types below,
-    // and "versions differ" is the useful thing to say then.
+}
+
+/// Reads one response line: the version first (an answer in another version may not
+/// fit the types, and "versions differ" is the useful thing to say then), then the
+/// reply or the refusal.
+fn parse_answer(path: &str, answer: &str) -> Result<Reply, ClientError> {
+    let bad = |reason: String| ClientError::BadResponse {
+        path: path.to_string(),
+        reason,
+    };
     let value: serde_json::Value =
-        serde_json::from_str(&answer).map_err(|e| bad(format!("not JSON: {e}")))?;
+        serde_json::from_str(answer).map_err(|e| bad(format!("not JSON: {e}")))?;
     let theirs = value.get("version").and_then(serde_json::Value::as_u64);
     if theirs != Some(u64::from(PROTOCOL_VERSION)) {
         return Err(ClientError::Version {
-            path,
+            path: path.to_string(),
             ours: PROTOCOL_VERSION,
             theirs,
             said: value
@@ -114,6 +129,41 @@ pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
         code: e.code,
         message: e.message,
     })
+}
+
+/// Sends `req`, whose answer is a live stream (a trace, a capture, events), and hands
+/// each reply line to `each` as it arrives, until `each` breaks, the server closes
+/// the connection, or a line is an error (returned). There is no answer timeout: a
+/// live stream may be quiet for as long as nothing happens.
+pub fn stream(
+    socket: &Path,
+    req: &Request,
+    mut each: impl FnMut(Reply) -> ControlFlow<()>,
+) -> Result<(), ClientError> {
+    let path = socket.display().to_string();
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut conn = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: path.clone(),
+        source,
+    })?;
+    conn.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(&Envelope::new(req.clone())).expect("requests serialize");
+    line.push('\n');
+    conn.write_all(line.as_bytes()).map_err(io)?;
+    let mut reader = BufReader::new(&conn);
+    let mut answer = String::new();
+    loop {
+        answer.clear();
+        if reader.read_line(&mut answer).map_err(io)? == 0 {
+            return Ok(());
+        }
+        if each(parse_answer(&path, &answer)?).is_break() {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod live;
 pub mod pcapng;
 pub mod protocol;
 pub mod render;

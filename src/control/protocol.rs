@@ -63,18 +63,39 @@ pub enum Request {
     /// One of the tables `switchyard show` prints; answered by the [`Reply`] of the
     /// same name.
     Show { table: Table },
+    /// Trace the next `count` frames received on `ports` (every port if empty), live:
+    /// answered by one [`Reply::Trace`] line per frame as it is switched, then a
+    /// [`Reply::TraceEnd`].
+    Trace {
+        #[serde(default)]
+        ports: Vec<String>,
+        count: u32,
+    },
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Show { .. } => "show",
+            Request::Trace { .. } => "trace",
         }
     }
+}
+
+/// Most frames one live trace may ask for.
+pub const MAX_TRACE_FRAMES: u32 = 10_000;
+
+/// The end of a live trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEnd {
+    /// Frames traced and sent.
+    pub frames: u32,
+    /// Frames traced but not sent because the client did not read fast enough.
+    pub skipped: u64,
 }
 
 /// The tables `show` reads.
@@ -135,6 +156,10 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    /// One traced frame of a live trace.
+    Trace(switchyard_core::pipeline::FrameTrace),
+    /// The last line of a live trace.
+    TraceEnd(TraceEnd),
 }
 
 impl Reply {
@@ -147,6 +172,8 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::Trace(_) => "trace",
+            Reply::TraceEnd(_) => "trace_end",
         }
     }
 
@@ -161,6 +188,8 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::Trace(r) => serde_json::to_value(r),
+            Reply::TraceEnd(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -190,6 +219,12 @@ pub enum ErrorCode {
     /// Every one of the server's client slots is taken by a connection in the middle of
     /// a request; the server closes the connection after answering. Try again.
     Busy,
+    /// The request names a port the instance does not have; the message lists those
+    /// it has.
+    UnknownPort,
+    /// What the request asks for is taken by another client (one live trace at a
+    /// time per instance).
+    InUse,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
     #[serde(other)]
@@ -198,7 +233,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownRequest,
@@ -206,6 +241,8 @@ impl ErrorCode {
         ErrorCode::DataplaneStopped,
         ErrorCode::Internal,
         ErrorCode::Busy,
+        ErrorCode::UnknownPort,
+        ErrorCode::InUse,
     ];
 
     /// The code on the wire.
@@ -218,6 +255,8 @@ impl ErrorCode {
             ErrorCode::DataplaneStopped => "dataplane_stopped",
             ErrorCode::Internal => "internal",
             ErrorCode::Busy => "busy",
+            ErrorCode::UnknownPort => "unknown_port",
+            ErrorCode::InUse => "in_use",
             ErrorCode::Other => "other",
         }
     }

@@ -58,7 +58,73 @@ pub fn reply(r: &Reply) -> String {
         Reply::Routes(rows) => routes(rows),
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
+        Reply::Trace(t) => frame_trace(t),
+        Reply::TraceEnd(e) => trace_end(e),
     }
+}
+
+/// One traced frame: a heading, the frame in one line, a line per stage, and the
+/// verdict after an arrow.
+///
+/// ```text
+/// packet 1 at 09:14:03.201337 on port a
+///   02:42:ac:11:00:02 > ff:ff:ff:ff:ff:ff, ARP request who-has 172.17.0.3 tell 172.17.0.2, 42 bytes
+///   ethernet-input  port a: 02:42:ac:11:00:02 > ff:ff:ff:ff:ff:ff ARP, 42 bytes
+///   l2-learn        learned 02:42:ac:11:00:02 on port a (bridge default)
+///   ...
+///   => flooded over network default: to port b
+/// ```
+pub fn frame_trace(t: &switchyard_core::pipeline::FrameTrace) -> String {
+    let mut s = format!("packet {}", t.packet);
+    if t.continued {
+        s.push_str(" (continued: it waited for its next hop and walks on)");
+    } else {
+        if t.time_ns != 0 {
+            let _ = write!(s, " at {}", time_of_day(t.time_ns));
+        }
+        let _ = write!(s, " on port {}", t.port);
+    }
+    s.push('\n');
+    if !t.summary.is_empty() {
+        let _ = writeln!(s, "  {}", t.summary);
+    }
+    let width = t.lines.iter().map(|l| l.stage.len()).max().unwrap_or(0);
+    for l in &t.lines {
+        let _ = writeln!(s, "  {:<width$}  {}", l.stage, l.text);
+    }
+    let _ = writeln!(s, "  => {}", t.verdict.text);
+    s
+}
+
+/// The last line of a live trace.
+pub fn trace_end(e: &TraceEnd) -> String {
+    let mut s = format!(
+        "{} frame{} traced",
+        e.frames,
+        if e.frames == 1 { "" } else { "s" }
+    );
+    if e.skipped > 0 {
+        let _ = write!(
+            s,
+            ", {} more skipped (the trace was read too slowly)",
+            e.skipped
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// `HH:MM:SS.micros` (UTC) of a time in nanoseconds since the Unix epoch.
+fn time_of_day(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        ns % 1_000_000_000 / 1000
+    )
 }
 
 pub fn ports(rows: &[PortRow]) -> String {

@@ -160,6 +160,42 @@ impl Drop for Server {
 /// The rest of a streamed response, chunk by chunk.
 type Chunks = Box<dyn Iterator<Item = Vec<u8>>>;
 
+/// How often the server looks for new lines of live streams that were waiting.
+pub const LIVE_POLL: Duration = Duration::from_millis(20);
+
+/// What a live stream has next.
+pub enum Pull {
+    /// Bytes to send: part of a response line, or whole lines.
+    Line(Vec<u8>),
+    /// Nothing yet: ask again later (the server polls every [`LIVE_POLL`]).
+    Pending,
+    /// The stream is over; the connection takes requests again.
+    End,
+}
+
+/// An answer written as it comes: a live trace, a capture, an event stream. The
+/// server pulls whenever the client has taken what was pulled before, so a slow
+/// client slows only its own stream (whose source must then skip, not wait).
+/// Dropping it (the client hung up, or the server stops) must release whatever it
+/// holds in the dataplane. Live streams never leave the server's thread.
+pub trait Live {
+    fn pull(&mut self) -> Pull;
+}
+
+/// A response whose pieces are all known up front, as a [`Live`] stream.
+struct Pieces(Chunks);
+
+impl Live for Pieces {
+    fn pull(&mut self) -> Pull {
+        self.0.next().map_or(Pull::End, Pull::Line)
+    }
+}
+
+/// One response line of a live stream.
+pub fn live_line(reply: Reply) -> Vec<u8> {
+    line_of(&Response::ok(reply))
+}
+
 /// One connection.
 struct Client {
     stream: UnixStream,
@@ -168,8 +204,8 @@ struct Client {
     /// The answer being written, and how much of it is written.
     out: Vec<u8>,
     sent: usize,
-    /// What is left of a streamed answer.
-    rest: Option<Chunks>,
+    /// What is left of a streamed or live answer.
+    rest: Option<Box<dyn Live>>,
     /// The client closed its end: answer what it sent, then close.
     eof: bool,
     close_when_sent: bool,
@@ -209,12 +245,21 @@ impl Client {
                 self.out = line_of(&r);
                 self.rest = None;
             }
-            Answer::Streamed(mut chunks) => {
-                self.out = chunks.next().unwrap_or_default();
-                self.rest = Some(chunks);
+            Answer::Streamed(chunks) => {
+                self.out.clear();
+                self.rest = Some(Box::new(Pieces(chunks)));
+            }
+            Answer::Live(live) => {
+                self.out.clear();
+                self.rest = Some(live);
             }
         }
         self.sent = 0;
+    }
+
+    /// True while a live answer waits for its source (not for the client).
+    fn waiting_live(&self) -> bool {
+        self.rest.is_some() && self.sent >= self.out.len()
     }
 
     /// Moves the connection on as far as it goes without blocking: writes what is
@@ -238,12 +283,21 @@ impl Client {
             self.out.clear();
             self.sent = 0;
             if let Some(rest) = self.rest.as_mut() {
-                match rest.next() {
-                    Some(chunk) => {
+                match rest.pull() {
+                    Pull::Line(chunk) => {
                         self.out = chunk;
                         continue;
                     }
-                    None => self.rest = None,
+                    Pull::End => {
+                        self.rest = None;
+                        self.idle_since = Instant::now();
+                    }
+                    Pull::Pending => {
+                        // Waiting on switchyard, not on the client: no deadline runs.
+                        // Reading on tells a client that hung up from one that waits.
+                        self.progress();
+                        return self.read_while_live(&mut buf);
+                    }
                 }
             }
             if self.close_when_sent {
@@ -291,6 +345,26 @@ impl Client {
         }
     }
 
+    /// Reads what the client sends while its live answer waits: nothing is answered
+    /// until the stream ends, and a request line is bounded as always. False if the
+    /// client hung up.
+    fn read_while_live(&mut self, buf: &mut [u8]) -> bool {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if self.inbuf.len() + n > MAX_REQUEST_BYTES + 1 {
+                        return false;
+                    }
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The rest of the line is unread and would be taken for the next request:
     /// answer, then hang up.
     fn refuse_too_large(&mut self) {
@@ -325,12 +399,16 @@ impl Loop {
         let mut events = Events::with_capacity(256);
         loop {
             let now = Instant::now();
-            let timeout = self
+            let mut timeout = self
                 .clients
                 .values()
                 .map(|c| c.deadline.saturating_duration_since(now))
                 .min()
                 .unwrap_or(Duration::from_secs(60));
+            let live = self.clients.values().any(Client::waiting_live);
+            if live {
+                timeout = timeout.min(LIVE_POLL);
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -345,6 +423,17 @@ impl Loop {
                     LISTENER => self.accept(),
                     WAKE => {}
                     t => self.drive(t),
+                }
+            }
+            if live {
+                let waiting: Vec<Token> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.waiting_live())
+                    .map(|(&t, _)| t)
+                    .collect();
+                for t in waiting {
+                    self.drive(t);
                 }
             }
             let now = Instant::now();
@@ -430,10 +519,12 @@ impl Loop {
     }
 }
 
-/// An answer: one response, or a response streamed in chunks.
-enum Answer {
+/// An answer: one response, a response streamed in chunks, or a live stream of
+/// response lines.
+pub enum Answer {
     Whole(Response),
     Streamed(Chunks),
+    Live(Box<dyn Live>),
 }
 
 /// A response line written in pieces: what `empty` serializes to, with `rows` put
@@ -513,6 +604,7 @@ fn handle(
             Table::Neighbors => whole(Reply::Neighbors(dp.tables(|v| neighbor_rows(&v))?)),
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
+        Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
     })
 }
 

@@ -36,8 +36,8 @@
 //! taken for the pipeline), on the dataplane's monotonic clock; the reader turns them
 //! into wall-clock time with one offset taken when the capture starts.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::observe::{self, Feed, Offer, Tap};
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use switchyard_core::pipeline::{Action, DropReason, Frame, PortId, Timestamp, MAX_FRAME_LEN};
 use switchyard_core::wire::gso;
@@ -84,8 +84,6 @@ pub struct Captured {
 pub struct Pool {
     small: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     large: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
-    /// Frames not recorded because no buffer was free (the reader is behind).
-    skipped: AtomicU64,
 }
 
 impl Pool {
@@ -101,7 +99,6 @@ impl Pool {
         let p = Pool {
             small: crossbeam_channel::bounded(small.max(1)),
             large: crossbeam_channel::bounded(large.max(1)),
-            skipped: AtomicU64::new(0),
         };
         for _ in 0..small {
             let _ = p.small.0.try_send(Vec::with_capacity(SMALL_BUFFER));
@@ -118,8 +115,8 @@ impl Pool {
         self.small.0.capacity().unwrap_or(0) + self.large.0.capacity().unwrap_or(0)
     }
 
-    /// A buffer holding a copy of `bytes`, or `None` (counted) when every buffer that
-    /// fits is in use. Never allocates: a buffer's capacity fits its class.
+    /// A buffer holding a copy of `bytes`, or `None` when every buffer that fits is
+    /// in use. Never allocates: a buffer's capacity fits its class.
     #[inline]
     pub fn copy(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let class = if bytes.len() <= SMALL_BUFFER {
@@ -134,17 +131,8 @@ impl Pool {
                 Some(b)
             }
             // Only buffers of the class are ever put back in it.
-            Ok(_) | Err(_) => {
-                self.skip();
-                None
-            }
+            Ok(_) | Err(_) => None,
         }
-    }
-
-    /// Counts a frame that was not recorded.
-    #[inline]
-    pub fn skip(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Gives a buffer back (the reader, once it has sent its bytes on).
@@ -158,21 +146,6 @@ impl Pool {
         // is simply freed.
         let _ = class.try_send(buf);
     }
-
-    /// Frames skipped so far because no buffer was free.
-    pub fn skipped(&self) -> u64 {
-        self.skipped.load(Ordering::Relaxed)
-    }
-}
-
-/// What happened to an offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offered {
-    Sent,
-    /// Not recorded (no buffer, or no room); counted.
-    Skipped,
-    /// The reader is gone: drop this capture.
-    Closed,
 }
 
 /// One capture as a worker holds it: which ports, whether drops are wanted, the pool
@@ -184,7 +157,7 @@ pub struct CaptureFeed {
     ports: Box<[bool]>,
     drops: bool,
     pool: Arc<Pool>,
-    out: Sender<Captured>,
+    feed: Feed<Captured>,
     /// This worker's copies of the current batch's inbound frames, by position in the
     /// batch, held until the pipeline has decided on them.
     pending: Vec<Option<Vec<u8>>>,
@@ -200,7 +173,7 @@ impl Clone for CaptureFeed {
             ports: self.ports.clone(),
             drops: self.drops,
             pool: self.pool.clone(),
-            out: self.out.clone(),
+            feed: self.feed.clone(),
             // Made on the worker when the capture is attached, never per packet.
             pending: (0..super::BATCH).map(|_| None).collect(),
             scratch: Vec::new(),
@@ -209,16 +182,17 @@ impl Clone for CaptureFeed {
     }
 }
 
-/// The reader's end of a capture.
+/// The reader's end of a capture: the frames, and the pool to give their buffers
+/// back to. Dropping it ends the capture on every worker.
 pub struct CaptureTap {
-    pub frames: Receiver<Captured>,
+    pub frames: Tap<Captured>,
     pub pool: Arc<Pool>,
 }
 
 impl CaptureTap {
-    /// Frames skipped so far (no free buffer, or no room on the way).
+    /// Frames not recorded so far because no buffer was free (the reader is behind).
     pub fn skipped(&self) -> u64 {
-        self.pool.skipped()
+        self.frames.skipped()
     }
 }
 
@@ -238,18 +212,18 @@ pub fn capture(
         }
     }
     // As many places as buffers: a frame that got a buffer always finds room.
-    let (tx, rx) = crossbeam_channel::bounded(pool.capacity().max(1));
+    let (feed, tap) = observe::feed(pool.capacity());
     (
         CaptureFeed {
             ports: wanted,
             drops,
             pool: pool.clone(),
-            out: tx,
+            feed,
             pending: Vec::new(),
             scratch: Vec::new(),
             closed: false,
         },
-        CaptureTap { frames: rx, pool },
+        CaptureTap { frames: tap, pool },
     )
 }
 
@@ -265,23 +239,25 @@ impl CaptureFeed {
         self.closed
     }
 
-    fn offer(&mut self, c: Captured) -> Offered {
-        if self.closed {
-            self.pool.put(c.data);
-            return Offered::Closed;
+    /// Copies `bytes` into a buffer of the pool, or counts the frame as skipped.
+    #[inline]
+    fn copy(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let b = self.pool.copy(bytes);
+        if b.is_none() {
+            self.feed.skip(1);
         }
-        match self.out.try_send(c) {
-            Ok(()) => Offered::Sent,
-            Err(TrySendError::Full(c)) => {
-                self.pool.skip();
-                self.pool.put(c.data);
-                Offered::Skipped
-            }
-            Err(TrySendError::Disconnected(c)) => {
-                self.closed = true;
-                self.pool.put(c.data);
-                Offered::Closed
-            }
+        b
+    }
+
+    fn offer(&mut self, c: Captured) {
+        if self.closed {
+            return;
+        }
+        // The channel has a place for every buffer of the pool, so a frame that got
+        // a buffer is never refused for want of room (which would free the buffer
+        // here, on the worker).
+        if self.feed.offer(c) == Offer::Closed {
+            self.closed = true;
         }
     }
 
@@ -295,8 +271,8 @@ impl CaptureFeed {
             // Only for a feed that was not cloned for a worker (tests).
             self.pending.resize_with(batch.len(), || None);
         }
-        for (slot, f) in self.pending.iter_mut().zip(batch) {
-            *slot = self.pool.copy(f.data());
+        for i in 0..batch.len() {
+            self.pending[i] = self.copy(batch[i].data());
         }
     }
 
@@ -354,7 +330,7 @@ impl CaptureFeed {
     }
 
     fn outbound_bytes(&mut self, port: PortId, bytes: &[u8], time: Timestamp) {
-        if let Some(data) = self.pool.copy(bytes) {
+        if let Some(data) = self.copy(bytes) {
             self.offer(Captured {
                 port,
                 direction: Direction::Out,
@@ -401,7 +377,7 @@ mod tests {
                 assert_eq!(second.drop, Some(DropReason::GroupSourceMac));
                 assert_eq!(second.data.len(), 70);
             } else {
-                assert!(second.is_err(), "a drop is left out unless asked for");
+                assert!(second.is_none(), "a drop is left out unless asked for");
             }
             // Every buffer is back or on its way: nothing leaked.
             assert_eq!(tap.pool.small.1.len() + tap.frames.len(), 8 - usize::from(drops));
@@ -416,7 +392,7 @@ mod tests {
         feed.inbound(PortId(1), std::slice::from_ref(&f));
         feed.inbound_decided(PortId(1), std::slice::from_ref(&f), Timestamp(1));
         feed.outbound(PortId(1), &f, 1, Timestamp(1));
-        assert!(tap.frames.try_recv().is_err());
+        assert!(tap.frames.try_recv().is_none());
         feed.outbound(PortId(0), &f, 1, Timestamp(2));
         let c = tap.frames.try_recv().unwrap();
         assert_eq!((c.port, c.direction), (PortId(0), Direction::Out));
@@ -435,7 +411,7 @@ mod tests {
         assert_eq!(tap.frames.len(), 3, "two small buffers and one large");
         assert_eq!(tap.skipped(), 4);
         // The reader gives the buffers back: recording goes on with the same buffers.
-        while let Ok(c) = tap.frames.try_recv() {
+        while let Some(c) = tap.frames.try_recv() {
             tap.pool.put(c.data);
         }
         feed.outbound(PortId(0), &big, 1, Timestamp(0));

@@ -33,11 +33,13 @@
 //! worker dying, for the tests of what follows (teardown, a non-zero exit).
 
 pub mod capture;
+pub mod observe;
 
 use capture::CaptureFeed;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use observe::{Observers, Offer};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -158,7 +160,12 @@ enum Job {
     Query(Box<dyn FnOnce(View<'_>) + Send>),
     /// The device behind a port is gone: stop using it.
     PortDown(PortId, String),
+    /// Change what the worker reports to (see [`observe`]).
+    Observe(ObserveFn),
 }
+
+/// A change to a worker's [`Observers`], run between batches on every worker.
+type ObserveFn = Arc<dyn Fn(&mut Observers, &mut Pipeline, usize) + Send + Sync>;
 
 #[derive(Clone)]
 struct Link {
@@ -175,6 +182,19 @@ pub struct Handle {
     observer: Arc<Mutex<Pipeline>>,
     /// The workers' clock origin.
     start: Instant,
+    /// The same origin as wall-clock time (ns since the Unix epoch).
+    epoch_ns: u64,
+    /// Set while a live trace runs (one at a time: the workers have one tracer each).
+    tracing: Arc<AtomicBool>,
+}
+
+/// The right to run the instance's one live trace, given back when dropped.
+pub struct TraceClaim(Arc<AtomicBool>);
+
+impl Drop for TraceClaim {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The dataplane stopped or failed before answering.
@@ -254,6 +274,40 @@ impl Handle {
             .collect()
     }
 
+    /// Runs `f` on every worker between its batches, to add or remove what the worker
+    /// reports to (a live trace, a capture, an event stream). Does not wait for the
+    /// workers: each applies it before its next batch.
+    pub fn observe<F>(&self, f: F) -> Result<(), NotRunning>
+    where
+        F: Fn(&mut Observers, &mut Pipeline, usize) + Send + Sync + 'static,
+    {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(NotRunning);
+        }
+        let f: ObserveFn = Arc::new(f);
+        for l in &self.links {
+            l.jobs
+                .send(Job::Observe(f.clone()))
+                .map_err(|_| NotRunning)?;
+            let _ = l.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The wall-clock time of a reading of the workers' clock, in nanoseconds since
+    /// the Unix epoch.
+    pub fn wall_ns(&self, t: Timestamp) -> u64 {
+        self.epoch_ns.saturating_add(t.0)
+    }
+
+    /// Claims the instance's live trace; `None` while another one runs.
+    pub fn claim_trace(&self) -> Option<TraceClaim> {
+        self.tracing
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| TraceClaim(self.tracing.clone()))
+    }
+
     /// How many workers run.
     pub fn workers(&self) -> usize {
         self.links.len()
@@ -320,6 +374,7 @@ pub struct Dataplane {
     opts: Options,
     observer: Pipeline,
     start: Instant,
+    epoch_ns: u64,
 }
 
 /// One worker's state.
@@ -334,8 +389,10 @@ struct Worker {
     busy_poll: Duration,
     /// Test hook: panic after this many batches.
     panic_after: Option<u64>,
-    /// Running captures (`switchyard capture`); empty almost always.
-    captures: Vec<CaptureFeed>,
+    /// Who watches this worker (a live trace, captures, ...).
+    observers: Observers,
+    /// The clock origin as wall-clock time (ns since the Unix epoch).
+    epoch_ns: u64,
 }
 
 impl Dataplane {
@@ -343,6 +400,9 @@ impl Dataplane {
     /// `pipeline` and the others run workers derived from it ([`Pipeline::worker`]).
     pub fn new(pipeline: Pipeline, queues: Vec<Vec<Box<dyn Port>>>, opts: Options) -> Dataplane {
         let start = Instant::now();
+        let epoch_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let mut first = Some(pipeline);
         let template = first.as_ref().map(|p| p.worker()).expect("pipeline");
         let observer = template.worker();
@@ -379,7 +439,8 @@ impl Dataplane {
                     start,
                     busy_poll: opts.busy_poll,
                     panic_after,
-                    captures: Vec::new(),
+                    observers: Observers::default(),
+                    epoch_ns,
                 }
             })
             .collect();
@@ -388,6 +449,7 @@ impl Dataplane {
             opts,
             observer,
             start,
+            epoch_ns,
         }
     }
 
@@ -421,6 +483,8 @@ impl Dataplane {
                 stop,
                 observer: Arc::new(Mutex::new(self.observer)),
                 start: self.start,
+                epoch_ns: self.epoch_ns,
+                tracing: Arc::new(AtomicBool::new(false)),
             },
             threads,
         })
@@ -483,6 +547,7 @@ impl Worker {
                         self.mark_down(&poll, port, why, false);
                         ready[port.index()] = false;
                     }
+                    Job::Observe(f) => f(&mut self.observers, &mut self.pipeline, self.index),
                 }
             }
             // One round: a batch from every ready queue.
@@ -527,6 +592,46 @@ impl Worker {
                 self.transmit_emitted(now);
                 next_tick = now.0 + TICK.as_nanos() as u64;
             }
+            if self.observers.trace.is_some() {
+                self.report_traces();
+            }
+        }
+    }
+
+    /// Hands the traces finished since the last call to the live trace, while its
+    /// budget lasts; then stops tracing. Frames over the budget (another worker took
+    /// the last ones) are discarded.
+    #[cold]
+    fn report_traces(&mut self) {
+        let Some(session) = self.observers.trace.clone() else {
+            return;
+        };
+        while let Some(mut t) = self.pipeline.tracer().next_frame() {
+            let numbers = &mut self.observers.trace_numbers;
+            let number = if t.continued {
+                numbers.get(t.packet)
+            } else {
+                let n = session.claim();
+                if let Some(n) = n {
+                    numbers.insert(t.packet, n);
+                }
+                n
+            };
+            let Some(number) = number else {
+                continue;
+            };
+            t.packet = number;
+            t.time_ns = self.epoch_ns.saturating_add(t.time_ns);
+            if session.feed.offer(t) == Offer::Closed {
+                break;
+            }
+        }
+        let spent = session.budget.load(Ordering::Acquire) == 0;
+        if spent || session.feed.is_closed() {
+            self.pipeline.tracer().stop();
+            while self.pipeline.tracer().next_frame().is_some() {}
+            self.observers.trace = None;
+            self.observers.trace_numbers.clear();
         }
     }
 
@@ -576,9 +681,9 @@ impl Worker {
         }
         let now = self.now();
         // The one branch a batch pays when nothing is captured.
-        let capturing = !self.captures.is_empty();
+        let capturing = !self.observers.capture.is_empty();
         if capturing {
-            for c in &mut self.captures {
+            for c in &mut self.observers.capture {
                 c.inbound(port, &self.batch[..n]);
             }
         }
@@ -586,7 +691,7 @@ impl Worker {
         self.pipeline
             .process(&mut self.batch[..n], now, &mut self.emit);
         if capturing {
-            for c in &mut self.captures {
+            for c in &mut self.observers.capture {
                 c.inbound_decided(port, &self.batch[..n], now);
             }
         }
@@ -598,7 +703,7 @@ impl Worker {
                     &self.pipeline,
                     &mut self.ports,
                     &mut self.status,
-                    &mut self.captures,
+                    &mut self.observers.capture,
                     now,
                     &mut self.batch[i],
                 );
@@ -610,7 +715,7 @@ impl Worker {
         self.transmit_emitted(now);
         if capturing {
             // A capture whose reader is gone ends here, on every worker in turn.
-            self.captures.retain(|c| !c.is_closed());
+            self.observers.capture.retain(|c| !c.is_closed());
         }
         Ok((n == BATCH, true))
     }
@@ -681,7 +786,7 @@ impl Worker {
                 io.tx_coalesced += 1;
                 io.tx_coalesced_datagrams += datagrams as u64;
                 // The super-frame is what crossed the TAP: it is what is recorded.
-                for c in &mut self.captures {
+                for c in &mut self.observers.capture {
                     c.outbound(out, f, 1, now);
                 }
             }
@@ -697,7 +802,7 @@ impl Worker {
                 &self.pipeline,
                 &mut self.ports,
                 &mut self.status,
-                &mut self.captures,
+                &mut self.observers.capture,
                 now,
                 f,
             );

@@ -674,7 +674,7 @@ pub fn run(data: &[u8]) {
     let w1 = w0.worker();
     let mut workers = [w0, w1];
     for w in &mut workers {
-        w.tracer().start(u32::MAX, None);
+        w.tracer().start(u32::MAX, &[]);
     }
     let mut out = Emitter::with_capacity(64);
     let mut iso = Isolation::default();

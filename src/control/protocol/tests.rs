@@ -11,12 +11,18 @@ const DOC: &str = include_str!("../../../docs/control-protocol.md");
 /// One request of every kind. The match is there to be noticed: a new kind of request
 /// needs a sample here, and then the doc test asks for its section.
 fn sample_requests() -> Vec<Request> {
-    let all = vec![Request::Show {
-        table: Table::Counters,
-    }];
+    let all = vec![
+        Request::Show {
+            table: Table::Counters,
+        },
+        Request::Trace {
+            ports: vec!["a".into()],
+            count: 10,
+        },
+    ];
     for r in &all {
         match r {
-            Request::Show { .. } => {}
+            Request::Show { .. } | Request::Trace { .. } => {}
         }
     }
     all
@@ -169,7 +175,30 @@ fn sample_reply(table: Table) -> Reply {
 /// One reply of every kind. As with the requests, the match is a reminder: a reply
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
-    let all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    all.push(Reply::Trace(switchyard_core::pipeline::FrameTrace {
+        packet: 1,
+        time_ns: 1_796_101_012_063_658_000,
+        port: "a".into(),
+        summary: "02:42:ac:11:00:02 > ff:ff:ff:ff:ff:ff, ARP request who-has 172.17.0.3 \
+                  tell 172.17.0.2, 42 bytes"
+            .into(),
+        continued: false,
+        lines: vec![switchyard_core::pipeline::StageLine {
+            stage: "l2-learn".into(),
+            text: "learned 02:42:ac:11:00:02 on port a (bridge default)".into(),
+        }],
+        verdict: switchyard_core::pipeline::Verdict {
+            action: "drop".into(),
+            ports: vec!["b".into()],
+            reason: Some("ttl_expired".into()),
+            text: "flooded over network default: to port b".into(),
+        },
+    }));
+    all.push(Reply::TraceEnd(TraceEnd {
+        frames: 10,
+        skipped: 0,
+    }));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -177,7 +206,9 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Counters(_)
             | Reply::Routes(_)
             | Reply::Neighbors(_)
-            | Reply::Conntrack(_) => {}
+            | Reply::Conntrack(_)
+            | Reply::Trace(_)
+            | Reply::TraceEnd(_) => {}
         }
     }
     all
@@ -421,7 +452,9 @@ fn the_doc_lists_every_error_code() {
             | ErrorCode::TooLarge
             | ErrorCode::DataplaneStopped
             | ErrorCode::Internal
-            | ErrorCode::Busy => {}
+            | ErrorCode::Busy
+            | ErrorCode::UnknownPort
+            | ErrorCode::InUse => {}
             ErrorCode::Other => panic!("servers never send `other`"),
         }
     }
@@ -575,10 +608,10 @@ fn a_malformed_line_is_a_bad_request() {
 
 #[test]
 fn an_unknown_request_is_named_with_those_that_exist() {
-    let e = refused(r#"{"version":1,"request":{"trace":{"port":"a"}}}"#);
+    let e = refused(r#"{"version":1,"request":{"teleport":{"port":"a"}}}"#);
     assert_eq!(e.code, ErrorCode::UnknownRequest);
     assert!(
-        e.message.contains("\"trace\"") && e.message.contains("show"),
+        e.message.contains("\"teleport\"") && e.message.contains("show"),
         "{e}"
     );
 }

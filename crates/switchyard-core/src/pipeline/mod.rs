@@ -60,7 +60,7 @@ pub use neighbor::{
     Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork,
 };
 pub use stages::icmp_error::IcmpLimiter;
-pub use trace::{TraceRecord, Tracer};
+pub use trace::{summarize, FrameTrace, StageLine, TraceRecord, Tracer, Verdict};
 
 use crate::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 use hashbrown::HashMap;
@@ -636,6 +636,12 @@ impl Pipeline {
         f.forget_pipeline_meta();
         let action = self.walk(f, out);
         f.action = action;
+        // The traced packet's number, taken from the tracer: a held frame's buffer
+        // (and number) is in a neighbor queue by now.
+        let packet = self.tracer.take_current();
+        if packet != 0 {
+            self.finish_trace(packet, ingress, action);
+        }
         if action == Action::Held {
             f.ingress = ingress;
             f.set_len(0);
@@ -656,6 +662,45 @@ impl Pipeline {
             Action::Consume | Action::Reply => c.consumed += 1,
             Action::Forward(_) | Action::Flood(_) => c.forwarded += 1,
             Action::Held => c.held = c.held.wrapping_add(1),
+        }
+    }
+
+    /// Opens the trace of a frame just selected for tracing, with its summary.
+    #[cold]
+    fn open_trace(&mut self, f: &Frame) {
+        let summary = trace::summarize(f.data());
+        let port = self.port_name(f.ingress).to_string();
+        self.tracer.open(f.trace, self.now.0, &port, summary);
+    }
+
+    /// Ends the trace of packet `packet`, which came in on `ingress`, with the
+    /// verdict of `action`.
+    #[cold]
+    fn finish_trace(&mut self, packet: u32, ingress: PortId, action: Action) {
+        let ports: Vec<String> = match action {
+            Action::Forward(p) => vec![self.port_name(p).to_string()],
+            Action::Reply => vec![self.port_name(ingress).to_string()],
+            Action::Flood(d) => self.sh.domains[d.index()]
+                .ports
+                .iter()
+                .filter(|&&p| p != ingress)
+                .map(|&p| self.port_name(p).to_string())
+                .collect(),
+            Action::Drop(_) | Action::Consume | Action::Held => Vec::new(),
+        };
+        let network = match action {
+            Action::Flood(d) => self.sh.domains[d.index()].spec.name.as_str(),
+            _ => "",
+        };
+        let verdict = trace::Verdict::of(action, ports, self.port_name(ingress), network);
+        self.tracer.finish(packet, verdict);
+    }
+
+    /// A held packet that was traced ends its walk with `action`.
+    #[inline]
+    fn settle_trace(&mut self, packet: u32, ingress: PortId, action: Action) {
+        if packet != 0 {
+            self.finish_trace(packet, ingress, action);
         }
     }
 

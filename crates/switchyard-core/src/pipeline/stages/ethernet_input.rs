@@ -138,6 +138,9 @@ impl Pipeline {
     pub(crate) fn ethernet_input(&mut self, f: &mut Frame) -> Next {
         let port = f.ingress;
         f.trace = self.tracer.select(port);
+        if f.trace != 0 {
+            self.open_trace(f);
+        }
         let c = &mut self.counters.ports[port.index()];
         c.rx_frames += 1;
         c.rx_bytes += f.len() as u64;

@@ -204,7 +204,9 @@ impl Pipeline {
         self.sh.neighbors.take(held, &mut spare);
         let port = spare.ingress;
         trace!(self, spare, Trace::WaitedInVain(reason));
+        let packet = spare.trace;
         self.scratch = Some(spare);
+        self.settle_trace(packet, port, Action::Drop(reason));
         self.settle_held(port, Action::Drop(reason));
     }
 
@@ -234,8 +236,10 @@ impl Pipeline {
                         // Made by switchyard itself: there is no one to tell.
                         None => Action::Drop(unresolved),
                     };
+                    let packet = f.trace;
                     self.scratch = Some(f);
                     self.counters.event(Event::NeighborsFailed);
+                    self.settle_trace(packet, port, action);
                     self.settle_held(port, action);
                 }
                 TickWork::Release { held, mac, domain } => {
@@ -251,6 +255,7 @@ impl Pipeline {
                         Action::Drop(Drop::NoBuffer.into())
                     };
                     f.action = action;
+                    self.settle_trace(f.trace, port, action);
                     // A slot is taken only for a packet that leaves: a slot taken and
                     // left as it was would send its last occupant again.
                     if !matches!(action, Action::Drop(_)) {

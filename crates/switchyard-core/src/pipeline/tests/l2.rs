@@ -295,7 +295,7 @@ fn malformed_ip_to_gateway_is_dropped_with_a_reason() {
 #[test]
 fn trace_explains_an_arp_request_and_a_unicast_frame() {
     let mut p = pipeline();
-    p.tracer().start(2, None);
+    p.tracer().start(2, &[]);
     run(
         &mut p,
         A,
@@ -328,7 +328,7 @@ fn trace_explains_an_arp_request_and_a_unicast_frame() {
 #[test]
 fn trace_filter_selects_one_port() {
     let mut p = pipeline();
-    p.tracer().start(1, Some(B));
+    p.tracer().start(1, &[B]);
     run(&mut p, A, &udp(mac(2), mac(3), 10), 0);
     run(&mut p, B, &udp(mac(3), mac(2), 10), 0);
     let recs = p.tracer().drain();
@@ -460,4 +460,51 @@ proptest! {
         }
         prop_assert_eq!(rx, frames.len() as u64);
     }
+}
+
+#[test]
+fn a_frame_trace_has_the_summary_the_lines_and_the_verdict() {
+    let mut p = pipeline();
+    p.tracer().start(3, &[]);
+    run(
+        &mut p,
+        A,
+        &arp_request(mac(2), ip(2), ip(3), MacAddr::BROADCAST),
+        0,
+    );
+    run(&mut p, B, &udp(mac(3), mac(2), 10), 0);
+    run(
+        &mut p,
+        A,
+        &udp(MacAddr([0x01, 0, 0x5e, 0, 0, 1]), mac(3), 10),
+        0,
+    );
+    let flood = p.tracer().next_frame().expect("the ARP request's trace");
+    assert_eq!(flood.packet, 1);
+    assert_eq!(flood.port, "a");
+    assert_eq!(
+        flood.summary,
+        "02:42:ac:11:00:02 > ff:ff:ff:ff:ff:ff, ARP request who-has 172.17.0.3 tell 172.17.0.2, 42 bytes"
+    );
+    assert_eq!(flood.lines.len(), 4, "{:?}", flood.lines);
+    assert_eq!(flood.verdict.action, "flood");
+    assert_eq!(flood.verdict.ports, vec!["b", "c"]);
+    assert_eq!(
+        flood.verdict.text,
+        "flooded over network default: to 2 ports, b, c"
+    );
+    let unicast = p.tracer().next_frame().expect("the unicast frame's trace");
+    assert_eq!(unicast.verdict.action, "forward");
+    assert_eq!(unicast.verdict.ports, vec!["a"]);
+    assert_eq!(unicast.verdict.text, "sent to port a");
+    assert!(unicast.summary.contains("udp"), "{}", unicast.summary);
+    let dropped = p.tracer().next_frame().expect("the dropped frame's trace");
+    assert_eq!(dropped.verdict.action, "drop");
+    assert_eq!(dropped.verdict.reason.as_deref(), Some("group_source_mac"));
+    assert!(
+        dropped.verdict.text.starts_with("dropped: "),
+        "{}",
+        dropped.verdict.text
+    );
+    assert!(p.tracer().next_frame().is_none());
 }

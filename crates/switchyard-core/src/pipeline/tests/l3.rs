@@ -286,7 +286,7 @@ fn without_df_a_big_packet_is_fragmented_correctly() {
 fn trace_of_a_fragmented_packet_has_a_line_from_ip4_fragment() {
     let mut p = router();
     resolve(&mut p, 2, 3, BB, 0);
-    p.tracer().start(1, None);
+    p.tracer().start(1, &[]);
     send(&mut p, FA, &routed_udp(1, 2, rip(2, 3), 64, 1400, false), 1);
     let lines: Vec<String> = p.tracer().drain().iter().map(|r| r.to_string()).collect();
     assert_eq!(
@@ -605,7 +605,7 @@ fn neighbors_go_stale_and_are_reprobed_by_unicast() {
 fn trace_explains_a_routed_packet() {
     let mut p = router();
     resolve(&mut p, 2, 3, BB, 0);
-    p.tracer().start(1, None);
+    p.tracer().start(1, &[]);
     send(&mut p, FA, &routed_udp(1, 2, rip(2, 3), 64, 8, false), 1);
     let lines: Vec<String> = p.tracer().drain().iter().map(|r| r.to_string()).collect();
     assert_eq!(
@@ -724,4 +724,34 @@ fn a_super_frame_is_held_to_the_mtu_by_its_segments_not_its_length() {
     // and it does not fragment after cutting, so a counted drop.
     let o = send_frame(&mut p, super_frame(FA, rip(2, 3), 1400, 10, false, false));
     assert_eq!(o.frame.action, Action::Drop(DropReason::GsoOverMtu));
+}
+
+#[test]
+fn a_held_packet_traces_in_two_parts_the_second_with_its_final_verdict() {
+    let mut p = router();
+    p.tracer().start(1, &[FA]);
+    let pkt = routed_udp(1, 2, rip(2, 3), 64, 100, true);
+    assert_eq!(send(&mut p, FA, &pkt, 0).frame.action, Action::Held);
+    let first = p.tracer().next_frame().expect("the first part");
+    assert_eq!(first.verdict.action, "held");
+    assert!(!first.continued);
+    assert!(
+        first.summary.contains("IPv4 10.1.0.2 > 10.2.0.3"),
+        "{}",
+        first.summary
+    );
+    // The ARP reply on back is not traced (the filter names fa), but the packet it
+    // releases is.
+    resolve(&mut p, 2, 3, BB, 5);
+    let second = p.tracer().next_frame().expect("the released part");
+    assert_eq!(second.packet, first.packet);
+    assert!(second.continued);
+    assert_eq!(second.verdict.action, "forward");
+    assert_eq!(second.verdict.ports, vec![p.port(BB).unwrap().name.clone()]);
+    assert!(
+        second.lines.iter().any(|l| l.stage == "ip4-neighbor"),
+        "{:?}",
+        second.lines
+    );
+    assert!(p.tracer().next_frame().is_none());
 }

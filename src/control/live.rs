@@ -1,0 +1,146 @@
+//! Live answers: requests answered by lines sent as things happen in the dataplane
+//! rather than by one reply. Each is a [`Live`] stream the server pulls from; its
+//! source is a [`Tap`] the workers feed without ever waiting (see
+//! [`observe`](crate::dataplane::observe)).
+//!
+//! * `trace`: the next N frames received on some ports, each traced through every
+//!   stage with its verdict ([`FrameTrace`]), then a `trace_end` line.
+
+use super::protocol::{ErrorCode, ErrorReply, Reply, Response, TraceEnd, MAX_TRACE_FRAMES};
+use super::server::{live_line, Answer, Live, Pull};
+use crate::dataplane::observe::{self, Tap, TraceSession};
+use crate::dataplane::{self, TraceClaim};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use switchyard_core::pipeline::{FrameTrace, PortId};
+
+/// Finished traces a worker may have waiting for a slow reader before it skips.
+const TRACE_QUEUE: usize = 256;
+
+/// Starts a live trace of the next `count` frames received on `ports` (all if none).
+pub fn trace(
+    dp: &dataplane::Handle,
+    ports: &[String],
+    count: u32,
+) -> Result<Answer, dataplane::NotRunning> {
+    let refuse = |code, msg: String| Ok(Answer::Whole(Response::error(ErrorReply::new(code, msg))));
+    if count == 0 || count > MAX_TRACE_FRAMES {
+        return refuse(
+            ErrorCode::BadRequest,
+            format!("count must be from 1 to {MAX_TRACE_FRAMES}, not {count}"),
+        );
+    }
+    let ids = match port_ids(dp, ports)? {
+        Ok(ids) => ids,
+        Err(msg) => return refuse(ErrorCode::UnknownPort, msg),
+    };
+    let Some(claim) = dp.claim_trace() else {
+        return refuse(
+            ErrorCode::InUse,
+            "another client is tracing this instance (one live trace at a time); \
+             try again when it ends"
+                .into(),
+        );
+    };
+    let (feed, tap) = observe::feed(TRACE_QUEUE.min(count as usize));
+    let session = Arc::new(TraceSession {
+        count,
+        budget: Arc::new(AtomicU32::new(count)),
+        ports: ids,
+        feed,
+    });
+    let s = session.clone();
+    dp.observe(move |obs, pipeline, _| {
+        pipeline.tracer().start(s.budget_left(), &s.ports);
+        obs.trace = Some(s.clone());
+        obs.trace_numbers.clear();
+    })?;
+    Ok(Answer::Live(Box::new(TraceLive {
+        dp: dp.clone(),
+        session,
+        tap,
+        want: count,
+        got: 0,
+        ended: false,
+        _claim: claim,
+    })))
+}
+
+/// Maps port names to the pipeline's ids; the error names the unknown one and lists
+/// those there are.
+pub fn port_ids(
+    dp: &dataplane::Handle,
+    names: &[String],
+) -> Result<Result<Vec<PortId>, String>, dataplane::NotRunning> {
+    dp.tables(|v| {
+        let mut ids = Vec::with_capacity(names.len());
+        for n in names {
+            match v.pipeline.port_by_name(n) {
+                Some(id) => ids.push(id),
+                None => {
+                    let known: Vec<&str> =
+                        v.pipeline.ports().iter().map(|p| p.name.as_str()).collect();
+                    return Err(format!(
+                        "no port {n:?}; the ports are: {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(ids)
+    })
+}
+
+/// A live trace as the server pulls it.
+struct TraceLive {
+    dp: dataplane::Handle,
+    session: Arc<TraceSession>,
+    tap: Tap<FrameTrace>,
+    want: u32,
+    got: u32,
+    ended: bool,
+    _claim: TraceClaim,
+}
+
+impl Live for TraceLive {
+    fn pull(&mut self) -> Pull {
+        if self.ended {
+            return Pull::End;
+        }
+        if self.got < self.want {
+            if let Some(t) = self.tap.try_recv() {
+                // The second part of a held packet's trace is not another frame.
+                if !t.continued {
+                    self.got += 1;
+                }
+                return Pull::Line(live_line(Reply::Trace(t)));
+            }
+            // A frame the workers traced but could not hand over (this reader was
+            // slow) is skipped, and counts towards the total: the trace ends once
+            // every frame of the budget was either sent or skipped.
+            if u64::from(self.got) + self.tap.skipped() < u64::from(self.want) {
+                return Pull::Pending;
+            }
+        }
+        self.ended = true;
+        Pull::Line(live_line(Reply::TraceEnd(TraceEnd {
+            frames: self.got,
+            skipped: self.tap.skipped(),
+        })))
+    }
+}
+
+impl Drop for TraceLive {
+    fn drop(&mut self) {
+        // Stop the workers' tracers if this trace still holds them (it ended early:
+        // the client hung up).
+        let s = self.session.clone();
+        let _ = self.dp.observe(move |obs, pipeline, _| {
+            if obs.trace.as_ref().is_some_and(|t| Arc::ptr_eq(t, &s)) {
+                obs.trace = None;
+                pipeline.tracer().stop();
+                while pipeline.tracer().next_frame().is_some() {}
+            }
+        });
+    }
+}
