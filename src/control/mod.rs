@@ -8,6 +8,7 @@
 //! logged through `tracing`; the program decides where logs go.
 
 pub mod cli;
+pub mod capture;
 pub mod client;
 pub mod live;
 pub mod pcapng;

@@ -71,17 +71,23 @@ pub enum Request {
         ports: Vec<String>,
         count: u32,
     },
+    /// Records the frames crossing some ports, both ways (`switchyard capture`);
+    /// answered by a live stream: [`Reply::CaptureStarted`], then
+    /// [`Reply::CapturePackets`] and [`Reply::CaptureStatus`] lines as frames come,
+    /// ending with [`Reply::CaptureEnd`].
+    Capture(CaptureRequest),
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show", "trace"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace", "capture"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Show { .. } => "show",
             Request::Trace { .. } => "trace",
+            Request::Capture(_) => "capture",
         }
     }
 }
@@ -96,6 +102,20 @@ pub struct TraceEnd {
     pub frames: u32,
     /// Frames traced but not sent because the client did not read fast enough.
     pub skipped: u64,
+}
+
+/// The arguments of a `capture` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// The ports to record, by name (as `show ports` lists them); at least one.
+    pub ports: Vec<String>,
+    /// Also record the frames switchyard dropped, with the reason.
+    #[serde(default)]
+    pub drops: bool,
+    /// End after this many packets (absent: until the client hangs up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The tables `show` reads.
@@ -160,6 +180,14 @@ pub enum Reply {
     Trace(switchyard_core::pipeline::FrameTrace),
     /// The last line of a live trace.
     TraceEnd(TraceEnd),
+    /// The first line of a capture: the ports recorded, in the order packets name them.
+    CaptureStarted(CaptureStarted),
+    /// Frames recorded since the last line.
+    CapturePackets(Vec<CapturedPacket>),
+    /// No frame for a while: how the capture stands.
+    CaptureStatus(CaptureStatus),
+    /// The last line of a capture (the count was reached).
+    CaptureEnd(CaptureStatus),
 }
 
 impl Reply {
@@ -174,6 +202,10 @@ impl Reply {
             Reply::Conntrack(_) => "conntrack",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
+            Reply::CaptureStarted(_) => "capture_started",
+            Reply::CapturePackets(_) => "capture_packets",
+            Reply::CaptureStatus(_) => "capture_status",
+            Reply::CaptureEnd(_) => "capture_end",
         }
     }
 
@@ -190,6 +222,9 @@ impl Reply {
             Reply::Conntrack(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
+            Reply::CaptureStarted(r) => serde_json::to_value(r),
+            Reply::CapturePackets(r) => serde_json::to_value(r),
+            Reply::CaptureStatus(r) | Reply::CaptureEnd(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -596,6 +631,58 @@ pub struct ConntrackReport {
     pub count: usize,
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
+}
+
+/// The first line of a capture's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// The ports recorded; a packet's `port` is an index into this list.
+    pub ports: Vec<String>,
+    /// The most frames that can be on their way to the client at once (the capture's
+    /// buffers), and the bytes those buffers may take.
+    pub buffers: usize,
+    pub buffer_bytes: usize,
+}
+
+/// Which way a frame crossed a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDirection {
+    /// From the endpoint into switchyard.
+    In,
+    /// From switchyard to the endpoint.
+    Out,
+}
+
+/// One recorded frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedPacket {
+    /// Index into [`CaptureStarted::ports`].
+    pub port: usize,
+    pub direction: CaptureDirection,
+    /// When the worker moved it, in nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The frame's length on the wire (always the length of `data`: frames are
+    /// recorded whole).
+    pub len: u32,
+    /// The frame from its Ethernet header on, in base64 (RFC 4648, with padding).
+    pub data: String,
+    /// For a frame switchyard dropped: the drop reason's id and sentence (as in
+    /// `show counters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How a capture stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// Packets sent to the client so far.
+    pub packets: u64,
+    /// Frames not recorded because the capture's buffers were full (the client, or
+    /// the socket, did not keep up).
+    pub skipped: u64,
 }
 
 #[cfg(test)]

@@ -60,6 +60,13 @@ pub fn reply(r: &Reply) -> String {
         Reply::Conntrack(c) => conntrack(c),
         Reply::Trace(t) => frame_trace(t),
         Reply::TraceEnd(e) => trace_end(e),
+        // A capture's lines are turned into pcapng or packet lines by the capture
+        // verb; alone, each says what it is.
+        Reply::CaptureStarted(s) => format!("capturing on {}\n", s.ports.join(", ")),
+        Reply::CapturePackets(p) => format!("{} packets\n", p.len()),
+        Reply::CaptureStatus(s) | Reply::CaptureEnd(s) => {
+            format!("{} packets, {} skipped\n", s.packets, s.skipped)
+        }
     }
 }
 

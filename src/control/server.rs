@@ -605,6 +605,7 @@ fn handle(
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
+        Request::Capture(ref c) => super::live::capture(dp, c)?,
     })
 }
 

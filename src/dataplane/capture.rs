@@ -236,7 +236,7 @@ impl CaptureFeed {
 
     /// True once the reader is gone; the worker then drops the feed.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.closed || self.feed.is_closed()
     }
 
     /// Copies `bytes` into a buffer of the pool, or counts the frame as skipped.
