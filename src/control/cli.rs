@@ -361,6 +361,119 @@ pub fn trace(
     }
 }
 
+/// Where `switchyard capture` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureTo {
+    /// One line of text per packet on stdout (no `-w`), as tcpdump prints.
+    Lines,
+    /// pcapng on stdout (`-w -`).
+    Stdout,
+    /// pcapng to a file (`-w FILE`).
+    File(PathBuf),
+}
+
+/// `switchyard capture PORT... [-w FILE|-] [-c N] [--drops]`: records the frames
+/// crossing the ports, both ways, until Ctrl-C (or N packets). Messages for people
+/// ("capturing on ...", the counts at the end) go to stderr, as tcpdump's do, so
+/// stdout carries only packets.
+pub fn capture(
+    ports: Vec<String>,
+    to: CaptureTo,
+    count: Option<u64>,
+    drops: bool,
+    target: &Target,
+    run_root: &Path,
+) -> Result<()> {
+    use super::capture::CaptureSink;
+    use super::protocol::{CaptureRequest, Reply};
+    use std::io::{IsTerminal, Write};
+    use std::ops::ControlFlow;
+
+    let socket = target.socket(run_root)?;
+    let out: Box<dyn Write> = match &to {
+        CaptureTo::Lines => Box::new(std::io::stdout().lock()),
+        CaptureTo::Stdout => {
+            anyhow::ensure!(
+                !std::io::stdout().is_terminal(),
+                "-w - writes pcapng to stdout, which is a terminal; pipe it \
+                 (`| tcpdump -r -`) or name a file"
+            );
+            Box::new(std::io::stdout().lock())
+        }
+        CaptureTo::File(f) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("create {}", f.display()))?,
+        )),
+    };
+    let mut sink = match to {
+        CaptureTo::Lines => CaptureSink::lines(out, count),
+        _ => CaptureSink::pcapng(out, count),
+    };
+    // Ctrl-C ends the capture between two lines, so the file ends with whole blocks;
+    // a second Ctrl-C ends the program at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("install signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+    }
+    let req = Request::Capture(CaptureRequest {
+        ports,
+        drops,
+        count,
+    });
+    let mut failed = None;
+    let result = client::stream(&socket, &req, |reply| {
+        let r = match &reply {
+            Reply::CaptureStarted(s) => {
+                eprintln!(
+                    "capturing on {}{}, both directions",
+                    s.ports.join(", "),
+                    if drops { " with drops" } else { "" }
+                );
+                sink.started(s)
+            }
+            Reply::CapturePackets(p) => sink.packets(p),
+            Reply::CaptureStatus(s) => {
+                sink.status(s);
+                Ok(())
+            }
+            Reply::CaptureEnd(s) => {
+                sink.status(s);
+                return ControlFlow::Break(());
+            }
+            other => Err(std::io::Error::other(format!(
+                "unexpected {:?} line in a capture",
+                other.name()
+            ))),
+        };
+        if let Err(e) = r {
+            failed = Some(e);
+            return ControlFlow::Break(());
+        }
+        if sink.done() || stop.load(Ordering::SeqCst) {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    let (written, skipped) = (sink.written, sink.skipped);
+    let finished = sink.finish();
+    result?;
+    match failed {
+        // A closed stdout (`| head`) ends the capture like Ctrl-C.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Some(e) => return Err(anyhow::Error::new(e).context("write the capture")),
+        None => {}
+    }
+    if let Err(e) = finished {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(anyhow::Error::new(e).context("write the capture"));
+        }
+    }
+    eprintln!("{written} packets captured");
+    eprintln!("{skipped} packets skipped by switchyard (the capture's buffers were full)");
+    Ok(())
+}
+
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`
 /// binary next to this one, with the same arguments (so the daemon links no plotting
 /// or progress-bar code). Returns only if it could not be started.
