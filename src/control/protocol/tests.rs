@@ -19,10 +19,15 @@ fn sample_requests() -> Vec<Request> {
             ports: vec!["a".into()],
             count: 10,
         },
+        Request::Capture(CaptureRequest {
+            ports: vec!["a".into(), "b".into()],
+            drops: true,
+            count: Some(100),
+        }),
     ];
     for r in &all {
         match r {
-            Request::Show { .. } | Request::Trace { .. } => {}
+            Request::Show { .. } | Request::Trace { .. } | Request::Capture(_) => {}
         }
     }
     all
@@ -199,6 +204,28 @@ fn sample_replies() -> Vec<Reply> {
         frames: 10,
         skipped: 0,
     }));
+    all.push(Reply::CaptureStarted(CaptureStarted {
+        ports: vec!["a".into(), "b".into()],
+        buffers: 1056,
+        buffer_bytes: 4_195_200,
+    }));
+    all.push(Reply::CapturePackets(vec![CapturedPacket {
+        port: 0,
+        direction: CaptureDirection::In,
+        time_ns: 1_796_101_012_063_659_000,
+        len: 60,
+        data: "////////AQBeAAAHCAA=".into(),
+        drop: Some("group_source_mac".into()),
+        reason: Some("source MAC is multicast or broadcast".into()),
+    }]));
+    all.push(Reply::CaptureStatus(CaptureStatus {
+        packets: 120,
+        skipped: 3,
+    }));
+    all.push(Reply::CaptureEnd(CaptureStatus {
+        packets: 100,
+        skipped: 0,
+    }));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -208,7 +235,11 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
             | Reply::Trace(_)
-            | Reply::TraceEnd(_) => {}
+            | Reply::TraceEnd(_)
+            | Reply::CaptureStarted(_)
+            | Reply::CapturePackets(_)
+            | Reply::CaptureStatus(_)
+            | Reply::CaptureEnd(_) => {}
         }
     }
     all
