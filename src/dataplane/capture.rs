@@ -50,8 +50,8 @@ pub const SMALL_BUFFERS: usize = 1024;
 pub const LARGE_BUFFER: usize = MAX_FRAME_LEN;
 /// Large buffers per capture (for super-frames and jumbo frames).
 pub const LARGE_BUFFERS: usize = 32;
-/// The most memory one capture's buffers take (4 MiB); pages are only committed as
-/// buffers are first used.
+/// The memory one capture's buffers take (4 MiB): allocated when it starts, never
+/// grown.
 pub const MAX_CAPTURE_BYTES: usize = SMALL_BUFFER * SMALL_BUFFERS + LARGE_BUFFER * LARGE_BUFFERS;
 
 /// Which way a frame crossed a port's TAP.
@@ -87,9 +87,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool of [`SMALL_BUFFERS`] and [`LARGE_BUFFERS`] buffers. Their memory is
-    /// reserved, not touched: the kernel commits a page when a frame is first copied
-    /// into it.
+    /// A pool of [`SMALL_BUFFERS`] and [`LARGE_BUFFERS`] buffers, allocated here (on
+    /// the control thread), never on a worker.
     pub fn new() -> Arc<Pool> {
         Pool::with_buffers(SMALL_BUFFERS, LARGE_BUFFERS)
     }
