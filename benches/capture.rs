@@ -1,6 +1,7 @@
 //! What a running capture costs a worker per frame, without I/O.
 //!
-//! `cargo bench --bench capture` — each benchmark records a batch of 64 frames the way
+//! `cargo bench --bench capture` — each benchmark records a batch of frames (64, or 32
+//! super-frames: as many as a capture has large buffers) the way
 //! a worker does for a captured port (inbound: copied before the pipeline, then
 //! offered once decided; outbound: copied and offered after the write), and the reader
 //! takes them and gives the buffers back, as the control thread does (without the
@@ -10,13 +11,13 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use switchyard::dataplane::capture::{capture, Pool};
+use switchyard::dataplane::capture::{capture, Pool, LARGE_BUFFERS};
 use switchyard_core::pipeline::{Action, Frame, PortId, Timestamp};
 
 const BATCH: usize = 64;
 
-fn batch(len: usize) -> Vec<Frame> {
-    (0..BATCH)
+fn batch(len: usize, n: usize) -> Vec<Frame> {
+    (0..n)
         .map(|i| {
             let mut f = Frame::from_bytes(PortId(0), &vec![i as u8; len]);
             f.action = Action::Forward(PortId(1));
@@ -27,9 +28,14 @@ fn batch(len: usize) -> Vec<Frame> {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("capture");
-    g.throughput(Throughput::Elements(BATCH as u64));
-    for (name, len) in [("98B", 98), ("1514B", 1514), ("64KiB", 65_000)] {
-        let frames = batch(len);
+    // Super-frames in batches of as many as the pool has large buffers.
+    for (name, len, n) in [
+        ("98B", 98, BATCH),
+        ("1514B", 1514, BATCH),
+        ("64KiB", 65_000, LARGE_BUFFERS),
+    ] {
+        g.throughput(Throughput::Elements(n as u64));
+        let frames = batch(len, n);
         let (mut feed, tap) = capture(&[PortId(0), PortId(1)], 2, false, Pool::new());
         g.bench_function(format!("inbound_{name}"), |b| {
             b.iter(|| {
@@ -53,7 +59,8 @@ fn bench(c: &mut Criterion) {
         assert_eq!(tap.skipped(), 0, "the bench recorded every frame");
     }
     // A capture of port 5 while frames cross ports 0 and 1.
-    let frames = batch(98);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let frames = batch(98, BATCH);
     let (mut feed, _tap) = capture(&[PortId(5)], 8, false, Pool::new());
     g.bench_function("idle_98B", |b| {
         b.iter(|| {
