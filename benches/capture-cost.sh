@@ -2,7 +2,7 @@
 # What a running `switchyard capture` costs the dataplane, end to end: TCP throughput
 # (iperf3, offloads on, so mostly 64 KiB super-frames) and a ping flood between two
 # endpoints of one network, with no capture and with a capture of both ports written
-# to /dev/null, the runs of the two interleaved. Prints each run and the medians.
+# to /dev/null, the runs interleaved. Prints each run and the medians.
 #
 #   sudo benches/capture-cost.sh [RUNS] [BINARY...]
 #
@@ -90,9 +90,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 results="$dir/results"
 : >"$results"
-for bin in "${bins[@]}"; do
-    start "$bin"
-    for r in $(seq "$runs"); do
+# Run by run, every binary in turn (a fresh instance each time), so that a change in
+# the machine's load during the measurement falls on all of them alike.
+for r in $(seq "$runs"); do
+    for bin in "${bins[@]}"; do
+        start "$bin"
         m=$(measure)
         echo "$bin none $m" | tee -a "$results"
         if [ "$bin" = "${bins[0]}" ]; then
@@ -105,8 +107,8 @@ for bin in "${bins[@]}"; do
             wait "$cap" || true
             echo "$bin capture $m ($(tail -1 "$dir/capture.log"))" | tee -a "$results"
         fi
+        stop
     done
-    stop
 done
 
 echo
