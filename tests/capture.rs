@@ -204,7 +204,10 @@ fn a_ping_is_recorded_on_both_ports_with_its_directions() {
     for r in &p {
         assert_eq!(r.original_len as usize, r.data.len(), "recorded whole");
         assert!(r.comment.is_none(), "no drop asked for: {r:?}");
-        assert!(r.time_ns >= before - 1_000_000_000, "wall-clock time: {r:?}");
+        assert!(
+            r.time_ns >= before - 1_000_000_000,
+            "wall-clock time: {r:?}"
+        );
     }
     // The echo request crossed a before b.
     let when = |port: &str, flags| {
@@ -337,8 +340,12 @@ fn unknown_ports_are_named_with_the_ports_there_are() {
         drops: false,
         count: None,
     });
-    let e = client::stream(&inst.socket(), &req, |_| std::ops::ControlFlow::Continue(()))
-        .expect_err("refused");
+    let e = client::stream(
+        &inst.socket(),
+        &req,
+        |_| std::ops::ControlFlow::Continue(()),
+    )
+    .expect_err("refused");
     assert_eq!(e.code(), Some(ErrorCode::UnknownPort));
     let msg = e.to_string();
     assert!(msg.contains("\"nope\"") && msg.contains("a, b, c"), "{msg}");

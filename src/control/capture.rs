@@ -272,7 +272,11 @@ mod tests {
             "01:02:03.000000042 a In  02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff \
              ARP who-has 10.0.0.3 tell 10.0.0.2, length 42"
         );
-        assert!(lines[1].starts_with("01:02:03.000000042 b In "), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("01:02:03.000000042 b In "),
+            "{}",
+            lines[1]
+        );
         assert!(lines[1].ends_with("(dropped: source MAC is multicast)"));
     }
 

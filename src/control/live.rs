@@ -191,10 +191,16 @@ impl Drop for CaptureSlot {
 }
 
 /// Starts a capture of `req.ports`.
-pub fn capture(dp: &dataplane::Handle, req: &CaptureRequest) -> Result<Answer, dataplane::NotRunning> {
+pub fn capture(
+    dp: &dataplane::Handle,
+    req: &CaptureRequest,
+) -> Result<Answer, dataplane::NotRunning> {
     let refuse = |code, msg: String| Ok(Answer::Whole(Response::error(ErrorReply::new(code, msg))));
     if req.ports.is_empty() {
-        return refuse(ErrorCode::BadRequest, "name at least one port to capture".into());
+        return refuse(
+            ErrorCode::BadRequest,
+            "name at least one port to capture".into(),
+        );
     }
     if req.count == Some(0) {
         return refuse(ErrorCode::BadRequest, "count must be at least 1".into());

@@ -7,8 +7,8 @@
 //! the tables people read in [`render`]. Problems met while running or stopping are
 //! logged through `tracing`; the program decides where logs go.
 
-pub mod cli;
 pub mod capture;
+pub mod cli;
 pub mod client;
 pub mod live;
 pub mod pcapng;

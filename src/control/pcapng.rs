@@ -214,7 +214,10 @@ mod tests {
             (p0.interface_id, flags(p0), p0.data.len(), p0.original_len),
             (0, Some(FLAG_INBOUND), 60, 60)
         );
-        assert_eq!(p0.timestamp, Duration::from_nanos(1_700_000_000_123_456_789));
+        assert_eq!(
+            p0.timestamp,
+            Duration::from_nanos(1_700_000_000_123_456_789)
+        );
         assert_eq!(comment(p0), None);
         // A super-frame keeps its whole length, captured and original.
         assert_eq!(

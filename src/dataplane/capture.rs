@@ -238,16 +238,6 @@ impl CaptureFeed {
         self.closed || self.feed.is_closed()
     }
 
-    /// Copies `bytes` into a buffer of the pool, or counts the frame as skipped.
-    #[inline]
-    fn copy(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        let b = self.pool.copy(bytes);
-        if b.is_none() {
-            self.feed.skip(1);
-        }
-        b
-    }
-
     fn offer(&mut self, c: Captured) {
         if self.closed {
             return;
@@ -270,8 +260,9 @@ impl CaptureFeed {
             // Only for a feed that was not cloned for a worker (tests).
             self.pending.resize_with(batch.len(), || None);
         }
-        for i in 0..batch.len() {
-            self.pending[i] = self.copy(batch[i].data());
+        let (pool, feed) = (&self.pool, &self.feed);
+        for (slot, f) in self.pending.iter_mut().zip(batch) {
+            *slot = copy(pool, feed, f.data());
         }
     }
 
@@ -329,7 +320,7 @@ impl CaptureFeed {
     }
 
     fn outbound_bytes(&mut self, port: PortId, bytes: &[u8], time: Timestamp) {
-        if let Some(data) = self.copy(bytes) {
+        if let Some(data) = copy(&self.pool, &self.feed, bytes) {
             self.offer(Captured {
                 port,
                 direction: Direction::Out,
@@ -339,6 +330,16 @@ impl CaptureFeed {
             });
         }
     }
+}
+
+/// Copies `bytes` into a buffer of `pool`, or counts the frame as skipped.
+#[inline]
+fn copy(pool: &Pool, feed: &Feed<Captured>, bytes: &[u8]) -> Option<Vec<u8>> {
+    let b = pool.copy(bytes);
+    if b.is_none() {
+        feed.skip(1);
+    }
+    b
 }
 
 #[cfg(test)]
@@ -368,7 +369,10 @@ mod tests {
             let first = tap.frames.try_recv().unwrap();
             assert_eq!(first.direction, Direction::In);
             assert_eq!(first.data, vec![0xab; 60], "the bytes as they arrived");
-            assert_eq!((first.port, first.time, first.drop), (PortId(1), Timestamp(5), None));
+            assert_eq!(
+                (first.port, first.time, first.drop),
+                (PortId(1), Timestamp(5), None)
+            );
             tap.pool.put(first.data);
             let second = tap.frames.try_recv();
             if drops {
@@ -379,7 +383,10 @@ mod tests {
                 assert!(second.is_none(), "a drop is left out unless asked for");
             }
             // Every buffer is back or on its way: nothing leaked.
-            assert_eq!(tap.pool.small.1.len() + tap.frames.len(), 8 - usize::from(drops));
+            assert_eq!(
+                tap.pool.small.1.len() + tap.frames.len(),
+                8 - usize::from(drops)
+            );
             assert_eq!(tap.skipped(), 0);
         }
     }
