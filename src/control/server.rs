@@ -1104,7 +1104,7 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(
-            b.code_of(r#"{"version":1,"request":{"capture":{}}}"#),
+            b.code_of(r#"{"version":1,"request":{"reboot":{}}}"#),
             ErrorCode::UnknownRequest
         );
 
