@@ -363,6 +363,11 @@ pub fn trace(
         use std::io::Write as _;
         let text = match (&reply, json) {
             (Reply::Trace(t), true) => serde_json::to_string(t).expect("traces serialize") + "\n",
+            (Reply::TraceStart(t), _) => {
+                // Says when to start sending; on stderr, so stdout holds the frames.
+                eprint!("{}", render::trace_start(t));
+                return std::ops::ControlFlow::Continue(());
+            }
             (Reply::TraceEnd(e), true) => {
                 // The summary goes to stderr with --json, so stdout stays one object
                 // per frame.

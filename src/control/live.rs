@@ -3,14 +3,15 @@
 //! source is a [`Tap`] the workers feed without ever waiting (see
 //! [`observe`](crate::dataplane::observe)).
 //!
-//! * `trace`: the next N frames received on some ports, each traced through every
-//!   stage with its verdict ([`FrameTrace`]), then a `trace_end` line.
+//! * `trace`: a `trace_start` line once every worker traces, then the next N frames
+//!   received on some ports, each traced through every stage with its verdict
+//!   ([`FrameTrace`]), then a `trace_end` line.
 //! * `events`: every change in the tables as it happens ([`TableEvent`]), for as
 //!   long as the client reads (`docs/events.md`).
 
 use super::events::{event_row, rfc3339, Names};
 use super::protocol::{
-    ErrorCode, ErrorReply, EventRow, Reply, Response, TraceEnd, MAX_TRACE_FRAMES,
+    ErrorCode, ErrorReply, EventRow, Reply, Response, TraceEnd, TraceStart, MAX_TRACE_FRAMES,
 };
 use super::server::{live_line, Answer, Live, Pull};
 use crate::dataplane::observe::{self, Tap, TraceSession};
@@ -55,15 +56,23 @@ pub fn trace(
         feed,
     });
     let s = session.clone();
+    let armed = Arc::new(AtomicUsize::new(0));
+    let counted = armed.clone();
     dp.observe(move |obs, pipeline, _| {
         pipeline.tracer().start(s.budget_left(), &s.ports);
         obs.trace = Some(s.clone());
         obs.trace_numbers.clear();
+        counted.fetch_add(1, Ordering::SeqCst);
     })?;
     Ok(Answer::Live(Box::new(TraceLive {
         dp: dp.clone(),
         session,
         tap,
+        armed,
+        started: Some(TraceStart {
+            count,
+            ports: ports.to_vec(),
+        }),
         want: count,
         got: 0,
         ended: false,
@@ -101,6 +110,10 @@ struct TraceLive {
     dp: dataplane::Handle,
     session: Arc<TraceSession>,
     tap: Tap<FrameTrace>,
+    /// Workers tracing for this trace so far.
+    armed: Arc<AtomicUsize>,
+    /// The `trace_start` line, until it is sent (then `None` with `armed` complete).
+    started: Option<TraceStart>,
     want: u32,
     got: u32,
     ended: bool,
@@ -111,6 +124,13 @@ impl Live for TraceLive {
     fn pull(&mut self) -> Pull {
         if self.ended {
             return Pull::End;
+        }
+        if self.armed.load(Ordering::SeqCst) < self.dp.workers() {
+            return Pull::Pending;
+        }
+        if let Some(start) = self.started.take() {
+            // Every worker traces now: a frame sent from here on is caught.
+            return Pull::Line(live_line(Reply::TraceStart(start)));
         }
         if self.got < self.want {
             if let Some(t) = self.tap.try_recv() {

@@ -64,8 +64,8 @@ pub enum Request {
     /// same name.
     Show { table: Table },
     /// Trace the next `count` frames received on `ports` (every port if empty), live:
-    /// answered by one [`Reply::Trace`] line per frame as it is switched, then a
-    /// [`Reply::TraceEnd`].
+    /// answered by a [`Reply::TraceStart`] once the workers trace, one
+    /// [`Reply::Trace`] line per frame as it is switched, then a [`Reply::TraceEnd`].
     Trace {
         #[serde(default)]
         ports: Vec<String>,
@@ -92,6 +92,16 @@ impl Request {
 
 /// Most frames one live trace may ask for.
 pub const MAX_TRACE_FRAMES: u32 = 10_000;
+
+/// The first line of a live trace, sent once every worker traces: a frame sent from
+/// then on is caught.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStart {
+    /// Frames to trace.
+    pub count: u32,
+    /// Only frames received on these ports (empty: every port).
+    pub ports: Vec<String>,
+}
 
 /// The end of a live trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +170,8 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    /// The first line of a live trace.
+    TraceStart(TraceStart),
     /// One traced frame of a live trace.
     Trace(switchyard_core::pipeline::FrameTrace),
     /// The last line of a live trace.
@@ -178,6 +190,7 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::TraceStart(_) => "trace_start",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
             Reply::Event(_) => "event",
@@ -195,6 +208,7 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::TraceStart(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
             Reply::Event(r) => serde_json::to_value(r),

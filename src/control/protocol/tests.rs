@@ -177,6 +177,10 @@ fn sample_reply(table: Table) -> Reply {
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
     let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    all.push(Reply::TraceStart(TraceStart {
+        count: 10,
+        ports: vec!["a".into()],
+    }));
     all.push(Reply::Trace(switchyard_core::pipeline::FrameTrace {
         packet: 1,
         time_ns: 1_796_101_012_063_658_000,
@@ -209,6 +213,7 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Routes(_)
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
+            | Reply::TraceStart(_)
             | Reply::Trace(_)
             | Reply::TraceEnd(_)
             | Reply::Event(_) => {}
