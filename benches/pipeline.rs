@@ -152,6 +152,33 @@ fn l2(c: &mut Criterion) {
         .collect();
     bench_batch(c, "l2", "known_unicast_64B", &mut p, &known);
 
+    // The same with every frame traced (a live trace running): what the sentences,
+    // the summary and the verdict cost, and taking the finished traces out as the
+    // dataplane does.
+    {
+        let mut g = c.benchmark_group("l2");
+        g.throughput(Throughput::Elements(known.len() as u64));
+        let mut batch: Vec<Frame> = known
+            .iter()
+            .map(|(port, b)| Frame::from_bytes(*port, b))
+            .collect();
+        p.tracer().start(u32::MAX, &[]);
+        g.bench_function("known_unicast_64B_traced", |b| {
+            b.iter(|| {
+                for (f, (port, bytes)) in batch.iter_mut().zip(&known) {
+                    f.data_mut()[..bytes.len().min(54)]
+                        .copy_from_slice(&bytes[..bytes.len().min(54)]);
+                    f.ingress = *port;
+                }
+                out.clear();
+                p.process(&mut batch, Timestamp::from_secs(2), &mut out);
+                while p.tracer().next_frame().is_some() {}
+            })
+        });
+        p.tracer().stop();
+        g.finish();
+    }
+
     // Unknown destinations: every frame floods to the 7 other ports.
     let unknown: Vec<(PortId, Vec<u8>)> = (0..BATCH as u8)
         .map(|i| {
@@ -165,42 +192,59 @@ fn l2(c: &mut Criterion) {
 
     // A MAC-learning storm: a new source MAC in every frame, the table far from full.
     // Each timed batch runs on a pipeline that has already learned a few thousand MACs
-    // (so the table's memory is warm); only `process` is timed.
+    // (so the table's memory is warm); only `process` is timed. Once as usual, once
+    // with someone listening to table events (an event per frame, kept in the
+    // worker's log and drained after the batch, as the dataplane does, untimed).
     let mut g = c.benchmark_group("l2");
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("learn_new_macs_64B", |b| {
-        let mut p = Pipeline::new(spec()).unwrap();
-        let mut out = Emitter::with_capacity(4);
-        let mut n: u32 = 0;
-        let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
-        let template = udp_frame(host_mac(1, 2), host_mac(1, 3), ip(2), ip(3), 18);
-        b.iter_custom(|iters| {
-            let mut total = std::time::Duration::ZERO;
-            for _ in 0..iters {
-                if p.fdb().len() + BATCH > 6000 {
-                    p = Pipeline::new(spec()).unwrap();
+    for (name, events) in [
+        ("learn_new_macs_64B", false),
+        ("learn_new_macs_64B_events_on", true),
+    ] {
+        g.bench_function(name, |b| {
+            let new_pipeline = || {
+                let mut p = Pipeline::new(spec()).unwrap();
+                if events {
+                    p.events().start(1024);
                 }
-                for f in frames.iter_mut() {
-                    n = n.wrapping_add(1);
-                    f.load(&template);
-                    f.data_mut()[6..12].copy_from_slice(&[
-                        2,
-                        0,
-                        (n >> 16) as u8,
-                        (n >> 8) as u8,
-                        n as u8,
-                        7,
-                    ]);
-                    f.ingress = PortId((n % 8) as u16);
+                p
+            };
+            let mut p = new_pipeline();
+            let mut out = Emitter::with_capacity(4);
+            let mut n: u32 = 0;
+            let mut frames: Vec<Frame> = (0..BATCH).map(|_| Frame::new()).collect();
+            let template = udp_frame(host_mac(1, 2), host_mac(1, 3), ip(2), ip(3), 18);
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    if p.fdb().len() + BATCH > 6000 {
+                        p = new_pipeline();
+                    }
+                    for f in frames.iter_mut() {
+                        n = n.wrapping_add(1);
+                        f.load(&template);
+                        f.data_mut()[6..12].copy_from_slice(&[
+                            2,
+                            0,
+                            (n >> 16) as u8,
+                            (n >> 8) as u8,
+                            n as u8,
+                            7,
+                        ]);
+                        f.ingress = PortId((n % 8) as u16);
+                    }
+                    out.clear();
+                    let start = std::time::Instant::now();
+                    p.process(&mut frames, Timestamp::from_secs(2), &mut out);
+                    total += start.elapsed();
+                    p.events().drain(|e| {
+                        std::hint::black_box(e);
+                    });
                 }
-                out.clear();
-                let start = std::time::Instant::now();
-                p.process(&mut frames, Timestamp::from_secs(2), &mut out);
-                total += start.elapsed();
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     g.finish();
 }
 

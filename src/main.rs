@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, TableArg, Target};
+use switchyard::control::cli::{self, MetricsArgs, TableArg, Target};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -26,6 +26,8 @@ enum Command {
     Up {
         /// Topology file (TOML); see examples/.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Remove what a crashed `up` left behind.
     Down {
@@ -81,6 +83,23 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Follow the changes in a running instance's tables as they happen: MACs
+    /// learned, moved and aged, neighbor states, connections new, assured and
+    /// destroyed, ports gone down (like `conntrack -E`); until Ctrl-C.
+    Events {
+        /// Print one JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A guided tour: builds a small topology of its own, sends traffic step by step
+    /// and shows what switchyard did with it and why; removes everything at the end.
+    Tour {
+        /// Wait for Enter before each step.
+        #[arg(long)]
+        step: bool,
+    },
     /// Validate a topology file without creating anything.
     Check { file: PathBuf },
     /// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch
@@ -130,7 +149,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { file } => cli::up(file.as_deref(), &cli.run_dir),
+        Command::Up { file, metrics } => cli::up(file.as_deref(), &cli.run_dir, &metrics),
         Command::Down { file, target } => cli::down(
             &Target {
                 config: file.or(target.config),
@@ -163,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cli::capture(ports, to, count, drops, &target, &cli.run_dir)
         }
+        Command::Events { json, target } => cli::events(json, &target, &cli.run_dir),
+        Command::Tour { step } => switchyard::control::tour::tour(step, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
     }
@@ -228,6 +249,45 @@ mod tests {
                 "{both:?}"
             );
         }
+    }
+
+    #[test]
+    fn up_takes_a_metrics_address_and_metrics_public_only_with_it() {
+        let Command::Up { file, metrics } = parse(&["up", "t.toml", "--metrics", "[::1]:9477"])
+            .unwrap()
+            .command
+        else {
+            panic!("up");
+        };
+        assert_eq!(file, Some(PathBuf::from("t.toml")));
+        assert_eq!(metrics.metrics, Some("[::1]:9477".parse().unwrap()));
+        assert!(!metrics.metrics_public);
+        let Command::Up { metrics, .. } =
+            parse(&["up", "--metrics", "0.0.0.0:9477", "--metrics-public"])
+                .unwrap()
+                .command
+        else {
+            panic!("up");
+        };
+        assert!(metrics.metrics_public);
+        let e = parse(&["up", "--metrics-public"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["up", "--metrics", "localhost"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn tour_takes_step() {
+        let Command::Tour { step } = parse(&["tour"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(!step);
+        let Command::Tour { step } = parse(&["tour", "--step"]).unwrap().command else {
+            panic!("tour");
+        };
+        assert!(step);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! stderr.
 
 use super::protocol::{Reply, Request, Table};
-use super::{client, render, Switchyard};
+use super::{client, metrics, render, Switchyard};
 use crate::topology::{config, setup, RunDir, Topology};
 use anyhow::{Context, Result};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -111,9 +112,32 @@ fn load_topology(file: Option<&Path>) -> Result<Topology> {
     })
 }
 
+/// The metrics options of `up`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (an IP address and a port,
+    /// e.g. 127.0.0.1:9477 or [::1]:9477; a loopback address unless --metrics-public).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on an address other than loopback. The endpoint has no
+    /// authentication and tells whoever reaches it every port, counter and table size.
+    #[arg(long, requires = "metrics")]
+    pub metrics_public: bool,
+}
+
 /// `switchyard up [FILE]`: build the topology, switch until SIGINT/SIGTERM, clean up.
-pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
+pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
+    // A refused address stops `up` before the topology file is even read.
+    if let Some(addr) = m.metrics {
+        metrics::check_address(addr, m.metrics_public)?;
+    }
     let topo = load_topology(file)?;
+    // The port is taken before anything is created: one already in use stops `up`
+    // with nothing to undo.
+    let listener = m
+        .metrics
+        .map(|addr| metrics::Listener::bind(addr, m.metrics_public))
+        .transpose()?;
     // Handlers first, so a Ctrl-C during setup still leads to a clean teardown.
     // SIGHUP too: a dropped SSH session must not leave namespaces behind.
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,8 +148,8 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
     ] {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
-    let sy = Switchyard::start(topo, run_root).context("switchyard up")?;
-    print_summary(sy.topology(), sy.socket());
+    let sy = Switchyard::start_with(topo, run_root, listener).context("switchyard up")?;
+    print_summary(sy.topology(), sy.socket(), sy.metrics_addr());
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
             tracing::error!("the dataplane stopped unexpectedly; cleaning up");
@@ -148,7 +172,7 @@ pub fn up(file: Option<&Path>, run_root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(t: &Topology, socket: &Path) {
+fn print_summary(t: &Topology, socket: &Path, metrics: Option<SocketAddr>) {
     println!("switchyard: running {} (prefix {:?})", t.source, t.prefix);
     for n in &t.networks {
         let mut how = String::new();
@@ -228,6 +252,9 @@ fn print_summary(t: &Topology, socket: &Path) {
         }
     }
     println!("  control socket {}", socket.display());
+    if let Some(addr) = metrics {
+        println!("  metrics        http://{addr}{}", metrics::PATH);
+    }
     println!();
     println!("try it (in another terminal):");
     let mut ifaces = t.interfaces();
@@ -336,6 +363,11 @@ pub fn trace(
         use std::io::Write as _;
         let text = match (&reply, json) {
             (Reply::Trace(t), true) => serde_json::to_string(t).expect("traces serialize") + "\n",
+            (Reply::TraceStart(t), _) => {
+                // Says when to start sending; on stderr, so stdout holds the frames.
+                eprint!("{}", render::trace_start(t));
+                return std::ops::ControlFlow::Continue(());
+            }
             (Reply::TraceEnd(e), true) => {
                 // The summary goes to stderr with --json, so stdout stays one object
                 // per frame.
@@ -472,6 +504,37 @@ pub fn capture(
     eprintln!("{written} packets captured");
     eprintln!("{skipped} packets skipped by switchyard (the capture's buffers were full)");
     Ok(())
+}
+
+/// `switchyard events [--json]`: prints the instance's table events as they come,
+/// one line each (text, or the event's JSON object), until interrupted or stdout
+/// closes.
+pub fn events(json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    client::stream(&socket, &Request::Events {}, |reply| {
+        use std::io::Write as _;
+        let mut text = match (&reply, json) {
+            (Reply::Event(e), true) => serde_json::to_string(e).expect("events serialize"),
+            (Reply::Event(e), false) => render::event(e),
+            (r, _) => render::reply(r),
+        };
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        // Each line as it comes (a pipe is block-buffered otherwise); a closed stdout
+        // (`| head`) ends the stream, and the server sees the hang-up.
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            failed = Some(e);
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`

@@ -1,5 +1,7 @@
-//! The client side of the control socket: one request, one typed reply. The `show`
-//! verbs use it, and so can any program that links this crate.
+//! The client side of the control socket: one request, one typed reply
+//! ([`request`]), or a live stream of replies ([`stream`], or [`LiveStream`] to read
+//! it at one's own pace). The CLI verbs use it, and so can any program that links
+//! this crate.
 
 use super::protocol::{Envelope, ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Write};
@@ -140,29 +142,102 @@ pub fn stream(
     req: &Request,
     mut each: impl FnMut(Reply) -> ControlFlow<()>,
 ) -> Result<(), ClientError> {
-    let path = socket.display().to_string();
-    let io = |source| ClientError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut conn = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: path.clone(),
-        source,
-    })?;
-    conn.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
-    let mut line = serde_json::to_string(&Envelope::new(req.clone())).expect("requests serialize");
-    line.push('\n');
-    conn.write_all(line.as_bytes()).map_err(io)?;
-    let mut reader = BufReader::new(&conn);
-    let mut answer = String::new();
+    let mut live = LiveStream::open(socket, req)?;
     loop {
-        answer.clear();
-        if reader.read_line(&mut answer).map_err(io)? == 0 {
-            return Ok(());
+        match live.next(None)? {
+            Next::Reply(r) => {
+                if each(r).is_break() {
+                    return Ok(());
+                }
+            }
+            Next::Closed => return Ok(()),
+            // Not without a time limit; read on.
+            Next::Quiet => {}
         }
-        if each(parse_answer(&path, &answer)?).is_break() {
-            return Ok(());
+    }
+}
+
+/// A live stream read at the caller's pace, one reply at a time, each wait as long
+/// as the caller says: for a program that does something else between two lines
+/// (the tour sends traffic, then reads the trace it caused until the switch is
+/// quiet). Dropping it hangs up, which ends the stream on the server's side.
+pub struct LiveStream {
+    path: String,
+    reader: BufReader<UnixStream>,
+    /// The line being received; a read that timed out half-way leaves its bytes here.
+    line: Vec<u8>,
+}
+
+/// What [`LiveStream::next`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// The next reply line.
+    Reply(Reply),
+    /// Nothing arrived within the time given; the stream goes on.
+    Quiet,
+    /// The server ended the stream and closed the connection.
+    Closed,
+}
+
+impl LiveStream {
+    /// Connects to the instance at `socket` and sends `req`.
+    pub fn open(socket: &Path, req: &Request) -> Result<LiveStream, ClientError> {
+        let path = socket.display().to_string();
+        let io = |source| ClientError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+            path: path.clone(),
+            source,
+        })?;
+        conn.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+        let mut line =
+            serde_json::to_string(&Envelope::new(req.clone())).expect("requests serialize");
+        line.push('\n');
+        conn.write_all(line.as_bytes()).map_err(io)?;
+        Ok(LiveStream {
+            path,
+            reader: BufReader::new(conn),
+            line: Vec::new(),
+        })
+    }
+
+    /// The next reply, waiting at most `wait` for it (`None`: as long as it takes).
+    /// An error line from the server is returned as the error.
+    pub fn next(&mut self, wait: Option<Duration>) -> Result<Next, ClientError> {
+        let io = |source| ClientError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        // A zero timeout would mean "none" to the socket.
+        let wait = wait.map(|w| w.max(Duration::from_millis(1)));
+        self.reader.get_ref().set_read_timeout(wait).map_err(io)?;
+        loop {
+            // read_until keeps what it read before a timeout in `line` (read_line
+            // could drop half a character), so the next call goes on from there.
+            match self.reader.read_until(b'\n', &mut self.line) {
+                Ok(_) if self.line.last() == Some(&b'\n') => break,
+                // The connection closed (a partial last line is no reply).
+                Ok(_) => return Ok(Next::Closed),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Next::Quiet)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
         }
+        let line = std::mem::take(&mut self.line);
+        let text = String::from_utf8(line).map_err(|e| ClientError::BadResponse {
+            path: self.path.clone(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        parse_answer(&self.path, &text).map(Next::Reply)
     }
 }
 
@@ -190,6 +265,46 @@ mod tests {
         let sent = server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         (sent, got)
+    }
+
+    #[test]
+    fn a_live_stream_is_read_at_the_callers_pace() {
+        let dir = std::env::temp_dir().join(format!("sy-cl-{}-live", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&conn).read_line(&mut line).unwrap();
+            // A line in two pieces, with a quiet spell between them.
+            let end = r#"{"version":1,"ok":{"trace_end":{"frames":0,"skipped":0}}}"#;
+            let (a, b) = end.split_at(20);
+            conn.write_all(a.as_bytes()).unwrap();
+            wait.recv().unwrap();
+            conn.write_all(format!("{b}\n").as_bytes()).unwrap();
+            wait.recv().unwrap();
+            line
+        });
+        let req = Request::Trace {
+            ports: vec![],
+            count: 1,
+        };
+        let mut live = LiveStream::open(&path, &req).unwrap();
+        let wait = Some(Duration::from_millis(50));
+        assert!(matches!(live.next(wait).unwrap(), Next::Quiet));
+        go_on.send(()).unwrap();
+        match live.next(Some(Duration::from_secs(5))).unwrap() {
+            Next::Reply(Reply::TraceEnd(e)) => assert_eq!((e.frames, e.skipped), (0, 0)),
+            other => panic!("{other:?}"),
+        }
+        go_on.send(()).unwrap();
+        let sent = server.join().unwrap();
+        assert!(matches!(live.next(wait).unwrap(), Next::Closed));
+        assert!(sent.contains(r#""trace":{"ports":[],"count":1}"#), "{sent}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

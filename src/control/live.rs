@@ -3,26 +3,30 @@
 //! source is a [`Tap`] the workers feed without ever waiting (see
 //! [`observe`](crate::dataplane::observe)).
 //!
-//! * `trace`: the next N frames received on some ports, each traced through every
-//!   stage with its verdict ([`FrameTrace`]), then a `trace_end` line.
+//! * `trace`: a `trace_start` line once every worker traces, then the next N frames
+//!   received on some ports, each traced through every stage with its verdict
+//!   ([`FrameTrace`]), then a `trace_end` line.
+//! * `events`: every change in the tables as it happens ([`TableEvent`]), for as
+//!   long as the client reads (`docs/events.md`).
 //! * `capture`: every frame crossing some ports, both ways, copied whole (see
 //!   [`capture`](crate::dataplane::capture)), in `capture_packets` lines with a
 //!   `capture_status` line every [`CAPTURE_STATUS_EVERY`]; with a count, a
 //!   `capture_end` line after that many packets.
 
+use super::events::{event_row, rfc3339, Names};
 use super::protocol::{
     CaptureDirection, CaptureRequest, CaptureStarted, CaptureStatus, CapturedPacket, ErrorCode,
-    ErrorReply, Reply, Response, TraceEnd, MAX_TRACE_FRAMES,
+    ErrorReply, EventRow, Reply, Response, TraceEnd, TraceStart, MAX_TRACE_FRAMES,
 };
 use super::server::{live_line, Answer, Live, Pull};
 use crate::dataplane::capture::{self, CaptureTap, Direction, Pool, MAX_CAPTURE_BYTES};
 use crate::dataplane::observe::{self, Tap, TraceSession};
-use crate::dataplane::{self, TraceClaim};
+use crate::dataplane::{self, StreamClaim, TraceClaim};
 use base64::Engine as _;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::pipeline::{FrameTrace, PortId};
+use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
 
 /// Finished traces a worker may have waiting for a slow reader before it skips.
 const TRACE_QUEUE: usize = 256;
@@ -60,15 +64,23 @@ pub fn trace(
         feed,
     });
     let s = session.clone();
+    let armed = Arc::new(AtomicUsize::new(0));
+    let counted = armed.clone();
     dp.observe(move |obs, pipeline, _| {
         pipeline.tracer().start(s.budget_left(), &s.ports);
         obs.trace = Some(s.clone());
         obs.trace_numbers.clear();
+        counted.fetch_add(1, Ordering::SeqCst);
     })?;
     Ok(Answer::Live(Box::new(TraceLive {
         dp: dp.clone(),
         session,
         tap,
+        armed,
+        started: Some(TraceStart {
+            count,
+            ports: ports.to_vec(),
+        }),
         want: count,
         got: 0,
         ended: false,
@@ -106,6 +118,10 @@ struct TraceLive {
     dp: dataplane::Handle,
     session: Arc<TraceSession>,
     tap: Tap<FrameTrace>,
+    /// Workers tracing for this trace so far.
+    armed: Arc<AtomicUsize>,
+    /// The `trace_start` line, until it is sent (then `None` with `armed` complete).
+    started: Option<TraceStart>,
     want: u32,
     got: u32,
     ended: bool,
@@ -116,6 +132,13 @@ impl Live for TraceLive {
     fn pull(&mut self) -> Pull {
         if self.ended {
             return Pull::End;
+        }
+        if self.armed.load(Ordering::SeqCst) < self.dp.workers() {
+            return Pull::Pending;
+        }
+        if let Some(start) = self.started.take() {
+            // Every worker traces now: a frame sent from here on is caught.
+            return Pull::Line(live_line(Reply::TraceStart(start)));
         }
         if self.got < self.want {
             if let Some(t) = self.tap.try_recv() {
@@ -155,6 +178,95 @@ impl Drop for TraceLive {
     }
 }
 
+/// Table events a worker keeps between two hand-overs to the streams (it hands
+/// them over after every batch and timer tick); more are skipped and counted.
+const WORKER_EVENTS: usize = 1024;
+
+/// Events waiting for one stream's reader, over all workers, before more are
+/// skipped and counted.
+const EVENT_QUEUE: usize = 4096;
+
+/// Event streams an instance serves at once (each holds an [`EVENT_QUEUE`]).
+pub const MAX_EVENT_STREAMS: usize = 8;
+
+/// Starts a stream of table events.
+pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
+    let Some(claim) = dp.claim_event_stream(MAX_EVENT_STREAMS) else {
+        return Ok(Answer::Whole(Response::error(ErrorReply::new(
+            ErrorCode::InUse,
+            format!(
+                "{MAX_EVENT_STREAMS} event streams are open on this instance, the most it \
+                 serves at once; try again when one ends"
+            ),
+        ))));
+    };
+    let names = dp.tables(|v| Names::of(v.pipeline))?;
+    let (feed, tap) = observe::feed(EVENT_QUEUE);
+    let installed = Arc::new(AtomicUsize::new(0));
+    let counted = installed.clone();
+    dp.observe(move |obs, pipeline, _| {
+        obs.events.push(feed.clone());
+        if !pipeline.events().is_on() {
+            pipeline.events().start(WORKER_EVENTS);
+        }
+        counted.fetch_add(1, Ordering::SeqCst);
+    })?;
+    Ok(Answer::Live(Box::new(EventsLive {
+        dp: dp.clone(),
+        names,
+        tap,
+        installed,
+        listening: false,
+        skipped: 0,
+        _claim: claim,
+    })))
+}
+
+/// An event stream as the server pulls it.
+struct EventsLive {
+    dp: dataplane::Handle,
+    names: Names,
+    tap: Tap<TableEvent>,
+    /// Workers that report to this stream so far.
+    installed: Arc<AtomicUsize>,
+    /// The `listening` line was sent.
+    listening: bool,
+    /// Skipped events already reported.
+    skipped: u64,
+    _claim: StreamClaim,
+}
+
+impl Live for EventsLive {
+    fn pull(&mut self) -> Pull {
+        let line = |row| Pull::Line(live_line(Reply::Event(Box::new(row))));
+        let now = || {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            rfc3339(t.as_nanos() as u64)
+        };
+        if !self.listening {
+            // Once every worker reports, nothing that happens later is missed.
+            if self.installed.load(Ordering::SeqCst) < self.dp.workers() {
+                return Pull::Pending;
+            }
+            self.listening = true;
+            return line(EventRow::new(now(), "listening"));
+        }
+        let skipped = self.tap.skipped();
+        if skipped > self.skipped {
+            let mut row = EventRow::new(now(), "skipped");
+            row.skipped = Some(skipped - self.skipped);
+            self.skipped = skipped;
+            return line(row);
+        }
+        match self.tap.try_recv() {
+            Some(e) => line(event_row(&e, &self.names, |t| self.dp.wall_ns(t))),
+            None => Pull::Pending,
+        }
+    }
+}
+
 /// Captures one instance runs at once; each may hold [`MAX_CAPTURE_BYTES`] of
 /// buffers, so together they hold at most 32 MiB.
 pub const MAX_CAPTURES: usize = 8;
@@ -166,29 +278,6 @@ const LINE_PACKETS: usize = 64;
 /// Most frame bytes in one `capture_packets` line (before base64): a line stays a
 /// few hundred KiB even with super-frames.
 const LINE_BYTES: usize = 256 * 1024;
-
-/// Captures running now, over every client of the instance.
-static CAPTURES: AtomicUsize = AtomicUsize::new(0);
-
-/// A place among the [`MAX_CAPTURES`], given back when dropped.
-struct CaptureSlot;
-
-impl CaptureSlot {
-    fn claim() -> Option<CaptureSlot> {
-        CAPTURES
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_CAPTURES).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| CaptureSlot)
-    }
-}
-
-impl Drop for CaptureSlot {
-    fn drop(&mut self) {
-        CAPTURES.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Starts a capture of `req.ports`.
 pub fn capture(
@@ -216,7 +305,7 @@ pub fn capture(
         Ok(ids) => ids,
         Err(msg) => return refuse(ErrorCode::UnknownPort, msg),
     };
-    let Some(slot) = CaptureSlot::claim() else {
+    let Some(slot) = dp.claim_capture(MAX_CAPTURES) else {
         return refuse(
             ErrorCode::InUse,
             format!(
@@ -261,7 +350,7 @@ struct CaptureLive {
     started: bool,
     ended: bool,
     last_status: Instant,
-    _slot: CaptureSlot,
+    _slot: StreamClaim,
 }
 
 impl CaptureLive {

@@ -1,20 +1,27 @@
 //! `control` — running a switch and talking to it.
 //!
 //! [`Switchyard`] is a whole running instance: the deployed topology (namespaces and
-//! TAPs), the dataplane thread and the control socket. The CLI verbs (`up`, `down`,
-//! `show`, `check`) live in [`cli`]; the socket protocol in [`protocol`] (its schema
-//! is `docs/control-protocol.md`), with its two ends in [`server`] and [`client`] and
-//! the tables people read in [`render`]. Problems met while running or stopping are
+//! TAPs), the dataplane thread, the control socket and, when asked for, the metrics
+//! endpoint. The CLI verbs (`up`, `down`, `show`, `check`, `trace`) live in [`cli`],
+//! the guided tour (`tour`) in [`tour`]; the socket protocol in [`protocol`] (its
+//! schema is `docs/control-protocol.md`), with its two ends in [`server`] and
+//! [`client`] and the tables people read in [`render`]; the Prometheus endpoint in
+//! [`metrics`] (`docs/metrics.md`). The socket and the endpoint report the same
+//! gathering of counters ([`snapshot`]). Problems met while running or stopping are
 //! logged through `tracing`; the program decides where logs go.
 
 pub mod capture;
 pub mod cli;
 pub mod client;
+pub mod events;
 pub mod live;
+pub mod metrics;
 pub mod pcapng;
 pub mod protocol;
 pub mod render;
 pub mod server;
+mod snapshot;
+pub mod tour;
 
 use crate::dataplane::{self, Dataplane, Options};
 use crate::topology::{Deployment, SetupError, Topology};
@@ -42,9 +49,10 @@ pub enum StartError {
 pub struct Switchyard {
     topology: Topology,
     socket: PathBuf,
-    // Dropped in this order: the namespace watch, the socket, then the dataplane
-    // (closing the TAPs), then the namespaces.
+    // Dropped in this order: the namespace watch, the metrics endpoint, the socket,
+    // then the dataplane (closing the TAPs), then the namespaces.
     watch: Option<NamespaceWatch>,
+    metrics: Option<metrics::Exporter>,
     server: Option<Server>,
     dataplane: Option<dataplane::Running>,
     deployment: Option<Deployment>,
@@ -54,6 +62,17 @@ impl Switchyard {
     /// Creates everything `topology` describes and starts switching. On failure,
     /// whatever was created is removed before the error returns.
     pub fn start(topology: Topology, run_root: &Path) -> Result<Switchyard, StartError> {
+        Switchyard::start_with(topology, run_root, None)
+    }
+
+    /// [`Switchyard::start`], and serves Prometheus metrics on `metrics` (bound
+    /// beforehand, so that a refused address or a port in use stops `up` before
+    /// anything is created).
+    pub fn start_with(
+        topology: Topology,
+        run_root: &Path,
+        metrics: Option<metrics::Listener>,
+    ) -> Result<Switchyard, StartError> {
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
         let mut deployment = Deployment::create(&topology, run_root)?;
         // Worker w gets queue w of every TAP.
@@ -73,6 +92,21 @@ impl Switchyard {
                 what: "start the dataplane workers",
                 source,
             })?;
+        let exporter = match metrics {
+            Some(l) => Some(
+                metrics::Exporter::start(
+                    l,
+                    &deployment.run_dir().metrics_socket(),
+                    running.handle(),
+                    port_info(&topology),
+                )
+                .map_err(|source| StartError::Io {
+                    what: "start the metrics endpoint",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let socket = deployment.run_dir().socket();
         let server =
             Server::start(&socket, running.handle(), port_info(&topology)).map_err(|source| {
@@ -86,6 +120,7 @@ impl Switchyard {
             topology,
             socket,
             watch: Some(watch),
+            metrics: exporter,
             server: Some(server),
             dataplane: Some(running),
             deployment: Some(deployment),
@@ -99,6 +134,11 @@ impl Switchyard {
     /// Path of the control socket.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Where the metrics endpoint listens, if it was asked for.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(metrics::Exporter::local_addr)
     }
 
     /// A handle to query the dataplane directly (tests, tools).
@@ -135,6 +175,9 @@ impl Switchyard {
     fn stop_parts(&mut self) -> (Result<Vec<String>, SetupError>, std::io::Result<()>) {
         if let Some(w) = self.watch.take() {
             w.stop();
+        }
+        if let Some(m) = self.metrics.take() {
+            m.stop();
         }
         if let Some(s) = self.server.take() {
             s.stop();

@@ -64,13 +64,16 @@ pub enum Request {
     /// same name.
     Show { table: Table },
     /// Trace the next `count` frames received on `ports` (every port if empty), live:
-    /// answered by one [`Reply::Trace`] line per frame as it is switched, then a
-    /// [`Reply::TraceEnd`].
+    /// answered by a [`Reply::TraceStart`] once the workers trace, one
+    /// [`Reply::Trace`] line per frame as it is switched, then a [`Reply::TraceEnd`].
     Trace {
         #[serde(default)]
         ports: Vec<String>,
         count: u32,
     },
+    /// A live stream of table changes, like `conntrack -E`: answered by one
+    /// [`Reply::Event`] line per change, for as long as the client reads.
+    Events {},
     /// Records the frames crossing some ports, both ways (`switchyard capture`);
     /// answered by a live stream: [`Reply::CaptureStarted`], then
     /// [`Reply::CapturePackets`] and [`Reply::CaptureStatus`] lines as frames come,
@@ -80,13 +83,14 @@ pub enum Request {
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show", "trace", "capture"];
+    pub const NAMES: &'static [&'static str] = &["show", "trace", "events", "capture"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Show { .. } => "show",
             Request::Trace { .. } => "trace",
+            Request::Events {} => "events",
             Request::Capture(_) => "capture",
         }
     }
@@ -94,6 +98,16 @@ impl Request {
 
 /// Most frames one live trace may ask for.
 pub const MAX_TRACE_FRAMES: u32 = 10_000;
+
+/// The first line of a live trace, sent once every worker traces: a frame sent from
+/// then on is caught.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStart {
+    /// Frames to trace.
+    pub count: u32,
+    /// Only frames received on these ports (empty: every port).
+    pub ports: Vec<String>,
+}
 
 /// The end of a live trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,10 +190,14 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    /// The first line of a live trace.
+    TraceStart(TraceStart),
     /// One traced frame of a live trace.
     Trace(switchyard_core::pipeline::FrameTrace),
     /// The last line of a live trace.
     TraceEnd(TraceEnd),
+    /// One line of the `events` stream.
+    Event(Box<EventRow>),
     /// The first line of a capture: the ports recorded, in the order packets name them.
     CaptureStarted(CaptureStarted),
     /// Frames recorded since the last line.
@@ -200,8 +218,10 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::TraceStart(_) => "trace_start",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
+            Reply::Event(_) => "event",
             Reply::CaptureStarted(_) => "capture_started",
             Reply::CapturePackets(_) => "capture_packets",
             Reply::CaptureStatus(_) => "capture_status",
@@ -220,8 +240,10 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::TraceStart(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
+            Reply::Event(r) => serde_json::to_value(r),
             Reply::CaptureStarted(r) => serde_json::to_value(r),
             Reply::CapturePackets(r) => serde_json::to_value(r),
             Reply::CaptureStatus(r) | Reply::CaptureEnd(r) => serde_json::to_value(r),
@@ -257,8 +279,8 @@ pub enum ErrorCode {
     /// The request names a port the instance does not have; the message lists those
     /// it has.
     UnknownPort,
-    /// What the request asks for is taken by another client (one live trace at a
-    /// time per instance).
+    /// What the request asks for is taken by other clients (one live trace at a
+    /// time per instance, a bounded number of event streams).
     InUse,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
@@ -631,6 +653,80 @@ pub struct ConntrackReport {
     pub count: usize,
     pub max: usize,
     pub connections: Vec<ConntrackRow>,
+}
+
+/// One line of the `events` stream: a change in a table, the start of the stream,
+/// or how many changes were skipped. Which fields are present depends on `event`
+/// (see `docs/events.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// When it happened: wall-clock time (UTC, RFC 3339, microseconds) of the batch
+    /// or timer tick that made the change.
+    pub time: String,
+    /// What happened: `listening`, `mac_learned`, `mac_moved`, `mac_aged`,
+    /// `mac_refused`, `neighbor`, `conntrack_new`, `conntrack_assured`,
+    /// `conntrack_destroyed`, `port_down` or `skipped`.
+    pub event: String,
+    /// The network the change is in (for a connection: the one its first packet
+    /// came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The port: where the MAC is (or was) learned, or the one that went down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// A moved MAC's port before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_port: Option<String>,
+    /// The port a MAC is bound to, when a move elsewhere was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_port: Option<String>,
+    /// A neighbor's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// A neighbor's state now: `incomplete`, `reachable`, `stale`, `probe`, or, for
+    /// an entry that is gone, `failed`, `evicted`, `expired` or `flushed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// A neighbor's state before; absent for a new entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_state: Option<String>,
+    /// Why: a MAC refused (`table_full`, `network_full`, `pinned`), a connection
+    /// destroyed (`timeout`, `reset`, `closed`, `evicted`), a port down (its words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The network a connection's replies come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_network: Option<String>,
+    /// The connection, as `show conntrack` has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConntrackRow>,
+    /// Changes skipped because the reader fell behind (or a worker's buffer filled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
+}
+
+impl EventRow {
+    /// An event of kind `event` at `time` with no other field.
+    pub fn new(time: String, event: &str) -> EventRow {
+        EventRow {
+            time,
+            event: event.into(),
+            network: None,
+            port: None,
+            mac: None,
+            from_port: None,
+            owner_port: None,
+            ip: None,
+            state: None,
+            old_state: None,
+            reason: None,
+            reply_network: None,
+            conntrack: None,
+            skipped: None,
+        }
+    }
 }
 
 /// The first line of a capture's answer.

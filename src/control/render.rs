@@ -58,8 +58,10 @@ pub fn reply(r: &Reply) -> String {
         Reply::Routes(rows) => routes(rows),
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
+        Reply::TraceStart(t) => trace_start(t),
         Reply::Trace(t) => frame_trace(t),
         Reply::TraceEnd(e) => trace_end(e),
+        Reply::Event(e) => event(e) + "\n",
         // A capture's lines are turned into pcapng or packet lines by the capture
         // verb; alone, each says what it is.
         Reply::CaptureStarted(s) => format!("capturing on {}\n", s.ports.join(", ")),
@@ -101,6 +103,24 @@ pub fn frame_trace(t: &switchyard_core::pipeline::FrameTrace) -> String {
     }
     let _ = writeln!(s, "  => {}", t.verdict.text);
     s
+}
+
+/// The first line of a live trace.
+pub fn trace_start(t: &TraceStart) -> String {
+    let on = if t.ports.is_empty() {
+        "every port".to_string()
+    } else {
+        format!(
+            "port{} {}",
+            if t.ports.len() == 1 { "" } else { "s" },
+            t.ports.join(", ")
+        )
+    };
+    format!(
+        "tracing the next {} frame{} received on {on} (Ctrl-C to stop)\n",
+        t.count,
+        if t.count == 1 { "" } else { "s" }
+    )
 }
 
 /// The last line of a live trace.
@@ -323,6 +343,114 @@ pub fn conntrack(r: &ConntrackReport) -> String {
         );
     }
     let _ = writeln!(s, "{} of at most {} connections tracked", r.count, r.max);
+    s
+}
+
+/// One line of `switchyard events` (without its newline), laid out as
+/// `TIME TABLE [WHAT] key=value ...`; conntrack's as `conntrack -E` prints them
+/// (`docs/events.md` has every kind).
+pub fn event(e: &EventRow) -> String {
+    let mut s = format!("{} ", e.time);
+    let tag = |s: &mut String, table: &str, what: &str| {
+        let _ = write!(s, "{table} [{what}]");
+    };
+    let kv = |s: &mut String, k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            let _ = write!(s, " {k}={v}");
+        }
+    };
+    match e.event.as_str() {
+        "mac_learned" | "mac_aged" | "mac_refused" => {
+            let what = match e.event.as_str() {
+                "mac_learned" => "LEARNED",
+                "mac_aged" => "AGED",
+                _ => "REFUSED",
+            };
+            tag(&mut s, "fdb", what);
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "port", &e.port);
+            kv(&mut s, "mac", &e.mac);
+            kv(&mut s, "reason", &e.reason);
+            kv(&mut s, "owner", &e.owner_port);
+        }
+        "mac_moved" => {
+            tag(&mut s, "fdb", "MOVED");
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "mac", &e.mac);
+            kv(&mut s, "from", &e.from_port);
+            kv(&mut s, "to", &e.port);
+        }
+        "neighbor" => {
+            let state = e.state.as_deref().unwrap_or("").to_uppercase();
+            tag(&mut s, "neigh", &state);
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "ip", &e.ip);
+            kv(&mut s, "mac", &e.mac);
+            kv(
+                &mut s,
+                "was",
+                &e.old_state.as_ref().map(|w| w.to_uppercase()),
+            );
+        }
+        "conntrack_new" | "conntrack_assured" | "conntrack_destroyed" => {
+            let what = match e.event.as_str() {
+                "conntrack_new" => "NEW",
+                "conntrack_assured" => "ASSURED",
+                _ => "DESTROY",
+            };
+            tag(&mut s, "conntrack", what);
+            if let Some(c) = &e.conntrack {
+                let destroyed = what == "DESTROY";
+                let number = match c.proto.as_str() {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    "icmp" => 1,
+                    _ => 0,
+                };
+                let _ = write!(s, " {} {number}", c.proto);
+                // A destroyed entry has no time left, as in `conntrack -E`.
+                if !destroyed {
+                    let _ = write!(s, " {}", c.timeout_secs);
+                }
+                let _ = write!(s, " {}", c.state);
+                for t in [&c.original, &c.reply] {
+                    let _ = write!(
+                        s,
+                        " src={} dst={} sport={} dport={}",
+                        t.src, t.dst, t.sport, t.dport
+                    );
+                    if destroyed {
+                        let _ = write!(s, " packets={} bytes={}", t.packets, t.bytes);
+                    }
+                }
+                if c.assured {
+                    s.push_str(" [ASSURED]");
+                }
+                let _ = write!(s, " [{}]", c.nat.to_uppercase());
+            }
+            kv(&mut s, "reason", &e.reason);
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "reply-network", &e.reply_network);
+        }
+        "port_down" => {
+            tag(&mut s, "port", "DOWN");
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "port", &e.port);
+        }
+        "skipped" => {
+            tag(&mut s, "events", "SKIPPED");
+            kv(&mut s, "count", &e.skipped.map(|n| n.to_string()));
+        }
+        "listening" => tag(&mut s, "events", "LISTENING"),
+        // A kind from a newer server: its name and what this client can name.
+        other => {
+            tag(&mut s, "events", &other.to_uppercase());
+            kv(&mut s, "network", &e.network);
+            kv(&mut s, "port", &e.port);
+            kv(&mut s, "mac", &e.mac);
+            kv(&mut s, "ip", &e.ip);
+        }
+    }
     s
 }
 

@@ -26,7 +26,9 @@
 //! (`counters`, `ports`) is a small copy each worker makes between two batches.
 
 use super::protocol::*;
-use crate::dataplane::{self, PortStatus, View};
+pub use super::snapshot::PortInfo;
+use super::snapshot::{counters, gather, port_rows};
+use crate::dataplane::{self, View};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -39,9 +41,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::conntrack::ProtoState;
-use switchyard_core::pipeline::{
-    Conn, Counters, DropReason, Event, NeighborState, NextHop, Pipeline, PortId, RouteOrigin, Tuple,
-};
+use switchyard_core::pipeline::{Conn, NeighborState, NextHop, PortId, RouteOrigin, Tuple};
 
 /// How long a connection may go without progress: sending its request, or taking in
 /// the answer.
@@ -53,18 +53,6 @@ pub const STREAM_ROWS: usize = 512;
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
-
-/// What the server knows of each port from the topology (it does not change).
-#[derive(Debug, Clone)]
-pub struct PortInfo {
-    pub port: String,
-    pub endpoint: String,
-    pub interface: String,
-    pub netns: String,
-    pub network: String,
-    pub mac: String,
-    pub ip: String,
-}
 
 /// A running control server.
 pub struct Server {
@@ -605,90 +593,9 @@ fn handle(
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
+        Request::Events {} => super::live::events(dp)?,
         Request::Capture(ref c) => super::live::capture(dp, c)?,
     })
-}
-
-/// What every worker keeps on its own, summed over the workers.
-struct Merged {
-    counters: Counters,
-    ports: Vec<PortStatus>,
-    names: Vec<String>,
-    workers: Vec<WorkerRow>,
-}
-
-/// Asks every worker for its counters, I/O counters and CPU time, and adds them up.
-fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRunning> {
-    let per_worker = dp.query_all(|v| {
-        let names = (0..v.pipeline.ports().len())
-            .map(|i| {
-                v.pipeline
-                    .port(PortId(i as u16))
-                    .map_or_else(|| format!("#{i}"), |s| s.name.clone())
-            })
-            .collect::<Vec<_>>();
-        (
-            v.pipeline.counters().clone(),
-            v.ports.to_vec(),
-            v.cpu_time(),
-            names,
-            v.worker,
-        )
-    })?;
-    let counters = Pipeline::merged_counters(per_worker.iter().map(|w| &w.0));
-    let mut ports: Vec<PortStatus> = per_worker.first().map(|w| w.1.clone()).unwrap_or_default();
-    for w in per_worker.iter().skip(1) {
-        for (a, b) in ports.iter_mut().zip(&w.1) {
-            a.io.add(&b.io);
-            if a.down.is_none() {
-                a.down.clone_from(&b.down);
-            }
-        }
-    }
-    let workers = per_worker
-        .iter()
-        .map(|w| WorkerRow {
-            worker: w.4,
-            cpu_secs: w.2.as_secs_f64(),
-            rx_frames: w.0.total().rx_frames,
-        })
-        .collect();
-    let names = per_worker
-        .into_iter()
-        .next()
-        .map(|w| w.3)
-        .unwrap_or_default();
-    Ok(Merged {
-        counters,
-        ports,
-        names,
-        workers,
-    })
-}
-
-fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
-    info.iter()
-        .zip(&m.ports)
-        .zip(&m.counters.ports)
-        .map(|((i, s), c)| PortRow {
-            port: i.port.clone(),
-            endpoint: i.endpoint.clone(),
-            interface: i.interface.clone(),
-            netns: i.netns.clone(),
-            network: i.network.clone(),
-            mac: i.mac.clone(),
-            ip: i.ip.clone(),
-            mtu: s.caps.mtu,
-            vnet_hdr: s.caps.vnet_hdr,
-            offloads: s.caps.offloads.to_string(),
-            queues: s.caps.queues,
-            rx_frames: c.rx_frames,
-            tx_frames: s.io.tx_frames,
-            dropped: c.dropped,
-            state: if s.down.is_some() { "down" } else { "up" }.into(),
-            down_reason: s.down.clone(),
-        })
-        .collect()
 }
 
 /// The FDB, copied entry by entry, sorted by network and MAC, streamed.
@@ -728,64 +635,6 @@ fn fdb_stream(v: &View<'_>) -> Answer {
         },
     });
     streamed(Reply::Fdb(Vec::new()), "[]", rows)
-}
-
-fn counters(m: &Merged) -> CountersReport {
-    let c = &m.counters;
-    let ports = c
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, pc)| {
-            let io = m.ports.get(i).map(|s| s.io).unwrap_or_default();
-            PortCounterRow {
-                port: m.names.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
-                rx_frames: pc.rx_frames,
-                rx_bytes: pc.rx_bytes,
-                forwarded: pc.forwarded,
-                consumed: pc.consumed,
-                dropped: pc.dropped,
-                held: pc.held,
-                tx_frames: io.tx_frames,
-                tx_bytes: io.tx_bytes,
-                tx_errors: io.tx_errors,
-                rx_errors: io.rx_errors,
-                rx_gso: io.rx_gso,
-                tx_gso: io.tx_gso,
-                tx_segmented: io.tx_segmented,
-                tx_segments: io.tx_segments,
-                tx_coalesced: io.tx_coalesced,
-                tx_coalesced_datagrams: io.tx_coalesced_datagrams,
-                drops: pc
-                    .drop_reasons()
-                    .map(|(r, n)| (r.id().to_string(), n))
-                    .collect(),
-            }
-        })
-        .collect();
-    let total = c.total();
-    CountersReport {
-        ports,
-        drops: DropReason::ALL
-            .iter()
-            .map(|&r| NamedCount {
-                id: r.id().into(),
-                stage: r.stage().into(),
-                text: r.text().into(),
-                count: total.drops[r as usize],
-            })
-            .collect(),
-        events: Event::ALL
-            .iter()
-            .map(|&e| NamedCount {
-                id: e.id().into(),
-                stage: e.stage().into(),
-                text: e.text().into(),
-                count: c.events(e),
-            })
-            .collect(),
-        workers: m.workers.clone(),
-    }
 }
 
 fn route_rows(v: &View<'_>) -> Vec<RouteRow> {
@@ -859,7 +708,7 @@ fn neighbor_rows(v: &View<'_>) -> Vec<NeighborRow> {
 }
 
 /// One tracked connection as `show conntrack` has it.
-fn conntrack_row(c: &Conn, left: u64) -> ConntrackRow {
+pub(crate) fn conntrack_row(c: &Conn, left: u64) -> ConntrackRow {
     let tuple = |t: &Tuple, d: usize| FlowTuple {
         src: t.src.to_string(),
         dst: t.dst.to_string(),
@@ -913,7 +762,7 @@ mod tests {
     use crate::dataplane::{Dataplane, Options};
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixStream;
-    use switchyard_core::pipeline::Spec;
+    use switchyard_core::pipeline::{Pipeline, Spec};
 
     #[test]
     fn a_line_may_be_as_long_as_the_limit_and_no_longer() {

@@ -41,12 +41,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use observe::{Observers, Offer};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{
-    Egress, Emitter, Frame, Pipeline, PortId, Timestamp, MAX_FRAME_LEN,
+    Egress, Emitter, Frame, Pipeline, PortId, TableChange, Timestamp, MAX_FRAME_LEN,
 };
 use switchyard_core::wire::{ethernet, gro};
 use switchyard_os::port::{Capabilities, Offloads, Port};
@@ -186,6 +186,19 @@ pub struct Handle {
     epoch_ns: u64,
     /// Set while a live trace runs (one at a time: the workers have one tracer each).
     tracing: Arc<AtomicBool>,
+    /// Event streams open now (each holds a bounded buffer: their number is capped).
+    event_streams: Arc<AtomicUsize>,
+    /// Captures running now (each holds a pool of buffers: their number is capped).
+    captures: Arc<AtomicUsize>,
+}
+
+/// A place among the instance's event streams, given back when dropped.
+pub struct StreamClaim(Arc<AtomicUsize>);
+
+impl Drop for StreamClaim {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The right to run the instance's one live trace, given back when dropped.
@@ -298,6 +311,26 @@ impl Handle {
     /// the Unix epoch.
     pub fn wall_ns(&self, t: Timestamp) -> u64 {
         self.epoch_ns.saturating_add(t.0)
+    }
+
+    /// Claims a place for an event stream; `None` while `max` are open.
+    pub fn claim_event_stream(&self, max: usize) -> Option<StreamClaim> {
+        self.event_streams
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamClaim(self.event_streams.clone()))
+    }
+
+    /// Claims a place for a capture; `None` while `max` run.
+    pub fn claim_capture(&self, max: usize) -> Option<StreamClaim> {
+        self.captures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamClaim(self.captures.clone()))
     }
 
     /// Claims the instance's live trace; `None` while another one runs.
@@ -485,6 +518,8 @@ impl Dataplane {
                 start: self.start,
                 epoch_ns: self.epoch_ns,
                 tracing: Arc::new(AtomicBool::new(false)),
+                event_streams: Arc::new(AtomicUsize::new(0)),
+                captures: Arc::new(AtomicUsize::new(0)),
             },
             threads,
         })
@@ -595,6 +630,32 @@ impl Worker {
             if self.observers.trace.is_some() {
                 self.report_traces();
             }
+            if !self.observers.events.is_empty() {
+                self.report_events();
+            }
+        }
+    }
+
+    /// Hands the table events kept since the last call to every event stream (those
+    /// a full stream refuses, or that found the pipeline's log full, are counted
+    /// there as skipped); forgets the streams whose reader is gone, and stops keeping
+    /// events when none is left.
+    #[cold]
+    fn report_events(&mut self) {
+        let feeds = &mut self.observers.events;
+        let skipped = self.pipeline.events().drain(|e| {
+            for f in feeds.iter() {
+                f.offer(e);
+            }
+        });
+        for f in feeds.iter() {
+            if skipped > 0 {
+                f.skip(skipped);
+            }
+        }
+        feeds.retain(|f| !f.is_closed());
+        if feeds.is_empty() {
+            self.pipeline.events().stop();
         }
     }
 
@@ -659,6 +720,12 @@ impl Worker {
             );
         }
         st.down = Some(why);
+        // Every worker marks the port down; the first reports it.
+        if self.index == 0 {
+            let now = self.now();
+            self.pipeline
+                .record_event(now, TableChange::PortDown { port });
+        }
     }
 
     /// Reads one batch from `port`, runs it through the pipeline and sends it on.
@@ -716,6 +783,9 @@ impl Worker {
         if capturing {
             // A capture whose reader is gone ends here, on every worker in turn.
             self.observers.capture.retain(|c| !c.is_closed());
+        }
+        if !self.observers.events.is_empty() {
+            self.report_events();
         }
         Ok((n == BATCH, true))
     }

@@ -17,7 +17,7 @@
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use switchyard_core::pipeline::{FrameTrace, PortId};
+use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
 
 /// The worker's end of a bounded, lossy channel to one reader.
 pub struct Feed<T> {
@@ -189,6 +189,9 @@ pub struct Observers {
     pub trace: Option<Arc<TraceSession>>,
     /// This worker's packet numbers in the live trace.
     pub trace_numbers: TraceNumbers,
+    /// Event streams: every table change the worker makes goes to each (while there
+    /// is one, the worker's pipeline keeps its table events).
+    pub events: Vec<Feed<TableEvent>>,
     /// Running captures (`switchyard capture`), each of some ports.
     pub capture: Vec<super::capture::CaptureFeed>,
 }
@@ -196,7 +199,7 @@ pub struct Observers {
 impl Observers {
     /// True if nobody watches this worker.
     pub fn idle(&self) -> bool {
-        self.trace.is_none() && self.capture.is_empty()
+        self.trace.is_none() && self.events.is_empty() && self.capture.is_empty()
     }
 }
 

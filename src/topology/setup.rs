@@ -69,6 +69,12 @@ impl RunDir {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+
+    /// The unix socket the metrics endpoint's HTTP server listens on, behind the
+    /// relay that owns the TCP port (`control::metrics`).
+    pub fn metrics_socket(&self) -> PathBuf {
+        self.dir.join("metrics.sock")
+    }
 }
 
 /// The version of the state file this build writes and reads.
@@ -549,6 +555,7 @@ fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupErro
         return Err(e);
     }
     let _ = fs::remove_file(run.socket());
+    let _ = fs::remove_file(run.metrics_socket());
     let _ = fs::remove_file(run.state());
     let _ = fs::remove_dir(run.dir());
     Ok(removed)

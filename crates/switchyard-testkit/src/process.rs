@@ -72,9 +72,15 @@ impl Instance {
     /// Starts `switchyard up` on the topology with extra environment `env`, and waits
     /// until its control socket exists.
     pub fn up(&self, env: &[(&str, &str)]) -> Up {
+        self.up_with(&[], env)
+    }
+
+    /// [`Instance::up`] with extra options for `up` (`--metrics ADDR:PORT`).
+    pub fn up_with(&self, args: &[&str], env: &[(&str, &str)]) -> Up {
         let mut c = self.cmd();
         c.arg("up")
             .arg(&self.config)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -19,6 +19,7 @@ fn sample_requests() -> Vec<Request> {
             ports: vec!["a".into()],
             count: 10,
         },
+        Request::Events {},
         Request::Capture(CaptureRequest {
             ports: vec!["a".into(), "b".into()],
             drops: true,
@@ -27,7 +28,10 @@ fn sample_requests() -> Vec<Request> {
     ];
     for r in &all {
         match r {
-            Request::Show { .. } | Request::Trace { .. } | Request::Capture(_) => {}
+            Request::Show { .. }
+            | Request::Trace { .. }
+            | Request::Events {}
+            | Request::Capture(_) => {}
         }
     }
     all
@@ -181,6 +185,10 @@ fn sample_reply(table: Table) -> Reply {
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
     let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    all.push(Reply::TraceStart(TraceStart {
+        count: 10,
+        ports: vec!["a".into()],
+    }));
     all.push(Reply::Trace(switchyard_core::pipeline::FrameTrace {
         packet: 1,
         time_ns: 1_796_101_012_063_658_000,
@@ -204,6 +212,7 @@ fn sample_replies() -> Vec<Reply> {
         frames: 10,
         skipped: 0,
     }));
+    all.push(Reply::Event(Box::new(sample_event())));
     all.push(Reply::CaptureStarted(CaptureStarted {
         ports: vec!["a".into(), "b".into()],
         buffers: 1056,
@@ -234,8 +243,10 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Routes(_)
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
+            | Reply::TraceStart(_)
             | Reply::Trace(_)
             | Reply::TraceEnd(_)
+            | Reply::Event(_)
             | Reply::CaptureStarted(_)
             | Reply::CapturePackets(_)
             | Reply::CaptureStatus(_)
@@ -243,6 +254,34 @@ fn sample_replies() -> Vec<Reply> {
         }
     }
     all
+}
+
+/// A line of the `events` stream with every field there is (no one event has
+/// them all; the schema lists each).
+fn sample_event() -> EventRow {
+    EventRow {
+        network: Some("front".into()),
+        port: Some("a".into()),
+        mac: Some("02:42:ac:11:00:02".into()),
+        from_port: Some("b".into()),
+        owner_port: Some("b".into()),
+        ip: Some("198.51.100.2".into()),
+        state: Some("reachable".into()),
+        old_state: Some("incomplete".into()),
+        reason: Some("timeout".into()),
+        reply_network: Some("outside".into()),
+        conntrack: Some(ConntrackRow {
+            proto: "udp".into(),
+            state: "REPLIED".into(),
+            timeout_secs: 120,
+            assured: true,
+            nat: "snat".into(),
+            original: flow("10.1.0.2", "198.51.100.2"),
+            reply: flow("198.51.100.2", "198.51.100.1"),
+        }),
+        skipped: Some(3),
+        ..EventRow::new("2026-12-01T05:00:00.000000Z".into(), "conntrack_new")
+    }
 }
 
 // ---- reading the doc ----

@@ -39,11 +39,16 @@
 //!   evicts only its own unassured entries. ICMP entries are never assured, as in
 //!   netfilter, so answered pings stay evictable.
 //!
+//! What the table does on its own — a flow becoming assured, an entry destroyed by
+//! its timeout or evicted for room — is reported to the caller's [`Report`] when it
+//! asks (the `*_reporting` methods), for the table events `switchyard events` streams.
+//!
 //! Memory follows use: entries are allocated a chunk at a time when no freed one is
 //! left, the index grows as hash tables do, and a table whose maximum is 2^24 costs
 //! next to nothing until flows come ([`ConnTrack::bytes_for`] gives a full table's
 //! cost; ~220 bytes a flow, measured by `tests/conntrack_memory.rs`).
 
+use super::events::{ConnChange, DestroyReason, Report};
 use super::shares::DomainShares;
 use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
@@ -1025,6 +1030,20 @@ impl ConnTrack {
         seg: &Segment,
         now: Timestamp,
     ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
+        self.lookup_update_reporting(t, zone, len, seg, now, Report::off())
+    }
+
+    /// As [`ConnTrack::lookup_update`], reporting a flow that becomes assured and an
+    /// expired entry it removes.
+    pub fn lookup_update_reporting(
+        &self,
+        t: &Tuple,
+        zone: DomainId,
+        len: usize,
+        seg: &Segment,
+        now: Timestamp,
+        mut report: Report<'_, ConnChange>,
+    ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
         let v = *lock(&self.index[shard_of(t)])
             .get(t)
             .ok_or(Miss::Untracked)?;
@@ -1038,15 +1057,20 @@ impl ConnTrack {
             .ok_or(Miss::Untracked)?;
         if c.expires <= now.0 {
             drop(slot);
-            if self.remove(i, generation) {
+            if let Some(c) = self.remove(i, generation) {
                 self.expired.fetch_add(1, Ordering::Relaxed);
+                report.emit(|| ConnChange::Destroyed(c, DestroyReason::expired(&c)));
             }
             return Err(Miss::Untracked);
         }
         if c.zone[dir.index()] != zone {
             return Err(Miss::OtherZone);
         }
+        let was_assured = c.assured;
         let verdict = c.update(dir, len, seg, now, &self.timeouts);
+        if c.assured && !was_assured {
+            report.emit(|| ConnChange::Assured(*c));
+        }
         Ok((
             CtRef {
                 index: i,
@@ -1106,6 +1130,19 @@ impl ConnTrack {
         state: ProtoState,
         now: Timestamp,
     ) -> Result<(CtRef, bool), InsertError> {
+        self.insert_reporting(orig, reply, zone, state, now, Report::off())
+    }
+
+    /// As [`ConnTrack::insert`], reporting the entries it evicts.
+    pub fn insert_reporting(
+        &self,
+        orig: Tuple,
+        reply: Tuple,
+        zone: [DomainId; 2],
+        state: ProtoState,
+        now: Timestamp,
+        mut report: Report<'_, ConnChange>,
+    ) -> Result<(CtRef, bool), InsertError> {
         if self.tuple_in_use(&orig) || self.tuple_in_use(&reply) {
             return Err(InsertError::Clash);
         }
@@ -1114,7 +1151,7 @@ impl ConnTrack {
         // entries, or is refused, and never takes another network's.
         let owner = zone[0];
         while !self.shares.try_take(owner) {
-            if self.early_drop(now, Some(owner)) {
+            if self.early_drop(now, Some(owner), &mut report) {
                 evicted = true;
             } else {
                 return Err(InsertError::ZoneFull);
@@ -1132,7 +1169,7 @@ impl ConnTrack {
                 {
                     break;
                 }
-            } else if self.early_drop(now, None) {
+            } else if self.early_drop(now, None, &mut report) {
                 evicted = true;
             } else {
                 unshare();
@@ -1200,17 +1237,15 @@ impl ConnTrack {
         ))
     }
 
-    /// Removes entry `i` if it still holds generation `generation`. Returns whether it did.
-    fn remove(&self, i: u32, generation: u32) -> bool {
+    /// Removes entry `i` if it still holds generation `generation`. Returns what it
+    /// removed.
+    fn remove(&self, i: u32, generation: u32) -> Option<Conn> {
         let conn = {
             let mut slot = lock(self.slot(i));
             if slot.generation != generation {
-                return false;
+                return None;
             }
-            match slot.conn.take() {
-                Some(c) => c,
-                None => return false,
-            }
+            slot.conn.take()?
         };
         for t in [conn.orig, conn.reply] {
             let mut shard = lock(&self.index[shard_of(&t)]);
@@ -1221,13 +1256,18 @@ impl ConnTrack {
         self.give_slot(i);
         self.shares.give_back(conn.zone[0]);
         self.len.fetch_sub(1, Ordering::Relaxed);
-        true
+        Some(conn)
     }
 
     /// Frees a slot held by an unassured (or expired) entry — of network `zone`
     /// only, if given — scanning a bounded stretch of the table, the one closest to
     /// expiring first.
-    fn early_drop(&self, now: Timestamp, zone: Option<DomainId>) -> bool {
+    fn early_drop(
+        &self,
+        now: Timestamp,
+        zone: Option<DomainId>,
+        report: &mut Report<'_, ConnChange>,
+    ) -> bool {
         let n = self.used();
         if n == 0 {
             return false;
@@ -1247,18 +1287,35 @@ impl ConnTrack {
                 }
             }
         }
-        match victim {
-            Some((i, g, _)) if self.remove(i, g) => {
+        match victim.and_then(|(i, g, _)| self.remove(i, g)) {
+            Some(c) => {
                 self.evicted.fetch_add(1, Ordering::Relaxed);
+                // An expired entry taken for room went by its timeout all the same.
+                let why = if c.expires <= now.0 {
+                    DestroyReason::expired(&c)
+                } else {
+                    DestroyReason::Evicted
+                };
+                report.emit(|| ConnChange::Destroyed(c, why));
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
     /// Reclaims expired entries, looking at no more than `budget` slots per call
     /// (the scan resumes where it stopped). Returns how many were reclaimed.
     pub fn gc(&self, now: Timestamp, budget: usize) -> usize {
+        self.gc_reporting(now, budget, Report::off())
+    }
+
+    /// As [`ConnTrack::gc`], reporting every entry it reclaims.
+    pub fn gc_reporting(
+        &self,
+        now: Timestamp,
+        budget: usize,
+        mut report: Report<'_, ConnChange>,
+    ) -> usize {
         let n = self.used();
         if n == 0 {
             return 0;
@@ -1278,10 +1335,9 @@ impl ConnTrack {
                     .filter(|c| c.expires <= now.0)
                     .map(|_| slot.generation)
             };
-            if let Some(g) = expired {
-                if self.remove(i as u32, g) {
-                    reclaimed += 1;
-                }
+            if let Some(c) = expired.and_then(|g| self.remove(i as u32, g)) {
+                reclaimed += 1;
+                report.emit(|| ConnChange::Destroyed(c, DestroyReason::expired(&c)));
             }
         }
         self.expired.fetch_add(reclaimed as u64, Ordering::Relaxed);
@@ -1318,7 +1374,7 @@ impl ConnTrack {
             .collect();
         doomed
             .into_iter()
-            .filter(|&(i, g)| self.remove(i, g))
+            .filter(|&(i, g)| self.remove(i, g).is_some())
             .count()
     }
 }

@@ -15,6 +15,7 @@
 //! be *pinned* ([`Fdb::pin`]): an endpoint's own MAC bound to its port by the
 //! configuration, which never moves to another port and never ages.
 
+use super::events::Report;
 use super::shares::DomainShares;
 use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
@@ -206,16 +207,32 @@ impl Fdb {
 
     /// Forgets entries not seen for the aging time; returns how many went.
     pub fn age(&self, now: u32) -> usize {
+        self.age_reporting(now, Report::off())
+    }
+
+    /// As [`Fdb::age`], reporting every entry that went (domain, MAC, its port).
+    pub fn age_reporting(
+        &self,
+        now: u32,
+        report: Report<'_, (DomainId, MacAddr, PortId)>,
+    ) -> usize {
         let aging = self.aging_secs;
-        self.remove_where(|e| !e.pinned && now.saturating_sub(e.last_seen) >= aging)
+        self.remove_where(
+            |e| !e.pinned && now.saturating_sub(e.last_seen) >= aging,
+            report,
+        )
     }
 
     /// Forgets every MAC learned on `port` (when the port goes away).
     pub fn flush_port(&self, port: PortId) -> usize {
-        self.remove_where(|e| e.port == port)
+        self.remove_where(|e| e.port == port, Report::off())
     }
 
-    fn remove_where(&self, doomed: impl Fn(&FdbEntry) -> bool) -> usize {
+    fn remove_where(
+        &self,
+        doomed: impl Fn(&FdbEntry) -> bool,
+        mut report: Report<'_, (DomainId, MacAddr, PortId)>,
+    ) -> usize {
         let mut removed = 0;
         for s in self.shards.iter() {
             let mut s = lock(s);
@@ -223,7 +240,9 @@ impl Fdb {
                 if !doomed(e) {
                     return true;
                 }
-                self.shares.give_back(DomainId((k >> 48) as u16));
+                let domain = DomainId((k >> 48) as u16);
+                self.shares.give_back(domain);
+                report.emit(|| (domain, MacAddr::from_u64(k), e.port));
                 removed += 1;
                 false
             });

@@ -40,6 +40,7 @@
 
 pub mod conntrack;
 mod counters;
+pub mod events;
 mod fdb;
 pub mod fib;
 mod frame;
@@ -52,6 +53,7 @@ mod trace;
 
 pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
 pub use counters::{Counters, DropReason, Event, PortCounters};
+pub use events::{EventKind, EventLog, TableChange, TableEvent};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
@@ -409,6 +411,9 @@ pub struct Pipeline {
     scratch: Option<Frame>,
     /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
     primary: bool,
+    /// Table changes this worker made since the dataplane last drained them; off
+    /// unless someone listens (see [`events`]).
+    events: EventLog,
 }
 
 impl Pipeline {
@@ -588,6 +593,7 @@ impl Pipeline {
             work: Vec::with_capacity(work_cap),
             scratch: Some(Frame::new()),
             primary: true,
+            events: EventLog::default(),
         })
     }
 
@@ -603,6 +609,7 @@ impl Pipeline {
             work: Vec::with_capacity(self.work.capacity()),
             scratch: Some(Frame::new()),
             primary: false,
+            events: EventLog::default(),
         }
     }
 
@@ -728,7 +735,14 @@ impl Pipeline {
         }
         self.l2_age(now);
         self.work.clear();
-        self.sh.neighbors.tick(now, &mut self.work);
+        if self.events.is_on() {
+            let (sh, log, work) = (&self.sh, &mut self.events, &mut self.work);
+            let mut put = |c| log.push(now, TableChange::Neighbor(c));
+            sh.neighbors
+                .tick_reporting(now, work, events::Report::to(&mut put));
+        } else {
+            self.sh.neighbors.tick(now, &mut self.work);
+        }
         self.neighbor_work(out);
         self.ct_gc(now);
     }
@@ -810,6 +824,28 @@ impl Pipeline {
 
     pub fn tracer(&mut self) -> &mut Tracer {
         &mut self.tracer
+    }
+
+    /// This worker's table events: start or stop keeping them, drain them, read
+    /// their counts by kind.
+    pub fn events(&mut self) -> &mut EventLog {
+        &mut self.events
+    }
+
+    /// Records a change made outside the pipeline (a port gone down, found by the
+    /// dataplane) at `at`, if events are on.
+    pub fn record_event(&mut self, at: Timestamp, change: TableChange) {
+        self.events.push(at, change);
+    }
+
+    /// Records the change `make` builds, at the current batch's time, if events
+    /// are on: off, one branch.
+    #[inline]
+    fn event(&mut self, make: impl FnOnce(&Self) -> TableChange) {
+        if self.events.is_on() {
+            let change = make(self);
+            self.events.push(self.now, change);
+        }
     }
 
     fn next_ident(&mut self) -> u16 {

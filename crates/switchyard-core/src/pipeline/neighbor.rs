@@ -20,6 +20,10 @@
 //! one arrives, as Linux does with `unres_qlen`), and the buffers for queued packets,
 //! which are allocated once and swapped with the dataplane's, never copied.
 //!
+//! Every change of an entry's state (and of its MAC), and every entry that goes, is
+//! reported to the caller's [`Report`] when it asks (the `*_reporting` methods),
+//! for the table events `switchyard events` streams.
+//!
 //! Fair shares: each network may hold at most its share of the entries and of the
 //! held packets ([`NeighborShare`]; by default an even split), so a flood of packets
 //! to unused addresses in one network fills that network's share and no other. And
@@ -28,6 +32,7 @@
 //! recently used unused STALE one — as the kernel's forced neighbor GC prefers
 //! entries that are not in use.
 
+use super::events::{NeighborChange, NeighborTo, Report};
 use super::{lock, DomainId, Frame, PortId, Timestamp};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
@@ -226,7 +231,7 @@ impl Neighbors {
 
     /// Whether `domain` may have one more entry: frees one if need be, evicting
     /// an entry of that network when it is at its share, else of any network.
-    fn room_for_entry(&mut self, domain: DomainId) -> bool {
+    fn room_for_entry(&mut self, domain: DomainId, report: &mut Rep<'_>) -> bool {
         let d = domain.index();
         let at_share = self
             .shares
@@ -242,7 +247,7 @@ impl Neighbors {
         };
         match victim {
             Some(ip) => {
-                self.evict(ip);
+                self.evict(ip, report);
                 true
             }
             None => false,
@@ -251,7 +256,7 @@ impl Neighbors {
 
     /// Whether a packet for a new entry of `domain` can be held: evicts the
     /// network's oldest unresolved entry if its share of buffers is used up.
-    fn room_for_held(&mut self, domain: DomainId) -> bool {
+    fn room_for_held(&mut self, domain: DomainId, report: &mut Rep<'_>) -> bool {
         let d = domain.index();
         let full = |t: &Neighbors| {
             t.free_held.is_empty()
@@ -270,7 +275,7 @@ impl Neighbors {
             .min_by_key(|n| n.updated)
             .map(|n| n.ip);
         if let Some(ip) = oldest {
-            self.evict(ip);
+            self.evict(ip, report);
         }
         !full(self)
     }
@@ -293,11 +298,12 @@ impl Neighbors {
 
     /// Removes an entry to make room; the packets it held are dropped (their
     /// ingress ports go to `orphans` to be accounted).
-    fn evict(&mut self, ip: Ipv4Addr) {
+    fn evict(&mut self, ip: Ipv4Addr, report: &mut Rep<'_>) {
         let Some(&slot) = self.index.get(&u32::from(ip)) else {
             return;
         };
         if let Some(n) = self.entries[slot as usize].take() {
+            report.emit(|| gone(&n, NeighborTo::Evicted));
             for &h in &n.queue[..usize::from(n.qlen)] {
                 self.orphans.push(self.held[h as usize].ingress);
                 self.release_held(h);
@@ -346,6 +352,7 @@ impl Neighbors {
         domain: DomainId,
         now: Timestamp,
         frame: &mut Frame,
+        report: &mut Rep<'_>,
     ) -> Resolve {
         let now = now.0;
         let retrans = self.cfg.retrans_ms * 1_000_000;
@@ -358,15 +365,16 @@ impl Neighbors {
                     n.state = NeighborState::Probe;
                     n.probes = 1;
                     n.next_probe = now + retrans;
+                    report.emit(|| moved(n, NeighborState::Stale));
                     return Resolve::MacAndProbe(n.mac);
                 }
                 NeighborState::Incomplete => return self.enqueue(ip, frame, false),
             }
         }
-        if !self.room_for_entry(domain) {
+        if !self.room_for_entry(domain, report) {
             return Resolve::TableFull;
         }
-        if !self.room_for_held(domain) {
+        if !self.room_for_held(domain, report) {
             return Resolve::NoBuffer;
         }
         let slot = self.free_entries.pop().expect("checked above");
@@ -384,6 +392,13 @@ impl Neighbors {
             qlen: 0,
         });
         self.index.insert(u32::from(ip), slot);
+        report.emit(|| NeighborChange {
+            domain,
+            ip,
+            mac: MacAddr::ZERO,
+            from: None,
+            to: NeighborTo::State(NeighborState::Incomplete),
+        });
         self.enqueue(ip, frame, true)
     }
 
@@ -451,6 +466,7 @@ impl Neighbors {
         mac: MacAddr,
         how: Learned,
         now: Timestamp,
+        report: &mut Rep<'_>,
     ) -> LearnOutcome {
         let now = now.0;
         if let Some(n) = self.slot_mut(ip) {
@@ -470,6 +486,9 @@ impl Neighbors {
                 n.updated = now;
                 n.probes = 0;
             }
+            if n.state != was || changed {
+                report.emit(|| moved(n, was));
+            }
             return if was == NeighborState::Incomplete {
                 LearnOutcome::Resolved { queued: n.qlen }
             } else if changed {
@@ -481,7 +500,7 @@ impl Neighbors {
         if how == Learned::Unsolicited {
             return LearnOutcome::Ignored;
         }
-        if !self.room_for_entry(domain) {
+        if !self.room_for_entry(domain, report) {
             return LearnOutcome::Ignored;
         }
         let slot = self.free_entries.pop().expect("checked above");
@@ -503,13 +522,19 @@ impl Neighbors {
             qlen: 0,
         });
         self.index.insert(u32::from(ip), slot);
+        if let Some(n) = &self.entries[slot as usize] {
+            report.emit(|| NeighborChange {
+                from: None,
+                ..moved(n, n.state)
+            });
+        }
         LearnOutcome::Created
     }
 
     /// Runs the timers: retransmissions, failures, REACHABLE → STALE, garbage
     /// collection, and the release of packets whose neighbor has been resolved.
     /// The work is appended to `work` (reserve capacity once to avoid allocating).
-    pub fn tick(&mut self, now: Timestamp, work: &mut Vec<TickWork>) {
+    pub fn tick(&mut self, now: Timestamp, work: &mut Vec<TickWork>, report: &mut Rep<'_>) {
         let now = now.0;
         let c = self.cfg;
         let ms = 1_000_000;
@@ -535,17 +560,20 @@ impl Neighbors {
                         if ngone < gone.len() {
                             gone[ngone] = n.ip;
                             ngone += 1;
+                            report.emit(|| self::gone(n, NeighborTo::Failed));
                         }
                     }
                 }
                 NeighborState::Reachable if now >= n.updated + c.reachable_ms * ms => {
                     n.state = NeighborState::Stale;
+                    report.emit(|| moved(n, NeighborState::Reachable));
                 }
                 NeighborState::Stale
                     if now >= n.used.max(n.updated) + c.stale_ms * ms && ngone < gone.len() =>
                 {
                     gone[ngone] = n.ip;
                     ngone += 1;
+                    report.emit(|| self::gone(n, NeighborTo::Expired));
                 }
                 _ => {}
             }
@@ -584,7 +612,12 @@ impl Neighbors {
     }
 
     /// Forgets every entry learned on `domain` and hands back what they held.
-    pub fn flush_domain(&mut self, domain: DomainId, work: &mut Vec<TickWork>) {
+    pub fn flush_domain(
+        &mut self,
+        domain: DomainId,
+        work: &mut Vec<TickWork>,
+        report: &mut Rep<'_>,
+    ) {
         let ips: Vec<Ipv4Addr> = self
             .iter()
             .filter(|n| n.domain == domain)
@@ -596,9 +629,35 @@ impl Neighbors {
                     work.push(TickWork::Unreachable(Held(h)));
                 }
                 n.qlen = 0;
+                report.emit(|| gone(n, NeighborTo::Flushed));
             }
             self.remove(ip);
         }
+    }
+}
+
+/// Where the table reports its changes.
+type Rep<'a> = Report<'a, NeighborChange>;
+
+/// `n` now, having been in state `from`.
+fn moved(n: &Neighbor, from: NeighborState) -> NeighborChange {
+    NeighborChange {
+        domain: n.domain,
+        ip: n.ip,
+        mac: n.mac,
+        from: Some(from),
+        to: NeighborTo::State(n.state),
+    }
+}
+
+/// `n` gone, for this reason.
+fn gone(n: &Neighbor, to: NeighborTo) -> NeighborChange {
+    NeighborChange {
+        domain: n.domain,
+        ip: n.ip,
+        mac: n.mac,
+        from: Some(n.state),
+        to,
     }
 }
 
@@ -705,8 +764,20 @@ impl NeighborTable {
         now: Timestamp,
         frame: &mut Frame,
     ) -> Resolve {
+        self.resolve_reporting(ip, domain, now, frame, Report::off())
+    }
+
+    /// As [`NeighborTable::resolve`], reporting the changes it makes.
+    pub fn resolve_reporting(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        now: Timestamp,
+        frame: &mut Frame,
+        mut report: Rep<'_>,
+    ) -> Resolve {
         let mut t = lock(&self.inner);
-        let r = t.resolve(ip, domain, now, frame);
+        let r = t.resolve(ip, domain, now, frame, &mut report);
         self.note_orphans(&t);
         r
     }
@@ -725,15 +796,33 @@ impl NeighborTable {
         how: Learned,
         now: Timestamp,
     ) -> LearnOutcome {
+        self.learn_reporting(ip, domain, mac, how, now, Report::off())
+    }
+
+    /// As [`NeighborTable::learn`], reporting the changes it makes.
+    pub fn learn_reporting(
+        &self,
+        ip: Ipv4Addr,
+        domain: DomainId,
+        mac: MacAddr,
+        how: Learned,
+        now: Timestamp,
+        mut report: Rep<'_>,
+    ) -> LearnOutcome {
         let mut t = lock(&self.inner);
-        let r = t.learn(ip, domain, mac, how, now);
+        let r = t.learn(ip, domain, mac, how, now, &mut report);
         self.note_orphans(&t);
         r
     }
 
     /// Runs the timers; the work is appended to `work`.
     pub fn tick(&self, now: Timestamp, work: &mut Vec<TickWork>) {
-        lock(&self.inner).tick(now, work)
+        self.tick_reporting(now, work, Report::off())
+    }
+
+    /// As [`NeighborTable::tick`], reporting the changes it makes.
+    pub fn tick_reporting(&self, now: Timestamp, work: &mut Vec<TickWork>, mut report: Rep<'_>) {
+        lock(&self.inner).tick(now, work, &mut report)
     }
 
     /// Hands out the packets queued for `ip` if it is resolved.
@@ -743,7 +832,7 @@ impl NeighborTable {
 
     /// Forgets every entry learned on `domain` and hands back what they held.
     pub fn flush_domain(&self, domain: DomainId, work: &mut Vec<TickWork>) {
-        lock(&self.inner).flush_domain(domain, work)
+        lock(&self.inner).flush_domain(domain, work, &mut Report::off())
     }
 }
 

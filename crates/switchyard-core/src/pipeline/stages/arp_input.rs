@@ -25,6 +25,7 @@
 
 use super::ip4_neighbor;
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::L2;
 use crate::pipeline::neighbor::{LearnOutcome, Learned};
 use crate::pipeline::trace::{trace, TraceLine};
@@ -269,7 +270,14 @@ impl Pipeline {
                 return;
             }
         }
-        let learned = self.sh.neighbors.learn(ip, domain, mac, how, self.now);
+        let learned = if self.events.is_on() {
+            let (sh, log, now) = (&self.sh, &mut self.events, self.now);
+            let mut put = |c| log.push(now, TableChange::Neighbor(c));
+            sh.neighbors
+                .learn_reporting(ip, domain, mac, how, now, Report::to(&mut put))
+        } else {
+            self.sh.neighbors.learn(ip, domain, mac, how, self.now)
+        };
         self.settle_orphans();
         match learned {
             LearnOutcome::Resolved { queued } => {

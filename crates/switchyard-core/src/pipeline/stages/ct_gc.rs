@@ -8,6 +8,7 @@
 //! No frame passes through it, so it has no drops, next stages or trace of its own.
 
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::{Pipeline, Timestamp};
 
 pub const NAME: &str = "ct-gc";
@@ -25,7 +26,13 @@ const MIN_SCAN: usize = 64;
 impl Pipeline {
     pub(crate) fn ct_gc(&mut self, now: Timestamp) {
         let budget = (self.sh.conntrack.capacity() / 10).max(MIN_SCAN);
-        let expired = self.sh.conntrack.gc(now, budget);
+        let expired = if self.events.is_on() {
+            let (sh, log) = (&self.sh, &mut self.events);
+            let mut put = |c| log.push(now, TableChange::from(c));
+            sh.conntrack.gc_reporting(now, budget, Report::to(&mut put))
+        } else {
+            self.sh.conntrack.gc(now, budget)
+        };
         self.counters.event_n(Event::CtExpired, expired as u64);
     }
 }

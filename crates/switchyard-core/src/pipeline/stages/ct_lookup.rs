@@ -49,6 +49,7 @@ use crate::pipeline::conntrack::{
     Tuple,
 };
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DomainId, DropReason, Frame, Pipeline};
@@ -194,10 +195,22 @@ impl Pipeline {
         // A flow's direction is matched only from the network it is expected from
         // (its zone); from any other network the packet is untracked, and isolation
         // applies to it as to any packet.
-        let tracked = self
-            .sh
-            .conntrack
-            .lookup_update(&t, l2.domain, len, &seg, now);
+        let tracked = if self.events.is_on() {
+            let (sh, log) = (&self.sh, &mut self.events);
+            let mut put = |c| log.push(now, TableChange::from(c));
+            sh.conntrack.lookup_update_reporting(
+                &t,
+                l2.domain,
+                len,
+                &seg,
+                now,
+                Report::to(&mut put),
+            )
+        } else {
+            self.sh
+                .conntrack
+                .lookup_update(&t, l2.domain, len, &seg, now)
+        };
         if matches!(tracked, Err(Miss::OtherZone)) {
             self.counters.event(Event::CtZoneMismatch);
         }
@@ -356,22 +369,32 @@ impl Pipeline {
         zone: [DomainId; 2],
         state: ProtoState,
     ) -> Result<CtRef, DropReason> {
-        let (r, evicted) = self
-            .sh
-            .conntrack
-            .insert(orig, reply, zone, state, self.now)
-            .map_err(|e| -> DropReason {
-                match e {
-                    InsertError::Full => Drop::ConntrackFull.into(),
-                    InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
-                    // A tuple of the new flow is taken: as good as no port left.
-                    InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
-                }
-            })?;
+        let now = self.now;
+        let inserted = if self.events.is_on() {
+            let (sh, log) = (&self.sh, &mut self.events);
+            let mut put = |c| log.push(now, TableChange::from(c));
+            sh.conntrack
+                .insert_reporting(orig, reply, zone, state, now, Report::to(&mut put))
+        } else {
+            self.sh.conntrack.insert(orig, reply, zone, state, now)
+        };
+        let (r, evicted) = inserted.map_err(|e| -> DropReason {
+            match e {
+                InsertError::Full => Drop::ConntrackFull.into(),
+                InsertError::ZoneFull => Drop::ConntrackNetworkFull.into(),
+                // A tuple of the new flow is taken: as good as no port left.
+                InsertError::Clash => nat_snat::Drop::NatExhausted.into(),
+            }
+        })?;
         if evicted {
             self.counters.event(Event::CtEvicted);
         }
         self.counters.event(Event::CtNew);
+        if self.events.is_on() {
+            if let Some(c) = self.sh.conntrack.get(r) {
+                self.events.push(now, TableChange::ConnNew(c));
+            }
+        }
         Ok(r)
     }
 }

@@ -17,6 +17,7 @@
 
 use super::icmp_error::IcmpError;
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::{Adjacency, Hop};
 use crate::pipeline::neighbor::{Held, Resolve, TickWork};
 use crate::pipeline::trace::{trace, TraceLine};
@@ -115,7 +116,14 @@ impl Pipeline {
                 mac,
             })
         };
-        let resolved = self.sh.neighbors.resolve(hop.ip, hop.domain, self.now, f);
+        let resolved = if self.events.is_on() {
+            let (sh, log, now) = (&self.sh, &mut self.events, self.now);
+            let mut put = |c| log.push(now, TableChange::Neighbor(c));
+            sh.neighbors
+                .resolve_reporting(hop.ip, hop.domain, now, f, Report::to(&mut put))
+        } else {
+            self.sh.neighbors.resolve(hop.ip, hop.domain, self.now, f)
+        };
         self.settle_orphans();
         match resolved {
             Resolve::Mac(mac) => adjacency(mac),

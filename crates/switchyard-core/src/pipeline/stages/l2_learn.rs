@@ -12,10 +12,14 @@
 //! MAC is bound to its port from the start (pinned): another port sending with it
 //! does not move it.
 //!
+//! Every outcome but a refresh is a table event (learned, moved, refused) when
+//! someone listens.
+//!
 //! Next: `l2-forward`, always. Trace:
 //! `l2-learn: learned 02:42:ac:11:00:02 on port a (bridge default)`
 
 use crate::pipeline::counters::counted;
+use crate::pipeline::events::{MacRefusal, TableChange};
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{Frame, Learn, Pipeline};
@@ -131,6 +135,29 @@ impl Pipeline {
             Learn::TableFull => self.counters.event(Event::FdbLimit),
             Learn::DomainFull => self.counters.event(Event::FdbNetworkLimit),
             Learn::Pinned { .. } => self.counters.event(Event::FdbMoveRefused),
+        }
+        if result != Learn::Refreshed {
+            self.event(|_| {
+                let (domain, mac, port) = (l2.domain, l2.src, f.ingress);
+                let refused = |why| TableChange::MacRefused {
+                    domain,
+                    mac,
+                    port,
+                    why,
+                };
+                match result {
+                    Learn::New | Learn::Refreshed => TableChange::MacLearned { domain, mac, port },
+                    Learn::Moved { from } => TableChange::MacMoved {
+                        domain,
+                        mac,
+                        from,
+                        to: port,
+                    },
+                    Learn::TableFull => refused(MacRefusal::TableFull),
+                    Learn::DomainFull => refused(MacRefusal::NetworkFull),
+                    Learn::Pinned { owner } => refused(MacRefusal::Pinned { owner }),
+                }
+            });
         }
         trace!(self, f, {
             let (mac, port) = (l2.src, self.port_name(f.ingress));

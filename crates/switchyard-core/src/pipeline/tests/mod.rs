@@ -4,6 +4,7 @@ use super::*;
 use crate::wire::MacAddr;
 use etherparse::PacketBuilder;
 
+mod events;
 mod guard;
 mod l2;
 mod l3;

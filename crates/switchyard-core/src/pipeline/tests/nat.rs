@@ -10,27 +10,27 @@ use etherparse::{SlicedPacket, TransportSlice};
 // back 10.2.0.0/24 (masquerade): port ba (10.2.0.2)
 // outside 198.51.100.0/24 (external, uplink 198.51.100.1): port out, peer 198.51.100.2
 // published: tcp 8080 -> 10.1.0.2:80, udp 5353 -> 10.1.0.3:53
-const FA: PortId = PortId(0);
+pub(super) const FA: PortId = PortId(0);
 const FB: PortId = PortId(1);
 const BA: PortId = PortId(2);
-const OUT: PortId = PortId(3);
+pub(super) const OUT: PortId = PortId(3);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
-fn hmac(ip: Ipv4Addr) -> MacAddr {
+pub(super) fn hmac(ip: Ipv4Addr) -> MacAddr {
     MacAddr::from_ipv4(ip)
 }
 
-fn gw(ip: Ipv4Addr) -> MacAddr {
+pub(super) fn gw(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
     MacAddr::from_ipv4(Ipv4Addr::new(o[0], o[1], o[2], 1))
 }
 
-fn a(s: &str) -> Ipv4Addr {
+pub(super) fn a(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
+pub(super) fn nat_router(conntrack_max: usize, port_range: (u16, u16)) -> Pipeline {
     nat_router_shared(conntrack_max, port_range, Vec::new())
 }
 
@@ -134,7 +134,7 @@ fn nat_router_full(
 
 /// A TCP segment from `src:sp` to `dst:dp` with the given flags, sent to the
 /// gateway of the sender's network.
-fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> {
+pub(super) fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> {
     let (s, d) = (a(src), a(dst));
     let mut b = etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
         .ipv4(s.octets(), d.octets(), ttl)
@@ -153,7 +153,7 @@ fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: &str, ttl: u8) -> Vec<u8> 
     v
 }
 
-fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
+pub(super) fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
     let (s, d) = (a(src), a(dst));
     let mut v = Vec::new();
     etherparse::PacketBuilder::ethernet2(hmac(s).0, gw(s).0)
@@ -937,7 +937,7 @@ fn an_icmp_error_quoting_a_later_fragment_or_not_ipv4_is_not_related() {
 /// A TCP segment with real sequence numbers: `flags` as in [`tcp`], `wscale` the
 /// window scale option (for a SYN), `data` bytes of payload.
 #[allow(clippy::too_many_arguments)]
-fn seg(
+pub(super) fn seg(
     (src, sp): (&str, u16),
     (dst, dp): (&str, u16),
     flags: &str,
@@ -976,15 +976,15 @@ fn seg(
 
 const CLIENT: (&str, u16) = ("10.1.0.2", 40000);
 /// The server as the client addresses it, and as it answers (to the uplink address).
-const SERVER: (&str, u16) = ("198.51.100.2", 80);
-const MASQ: (&str, u16) = ("198.51.100.1", 40000);
+pub(super) const SERVER: (&str, u16) = ("198.51.100.2", 80);
+pub(super) const MASQ: (&str, u16) = ("198.51.100.1", 40000);
 const CISN: u32 = 1_000_000;
-const SISN: u32 = 3_000_000_000;
+pub(super) const SISN: u32 = 3_000_000_000;
 
 /// A masqueraded connection, handshake done with window scaling (shift 7 both ways)
 /// and 100 bytes each way: the client's next sequence number is CISN + 101, the
 /// server's SISN + 101.
-fn established(p: &mut Pipeline) {
+pub(super) fn established(p: &mut Pipeline) {
     let steps = [
         (FA, seg(CLIENT, SERVER, "S", CISN, 0, 64240, Some(7), 0)),
         (

@@ -1,0 +1,197 @@
+//! What `show counters` and `show ports` report, gathered once for every reader: the
+//! control socket answers with it and the metrics endpoint exports it, so the two can
+//! never disagree. What each worker counts on its own (pipeline counters, port I/O,
+//! CPU time) is a small copy each worker makes between two batches
+//! ([`dataplane::Handle::query_all`]), added up here; table sizes are read on the
+//! caller's thread through [`dataplane::Handle::tables`].
+
+use super::protocol::{CountersReport, NamedCount, PortCounterRow, PortRow, WorkerRow};
+use crate::dataplane::{self, PortStatus};
+use switchyard_core::pipeline::{Counters, DropReason, Event, Pipeline, PortId};
+
+/// What the server knows of each port from the topology (it does not change).
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub port: String,
+    pub endpoint: String,
+    pub interface: String,
+    pub netns: String,
+    pub network: String,
+    pub mac: String,
+    pub ip: String,
+}
+
+/// What every worker keeps on its own, summed over the workers.
+pub(crate) struct Merged {
+    counters: Counters,
+    ports: Vec<PortStatus>,
+    names: Vec<String>,
+    workers: Vec<WorkerRow>,
+}
+
+/// Asks every worker for its counters, I/O counters and CPU time, and adds them up.
+pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRunning> {
+    let per_worker = dp.query_all(|v| {
+        let names = (0..v.pipeline.ports().len())
+            .map(|i| {
+                v.pipeline
+                    .port(PortId(i as u16))
+                    .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+            })
+            .collect::<Vec<_>>();
+        (
+            v.pipeline.counters().clone(),
+            v.ports.to_vec(),
+            v.cpu_time(),
+            names,
+            v.worker,
+        )
+    })?;
+    let counters = Pipeline::merged_counters(per_worker.iter().map(|w| &w.0));
+    let mut ports: Vec<PortStatus> = per_worker.first().map(|w| w.1.clone()).unwrap_or_default();
+    for w in per_worker.iter().skip(1) {
+        for (a, b) in ports.iter_mut().zip(&w.1) {
+            a.io.add(&b.io);
+            if a.down.is_none() {
+                a.down.clone_from(&b.down);
+            }
+        }
+    }
+    let workers = per_worker
+        .iter()
+        .map(|w| WorkerRow {
+            worker: w.4,
+            cpu_secs: w.2.as_secs_f64(),
+            rx_frames: w.0.total().rx_frames,
+        })
+        .collect();
+    let names = per_worker
+        .into_iter()
+        .next()
+        .map(|w| w.3)
+        .unwrap_or_default();
+    Ok(Merged {
+        counters,
+        ports,
+        names,
+        workers,
+    })
+}
+
+pub(crate) fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
+    info.iter()
+        .zip(&m.ports)
+        .zip(&m.counters.ports)
+        .map(|((i, s), c)| PortRow {
+            port: i.port.clone(),
+            endpoint: i.endpoint.clone(),
+            interface: i.interface.clone(),
+            netns: i.netns.clone(),
+            network: i.network.clone(),
+            mac: i.mac.clone(),
+            ip: i.ip.clone(),
+            mtu: s.caps.mtu,
+            vnet_hdr: s.caps.vnet_hdr,
+            offloads: s.caps.offloads.to_string(),
+            queues: s.caps.queues,
+            rx_frames: c.rx_frames,
+            tx_frames: s.io.tx_frames,
+            dropped: c.dropped,
+            state: if s.down.is_some() { "down" } else { "up" }.into(),
+            down_reason: s.down.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn counters(m: &Merged) -> CountersReport {
+    let c = &m.counters;
+    let ports = c
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, pc)| {
+            let io = m.ports.get(i).map(|s| s.io).unwrap_or_default();
+            PortCounterRow {
+                port: m.names.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
+                rx_frames: pc.rx_frames,
+                rx_bytes: pc.rx_bytes,
+                forwarded: pc.forwarded,
+                consumed: pc.consumed,
+                dropped: pc.dropped,
+                held: pc.held,
+                tx_frames: io.tx_frames,
+                tx_bytes: io.tx_bytes,
+                tx_errors: io.tx_errors,
+                rx_errors: io.rx_errors,
+                rx_gso: io.rx_gso,
+                tx_gso: io.tx_gso,
+                tx_segmented: io.tx_segmented,
+                tx_segments: io.tx_segments,
+                tx_coalesced: io.tx_coalesced,
+                tx_coalesced_datagrams: io.tx_coalesced_datagrams,
+                drops: pc
+                    .drop_reasons()
+                    .map(|(r, n)| (r.id().to_string(), n))
+                    .collect(),
+            }
+        })
+        .collect();
+    let total = c.total();
+    CountersReport {
+        ports,
+        drops: DropReason::ALL
+            .iter()
+            .map(|&r| NamedCount {
+                id: r.id().into(),
+                stage: r.stage().into(),
+                text: r.text().into(),
+                count: total.drops[r as usize],
+            })
+            .collect(),
+        events: Event::ALL
+            .iter()
+            .map(|&e| NamedCount {
+                id: e.id().into(),
+                stage: e.stage().into(),
+                text: e.text().into(),
+                count: c.events(e),
+            })
+            .collect(),
+        workers: m.workers.clone(),
+    }
+}
+
+/// How full one bounded table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableSize {
+    /// `fdb`, `neighbors` or `conntrack`, as `show` names the tables.
+    pub name: &'static str,
+    pub entries: usize,
+    pub capacity: usize,
+}
+
+/// The entries and capacity of the FDB, the neighbor table and conntrack: the counts
+/// `show fdb`, `show neighbors` and `show conntrack` list. Each table's count is one
+/// atomic or one short lock; nothing is copied.
+pub(crate) fn table_sizes(dp: &dataplane::Handle) -> Result<[TableSize; 3], dataplane::NotRunning> {
+    dp.tables(|v| {
+        let p = &*v.pipeline;
+        [
+            TableSize {
+                name: "fdb",
+                entries: p.fdb().len(),
+                capacity: p.fdb().capacity(),
+            },
+            TableSize {
+                name: "neighbors",
+                entries: p.neighbors().len(),
+                capacity: p.neighbors().config().max,
+            },
+            TableSize {
+                name: "conntrack",
+                entries: p.conntrack().len(),
+                capacity: p.conntrack().capacity(),
+            },
+        ]
+    })
+}
