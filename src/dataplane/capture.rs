@@ -34,7 +34,8 @@
 //!
 //! Timestamps are the worker's clock reading of the batch (one per batch, already
 //! taken for the pipeline), on the dataplane's monotonic clock; the reader turns them
-//! into wall-clock time with one offset taken when the capture starts.
+//! into wall-clock time with the offset the dataplane took when it started
+//! ([`Handle::wall_ns`](super::Handle::wall_ns)).
 
 use super::observe::{self, Feed, Offer, Tap};
 use crossbeam_channel::{Receiver, Sender};
