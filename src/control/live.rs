@@ -9,7 +9,7 @@
 //! * `events`: every change in the tables as it happens ([`TableEvent`]), for as
 //!   long as the client reads (`docs/events.md`).
 //! * `capture`: every frame crossing some ports, both ways, copied whole (see
-//!   [`capture`]), in `capture_packets` lines with a
+//!   [`mod@capture`]), in `capture_packets` lines with a
 //!   `capture_status` line every [`CAPTURE_STATUS_EVERY`]; with a count, a
 //!   `capture_end` line after that many packets.
 
