@@ -356,36 +356,62 @@ pub fn trace(
     run_root: &Path,
 ) -> Result<()> {
     let socket = target.socket(run_root)?;
-    let req = Request::Trace { ports, count };
-    let mut out = std::io::stdout().lock();
-    let mut failed = None;
-    client::stream(&socket, &req, |reply| {
-        use std::io::Write as _;
-        let text = match (&reply, json) {
-            (Reply::Trace(t), true) => serde_json::to_string(t).expect("traces serialize") + "\n",
+    follow(&socket, &Request::Trace { ports, count }, |reply| {
+        match (reply, json) {
+            (Reply::Trace(t), true) => {
+                Shown::Line(serde_json::to_string(t).expect("traces serialize"))
+            }
             (Reply::TraceStart(t), _) => {
                 // Says when to start sending; on stderr, so stdout holds the frames.
                 eprint!("{}", render::trace_start(t));
-                return std::ops::ControlFlow::Continue(());
+                Shown::Nothing
             }
             (Reply::TraceEnd(e), true) => {
                 // The summary goes to stderr with --json, so stdout stays one object
                 // per frame.
                 eprint!("{}", render::trace_end(e));
-                return std::ops::ControlFlow::Break(());
+                Shown::End(None)
             }
-            (Reply::TraceEnd(_), false) => {
-                print!("{}", render::reply(&reply));
-                return std::ops::ControlFlow::Break(());
-            }
-            (r, _) => render::reply(r) + "\n",
-        };
-        // A closed stdout (`| head`) ends the trace; the server sees the hang-up.
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            failed = Some(e);
-            return std::ops::ControlFlow::Break(());
+            (Reply::TraceEnd(e), false) => Shown::End(Some(render::trace_end(e))),
+            (r, _) => Shown::Line(render::reply(r)),
         }
-        std::ops::ControlFlow::Continue(())
+    })
+}
+
+/// What [`follow`] does with one reply of a live stream.
+enum Shown {
+    /// Print this (a newline is added if it has none).
+    Line(String),
+    /// Nothing on stdout.
+    Nothing,
+    /// The stream is over, after printing this if anything.
+    End(Option<String>),
+}
+
+/// Prints a live stream's replies on stdout as they come, each as `show` says, until
+/// the stream ends, stdout closes (`| head`: the server sees the hang-up) or an
+/// error. Each line is flushed at once: a pipe would hold it back otherwise.
+fn follow(socket: &Path, req: &Request, mut show: impl FnMut(&Reply) -> Shown) -> Result<()> {
+    use std::io::Write as _;
+    use std::ops::ControlFlow;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    client::stream(socket, req, |reply| {
+        let (text, then) = match show(&reply) {
+            Shown::Line(t) => (Some(t), ControlFlow::Continue(())),
+            Shown::Nothing => (None, ControlFlow::Continue(())),
+            Shown::End(t) => (t, ControlFlow::Break(())),
+        };
+        if let Some(mut text) = text {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        then
     })?;
     match failed {
         Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -511,30 +537,13 @@ pub fn capture(
 /// closes.
 pub fn events(json: bool, target: &Target, run_root: &Path) -> Result<()> {
     let socket = target.socket(run_root)?;
-    let mut out = std::io::stdout().lock();
-    let mut failed = None;
-    client::stream(&socket, &Request::Events {}, |reply| {
-        use std::io::Write as _;
-        let mut text = match (&reply, json) {
+    follow(&socket, &Request::Events {}, |reply| {
+        Shown::Line(match (reply, json) {
             (Reply::Event(e), true) => serde_json::to_string(e).expect("events serialize"),
             (Reply::Event(e), false) => render::event(e),
             (r, _) => render::reply(r),
-        };
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        // Each line as it comes (a pipe is block-buffered otherwise); a closed stdout
-        // (`| head`) ends the stream, and the server sees the hang-up.
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            failed = Some(e);
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    })?;
-    match failed {
-        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+        })
+    })
 }
 
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`
