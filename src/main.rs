@@ -70,6 +70,26 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Record the frames crossing ports of a running instance, both ways, as pcapng
+    /// (-w) or as one line per packet; until Ctrl-C or -c packets.
+    Capture {
+        /// The ports to record (as `show ports` names them).
+        #[arg(required = true, value_name = "PORT")]
+        ports: Vec<String>,
+        /// Write pcapng to FILE (`-` for stdout, e.g. `| tcpdump -r -`); without it,
+        /// print one line per packet.
+        #[arg(short = 'w', value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// Stop after this many packets.
+        #[arg(short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Also record frames switchyard dropped (received on the ports), with the
+        /// reason as the packet's comment.
+        #[arg(long)]
+        drops: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Follow the changes in a running instance's tables as they happen: MACs
     /// learned, moved and aged, neighbor states, connections new, assured and
     /// destroyed, ports gone down (like `conntrack -E`); until Ctrl-C.
@@ -159,6 +179,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some(spec) => cli::trace_packet(&spec, json, &target, &cli.run_dir),
             None => cli::trace(ports, count, json, &target, &cli.run_dir),
         },
+        Command::Capture {
+            ports,
+            write,
+            count,
+            drops,
+            target,
+        } => {
+            let to = match write {
+                None => cli::CaptureTo::Lines,
+                Some(f) if f.as_os_str() == "-" => cli::CaptureTo::Stdout,
+                Some(f) => cli::CaptureTo::File(f),
+            };
+            cli::capture(ports, to, count, drops, &target, &cli.run_dir)
+        }
         Command::Events { json, target } => cli::events(json, &target, &cli.run_dir),
         Command::Tour { step } => switchyard::control::tour::tour(step, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
@@ -178,6 +212,28 @@ mod tests {
     #[test]
     fn the_command_line_definition_holds_together() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn capture_takes_ports_a_file_a_count_and_drops() {
+        let cli = parse(&["capture", "a", "b", "-w", "-", "-c", "5", "--drops"]).unwrap();
+        let Command::Capture {
+            ports,
+            write,
+            count,
+            drops,
+            ..
+        } = cli.command
+        else {
+            panic!("capture");
+        };
+        assert_eq!(ports, ["a", "b"]);
+        assert_eq!(write, Some(PathBuf::from("-")));
+        assert_eq!((count, drops), (Some(5), true));
+        let e = parse(&["capture"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["capture", "a", "-c", "0"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

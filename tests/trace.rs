@@ -33,10 +33,17 @@ fn trace_in_background(
         ports: ports.iter().map(|p| p.to_string()).collect(),
         count,
     };
+    let req_count = count;
+    let (started_tx, started) = mpsc::channel();
     std::thread::spawn(move || {
         let mut frames = Vec::new();
         let mut end = None;
         client::stream(&socket, &req, |r| match r {
+            Reply::TraceStart(s) => {
+                assert_eq!(s.count, req_count);
+                let _ = started_tx.send(());
+                ControlFlow::Continue(())
+            }
             Reply::Trace(t) => {
                 frames.push(t);
                 ControlFlow::Continue(())
@@ -50,8 +57,10 @@ fn trace_in_background(
         .expect("the trace stream");
         let _ = tx.send((frames, end.expect("a trace_end line")));
     });
-    // The workers take the request between two batches; give them a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing is sent before every worker traces.
+    started
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the trace_start line");
     rx
 }
 
@@ -162,19 +171,36 @@ fn a_trace_of_one_ping_shows_the_flood_the_learning_and_the_unicast_reply() {
         );
     }
 
-    // A ping to the gateway, traced on a only: switchyard answers it itself.
-    let rx = trace_in_background(sy.socket(), &["a"], 1);
+    // A ping to the gateway, traced on a only: a asks for the gateway's MAC (a
+    // broadcast: flooded, and answered by switchyard), then switchyard answers the
+    // echo itself.
+    let rx = trace_in_background(sy.socket(), &["a"], 2);
     ping(
         &ns(&sy, "a"),
         Ipv4Addr::new(172, 17, 0, 1),
         Duration::from_secs(2),
     )
     .expect("ping");
-    let (frames, _) = rx.recv_timeout(Duration::from_secs(10)).expect("one frame");
-    // a asks for the gateway's MAC first (its first frame), unless it knew it.
-    let t = &frames[0];
-    assert_eq!(t.verdict.action, "reply", "{t:#?}");
-    assert_eq!(t.verdict.ports, ["a"]);
+    let (frames, _) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("two frames");
+    let arp = frames
+        .iter()
+        .find(|t| t.summary.contains("ARP request who-has 172.17.0.1"))
+        .unwrap_or_else(|| panic!("{frames:#?}"));
+    assert!(
+        arp.lines
+            .iter()
+            .any(|l| l.stage == "arp-input" && l.text.contains("reply")),
+        "{:#?}",
+        arp.lines
+    );
+    let echo = frames
+        .iter()
+        .find(|t| t.summary.contains("icmp echo request"))
+        .unwrap_or_else(|| panic!("{frames:#?}"));
+    assert_eq!(echo.verdict.action, "reply", "{echo:#?}");
+    assert_eq!(echo.verdict.ports, ["a"]);
     stop(sy);
 }
 
@@ -264,24 +290,30 @@ fn the_trace_verb_prints_text_or_one_json_object_per_frame() {
         if json {
             cmd.arg("--json");
         }
-        let child = cmd
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(400));
+        // The first line on stderr says the trace is on.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+        assert_eq!(
+            first,
+            "tracing the next 2 frames received on port c (Ctrl-C to stop)\n"
+        );
         ping(
             &ns(&sy, "c"),
             Ipv4Addr::new(172, 17, 0, 2),
             Duration::from_secs(2),
         )
         .expect("ping");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+        assert!(out.status.success(), "{out:?} {rest}");
+        (String::from_utf8(out.stdout).unwrap(), rest)
     };
     let (text, _) = run(false);
     assert!(text.starts_with("packet 1 at "), "{text}");

@@ -375,31 +375,62 @@ pub fn trace(
     run_root: &Path,
 ) -> Result<()> {
     let socket = target.socket(run_root)?;
-    let req = Request::Trace { ports, count };
-    let mut out = std::io::stdout().lock();
-    let mut failed = None;
-    client::stream(&socket, &req, |reply| {
-        use std::io::Write as _;
-        let text = match (&reply, json) {
-            (Reply::Trace(t), true) => serde_json::to_string(t).expect("traces serialize") + "\n",
+    follow(&socket, &Request::Trace { ports, count }, |reply| {
+        match (reply, json) {
+            (Reply::Trace(t), true) => {
+                Shown::Line(serde_json::to_string(t).expect("traces serialize"))
+            }
+            (Reply::TraceStart(t), _) => {
+                // Says when to start sending; on stderr, so stdout holds the frames.
+                eprint!("{}", render::trace_start(t));
+                Shown::Nothing
+            }
             (Reply::TraceEnd(e), true) => {
                 // The summary goes to stderr with --json, so stdout stays one object
                 // per frame.
                 eprint!("{}", render::trace_end(e));
-                return std::ops::ControlFlow::Break(());
+                Shown::End(None)
             }
-            (Reply::TraceEnd(_), false) => {
-                print!("{}", render::reply(&reply));
-                return std::ops::ControlFlow::Break(());
-            }
-            (r, _) => render::reply(r) + "\n",
-        };
-        // A closed stdout (`| head`) ends the trace; the server sees the hang-up.
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            failed = Some(e);
-            return std::ops::ControlFlow::Break(());
+            (Reply::TraceEnd(e), false) => Shown::End(Some(render::trace_end(e))),
+            (r, _) => Shown::Line(render::reply(r)),
         }
-        std::ops::ControlFlow::Continue(())
+    })
+}
+
+/// What [`follow`] does with one reply of a live stream.
+enum Shown {
+    /// Print this (a newline is added if it has none).
+    Line(String),
+    /// Nothing on stdout.
+    Nothing,
+    /// The stream is over, after printing this if anything.
+    End(Option<String>),
+}
+
+/// Prints a live stream's replies on stdout as they come, each as `show` says, until
+/// the stream ends, stdout closes (`| head`: the server sees the hang-up) or an
+/// error. Each line is flushed at once: a pipe would hold it back otherwise.
+fn follow(socket: &Path, req: &Request, mut show: impl FnMut(&Reply) -> Shown) -> Result<()> {
+    use std::io::Write as _;
+    use std::ops::ControlFlow;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    client::stream(socket, req, |reply| {
+        let (text, then) = match show(&reply) {
+            Shown::Line(t) => (Some(t), ControlFlow::Continue(())),
+            Shown::Nothing => (None, ControlFlow::Continue(())),
+            Shown::End(t) => (t, ControlFlow::Break(())),
+        };
+        if let Some(mut text) = text {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        then
     })?;
     match failed {
         Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -407,35 +438,131 @@ pub fn trace(
     }
 }
 
+/// Where `switchyard capture` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureTo {
+    /// One line of text per packet on stdout (no `-w`), as tcpdump prints.
+    Lines,
+    /// pcapng on stdout (`-w -`).
+    Stdout,
+    /// pcapng to a file (`-w FILE`).
+    File(PathBuf),
+}
+
+/// `switchyard capture PORT... [-w FILE|-] [-c N] [--drops]`: records the frames
+/// crossing the ports, both ways, until Ctrl-C (or N packets). Messages for people
+/// ("capturing on ...", the counts at the end) go to stderr, as tcpdump's do, so
+/// stdout carries only packets.
+pub fn capture(
+    ports: Vec<String>,
+    to: CaptureTo,
+    count: Option<u64>,
+    drops: bool,
+    target: &Target,
+    run_root: &Path,
+) -> Result<()> {
+    use super::capture::CaptureSink;
+    use super::protocol::{CaptureRequest, Reply};
+    use std::io::{IsTerminal, Write};
+    use std::ops::ControlFlow;
+
+    let socket = target.socket(run_root)?;
+    let out: Box<dyn Write> = match &to {
+        CaptureTo::Lines => Box::new(std::io::stdout().lock()),
+        CaptureTo::Stdout => {
+            anyhow::ensure!(
+                !std::io::stdout().is_terminal(),
+                "-w - writes pcapng to stdout, which is a terminal; pipe it \
+                 (`| tcpdump -r -`) or name a file"
+            );
+            Box::new(std::io::stdout().lock())
+        }
+        CaptureTo::File(f) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("create {}", f.display()))?,
+        )),
+    };
+    let mut sink = match to {
+        CaptureTo::Lines => CaptureSink::lines(out, count),
+        _ => CaptureSink::pcapng(out, count),
+    };
+    // Ctrl-C ends the capture between two lines, so the file ends with whole blocks;
+    // a second Ctrl-C ends the program at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("install signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+    }
+    let req = Request::Capture(CaptureRequest {
+        ports,
+        drops,
+        count,
+    });
+    let mut failed = None;
+    let result = client::stream(&socket, &req, |reply| {
+        let r = match &reply {
+            Reply::CaptureStarted(s) => {
+                eprintln!(
+                    "capturing on {}{}, both directions",
+                    s.ports.join(", "),
+                    if drops { " with drops" } else { "" }
+                );
+                sink.started(s)
+            }
+            Reply::CapturePackets(p) => sink.packets(p),
+            Reply::CaptureStatus(s) => {
+                sink.status(s);
+                Ok(())
+            }
+            Reply::CaptureEnd(s) => {
+                sink.status(s);
+                return ControlFlow::Break(());
+            }
+            other => Err(std::io::Error::other(format!(
+                "unexpected {:?} line in a capture",
+                other.name()
+            ))),
+        };
+        if let Err(e) = r {
+            failed = Some(e);
+            return ControlFlow::Break(());
+        }
+        if sink.done() || stop.load(Ordering::SeqCst) {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    let (written, skipped) = (sink.written, sink.skipped);
+    let finished = sink.finish();
+    result?;
+    match failed {
+        // A closed stdout (`| head`) ends the capture like Ctrl-C.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Some(e) => return Err(anyhow::Error::new(e).context("write the capture")),
+        None => {}
+    }
+    if let Err(e) = finished {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(anyhow::Error::new(e).context("write the capture"));
+        }
+    }
+    eprintln!("{written} packets captured");
+    eprintln!("{skipped} packets skipped by switchyard (the capture's buffers were full)");
+    Ok(())
+}
+
 /// `switchyard events [--json]`: prints the instance's table events as they come,
 /// one line each (text, or the event's JSON object), until interrupted or stdout
 /// closes.
 pub fn events(json: bool, target: &Target, run_root: &Path) -> Result<()> {
     let socket = target.socket(run_root)?;
-    let mut out = std::io::stdout().lock();
-    let mut failed = None;
-    client::stream(&socket, &Request::Events {}, |reply| {
-        use std::io::Write as _;
-        let mut text = match (&reply, json) {
+    follow(&socket, &Request::Events {}, |reply| {
+        Shown::Line(match (reply, json) {
             (Reply::Event(e), true) => serde_json::to_string(e).expect("events serialize"),
             (Reply::Event(e), false) => render::event(e),
             (r, _) => render::reply(r),
-        };
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        // Each line as it comes (a pipe is block-buffered otherwise); a closed stdout
-        // (`| head`) ends the stream, and the server sees the hang-up.
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            failed = Some(e);
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    })?;
-    match failed {
-        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+        })
+    })
 }
 
 /// `switchyard bench ARGS...`: runs the benchmark harness, the `switchyard-bench`

@@ -3,20 +3,29 @@
 //! source is a [`Tap`] the workers feed without ever waiting (see
 //! [`observe`](crate::dataplane::observe)).
 //!
-//! * `trace`: the next N frames received on some ports, each traced through every
-//!   stage with its verdict ([`FrameTrace`]), then a `trace_end` line.
+//! * `trace`: a `trace_start` line once every worker traces, then the next N frames
+//!   received on some ports, each traced through every stage with its verdict
+//!   ([`FrameTrace`]), then a `trace_end` line.
 //! * `events`: every change in the tables as it happens ([`TableEvent`]), for as
 //!   long as the client reads (`docs/events.md`).
+//! * `capture`: every frame crossing some ports, both ways, copied whole (see
+//!   [`mod@capture`]), in `capture_packets` lines with a
+//!   `capture_status` line every [`CAPTURE_STATUS_EVERY`]; with a count, a
+//!   `capture_end` line after that many packets.
 
 use super::events::{event_row, rfc3339, Names};
 use super::protocol::{
-    ErrorCode, ErrorReply, EventRow, Reply, Response, TraceEnd, MAX_TRACE_FRAMES,
+    CaptureDirection, CaptureRequest, CaptureStarted, CaptureStatus, CapturedPacket, ErrorCode,
+    ErrorReply, EventRow, Reply, Response, TraceEnd, TraceStart, MAX_TRACE_FRAMES,
 };
 use super::server::{live_line, Answer, Live, Pull};
+use crate::dataplane::capture::{self, CaptureTap, Direction, Pool, MAX_CAPTURE_BYTES};
 use crate::dataplane::observe::{self, Tap, TraceSession};
 use crate::dataplane::{self, StreamClaim, TraceClaim};
+use base64::Engine as _;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
 
 /// Finished traces a worker may have waiting for a slow reader before it skips.
@@ -55,15 +64,23 @@ pub fn trace(
         feed,
     });
     let s = session.clone();
+    let armed = Arc::new(AtomicUsize::new(0));
+    let counted = armed.clone();
     dp.observe(move |obs, pipeline, _| {
         pipeline.tracer().start(s.budget_left(), &s.ports);
         obs.trace = Some(s.clone());
         obs.trace_numbers.clear();
+        counted.fetch_add(1, Ordering::SeqCst);
     })?;
     Ok(Answer::Live(Box::new(TraceLive {
         dp: dp.clone(),
         session,
         tap,
+        armed,
+        started: Some(TraceStart {
+            count,
+            ports: ports.to_vec(),
+        }),
         want: count,
         got: 0,
         ended: false,
@@ -101,6 +118,10 @@ struct TraceLive {
     dp: dataplane::Handle,
     session: Arc<TraceSession>,
     tap: Tap<FrameTrace>,
+    /// Workers tracing for this trace so far.
+    armed: Arc<AtomicUsize>,
+    /// The `trace_start` line, until it is sent (then `None` with `armed` complete).
+    started: Option<TraceStart>,
     want: u32,
     got: u32,
     ended: bool,
@@ -111,6 +132,13 @@ impl Live for TraceLive {
     fn pull(&mut self) -> Pull {
         if self.ended {
             return Pull::End;
+        }
+        if self.armed.load(Ordering::SeqCst) < self.dp.workers() {
+            return Pull::Pending;
+        }
+        if let Some(start) = self.started.take() {
+            // Every worker traces now: a frame sent from here on is caught.
+            return Pull::Line(live_line(Reply::TraceStart(start)));
         }
         if self.got < self.want {
             if let Some(t) = self.tap.try_recv() {
@@ -236,5 +264,170 @@ impl Live for EventsLive {
             Some(e) => line(event_row(&e, &self.names, |t| self.dp.wall_ns(t))),
             None => Pull::Pending,
         }
+    }
+}
+
+/// Captures one instance runs at once; each may hold [`MAX_CAPTURE_BYTES`] of
+/// buffers, so together they hold at most 32 MiB.
+pub const MAX_CAPTURES: usize = 8;
+/// How often a capture sends a status line (the frames skipped so far), packets
+/// flowing or not; also how soon a client learns that nothing happens.
+pub const CAPTURE_STATUS_EVERY: Duration = Duration::from_millis(500);
+/// Most packets in one `capture_packets` line.
+const LINE_PACKETS: usize = 64;
+/// Most frame bytes in one `capture_packets` line (before base64): a line stays a
+/// few hundred KiB even with super-frames.
+const LINE_BYTES: usize = 256 * 1024;
+
+/// Starts a capture of `req.ports`.
+pub fn capture(
+    dp: &dataplane::Handle,
+    req: &CaptureRequest,
+) -> Result<Answer, dataplane::NotRunning> {
+    let refuse = |code, msg: String| Ok(Answer::Whole(Response::error(ErrorReply::new(code, msg))));
+    if req.ports.is_empty() {
+        return refuse(
+            ErrorCode::BadRequest,
+            "name at least one port to capture".into(),
+        );
+    }
+    if req.count == Some(0) {
+        return refuse(ErrorCode::BadRequest, "count must be at least 1".into());
+    }
+    // A port named twice is one interface of the capture.
+    let mut names: Vec<String> = Vec::with_capacity(req.ports.len());
+    for n in &req.ports {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    let ids = match port_ids(dp, &names)? {
+        Ok(ids) => ids,
+        Err(msg) => return refuse(ErrorCode::UnknownPort, msg),
+    };
+    let Some(slot) = dp.claim_capture(MAX_CAPTURES) else {
+        return refuse(
+            ErrorCode::InUse,
+            format!(
+                "{MAX_CAPTURES} captures are running on this instance, the most at once; \
+                 try again when one ends"
+            ),
+        );
+    };
+    let port_count = dp.tables(|v| v.pipeline.ports().len())?;
+    let pool = Pool::new();
+    let (feed, tap) = capture::capture(&ids, port_count, req.drops, pool);
+    dp.observe(move |obs, _, _| obs.capture.push(feed.clone()))?;
+    // Where each captured port is in the list the client gets.
+    let mut index = vec![usize::MAX; port_count];
+    for (i, id) in ids.iter().enumerate() {
+        index[id.index()] = i;
+    }
+    Ok(Answer::Live(Box::new(CaptureLive {
+        dp: dp.clone(),
+        tap: Some(tap),
+        names,
+        index,
+        count: req.count,
+        packets: 0,
+        started: false,
+        ended: false,
+        last_status: Instant::now(),
+        _slot: slot,
+    })))
+}
+
+/// A capture as the server pulls it.
+struct CaptureLive {
+    dp: dataplane::Handle,
+    /// Taken when the capture is dropped, to close it before the workers are told.
+    tap: Option<CaptureTap>,
+    names: Vec<String>,
+    /// By pipeline port: its place in `names`.
+    index: Vec<usize>,
+    count: Option<u64>,
+    packets: u64,
+    started: bool,
+    ended: bool,
+    last_status: Instant,
+    _slot: StreamClaim,
+}
+
+impl CaptureLive {
+    fn status(&self, tap: &CaptureTap) -> CaptureStatus {
+        CaptureStatus {
+            packets: self.packets,
+            skipped: tap.skipped(),
+        }
+    }
+}
+
+impl Live for CaptureLive {
+    fn pull(&mut self) -> Pull {
+        let Some(tap) = self.tap.as_ref() else {
+            return Pull::End;
+        };
+        if self.ended {
+            return Pull::End;
+        }
+        if !self.started {
+            self.started = true;
+            return Pull::Line(live_line(Reply::CaptureStarted(CaptureStarted {
+                ports: self.names.clone(),
+                buffers: tap.pool.capacity(),
+                buffer_bytes: MAX_CAPTURE_BYTES,
+            })));
+        }
+        let left = self.count.map_or(u64::MAX, |c| c - self.packets);
+        if left == 0 {
+            self.ended = true;
+            return Pull::Line(live_line(Reply::CaptureEnd(self.status(tap))));
+        }
+        if self.last_status.elapsed() >= CAPTURE_STATUS_EVERY {
+            self.last_status = Instant::now();
+            return Pull::Line(live_line(Reply::CaptureStatus(self.status(tap))));
+        }
+        let mut packets = Vec::new();
+        let mut bytes = 0;
+        while packets.len() < LINE_PACKETS && (packets.len() as u64) < left && bytes < LINE_BYTES {
+            let Some(c) = tap.frames.try_recv() else {
+                break;
+            };
+            bytes += c.data.len();
+            let (drop, reason) = c
+                .drop
+                .map(|r| (r.id().to_string(), r.text().to_string()))
+                .unzip();
+            packets.push(CapturedPacket {
+                port: self.index.get(c.port.index()).copied().unwrap_or(0),
+                direction: match c.direction {
+                    Direction::In => CaptureDirection::In,
+                    Direction::Out => CaptureDirection::Out,
+                },
+                time_ns: self.dp.wall_ns(c.time),
+                len: c.data.len() as u32,
+                data: base64::engine::general_purpose::STANDARD.encode(&c.data),
+                drop,
+                reason,
+            });
+            // The bytes are in the line now: the buffer goes back for the next frame.
+            tap.pool.put(c.data);
+        }
+        if packets.is_empty() {
+            return Pull::Pending;
+        }
+        self.packets += packets.len() as u64;
+        Pull::Line(live_line(Reply::CapturePackets(packets)))
+    }
+}
+
+impl Drop for CaptureLive {
+    fn drop(&mut self) {
+        // Closing the tap closes the feed; then every worker forgets it, even one
+        // whose captured ports see no traffic (and so would never find out).
+        drop(self.tap.take());
+        let _ = self
+            .dp
+            .observe(|obs, _, _| obs.capture.retain(|c| !c.is_closed()));
     }
 }

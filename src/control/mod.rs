@@ -10,11 +10,13 @@
 //! gathering of counters ([`snapshot`]). Problems met while running or stopping are
 //! logged through `tracing`; the program decides where logs go.
 
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod events;
 pub mod live;
 pub mod metrics;
+pub mod pcapng;
 pub mod protocol;
 pub mod render;
 pub mod server;

@@ -64,8 +64,8 @@ pub enum Request {
     /// same name.
     Show { table: Table },
     /// Trace the next `count` frames received on `ports` (every port if empty), live:
-    /// answered by one [`Reply::Trace`] line per frame as it is switched, then a
-    /// [`Reply::TraceEnd`].
+    /// answered by a [`Reply::TraceStart`] once the workers trace, one
+    /// [`Reply::Trace`] line per frame as it is switched, then a [`Reply::TraceEnd`].
     Trace {
         #[serde(default)]
         ports: Vec<String>,
@@ -78,11 +78,17 @@ pub enum Request {
     /// A live stream of table changes, like `conntrack -E`: answered by one
     /// [`Reply::Event`] line per change, for as long as the client reads.
     Events {},
+    /// Records the frames crossing some ports, both ways (`switchyard capture`);
+    /// answered by a live stream: [`Reply::CaptureStarted`], then
+    /// [`Reply::CapturePackets`] and [`Reply::CaptureStatus`] lines as frames come,
+    /// ending with [`Reply::CaptureEnd`].
+    Capture(CaptureRequest),
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] = &["show", "trace", "trace_packet", "events"];
+    pub const NAMES: &'static [&'static str] =
+        &["show", "trace", "trace_packet", "events", "capture"];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
@@ -91,12 +97,23 @@ impl Request {
             Request::Trace { .. } => "trace",
             Request::TracePacket { .. } => "trace_packet",
             Request::Events {} => "events",
+            Request::Capture(_) => "capture",
         }
     }
 }
 
 /// Most frames one live trace may ask for.
 pub const MAX_TRACE_FRAMES: u32 = 10_000;
+
+/// The first line of a live trace, sent once every worker traces: a frame sent from
+/// then on is caught.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStart {
+    /// Frames to trace.
+    pub count: u32,
+    /// Only frames received on these ports (empty: every port).
+    pub ports: Vec<String>,
+}
 
 /// The end of a live trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +122,20 @@ pub struct TraceEnd {
     pub frames: u32,
     /// Frames traced but not sent because the client did not read fast enough.
     pub skipped: u64,
+}
+
+/// The arguments of a `capture` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// The ports to record, by name (as `show ports` lists them); at least one.
+    pub ports: Vec<String>,
+    /// Also record the frames switchyard dropped, with the reason.
+    #[serde(default)]
+    pub drops: bool,
+    /// End after this many packets (absent: until the client hangs up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The tables `show` reads.
@@ -165,12 +196,22 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    /// The first line of a live trace.
+    TraceStart(TraceStart),
     /// One traced frame of a live trace.
     Trace(switchyard_core::pipeline::FrameTrace),
     /// The last line of a live trace.
     TraceEnd(TraceEnd),
     /// One line of the `events` stream.
     Event(Box<EventRow>),
+    /// The first line of a capture: the ports recorded, in the order packets name them.
+    CaptureStarted(CaptureStarted),
+    /// Frames recorded since the last line.
+    CapturePackets(Vec<CapturedPacket>),
+    /// No frame for a while: how the capture stands.
+    CaptureStatus(CaptureStatus),
+    /// The last line of a capture (the count was reached).
+    CaptureEnd(CaptureStatus),
 }
 
 impl Reply {
@@ -183,9 +224,14 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::TraceStart(_) => "trace_start",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
             Reply::Event(_) => "event",
+            Reply::CaptureStarted(_) => "capture_started",
+            Reply::CapturePackets(_) => "capture_packets",
+            Reply::CaptureStatus(_) => "capture_status",
+            Reply::CaptureEnd(_) => "capture_end",
         }
     }
 
@@ -200,9 +246,13 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::TraceStart(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
             Reply::Event(r) => serde_json::to_value(r),
+            Reply::CaptureStarted(r) => serde_json::to_value(r),
+            Reply::CapturePackets(r) => serde_json::to_value(r),
+            Reply::CaptureStatus(r) | Reply::CaptureEnd(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -683,6 +733,58 @@ impl EventRow {
             skipped: None,
         }
     }
+}
+
+/// The first line of a capture's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStarted {
+    /// The ports recorded; a packet's `port` is an index into this list.
+    pub ports: Vec<String>,
+    /// The most frames that can be on their way to the client at once (the capture's
+    /// buffers), and the bytes those buffers may take.
+    pub buffers: usize,
+    pub buffer_bytes: usize,
+}
+
+/// Which way a frame crossed a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureDirection {
+    /// From the endpoint into switchyard.
+    In,
+    /// From switchyard to the endpoint.
+    Out,
+}
+
+/// One recorded frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedPacket {
+    /// Index into [`CaptureStarted::ports`].
+    pub port: usize,
+    pub direction: CaptureDirection,
+    /// When the worker moved it, in nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// The frame's length on the wire (always the length of `data`: frames are
+    /// recorded whole).
+    pub len: u32,
+    /// The frame from its Ethernet header on, in base64 (RFC 4648, with padding).
+    pub data: String,
+    /// For a frame switchyard dropped: the drop reason's id and sentence (as in
+    /// `show counters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How a capture stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    /// Packets sent to the client so far.
+    pub packets: u64,
+    /// Frames not recorded because the capture's buffers were full (the client, or
+    /// the socket, did not keep up).
+    pub skipped: u64,
 }
 
 #[cfg(test)]

@@ -59,9 +59,17 @@ pub fn reply(r: &Reply) -> String {
         Reply::Routes(rows) => routes(rows),
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
+        Reply::TraceStart(t) => trace_start(t),
         Reply::Trace(t) => frame_trace(t),
         Reply::TraceEnd(e) => trace_end(e),
         Reply::Event(e) => event(e) + "\n",
+        // A capture's lines are turned into pcapng or packet lines by the capture
+        // verb; alone, each says what it is.
+        Reply::CaptureStarted(s) => format!("capturing on {}\n", s.ports.join(", ")),
+        Reply::CapturePackets(p) => format!("{} packets\n", p.len()),
+        Reply::CaptureStatus(s) | Reply::CaptureEnd(s) => {
+            format!("{} packets, {} skipped\n", s.packets, s.skipped)
+        }
     }
 }
 
@@ -96,6 +104,24 @@ pub fn frame_trace(t: &switchyard_core::pipeline::FrameTrace) -> String {
     }
     let _ = writeln!(s, "  => {}", t.verdict.text);
     s
+}
+
+/// The first line of a live trace.
+pub fn trace_start(t: &TraceStart) -> String {
+    let on = if t.ports.is_empty() {
+        "every port".to_string()
+    } else {
+        format!(
+            "port{} {}",
+            if t.ports.len() == 1 { "" } else { "s" },
+            t.ports.join(", ")
+        )
+    };
+    format!(
+        "tracing the next {} frame{} received on {on} (Ctrl-C to stop)\n",
+        t.count,
+        if t.count == 1 { "" } else { "s" }
+    )
 }
 
 /// The last line of a live trace.

@@ -597,6 +597,7 @@ fn handle(
             Answer::Whole(dp.tables(|v| trace_packet(&v, packet))?)
         }
         Request::Events {} => super::live::events(dp)?,
+        Request::Capture(ref c) => super::live::capture(dp, c)?,
     })
 }
 
@@ -974,7 +975,7 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(
-            b.code_of(r#"{"version":1,"request":{"capture":{}}}"#),
+            b.code_of(r#"{"version":1,"request":{"reboot":{}}}"#),
             ErrorCode::UnknownRequest
         );
 

@@ -738,12 +738,8 @@ struct Trace {
 }
 
 impl Trace {
-    /// Starts tracing every port, and returns once the workers trace.
-    ///
-    /// A trace request is answered by the frames alone, with no line that says
-    /// the trace has begun; a frame sent before the workers took the request would
-    /// go untraced. The tour runs its switch in its own process, so it asks the
-    /// workers directly whether their tracer is on.
+    /// Starts tracing every port, and returns once the workers trace: the server
+    /// says so with the trace's first line, `trace_start`.
     fn start(socket: &Path, dp: &dataplane::Handle, stop: &AtomicBool) -> Result<Trace> {
         let req = Request::Trace {
             ports: Vec::new(),
@@ -756,6 +752,13 @@ impl Trace {
             // the previous step's trace hang up.
             match stream.next(Some(Duration::from_millis(1))) {
                 Ok(Next::Quiet) => {}
+                Ok(Next::Reply(Reply::TraceStart(_))) => {
+                    return Ok(Trace {
+                        stream,
+                        frames: Vec::new(),
+                        dp: dp.clone(),
+                    })
+                }
                 Ok(Next::Reply(r)) => bail!("the trace answered {} before any frame", r.name()),
                 Ok(Next::Closed) => bail!("the control socket closed the trace"),
                 Err(e) if e.code() == Some(ErrorCode::InUse) && Instant::now() < deadline => {
@@ -767,13 +770,6 @@ impl Trace {
             }
             if stop.load(Ordering::SeqCst) {
                 bail!("interrupted");
-            }
-            if tracers_are(dp, true)? {
-                return Ok(Trace {
-                    stream,
-                    frames: Vec::new(),
-                    dp: dp.clone(),
-                });
             }
             if Instant::now() > deadline {
                 bail!("the dataplane did not start the trace within {ARM_WAIT:?}");

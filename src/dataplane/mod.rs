@@ -32,8 +32,10 @@
 //! built, makes each worker panic after N batches of its own — the real path of a
 //! worker dying, for the tests of what follows (teardown, a non-zero exit).
 
+pub mod capture;
 pub mod observe;
 
+use capture::CaptureFeed;
 use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -186,6 +188,8 @@ pub struct Handle {
     tracing: Arc<AtomicBool>,
     /// Event streams open now (each holds a bounded buffer: their number is capped).
     event_streams: Arc<AtomicUsize>,
+    /// Captures running now (each holds a pool of buffers: their number is capped).
+    captures: Arc<AtomicUsize>,
 }
 
 /// A place among the instance's event streams, given back when dropped.
@@ -319,6 +323,16 @@ impl Handle {
             .map(|_| StreamClaim(self.event_streams.clone()))
     }
 
+    /// Claims a place for a capture; `None` while `max` run.
+    pub fn claim_capture(&self, max: usize) -> Option<StreamClaim> {
+        self.captures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamClaim(self.captures.clone()))
+    }
+
     /// Claims the instance's live trace; `None` while another one runs.
     pub fn claim_trace(&self) -> Option<TraceClaim> {
         self.tracing
@@ -408,7 +422,7 @@ struct Worker {
     busy_poll: Duration,
     /// Test hook: panic after this many batches.
     panic_after: Option<u64>,
-    /// Who watches this worker (a live trace, ...).
+    /// Who watches this worker (a live trace, captures, ...).
     observers: Observers,
     /// The clock origin as wall-clock time (ns since the Unix epoch).
     epoch_ns: u64,
@@ -505,6 +519,7 @@ impl Dataplane {
                 epoch_ns: self.epoch_ns,
                 tracing: Arc::new(AtomicBool::new(false)),
                 event_streams: Arc::new(AtomicUsize::new(0)),
+                captures: Arc::new(AtomicUsize::new(0)),
             },
             threads,
         })
@@ -609,7 +624,7 @@ impl Worker {
             if now.0 >= next_tick {
                 self.emit.clear();
                 self.pipeline.tick(now, &mut self.emit);
-                self.transmit_emitted();
+                self.transmit_emitted(now);
                 next_tick = now.0 + TICK.as_nanos() as u64;
             }
             if self.observers.trace.is_some() {
@@ -732,9 +747,21 @@ impl Worker {
             }
         }
         let now = self.now();
+        // The one branch a batch pays when nothing is captured.
+        let capturing = !self.observers.capture.is_empty();
+        if capturing {
+            for c in &mut self.observers.capture {
+                c.inbound(port, &self.batch[..n]);
+            }
+        }
         self.emit.clear();
         self.pipeline
             .process(&mut self.batch[..n], now, &mut self.emit);
+        if capturing {
+            for c in &mut self.observers.capture {
+                c.inbound_decided(port, &self.batch[..n], now);
+            }
+        }
         let mut i = 0;
         while i < n {
             let absorbed = self.coalesce(i, n);
@@ -743,14 +770,20 @@ impl Worker {
                     &self.pipeline,
                     &mut self.ports,
                     &mut self.status,
+                    &mut self.observers.capture,
+                    now,
                     &mut self.batch[i],
                 );
             } else {
-                self.transmit_coalesced(i, absorbed + 1);
+                self.transmit_coalesced(i, absorbed + 1, now);
             }
             i += 1 + absorbed;
         }
-        self.transmit_emitted();
+        self.transmit_emitted(now);
+        if capturing {
+            // A capture whose reader is gone ends here, on every worker in turn.
+            self.observers.capture.retain(|c| !c.is_closed());
+        }
         if !self.observers.events.is_empty() {
             self.report_events();
         }
@@ -804,7 +837,7 @@ impl Worker {
     }
 
     /// Sends the super-frame at `i`, built from `datagrams` frames, to its one port.
-    fn transmit_coalesced(&mut self, i: usize, datagrams: usize) {
+    fn transmit_coalesced(&mut self, i: usize, datagrams: usize, now: Timestamp) {
         let f = &mut self.batch[i];
         let Egress::One(out) = self.pipeline.egress(f) else {
             return;
@@ -822,27 +855,41 @@ impl Worker {
                 io.tx_bytes += bytes;
                 io.tx_coalesced += 1;
                 io.tx_coalesced_datagrams += datagrams as u64;
+                // The super-frame is what crossed the TAP: it is what is recorded.
+                for c in &mut self.observers.capture {
+                    c.outbound(out, f, 1, now);
+                }
             }
             Err(_) => io.tx_errors += datagrams as u64,
         }
     }
 
     /// Sends the frames the pipeline originated.
-    fn transmit_emitted(&mut self) {
+    fn transmit_emitted(&mut self, now: Timestamp) {
         for i in 0..self.emit.len() {
             let f = self.emit.frame_mut(i);
-            transmit(&self.pipeline, &mut self.ports, &mut self.status, f);
+            transmit(
+                &self.pipeline,
+                &mut self.ports,
+                &mut self.status,
+                &mut self.observers.capture,
+                now,
+                f,
+            );
         }
         self.emit.clear();
     }
 }
 
-/// Sends `f` to every port its verdict names.
+/// Sends `f` to every port its verdict names, and records it for the captures of
+/// the ports it went out on (`now`: the batch's clock reading).
 #[inline]
 fn transmit(
     pipeline: &Pipeline,
     ports: &mut [Box<dyn Port>],
     status: &mut [PortStatus],
+    captures: &mut [CaptureFeed],
+    now: Timestamp,
     f: &mut Frame,
 ) {
     for e in pipeline.egress(f) {
@@ -854,21 +901,30 @@ fn transmit(
             continue;
         }
         let io = &mut st.io;
-        match ports[e.index()].send(f) {
+        let sent = match ports[e.index()].send(f) {
             Ok(1) => {
                 io.tx_frames += 1;
                 io.tx_bytes += len;
                 if gso {
                     io.tx_gso += 1;
                 }
+                1
             }
             Ok(n) => {
                 io.tx_frames += n as u64;
                 io.tx_bytes += len;
                 io.tx_segmented += 1;
                 io.tx_segments += n as u64;
+                n
             }
-            Err(_) => io.tx_errors += 1,
+            Err(_) => {
+                io.tx_errors += 1;
+                continue;
+            }
+        };
+        // Per frame when nothing is captured: one branch on an empty list.
+        for c in captures.iter_mut() {
+            c.outbound(e, f, sent, now);
         }
     }
 }

@@ -192,12 +192,14 @@ pub struct Observers {
     /// Event streams: every table change the worker makes goes to each (while there
     /// is one, the worker's pipeline keeps its table events).
     pub events: Vec<Feed<TableEvent>>,
+    /// Running captures (`switchyard capture`), each of some ports.
+    pub capture: Vec<super::capture::CaptureFeed>,
 }
 
 impl Observers {
     /// True if nobody watches this worker.
     pub fn idle(&self) -> bool {
-        self.trace.is_none() && self.events.is_empty()
+        self.trace.is_none() && self.events.is_empty() && self.capture.is_empty()
     }
 }
 

@@ -23,13 +23,19 @@ fn sample_requests() -> Vec<Request> {
             packet: "in=a,dst=198.51.100.7,proto=tcp,dport=443".into(),
         },
         Request::Events {},
+        Request::Capture(CaptureRequest {
+            ports: vec!["a".into(), "b".into()],
+            drops: true,
+            count: Some(100),
+        }),
     ];
     for r in &all {
         match r {
             Request::Show { .. }
             | Request::Trace { .. }
             | Request::TracePacket { .. }
-            | Request::Events {} => {}
+            | Request::Events {}
+            | Request::Capture(_) => {}
         }
     }
     all
@@ -183,6 +189,10 @@ fn sample_reply(table: Table) -> Reply {
 /// that answers something other than `show` needs a sample here.
 fn sample_replies() -> Vec<Reply> {
     let mut all: Vec<Reply> = Table::ALL.into_iter().map(sample_reply).collect();
+    all.push(Reply::TraceStart(TraceStart {
+        count: 10,
+        ports: vec!["a".into()],
+    }));
     all.push(Reply::Trace(switchyard_core::pipeline::FrameTrace {
         packet: 1,
         time_ns: 1_796_101_012_063_658_000,
@@ -207,6 +217,28 @@ fn sample_replies() -> Vec<Reply> {
         skipped: 0,
     }));
     all.push(Reply::Event(Box::new(sample_event())));
+    all.push(Reply::CaptureStarted(CaptureStarted {
+        ports: vec!["a".into(), "b".into()],
+        buffers: 1056,
+        buffer_bytes: 4_195_200,
+    }));
+    all.push(Reply::CapturePackets(vec![CapturedPacket {
+        port: 0,
+        direction: CaptureDirection::In,
+        time_ns: 1_796_101_012_063_659_000,
+        len: 60,
+        data: "////////AQBeAAAHCAA=".into(),
+        drop: Some("group_source_mac".into()),
+        reason: Some("source MAC is multicast or broadcast".into()),
+    }]));
+    all.push(Reply::CaptureStatus(CaptureStatus {
+        packets: 120,
+        skipped: 3,
+    }));
+    all.push(Reply::CaptureEnd(CaptureStatus {
+        packets: 100,
+        skipped: 0,
+    }));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -215,9 +247,14 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Routes(_)
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
+            | Reply::TraceStart(_)
             | Reply::Trace(_)
             | Reply::TraceEnd(_)
-            | Reply::Event(_) => {}
+            | Reply::Event(_)
+            | Reply::CaptureStarted(_)
+            | Reply::CapturePackets(_)
+            | Reply::CaptureStatus(_)
+            | Reply::CaptureEnd(_) => {}
         }
     }
     all
