@@ -998,6 +998,23 @@ impl ConnTrack {
         want: u16,
         (lo, hi): (u16, u16),
     ) -> Option<u16> {
+        self.pick_port_except(proto, dst, dport, new_src, want, (lo, hi), None)
+    }
+
+    /// [`ConnTrack::pick_port`] as if the expired entry `gone` had been removed (for
+    /// what-if traces: the real packet's lookup removes the expired entry of its
+    /// tuple before its new flow picks a port).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick_port_except(
+        &self,
+        proto: IpProtocol,
+        dst: Ipv4Addr,
+        dport: u16,
+        new_src: Ipv4Addr,
+        want: u16,
+        (lo, hi): (u16, u16),
+        gone: Option<&Conn>,
+    ) -> Option<u16> {
         let reply = |p: u16| Tuple {
             proto,
             src: dst,
@@ -1005,7 +1022,8 @@ impl ConnTrack {
             dst: new_src,
             dport: p,
         };
-        if !self.tuple_in_use(&reply(want)) {
+        let taken = |t: &Tuple| self.tuple_in_use(t) && !gone.is_some_and(|c| c.has(t));
+        if !taken(&reply(want)) {
             return Some(want);
         }
         let n = u32::from(hi - lo) + 1;
@@ -1014,7 +1032,15 @@ impl ConnTrack {
             ^ u32::from(dport);
         (0..n.min(PORT_PROBES))
             .map(|k| lo + ((seed.wrapping_add(k)) % n) as u16)
-            .find(|&p| !self.tuple_in_use(&reply(p)))
+            .find(|&p| !taken(&reply(p)))
+    }
+
+    /// The entry with tuple `t` if it has expired and is still in the table: the one
+    /// [`ConnTrack::lookup_update`] would remove on meeting `t` (for what-if traces).
+    pub fn expired_entry(&self, t: &Tuple, now: Timestamp) -> Option<Conn> {
+        let (i, _) = index_entry(*lock(&self.index[shard_of(t)]).get(t)?);
+        let slot = lock(self.slot(i));
+        slot.conn.filter(|c| c.has(t) && c.expires <= now.0)
     }
 
     /// Finds the flow a packet with tuple `t`, arriving from network `zone`, belongs
@@ -1122,30 +1148,36 @@ impl ConnTrack {
     /// Whether [`ConnTrack::insert`] would track a new flow, changing nothing (for
     /// what-if traces): `Ok(true)` if it would first evict an unassured entry to make
     /// room. The eviction candidates are looked for in the stretch the next eviction
-    /// would scan, as `insert` would.
+    /// would scan, as `insert` would. `gone`: an expired entry the packet's own
+    /// lookup would have removed first (see [`ConnTrack::expired_entry`]), counted as
+    /// removed.
     pub fn would_insert(
         &self,
         orig: &Tuple,
         reply: &Tuple,
         zone: [DomainId; 2],
         now: Timestamp,
+        gone: Option<&Conn>,
     ) -> Result<bool, InsertError> {
-        if self.tuple_in_use(orig) || self.tuple_in_use(reply) {
+        let taken = |t: &Tuple| self.tuple_in_use(t) && !gone.is_some_and(|c| c.has(t));
+        if taken(orig) || taken(reply) {
             return Err(InsertError::Clash);
         }
         let owner = zone[0];
+        let freed = usize::from(gone.is_some());
+        let freed_here = usize::from(gone.is_some_and(|c| c.zone[0] == owner));
         let mut evict = false;
         if self
             .shares
             .max(owner)
-            .is_some_and(|max| self.shares.used(owner) >= max)
+            .is_some_and(|max| self.shares.used(owner).saturating_sub(freed_here) >= max)
         {
             if !self.evictable(now, Some(owner)) {
                 return Err(InsertError::ZoneFull);
             }
             evict = true;
         }
-        if !evict && self.len() >= self.max {
+        if !evict && self.len().saturating_sub(freed) >= self.max {
             if !self.evictable(now, None) {
                 return Err(InsertError::Full);
             }

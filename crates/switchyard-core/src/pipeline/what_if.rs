@@ -27,6 +27,9 @@ pub(crate) struct DryRun {
     pub ct: Option<Conn>,
     /// The next hop the packet would wait for.
     pub hop: Option<Ipv4Addr>,
+    /// An expired entry of the packet's tuple, which the real packet's lookup would
+    /// remove: what comes after treats its tuples and its place as free.
+    pub gone: Option<Conn>,
 }
 
 /// Buffers of the scratch emitter: enough for the fragments of the largest packet

@@ -52,7 +52,7 @@ use crate::pipeline::counters::counted;
 use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::L2;
 use crate::pipeline::trace::{trace, TraceLine};
-use crate::pipeline::{DomainId, DropReason, Frame, Pipeline};
+use crate::pipeline::{Conn, DomainId, DropReason, Frame, Pipeline};
 use crate::wire::IpProtocol;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -246,6 +246,12 @@ impl Pipeline {
                 .conntrack
                 .lookup_update(&t, l2.domain, len, &seg, now)
         };
+        if DRY && tracked.is_err() {
+            let gone = self.sh.conntrack.expired_entry(&t, now);
+            if let Some(w) = self.what_if.as_mut() {
+                w.gone = gone;
+            }
+        }
         if matches!(tracked, Err(Miss::OtherZone)) {
             self.counters.event(Event::CtZoneMismatch);
         }
@@ -316,13 +322,14 @@ impl Pipeline {
             let Some(gw) = self.sh.domains[egress.index()].spec.gateway else {
                 return no_route;
             };
-            let port = self.sh.conntrack.pick_port(
+            let port = self.sh.conntrack.pick_port_except(
                 t.proto,
                 target,
                 target_port,
                 gw.ip,
                 t.sport,
                 self.sh.port_range,
+                self.what_if_gone::<DRY>(),
             );
             match port {
                 Some(p) => (gw.ip, p),
@@ -430,7 +437,7 @@ impl Pipeline {
         let evicts = self
             .sh
             .conntrack
-            .would_insert(&orig, &reply, zone, self.now)
+            .would_insert(&orig, &reply, zone, self.now, self.what_if_gone::<true>())
             .map_err(|e| -> DropReason {
                 match e {
                     InsertError::Full => Drop::ConntrackFull.into(),
@@ -449,6 +456,17 @@ impl Pipeline {
             w.ct = Some(c);
         }
         Ok(())
+    }
+
+    /// In a what-if, the expired entry the real packet's lookup would have removed
+    /// (see `DryRun::gone`); never any in the dataplane's walk.
+    #[inline]
+    pub(crate) fn what_if_gone<const DRY: bool>(&self) -> Option<&Conn> {
+        if DRY {
+            self.what_if.as_ref().and_then(|w| w.gone.as_ref())
+        } else {
+            None
+        }
     }
 
     /// Tracks a new flow (for ct-lookup's published ports and nat-snat's masquerade

@@ -150,13 +150,14 @@ impl Pipeline {
         {
             return Next::Drop(Drop::NatUnsupported.into());
         }
-        let port = self.sh.conntrack.pick_port(
+        let port = self.sh.conntrack.pick_port_except(
             t.proto,
             t.dst,
             t.dport,
             uplink,
             t.sport,
             self.sh.port_range,
+            self.what_if_gone::<DRY>(),
         );
         let Some(port) = port else {
             trace!(self, f, Trace::NoPort { flow: t, uplink });

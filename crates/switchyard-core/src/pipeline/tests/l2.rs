@@ -341,7 +341,7 @@ fn trace_filter_selects_one_port() {
 /// A frame description proptest can shrink: small sets of MACs so that learning,
 /// moves and hits happen, plus raw garbage and truncation.
 #[derive(Debug, Clone)]
-enum Gen {
+pub(super) enum Gen {
     Udp {
         port: u8,
         src: u8,
@@ -373,7 +373,7 @@ fn mac_of(n: u8) -> MacAddr {
     }
 }
 
-fn gen() -> impl Strategy<Value = Gen> {
+pub(super) fn gen() -> impl Strategy<Value = Gen> {
     prop_oneof![
         4 => (0u8..5, any::<u8>(), any::<u8>(), 0u16..1600).prop_map(|(port, src, dst, len)| Gen::Udp { port, src, dst, len }),
         2 => (0u8..5, proptest::collection::vec(any::<u8>(), 0..80)).prop_map(|(port, bytes)| Gen::Raw { port, bytes }),
@@ -382,7 +382,7 @@ fn gen() -> impl Strategy<Value = Gen> {
     ]
 }
 
-fn materialize(g: &Gen) -> (PortId, Vec<u8>) {
+pub(super) fn materialize(g: &Gen) -> (PortId, Vec<u8>) {
     match g {
         Gen::Udp {
             port,

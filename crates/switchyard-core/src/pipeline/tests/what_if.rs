@@ -1,9 +1,11 @@
 //! What-if traces: a frame that would change a table leaves every table exactly as it
 //! was (compared through full dumps), and the trace says what would have happened.
 
+use super::l2::{gen, materialize};
 use super::l3::{self, rip, rmac, routed_udp};
 use super::nat::{nat_router, tcp, udp4, FA, FB, OUT};
 use super::*;
+use proptest::prelude::*;
 
 /// Everything a packet could change, in one string: every FDB entry, conntrack entry
 /// (state, windows, counters, expiry), neighbor entry (state, times, queue), ICMP
@@ -359,4 +361,85 @@ fn what_if_leaves_the_workers_counters_alone() {
     what_if(&p, FA, &udp4("10.1.0.2", 5001, "198.51.100.2", 53), 2_000);
     what_if(&p, OUT, &udp4("198.51.100.2", 53, "198.51.100.1", 9), 2_000);
     assert_eq!(format!("{:?}", p.counters()), before);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever arrives and whatever the tables hold by then (MACs learned, moved, a
+    /// full FDB, neighbors, garbage), a what-if changes nothing, and the frame sent
+    /// for real right after gets the verdict the what-if predicted — unless it is
+    /// addressed to its own source MAC, which the real frame's learning moves first.
+    #[test]
+    fn a_what_if_changes_nothing_and_predicts_the_verdict(
+        frames in proptest::collection::vec(gen(), 1..40),
+        fdb_max in 1usize..6,
+        step in 0u64..3,
+    ) {
+        let mut p = Pipeline::new(spec(fdb_max)).unwrap();
+        let mut now = 0u64;
+        for g in &frames {
+            let (port, bytes) = materialize(g);
+            let before = dump(&p);
+            let mut f = Frame::from_bytes(port, &bytes);
+            p.what_if(&mut f, Timestamp::from_secs(now));
+            prop_assert_eq!(dump(&p), before);
+            let (real, _) = run(&mut p, port, &bytes, now);
+            let to_itself = bytes.len() >= 12 && bytes[0..6] == bytes[6..12];
+            if !to_itself {
+                prop_assert_eq!(f.action, real.action, "{:?}", g);
+            }
+            now += step;
+        }
+    }
+}
+
+/// A segment of the NAT router's traffic: from front's two endpoints out, or from the
+/// outside peer in to the uplink, with ports and flags from small sets so that flows
+/// start, answer, clash and close.
+fn nat_segment() -> impl Strategy<Value = (PortId, Vec<u8>)> {
+    let flags = prop_oneof![Just("S"), Just("SA"), Just("A"), Just("FA"), Just("R")];
+    (0u8..3, 0u16..3, 0u16..3, flags, any::<bool>()).prop_map(|(from, a, b, flags, udp)| {
+        let (sport, dport) = (40000 + a, 80 + b);
+        match (from, udp) {
+            (0, false) => (FA, tcp("10.1.0.2", sport, "198.51.100.2", dport, flags, 64)),
+            (1, false) => (FB, tcp("10.1.0.3", sport, "198.51.100.2", dport, flags, 64)),
+            (_, false) => (
+                OUT,
+                tcp("198.51.100.2", dport, "198.51.100.1", sport, flags, 64),
+            ),
+            (0, true) => (FA, udp4("10.1.0.2", sport, "198.51.100.2", dport)),
+            (1, true) => (FB, udp4("10.1.0.3", sport, "198.51.100.2", dport)),
+            (_, true) => (OUT, udp4("198.51.100.2", dport, "198.51.100.1", sport)),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Through masquerade, with flows starting, answering, clashing on source ports
+    /// and closing: a what-if changes no connection (state, windows, counters,
+    /// timeout) and predicts the verdict, translation included, of the real packet
+    /// right after it.
+    #[test]
+    fn a_what_if_through_nat_changes_nothing_and_predicts_the_translation(
+        segments in proptest::collection::vec(nat_segment(), 1..30),
+        step in 0u64..40,
+    ) {
+        let mut p = nat_router(8, (1024, 1027));
+        let mut now = 1u64;
+        for (port, bytes) in &segments {
+            let before = dump(&p);
+            let mut f = Frame::from_bytes(*port, bytes);
+            p.what_if(&mut f, Timestamp::from_secs(now));
+            prop_assert_eq!(dump(&p), before);
+            let (real, _) = run(&mut p, *port, bytes, now);
+            prop_assert_eq!(f.action, real.action);
+            if matches!(real.action, Action::Forward(_)) {
+                prop_assert_eq!(f.data(), real.data(), "the same bytes leave");
+            }
+            now += step;
+        }
+    }
 }
