@@ -683,4 +683,47 @@ mod tests {
         }
         assert!(message("in=a,x=1").contains(KEYS));
     }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// A SPEC comes from any client of the control socket: whatever it says, it
+        /// is built or refused with a message, never a panic, and a frame built from
+        /// it is one the pipeline can take (at most a frame's length) and trace.
+        #[test]
+        fn any_spec_is_built_or_refused(
+            keys in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "in", "src_mac", "dst_mac", "src", "dst", "proto", "sport", "dport",
+                        "flags", "seq", "ack", "win", "icmp_type", "icmp_code", "ttl", "df",
+                        "len", "target", "op", "x",
+                    ]),
+                    proptest::prop_oneof![
+                        proptest::sample::select(vec![
+                            "a", "c", "zz", "tcp", "udp", "icmp", "arp", "gateway",
+                            "broadcast", "10.1.0.3", "10.2.0.9", "255.255.255.255", "SA",
+                            "0", "1", "64", "65535", "65564", "70000", "request", "reply",
+                            "02:00:00:00:01:03", "",
+                        ])
+                        .prop_map(String::from),
+                        "[ -~]{0,12}",
+                    ],
+                ),
+                0..8,
+            )
+        ) {
+            let spec: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let p = switch();
+            match parse(&spec.join(",")).and_then(|s| s.build(&p)) {
+                Ok(mut f) => {
+                    proptest::prop_assert!(f.len() >= 14 && f.len() <= MAX_FRAME_LEN);
+                    // And the what-if of it reaches a verdict.
+                    let t = p.what_if(&mut f, switchyard_core::pipeline::Timestamp(0));
+                    proptest::prop_assert!(!t.verdict.text.is_empty());
+                }
+                Err(e) => proptest::prop_assert!(!e.message.is_empty()),
+            }
+        }
+    }
 }
