@@ -855,12 +855,33 @@ pub fn config(data: &[u8]) {
 
 /// Runs one control fuzz input: bytes as a client would write them, cut into lines as
 /// the server reads them.
+/// A what-if SPEC from a client: parsed, and if it holds, built and walked through
+/// the fuzz pipeline's tables. Refused or traced, never a panic.
+fn what_if(text: &str) {
+    use switchyard::control::spec;
+    thread_local! {
+        static PIPELINE: Pipeline = Pipeline::new(spec()).expect("fuzz spec is valid");
+    }
+    let Ok(s) = spec::parse(text) else {
+        return;
+    };
+    PIPELINE.with(|p| {
+        if let Ok(mut frame) = s.build(p) {
+            let t = p.what_if(&mut frame, Timestamp::from_secs(1));
+            assert!(!t.verdict.text.is_empty(), "a what-if without a verdict");
+        }
+    });
+}
+
 pub fn control(data: &[u8]) {
     use switchyard::control::protocol::{parse_request, Envelope, Response, MAX_REQUEST_BYTES};
     for line in data.split(|&b| b == b'\n') {
         let line = &line[..line.len().min(MAX_REQUEST_BYTES)];
         match parse_request(line) {
             Ok(req) => {
+                if let switchyard::control::protocol::Request::TracePacket { packet } = &req {
+                    what_if(packet);
+                }
                 let again = serde_json::to_vec(&Envelope::new(req.clone())).expect("serializes");
                 assert_eq!(
                     parse_request(&again).expect("a request read back"),
