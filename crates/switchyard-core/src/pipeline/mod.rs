@@ -211,7 +211,8 @@ pub struct DomainGuard {
     /// of the network reach the gateway and, through it, other networks and the
     /// outside, but not each other — neither bridged nor routed back into the
     /// network (`icc_disabled`). A published port is still reachable by its uplink
-    /// address (hairpin NAT), as Docker's DNAT rules come before its icc rule.
+    /// address (hairpin NAT), as in Docker, whose userland proxy connects to it
+    /// from the gateway address.
     pub icc: bool,
 }
 

@@ -13,7 +13,7 @@
 //!    the network it came from (one endpoint to another through the gateway) is
 //!    dropped (`icc_disabled`, declared by `l2-forward`) unless it belongs to a
 //!    tracked flow or is being translated to a published port (hairpin NAT), which
-//!    Docker's DNAT rule lets through ahead of its icc rule.
+//!    Docker lets through as well (its userland proxy connects from the gateway).
 //! 4. MTU: over the egress MTU with DF set → ICMP fragmentation needed, carrying the
 //!    next-hop MTU (this is what makes path MTU discovery work, RFC 1191); without DF
 //!    the packet is fragmented on output. A super-frame leaves as segments, and it is
