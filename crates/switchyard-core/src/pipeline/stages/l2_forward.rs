@@ -99,7 +99,7 @@ impl TraceLine for Trace<'_> {
 impl Pipeline {
     pub(crate) fn l2_forward(&mut self, f: &Frame, l2: &L2) -> Next {
         let d = &self.sh.domains[l2.domain.index()].spec;
-        let gateway = d.gateway;
+        let (gateway, icc) = (d.gateway, d.guard.icc);
         if l2.dst.is_multicast() {
             if l2.dst.is_broadcast() && gateway.is_some() && l2.ethertype == EtherType::ARP {
                 return Next::ArpInput;
@@ -125,7 +125,7 @@ impl Pipeline {
                 );
                 Next::Drop(Drop::SamePort.into())
             }
-            Some(port) if !self.sh.domains[l2.domain.index()].spec.guard.icc => {
+            Some(port) if !icc => {
                 trace!(
                     self,
                     f,
