@@ -277,6 +277,7 @@ impl NetworkBuilder {
                 fdb_max: None,
                 neighbor_max: None,
                 held_max: None,
+                icc: None,
             },
             errors: Vec::new(),
         }
@@ -344,6 +345,12 @@ impl NetworkBuilder {
     /// `port_security = true`: endpoints send only with their own MAC and address.
     pub fn port_security(mut self) -> Self {
         self.section.port_security = true;
+        self
+    }
+
+    /// `icc = false`: endpoints reach the gateway and beyond, but not each other.
+    pub fn icc(mut self, on: bool) -> Self {
+        self.section.icc = Some(on);
         self
     }
 

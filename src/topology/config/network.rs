@@ -1,6 +1,7 @@
 //! `[[network]]`: the bridge domains — each a subnet, optionally with a gateway
 //! address switchyard owns, an MTU, a mode (bridged or L3-only) and its role in NAT
-//! (`masquerade` on the inside, `external` for the one way out).
+//! (`masquerade` on the inside, `external` for the one way out), and whether its
+//! endpoints may talk to each other (`icc`).
 //!
 //! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
 //! them, routes lead through them), so this pass also builds the name index they use.
@@ -53,6 +54,10 @@ pub struct NetworkSection {
     /// Packets at most waiting for next hops on the network (default: an even split).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_max: Option<usize>,
+    /// Inter-endpoint traffic (Docker's `enable_icc`, default true): when false,
+    /// endpoints reach only the gateway and, through it, what lies beyond.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icc: Option<bool>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -199,6 +204,12 @@ pub(super) fn check<'a>(
                 "proxy ARP needs a gateway: switchyard answers with the gateway MAC",
             );
         }
+        if n.icc == Some(false) && gateway.is_none() {
+            c.bad(
+                fld("icc"),
+                "icc = false leaves endpoints only the gateway to talk to; the network needs one",
+            );
+        }
         if let Some(m) = n.conntrack_max {
             if m == 0 || m > super::switch::MAX_CONNTRACK {
                 c.bad(
@@ -227,6 +238,7 @@ pub(super) fn check<'a>(
                 neighbor_max: n.neighbor_max,
                 held_max: n.held_max,
                 conntrack_max: n.conntrack_max,
+                icc: n.icc.unwrap_or(true),
             },
         });
     }

@@ -156,6 +156,7 @@ gather! {
         l2_flood::NoEgressPort,
         l2_forward::L3NoBridge,
         l2_flood::L3NoFlood,
+        l2_forward::IccDisabled,
         arp_input::ArpMalformed,
         arp_input::ArpNotForUs,
         l3_input::TaggedToGateway,

@@ -207,6 +207,13 @@ pub struct DomainGuard {
     /// only the global `conntrack_max` bounds them (conntrack grows with use, so an
     /// even split would cap busy networks for nothing).
     pub conntrack_max: Option<usize>,
+    /// Inter-container communication (Docker's `enable_icc`): when off, endpoints
+    /// of the network reach the gateway and, through it, other networks and the
+    /// outside, but not each other — neither bridged nor routed back into the
+    /// network (`icc_disabled`). A published port is still reachable by its uplink
+    /// address (hairpin NAT), as in Docker, whose userland proxy connects to it
+    /// from the gateway address.
+    pub icc: bool,
 }
 
 impl Default for DomainGuard {
@@ -214,6 +221,7 @@ impl Default for DomainGuard {
         DomainGuard {
             rp_filter: true,
             port_security: false,
+            icc: true,
             fdb_max: None,
             neighbor_max: None,
             held_max: None,

@@ -167,3 +167,34 @@ conntrack_max = 16777217
         );
     }
 }
+
+#[test]
+fn icc_is_on_unless_turned_off_and_needs_a_gateway() {
+    let t = parse(
+        r#"
+[[network]]
+name = "closed"
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.1"
+icc = false
+[[network]]
+name = "open"
+subnet = "10.2.0.0/24"
+"#,
+        "t",
+    )
+    .unwrap();
+    assert!(!t.networks[0].guard.icc);
+    assert!(t.networks[1].guard.icc, "on by default, as in Docker");
+    let spec = t.pipeline_spec();
+    assert!(!spec.domains[0].guard.icc && spec.domains[1].guard.icc);
+    let ps = problems(
+        r#"
+[[network]]
+name = "lonely"
+subnet = "10.3.0.0/24"
+icc = false
+"#,
+    );
+    assert!(has(&ps, "network \"lonely\".icc", "needs one"), "{ps:#?}");
+}

@@ -9,7 +9,11 @@
 //! 3. Isolation: between two different networks only if an `[[allow]]` rule joins
 //!    them (dropped silently otherwise, like Docker's isolation rules). Tracked flows
 //!    (replies to masqueraded flows, published ports) and new flows about to be
-//!    masqueraded pass.
+//!    masqueraded pass. On a network with `icc = false`, a packet routed back into
+//!    the network it came from (one endpoint to another through the gateway) is
+//!    dropped (`icc_disabled`, declared by `l2-forward`) unless it belongs to a
+//!    tracked flow or is being translated to a published port (hairpin NAT), which
+//!    Docker lets through as well (its userland proxy connects from the gateway).
 //! 4. MTU: over the egress MTU with DF set → ICMP fragmentation needed, carrying the
 //!    next-hop MTU (this is what makes path MTU discovery work, RFC 1191); without DF
 //!    the packet is fragmented on output. A super-frame leaves as segments, and it is
@@ -26,6 +30,7 @@
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::{Hop, L2};
 use crate::pipeline::stages::icmp_error::IcmpError;
+use crate::pipeline::stages::l2_forward;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DropReason, Frame, NextHop, Pipeline};
 use crate::wire::icmp::{code, kind};
@@ -84,6 +89,9 @@ pub enum Trace<'a> {
         from: &'a str,
         to: &'a str,
     },
+    IccDisabled {
+        network: &'a str,
+    },
     FragNeeded {
         len: usize,
         mtu: usize,
@@ -114,6 +122,10 @@ impl fmt::Display for Trace<'_> {
             Trace::Isolated { from, to } => write!(
                 f,
                 "networks {from} and {to} are not joined by [[allow]]: drop"
+            ),
+            Trace::IccDisabled { network } => write!(
+                f,
+                "routed back into network {network}, where icc is off: drop"
             ),
             Trace::FragNeeded { len, mtu, network } => write!(
                 f,
@@ -178,6 +190,22 @@ impl Pipeline {
                 }
             );
             return Next::Drop(Drop::Isolated.into());
+        }
+        // A new flow to a published port is routed to `dst`, its target, not to the
+        // header's destination (the uplink address): that one may hairpin.
+        if egress == l2.domain
+            && !self.sh.domains[egress.index()].spec.guard.icc
+            && f.ct.is_none()
+            && dst == f.ipv4().dst()
+        {
+            trace!(
+                self,
+                f,
+                Trace::IccDisabled {
+                    network: &self.sh.domains[egress.index()].spec.name,
+                }
+            );
+            return Next::Drop(l2_forward::Drop::IccDisabled.into());
         }
         let mtu = usize::from(self.sh.domains[egress.index()].spec.mtu);
         let len = if f.vnet.is_gso() {

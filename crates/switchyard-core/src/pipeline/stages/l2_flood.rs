@@ -10,11 +10,16 @@
 //! multicasts are dropped. (Unknown unicast never gets here on such a network:
 //! `l2-forward` refuses unicast not sent to the gateway.)
 //!
+//! A network with `icc = false` floods nothing either: every other port is another
+//! endpoint's. A broadcast ARP for the gateway was answered in `arp-input` and is
+//! consumed; anything else is dropped (`icc_disabled`, which `l2-forward` declares).
+//!
 //! Next: the domain's ports, or consumed, or drop. Trace:
 //! `l2-flood: broadcast to 2 ports of bridge default: b, c`
 
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
+use crate::pipeline::stages::l2_forward;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DomainId, DomainMode, DropReason, Frame, Pipeline};
 use crate::wire::{EtherType, MacAddr};
@@ -86,6 +91,12 @@ pub enum Trace<'a> {
     },
     L3ArpNotFlooded,
     L3NoFlood,
+    IccAnswered {
+        cause: Cause,
+    },
+    IccDisabled {
+        cause: Cause,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -112,6 +123,16 @@ impl fmt::Display for Trace<'_> {
                 f.write_str("L3 network: ARP handled by switchyard alone, not flooded")
             }
             Trace::L3NoFlood => f.write_str("L3 network: no flooding: drop"),
+            Trace::IccAnswered { cause } => write!(
+                f,
+                "{cause}: icc is off, not flooded to other endpoints; answered by switchyard"
+            ),
+            Trace::IccDisabled { cause } => {
+                write!(
+                    f,
+                    "{cause}: icc is off, not flooded to other endpoints: drop"
+                )
+            }
         }
     }
 }
@@ -135,6 +156,14 @@ impl Pipeline {
             return Next::Drop(Drop::L3NoFlood.into());
         }
         let cause = Cause::of(l2.dst);
+        if !d.spec.guard.icc {
+            if answered {
+                trace!(self, f, Trace::IccAnswered { cause });
+                return Next::Consume;
+            }
+            trace!(self, f, Trace::IccDisabled { cause });
+            return Next::Drop(l2_forward::Drop::IccDisabled.into());
+        }
         // The ingress port is always a member of its own domain.
         if d.ports.len() <= 1 {
             if answered {

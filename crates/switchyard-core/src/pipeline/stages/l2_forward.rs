@@ -14,6 +14,11 @@
 //! On an L3-only network nothing is bridged between endpoints: unicast frames must be
 //! addressed to the gateway MAC.
 //!
+//! On a network with `icc = false` (Docker's `enable_icc=false`, which the kernel
+//! bridge gets from an iptables `-i br -o br -j DROP`) a known unicast to another
+//! endpoint's port is dropped (`icc_disabled`); an unknown one goes on to `l2-flood`,
+//! which sends it nowhere either.
+//!
 //! Next: `l3-input`, `arp-input`, `l2-flood`, a port, or drop. Trace:
 //! `l2-forward: 02:42:ac:11:00:03 is on port b`
 
@@ -31,6 +36,7 @@ counted! {
     pub enum Drop: DropReason in NAME {
         SamePort => ("same_port", "destination MAC is on the ingress port"),
         L3NoBridge => ("l3_no_bridge", "an L3 network does not bridge between endpoints"),
+        IccDisabled => ("icc_disabled", "inter-endpoint traffic is off on this network (icc = false)"),
     }
 }
 
@@ -60,6 +66,7 @@ pub enum Trace<'a> {
     OnPort { mac: MacAddr, port: &'a str },
     Unknown(MacAddr),
     L3NotGateway(MacAddr),
+    IccDisabled { mac: MacAddr, port: &'a str },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -72,6 +79,12 @@ impl fmt::Display for Trace<'_> {
             Trace::Unknown(mac) => write!(f, "{mac} not in the FDB: flood"),
             Trace::L3NotGateway(mac) => {
                 write!(f, "L3 network: {mac} is not the gateway MAC: drop")
+            }
+            Trace::IccDisabled { mac, port } => {
+                write!(
+                    f,
+                    "{mac} is on port {port}, another endpoint, and icc is off: drop"
+                )
             }
         }
     }
@@ -86,7 +99,7 @@ impl TraceLine for Trace<'_> {
 impl Pipeline {
     pub(crate) fn l2_forward(&mut self, f: &Frame, l2: &L2) -> Next {
         let d = &self.sh.domains[l2.domain.index()].spec;
-        let gateway = d.gateway;
+        let (gateway, icc) = (d.gateway, d.guard.icc);
         if l2.dst.is_multicast() {
             if l2.dst.is_broadcast() && gateway.is_some() && l2.ethertype == EtherType::ARP {
                 return Next::ArpInput;
@@ -111,6 +124,17 @@ impl Pipeline {
                     }
                 );
                 Next::Drop(Drop::SamePort.into())
+            }
+            Some(port) if !icc => {
+                trace!(
+                    self,
+                    f,
+                    Trace::IccDisabled {
+                        mac: l2.dst,
+                        port: self.port_name(port),
+                    }
+                );
+                Next::Drop(Drop::IccDisabled.into())
             }
             Some(port) => {
                 trace!(

@@ -6,6 +6,7 @@ use etherparse::PacketBuilder;
 
 mod events;
 mod guard;
+mod icc;
 mod l2;
 mod l3;
 mod nat;

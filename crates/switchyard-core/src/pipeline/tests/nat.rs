@@ -12,9 +12,9 @@ use etherparse::{SlicedPacket, TransportSlice};
 // published: tcp 8080 -> 10.1.0.2:80, udp 5353 -> 10.1.0.3:53
 pub(super) const FA: PortId = PortId(0);
 pub(super) const FB: PortId = PortId(1);
-const BA: PortId = PortId(2);
+pub(super) const BA: PortId = PortId(2);
 pub(super) const OUT: PortId = PortId(3);
-const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub(super) const UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 
 pub(super) fn hmac(ip: Ipv4Addr) -> MacAddr {
@@ -55,6 +55,15 @@ fn nat_router_full(
     conntrack_shares: Vec<(DomainId, usize)>,
     rp_filter: bool,
 ) -> Pipeline {
+    let mut spec = nat_spec(conntrack_max, port_range, rp_filter);
+    for (d, max) in conntrack_shares {
+        spec.domains[d.index()].guard.conntrack_max = Some(max);
+    }
+    nat_router_of(spec)
+}
+
+/// The spec of [`nat_router`], to change before building the pipeline.
+pub(super) fn nat_spec(conntrack_max: usize, port_range: (u16, u16), rp_filter: bool) -> Spec {
     let dom =
         |name: &str, subnet: &str, gw_ip: &str, masquerade: bool, external: bool| DomainSpec {
             name: name.into(),
@@ -73,16 +82,13 @@ fn nat_router_full(
                 ..Default::default()
             },
         };
-    let mut domains = vec![
+    let domains = vec![
         dom("front", "10.1.0.0/24", "10.1.0.1", true, false),
         dom("back", "10.2.0.0/24", "10.2.0.1", true, false),
         dom("outside", "198.51.100.0/24", "198.51.100.1", false, true),
     ];
-    for (d, max) in conntrack_shares {
-        domains[d.index()].guard.conntrack_max = Some(max);
-    }
     let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));
-    let mut p = Pipeline::new(Spec {
+    Spec {
         nat: NatSpec {
             publish: vec![
                 PublishSpec {
@@ -106,8 +112,12 @@ fn nat_router_full(
             domains,
             vec![port("fa", 0), port("fb", 0), port("ba", 1), port("out", 2)],
         )
-    })
-    .unwrap();
+    }
+}
+
+/// The pipeline of `spec` (a [`nat_spec`]), with every host's ARP answer learned.
+pub(super) fn nat_router_of(spec: Spec) -> Pipeline {
+    let mut p = Pipeline::new(spec).unwrap();
     // Every host has answered ARP already.
     for (port, ip) in [
         (FA, "10.1.0.2"),
@@ -165,7 +175,7 @@ pub(super) fn udp4(src: &str, sp: u16, dst: &str, dp: u16) -> Vec<u8> {
 }
 
 /// (src, sport, dst, dport) of a frame, after checking every checksum in it.
-fn flow_of(f: &Frame) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+pub(super) fn flow_of(f: &Frame) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
     let p = SlicedPacket::from_ethernet(f.data()).unwrap();
     let Some(etherparse::NetSlice::Ipv4(v4)) = &p.net else {
         panic!("not IPv4")
