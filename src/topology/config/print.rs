@@ -125,10 +125,7 @@ impl Topology {
                 .allow
                 .iter()
                 .map(|&(a, b)| AllowSection {
-                    between: vec![
-                        self.networks[a].name.clone(),
-                        self.networks[b].name.clone(),
-                    ],
+                    between: vec![self.networks[a].name.clone(), self.networks[b].name.clone()],
                 })
                 .collect(),
             routes: self

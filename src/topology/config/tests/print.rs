@@ -110,10 +110,10 @@ fn every_key_survives_a_round_trip() {
     let text = round_trip(&t);
     // Assigned addresses and resolved defaults are written out.
     for line in [
-        "ip = \"10.1.0.2\"",            // multi's eth0, assigned
-        "mac = \"02:42:0a:01:00:02\"",  // and derived
-        "rp_filter = true",             // flat's default
-        "offloads = false",             // [switch]'s, resolved per network
+        "ip = \"10.1.0.2\"",           // multi's eth0, assigned
+        "mac = \"02:42:0a:01:00:02\"", // and derived
+        "rp_filter = true",            // flat's default
+        "offloads = false",            // [switch]'s, resolved per network
         "workers = 3",
         "mode = \"container:web\"",
         "mode = \"none\"",
