@@ -38,7 +38,7 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print a table of a running instance.
+    /// Print a table of a running instance (`config`: its topology as a config file).
     Show {
         #[arg(value_enum)]
         table: TableArg,
