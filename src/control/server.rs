@@ -983,6 +983,20 @@ mod tests {
             client::request(&b.socket(), &Request::Show { table: Table::Fdb }).unwrap(),
             Reply::Fdb(Vec::new())
         );
+        // `config` is the topology the server was given, printed.
+        let empty = crate::topology::config::parse("", "empty").unwrap();
+        assert_eq!(
+            client::request(
+                &b.socket(),
+                &Request::Show {
+                    table: Table::Config
+                }
+            )
+            .unwrap(),
+            Reply::Config(ConfigText {
+                toml: empty.to_toml()
+            })
+        );
 
         assert_eq!(
             b.code_of(r#"{"version":2,"request":{"show":{"table":"fdb"}}}"#),
