@@ -38,7 +38,7 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print a table of a running instance.
+    /// Print a table of a running instance (`config`: its topology as a config file).
     Show {
         #[arg(value_enum)]
         table: TableArg,
@@ -315,6 +315,11 @@ mod tests {
         assert_eq!(table, TableArg::Conntrack);
         assert!(json);
         assert_eq!(target.socket, Some(PathBuf::from("/tmp/s")));
+        let cli = parse(&["show", "config", "--prefix", "p-"]).unwrap();
+        let Command::Show { table, .. } = cli.command else {
+            panic!("show config");
+        };
+        assert_eq!(table, TableArg::Config);
         let e = parse(&["show", "fdb", "--prefix", "p-", "--config", "c.toml"])
             .err()
             .expect("refused");

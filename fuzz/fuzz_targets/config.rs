@@ -1,5 +1,6 @@
 //! Any text as a config file: the parser and validator must never panic, a config they
-//! accept must build a pipeline, and a refusal names the file.
+//! accept must build a pipeline and print as a file that builds it again, and a refusal
+//! names the file.
 //! `cargo fuzz run -s none config` (from the repo root).
 #![no_main]
 

@@ -90,6 +90,8 @@ pub enum TableArg {
     Neighbors,
     /// Tracked connections (translated flows), like `conntrack -L`.
     Conntrack,
+    /// The running topology, as a config file `switchyard up` takes.
+    Config,
 }
 
 impl From<TableArg> for Table {
@@ -101,6 +103,7 @@ impl From<TableArg> for Table {
             TableArg::Routes => Table::Routes,
             TableArg::Neighbors => Table::Neighbors,
             TableArg::Conntrack => Table::Conntrack,
+            TableArg::Config => Table::Config,
         }
     }
 }
@@ -267,7 +270,7 @@ fn print_summary(t: &Topology, socket: &Path, metrics: Option<SocketAddr>) {
         }
     }
     println!(
-        "  switchyard show ports --prefix {}    (also: fdb, counters, routes, neighbors, conntrack; --json)",
+        "  switchyard show ports --prefix {}    (also: fdb, counters, routes, neighbors, conntrack, config; --json)",
         t.prefix
     );
     println!("Ctrl-C stops switchyard and removes everything it created.");
@@ -333,11 +336,16 @@ fn human_bytes(b: usize) -> String {
 }
 
 /// `switchyard show TABLE`: print a table of a running instance, laid out for people
-/// or (`json`) as the reply's JSON payload.
+/// or (`json`) as the reply's JSON payload. `show config` prints the TOML file, and
+/// with `json` the same file as JSON: its tables as objects, its arrays of tables as
+/// arrays.
 pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Result<()> {
     let socket = target.socket(run_root)?;
     let reply = client::request(&socket, &Request::Show { table })?;
-    if json {
+    if let (Reply::Config(c), true) = (&reply, json) {
+        let file: toml::Table = toml::from_str(&c.toml)?;
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    } else if json {
         println!("{}", serde_json::to_string_pretty(&reply.payload())?);
     } else {
         print!("{}", render::reply(&reply));

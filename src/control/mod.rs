@@ -109,13 +109,16 @@ impl Switchyard {
             None => None,
         };
         let socket = deployment.run_dir().socket();
-        let server =
-            Server::start(&socket, running.handle(), port_info(&topology)).map_err(|source| {
-                StartError::Io {
-                    what: "bind the control socket",
-                    source,
-                }
-            })?;
+        let instance = server::Instance {
+            ports: port_info(&topology),
+            topology: topology.clone(),
+        };
+        let server = Server::start(&socket, running.handle(), instance).map_err(|source| {
+            StartError::Io {
+                what: "bind the control socket",
+                source,
+            }
+        })?;
         let watch = NamespaceWatch::start(&topology, &deployment, running.handle());
         Ok(Switchyard {
             topology,

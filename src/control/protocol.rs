@@ -154,16 +154,19 @@ pub enum Table {
     Neighbors,
     /// Tracked connections (translated flows), like `conntrack -L`.
     Conntrack,
+    /// The running topology, as a config file `switchyard up` takes.
+    Config,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Ports,
         Table::Fdb,
         Table::Counters,
         Table::Routes,
         Table::Neighbors,
         Table::Conntrack,
+        Table::Config,
     ];
 
     /// The name of the table on the wire (and of the reply that carries it).
@@ -175,6 +178,7 @@ impl Table {
             Table::Routes => "routes",
             Table::Neighbors => "neighbors",
             Table::Conntrack => "conntrack",
+            Table::Config => "config",
         }
     }
 }
@@ -196,6 +200,7 @@ pub enum Reply {
     Routes(Vec<RouteRow>),
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
+    Config(ConfigText),
     /// The first line of a live trace.
     TraceStart(TraceStart),
     /// One traced frame of a live trace.
@@ -224,6 +229,7 @@ impl Reply {
             Reply::Routes(_) => "routes",
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
+            Reply::Config(_) => "config",
             Reply::TraceStart(_) => "trace_start",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
@@ -246,6 +252,7 @@ impl Reply {
             Reply::Routes(r) => serde_json::to_value(r),
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
+            Reply::Config(r) => serde_json::to_value(r),
             Reply::TraceStart(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),
@@ -494,6 +501,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ErrorReply> {
     let envelope: Envelope =
         serde_json::from_value(value).map_err(|e| bad(format!("bad {name:?} request: {e}")))?;
     Ok(envelope.request)
+}
+
+/// The reply to `show config`: the running topology as the text of a config file,
+/// every key written out (see `docs/config.md`). It is text rather than a structure of
+/// its own so that the file format stays defined in one place, the config parser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigText {
+    /// The TOML, which `switchyard up --config` and `switchyard check` take.
+    pub toml: String,
 }
 
 /// One row of `show ports`.

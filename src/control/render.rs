@@ -59,6 +59,7 @@ pub fn reply(r: &Reply) -> String {
         Reply::Routes(rows) => routes(rows),
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
+        Reply::Config(c) => c.toml.clone(),
         Reply::TraceStart(t) => trace_start(t),
         Reply::Trace(t) => frame_trace(t),
         Reply::TraceEnd(e) => trace_end(e),

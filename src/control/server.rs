@@ -29,6 +29,7 @@ use super::protocol::*;
 pub use super::snapshot::PortInfo;
 use super::snapshot::{counters, gather, port_rows};
 use crate::dataplane::{self, View};
+use crate::topology::Topology;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -54,6 +55,14 @@ pub const STREAM_ROWS: usize = 512;
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
 
+/// What the server knows of the instance besides the dataplane's tables.
+pub struct Instance {
+    /// The ports, as the topology names them.
+    pub ports: Vec<PortInfo>,
+    /// The topology the instance runs (`show config` prints it).
+    pub topology: Topology,
+}
+
 /// A running control server.
 pub struct Server {
     path: PathBuf,
@@ -67,7 +76,7 @@ impl Server {
     /// directory of `path` should be private (mode 0700, as the instance directory
     /// is): the socket is made 0600 right after `bind`, and no one but the owner can
     /// reach it even in between.
-    pub fn start(path: &Path, dp: dataplane::Handle, ports: Vec<PortInfo>) -> io::Result<Server> {
+    pub fn start(path: &Path, dp: dataplane::Handle, instance: Instance) -> io::Result<Server> {
         if std::fs::symlink_metadata(path).is_ok() {
             std::fs::remove_file(path)?;
         }
@@ -98,7 +107,7 @@ impl Server {
                     clients: HashMap::new(),
                     next: 2,
                     dp,
-                    ports,
+                    instance,
                     stop: stop2,
                 };
                 if let Err(e) = l.run() {
@@ -253,7 +262,7 @@ impl Client {
     /// Moves the connection on as far as it goes without blocking: writes what is
     /// pending, answers complete request lines, reads more. Returns false when the
     /// connection is to be closed.
-    fn drive(&mut self, dp: &dataplane::Handle, ports: &[PortInfo]) -> bool {
+    fn drive(&mut self, dp: &dataplane::Handle, instance: &Instance) -> bool {
         let mut buf = [0u8; 4096];
         loop {
             while self.sent < self.out.len() {
@@ -297,7 +306,7 @@ impl Client {
                     continue;
                 }
                 let line: Vec<u8> = self.inbuf.drain(..=pos).take(pos).collect();
-                let a = answer(&line, dp, ports);
+                let a = answer(&line, dp, instance);
                 self.answer_with(a);
                 self.progress();
                 if self.inbuf.is_empty() {
@@ -315,7 +324,7 @@ impl Client {
                 }
                 // A last line without its newline still counts.
                 let line = std::mem::take(&mut self.inbuf);
-                let a = answer(&line, dp, ports);
+                let a = answer(&line, dp, instance);
                 self.answer_with(a);
                 self.close_when_sent = true;
                 continue;
@@ -378,7 +387,7 @@ struct Loop {
     clients: HashMap<Token, Client>,
     next: usize,
     dp: dataplane::Handle,
-    ports: Vec<PortInfo>,
+    instance: Instance,
     stop: Arc<AtomicBool>,
 }
 
@@ -439,9 +448,9 @@ impl Loop {
         let Some(c) = self.clients.get_mut(&t) else {
             return;
         };
-        let (dp, ports) = (&self.dp, &self.ports);
+        let (dp, instance) = (&self.dp, &self.instance);
         // A bug while answering costs this client, not the control socket.
-        let keep = catch_unwind(AssertUnwindSafe(|| c.drive(dp, ports))).unwrap_or_else(|_| {
+        let keep = catch_unwind(AssertUnwindSafe(|| c.drive(dp, instance))).unwrap_or_else(|_| {
             tracing::error!("serving a control client panicked; closing its connection");
             false
         });
@@ -549,7 +558,7 @@ fn streamed<T: serde::Serialize + 'static>(
 }
 
 /// The answer to one request line.
-fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Answer {
+fn answer(line: &[u8], dp: &dataplane::Handle, instance: &Instance) -> Answer {
     let req = match parse_request(line) {
         Ok(req) => req,
         Err(e) => {
@@ -560,7 +569,7 @@ fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Answer {
     tracing::debug!(request = req.name(), "control request");
     // A bug while answering costs this answer, not the control socket: the thread
     // would otherwise be gone for the rest of the instance's life.
-    match catch_unwind(AssertUnwindSafe(|| handle(&req, dp, ports))) {
+    match catch_unwind(AssertUnwindSafe(|| handle(&req, dp, instance))) {
         Ok(Ok(a)) => a,
         Ok(Err(dataplane::NotRunning)) => Answer::Whole(Response::error(ErrorReply::new(
             ErrorCode::DataplaneStopped,
@@ -580,17 +589,22 @@ fn answer(line: &[u8], dp: &dataplane::Handle, ports: &[PortInfo]) -> Answer {
 fn handle(
     req: &Request,
     dp: &dataplane::Handle,
-    ports: &[PortInfo],
+    instance: &Instance,
 ) -> Result<Answer, dataplane::NotRunning> {
     let whole = |r| Answer::Whole(Response::ok(r));
     Ok(match *req {
         Request::Show { table } => match table {
-            Table::Ports => whole(Reply::Ports(port_rows(&gather(dp)?, ports))),
+            Table::Ports => whole(Reply::Ports(port_rows(&gather(dp)?, &instance.ports))),
             Table::Fdb => dp.tables(|v| fdb_stream(&v))?,
             Table::Counters => whole(Reply::Counters(counters(&gather(dp)?))),
             Table::Routes => whole(Reply::Routes(dp.tables(|v| route_rows(&v))?)),
             Table::Neighbors => whole(Reply::Neighbors(dp.tables(|v| neighbor_rows(&v))?)),
             Table::Conntrack => dp.tables(|v| conntrack_stream(&v))?,
+            // Printed from the topology the instance holds, not read from the file it
+            // was started with: what runs is what is shown.
+            Table::Config => whole(Reply::Config(ConfigText {
+                toml: instance.topology.to_toml(),
+            })),
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
         Request::TracePacket { ref packet } => {
@@ -908,8 +922,12 @@ mod tests {
             let running = Dataplane::new(pipeline, vec![Vec::new()], Options::default())
                 .spawn()
                 .unwrap();
+            let instance = Instance {
+                ports: Vec::new(),
+                topology: crate::topology::config::parse("", "empty").unwrap(),
+            };
             let server =
-                Server::start(&dir.join("control.sock"), running.handle(), Vec::new()).unwrap();
+                Server::start(&dir.join("control.sock"), running.handle(), instance).unwrap();
             TestServer {
                 server: Some(server),
                 dataplane: Some(running),
@@ -964,6 +982,20 @@ mod tests {
         assert_eq!(
             client::request(&b.socket(), &Request::Show { table: Table::Fdb }).unwrap(),
             Reply::Fdb(Vec::new())
+        );
+        // `config` is the topology the server was given, printed.
+        let empty = crate::topology::config::parse("", "empty").unwrap();
+        assert_eq!(
+            client::request(
+                &b.socket(),
+                &Request::Show {
+                    table: Table::Config
+                }
+            )
+            .unwrap(),
+            Reply::Config(ConfigText {
+                toml: empty.to_toml()
+            })
         );
 
         assert_eq!(

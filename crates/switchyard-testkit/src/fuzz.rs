@@ -832,7 +832,8 @@ fn check_emitted(p: &Pipeline, out: &Emitter, iso: &mut Isolation, egress: &mut 
     }
 }
 
-/// Runs one config fuzz input: any bytes, as the text of a config file.
+/// Runs one config fuzz input: any bytes, as the text of a config file. An accepted
+/// one must also survive printing (`show config`) and parsing again.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -843,6 +844,12 @@ pub fn config(data: &[u8]) {
             // past `check` only to fail at `up`.
             if let Err(e) = Pipeline::new(topo.pipeline_spec()) {
                 panic!("a validated config makes no pipeline: {e}\n{text}");
+            }
+            // What `show config` prints of it builds it again.
+            let printed = topo.to_toml();
+            match switchyard::topology::config::parse(&printed, "fuzz.toml") {
+                Ok(again) => assert_eq!(again, topo, "printed as:\n{printed}\nfrom:\n{text}"),
+                Err(e) => panic!("the printed config is refused: {e}\n{printed}\nfrom:\n{text}"),
             }
         }
         Err(e) => {

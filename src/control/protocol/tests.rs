@@ -182,6 +182,9 @@ fn sample_reply(table: Table) -> Reply {
                 reply: flow("198.51.100.2", "198.51.100.1"),
             }],
         }),
+        Table::Config => Reply::Config(ConfigText {
+            toml: "[switch]\nprefix = \"sy-\"\n".into(),
+        }),
     }
 }
 
@@ -247,6 +250,7 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Routes(_)
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
+            | Reply::Config(_)
             | Reply::TraceStart(_)
             | Reply::Trace(_)
             | Reply::TraceEnd(_)

@@ -26,6 +26,9 @@
 //! | `routes.rs`     | `[[allow]]` and `[[route]]`                                     |
 //! | `publish.rs`    | published ports and the NAT port range                          |
 //!
+//! `print.rs` goes the other way: a [`Topology`] back to a [`ConfigFile`] and its TOML,
+//! what `switchyard show config` prints.
+//!
 //! Files are not the only way in: [`crate::topology::builder`] assembles a
 //! [`ConfigFile`] in code and hands it to the same [`validate`], so a topology built
 //! in Rust obeys the same rules and gets the same messages as one read from disk.
@@ -33,6 +36,7 @@
 mod addressing;
 mod endpoint;
 mod network;
+mod print;
 mod publish;
 mod routes;
 mod switch;
@@ -43,7 +47,7 @@ pub use publish::{parse_port_range, parse_publish, Publish};
 pub use routes::{AllowSection, RouteSection};
 pub use switch::{check_prefix, SwitchSection, MAX_PREFIX};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -59,18 +63,18 @@ pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml"
 // ---- the file as written ------------------------------------------------------
 
 /// The config file, as parsed (before validation).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]
     pub switch: SwitchSection,
-    #[serde(default, rename = "network")]
+    #[serde(default, rename = "network", skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkSection>,
-    #[serde(default, rename = "endpoint")]
+    #[serde(default, rename = "endpoint", skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointSection>,
-    #[serde(default, rename = "allow")]
+    #[serde(default, rename = "allow", skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<AllowSection>,
-    #[serde(default, rename = "route")]
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSection>,
 }
 

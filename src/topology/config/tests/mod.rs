@@ -21,6 +21,7 @@ mod addressing;
 mod endpoint;
 mod limits;
 mod network;
+mod print;
 mod publish;
 mod routes;
 mod switch;
