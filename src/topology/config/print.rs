@@ -67,6 +67,7 @@ impl Topology {
                 fdb_max: net.guard.fdb_max,
                 neighbor_max: net.guard.neighbor_max,
                 held_max: net.guard.held_max,
+                icc: Some(net.guard.icc),
             })
             .collect();
         let endpoints = self

@@ -51,6 +51,7 @@ port_security = true
 fdb_max = 100
 neighbor_max = 50
 held_max = 20
+icc = false
 
 [[network]]
 name = "flat"
