@@ -1329,17 +1329,7 @@ impl ConnTrack {
         {
             let mut slot = lock(self.slot(i));
             slot.generation = generation;
-            slot.conn = Some(Conn {
-                orig,
-                reply,
-                zone,
-                state,
-                tcp: [TcpSide::default(); 2],
-                assured: false,
-                expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
-                packets: [0; 2],
-                bytes: [0; 2],
-            });
+            slot.conn = Some(self.fresh(orig, reply, zone, state, now));
         }
         for (t, k, dir) in [(orig, a, Dir::Original), (reply, b, Dir::Reply)] {
             let shard = if k == lo {
@@ -1373,7 +1363,21 @@ impl ConnTrack {
         seg: &Segment,
         now: Timestamp,
     ) -> Conn {
-        let mut c = Conn {
+        let mut c = self.fresh(orig, reply, zone, state, now);
+        c.update(Dir::Original, len, seg, now, &self.timeouts);
+        c
+    }
+
+    /// A new entry for a flow, nothing seen yet, expiring after its state's timeout.
+    fn fresh(
+        &self,
+        orig: Tuple,
+        reply: Tuple,
+        zone: [DomainId; 2],
+        state: ProtoState,
+        now: Timestamp,
+    ) -> Conn {
+        Conn {
             orig,
             reply,
             zone,
@@ -1383,9 +1387,7 @@ impl ConnTrack {
             expires: now.0 + u64::from(self.timeouts.for_state(state)) * 1_000_000_000,
             packets: [0; 2],
             bytes: [0; 2],
-        };
-        c.update(Dir::Original, len, seg, now, &self.timeouts);
-        c
+        }
     }
 
     /// Removes entry `i` if it still holds generation `generation`. Returns what it
