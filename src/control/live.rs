@@ -21,9 +21,9 @@ use super::protocol::{
 use super::server::{live_line, Answer, Live, Pull};
 use crate::dataplane::capture::{self, CaptureTap, Direction, Pool, MAX_CAPTURE_BYTES};
 use crate::dataplane::observe::{self, Tap, TraceSession};
-use crate::dataplane::{self, StreamClaim, TraceClaim};
+use crate::dataplane::{self, Applied, Claim};
 use base64::Engine as _;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
@@ -64,13 +64,10 @@ pub fn trace(
         feed,
     });
     let s = session.clone();
-    let armed = Arc::new(AtomicUsize::new(0));
-    let counted = armed.clone();
-    dp.observe(move |obs, pipeline, _| {
+    let armed = dp.observe(move |obs, pipeline, _| {
         pipeline.tracer().start(s.budget_left(), &s.ports);
         obs.trace = Some(s.clone());
         obs.trace_numbers.clear();
-        counted.fetch_add(1, Ordering::SeqCst);
     })?;
     Ok(Answer::Live(Box::new(TraceLive {
         dp: dp.clone(),
@@ -118,14 +115,14 @@ struct TraceLive {
     dp: dataplane::Handle,
     session: Arc<TraceSession>,
     tap: Tap<FrameTrace>,
-    /// Workers tracing for this trace so far.
-    armed: Arc<AtomicUsize>,
+    /// Whether every worker traces for this trace yet.
+    armed: Applied,
     /// The `trace_start` line, until it is sent (then `None` with `armed` complete).
     started: Option<TraceStart>,
     want: u32,
     got: u32,
     ended: bool,
-    _claim: TraceClaim,
+    _claim: Claim,
 }
 
 impl Live for TraceLive {
@@ -133,7 +130,7 @@ impl Live for TraceLive {
         if self.ended {
             return Pull::End;
         }
-        if self.armed.load(Ordering::SeqCst) < self.dp.workers() {
+        if !self.armed.everywhere() {
             return Pull::Pending;
         }
         if let Some(start) = self.started.take() {
@@ -202,14 +199,11 @@ pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
     };
     let names = dp.tables(|v| Names::of(v.pipeline))?;
     let (feed, tap) = observe::feed(EVENT_QUEUE);
-    let installed = Arc::new(AtomicUsize::new(0));
-    let counted = installed.clone();
-    dp.observe(move |obs, pipeline, _| {
+    let installed = dp.observe(move |obs, pipeline, _| {
         obs.events.push(feed.clone());
         if !pipeline.events().is_on() {
             pipeline.events().start(WORKER_EVENTS);
         }
-        counted.fetch_add(1, Ordering::SeqCst);
     })?;
     Ok(Answer::Live(Box::new(EventsLive {
         dp: dp.clone(),
@@ -227,13 +221,13 @@ struct EventsLive {
     dp: dataplane::Handle,
     names: Names,
     tap: Tap<TableEvent>,
-    /// Workers that report to this stream so far.
-    installed: Arc<AtomicUsize>,
+    /// Whether every worker reports to this stream yet.
+    installed: Applied,
     /// The `listening` line was sent.
     listening: bool,
     /// Skipped events already reported.
     skipped: u64,
-    _claim: StreamClaim,
+    _claim: Claim,
 }
 
 impl Live for EventsLive {
@@ -247,7 +241,7 @@ impl Live for EventsLive {
         };
         if !self.listening {
             // Once every worker reports, nothing that happens later is missed.
-            if self.installed.load(Ordering::SeqCst) < self.dp.workers() {
+            if !self.installed.everywhere() {
                 return Pull::Pending;
             }
             self.listening = true;
@@ -317,7 +311,7 @@ pub fn capture(
     let port_count = dp.tables(|v| v.pipeline.ports().len())?;
     let pool = Pool::new();
     let (feed, tap) = capture::capture(&ids, port_count, req.drops, pool);
-    dp.observe(move |obs, _, _| obs.capture.push(feed.clone()))?;
+    let installed = dp.observe(move |obs, _, _| obs.capture.push(feed.clone()))?;
     // Where each captured port is in the list the client gets.
     let mut index = vec![usize::MAX; port_count];
     for (i, id) in ids.iter().enumerate() {
@@ -333,6 +327,7 @@ pub fn capture(
         started: false,
         ended: false,
         last_status: Instant::now(),
+        installed,
         _slot: slot,
     })))
 }
@@ -350,7 +345,9 @@ struct CaptureLive {
     started: bool,
     ended: bool,
     last_status: Instant,
-    _slot: StreamClaim,
+    /// Whether every worker captures for this capture yet.
+    installed: Applied,
+    _slot: Claim,
 }
 
 impl CaptureLive {
@@ -371,6 +368,10 @@ impl Live for CaptureLive {
             return Pull::End;
         }
         if !self.started {
+            // Once every worker captures, no frame crossing the ports is missed.
+            if !self.installed.everywhere() {
+                return Pull::Pending;
+            }
             self.started = true;
             return Pull::Line(live_line(Reply::CaptureStarted(CaptureStarted {
                 ports: self.names.clone(),

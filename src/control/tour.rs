@@ -809,19 +809,10 @@ impl Trace {
 
 /// True if every worker's tracer is `on` (tracing, or not).
 fn tracers_are(dp: &dataplane::Handle, on: bool) -> Result<bool> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    dp.observe(move |_, pipeline, _| {
-        let _ = tx.send(pipeline.tracer().active());
-    })
-    .context("the dataplane stopped")?;
-    for _ in 0..dp.workers() {
-        match rx.recv_timeout(ARM_WAIT) {
-            Ok(active) if active == on => {}
-            Ok(_) => return Ok(false),
-            Err(_) => bail!("a dataplane worker did not answer within {ARM_WAIT:?}"),
-        }
-    }
-    Ok(true)
+    let active = dp
+        .query_all(|v| v.pipeline.tracer().active())
+        .context("the dataplane stopped")?;
+    Ok(active.iter().all(|&a| a == on))
 }
 
 /// The tables a step may change, as `show` reads them.

@@ -161,7 +161,7 @@ enum Job {
     /// The device behind a port is gone: stop using it.
     PortDown(PortId, String),
     /// Change what the worker reports to (see [`observe`]).
-    Observe(ObserveFn),
+    Observe(ObserveFn, Arc<AtomicUsize>),
 }
 
 /// A change to a worker's [`Observers`], run between batches on every worker.
@@ -184,29 +184,51 @@ pub struct Handle {
     start: Instant,
     /// The same origin as wall-clock time (ns since the Unix epoch).
     epoch_ns: u64,
-    /// Set while a live trace runs (one at a time: the workers have one tracer each).
-    tracing: Arc<AtomicBool>,
+    /// Live traces running now: at most one (the workers have one tracer each).
+    traces: Places,
     /// Event streams open now (each holds a bounded buffer: their number is capped).
-    event_streams: Arc<AtomicUsize>,
+    event_streams: Places,
     /// Captures running now (each holds a pool of buffers: their number is capped).
-    captures: Arc<AtomicUsize>,
+    captures: Places,
 }
 
-/// A place among the instance's event streams, given back when dropped.
-pub struct StreamClaim(Arc<AtomicUsize>);
+/// How far a change made with [`Handle::observe`] has got.
+pub struct Applied {
+    /// Workers that have applied it.
+    by: Arc<AtomicUsize>,
+    workers: usize,
+}
 
-impl Drop for StreamClaim {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+impl Applied {
+    /// True once every worker has applied the change.
+    pub fn everywhere(&self) -> bool {
+        self.by.load(Ordering::SeqCst) >= self.workers
     }
 }
 
-/// The right to run the instance's one live trace, given back when dropped.
-pub struct TraceClaim(Arc<AtomicBool>);
+/// How many live readers of one kind there are, each holding a [`Claim`].
+#[derive(Clone, Default)]
+struct Places(Arc<AtomicUsize>);
 
-impl Drop for TraceClaim {
+impl Places {
+    /// A place, unless `max` are taken.
+    fn claim(&self, max: usize) -> Option<Claim> {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Claim(self.0.clone()))
+    }
+}
+
+/// A live reader's place (a trace, an event stream, a capture), given back when
+/// dropped.
+pub struct Claim(Arc<AtomicUsize>);
+
+impl Drop for Claim {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -289,8 +311,9 @@ impl Handle {
 
     /// Runs `f` on every worker between its batches, to add or remove what the worker
     /// reports to (a live trace, a capture, an event stream). Does not wait for the
-    /// workers: each applies it before its next batch.
-    pub fn observe<F>(&self, f: F) -> Result<(), NotRunning>
+    /// workers: each applies it before its next batch, and the [`Applied`] returned
+    /// says when all have — from then on, nothing the change watches for is missed.
+    pub fn observe<F>(&self, f: F) -> Result<Applied, NotRunning>
     where
         F: Fn(&mut Observers, &mut Pipeline, usize) + Send + Sync + 'static,
     {
@@ -298,13 +321,17 @@ impl Handle {
             return Err(NotRunning);
         }
         let f: ObserveFn = Arc::new(f);
+        let applied = Applied {
+            by: Arc::new(AtomicUsize::new(0)),
+            workers: self.links.len(),
+        };
         for l in &self.links {
             l.jobs
-                .send(Job::Observe(f.clone()))
+                .send(Job::Observe(f.clone(), applied.by.clone()))
                 .map_err(|_| NotRunning)?;
             let _ = l.waker.wake();
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// The wall-clock time of a reading of the workers' clock, in nanoseconds since
@@ -314,31 +341,18 @@ impl Handle {
     }
 
     /// Claims a place for an event stream; `None` while `max` are open.
-    pub fn claim_event_stream(&self, max: usize) -> Option<StreamClaim> {
-        self.event_streams
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| StreamClaim(self.event_streams.clone()))
+    pub fn claim_event_stream(&self, max: usize) -> Option<Claim> {
+        self.event_streams.claim(max)
     }
 
     /// Claims a place for a capture; `None` while `max` run.
-    pub fn claim_capture(&self, max: usize) -> Option<StreamClaim> {
-        self.captures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| StreamClaim(self.captures.clone()))
+    pub fn claim_capture(&self, max: usize) -> Option<Claim> {
+        self.captures.claim(max)
     }
 
     /// Claims the instance's live trace; `None` while another one runs.
-    pub fn claim_trace(&self) -> Option<TraceClaim> {
-        self.tracing
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .ok()
-            .map(|_| TraceClaim(self.tracing.clone()))
+    pub fn claim_trace(&self) -> Option<Claim> {
+        self.traces.claim(1)
     }
 
     /// How many workers run.
@@ -517,9 +531,9 @@ impl Dataplane {
                 observer: Arc::new(Mutex::new(self.observer)),
                 start: self.start,
                 epoch_ns: self.epoch_ns,
-                tracing: Arc::new(AtomicBool::new(false)),
-                event_streams: Arc::new(AtomicUsize::new(0)),
-                captures: Arc::new(AtomicUsize::new(0)),
+                traces: Places::default(),
+                event_streams: Places::default(),
+                captures: Places::default(),
             },
             threads,
         })
@@ -582,7 +596,10 @@ impl Worker {
                         self.mark_down(&poll, port, why, false);
                         ready[port.index()] = false;
                     }
-                    Job::Observe(f) => f(&mut self.observers, &mut self.pipeline, self.index),
+                    Job::Observe(f, applied) => {
+                        f(&mut self.observers, &mut self.pipeline, self.index);
+                        applied.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
             // One round: a batch from every ready queue.
