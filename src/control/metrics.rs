@@ -374,25 +374,24 @@ impl Collector for Scrape {
             m.encode_family(&labels)?
                 .encode_counter::<NoLabelSet, _, u64>(&e.count, None)?;
         }
-        let mut m = enc.encode_descriptor(
-            "table_entries",
-            "Entries in a bounded table right now.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in &self.tables {
-            m.encode_family(&[("table", t.name)])?
-                .encode_gauge(&t.entries)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "table_capacity",
-            "The most entries a bounded table holds.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in &self.tables {
-            m.encode_family(&[("table", t.name)])?
-                .encode_gauge(&t.capacity)?;
+        let table_gauges: [(&str, &str, fn(&TableSize) -> usize); 2] = [
+            (
+                "table_entries",
+                "Entries in a bounded table right now.",
+                |t| t.entries,
+            ),
+            (
+                "table_capacity",
+                "The most entries a bounded table holds.",
+                |t| t.capacity,
+            ),
+        ];
+        for (name, help, value) in table_gauges {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for t in &self.tables {
+                m.encode_family(&[("table", t.name)])?
+                    .encode_gauge(&value(t))?;
+            }
         }
         let mut m = enc.encode_descriptor(
             "worker_cpu_seconds",

@@ -70,6 +70,23 @@ impl std::fmt::Display for Echo {
     }
 }
 
+/// An IPv4 socket of `kind` created inside `ns` (a socket belongs to the namespace it
+/// was made in, and keeps working from any thread).
+fn socket_in(
+    ns: &str,
+    kind: SockType,
+    proto: impl Into<Option<SockProtocol>> + Send + 'static,
+) -> io::Result<OwnedFd> {
+    in_ns(ns, move || {
+        Ok(socket(
+            AddressFamily::Inet,
+            kind,
+            SockFlag::SOCK_CLOEXEC,
+            proto,
+        )?)
+    })
+}
+
 /// Sends one ICMP echo request (RFC 792) from inside `ns` to `dst` with identifier
 /// `ident`, sequence number `seq` and TTL `ttl`, and waits up to `wait` for what
 /// answers it: the echo reply, or an ICMP error quoting it.
@@ -84,14 +101,7 @@ pub fn echo(
     ttl: u8,
     wait: Duration,
 ) -> io::Result<Echo> {
-    let fd = in_ns(ns, || {
-        Ok(socket(
-            AddressFamily::Inet,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::Icmp,
-        )?)
-    })?;
+    let fd = socket_in(ns, SockType::Raw, SockProtocol::Icmp)?;
     setsockopt(&fd, sockopt::Ipv4Ttl, &i32::from(ttl))?;
     let mut msg = vec![0u8; 8 + PAYLOAD];
     msg[0] = ECHO_REQUEST;
@@ -173,14 +183,7 @@ pub struct Arrived {
 impl Arrivals {
     /// Starts watching `ns`; only what arrives from now on is seen.
     pub fn watch(ns: &str) -> io::Result<Arrivals> {
-        let fd = in_ns(ns, || {
-            Ok(socket(
-                AddressFamily::Inet,
-                SockType::Raw,
-                SockFlag::SOCK_CLOEXEC,
-                SockProtocol::Icmp,
-            )?)
-        })?;
+        let fd = socket_in(ns, SockType::Raw, SockProtocol::Icmp)?;
         Ok(Arrivals { fd })
     }
 
@@ -251,14 +254,7 @@ pub fn tcp_connect(
     to: SocketAddrV4,
     wait: Duration,
 ) -> io::Result<TcpStream> {
-    let fd = in_ns(ns, || {
-        Ok(socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?)
-    })?;
+    let fd = socket_in(ns, SockType::Stream, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     bind(
         fd.as_raw_fd(),
