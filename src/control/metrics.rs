@@ -312,6 +312,9 @@ type PortCounter = (
     fn(&super::protocol::PortCounterRow) -> u64,
 );
 
+/// A gauge of every bounded table: its name, its help, and its value for one table.
+type TableGauge = (&'static str, &'static str, fn(&TableSize) -> usize);
+
 const PORT_COUNTERS: [PortCounter; 10] = [
     ("port_rx_packets", "Frames read from the port's TAP queues.", |p| p.rx_frames),
     ("port_rx_bytes", "Bytes read from the port's TAP queues.", |p| p.rx_bytes),
@@ -374,7 +377,7 @@ impl Collector for Scrape {
             m.encode_family(&labels)?
                 .encode_counter::<NoLabelSet, _, u64>(&e.count, None)?;
         }
-        let table_gauges: [(&str, &str, fn(&TableSize) -> usize); 2] = [
+        let table_gauges: [TableGauge; 2] = [
             (
                 "table_entries",
                 "Entries in a bounded table right now.",
