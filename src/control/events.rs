@@ -14,17 +14,9 @@ use switchyard_core::pipeline::{DomainId, Pipeline, PortId, TableChange, TableEv
 /// A time `ns` nanoseconds after the Unix epoch as RFC 3339 in UTC with
 /// microseconds: `2026-12-01T04:51:24.123456Z`.
 pub fn rfc3339(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let micros = ns % 1_000_000_000 / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let days = ns / 1_000_000_000 / 86_400;
     let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        micros
-    )
+    format!("{y:04}-{m:02}-{day:02}T{}Z", super::render::time_of_day(ns))
 }
 
 /// The proleptic Gregorian date of day `z` since 1970-01-01 (Howard Hinnant's

@@ -144,7 +144,7 @@ pub fn trace_end(e: &TraceEnd) -> String {
 }
 
 /// `HH:MM:SS.micros` (UTC) of a time in nanoseconds since the Unix epoch.
-fn time_of_day(ns: u64) -> String {
+pub(crate) fn time_of_day(ns: u64) -> String {
     let secs = ns / 1_000_000_000;
     let day = secs % 86_400;
     format!(
