@@ -27,6 +27,12 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
+mod change;
+pub use change::{
+    AttachedRow, Changed, EndpointCreate, EndpointRow, ForgottenRow, InterfaceRow, NetworkConnect,
+    NetworkCreate, NetworkRow,
+};
+
 /// The version of the protocol this build speaks. It changes only when an existing
 /// request or reply changes incompatibly; new requests, new replies, new fields in
 /// reply rows and new error codes keep it (see `docs/control-protocol.md`).
@@ -83,12 +89,59 @@ pub enum Request {
     /// [`Reply::CapturePackets`] and [`Reply::CaptureStatus`] lines as frames come,
     /// ending with [`Reply::CaptureEnd`].
     Capture(CaptureRequest),
+    /// A new network (`switchyard network create`); answered by a [`Reply::Network`].
+    NetworkCreate(NetworkCreate),
+    /// Removes a network; refused with [`ErrorCode::InUse`] while endpoints are
+    /// attached. Answered by a [`Reply::Changed`].
+    NetworkRm { name: String },
+    /// Every network; answered by [`Reply::Networks`].
+    NetworkLs {},
+    /// One network and the endpoints attached to it; answered by a [`Reply::Network`].
+    NetworkInspect { name: String },
+    /// Attaches an endpoint to one more network; answered by a [`Reply::Endpoint`].
+    NetworkConnect(NetworkConnect),
+    /// Detaches an endpoint from a network (its interface there is removed);
+    /// answered by a [`Reply::Changed`].
+    NetworkDisconnect { network: String, endpoint: String },
+    /// A new endpoint; answered by a [`Reply::Endpoint`].
+    EndpointCreate(EndpointCreate),
+    /// Removes an endpoint: its interfaces, its namespace if switchyard made it, and
+    /// every table entry of its own; answered by a [`Reply::Changed`].
+    EndpointRm { name: String },
+    /// Every endpoint; answered by [`Reply::Endpoints`].
+    EndpointLs {},
+    /// Joins two networks for routing (an `[[allow]]`); answered by a [`Reply::Changed`].
+    AllowAdd { a: String, b: String },
+    /// Undoes an `[[allow]]`; answered by a [`Reply::Changed`].
+    AllowRm { a: String, b: String },
+    /// Adds a static route (a `[[route]]`); answered by a [`Reply::Changed`].
+    RouteAdd { prefix: String, via: String },
+    /// Removes a static route; answered by a [`Reply::Changed`].
+    RouteRm { prefix: String, via: String },
 }
 
 impl Request {
     /// The names of every request this server answers.
-    pub const NAMES: &'static [&'static str] =
-        &["show", "trace", "trace_packet", "events", "capture"];
+    pub const NAMES: &'static [&'static str] = &[
+        "show",
+        "trace",
+        "trace_packet",
+        "events",
+        "capture",
+        "network_create",
+        "network_rm",
+        "network_ls",
+        "network_inspect",
+        "network_connect",
+        "network_disconnect",
+        "endpoint_create",
+        "endpoint_rm",
+        "endpoint_ls",
+        "allow_add",
+        "allow_rm",
+        "route_add",
+        "route_rm",
+    ];
 
     /// The name of this request on the wire.
     pub fn name(&self) -> &'static str {
@@ -98,7 +151,37 @@ impl Request {
             Request::TracePacket { .. } => "trace_packet",
             Request::Events {} => "events",
             Request::Capture(_) => "capture",
+            Request::NetworkCreate(_) => "network_create",
+            Request::NetworkRm { .. } => "network_rm",
+            Request::NetworkLs {} => "network_ls",
+            Request::NetworkInspect { .. } => "network_inspect",
+            Request::NetworkConnect(_) => "network_connect",
+            Request::NetworkDisconnect { .. } => "network_disconnect",
+            Request::EndpointCreate(_) => "endpoint_create",
+            Request::EndpointRm { .. } => "endpoint_rm",
+            Request::EndpointLs {} => "endpoint_ls",
+            Request::AllowAdd { .. } => "allow_add",
+            Request::AllowRm { .. } => "allow_rm",
+            Request::RouteAdd { .. } => "route_add",
+            Request::RouteRm { .. } => "route_rm",
         }
+    }
+
+    /// True for the requests that change the running instance.
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Request::NetworkCreate(_)
+                | Request::NetworkRm { .. }
+                | Request::NetworkConnect(_)
+                | Request::NetworkDisconnect { .. }
+                | Request::EndpointCreate(_)
+                | Request::EndpointRm { .. }
+                | Request::AllowAdd { .. }
+                | Request::AllowRm { .. }
+                | Request::RouteAdd { .. }
+                | Request::RouteRm { .. }
+        )
     }
 }
 
@@ -217,6 +300,16 @@ pub enum Reply {
     CaptureStatus(CaptureStatus),
     /// The last line of a capture (the count was reached).
     CaptureEnd(CaptureStatus),
+    /// One network (`network_create`, `network_inspect`).
+    Network(NetworkRow),
+    /// Every network (`network_ls`).
+    Networks(Vec<NetworkRow>),
+    /// One endpoint (`endpoint_create`, `network_connect`).
+    Endpoint(EndpointRow),
+    /// Every endpoint (`endpoint_ls`).
+    Endpoints(Vec<EndpointRow>),
+    /// A change that removed or rewired something, and the table entries it removed.
+    Changed(Changed),
 }
 
 impl Reply {
@@ -238,6 +331,11 @@ impl Reply {
             Reply::CapturePackets(_) => "capture_packets",
             Reply::CaptureStatus(_) => "capture_status",
             Reply::CaptureEnd(_) => "capture_end",
+            Reply::Network(_) => "network",
+            Reply::Networks(_) => "networks",
+            Reply::Endpoint(_) => "endpoint",
+            Reply::Endpoints(_) => "endpoints",
+            Reply::Changed(_) => "changed",
         }
     }
 
@@ -260,6 +358,11 @@ impl Reply {
             Reply::CaptureStarted(r) => serde_json::to_value(r),
             Reply::CapturePackets(r) => serde_json::to_value(r),
             Reply::CaptureStatus(r) | Reply::CaptureEnd(r) => serde_json::to_value(r),
+            Reply::Network(r) => serde_json::to_value(r),
+            Reply::Networks(r) => serde_json::to_value(r),
+            Reply::Endpoint(r) => serde_json::to_value(r),
+            Reply::Endpoints(r) => serde_json::to_value(r),
+            Reply::Changed(r) => serde_json::to_value(r),
         };
         // Rows are strings, numbers, lists and string-keyed maps: nothing serde_json
         // refuses.
@@ -293,8 +396,17 @@ pub enum ErrorCode {
     /// it has.
     UnknownPort,
     /// What the request asks for is taken by other clients (one live trace at a
-    /// time per instance, a bounded number of event streams).
+    /// time per instance, a bounded number of event streams), or is in use by
+    /// something else (a network with endpoints attached cannot be removed).
     InUse,
+    /// A change that breaks a rule of the config file; the message lists every
+    /// problem, in the config file's words.
+    Invalid,
+    /// The network or endpoint named does not exist.
+    NotFound,
+    /// A valid change could not be carried out on the machine (a namespace that
+    /// could not be created or entered, a TAP refused); nothing of it is left behind.
+    SetupFailed,
     /// A code this client does not know, sent by a newer server; the message says
     /// what happened. Servers never send it.
     #[serde(other)]
@@ -303,7 +415,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownRequest,
@@ -313,6 +425,9 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::UnknownPort,
         ErrorCode::InUse,
+        ErrorCode::Invalid,
+        ErrorCode::NotFound,
+        ErrorCode::SetupFailed,
     ];
 
     /// The code on the wire.
@@ -327,6 +442,9 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::UnknownPort => "unknown_port",
             ErrorCode::InUse => "in_use",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::SetupFailed => "setup_failed",
             ErrorCode::Other => "other",
         }
     }

@@ -71,7 +71,150 @@ pub fn reply(r: &Reply) -> String {
         Reply::CaptureStatus(s) | Reply::CaptureEnd(s) => {
             format!("{} packets, {} skipped\n", s.packets, s.skipped)
         }
+        Reply::Network(n) => network(n),
+        Reply::Networks(rows) => networks(rows),
+        Reply::Endpoint(e) => endpoints(std::slice::from_ref(e)),
+        Reply::Endpoints(rows) => endpoints(rows),
+        Reply::Changed(c) => changed(c),
     }
+}
+
+/// `network ls`: one line per network, like `docker network ls`.
+fn networks(rows: &[NetworkRow]) -> String {
+    let mut t = TextTable::new(&[
+        "NETWORK",
+        "SUBNET",
+        "GATEWAY",
+        "MTU",
+        "OPTIONS",
+        "ENDPOINTS",
+    ]);
+    for n in rows {
+        t.row(vec![
+            n.name.clone(),
+            n.subnet.clone(),
+            n.gateway.clone().unwrap_or_else(|| "-".into()),
+            n.mtu.to_string(),
+            network_options(n),
+            n.endpoints.len().to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// The options of a network that differ from a plain bridge, in words.
+fn network_options(n: &NetworkRow) -> String {
+    let mut o = vec![n.mode.clone()];
+    for (on, word) in [
+        (n.masquerade, "masquerade"),
+        (n.external, "external"),
+        (n.internal, "internal"),
+        (!n.icc, "icc=false"),
+    ] {
+        if on {
+            o.push(word.to_string());
+        }
+    }
+    o.join(",")
+}
+
+/// `network inspect`: the network, then its endpoints.
+fn network(n: &NetworkRow) -> String {
+    let mut s = format!(
+        "network {}\n  subnet   {}\n  gateway  {}\n  mtu      {}\n  options  {}\n",
+        n.name,
+        n.subnet,
+        n.gateway.as_deref().unwrap_or("-"),
+        n.mtu,
+        network_options(n)
+    );
+    if n.endpoints.is_empty() {
+        s.push_str("  no endpoints attached\n");
+        return s;
+    }
+    let mut t = TextTable::new(&["  ENDPOINT", "PORT", "INTERFACE", "MAC", "IP"]);
+    for e in &n.endpoints {
+        t.row(vec![
+            format!("  {}", e.endpoint),
+            e.port.clone(),
+            e.interface.clone(),
+            e.mac.clone(),
+            e.ip.clone(),
+        ]);
+    }
+    s.push_str(&t.render());
+    s
+}
+
+/// `endpoint ls`, and the endpoint a change made: one line per interface.
+fn endpoints(rows: &[EndpointRow]) -> String {
+    let mut t = TextTable::new(&[
+        "ENDPOINT",
+        "NETNS",
+        "INTERFACE",
+        "NETWORK",
+        "MAC",
+        "IP",
+        "PUBLISH",
+    ]);
+    for e in rows {
+        let netns = if e.foreign {
+            format!("{} (attached)", e.netns)
+        } else {
+            e.netns.clone()
+        };
+        let publish = if e.publish.is_empty() {
+            "-".to_string()
+        } else {
+            e.publish.join(",")
+        };
+        if e.interfaces.is_empty() {
+            t.row(vec![
+                e.name.clone(),
+                netns,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                publish,
+            ]);
+            continue;
+        }
+        for (k, i) in e.interfaces.iter().enumerate() {
+            let first = k == 0;
+            t.row(vec![
+                if first { e.name.clone() } else { String::new() },
+                if first { netns.clone() } else { String::new() },
+                i.ifname.clone(),
+                i.network.clone(),
+                i.mac.clone(),
+                i.ip.clone(),
+                if first {
+                    publish.clone()
+                } else {
+                    String::new()
+                },
+            ]);
+        }
+    }
+    t.render()
+}
+
+/// A change that removed or rewired something, and what went with it.
+fn changed(c: &Changed) -> String {
+    let f = &c.forgotten;
+    if f.fdb + f.neighbors + f.held + f.conntrack == 0 {
+        return format!("{}\n", c.change);
+    }
+    format!(
+        "{} (forgotten: {} FDB, {} neighbor, {} held packet{}, {} conntrack)\n",
+        c.change,
+        f.fdb,
+        f.neighbors,
+        f.held,
+        if f.held == 1 { "" } else { "s" },
+        f.conntrack
+    )
 }
 
 /// One traced frame: a heading, the frame in one line, a line per stage, and the

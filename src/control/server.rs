@@ -612,6 +612,22 @@ fn handle(
         }
         Request::Events {} => super::live::events(dp)?,
         Request::Capture(ref c) => super::live::capture(dp, c)?,
+        Request::NetworkCreate(_)
+        | Request::NetworkRm { .. }
+        | Request::NetworkLs {}
+        | Request::NetworkInspect { .. }
+        | Request::NetworkConnect(_)
+        | Request::NetworkDisconnect { .. }
+        | Request::EndpointCreate(_)
+        | Request::EndpointRm { .. }
+        | Request::EndpointLs {}
+        | Request::AllowAdd { .. }
+        | Request::AllowRm { .. }
+        | Request::RouteAdd { .. }
+        | Request::RouteRm { .. } => Answer::Whole(Response::error(ErrorReply::new(
+            ErrorCode::UnknownRequest,
+            format!("{} is not served by this instance yet", req.name()),
+        ))),
     })
 }
 
