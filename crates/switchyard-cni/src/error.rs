@@ -15,8 +15,6 @@ pub mod code {
     /// A field of the network config (or of its `runtimeConfig`) the plugin cannot
     /// honour; the message names the key and the value.
     pub const UNSUPPORTED_FIELD: u32 = 2;
-    /// Container unknown or does not exist.
-    pub const UNKNOWN_CONTAINER: u32 = 3;
     /// A required environment variable is missing or invalid; the message names it.
     pub const INVALID_ENV: u32 = 4;
     /// An I/O failure: the control socket could not be used, or switchyard could not

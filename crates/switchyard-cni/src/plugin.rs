@@ -6,9 +6,13 @@
 //!   there and answers with the endpoint, which becomes the result.
 //! * DEL removes that endpoint (`endpoint_rm`) after making sure it is the one this
 //!   container's ADD made (`endpoint_ls`): attached by path (`foreign`), and, when
-//!   the runtime names the namespace, in that namespace. Anything already gone —
-//!   the endpoint, the namespace, switchyard itself — is success, as the spec asks
-//!   of DEL.
+//!   the runtime names the namespace, in that namespace — or in a namespace that no
+//!   longer exists. Anything already gone — the endpoint, the namespace, switchyard
+//!   itself — is success, as the spec asks of DEL.
+//! * An endpoint of the container's name whose namespace no longer exists is stale
+//!   (the runtime lost the container's network without a DEL, e.g. it was killed):
+//!   ADD removes it and creates the endpoint again, so a restarted container is not
+//!   refused forever.
 //! * CHECK reads the endpoint (`endpoint_ls`) and its port (`show ports`) and compares
 //!   them with the `prevResult`: the same MAC and address, and the port up (a port
 //!   whose interface or namespace went away is marked down by switchyard, so this
@@ -19,7 +23,7 @@ use crate::env::Env;
 use crate::error::{code, CniError};
 use crate::result::{interface, CniResult, PrevResult};
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use switchyard::control::client::{self, ClientError};
 use switchyard::control::protocol::{
     EndpointCreate, EndpointRow, ErrorCode, Reply, Request, Table,
@@ -119,8 +123,78 @@ fn same_netns(row: &EndpointRow, netns: &str) -> bool {
         && p.file_name().and_then(|n| n.to_str()) == Some(row.netns.as_str())
 }
 
+/// The namespace file an endpoint row names: its path, or a name under /run/netns.
+fn netns_path(row: &EndpointRow) -> PathBuf {
+    if row.netns.starts_with('/') {
+        PathBuf::from(&row.netns)
+    } else {
+        Path::new("/run/netns").join(&row.netns)
+    }
+}
+
+/// True if `row` is an endpoint attached by path whose namespace is gone: its
+/// namespace file does not exist any more (a bind mount under /run/netns removed, a
+/// process's namespace gone). Only "not found" counts; any other failure to look
+/// leaves the endpoint alone.
+fn stale(row: &EndpointRow) -> bool {
+    row.foreign
+        && std::fs::symlink_metadata(netns_path(row))
+            .is_err_and(|e| e.kind() == ErrorKind::NotFound)
+}
+
+/// True if `row` is the endpoint this container's ADD made (or a stale one of its
+/// name): attached by path, in `netns` if the runtime names one.
+fn containers(row: &EndpointRow, netns: &str) -> bool {
+    row.foreign && (netns.is_empty() || same_netns(row, netns) || stale(row))
+}
+
 /// ADD: an endpoint for the container's interface; the result describes it.
 pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
+    match create(env, conf)? {
+        Created::Done(result) => Ok(result),
+        Created::Stale => {
+            // The stale endpoint is removed and the endpoint created once more; a
+            // second refusal is final.
+            let what = format!("remove the stale endpoint {}", env.endpoint_name());
+            match ask(
+                conf,
+                &Request::EndpointRm {
+                    name: env.endpoint_name(),
+                },
+            ) {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
+                Err(e) => return Err(switch_error(conf, &what, e)),
+            }
+            match create(env, conf)? {
+                Created::Done(result) => Ok(result),
+                Created::Stale => Err(already_attached(env)),
+            }
+        }
+    }
+}
+
+/// What one `endpoint_create` came to.
+enum Created {
+    Done(CniResult),
+    /// Refused: an endpoint of this name exists and its namespace is gone.
+    Stale,
+}
+
+fn already_attached(env: &Env) -> CniError {
+    CniError::new(
+        code::ALREADY_ATTACHED,
+        format!(
+            "container {} already has an endpoint {} on switchyard (interface {}): DEL it \
+             before adding it again",
+            short(env),
+            env.endpoint_name(),
+            env.ifname
+        ),
+    )
+}
+
+fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
     let name = env.endpoint_name();
     let req = Request::EndpointCreate(EndpointCreate {
         name: name.clone(),
@@ -139,6 +213,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
     match ask(conf, &req) {
         Ok(Reply::Endpoint(row)) => {
             CniResult::from_endpoint(conf.cni_version, &row, &env.ifname, &env.netns)
+                .map(Created::Done)
         }
         Ok(other) => Err(switch_error(
             conf,
@@ -148,21 +223,11 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult, CniError> {
         Err(e) if e.code() == Some(ErrorCode::Invalid) => {
             // The refusal's words are for people; whether the endpoint exists is
             // asked, not read from them.
-            let exists = endpoints(conf)
-                .map(|rows| rows.iter().any(|r| r.name == name))
-                .unwrap_or(false);
-            if exists {
-                Err(CniError::new(
-                    code::ALREADY_ATTACHED,
-                    format!(
-                        "container {} already has an endpoint {name} on switchyard \
-                         (interface {}): DEL it before adding it again",
-                        short(env),
-                        env.ifname
-                    ),
-                ))
-            } else {
-                Err(switch_error(conf, &what, e))
+            let rows = endpoints(conf).unwrap_or_default();
+            match rows.iter().find(|r| r.name == name) {
+                Some(row) if stale(row) && !same_netns(row, &env.netns) => Ok(Created::Stale),
+                Some(_) => Err(already_attached(env)),
+                None => Err(switch_error(conf, &what, e)),
             }
         }
         Err(e) => Err(switch_error(conf, &what, e)),
@@ -189,9 +254,9 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         return Ok(());
     };
     // An endpoint of the config file (not attached by path), or one attached in
-    // another namespace, is not this container's: it is left alone, and this
-    // container's own is already gone.
-    if !row.foreign || (!env.netns.is_empty() && !same_netns(row, &env.netns)) {
+    // another namespace that still exists, is not this container's: it is left
+    // alone, and this container's own is already gone.
+    if !containers(row, &env.netns) {
         return Ok(());
     }
     match ask(conf, &Request::EndpointRm { name }) {

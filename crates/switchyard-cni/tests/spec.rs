@@ -401,12 +401,15 @@ fn del_of_an_endpoint_removed_meanwhile_succeeds() {
 #[test]
 fn del_leaves_an_endpoint_that_is_not_the_containers() {
     // One switchyard made itself (a config file endpoint of the same name), and one
-    // attached in another namespace: neither is removed.
+    // attached in another namespace that still exists (a file stands in for its
+    // bind mount): neither is removed.
     let dir = RunDir::new("delother");
+    let live = dir.0.join("live-ns");
+    std::fs::write(&live, b"").unwrap();
     let mut own = endpoint_row(None);
     own.foreign = false;
     let mut elsewhere = endpoint_row(None);
-    elsewhere.netns = "/run/netns/other".into();
+    elsewhere.netns = live.to_str().unwrap().into();
     for row in [own, elsewhere] {
         let server = dir.serve(vec![Response::ok(Reply::Endpoints(vec![row]))]);
         let del = plugin("DEL", &[], &bytes(&dir.conf("0.4.0")));
@@ -414,6 +417,65 @@ fn del_leaves_an_endpoint_that_is_not_the_containers() {
         assert_eq!((del.code, del.stdout.as_str()), (0, ""));
         assert_eq!(sent, [Request::EndpointLs {}]);
     }
+}
+
+#[test]
+fn del_removes_the_containers_endpoint_whose_namespace_is_gone() {
+    let dir = RunDir::new("delstale");
+    let mut stale = endpoint_row(None);
+    stale.netns = dir.0.join("gone-ns").to_str().unwrap().into();
+    let server = dir.serve(vec![Response::ok(Reply::Endpoints(vec![stale])), removed()]);
+    let del = plugin("DEL", &[], &bytes(&dir.conf("0.4.0")));
+    let sent = server.join().unwrap();
+    assert_eq!((del.code, del.stdout.as_str()), (0, ""));
+    assert_eq!(sent.len(), 2, "{sent:?}");
+}
+
+#[test]
+fn add_replaces_a_stale_endpoint_of_the_same_container() {
+    // The container lost its namespace without a DEL (the runtime was killed) and is
+    // started again in a new one.
+    let dir = RunDir::new("addstale");
+    let mut stale = endpoint_row(None);
+    stale.netns = dir.0.join("gone-ns").to_str().unwrap().into();
+    let taken = || {
+        refused(
+            ErrorCode::Invalid,
+            &format!("endpoint {NAME}: an endpoint with this name is already defined"),
+        )
+    };
+    let server = dir.serve(vec![
+        taken(),
+        Response::ok(Reply::Endpoints(vec![stale.clone()])),
+        removed(),
+        Response::ok(Reply::Endpoint(endpoint_row(Some("172.20.0.1")))),
+    ]);
+    let add = plugin("ADD", &[], &bytes(&dir.conf("1.0.0")));
+    let sent = server.join().unwrap();
+    assert_eq!(add.code, 0, "{}", add.stdout);
+    assert_eq!(add.json()["ips"][0]["address"], "172.20.0.9/16");
+    assert!(
+        matches!(
+            &sent[..],
+            [
+                Request::EndpointCreate(_),
+                Request::EndpointLs {},
+                Request::EndpointRm { .. },
+                Request::EndpointCreate(_)
+            ]
+        ),
+        "{sent:?}"
+    );
+
+    // In a namespace that still exists, the endpoint is another container's: no.
+    let live = dir.0.join("live-ns");
+    std::fs::write(&live, b"").unwrap();
+    let mut other = endpoint_row(None);
+    other.netns = live.to_str().unwrap().into();
+    let server = dir.serve(vec![taken(), Response::ok(Reply::Endpoints(vec![other]))]);
+    let (code, _) = plugin("ADD", &[], &bytes(&dir.conf("1.0.0"))).error();
+    assert_eq!(server.join().unwrap().len(), 2);
+    assert_eq!(code, 101);
 }
 
 #[test]
