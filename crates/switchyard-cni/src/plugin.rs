@@ -226,6 +226,15 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
             let rows = endpoints(conf).unwrap_or_default();
             match rows.iter().find(|r| r.name == name) {
                 Some(row) if stale(row) && !same_netns(row, &env.netns) => Ok(Created::Stale),
+                Some(row) if !row.foreign => Err(CniError::new(
+                    code::ALREADY_ATTACHED,
+                    format!(
+                        "switchyard's own endpoint {name} (of its config, in namespace {}) \
+                         has the name container {} needs: rename that endpoint",
+                        row.netns,
+                        short(env)
+                    ),
+                )),
                 Some(_) => Err(already_attached(env)),
                 None => Err(switch_error(conf, &what, e)),
             }

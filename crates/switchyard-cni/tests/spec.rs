@@ -316,6 +316,25 @@ fn add_twice_is_an_error_naming_the_endpoint() {
     let (code, msg) = add.error();
     assert_eq!(code, 101, "{msg}");
     assert!(msg.contains(NAME) && msg.contains("DEL"), "{msg}");
+
+    // The name is taken by an endpoint of switchyard's config file.
+    let mut own = endpoint_row(None);
+    own.foreign = false;
+    own.netns = format!("{PREFIX}{NAME}");
+    let server = dir.serve(vec![
+        refused(
+            ErrorCode::Invalid,
+            "an endpoint with this name is already defined",
+        ),
+        Response::ok(Reply::Endpoints(vec![own])),
+    ]);
+    let (code, msg) = plugin("ADD", &[], &bytes(&dir.conf("0.4.0"))).error();
+    server.join().unwrap();
+    assert_eq!(code, 101, "{msg}");
+    assert!(
+        msg.contains("switchyard's own endpoint") && msg.contains("rename"),
+        "{msg}"
+    );
 }
 
 #[test]
