@@ -100,6 +100,9 @@ impl PortId {
 pub struct DomainId(pub u16);
 
 impl DomainId {
+    /// No domain: the domain of a vacant port slot.
+    pub const NONE: DomainId = DomainId(u16::MAX);
+
     #[inline]
     pub fn index(self) -> usize {
         usize::from(self.0)
@@ -185,6 +188,27 @@ pub struct DomainSpec {
     pub guard: DomainGuard,
 }
 
+impl DomainSpec {
+    /// A slot with no domain in it.
+    pub fn vacant() -> DomainSpec {
+        DomainSpec {
+            name: String::new(),
+            subnet: Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("/32"),
+            mtu: 1500,
+            gateway: None,
+            mode: DomainMode::Bridge,
+            proxy_arp: false,
+            masquerade: false,
+            external: false,
+            guard: DomainGuard::default(),
+        }
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
 /// What a network defends itself with: source validation, port security, and its
 /// shares of the tables every network uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +280,15 @@ pub struct PortSpec {
 }
 
 impl PortSpec {
+    /// A slot with no port in it.
+    pub fn vacant() -> PortSpec {
+        PortSpec::new("", DomainId::NONE)
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.domain == DomainId::NONE
+    }
+
     /// A port of `domain` whose endpoint's addresses are not known.
     pub fn new(name: impl Into<String>, domain: DomainId) -> PortSpec {
         PortSpec {
