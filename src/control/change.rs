@@ -55,7 +55,10 @@ impl Changes {
     /// as `busy` while [`QUEUE`] changes wait.
     pub fn submit(&self, req: &Request) -> Result<Receiver<Response>, ErrorReply> {
         let edit = edit_of(req).ok_or_else(|| {
-            ErrorReply::new(ErrorCode::BadRequest, format!("{} is not a change", req.name()))
+            ErrorReply::new(
+                ErrorCode::BadRequest,
+                format!("{} is not a change", req.name()),
+            )
         })?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         match self.jobs.try_send(Job { edit, answer: tx }) {
@@ -230,10 +233,7 @@ impl Instance {
         // 2. Make.
         let made = self.make(&next, &diff)?;
         // 3. Switch.
-        let layout = match self
-            .dp
-            .tables(|v| v.pipeline.reshape(next.pipeline_spec()))
-        {
+        let layout = match self.dp.tables(|v| v.pipeline.reshape(next.pipeline_spec())) {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 self.unmake(&next, &diff);
@@ -277,7 +277,8 @@ impl Instance {
             for g in &diff.gone_ports {
                 add(
                     &mut forgotten,
-                    v.pipeline.forget_port(g.port, g.domain, Some(g.ip), Some(g.mac)),
+                    v.pipeline
+                        .forget_port(g.port, g.domain, Some(g.ip), Some(g.mac)),
                 );
             }
             for &d in &diff.gone_networks {
@@ -485,5 +486,8 @@ pub fn endpoint_row(t: &Topology, name: &str) -> EndpointRow {
 
 /// Every endpoint (`endpoint ls`).
 pub fn endpoint_rows(t: &Topology) -> Vec<EndpointRow> {
-    t.endpoints.iter().map(|e| endpoint_row(t, &e.name)).collect()
+    t.endpoints
+        .iter()
+        .map(|e| endpoint_row(t, &e.name))
+        .collect()
 }

@@ -26,10 +26,10 @@
 //! (`counters`, `ports`) is a small copy each worker makes between two batches.
 
 use super::protocol::*;
+use super::snapshot::LiveTopology;
 pub use super::snapshot::PortInfo;
 use super::snapshot::{counters, gather, port_rows};
 use crate::dataplane::{self, View};
-use super::snapshot::LiveTopology;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -200,9 +200,10 @@ impl Live for ChangeAnswer {
         let r = match rx.try_recv() {
             Ok(r) => r,
             Err(crossbeam_channel::TryRecvError::Empty) => return Pull::Pending,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Response::error(
-                ErrorReply::new(ErrorCode::DataplaneStopped, "the instance is stopping"),
-            ),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Response::error(ErrorReply::new(
+                ErrorCode::DataplaneStopped,
+                "the instance is stopping",
+            )),
         };
         self.0 = None;
         Pull::Line(line_of(&r))
@@ -987,8 +988,8 @@ mod tests {
                 .spawn()
                 .unwrap();
             let instance = Instance {
-                ports: Vec::new(),
-                topology: crate::topology::config::parse("", "empty").unwrap(),
+                topology: LiveTopology::new(crate::topology::config::parse("", "empty").unwrap()),
+                changes: None,
             };
             let server =
                 Server::start(&dir.join("control.sock"), running.handle(), instance).unwrap();

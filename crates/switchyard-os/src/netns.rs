@@ -359,8 +359,7 @@ pub fn open_path(path: &Path) -> Result<OwnedFd, NetnsError> {
         .read(true)
         .open(path)
         .map_err(|e| os_err("open", &label, format!("open {label}"), e))?;
-    let fs = nix::sys::statfs::fstatfs(&file)
-        .map_err(|e| os_err("open", &label, "fstatfs", e))?;
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| os_err("open", &label, "fstatfs", e))?;
     if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return Err(os_err(
             "open",

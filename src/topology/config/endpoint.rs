@@ -154,7 +154,10 @@ pub(super) fn check(
                     );
                 }
                 if e.ifname.is_some() {
-                    c.bad(fld("ifname"), "with attach, put ifname inside each attach entry");
+                    c.bad(
+                        fld("ifname"),
+                        "with attach, put ifname inside each attach entry",
+                    );
                 }
                 for (k, a) in e.attach.iter().enumerate() {
                     let field = format!("{f}.attach[{k}]");
@@ -230,7 +233,9 @@ pub(super) fn check(
             ),
             Some(&j) if raw[j].netns.is_some() => c.bad(
                 f,
-                format!("{other:?} is a namespace switchyard did not create; it cannot name it twice"),
+                format!(
+                    "{other:?} is a namespace switchyard did not create; it cannot name it twice"
+                ),
             ),
             Some(&j) => endpoints[i].shares = Some(j),
         }
@@ -258,7 +263,9 @@ pub(super) fn check_port_count(endpoints: &[Endpoint], c: &mut Checker) {
 pub(super) fn check_ifname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
         && name != "."
         && name != "..";
     if !ok {
@@ -276,7 +283,9 @@ pub(super) fn check_ifname(name: &str) -> Result<(), String> {
 /// climbs out of where it says it is), and of a sane length.
 fn check_netns_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
-        return Err(format!("{path:?} must be an absolute path (/run/netns/NAME, /proc/PID/ns/net)"));
+        return Err(format!(
+            "{path:?} must be an absolute path (/run/netns/NAME, /proc/PID/ns/net)"
+        ));
     }
     if path.split('/').any(|c| c == "..") || path.len() > 4096 || path.contains('\0') {
         return Err(format!("{path:?} is not a plain absolute path"));

@@ -56,7 +56,10 @@ pub(super) fn check_allow(
                     ok = false;
                 }
                 Some(idx) if networks.list[idx].internal => {
-                    c.bad(f.clone(), format!("network {n:?} is internal: it is never joined to another"));
+                    c.bad(
+                        f.clone(),
+                        format!("network {n:?} is internal: it is never joined to another"),
+                    );
                     ok = false;
                 }
                 Some(idx) => pair[k] = idx,

@@ -64,10 +64,20 @@ fn a_change_is_refused_in_the_config_files_words() {
         "{e}"
     );
     let e = create("z", "nowhere").apply(&t).unwrap_err();
-    assert!(matches!(&e, EditError::Invalid(m) if m.contains("no network named \"nowhere\"")), "{e}");
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("no network named \"nowhere\"")),
+        "{e}"
+    );
     let e = net("n2", "172.17.5.0/24").apply(&t).unwrap_err();
-    assert!(matches!(&e, EditError::Invalid(m) if m.contains("overlaps")), "{e}");
-    let e = Edit::EndpointRm { name: "nope".into() }.apply(&t).unwrap_err();
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("overlaps")),
+        "{e}"
+    );
+    let e = Edit::EndpointRm {
+        name: "nope".into(),
+    }
+    .apply(&t)
+    .unwrap_err();
     assert!(matches!(e, EditError::NotFound(_)));
 }
 
@@ -77,7 +87,10 @@ fn a_full_subnet_is_refused() {
     // /30: the gateway takes .1, one endpoint .2, and then there is no room.
     let t = create("one", "tiny").apply(&t).unwrap();
     let e = create("two", "tiny").apply(&t).unwrap_err();
-    assert!(matches!(&e, EditError::Invalid(m) if m.contains("no free address")), "{e}");
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("no free address")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -114,7 +127,10 @@ fn connect_and_disconnect_keep_interface_names_and_numbers() {
     assert_eq!(a.interfaces[1].ifname, "eth1");
     assert_eq!(a.interfaces[1].ip.to_string(), "10.20.0.9");
     let d = Diff::between(&t, &t1);
-    assert_eq!(d.new_interfaces, vec![("a".to_string(), "eth1".to_string())]);
+    assert_eq!(
+        d.new_interfaces,
+        vec![("a".to_string(), "eth1".to_string())]
+    );
     // Disconnecting eth0's network leaves eth1 named eth1, on its port.
     let eth1_port = a.interfaces[1].port;
     let t2 = Edit::Disconnect {
@@ -125,12 +141,19 @@ fn connect_and_disconnect_keep_interface_names_and_numbers() {
     .unwrap();
     let a = t2.endpoints.iter().find(|e| e.name == "a").unwrap();
     assert_eq!(a.interfaces.len(), 1);
-    assert_eq!((a.interfaces[0].ifname.as_str(), a.interfaces[0].port), ("eth1", eth1_port));
+    assert_eq!(
+        (a.interfaces[0].ifname.as_str(), a.interfaces[0].port),
+        ("eth1", eth1_port)
+    );
     // And the result prints as a file that builds the same topology.
     let again = parse(&t2.to_toml(), "again").unwrap();
     assert_eq!(again.endpoints, {
         let mut e = t2.endpoints.clone();
-        for (k, i) in e.iter_mut().flat_map(|e| e.interfaces.iter_mut()).enumerate() {
+        for (k, i) in e
+            .iter_mut()
+            .flat_map(|e| e.interfaces.iter_mut())
+            .enumerate()
+        {
             i.port = PortId(k as u16);
         }
         e
@@ -145,7 +168,10 @@ fn connect_and_disconnect_keep_interface_names_and_numbers() {
     .unwrap();
     let a = t3.endpoints.iter().find(|e| e.name == "a").unwrap();
     assert!(a.interfaces.is_empty());
-    assert!(t3.publish.iter().all(|p| t3.endpoints[p.endpoint].name != "a"));
+    assert!(t3
+        .publish
+        .iter()
+        .all(|p| t3.endpoints[p.endpoint].name != "a"));
 }
 
 #[test]
@@ -156,7 +182,10 @@ fn a_network_with_endpoints_or_routes_through_it_stays() {
     }
     .apply(&t)
     .unwrap_err();
-    assert!(matches!(&e, EditError::InUse(m) if m.contains("a, b")), "{e}");
+    assert!(
+        matches!(&e, EditError::InUse(m) if m.contains("a, b")),
+        "{e}"
+    );
     let t = net("n", "10.30.0.0/24").apply(&t).unwrap();
     let t = Edit::AllowAdd {
         a: "n".into(),
@@ -205,13 +234,19 @@ fn internal_networks_are_never_joined_masqueraded_or_published() {
     }
     .apply(&t)
     .unwrap_err();
-    assert!(matches!(&e, EditError::Invalid(m) if m.contains("internal")), "{e}");
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("internal")),
+        "{e}"
+    );
     let mut ep = create("s", "secret");
     if let Edit::EndpointCreate { publish, .. } = &mut ep {
         publish.push("9000:80/tcp".into());
     }
     let e = ep.apply(&t).unwrap_err();
-    assert!(matches!(&e, EditError::Invalid(m) if m.contains("internal")), "{e}");
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("internal")),
+        "{e}"
+    );
     let e = Edit::NetworkCreate {
         name: "x".into(),
         subnet: "10.41.0.0/24".into(),
@@ -246,7 +281,10 @@ fn a_foreign_namespace_is_named_by_path_and_round_trips() {
         if let Edit::EndpointCreate { netns, .. } = &mut ep {
             *netns = Some(bad.into());
         }
-        assert!(matches!(ep.apply(&base()), Err(EditError::Invalid(_))), "{bad}");
+        assert!(
+            matches!(ep.apply(&base()), Err(EditError::Invalid(_))),
+            "{bad}"
+        );
     }
     // So is an interface name the kernel would not take.
     let mut ep = create("c3", "default");
