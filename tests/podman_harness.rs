@@ -183,3 +183,29 @@ fn dropping_the_harness_leaves_nothing_behind() {
         assert!(!c.exists(), "cgroup {} is left", c.display());
     }
 }
+
+#[test]
+fn a_panicking_test_leaves_nothing_behind() {
+    if !switchyard_testkit::fixtures::require_root() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let panicked = std::panic::catch_unwind(move || {
+        let pm = Podman::require("sy-podman").unwrap();
+        let net = pm.add_conflist("lo", json!([{ "type": "loopback" }]));
+        let c = pm
+            .run_detached("a", Some(&net), &[])
+            .unwrap_or_else(|o| panic!("{}", text(&o)));
+        let netns = PathBuf::from(pm.inspect(&c, "{{.NetworkSettings.SandboxKey}}"));
+        tx.send((pm.dir().to_path_buf(), pm.cgroup_parent(), net, netns))
+            .unwrap();
+        panic!("the test fails with its container running");
+    });
+    assert!(panicked.is_err());
+    let (dir, parent, net, netns) = rx.recv().expect("the container started");
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert_eq!(mounts_under(&dir), Vec::<PathBuf>::new());
+    assert!(!netns.exists(), "{} is left", netns.display());
+    assert_eq!(cache_files(&net), Vec::<String>::new());
+    assert_eq!(processes_of(&dir, &parent), Vec::new());
+}

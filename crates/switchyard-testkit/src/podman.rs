@@ -81,6 +81,8 @@ pub struct Podman {
     podman: PathBuf,
     /// Full names of the networks this harness wrote, for the CNI cache cleanup.
     networks: Mutex<Vec<String>>,
+    /// Network namespaces of the containers started in the background.
+    sandboxes: Mutex<HashSet<PathBuf>>,
 }
 
 impl Podman {
@@ -97,6 +99,7 @@ impl Podman {
             prefix,
             podman,
             networks: Mutex::new(Vec::new()),
+            sandboxes: Mutex::new(HashSet::new()),
         };
         pm.write_config();
         pm.build_rootfs();
@@ -188,7 +191,11 @@ impl Podman {
 
     /// The networks this harness wrote (full names).
     pub fn networks(&self) -> Vec<String> {
-        self.networks.lock().unwrap().clone()
+        // A panic elsewhere while the list was held still leaves the list right.
+        self.networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// `podman --root <dir>/storage --runroot <dir>/run`, in an environment holding
@@ -271,11 +278,18 @@ impl Podman {
             "trap 'exit 0' TERM; sleep 2147483647 & wait",
         ]);
         let out = self.run(&args);
-        if out.status.success() {
-            Ok(full)
-        } else {
-            Err(out)
+        if !out.status.success() {
+            return Err(out);
         }
+        // Kept for the cleanup, in case podman cannot say later.
+        let netns = self.inspect(&full, "{{.NetworkSettings.SandboxKey}}");
+        if is_podman_netns(&netns) {
+            self.sandboxes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(PathBuf::from(netns));
+        }
+        Ok(full)
     }
 
     /// `podman exec CONTAINER /bin/sh -c SCRIPT`.
@@ -396,7 +410,17 @@ impl Podman {
 
     /// The network namespaces podman made for this harness's containers. Only paths of
     /// the form podman gives them are returned, so cleanup can never unmount another.
-    fn sandboxes(&self) -> Vec<PathBuf> {
+    fn sandboxes(&self) -> HashSet<PathBuf> {
+        let mut known = self
+            .sandboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        known.extend(self.sandboxes_podman_knows());
+        known
+    }
+
+    fn sandboxes_podman_knows(&self) -> Vec<PathBuf> {
         let Ok(ids) = self.try_run(&["ps", "-aq", "--no-trunc"]) else {
             return Vec::new();
         };
