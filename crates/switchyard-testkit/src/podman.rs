@@ -596,9 +596,22 @@ fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
     Some(interp)
 }
 
+/// `tool` in `PATH`, or else in the standard directories: Debian installs runc in
+/// /usr/sbin, which a user's `PATH` may lack.
 fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(PathBuf::from),
+        )
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
 }
