@@ -164,7 +164,7 @@ fn show_ports_lists_every_tap_with_its_address_and_namespace() {
 #[test]
 fn stopping_removes_every_namespace_and_the_taps_inside() {
     let Some(sy) = up() else { return };
-    let names = namespaces(sy.topology());
+    let names = namespaces(&sy.topology());
     // Held across the teardown to prove the TAP inside is gone, not just the name.
     let a_fd = netns::open(&names[0]).unwrap();
     let removed = sy.stop().unwrap();

@@ -152,7 +152,7 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
     }
     let sy = Switchyard::start_with(topo, run_root, listener).context("switchyard up")?;
-    print_summary(sy.topology(), sy.socket(), sy.metrics_addr());
+    print_summary(&sy.topology(), sy.socket(), sy.metrics_addr());
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
             tracing::error!("the dataplane stopped unexpectedly; cleaning up");

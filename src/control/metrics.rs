@@ -34,7 +34,7 @@ mod relay;
 mod tests;
 
 use super::protocol::CountersReport;
-use super::snapshot::{self, PortInfo, TableSize};
+use super::snapshot::{self, LiveTopology, TableSize};
 use crate::dataplane;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
@@ -132,7 +132,7 @@ impl Exporter {
         listener: Listener,
         internal: &Path,
         dp: dataplane::Handle,
-        ports: Vec<PortInfo>,
+        topology: LiveTopology,
     ) -> io::Result<Exporter> {
         if std::fs::symlink_metadata(internal).is_ok() {
             std::fs::remove_file(internal)?;
@@ -155,7 +155,7 @@ impl Exporter {
         ex.responder = Some(
             std::thread::Builder::new()
                 .name("switchyard-metrics".into())
-                .spawn(move || respond_until_unblocked(&http, &stopping, &dp, &ports))?,
+                .spawn(move || respond_until_unblocked(&http, &stopping, &dp, &topology))?,
         );
         ex.relay = Some(relay::Relay::start(listener.tcp, internal)?);
         tracing::debug!(addr = %ex.addr, "metrics endpoint listening");
@@ -210,7 +210,7 @@ fn respond_until_unblocked(
     http: &tiny_http::Server,
     stopping: &AtomicBool,
     dp: &dataplane::Handle,
-    ports: &[PortInfo],
+    topology: &LiveTopology,
 ) {
     loop {
         let rq = match http.recv() {
@@ -224,7 +224,7 @@ fn respond_until_unblocked(
         };
         // A bug while answering costs this answer, not the endpoint.
         let response = catch_unwind(AssertUnwindSafe(|| {
-            answer(rq.method(), rq.url(), dp, ports)
+            answer(rq.method(), rq.url(), dp, topology)
         }))
         .unwrap_or_else(|_| {
             tracing::error!("answering a metrics scrape panicked");
@@ -251,7 +251,7 @@ fn answer(
     method: &tiny_http::Method,
     url: &str,
     dp: &dataplane::Handle,
-    ports: &[PortInfo],
+    topology: &LiveTopology,
 ) -> Response {
     let path = url.split_once('?').map_or(url, |(p, _)| p);
     if path != PATH {
@@ -261,7 +261,7 @@ fn answer(
         return text(405, "metrics are read with GET\n".into())
             .with_header(header("Allow", "GET, HEAD"));
     }
-    match render(dp, ports) {
+    match render(dp, topology) {
         Ok(body) => {
             text(200, body).with_header(header("Content-Type", prometheus_text::CONTENT_TYPE))
         }
@@ -276,11 +276,27 @@ fn answer(
 
 /// One scrape: the counters and ports as `show counters` has them, the table sizes,
 /// written in the Prometheus text format.
-pub fn render(dp: &dataplane::Handle, ports: &[PortInfo]) -> Result<String, dataplane::NotRunning> {
+pub fn render(
+    dp: &dataplane::Handle,
+    topology: &LiveTopology,
+) -> Result<String, dataplane::NotRunning> {
     let merged = snapshot::gather(dp)?;
+    let counters = snapshot::counters(&merged);
+    // Each counted port's network, found by the port's name in the topology.
+    let network_of: std::collections::HashMap<String, String> = topology
+        .ports()
+        .into_iter()
+        .flatten()
+        .map(|p| (p.port, p.network))
+        .collect();
+    let networks = counters
+        .ports
+        .iter()
+        .map(|r| network_of.get(&r.port).cloned().unwrap_or_default())
+        .collect();
     let scrape = Scrape {
-        counters: snapshot::counters(&merged),
-        networks: ports.iter().map(|p| p.network.clone()).collect(),
+        counters,
+        networks,
         tables: snapshot::table_sizes(dp)?,
     };
     Ok(encode(scrape))

@@ -11,6 +11,7 @@
 //! logged through `tracing`; the program decides where logs go.
 
 pub mod capture;
+pub mod change;
 pub mod cli;
 pub mod client;
 pub mod events;
@@ -25,10 +26,13 @@ pub mod spec;
 pub mod tour;
 
 use crate::dataplane::{self, Dataplane, Options};
+use crate::topology::edit::Diff;
 use crate::topology::{Deployment, SetupError, Topology};
-use server::{PortInfo, Server};
+use server::Server;
+pub use snapshot::LiveTopology;
 use std::path::{Path, PathBuf};
-use switchyard_core::pipeline::{Pipeline, SpecError};
+use std::sync::{Arc, Mutex};
+use switchyard_core::pipeline::{Pipeline, PortId, SpecError};
 use switchyard_os::port::Port;
 
 /// Why an instance could not start.
@@ -48,15 +52,17 @@ pub enum StartError {
 
 /// A running switch: namespaces, dataplane and control socket.
 pub struct Switchyard {
-    topology: Topology,
+    live: LiveTopology,
     socket: PathBuf,
-    // Dropped in this order: the namespace watch, the metrics endpoint, the socket,
-    // then the dataplane (closing the TAPs), then the namespaces.
+    // Stopped in this order: the namespace watch, the metrics endpoint, the socket,
+    // the change thread (after the change under way), then the dataplane (closing
+    // the TAPs), then the namespaces.
     watch: Option<NamespaceWatch>,
     metrics: Option<metrics::Exporter>,
     server: Option<Server>,
+    changer: Option<change::Changer>,
     dataplane: Option<dataplane::Running>,
-    deployment: Option<Deployment>,
+    deployment: Arc<Mutex<Option<Deployment>>>,
 }
 
 impl Switchyard {
@@ -76,7 +82,8 @@ impl Switchyard {
     ) -> Result<Switchyard, StartError> {
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
         let mut deployment = Deployment::create(&topology, run_root)?;
-        // Worker w gets queue w of every TAP.
+        // Worker w gets queue w of every TAP; ports are numbered in the order the
+        // deployment made their TAPs, which is the topology's.
         let workers = topology.workers.max(1);
         let mut queues: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
         for tap in deployment.take_ports() {
@@ -93,13 +100,14 @@ impl Switchyard {
                 what: "start the dataplane workers",
                 source,
             })?;
+        let live = LiveTopology::new(topology.clone());
         let exporter = match metrics {
             Some(l) => Some(
                 metrics::Exporter::start(
                     l,
                     &deployment.run_dir().metrics_socket(),
                     running.handle(),
-                    port_info(&topology),
+                    live.clone(),
                 )
                 .map_err(|source| StartError::Io {
                     what: "start the metrics endpoint",
@@ -109,9 +117,21 @@ impl Switchyard {
             None => None,
         };
         let socket = deployment.run_dir().socket();
+        let watched = Watched::of(&topology, &deployment);
+        let deployment = Arc::new(Mutex::new(Some(deployment)));
+        let (changer, changes) = change::Changer::start(
+            live.clone(),
+            deployment.clone(),
+            running.handle(),
+            watched.clone(),
+        )
+        .map_err(|source| StartError::Io {
+            what: "start the change thread",
+            source,
+        })?;
         let instance = server::Instance {
-            ports: port_info(&topology),
-            topology: topology.clone(),
+            topology: live.clone(),
+            changes: Some(changes),
         };
         let server = Server::start(&socket, running.handle(), instance).map_err(|source| {
             StartError::Io {
@@ -119,20 +139,22 @@ impl Switchyard {
                 source,
             }
         })?;
-        let watch = NamespaceWatch::start(&topology, &deployment, running.handle());
+        let watch = NamespaceWatch::start(watched, running.handle());
         Ok(Switchyard {
-            topology,
+            live,
             socket,
             watch: Some(watch),
             metrics: exporter,
             server: Some(server),
+            changer: Some(changer),
             dataplane: Some(running),
-            deployment: Some(deployment),
+            deployment,
         })
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.topology
+    /// The topology the instance runs now (with the changes made while it runs).
+    pub fn topology(&self) -> Topology {
+        self.live.get()
     }
 
     /// Path of the control socket.
@@ -186,11 +208,19 @@ impl Switchyard {
         if let Some(s) = self.server.take() {
             s.stop();
         }
+        if let Some(c) = self.changer.take() {
+            c.stop();
+        }
         let dataplane = match self.dataplane.take() {
             Some(d) => d.stop(),
             None => Ok(()),
         };
-        let removed = match self.deployment.take() {
+        let deployment = self
+            .deployment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let removed = match deployment {
             Some(d) => d.teardown(),
             None => Ok(Vec::new()),
         };
@@ -215,10 +245,104 @@ pub struct Shutdown {
     pub dataplane: std::io::Result<()>,
 }
 
+/// The namespaces the watch looks after: each one's path, identity (device and
+/// inode) and ports. Shared with the change thread, which adds and removes entries
+/// as endpoints come and go.
+#[derive(Clone, Default)]
+pub struct Watched(Arc<Mutex<Vec<WatchedNs>>>);
+
+struct WatchedNs {
+    path: PathBuf,
+    id: (u64, u64),
+    ports: Vec<PortId>,
+}
+
+impl Watched {
+    /// The namespaces of a topology just deployed.
+    fn of(t: &Topology, d: &Deployment) -> Watched {
+        let w = Watched::default();
+        w.add_endpoints(t, t.endpoints.iter().map(|e| e.name.as_str()), Some(d));
+        w
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<WatchedNs>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watches the namespaces of the endpoints named (created ones by their
+    /// recorded identity when `d` is given, else by what the path is now).
+    fn add_endpoints<'a>(
+        &self,
+        t: &Topology,
+        names: impl Iterator<Item = &'a str>,
+        d: Option<&Deployment>,
+    ) {
+        let mut list = self.lock();
+        for name in names {
+            let Some(e) = t.endpoints.iter().find(|e| e.name == name) else {
+                continue;
+            };
+            let ports: Vec<PortId> = e.interfaces.iter().map(|i| i.port).collect();
+            if ports.is_empty() {
+                continue;
+            }
+            let path = if e.foreign {
+                PathBuf::from(&e.netns)
+            } else {
+                match switchyard_os::netns::path_of(&e.netns) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                }
+            };
+            let recorded = d.and_then(|d| {
+                d.state()
+                    .namespaces
+                    .iter()
+                    .find(|r| r.name == e.netns)
+                    .and_then(|r| r.identity)
+                    .map(|id| (id.dev, id.ino))
+            });
+            let Some(id) = recorded.or_else(|| file_id(&path)) else {
+                continue;
+            };
+            list.retain(|w| w.path != path);
+            list.push(WatchedNs { path, id, ports });
+        }
+    }
+
+    /// After a change: watches what it added (endpoints, and interfaces of endpoints
+    /// that stay).
+    fn add(&self, t: &Topology, diff: &Diff) {
+        let names = diff
+            .new_endpoints
+            .iter()
+            .map(String::as_str)
+            .chain(diff.new_interfaces.iter().map(|(e, _)| e.as_str()));
+        self.add_endpoints(t, names, None);
+    }
+
+    /// Before a change removes `ports`: they are no longer looked after, and a
+    /// namespace left without ports is no longer watched.
+    fn forget(&self, ports: &[PortId]) {
+        let mut list = self.lock();
+        for w in list.iter_mut() {
+            w.ports.retain(|p| !ports.contains(p));
+        }
+        list.retain(|w| !w.ports.is_empty());
+    }
+}
+
+/// The device and inode of a file, if it exists.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Watches the endpoints' namespaces: when one is removed from under switchyard
-/// (`ip netns del`, or replaced by another of the same name), its ports are marked
-/// down — their TAPs closed, so the namespace can go — and the rest keeps switching.
-/// A plain `stat` of each name twice a second; logged once per namespace.
+/// (`ip netns del`, a container runtime deleting its namespace, or one replaced by
+/// another of the same name), its ports are marked down — their TAPs closed, so the
+/// namespace can go — and the rest keeps switching. A plain `stat` of each path
+/// twice a second; logged once per namespace.
 struct NamespaceWatch {
     stop: crossbeam_channel::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -228,26 +352,7 @@ struct NamespaceWatch {
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl NamespaceWatch {
-    fn start(t: &Topology, d: &Deployment, dp: dataplane::Handle) -> NamespaceWatch {
-        // Each namespace with ports: its recorded identity and its ports.
-        let mut watched: Vec<(String, (u64, u64), Vec<switchyard_core::pipeline::PortId>)> =
-            Vec::new();
-        for (port, (e, _)) in t.interfaces().enumerate() {
-            let Some(id) = d
-                .state()
-                .namespaces
-                .iter()
-                .find(|r| r.name == e.netns)
-                .and_then(|r| r.identity)
-            else {
-                continue;
-            };
-            let pid = switchyard_core::pipeline::PortId(port as u16);
-            match watched.iter_mut().find(|w| w.0 == e.netns) {
-                Some(w) => w.2.push(pid),
-                None => watched.push((e.netns.clone(), (id.dev, id.ino), vec![pid])),
-            }
-        }
+    fn start(watched: Watched, dp: dataplane::Handle) -> NamespaceWatch {
         let (tx, rx) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("switchyard-nswatch".into())
@@ -256,17 +361,19 @@ impl NamespaceWatch {
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                watched.retain(|(name, id, ports)| {
-                    let now = switchyard_os::netns::file_identity(name);
-                    if matches!(now, Ok(Some(n)) if n == *id) || now.is_err() {
+                // Under the lock, so a change never removes a port while it is
+                // being marked down here.
+                watched.lock().retain(|w| {
+                    if file_id(&w.path) == Some(w.id) {
                         return true;
                     }
+                    let name = w.path.display();
                     let why = format!("its network namespace {name} was removed");
                     tracing::warn!(
                         "network namespace {name} was removed from under switchyard: its \
                          port(s) are down, the rest keeps switching"
                     );
-                    for &p in ports {
+                    for &p in &w.ports {
                         dp.port_down(p, &why);
                     }
                     false
@@ -282,21 +389,4 @@ impl NamespaceWatch {
             let _ = t.join();
         }
     }
-}
-
-fn port_info(t: &Topology) -> Vec<PortInfo> {
-    t.interfaces()
-        .map(|(e, i)| {
-            let net = &t.networks[i.network];
-            PortInfo {
-                port: Topology::port_name(e, i),
-                endpoint: e.name.clone(),
-                interface: i.ifname.clone(),
-                netns: e.netns.clone(),
-                network: net.name.clone(),
-                mac: i.mac.to_string(),
-                ip: format!("{}/{}", i.ip, net.subnet.prefix_len()),
-            }
-        })
-        .collect()
 }

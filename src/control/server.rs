@@ -26,10 +26,10 @@
 //! (`counters`, `ports`) is a small copy each worker makes between two batches.
 
 use super::protocol::*;
+use super::snapshot::LiveTopology;
 pub use super::snapshot::PortInfo;
 use super::snapshot::{counters, gather, port_rows};
 use crate::dataplane::{self, View};
-use crate::topology::Topology;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -57,10 +57,11 @@ const WAKE: Token = Token(1);
 
 /// What the server knows of the instance besides the dataplane's tables.
 pub struct Instance {
-    /// The ports, as the topology names them.
-    pub ports: Vec<PortInfo>,
-    /// The topology the instance runs (`show config` prints it).
-    pub topology: Topology,
+    /// The topology the instance runs now (`show config` prints it, `show ports`
+    /// and `network inspect` describe it).
+    pub topology: LiveTopology,
+    /// Where changes go (`None`: this instance takes none, and says so).
+    pub changes: Option<super::change::Changes>,
 }
 
 /// A running control server.
@@ -185,6 +186,27 @@ struct Pieces(Chunks);
 impl Live for Pieces {
     fn pull(&mut self) -> Pull {
         self.0.next().map_or(Pull::End, Pull::Line)
+    }
+}
+
+/// The answer to a change, once the change thread has carried it out.
+struct ChangeAnswer(Option<crossbeam_channel::Receiver<Response>>);
+
+impl Live for ChangeAnswer {
+    fn pull(&mut self) -> Pull {
+        let Some(rx) = &self.0 else {
+            return Pull::End;
+        };
+        let r = match rx.try_recv() {
+            Ok(r) => r,
+            Err(crossbeam_channel::TryRecvError::Empty) => return Pull::Pending,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Response::error(ErrorReply::new(
+                ErrorCode::DataplaneStopped,
+                "the instance is stopping",
+            )),
+        };
+        self.0 = None;
+        Pull::Line(line_of(&r))
     }
 }
 
@@ -594,7 +616,10 @@ fn handle(
     let whole = |r| Answer::Whole(Response::ok(r));
     Ok(match *req {
         Request::Show { table } => match table {
-            Table::Ports => whole(Reply::Ports(port_rows(&gather(dp)?, &instance.ports))),
+            Table::Ports => whole(Reply::Ports(port_rows(
+                &gather(dp)?,
+                &instance.topology.ports(),
+            ))),
             Table::Fdb => dp.tables(|v| fdb_stream(&v))?,
             Table::Counters => whole(Reply::Counters(counters(&gather(dp)?))),
             Table::Routes => whole(Reply::Routes(dp.tables(|v| route_rows(&v))?)),
@@ -603,7 +628,7 @@ fn handle(
             // Printed from the topology the instance holds, not read from the file it
             // was started with: what runs is what is shown.
             Table::Config => whole(Reply::Config(ConfigText {
-                toml: instance.topology.to_toml(),
+                toml: instance.topology.read(|t| t.to_toml()),
             })),
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
@@ -612,22 +637,46 @@ fn handle(
         }
         Request::Events {} => super::live::events(dp)?,
         Request::Capture(ref c) => super::live::capture(dp, c)?,
+        Request::NetworkLs {} => whole(Reply::Networks(
+            instance.topology.read(super::change::network_rows),
+        )),
+        Request::NetworkInspect { ref name } => instance.topology.read(|t| {
+            if t.networks.iter().any(|n| &n.name == name) {
+                whole(Reply::Network(super::change::network_row(t, name)))
+            } else {
+                Answer::Whole(Response::error(ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("there is no network named {name:?}"),
+                )))
+            }
+        }),
+        Request::EndpointLs {} => whole(Reply::Endpoints(
+            instance.topology.read(super::change::endpoint_rows),
+        )),
         Request::NetworkCreate(_)
         | Request::NetworkRm { .. }
-        | Request::NetworkLs {}
-        | Request::NetworkInspect { .. }
         | Request::NetworkConnect(_)
         | Request::NetworkDisconnect { .. }
         | Request::EndpointCreate(_)
         | Request::EndpointRm { .. }
-        | Request::EndpointLs {}
         | Request::AllowAdd { .. }
         | Request::AllowRm { .. }
         | Request::RouteAdd { .. }
-        | Request::RouteRm { .. } => Answer::Whole(Response::error(ErrorReply::new(
-            ErrorCode::UnknownRequest,
-            format!("{} is not served by this instance yet", req.name()),
-        ))),
+        | Request::RouteRm { .. } => {
+            let submitted = match &instance.changes {
+                Some(c) => c.submit(req),
+                None => Err(ErrorReply::new(
+                    ErrorCode::UnknownRequest,
+                    format!("{} is not served by this instance", req.name()),
+                )),
+            };
+            match submitted {
+                // The change is carried out on its own thread; the connection waits
+                // for its answer like a live stream waits for its next line.
+                Ok(rx) => Answer::Live(Box::new(ChangeAnswer(Some(rx)))),
+                Err(e) => Answer::Whole(Response::error(e)),
+            }
+        }
     })
 }
 
@@ -939,8 +988,8 @@ mod tests {
                 .spawn()
                 .unwrap();
             let instance = Instance {
-                ports: Vec::new(),
-                topology: crate::topology::config::parse("", "empty").unwrap(),
+                topology: LiveTopology::new(crate::topology::config::parse("", "empty").unwrap()),
+                changes: None,
             };
             let server =
                 Server::start(&dir.join("control.sock"), running.handle(), instance).unwrap();

@@ -7,9 +7,61 @@
 
 use super::protocol::{CountersReport, NamedCount, PortCounterRow, PortRow, WorkerRow};
 use crate::dataplane::{self, PortStatus};
+use crate::topology::Topology;
+use std::sync::{Arc, RwLock};
 use switchyard_core::pipeline::{Counters, DropReason, Event, Pipeline, PortId};
 
-/// What the server knows of each port from the topology (it does not change).
+/// The topology an instance runs now, shared by everything that describes it (the
+/// control socket, the metrics endpoint); a change to the instance replaces it.
+#[derive(Clone)]
+pub struct LiveTopology(Arc<RwLock<Topology>>);
+
+impl LiveTopology {
+    pub fn new(t: Topology) -> LiveTopology {
+        LiveTopology(Arc::new(RwLock::new(t)))
+    }
+
+    /// A copy of what runs now.
+    pub fn get(&self) -> Topology {
+        self.read(Topology::clone)
+    }
+
+    /// Reads the topology without copying it.
+    pub fn read<T>(&self, f: impl FnOnce(&Topology) -> T) -> T {
+        f(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces it, once a change has been carried out.
+    pub fn set(&self, t: Topology) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    /// What the topology says of each port, by port number (`None`: a vacant slot).
+    pub fn ports(&self) -> Vec<Option<PortInfo>> {
+        self.read(port_infos)
+    }
+}
+
+/// What the topology says of each port, by port number.
+pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
+    let slots = t.interfaces().map(|(_, i)| i.port.index() + 1).max();
+    let mut out = vec![None; slots.unwrap_or(0)];
+    for (e, i) in t.interfaces() {
+        let net = &t.networks[i.network];
+        out[i.port.index()] = Some(PortInfo {
+            port: Topology::port_name(e, i),
+            endpoint: e.name.clone(),
+            interface: i.ifname.clone(),
+            netns: e.netns.clone(),
+            network: net.name.clone(),
+            mac: i.mac.to_string(),
+            ip: format!("{}/{}", i.ip, net.subnet.prefix_len()),
+        });
+    }
+    out
+}
+
+/// What the server knows of each port from the topology.
 #[derive(Debug, Clone)]
 pub struct PortInfo {
     pub port: String,
@@ -25,7 +77,8 @@ pub struct PortInfo {
 pub(crate) struct Merged {
     counters: Counters,
     ports: Vec<PortStatus>,
-    names: Vec<String>,
+    /// Each port's name, by number (`None`: a vacant slot, left out of reports).
+    names: Vec<Option<String>>,
     workers: Vec<WorkerRow>,
 }
 
@@ -33,11 +86,7 @@ pub(crate) struct Merged {
 pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRunning> {
     let per_worker = dp.query_all(|v| {
         let names = (0..v.pipeline.ports().len())
-            .map(|i| {
-                v.pipeline
-                    .port(PortId(i as u16))
-                    .map_or_else(|| format!("#{i}"), |s| s.name.clone())
-            })
+            .map(|i| v.pipeline.port(PortId(i as u16)).map(|s| s.name.clone()))
             .collect::<Vec<_>>();
         (
             v.pipeline.counters().clone(),
@@ -78,11 +127,13 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
     })
 }
 
-pub(crate) fn port_rows(m: &Merged, info: &[PortInfo]) -> Vec<PortRow> {
+pub(crate) fn port_rows(m: &Merged, info: &[Option<PortInfo>]) -> Vec<PortRow> {
+    // By number: a port the topology has but a worker has not taken up yet (a change
+    // in progress) is left out, as is a vacant slot.
     info.iter()
-        .zip(&m.ports)
-        .zip(&m.counters.ports)
-        .map(|((i, s), c)| PortRow {
+        .enumerate()
+        .filter_map(|(n, i)| Some((i.as_ref()?, m.ports.get(n)?, m.counters.ports.get(n)?)))
+        .map(|(i, s, c)| PortRow {
             port: i.port.clone(),
             endpoint: i.endpoint.clone(),
             interface: i.interface.clone(),
@@ -109,10 +160,11 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
         .ports
         .iter()
         .enumerate()
-        .map(|(i, pc)| {
+        .filter_map(|(i, pc)| Some((m.names.get(i)?.as_ref()?, i, pc)))
+        .map(|(name, i, pc)| {
             let io = m.ports.get(i).map(|s| s.io).unwrap_or_default();
             PortCounterRow {
-                port: m.names.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
+                port: name.clone(),
                 rx_frames: pc.rx_frames,
                 rx_bytes: pc.rx_bytes,
                 forwarded: pc.forwarded,

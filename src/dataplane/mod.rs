@@ -139,6 +139,18 @@ pub struct View<'a> {
     pub worker: usize,
 }
 
+impl PortStatus {
+    /// The status of a slot with no port in it.
+    fn vacant() -> PortStatus {
+        PortStatus {
+            name: String::new(),
+            caps: Capabilities::default(),
+            io: PortIo::default(),
+            down: None,
+        }
+    }
+}
+
 impl View<'_> {
     /// CPU time this worker thread has used (user + system), for the harness.
     pub fn cpu_time(&self) -> Duration {
@@ -162,6 +174,27 @@ enum Job {
     PortDown(PortId, String),
     /// Change what the worker reports to (see [`observe`]).
     Observe(ObserveFn, Arc<AtomicUsize>),
+    /// Switch to a new layout of ports and networks (see [`Handle::reshape`]).
+    Reshape(Reshape, Arc<AtomicUsize>),
+}
+
+/// A change of ports and networks for one worker: how its pipeline adopts the new
+/// layout, the queues it starts reading (this worker's queue of each new port) and
+/// the ports it stops using.
+struct Reshape {
+    adopt: AdoptFn,
+    add: Vec<(PortId, String, Box<dyn Port>)>,
+    remove: Vec<PortId>,
+}
+
+/// How a pipeline takes up a new layout (the same for every worker).
+pub type AdoptFn = Arc<dyn Fn(&mut Pipeline) + Send + Sync>;
+
+/// A port a change adds: its id, its name, and one queue per worker.
+pub struct NewPort {
+    pub id: PortId,
+    pub name: String,
+    pub queues: Vec<Box<dyn Port>>,
 }
 
 /// A change to a worker's [`Observers`], run between batches on every worker.
@@ -328,6 +361,49 @@ impl Handle {
         for l in &self.links {
             l.jobs
                 .send(Job::Observe(f.clone(), applied.by.clone()))
+                .map_err(|_| NotRunning)?;
+            let _ = l.waker.wake();
+        }
+        Ok(applied)
+    }
+
+    /// Changes the ports and networks under running workers. `adopt` moves a
+    /// pipeline to the new layout; it runs here on the readers' pipeline, and on each
+    /// worker between two batches, where the worker also starts reading its queue of
+    /// each port in `add` and closes its queue of each port in `remove`. Nothing
+    /// waits: the [`Applied`] returned says when every worker has switched — from
+    /// then on no worker uses a removed port, so its table entries can be forgotten
+    /// and its namespace deleted. Each port in `add` must have one queue per worker.
+    pub fn reshape(
+        &self,
+        adopt: AdoptFn,
+        add: Vec<NewPort>,
+        remove: Vec<PortId>,
+    ) -> Result<Applied, NotRunning> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(NotRunning);
+        }
+        adopt(&mut self.observer.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers = self.links.len();
+        let mut per_worker: Vec<Vec<(PortId, String, Box<dyn Port>)>> =
+            (0..workers).map(|_| Vec::new()).collect();
+        for p in add {
+            for (w, q) in p.queues.into_iter().enumerate() {
+                per_worker[w % workers].push((p.id, p.name.clone(), q));
+            }
+        }
+        let applied = Applied {
+            by: Arc::new(AtomicUsize::new(0)),
+            workers,
+        };
+        for (l, add) in self.links.iter().zip(per_worker) {
+            let job = Reshape {
+                adopt: adopt.clone(),
+                add,
+                remove: remove.clone(),
+            };
+            l.jobs
+                .send(Job::Reshape(job, applied.by.clone()))
                 .map_err(|_| NotRunning)?;
             let _ = l.waker.wake();
         }
@@ -600,6 +676,10 @@ impl Worker {
                         f(&mut self.observers, &mut self.pipeline, self.index);
                         applied.fetch_add(1, Ordering::SeqCst);
                     }
+                    Job::Reshape(r, applied) => {
+                        self.reshape(&poll, r, &mut ready)?;
+                        applied.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
             // One round: a batch from every ready queue.
@@ -651,6 +731,54 @@ impl Worker {
                 self.report_events();
             }
         }
+    }
+
+    /// Takes up a new layout between two batches: the pipeline adopts it, removed
+    /// ports are closed (a slot left behind, so port ids stay put) and new ones are
+    /// polled. Registering a queue with epoll is the one step that can fail; it fails
+    /// only when the kernel is out of memory, which ends the worker as any other
+    /// polling error does.
+    #[cold]
+    fn reshape(&mut self, poll: &Poll, r: Reshape, ready: &mut Vec<bool>) -> io::Result<()> {
+        (r.adopt)(&mut self.pipeline);
+        for port in r.remove {
+            let p = port.index();
+            if p >= self.ports.len() {
+                continue;
+            }
+            let fd = self.ports[p].fd();
+            if fd >= 0 {
+                let _ = poll.registry().deregister(&mut SourceFd(&fd));
+            }
+            self.ports[p] = Box::new(GonePort {
+                caps: Capabilities::default(),
+            });
+            self.status[p] = PortStatus::vacant();
+            ready[p] = false;
+        }
+        for (port, name, queue) in r.add {
+            let p = port.index();
+            while self.ports.len() <= p {
+                self.ports.push(Box::new(GonePort {
+                    caps: Capabilities::default(),
+                }));
+                self.status.push(PortStatus::vacant());
+                ready.push(false);
+            }
+            let fd = queue.fd();
+            self.status[p] = PortStatus {
+                name,
+                caps: queue.capabilities(),
+                io: PortIo::default(),
+                down: None,
+            };
+            self.ports[p] = queue;
+            poll.registry()
+                .register(&mut SourceFd(&fd), Token(p), Interest::READABLE)?;
+            // Read at once: frames may have queued since the TAP was made.
+            ready[p] = true;
+        }
+        Ok(())
     }
 
     /// Hands the table events kept since the last call to every event stream (those
@@ -815,7 +943,9 @@ impl Worker {
         let Egress::One(out) = self.pipeline.egress(first) else {
             return 0;
         };
-        let caps = self.status[out.index()].caps.offloads;
+        let Some(caps) = self.status.get(out.index()).map(|s| s.caps.offloads) else {
+            return 0;
+        };
         if !caps.contains(USO) || first.trace != 0 || i + 1 >= n {
             return 0;
         }
@@ -860,7 +990,9 @@ impl Worker {
             return;
         };
         let bytes = (f.len() + (datagrams - 1) * gro::HEADERS) as u64;
-        let st = &mut self.status[out.index()];
+        let Some(st) = self.status.get_mut(out.index()) else {
+            return;
+        };
         if st.down.is_some() {
             st.io.tx_errors += datagrams as u64;
             return;
@@ -912,7 +1044,12 @@ fn transmit(
     for e in pipeline.egress(f) {
         let gso = f.vnet.is_gso();
         let len = f.len() as u64;
-        let st = &mut status[e.index()];
+        // While a change is being taken up, another worker may have learned a MAC on
+        // a port this one has not added yet: the frame is lost, as on a port that is
+        // not up yet.
+        let Some(st) = status.get_mut(e.index()) else {
+            continue;
+        };
         if st.down.is_some() {
             st.io.tx_errors += 1;
             continue;

@@ -264,20 +264,7 @@ impl NetworkBuilder {
             section: NetworkSection {
                 name: name.into(),
                 subnet: subnet.to_string(),
-                gateway: None,
-                mtu: None,
-                masquerade: false,
-                external: false,
-                mode: None,
-                proxy_arp: false,
-                offloads: None,
-                conntrack_max: None,
-                rp_filter: None,
-                port_security: false,
-                fdb_max: None,
-                neighbor_max: None,
-                held_max: None,
-                icc: None,
+                ..NetworkSection::default()
             },
             errors: Vec::new(),
         }
@@ -404,8 +391,7 @@ impl EndpointBuilder {
     pub fn on(mut self, network: impl Into<String>) -> Self {
         self.interfaces.push(AttachSection {
             network: network.into(),
-            ip: None,
-            mac: None,
+            ..AttachSection::default()
         });
         self
     }
@@ -461,16 +447,16 @@ impl EndpointBuilder {
             name: self.name,
             network: None,
             ip: None,
-            mac: None,
             publish: self.publish,
-            attach: Vec::new(),
             mode: self.mode,
+            ..EndpointSection::default()
         };
         match <[AttachSection; 1]>::try_from(self.interfaces) {
             Ok([one]) => {
                 section.network = Some(one.network);
                 section.ip = one.ip;
                 section.mac = one.mac;
+                section.ifname = one.ifname;
             }
             Err(several_or_none) => section.attach = several_or_none,
         }

@@ -8,6 +8,7 @@
 
 pub mod builder;
 pub mod config;
+pub mod edit;
 
 pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};
 pub use config::{Endpoint, Interface, Network, Topology};

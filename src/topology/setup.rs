@@ -23,7 +23,7 @@
 //! state file is written to a temporary opened with `O_CREAT|O_EXCL|O_NOFOLLOW`
 //! (a symlink planted there is never followed) and renamed over the real one.
 
-use super::config::Topology;
+use super::config::{Endpoint, Interface, Topology};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
@@ -379,63 +379,131 @@ impl Deployment {
 
     fn build(&mut self, topo: &Topology) -> Result<(), SetupError> {
         for ep in topo.endpoints.iter().filter(|e| e.shares.is_none()) {
-            // Record first: a crash between these two lines leaves a name in the
-            // state file that `down` finds absent, which is harmless.
-            self.record(&ep.netns)?;
-            netns::create(&ep.netns).map_err(|e| SetupError::Endpoint {
-                endpoint: ep.name.clone(),
-                what: format!("create namespace {}", ep.netns),
-                source: Box::new(e),
-            })?;
-            self.confirm(&ep.name, &ep.netns)?;
-            let ifaces: Vec<IfaceSetup> = ep
-                .interfaces
-                .iter()
-                .map(|i| {
-                    let net = &topo.networks[i.network];
-                    IfaceSetup {
-                        queues: topo.workers,
-                        offloads: if net.offloads {
-                            Offloads::ALL
-                        } else {
-                            Offloads::NONE
-                        },
-                        ifname: i.ifname.clone(),
-                        ip: i.ip,
-                        prefix_len: net.subnet.prefix_len(),
-                        mac: i.mac.0,
-                        mtu: net.mtu,
-                        gateway: net.gateway.map(|g| g.ip),
-                    }
-                })
-                .collect();
-            let name = ep.name.clone();
-            let taps = netns::run_in_named(&ep.netns, move || configure_namespace(&ifaces))
-                .map_err(|e| SetupError::Endpoint {
-                    endpoint: name.clone(),
-                    what: "enter namespace".into(),
-                    source: Box::new(e),
-                })?
-                .map_err(|(what, source)| SetupError::Endpoint {
-                    endpoint: name,
-                    what,
-                    source,
-                })?;
+            let taps = self.make_endpoint(topo, ep)?;
             self.ports.extend(taps);
         }
         // `mode = "container:<other>"`: a second name for the other's namespace.
         for ep in &topo.endpoints {
-            let Some(target) = ep.shares else { continue };
-            let target = &topo.endpoints[target].netns;
-            self.record(&ep.netns)?;
-            netns::alias(target, &ep.netns).map_err(|e| SetupError::Endpoint {
-                endpoint: ep.name.clone(),
-                what: format!("share namespace {target}"),
-                source: Box::new(e),
-            })?;
-            self.confirm(&ep.name, &ep.netns)?;
+            self.make_alias(topo, ep)?;
         }
         Ok(())
+    }
+
+    /// Makes one endpoint's namespace — or, for a namespace switchyard did not
+    /// create, only its interfaces there — and its TAPs, in interface order.
+    fn make_endpoint(
+        &mut self,
+        topo: &Topology,
+        ep: &Endpoint,
+    ) -> Result<Vec<TapPort>, SetupError> {
+        let ifaces: Vec<IfaceSetup> = ep
+            .interfaces
+            .iter()
+            .map(|i| IfaceSetup::of(topo, i))
+            .collect();
+        if ep.foreign {
+            return in_namespace_at(&ep.name, &ep.netns, move || {
+                configure_interfaces(&ifaces, Route::IfNone)
+            });
+        }
+        // Record first: a crash between these two lines leaves a name in the
+        // state file that `down` finds absent, which is harmless.
+        self.record(&ep.netns)?;
+        netns::create(&ep.netns).map_err(|e| SetupError::Endpoint {
+            endpoint: ep.name.clone(),
+            what: format!("create namespace {}", ep.netns),
+            source: Box::new(e),
+        })?;
+        self.confirm(&ep.name, &ep.netns)?;
+        in_named_namespace(&ep.name, &ep.netns, move || configure_namespace(&ifaces))
+    }
+
+    /// `mode = "container:<other>"`: records and makes the second name.
+    fn make_alias(&mut self, topo: &Topology, ep: &Endpoint) -> Result<(), SetupError> {
+        let Some(target) = ep.shares else {
+            return Ok(());
+        };
+        let target = &topo.endpoints[target].netns;
+        self.record(&ep.netns)?;
+        netns::alias(target, &ep.netns).map_err(|e| SetupError::Endpoint {
+            endpoint: ep.name.clone(),
+            what: format!("share namespace {target}"),
+            source: Box::new(e),
+        })?;
+        self.confirm(&ep.name, &ep.netns)
+    }
+
+    /// Adds endpoint `ep` of `topo` while the instance runs: its namespace (unless it
+    /// is someone else's) and its TAPs, returned in interface order. A namespace name
+    /// that is taken is refused before anything is made; on any failure, what was
+    /// made is removed again.
+    pub fn add_endpoint(
+        &mut self,
+        topo: &Topology,
+        ep: &Endpoint,
+    ) -> Result<Vec<TapPort>, SetupError> {
+        if ep.shares.is_some() {
+            self.make_alias(topo, ep)?;
+            return Ok(Vec::new());
+        }
+        if !ep.foreign && netns::exists(&ep.netns) {
+            return Err(SetupError::NamespaceExists(ep.netns.clone()));
+        }
+        let made = self.make_endpoint(topo, ep);
+        if made.is_err() && !ep.foreign {
+            let _ = self.remove_namespace(&ep.netns);
+        }
+        made
+    }
+
+    /// Adds interfaces to an endpoint that exists (`network connect`): TAPs made in
+    /// its namespace, in the order given. Its default route stays as it is.
+    pub fn add_interfaces(
+        &mut self,
+        topo: &Topology,
+        ep: &Endpoint,
+        ifaces: &[&Interface],
+    ) -> Result<Vec<TapPort>, SetupError> {
+        let setups: Vec<IfaceSetup> = ifaces.iter().map(|i| IfaceSetup::of(topo, i)).collect();
+        let run = move || configure_interfaces(&setups, Route::Never);
+        if ep.foreign {
+            in_namespace_at(&ep.name, &ep.netns, run)
+        } else {
+            in_named_namespace(&ep.name, &ep.netns, run)
+        }
+    }
+
+    /// Removes what [`Deployment::add_endpoint`] (or the start) made for `ep`: its
+    /// namespace, if this instance created it, and its record. Its TAPs go when the
+    /// dataplane closes their queues, which must have happened before: a namespace
+    /// whose TAP is still open lives on.
+    pub fn remove_endpoint(&mut self, ep: &Endpoint) -> Result<(), SetupError> {
+        if ep.foreign {
+            return Ok(());
+        }
+        self.remove_namespace(&ep.netns)
+    }
+
+    /// Deletes the recorded namespace `name` (if it is still the one created) and
+    /// drops its record.
+    fn remove_namespace(&mut self, name: &str) -> Result<(), SetupError> {
+        let Some(at) = self.state.namespaces.iter().position(|r| r.name == name) else {
+            return Ok(());
+        };
+        if let Some(id) = &self.state.namespaces[at].identity {
+            match netns::delete_if(name, id) {
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(SetupError::Endpoint {
+                        endpoint: name.to_string(),
+                        what: "delete namespace".into(),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+        self.state.namespaces.remove(at);
+        write_state(&self.run.state(), &self.state)
     }
 
     /// Records `name` before its namespace is created.
@@ -593,6 +661,55 @@ pub fn down(prefix: &str, run_root: &Path) -> Result<Vec<String>, SetupError> {
     remove_recorded(&state, &run)
 }
 
+/// Runs `f` inside the namespace named `name` (of endpoint `endpoint`) and maps its
+/// failures to [`SetupError`]s naming the endpoint.
+fn in_named_namespace<F>(endpoint: &str, name: &str, f: F) -> Result<Vec<TapPort>, SetupError>
+where
+    F: FnOnce() -> Result<Vec<TapPort>, StepError> + Send,
+{
+    let fd = netns::open(name).map_err(|e| SetupError::Endpoint {
+        endpoint: endpoint.to_string(),
+        what: "enter namespace".into(),
+        source: Box::new(e),
+    })?;
+    in_namespace(endpoint, fd, f)
+}
+
+/// Runs `f` inside the namespace at `path`, one switchyard did not create. The path
+/// must be a network namespace (setns refuses anything else).
+fn in_namespace_at<F>(endpoint: &str, path: &str, f: F) -> Result<Vec<TapPort>, SetupError>
+where
+    F: FnOnce() -> Result<Vec<TapPort>, StepError> + Send,
+{
+    let fd = netns::open_path(Path::new(path)).map_err(|e| SetupError::Endpoint {
+        endpoint: endpoint.to_string(),
+        what: format!("open namespace {path}"),
+        source: Box::new(e),
+    })?;
+    in_namespace(endpoint, fd, f)
+}
+
+fn in_namespace<F>(
+    endpoint: &str,
+    fd: std::os::fd::OwnedFd,
+    f: F,
+) -> Result<Vec<TapPort>, SetupError>
+where
+    F: FnOnce() -> Result<Vec<TapPort>, StepError> + Send,
+{
+    netns::run_in(&fd, f)
+        .map_err(|e| SetupError::Endpoint {
+            endpoint: endpoint.to_string(),
+            what: "enter namespace".into(),
+            source: Box::new(e),
+        })?
+        .map_err(|(what, source)| SetupError::Endpoint {
+            endpoint: endpoint.to_string(),
+            what,
+            source,
+        })
+}
+
 /// What one interface needs inside its namespace.
 struct IfaceSetup {
     /// TAP queues: one per dataplane worker.
@@ -605,6 +722,38 @@ struct IfaceSetup {
     mac: [u8; 6],
     mtu: u16,
     gateway: Option<Ipv4Addr>,
+}
+
+impl IfaceSetup {
+    fn of(topo: &Topology, i: &Interface) -> IfaceSetup {
+        let net = &topo.networks[i.network];
+        IfaceSetup {
+            queues: topo.workers,
+            offloads: if net.offloads {
+                Offloads::ALL
+            } else {
+                Offloads::NONE
+            },
+            ifname: i.ifname.clone(),
+            ip: i.ip,
+            prefix_len: net.subnet.prefix_len(),
+            mac: i.mac.0,
+            mtu: net.mtu,
+            gateway: net.gateway.map(|g| g.ip),
+        }
+    }
+}
+
+/// Whether the interfaces made set the namespace's default route via the first
+/// one's gateway.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Always (a namespace switchyard made: nothing else routes there).
+    Always,
+    /// Unless the namespace has one (someone else's: a runtime may have set it).
+    IfNone,
+    /// Never (interfaces added to an endpoint that has its route).
+    Never,
 }
 
 type StepError = (String, Box<dyn std::error::Error + Send + Sync>);
@@ -626,6 +775,14 @@ fn configure_namespace(ifaces: &[IfaceSetup]) -> Result<Vec<TapPort>, StepError>
     let mut rtnl = step("open netlink", Rtnl::new())?;
     let lo = step("find lo", rtnl.link_index("lo"))?;
     step("set lo up", rtnl.link_set_up(lo))?;
+    configure_interfaces(ifaces, Route::Always)
+}
+
+/// Runs inside a namespace (on a thread that entered it): creates the TAPs of
+/// `ifaces` and configures them like a container's interfaces, with the default
+/// route as `route` says.
+fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPort>, StepError> {
+    let mut rtnl = step("open netlink", Rtnl::new())?;
     let mut taps = Vec::with_capacity(ifaces.len());
     let mut first_index = None;
     for i in ifaces {
@@ -655,12 +812,12 @@ fn configure_namespace(ifaces: &[IfaceSetup]) -> Result<Vec<TapPort>, StepError>
         taps.push(tap);
     }
     // Like a container: the default route goes via the gateway of the first network.
-    if let (Some(first), Some(idx)) = (ifaces.first(), first_index) {
+    if let (Some(first), Some(idx), false) = (ifaces.first(), first_index, route == Route::Never) {
         if let Some(gw) = first.gateway {
-            step(
-                format!("add default route via {gw}"),
-                rtnl.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(idx)),
-            )?;
+            match rtnl.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(idx)) {
+                Err(e) if route == Route::IfNone && e.is_exists() => {}
+                r => step(format!("add default route via {gw}"), r)?,
+            }
         }
     }
     Ok(taps)

@@ -349,6 +349,28 @@ pub fn open(name: &str) -> Result<OwnedFd, NetnsError> {
     }
 }
 
+/// Opens a namespace by path — one switchyard did not create, as a container runtime
+/// hands it over (`/run/netns/NAME`, `/proc/PID/ns/net`) — read-only and
+/// close-on-exec. Refused unless the file is a namespace file (nsfs): a path that
+/// names anything else is not entered.
+pub fn open_path(path: &Path) -> Result<OwnedFd, NetnsError> {
+    let label = path.display().to_string();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| os_err("open", &label, format!("open {label}"), e))?;
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| os_err("open", &label, "fstatfs", e))?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(os_err(
+            "open",
+            &label,
+            "check it is a namespace",
+            io::Error::other("not a namespace file (nsfs)"),
+        ));
+    }
+    Ok(OwnedFd::from(file))
+}
+
 /// Moves the *calling thread* into the namespace `ns` (the rest of the process stays
 /// where it is). Only for a thread the caller owns for good; otherwise use [`run_in`],
 /// which cannot leave a borrowed thread in the wrong namespace.

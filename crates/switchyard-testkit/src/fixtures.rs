@@ -104,7 +104,7 @@ pub fn start(topo: Topology) -> Switchyard {
 
 /// Stops a switch and asserts that every namespace of its topology is gone.
 pub fn stop(sy: Switchyard) {
-    let names = namespaces(sy.topology());
+    let names = namespaces(&sy.topology());
     drop(sy);
     assert_gone(&names);
 }

@@ -11,6 +11,7 @@
 //!   the saved corpus.
 //! * [`alloc`] — a counting global allocator, to prove a path allocates nothing.
 //! * [`process`] — `switchyard up` as a separate process: signals, exit status, log.
+//! * [`podman`] — real podman in a scratch directory, with CNI networks a test writes.
 //!
 //! Besides `switchyard-os`, this is the one crate with `unsafe` code (socket calls the
 //! standard library does not wrap); every block has its `// SAFETY:` line.
@@ -18,5 +19,6 @@
 pub mod alloc;
 pub mod fixtures;
 pub mod fuzz;
+pub mod podman;
 pub mod process;
 pub mod traffic;

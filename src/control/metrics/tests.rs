@@ -62,8 +62,13 @@ impl TestEndpoint {
             .spawn()
             .unwrap();
         let l = Listener::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let exporter =
-            Exporter::start(l, &dir.join("metrics.sock"), running.handle(), Vec::new()).unwrap();
+        let exporter = Exporter::start(
+            l,
+            &dir.join("metrics.sock"),
+            running.handle(),
+            crate::control::LiveTopology::new(crate::topology::config::parse("", "empty").unwrap()),
+        )
+        .unwrap();
         TestEndpoint {
             exporter: Some(exporter),
             dataplane: Some(running),

@@ -28,6 +28,59 @@ fn sample_requests() -> Vec<Request> {
             drops: true,
             count: Some(100),
         }),
+        Request::NetworkCreate(NetworkCreate {
+            name: "back".into(),
+            subnet: "10.20.0.0/24".into(),
+            gateway: Some("10.20.0.1".into()),
+            mtu: Some(1450),
+            masquerade: true,
+            internal: false,
+            icc: Some(false),
+        }),
+        Request::NetworkRm {
+            name: "back".into(),
+        },
+        Request::NetworkLs {},
+        Request::NetworkInspect {
+            name: "back".into(),
+        },
+        Request::NetworkConnect(NetworkConnect {
+            network: "back".into(),
+            endpoint: "web".into(),
+            ip: Some("10.20.0.5".into()),
+            ifname: Some("eth1".into()),
+        }),
+        Request::NetworkDisconnect {
+            network: "back".into(),
+            endpoint: "web".into(),
+        },
+        Request::EndpointCreate(EndpointCreate {
+            name: "web".into(),
+            network: "default".into(),
+            ip: Some("172.17.0.9".into()),
+            mac: Some("02:42:ac:11:00:09".into()),
+            publish: vec!["8080:80/tcp".into()],
+            netns: Some("/run/netns/ctr1".into()),
+            ifname: Some("eth0".into()),
+        }),
+        Request::EndpointRm { name: "web".into() },
+        Request::EndpointLs {},
+        Request::AllowAdd {
+            a: "default".into(),
+            b: "back".into(),
+        },
+        Request::AllowRm {
+            a: "default".into(),
+            b: "back".into(),
+        },
+        Request::RouteAdd {
+            prefix: "192.168.50.0/24".into(),
+            via: "10.20.0.254".into(),
+        },
+        Request::RouteRm {
+            prefix: "192.168.50.0/24".into(),
+            via: "10.20.0.254".into(),
+        },
     ];
     for r in &all {
         match r {
@@ -35,7 +88,20 @@ fn sample_requests() -> Vec<Request> {
             | Request::Trace { .. }
             | Request::TracePacket { .. }
             | Request::Events {}
-            | Request::Capture(_) => {}
+            | Request::Capture(_)
+            | Request::NetworkCreate(_)
+            | Request::NetworkRm { .. }
+            | Request::NetworkLs {}
+            | Request::NetworkInspect { .. }
+            | Request::NetworkConnect(_)
+            | Request::NetworkDisconnect { .. }
+            | Request::EndpointCreate(_)
+            | Request::EndpointRm { .. }
+            | Request::EndpointLs {}
+            | Request::AllowAdd { .. }
+            | Request::AllowRm { .. }
+            | Request::RouteAdd { .. }
+            | Request::RouteRm { .. } => {}
         }
     }
     all
@@ -242,6 +308,19 @@ fn sample_replies() -> Vec<Reply> {
         packets: 100,
         skipped: 0,
     }));
+    all.push(Reply::Network(sample_network()));
+    all.push(Reply::Networks(vec![sample_network()]));
+    all.push(Reply::Endpoint(sample_endpoint()));
+    all.push(Reply::Endpoints(vec![sample_endpoint()]));
+    all.push(Reply::Changed(Changed {
+        change: "endpoint web removed".into(),
+        forgotten: ForgottenRow {
+            fdb: 1,
+            neighbors: 1,
+            held: 0,
+            conntrack: 2,
+        },
+    }));
     for r in &all {
         match r {
             Reply::Ports(_)
@@ -258,10 +337,54 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::CaptureStarted(_)
             | Reply::CapturePackets(_)
             | Reply::CaptureStatus(_)
-            | Reply::CaptureEnd(_) => {}
+            | Reply::CaptureEnd(_)
+            | Reply::Network(_)
+            | Reply::Networks(_)
+            | Reply::Endpoint(_)
+            | Reply::Endpoints(_)
+            | Reply::Changed(_) => {}
         }
     }
     all
+}
+
+fn sample_network() -> NetworkRow {
+    NetworkRow {
+        name: "default".into(),
+        subnet: "172.17.0.0/16".into(),
+        gateway: Some("172.17.0.1".into()),
+        mtu: 1500,
+        mode: "bridge".into(),
+        masquerade: true,
+        external: false,
+        internal: false,
+        icc: true,
+        endpoints: vec![AttachedRow {
+            endpoint: "a".into(),
+            port: "a".into(),
+            interface: "eth0".into(),
+            mac: "02:42:ac:11:00:02".into(),
+            ip: "172.17.0.2/16".into(),
+        }],
+    }
+}
+
+fn sample_endpoint() -> EndpointRow {
+    EndpointRow {
+        name: "web".into(),
+        netns: "sy-web".into(),
+        foreign: false,
+        interfaces: vec![InterfaceRow {
+            ifname: "eth0".into(),
+            network: "default".into(),
+            port: "web".into(),
+            mac: "02:42:ac:11:00:04".into(),
+            ip: "172.17.0.4/16".into(),
+            gateway: Some("172.17.0.1".into()),
+            mtu: 1500,
+        }],
+        publish: vec!["8080:80/tcp".into()],
+    }
 }
 
 /// A line of the `events` stream with every field there is (no one event has
@@ -532,7 +655,10 @@ fn the_doc_lists_every_error_code() {
             | ErrorCode::Internal
             | ErrorCode::Busy
             | ErrorCode::UnknownPort
-            | ErrorCode::InUse => {}
+            | ErrorCode::InUse
+            | ErrorCode::Invalid
+            | ErrorCode::NotFound
+            | ErrorCode::SetupFailed => {}
             ErrorCode::Other => panic!("servers never send `other`"),
         }
     }

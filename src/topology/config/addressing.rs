@@ -11,6 +11,7 @@ use super::endpoint::Pending;
 use super::{Checker, Endpoint, Interface, Network};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use switchyard_core::pipeline::PortId;
 use switchyard_core::wire::{Ipv4Cidr, MacAddr};
 
 /// Address blocks no network, gateway, endpoint or route may use, and why. None of
@@ -196,6 +197,8 @@ fn assign_macs(
             network: p.network,
             ip,
             mac,
+            // Numbered once every interface is known (see `validate`).
+            port: PortId(0),
         });
     }
 }

@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use switchyard_core::wire::MacAddr;
 
 /// `[[endpoint]]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSection {
     pub name: String,
@@ -34,10 +34,17 @@ pub struct EndpointSection {
     pub attach: Vec<AttachSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The interface's name inside the namespace, with `network` (default `eth0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// Attach a namespace switchyard did not create, by path (`/run/netns/x`,
+    /// `/proc/PID/ns/net`): switchyard adds only its interfaces there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// One entry of `attach = [...]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachSection {
     pub network: String,
@@ -45,6 +52,9 @@ pub struct AttachSection {
     pub ip: Option<Ipv4Addr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+    /// The interface's name (default `ethN`, N its place in the list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
 
 /// An interface before addresses are assigned.
@@ -120,14 +130,18 @@ pub(super) fn check(
                     || e.ip.is_some()
                     || e.mac.is_some()
                     || !e.publish.is_empty()
+                    || e.ifname.is_some()
+                    || e.netns.is_some()
                 {
                     c.bad(
                         fld("mode"),
-                        "an endpoint with a mode takes no network, attach, ip, mac or publish",
+                        "an endpoint with a mode takes no network, attach, ip, mac, ifname, netns or publish",
                     );
                 }
             }
-            (None, Some(net), true) => ifaces.push((net.clone(), e.ip, e.mac, f.clone())),
+            (None, Some(net), true) => {
+                ifaces.push((net.clone(), e.ip, e.mac, e.ifname.clone(), f.clone()))
+            }
             (None, Some(_), false) => c.bad(
                 fld("attach"),
                 "give either network (one interface) or attach (several), not both",
@@ -139,15 +153,37 @@ pub(super) fn check(
                         "with attach, put ip and mac inside each attach entry",
                     );
                 }
+                if e.ifname.is_some() {
+                    c.bad(
+                        fld("ifname"),
+                        "with attach, put ifname inside each attach entry",
+                    );
+                }
                 for (k, a) in e.attach.iter().enumerate() {
-                    ifaces.push((a.network.clone(), a.ip, a.mac, format!("{f}.attach[{k}]")));
+                    let field = format!("{f}.attach[{k}]");
+                    ifaces.push((a.network.clone(), a.ip, a.mac, a.ifname.clone(), field));
                 }
             }
             (None, None, true) => c.bad(f.clone(), "needs a network (or attach, or mode)"),
         }
         shares.push(shares_name);
+        if let Some(path) = &e.netns {
+            if let Err(why) = check_netns_path(path) {
+                c.bad(fld("netns"), why);
+            }
+        }
         let mut seen_nets = BTreeSet::new();
-        for (k, (net, ip, mac, field)) in ifaces.into_iter().enumerate() {
+        let mut seen_ifnames = BTreeSet::new();
+        for (k, (net, ip, mac, ifname, field)) in ifaces.into_iter().enumerate() {
+            let ifname = ifname.unwrap_or_else(|| format!("eth{k}"));
+            if let Err(why) = check_ifname(&ifname) {
+                c.bad(format!("{field}.ifname"), why);
+            } else if !seen_ifnames.insert(ifname.clone()) {
+                c.bad(
+                    format!("{field}.ifname"),
+                    format!("the endpoint already has an interface named {ifname:?}"),
+                );
+            }
             let Some(ni) = networks.index(&net) else {
                 c.bad(
                     format!("{field}.network"),
@@ -164,7 +200,7 @@ pub(super) fn check(
             }
             pending.push(Pending {
                 endpoint: i,
-                ifname: format!("eth{k}"),
+                ifname,
                 network: ni,
                 ip,
                 mac,
@@ -173,7 +209,11 @@ pub(super) fn check(
         }
         endpoints.push(Endpoint {
             name: e.name.clone(),
-            netns: format!("{prefix}{}", e.name),
+            netns: match &e.netns {
+                Some(path) => path.clone(),
+                None => format!("{prefix}{}", e.name),
+            },
+            foreign: e.netns.is_some(),
             interfaces: Vec::new(),
             shares: None,
         });
@@ -190,6 +230,12 @@ pub(super) fn check(
             Some(&j) if shares[j].is_some() => c.bad(
                 f,
                 format!("{other:?} itself shares another namespace; name that one instead"),
+            ),
+            Some(&j) if raw[j].netns.is_some() => c.bad(
+                f,
+                format!(
+                    "{other:?} is a namespace switchyard did not create; it cannot name it twice"
+                ),
             ),
             Some(&j) => endpoints[i].shares = Some(j),
         }
@@ -210,4 +256,39 @@ pub(super) fn check_port_count(endpoints: &[Endpoint], c: &mut Checker) {
             format!("{port_count} interfaces; at most {}", u16::MAX - 1),
         );
     }
+}
+
+/// An interface name the kernel takes (`IFNAMSIZ`: at most 15 bytes) and that is
+/// not `lo`: printable ASCII without '/', ':' or spaces, not `.` or `..`.
+pub(super) fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name != "."
+        && name != "..";
+    if !ok {
+        return Err(format!(
+            "{name:?} is not an interface name: 1 to 15 printable characters, no '/', ':' or spaces"
+        ));
+    }
+    if name == "lo" {
+        return Err("lo is the namespace's loopback, not switchyard's to make".into());
+    }
+    Ok(())
+}
+
+/// The path of a namespace someone else made: absolute, without `..` (a path that
+/// climbs out of where it says it is), and of a sane length.
+fn check_netns_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} must be an absolute path (/run/netns/NAME, /proc/PID/ns/net)"
+        ));
+    }
+    if path.split('/').any(|c| c == "..") || path.len() > 4096 || path.contains('\0') {
+        return Err(format!("{path:?} is not a plain absolute path"));
+    }
+    Ok(())
 }

@@ -53,7 +53,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use switchyard_core::pipeline::{
     self, DomainGuard, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig,
-    PortSpec, PublishSpec, StaticRoute, Timeouts,
+    PortId, PortSpec, PublishSpec, StaticRoute, Timeouts,
 };
 use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 
@@ -129,10 +129,16 @@ pub struct Network {
     pub proxy_arp: bool,
     pub masquerade: bool,
     pub external: bool,
+    /// No way in or out (Docker's `--internal`).
+    pub internal: bool,
     /// Checksum and segmentation offloads on this network's TAPs.
     pub offloads: bool,
     /// Source validation, port security and table shares.
     pub guard: DomainGuard,
+    /// The bridge domain it is in the pipeline. A config file numbers its networks
+    /// in order; a running instance keeps each network's number for as long as the
+    /// network exists, and gives a new one the lowest number free.
+    pub domain: DomainId,
 }
 
 /// switchyard's own address on a network.
@@ -146,8 +152,12 @@ pub struct Gateway {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub name: String,
-    /// The namespace's name: prefix + name.
+    /// The namespace's name: prefix + name; or, for a namespace switchyard did not
+    /// create (`foreign`), the path it was attached by.
     pub netns: String,
+    /// `netns = "/run/netns/x"`: a namespace someone else made, which switchyard only
+    /// adds its interfaces to (and removes only them).
+    pub foreign: bool,
     /// No interfaces and `shares` unset: `mode = "none"` (only lo).
     pub interfaces: Vec<Interface>,
     /// `mode = "container:<other>"`: this endpoint is a second name for the namespace
@@ -164,6 +174,9 @@ pub struct Interface {
     pub network: usize,
     pub ip: Ipv4Addr,
     pub mac: MacAddr,
+    /// The switchyard port it is: numbered in order in a config file, and kept for
+    /// as long as the interface exists in a running instance (as `Network::domain`).
+    pub port: PortId,
 }
 
 impl Topology {
@@ -177,50 +190,55 @@ impl Topology {
         }
     }
 
-    /// Every interface in port order (port `i` is the `i`-th item).
+    /// Every interface, endpoint by endpoint (each knows its port: `Interface::port`).
     pub fn interfaces(&self) -> impl Iterator<Item = (&Endpoint, &Interface)> {
         self.endpoints
             .iter()
             .flat_map(|e| e.interfaces.iter().map(move |i| (e, i)))
     }
 
-    /// What the pipeline is built from.
+    /// What the pipeline is built from: domain `n.domain` for each network, port
+    /// `i.port` for each interface, and vacant slots where a running instance removed
+    /// one (see [`Interface::port`]).
     pub fn pipeline_spec(&self) -> pipeline::Spec {
+        let slots = self.networks.iter().map(|n| n.domain.index() + 1).max();
+        let mut domains = vec![DomainSpec::vacant(); slots.unwrap_or(0)];
+        for n in &self.networks {
+            domains[n.domain.index()] = DomainSpec {
+                name: n.name.clone(),
+                subnet: n.subnet,
+                mtu: n.mtu,
+                gateway: n.gateway.map(|g| GatewaySpec {
+                    ip: g.ip,
+                    mac: g.mac,
+                }),
+                mode: n.mode,
+                proxy_arp: n.proxy_arp,
+                masquerade: n.masquerade,
+                external: n.external,
+                guard: n.guard,
+            };
+        }
+        let slots = self.interfaces().map(|(_, i)| i.port.index() + 1).max();
+        let mut ports = vec![PortSpec::vacant(); slots.unwrap_or(0)];
+        for (e, i) in self.interfaces() {
+            ports[i.port.index()] = PortSpec {
+                name: Topology::port_name(e, i),
+                domain: self.networks[i.network].domain,
+                mac: Some(i.mac),
+                ip: Some(i.ip),
+            };
+        }
         pipeline::Spec {
-            domains: self
-                .networks
-                .iter()
-                .map(|n| DomainSpec {
-                    name: n.name.clone(),
-                    subnet: n.subnet,
-                    mtu: n.mtu,
-                    gateway: n.gateway.map(|g| GatewaySpec {
-                        ip: g.ip,
-                        mac: g.mac,
-                    }),
-                    mode: n.mode,
-                    proxy_arp: n.proxy_arp,
-                    masquerade: n.masquerade,
-                    external: n.external,
-                    guard: n.guard,
-                })
-                .collect(),
-            ports: self
-                .interfaces()
-                .map(|(e, i)| PortSpec {
-                    name: Topology::port_name(e, i),
-                    domain: DomainId(i.network as u16),
-                    mac: Some(i.mac),
-                    ip: Some(i.ip),
-                })
-                .collect(),
+            domains,
+            ports,
             fdb_max: self.fdb_max,
             fdb_aging_secs: self.fdb_aging_secs,
             routes: self.routes.clone(),
             allow: self
                 .allow
                 .iter()
-                .map(|&(a, b)| (DomainId(a as u16), DomainId(b as u16)))
+                .map(|&(a, b)| (self.networks[a].domain, self.networks[b].domain))
                 .collect(),
             neighbor: self.neighbor,
             nat: NatSpec {
@@ -386,6 +404,15 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let timeouts = switch::check_timeouts(sw, &mut c);
     let workers = switch::check_workers(sw, &mut c);
     endpoint::check_port_count(&endpoints.list, &mut c);
+    // Ports in order: endpoint by endpoint, interface by interface.
+    for (k, i) in endpoints
+        .list
+        .iter_mut()
+        .flat_map(|e| e.interfaces.iter_mut())
+        .enumerate()
+    {
+        i.port = PortId(k as u16);
+    }
 
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {

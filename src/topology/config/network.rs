@@ -10,11 +10,11 @@ use super::{addressing, valid_name, Checker, Gateway, Network, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use switchyard_core::pipeline::{DomainGuard, DomainMode};
+use switchyard_core::pipeline::{DomainGuard, DomainId, DomainMode};
 use switchyard_core::wire::Ipv4Cidr;
 
 /// `[[network]]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     pub name: String,
@@ -58,6 +58,10 @@ pub struct NetworkSection {
     /// endpoints reach only the gateway and, through it, what lies beyond.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icc: Option<bool>,
+    /// No way in or out (Docker's `--internal`): the network is never joined to
+    /// another (`[[allow]]`), masqueraded, routed through or published.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub internal: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -175,6 +179,12 @@ pub(super) fn check<'a>(
                 "a masquerading network needs a gateway: its traffic is routed by switchyard",
             );
         }
+        if n.internal && (n.masquerade || n.external) {
+            c.bad(
+                fld("internal"),
+                "an internal network has no way out: it cannot be masqueraded or external",
+            );
+        }
         if n.masquerade && n.external {
             c.bad(fld("masquerade"), "the external network itself is not masqueraded; set masquerade on the inside networks");
         }
@@ -230,7 +240,11 @@ pub(super) fn check<'a>(
             proxy_arp: n.proxy_arp,
             masquerade: n.masquerade,
             external: n.external,
+            internal: n.internal,
             offloads: n.offloads.unwrap_or(default_offloads),
+            // Numbered in order here; a running instance keeps the numbers of the
+            // networks it already has when a change is validated (`keep_slots`).
+            domain: DomainId(i as u16),
             guard: DomainGuard {
                 rp_filter: n.rp_filter.unwrap_or(true),
                 port_security: n.port_security,

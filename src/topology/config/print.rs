@@ -68,6 +68,7 @@ impl Topology {
                 neighbor_max: net.guard.neighbor_max,
                 held_max: net.guard.held_max,
                 icc: Some(net.guard.icc),
+                internal: net.internal,
             })
             .collect();
         let endpoints = self
@@ -87,12 +88,13 @@ impl Topology {
                     .collect();
                 let mut s = EndpointSection {
                     name: e.name.clone(),
-                    network: None,
-                    ip: None,
-                    mac: None,
                     publish,
-                    attach: Vec::new(),
-                    mode: None,
+                    netns: e.foreign.then(|| e.netns.clone()),
+                    ..EndpointSection::default()
+                };
+                // The name an interface gets by default is not written out.
+                let ifname = |k: usize, x: &super::Interface| {
+                    (x.ifname != format!("eth{k}")).then(|| x.ifname.clone())
                 };
                 match (e.shares, e.interfaces.as_slice()) {
                     (Some(j), _) => {
@@ -103,14 +105,17 @@ impl Topology {
                         s.network = Some(self.networks[one.network].name.clone());
                         s.ip = Some(one.ip);
                         s.mac = Some(one.mac);
+                        s.ifname = ifname(0, one);
                     }
                     (None, several) => {
                         s.attach = several
                             .iter()
-                            .map(|x| AttachSection {
+                            .enumerate()
+                            .map(|(k, x)| AttachSection {
                                 network: self.networks[x.network].name.clone(),
                                 ip: Some(x.ip),
                                 mac: Some(x.mac),
+                                ifname: ifname(k, x),
                             })
                             .collect();
                     }

@@ -109,6 +109,13 @@ pub(super) fn check(
             );
             continue;
         }
+        if networks.list[eth0.network].internal {
+            c.bad(
+                f,
+                "the endpoint's network is internal: nothing from outside reaches it",
+            );
+            continue;
+        }
         let proto = if rule.udp { "udp" } else { "tcp" };
         if let Some(other) = seen_ports.get(&(rule.udp, rule.host_port)) {
             c.bad(

@@ -55,6 +55,13 @@ pub(super) fn check_allow(
                     c.bad(f.clone(), format!("network {n:?} has no gateway, so switchyard cannot route to or from it"));
                     ok = false;
                 }
+                Some(idx) if networks.list[idx].internal => {
+                    c.bad(
+                        f.clone(),
+                        format!("network {n:?} is internal: it is never joined to another"),
+                    );
+                    ok = false;
+                }
                 Some(idx) => pair[k] = idx,
             }
         }
@@ -118,6 +125,13 @@ pub(super) fn check_routes(
                 format!(
                     "{} is not inside a network with a gateway, so switchyard cannot reach it",
                     r.via
+                ),
+            ),
+            Some(n) if n.internal => c.bad(
+                format!("{f}.via"),
+                format!(
+                    "{} is on network \"{}\", which is internal: nothing is routed through it",
+                    r.via, n.name
                 ),
             ),
             Some(n) if n.gateway.is_some_and(|g| g.ip == r.via) => c.bad(

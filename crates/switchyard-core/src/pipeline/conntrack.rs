@@ -872,6 +872,14 @@ impl ConnTrack {
         self
     }
 
+    /// Gives network `zone` a share of at most `max` entries (`None`: only the
+    /// table's maximum), while workers track flows. A network over a smaller share
+    /// keeps its flows and starts none until it is under it (or evicts one of its
+    /// own unassured entries for room, as at its share).
+    pub fn set_zone_share(&self, zone: DomainId, max: Option<usize>) {
+        self.shares.set_max(zone, max);
+    }
+
     /// The share of network `zone` (None: no share of its own).
     pub fn zone_share(&self, zone: DomainId) -> Option<usize> {
         self.shares.max(zone)
@@ -1514,15 +1522,22 @@ impl ConnTrack {
 
     /// Forgets every flow that has `ip` in either tuple (an endpoint went away).
     pub fn flush_address(&self, ip: Ipv4Addr) -> usize {
+        self.forget_where(|c| [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst].contains(&ip))
+    }
+
+    /// Forgets every flow `doomed` picks (an endpoint or a network went away): each
+    /// goes as an expired one does — its tuples out of the index (so the NAT ports
+    /// of its reply tuple are free again), its slot back to the free lists, its place
+    /// back to its network's share and the table's — but is not counted as expired.
+    /// Safe while workers use the table: an entry reused meanwhile is left alone.
+    pub fn forget_where(&self, doomed: impl Fn(&Conn) -> bool) -> usize {
         let doomed: Vec<(u32, u32)> = self
             .slots()
             .enumerate()
             .filter_map(|(i, s)| {
                 let s = lock(s);
                 let c = s.conn.as_ref()?;
-                [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst]
-                    .contains(&ip)
-                    .then_some((i as u32, s.generation))
+                doomed(c).then_some((i as u32, s.generation))
             })
             .collect();
         doomed
@@ -1915,6 +1930,41 @@ mod tests {
         );
         assert_eq!(ct.zone_share(DomainId(0)), Some(2));
         assert_eq!(ct.zone_share(DomainId(1)), None);
+    }
+
+    #[test]
+    fn a_zone_share_shrunk_at_run_time_keeps_its_flows_and_forgetting_frees_them() {
+        let ct = ConnTrack::new(8, Timeouts::default()).with_zone_shares(&[None]);
+        let flow = |n: u8| {
+            (
+                t([10, 0, 0, n], 1, [10, 0, 0, 9], 80),
+                t([10, 0, 0, 9], 80, [10, 0, 0, n], 1),
+            )
+        };
+        for n in 1..=3 {
+            let (o, r) = flow(n);
+            ct.insert(o, r, Z, ProtoState::Tcp(SynSent), secs(0))
+                .unwrap();
+            pkt(&ct, &r, SYNACK, 0);
+            pkt(&ct, &o, ACK, 0);
+        }
+        ct.set_zone_share(DomainId(0), Some(1));
+        assert_eq!((ct.zone_len(DomainId(0)), ct.len()), (3, 3), "flows kept");
+        let (o4, r4) = flow(4);
+        let new = || ct.insert(o4, r4, Z, ProtoState::Tcp(SynSent), secs(1));
+        assert_eq!(new(), Err(InsertError::ZoneFull), "over its share");
+        let src1 = Ipv4Addr::new(10, 0, 0, 1);
+        assert_eq!(ct.forget_where(|c| c.orig.src == src1), 1);
+        assert_eq!(ct.zone_len(DomainId(0)), 2);
+        assert!(
+            !ct.tuple_in_use(&flow(1).1),
+            "its reply tuple is free again"
+        );
+        assert_eq!(new(), Err(InsertError::ZoneFull), "still over");
+        assert_eq!(ct.forget_where(|c| c.zone[0] == DomainId(0)), 2);
+        assert_eq!((ct.zone_len(DomainId(0)), ct.len()), (0, 0));
+        assert_eq!(ct.expired(), 0, "forgotten, not expired");
+        assert!(new().is_ok());
     }
 
     /// A side first seen without its SYN is taken as it comes (liberal pickup), and

@@ -149,6 +149,7 @@ gather! {
         ethernet_input::OwnSourceMac,
         ethernet_input::FrameTooLong,
         ethernet_input::BadVnetHeader,
+        ethernet_input::PortGone,
         port_security::PortSecurityMac,
         port_security::PortSecurityIp,
         port_security::PortSecurityArp,
@@ -176,6 +177,7 @@ gather! {
         ip4_neighbor::NeighborTableFull,
         ip4_neighbor::NoBuffer,
         ip4_neighbor::NeighborEvicted,
+        ip4_neighbor::NeighborFlushed,
         ct_lookup::ConntrackFull,
         ct_lookup::ConntrackNetworkFull,
         ct_lookup::ConntrackInvalid,
@@ -316,8 +318,13 @@ impl Counters {
         self.events[e as usize]
     }
 
-    /// Adds another worker's counters into these.
+    /// Adds another worker's counters into these. A worker that has adopted a layout
+    /// with more ports has more counters: these grow to as many.
     pub fn add(&mut self, other: &Counters) {
+        if self.ports.len() < other.ports.len() {
+            self.ports
+                .resize(other.ports.len(), PortCounters::default());
+        }
         for (a, b) in self.ports.iter_mut().zip(&other.ports) {
             a.add(b);
         }

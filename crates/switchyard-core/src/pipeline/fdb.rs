@@ -65,8 +65,9 @@ pub struct Fdb {
     max: usize,
     aging_secs: u32,
     /// Entries per bridge domain, and each domain's share: one domain's MAC flood
-    /// fills its share, never the others'. Domains past the end have no share
-    /// of their own (only the global bound).
+    /// fills its share, never the others'. Domains not given one have no share
+    /// of their own (only the global bound); shares change at run time
+    /// ([`Fdb::set_share`]).
     shares: DomainShares,
 }
 
@@ -92,7 +93,8 @@ impl Fdb {
     }
 
     /// A table of at most `max` entries, of which domain `i` may hold at most
-    /// `shares[i]`.
+    /// `shares[i]` (domains past the list: no share of their own, until
+    /// [`Fdb::set_share`] gives them one).
     pub fn with_shares(max: usize, aging_secs: u32, shares: Vec<usize>) -> Fdb {
         // Room for twice an even share in every shard, so a fair spread of MACs never
         // makes a shard grow on the hot path.
@@ -143,6 +145,13 @@ impl Fdb {
             },
         );
         true
+    }
+
+    /// Gives `domain` a share of at most `max` entries (`None`: only the table's
+    /// bound), while workers learn. A domain over a smaller share keeps its entries
+    /// and learns no new MAC until it is under it.
+    pub fn set_share(&self, domain: DomainId, max: Option<usize>) {
+        self.shares.set_max(domain, max);
     }
 
     /// Entries of `domain` now.
@@ -245,29 +254,45 @@ impl Fdb {
     ) -> usize {
         let aging = self.aging_secs;
         self.remove_where(
-            |e| !e.pinned && now.saturating_sub(e.last_seen) >= aging,
+            |_, e| !e.pinned && now.saturating_sub(e.last_seen) >= aging,
             report,
         )
     }
 
-    /// Forgets every MAC learned on `port` (when the port goes away).
+    /// Forgets every MAC learned on `port`, pinned or not (when the port goes away).
     pub fn flush_port(&self, port: PortId) -> usize {
-        self.remove_where(|e| e.port == port, Report::off())
+        self.remove_where(|_, e| e.port == port, Report::off())
+    }
+
+    /// Forgets every MAC of `domain` (when the network goes away).
+    pub fn flush_domain(&self, domain: DomainId) -> usize {
+        self.remove_where(|d, _| d == domain, Report::off())
+    }
+
+    /// Forgets `mac` in `domain`, wherever it was seen; true if it was known.
+    pub fn forget(&self, domain: DomainId, mac: MacAddr) -> bool {
+        let k = key(domain, mac);
+        if lock(self.shard(k)).remove(&k).is_none() {
+            return false;
+        }
+        self.shares.give_back(domain);
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        true
     }
 
     fn remove_where(
         &self,
-        doomed: impl Fn(&FdbEntry) -> bool,
+        doomed: impl Fn(DomainId, &FdbEntry) -> bool,
         mut report: Report<'_, (DomainId, MacAddr, PortId)>,
     ) -> usize {
         let mut removed = 0;
         for s in self.shards.iter() {
             let mut s = lock(s);
             s.retain(|&k, e| {
-                if !doomed(e) {
+                let domain = DomainId((k >> 48) as u16);
+                if !doomed(domain, e) {
                     return true;
                 }
-                let domain = DomainId((k >> 48) as u16);
                 self.shares.give_back(domain);
                 report.emit(|| (domain, MacAddr::from_u64(k), e.port));
                 removed += 1;
@@ -418,5 +443,39 @@ mod tests {
         f.learn(D0, mac(2), PortId(1), 0);
         assert_eq!(f.flush_port(PortId(0)), 1);
         assert_eq!(f.lookup(D0, mac(2)), Some(PortId(1)));
+    }
+
+    #[test]
+    fn flush_domain_and_forget_give_the_share_back() {
+        let f = Fdb::with_shares(8, 300, vec![2, 2]);
+        f.learn(D0, mac(1), PortId(0), 0);
+        assert!(f.pin(D0, mac(2), PortId(1)));
+        f.learn(D1, mac(1), PortId(2), 0);
+        assert_eq!(f.flush_domain(D0), 2, "pinned entries too");
+        assert_eq!((f.domain_len(D0), f.domain_len(D1), f.len()), (0, 1, 1));
+        assert!(f.forget(D1, mac(1)));
+        assert!(!f.forget(D1, mac(1)));
+        assert_eq!((f.domain_len(D1), f.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_share_shrunk_below_its_use_keeps_its_macs_and_learns_none_until_under() {
+        let f = Fdb::with_shares(8, 300, vec![3]);
+        for n in 1..=3 {
+            assert_eq!(f.learn(D0, mac(n), PortId(0), 0), Learn::New);
+        }
+        f.set_share(D0, Some(1));
+        assert_eq!(f.domain_capacity(D0), 1);
+        assert_eq!(f.domain_len(D0), 3, "nothing forgotten");
+        assert_eq!(f.learn(D0, mac(2), PortId(0), 1), Learn::Refreshed);
+        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::DomainFull);
+        assert!(f.forget(D0, mac(1)) && f.forget(D0, mac(2)));
+        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::DomainFull);
+        assert!(f.forget(D0, mac(3)));
+        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::New);
+        // A network given a share at run time.
+        f.set_share(D1, Some(1));
+        assert_eq!(f.learn(D1, mac(1), PortId(1), 1), Learn::New);
+        assert_eq!(f.learn(D1, mac(2), PortId(1), 1), Learn::DomainFull);
     }
 }

@@ -60,7 +60,8 @@ pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
 pub use memory::TableMemory;
 pub use neighbor::{
-    Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, TickWork, WouldResolve,
+    Neighbor, NeighborConfig, NeighborShare, NeighborState, NeighborTable, Orphaned, TickWork,
+    WouldResolve,
 };
 pub use stages::icmp_error::IcmpLimiter;
 pub use trace::{summarize, FrameTrace, StageLine, TraceRecord, Tracer, Verdict};
@@ -81,6 +82,11 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// TTL of packets switchyard originates, as Linux's default `ip_default_ttl`.
 pub const DEFAULT_TTL: u8 = 64;
 
+/// Most bridge domains (networks, vacant slots included) a pipeline may have: the
+/// tables count every network's share from the start, so that networks can be
+/// added while the switch runs without resizing them under the workers.
+pub const MAX_DOMAINS: usize = 4096;
+
 /// Index of a port (one TAP queue set: one endpoint interface).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u16);
@@ -100,6 +106,9 @@ impl PortId {
 pub struct DomainId(pub u16);
 
 impl DomainId {
+    /// No domain: the domain of a vacant port slot ([`PortSpec::vacant`]).
+    pub const NONE: DomainId = DomainId(u16::MAX);
+
     #[inline]
     pub fn index(self) -> usize {
         usize::from(self.0)
@@ -166,7 +175,9 @@ pub enum DomainMode {
     L3,
 }
 
-/// A bridge domain as the pipeline needs it.
+/// A bridge domain as the pipeline needs it. A domain with an empty name is a vacant
+/// slot ([`DomainSpec::vacant`]): a network that was removed, whose id stays taken
+/// until a new network reuses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainSpec {
     pub name: String,
@@ -216,6 +227,29 @@ pub struct DomainGuard {
     pub icc: bool,
 }
 
+impl DomainSpec {
+    /// A vacant slot: no name, no gateway, not external, no member ports, no
+    /// routes, not joined to any network by `allow`, no share of the tables.
+    pub fn vacant() -> DomainSpec {
+        DomainSpec {
+            name: String::new(),
+            subnet: Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("a /32 is a prefix"),
+            mtu: 0,
+            gateway: None,
+            mode: DomainMode::Bridge,
+            proxy_arp: false,
+            masquerade: false,
+            external: false,
+            guard: DomainGuard::default(),
+        }
+    }
+
+    /// True for a vacant slot (an empty name).
+    pub fn is_vacant(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
 impl Default for DomainGuard {
     fn default() -> Self {
         DomainGuard {
@@ -256,6 +290,17 @@ pub struct PortSpec {
 }
 
 impl PortSpec {
+    /// A vacant slot: a port that was removed, whose id stays taken until a new
+    /// port reuses it. No name, no domain ([`DomainId::NONE`]), no addresses.
+    pub fn vacant() -> PortSpec {
+        PortSpec::new("", DomainId::NONE)
+    }
+
+    /// True for a vacant slot (its domain is [`DomainId::NONE`]).
+    pub fn is_vacant(&self) -> bool {
+        self.domain == DomainId::NONE
+    }
+
     /// A port of `domain` whose endpoint's addresses are not known.
     pub fn new(name: impl Into<String>, domain: DomainId) -> PortSpec {
         PortSpec {
@@ -348,13 +393,17 @@ pub enum SpecError {
     },
     #[error("too many ports ({0}); at most {max}", max = u16::MAX - 1)]
     TooManyPorts(usize),
-    #[error("too many bridge domains ({0})")]
+    #[error("too many bridge domains ({0}); at most {max}", max = MAX_DOMAINS)]
     TooManyDomains(usize),
+    #[error("port {port} refers to bridge domain {domain}, which is vacant")]
+    VacantDomain { port: String, domain: u16 },
+    #[error("vacant bridge domain {0} has a gateway, is external or masquerades")]
+    BadVacantDomain(u16),
     #[error("fdb_max must be at least 1")]
     EmptyFdb,
     #[error("route {prefix} via {via}: {via} is not on a network with a gateway")]
     UnreachableNextHop { prefix: Ipv4Cidr, via: Ipv4Addr },
-    #[error("allow rule names bridge domain {0}, which does not exist")]
+    #[error("allow rule names bridge domain {0}, which does not exist or is vacant")]
     NoSuchAllowDomain(u16),
     #[error("more than one external network, or one without a gateway")]
     BadExternal,
@@ -371,16 +420,15 @@ struct Domain {
     ports: Vec<PortId>,
 }
 
-/// The switch: its tables, counters and trace, and the stages that use them.
-/// What every worker shares: the configuration, read-only, and the tables, each of
-/// which takes care of its own locking (sharded, or a short lock per operation) so that
-/// workers never queue behind one global lock.
+/// What every worker shares: the layout (ports, networks, routes, who owns which
+/// address), read-only, and the tables, each of which takes care of its own locking
+/// (sharded, or a short lock per operation) so that workers never queue behind one
+/// global lock. The tables are held by `Arc`s of their own: a new layout
+/// ([`Pipeline::reshape`]) is a new `Shared` over the same tables.
 pub struct Shared {
     ports: Vec<PortSpec>,
     domains: Vec<Domain>,
-    fdb: Fdb,
     fib: Fib,
-    neighbors: NeighborTable,
     /// The ICMP error rate limit, one per network: a network that uses up its
     /// budget silences only itself.
     icmp: Vec<std::sync::Mutex<IcmpLimiter>>,
@@ -392,54 +440,92 @@ pub struct Shared {
     local: HashMap<u32, DomainId, foldhash::fast::RandomState>,
     /// `allowed[a * n + b]`: domain a may route to domain b.
     allowed: Vec<bool>,
-    conntrack: ConnTrack,
     /// The external network, if any.
     external: Option<DomainId>,
     /// Published ports: (protocol, host port) → (target address, target port).
     publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
     port_range: (u16, u16),
+    fdb: Arc<Fdb>,
+    neighbors: Arc<NeighborTable>,
+    conntrack: Arc<ConnTrack>,
 }
 
-/// The pipeline as one worker runs it: the shared tables, and what is the worker's own
-/// (its counters, trace, clock reading, scratch space). Make more workers with
-/// [`Pipeline::worker`]; the first one also runs the table-wide timers.
-pub struct Pipeline {
-    sh: Arc<Shared>,
-    /// Counters of this worker's decisions; [`Pipeline::merged_counters`] of all
-    /// workers' gives the totals.
-    counters: Counters,
-    tracer: Tracer,
-    /// The time of the batch or tick being processed.
-    now: Timestamp,
-    fdb_aged_at: u32,
-    /// IP identification for packets switchyard originates.
-    ident: u16,
-    /// Timer and release work, reused (capacity reserved once).
-    work: Vec<TickWork>,
-    /// A spare frame for taking packets out of neighbor queues.
-    scratch: Option<Frame>,
-    /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
-    primary: bool,
-    /// What a what-if walk found out on the way (none in the dataplane's workers;
-    /// boxed, so that it costs the workers' pipeline one pointer).
-    what_if: Option<Box<what_if::DryRun>>,
-    /// Table changes this worker made since the dataplane last drained them; off
-    /// unless someone listens (see [`events`]).
-    events: EventLog,
+/// One layout of the switch — its ports, networks, routes, `allow` rules and
+/// published ports — over its tables: what [`Pipeline::reshape`] makes and each
+/// worker takes up with [`Pipeline::adopt`]. Cloning it is cheap (a reference).
+#[derive(Clone)]
+pub struct Layout(Arc<Shared>);
+
+impl Layout {
+    /// Every port slot, vacant ones included ([`PortSpec::is_vacant`]).
+    pub fn ports(&self) -> &[PortSpec] {
+        &self.0.ports
+    }
+
+    /// Domain slots, vacant ones included.
+    pub fn domain_count(&self) -> usize {
+        self.0.domains.len()
+    }
 }
 
-impl Pipeline {
-    pub fn new(spec: Spec) -> Result<Pipeline, SpecError> {
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layout")
+            .field("ports", &self.0.ports.len())
+            .field("domains", &self.0.domains.len())
+            .finish()
+    }
+}
+
+/// What [`Pipeline::forget_port`] or [`Pipeline::forget_domain`] removed from the
+/// tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Forgotten {
+    /// FDB entries.
+    pub fdb: usize,
+    /// Neighbor entries.
+    pub neighbors: usize,
+    /// Packets that were waiting in neighbor queues.
+    pub held: usize,
+    /// Conntrack entries.
+    pub conntrack: usize,
+}
+
+/// The layout half of [`Shared`]: everything a spec decides but the tables.
+struct Plan {
+    ports: Vec<PortSpec>,
+    domains: Vec<Domain>,
+    fib: Fib,
+    owners: HashMap<u32, PortId, foldhash::fast::RandomState>,
+    local: HashMap<u32, DomainId, foldhash::fast::RandomState>,
+    allowed: Vec<bool>,
+    external: Option<DomainId>,
+    publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
+    port_range: (u16, u16),
+}
+
+impl Plan {
+    /// Checks that `spec` holds together and builds its layout: the one check and
+    /// build [`Pipeline::new`] and [`Pipeline::reshape`] both use, so a spec is
+    /// refused by both alike.
+    fn of(spec: Spec) -> Result<Plan, SpecError> {
         if spec.ports.len() >= usize::from(u16::MAX) {
             return Err(SpecError::TooManyPorts(spec.ports.len()));
         }
-        if spec.domains.len() > usize::from(u16::MAX) {
+        if spec.domains.len() > MAX_DOMAINS {
             return Err(SpecError::TooManyDomains(spec.domains.len()));
         }
         if spec.fdb_max == 0 {
             return Err(SpecError::EmptyFdb);
         }
         let n = spec.domains.len();
+        if let Some(i) = spec
+            .domains
+            .iter()
+            .position(|d| d.is_vacant() && (d.gateway.is_some() || d.external))
+        {
+            return Err(SpecError::BadVacantDomain(i as u16));
+        }
         let externals: Vec<usize> = spec
             .domains
             .iter()
@@ -463,7 +549,8 @@ impl Pipeline {
             publish.insert((p.proto, p.host_port), (p.target, p.target_port));
         }
         // Connected routes for every network switchyard has an address on, then the
-        // static ones, each resolved to the network its next hop is on.
+        // static ones, each resolved to the network its next hop is on. (A vacant
+        // network has no gateway, so no route leads to it.)
         let mut routes: Vec<Route> = spec
             .domains
             .iter()
@@ -501,15 +588,17 @@ impl Pipeline {
         }
         for &(a, b) in &spec.allow {
             for d in [a, b] {
-                if d.index() >= n {
+                if spec
+                    .domains
+                    .get(d.index())
+                    .is_none_or(DomainSpec::is_vacant)
+                {
                     return Err(SpecError::NoSuchAllowDomain(d.0));
                 }
             }
             allowed[a.index() * n + b.index()] = true;
             allowed[b.index() * n + a.index()] = true;
         }
-        let conntrack_shares: Vec<Option<usize>> =
-            spec.domains.iter().map(|d| d.guard.conntrack_max).collect();
         let mut local = HashMap::with_hasher(Default::default());
         for (i, d) in spec.domains.iter().enumerate() {
             if let Some(g) = d.gateway {
@@ -524,7 +613,12 @@ impl Pipeline {
                 ports: Vec::new(),
             })
             .collect();
+        let mut owners = HashMap::with_hasher(Default::default());
         for (i, p) in spec.ports.iter().enumerate() {
+            // A vacant port is in no network, and owns nothing.
+            if p.is_vacant() {
+                continue;
+            }
             let count = domains.len();
             let d = domains
                 .get_mut(p.domain.index())
@@ -533,68 +627,156 @@ impl Pipeline {
                     domain: p.domain.0,
                     count,
                 })?;
+            if d.spec.is_vacant() {
+                return Err(SpecError::VacantDomain {
+                    port: p.name.clone(),
+                    domain: p.domain.0,
+                });
+            }
             d.ports.push(PortId(i as u16));
+            if d.spec.mode == DomainMode::L3 || d.spec.guard.port_security {
+                if let Some(ip) = p.ip {
+                    owners.insert(u32::from(ip), PortId(i as u16));
+                }
+            }
         }
-        // Every network's share of the shared tables (see DomainGuard::share).
-        let shares = |f: fn(&DomainGuard) -> Option<usize>, global: usize| -> Vec<usize> {
-            domains
-                .iter()
-                .map(|d| DomainGuard::share(f(&d.spec.guard), global, n))
-                .collect()
+        Ok(Plan {
+            ports: spec.ports,
+            domains,
+            fib: Fib::new(routes),
+            owners,
+            local,
+            allowed,
+            external,
+            publish,
+            port_range: (lo, hi),
+        })
+    }
+
+    /// The layout over these tables: every network gets its share of them (see
+    /// [`DomainGuard::share`]; a vacant network, or one past the layout, none at
+    /// all), and the endpoints' own MACs on networks that know their endpoints are
+    /// pinned to their ports.
+    fn over(
+        self,
+        fdb: Arc<Fdb>,
+        neighbors: Arc<NeighborTable>,
+        conntrack: Arc<ConnTrack>,
+    ) -> Shared {
+        let live = self.domains.iter().filter(|d| !d.spec.is_vacant()).count();
+        let guard = |i: usize| {
+            self.domains
+                .get(i)
+                .filter(|d| !d.spec.is_vacant())
+                .map(|d| d.spec.guard)
         };
-        let fdb = Fdb::with_shares(
-            spec.fdb_max,
-            spec.fdb_aging_secs,
-            shares(|g| g.fdb_max, spec.fdb_max),
-        );
-        let neighbor_shares = shares(|g| g.neighbor_max, spec.neighbor.max.max(1))
-            .into_iter()
-            .zip(shares(|g| g.held_max, spec.neighbor.held_max))
-            .map(|(max, held_max)| NeighborShare { max, held_max })
-            .collect();
-        let neighbors = NeighborTable::with_shares(spec.neighbor, neighbor_shares);
-        let mut owners = HashMap::with_hasher(Default::default());
-        for (i, p) in spec.ports.iter().enumerate() {
-            let d = &domains[p.domain.index()].spec;
-            if d.mode != DomainMode::L3 && !d.guard.port_security {
+        let ncfg = *neighbors.config();
+        let mut neighbor_shares = Vec::with_capacity(MAX_DOMAINS);
+        for i in 0..MAX_DOMAINS {
+            let d = DomainId(i as u16);
+            match guard(i) {
+                Some(g) => {
+                    fdb.set_share(d, Some(DomainGuard::share(g.fdb_max, fdb.capacity(), live)));
+                    conntrack.set_zone_share(d, g.conntrack_max);
+                    neighbor_shares.push(NeighborShare {
+                        max: DomainGuard::share(g.neighbor_max, ncfg.max, live),
+                        held_max: DomainGuard::share(g.held_max, ncfg.held_max, live),
+                    });
+                }
+                None => {
+                    fdb.set_share(d, Some(0));
+                    conntrack.set_zone_share(d, Some(0));
+                    neighbor_shares.push(NeighborShare {
+                        max: 0,
+                        held_max: 0,
+                    });
+                }
+            }
+        }
+        neighbors.set_shares(neighbor_shares);
+        for (i, p) in self.ports.iter().enumerate() {
+            let Some(d) = self.domains.get(p.domain.index()) else {
+                continue;
+            };
+            if d.spec.mode != DomainMode::L3 && !d.spec.guard.port_security {
                 continue;
             }
             if let Some(mac) = p.mac {
                 fdb.pin(p.domain, mac, PortId(i as u16));
             }
-            if let Some(ip) = p.ip {
-                owners.insert(u32::from(ip), PortId(i as u16));
-            }
         }
-        let work_cap = neighbors.config().max + neighbors.config().held_max;
-        let nports = spec.ports.len();
-        let sh = Shared {
-            ports: spec.ports,
-            domains,
+        // Only networks with a gateway send ICMP errors: the others need no limiter.
+        let icmp = self
+            .domains
+            .iter()
+            .map(|d| {
+                let dsts = if d.spec.gateway.is_some() { 1024 } else { 0 };
+                std::sync::Mutex::new(IcmpLimiter::new(dsts))
+            })
+            .collect();
+        Shared {
+            ports: self.ports,
+            domains: self.domains,
+            fib: self.fib,
+            icmp,
+            owners: self.owners,
+            local: self.local,
+            allowed: self.allowed,
+            external: self.external,
+            publish: self.publish,
+            port_range: self.port_range,
             fdb,
-            fib: Fib::new(routes),
             neighbors,
-            icmp: (0..n)
-                .map(|_| std::sync::Mutex::new(IcmpLimiter::new(1024)))
-                .collect(),
-            owners,
-            local,
-            allowed,
-            // Only flows that are translated are tracked: without an external network
-            // there are none, and the table stays small.
-            conntrack: ConnTrack::new(
-                if external.is_some() {
-                    spec.nat.conntrack_max
-                } else {
-                    1
-                },
-                spec.nat.timeouts,
-            )
-            .with_zone_shares(&conntrack_shares),
-            external,
-            publish,
-            port_range: (lo, hi),
-        };
+            conntrack,
+        }
+    }
+}
+
+/// The pipeline as one worker runs it: the shared tables, and what is the worker's own
+/// (its counters, trace, clock reading, scratch space). Make more workers with
+/// [`Pipeline::worker`]; the first one also runs the table-wide timers.
+pub struct Pipeline {
+    sh: Arc<Shared>,
+    /// Counters of this worker's decisions; [`Pipeline::merged_counters`] of all
+    /// workers' gives the totals.
+    counters: Counters,
+    tracer: Tracer,
+    /// The time of the batch or tick being processed.
+    now: Timestamp,
+    fdb_aged_at: u32,
+    /// IP identification for packets switchyard originates.
+    ident: u16,
+    /// Timer and release work, reused (capacity reserved once).
+    work: Vec<TickWork>,
+    /// A spare frame for taking packets out of neighbor queues.
+    scratch: Option<Frame>,
+    /// The worker that runs table-wide timers (aging, ARP retries, conntrack GC).
+    primary: bool,
+    /// What a what-if walk found out on the way (none in the dataplane's workers;
+    /// boxed, so that it costs the workers' pipeline one pointer).
+    what_if: Option<Box<what_if::DryRun>>,
+    /// Table changes this worker made since the dataplane last drained them; off
+    /// unless someone listens (see [`events`]).
+    events: EventLog,
+}
+
+impl Pipeline {
+    pub fn new(spec: Spec) -> Result<Pipeline, SpecError> {
+        let (fdb_max, aging, ncfg) = (spec.fdb_max, spec.fdb_aging_secs, spec.neighbor);
+        let (conntrack_max, timeouts) = (spec.nat.conntrack_max, spec.nat.timeouts);
+        let plan = Plan::of(spec)?;
+        let nports = plan.ports.len();
+        let neighbors = NeighborTable::new(ncfg);
+        let work_cap = neighbors.config().max + neighbors.config().held_max;
+        // Sized for the configured maximum even without an external network (and
+        // so without a flow to track): an external network may be added while the
+        // switch runs, and the table takes memory only as flows come.
+        let conntrack = ConnTrack::new(conntrack_max, timeouts);
+        let sh = plan.over(
+            Arc::new(Fdb::new(fdb_max, aging)),
+            Arc::new(neighbors),
+            Arc::new(conntrack),
+        );
         Ok(Pipeline {
             sh: Arc::new(sh),
             counters: Counters::new(nports),
@@ -610,7 +792,8 @@ impl Pipeline {
         })
     }
 
-    /// Another worker over the same tables, with counters and trace of its own.
+    /// Another worker over the same tables and layout, with counters and trace of
+    /// its own.
     pub fn worker(&self) -> Pipeline {
         Pipeline {
             sh: self.sh.clone(),
@@ -625,6 +808,150 @@ impl Pipeline {
             what_if: None,
             events: EventLog::default(),
         }
+    }
+
+    /// A new layout over this pipeline's tables, from `spec` (see "Changing the
+    /// layout at runtime" above). `spec` is checked exactly as [`Pipeline::new`]
+    /// checks it; the sizes of the tables (`fdb_max`, `fdb_aging_secs`, `neighbor`,
+    /// `nat.conntrack_max`, `nat.timeouts`) are not read: they stay those the
+    /// pipeline was made with and cannot change at runtime. Every network's share of
+    /// the tables is set for the new set of networks at once (workers still on the
+    /// old layout are held to the new shares too), and the MACs of endpoints on
+    /// networks that know their endpoints are pinned. Nothing else changes until a
+    /// worker adopts the layout. Allocates; run it on a control thread.
+    pub fn reshape(&self, spec: Spec) -> Result<Layout, SpecError> {
+        let plan = Plan::of(spec)?;
+        let sh = plan.over(
+            self.sh.fdb.clone(),
+            self.sh.neighbors.clone(),
+            self.sh.conntrack.clone(),
+        );
+        Ok(Layout(Arc::new(sh)))
+    }
+
+    /// The layout this pipeline runs on now.
+    pub fn layout(&self) -> Layout {
+        Layout(self.sh.clone())
+    }
+
+    /// Takes up `layout` (made by [`Pipeline::reshape`] of a pipeline over the same
+    /// tables): the next batch runs on it. Run by each worker between batches. The
+    /// counters grow to the layout's ports, and those of every vacant port slot are
+    /// zeroed, so that a port that later reuses the slot starts from zero (a packet
+    /// of the gone port still waiting for its next hop is not accounted when it
+    /// leaves: see [`Pipeline::settle_held`]). Allocates only when there are more
+    /// ports than before.
+    pub fn adopt(&mut self, layout: &Layout) {
+        debug_assert!(
+            Arc::ptr_eq(&self.sh.fdb, &layout.0.fdb),
+            "a layout of another pipeline's tables"
+        );
+        self.sh = layout.0.clone();
+        let n = self.sh.ports.len();
+        if self.counters.ports.len() < n {
+            self.counters.ports.resize(n, PortCounters::default());
+        }
+        for (c, p) in self.counters.ports.iter_mut().zip(&self.sh.ports) {
+            if p.is_vacant() {
+                *c = PortCounters::default();
+            }
+        }
+    }
+
+    /// Removes from the tables what they know of a port that is gone: the MACs
+    /// learned on (or pinned to) `port`, and `mac` in `domain` wherever it was seen;
+    /// the neighbor entry of `ip` in `domain` and any entry of `domain` resolved to
+    /// `mac`, with the packets waiting for them; every flow of the endpoint `ip` in
+    /// `domain` — a flow whose original tuple has `ip` as source or destination and
+    /// which started in `domain`, or whose reply tuple has it and is expected from
+    /// `domain` (so masqueraded flows from it and published-port flows to it) — each
+    /// given back as an expired one is, NAT port and shares included. Packets from
+    /// any port vacant in this pipeline's layout, wherever they wait, are freed
+    /// without being accounted (that port's counters were zeroed on adoption).
+    ///
+    /// Call it on a pipeline that has adopted a layout where `port` is vacant, once
+    /// every worker has (no worker then learns anything of the port again). Safe
+    /// while workers switch: the tables lock per shard or entry as usual.
+    pub fn forget_port(
+        &self,
+        port: PortId,
+        domain: DomainId,
+        ip: Option<Ipv4Addr>,
+        mac: Option<MacAddr>,
+    ) -> Forgotten {
+        let mut fdb = self.sh.fdb.flush_port(port);
+        if let Some(mac) = mac {
+            fdb += usize::from(self.sh.fdb.forget(domain, mac));
+        }
+        let (neighbors, held) = self.sh.neighbors.forget(
+            |n| n.domain == domain && (Some(n.ip) == ip || mac.is_some_and(|m| n.mac == m)),
+            |p| self.is_vacant(p),
+        );
+        let conntrack = ip.map_or(0, |ip| {
+            self.sh.conntrack.forget_where(|c| {
+                let has = |t: &Tuple| t.src == ip || t.dst == ip;
+                (c.zone[0] == domain && has(&c.orig)) || (c.zone[1] == domain && has(&c.reply))
+            })
+        });
+        Forgotten {
+            fdb,
+            neighbors,
+            held,
+            conntrack,
+        }
+    }
+
+    /// Removes from the tables everything of a network that is gone: its FDB
+    /// entries, its neighbor entries with the packets waiting for them, and every
+    /// flow either of whose directions is expected from it (its zone). Its shares
+    /// of the tables are then empty. As [`Pipeline::forget_port`]: call it once every
+    /// worker has adopted a layout where `domain` is vacant; safe while they switch.
+    pub fn forget_domain(&self, domain: DomainId) -> Forgotten {
+        let fdb = self.sh.fdb.flush_domain(domain);
+        let (neighbors, held) = self
+            .sh
+            .neighbors
+            .forget(|n| n.domain == domain, |p| self.is_vacant(p));
+        let conntrack = self
+            .sh
+            .conntrack
+            .forget_where(|c| c.zone[0] == domain || c.zone[1] == domain);
+        Forgotten {
+            fdb,
+            neighbors,
+            held,
+            conntrack,
+        }
+    }
+
+    /// True if `port` is a vacant slot of this pipeline's layout.
+    #[inline]
+    fn is_vacant(&self, port: PortId) -> bool {
+        self.sh
+            .ports
+            .get(port.index())
+            .is_some_and(PortSpec::is_vacant)
+    }
+
+    /// The network of `port` in this layout, if it is a port of one (not vacant,
+    /// not [`PortId::LOCAL`], not a port only a newer layout has).
+    #[inline]
+    fn port_domain(&self, port: PortId) -> Option<DomainId> {
+        let d = self.sh.ports.get(port.index())?.domain;
+        (d.index() < self.sh.domains.len()).then_some(d)
+    }
+
+    /// The port the FDB knows `mac` on in `domain`, if that port is one of the
+    /// network's in this layout: an entry for a port that is gone (before
+    /// [`Pipeline::forget_port`] removes it) is not followed.
+    #[inline]
+    fn fdb_port(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
+        self.sh.fdb.lookup(domain, mac).filter(|p| {
+            self.sh
+                .ports
+                .get(p.index())
+                .is_some_and(|s| s.domain == domain)
+        })
     }
 
     /// The sum of several workers' counters (all workers of one switch).
@@ -674,7 +1001,11 @@ impl Pipeline {
     /// rx = forwarded + consumed + dropped + held is kept.
     #[inline]
     fn account(&mut self, port: PortId, action: Action) {
-        let c = &mut self.counters.ports[port.index()];
+        // A port this worker has no counters for yet (one of a newer layout, whose
+        // held packet this worker releases) is not counted here.
+        let Some(c) = self.counters.ports.get_mut(port.index()) else {
+            return;
+        };
         match action {
             Action::Drop(r) => {
                 c.dropped += 1;
@@ -701,8 +1032,8 @@ impl Pipeline {
         let ports: Vec<String> = match action {
             Action::Forward(p) => vec![self.port_name(p).to_string()],
             Action::Reply => vec![self.port_name(ingress).to_string()],
-            Action::Flood(d) => self.sh.domains[d.index()]
-                .ports
+            Action::Flood(d) => self
+                .flood_ports(d)
                 .iter()
                 .filter(|&&p| p != ingress)
                 .map(|&p| self.port_name(p).to_string())
@@ -710,7 +1041,7 @@ impl Pipeline {
             Action::Drop(_) | Action::Consume | Action::Held => Vec::new(),
         };
         let network = match action {
-            Action::Flood(d) => self.sh.domains[d.index()].spec.name.as_str(),
+            Action::Flood(d) => self.sh.domains.get(d.index()).map_or("", |d| &d.spec.name),
             _ => "",
         };
         let verdict = trace::Verdict::of(action, ports, self.port_name(ingress), network);
@@ -725,8 +1056,13 @@ impl Pipeline {
         }
     }
 
-    /// A held packet left its queue: book its final fate.
+    /// A held packet left its queue: book its final fate. A packet of a port that
+    /// is vacant in this worker's layout is not booked: that port's counters were
+    /// zeroed when the worker adopted the layout, its held packets with them.
     fn settle_held(&mut self, port: PortId, action: Action) {
+        if self.is_vacant(port) {
+            return;
+        }
         if let Some(c) = self.counters.ports.get_mut(port.index()) {
             // Another worker may settle a packet this one held: counted modulo 2^64,
             // the per-worker figures still add up to the true number.
@@ -758,6 +1094,9 @@ impl Pipeline {
             self.sh.neighbors.tick(now, &mut self.work);
         }
         self.neighbor_work(out);
+        // Packets dropped by the table on its own (evicted, or forgotten with their
+        // endpoint) are booked here too, not only when a packet next calls on it.
+        self.settle_orphans();
         self.ct_gc(now);
     }
 
@@ -767,7 +1106,7 @@ impl Pipeline {
             Action::Forward(p) => Egress::One(p),
             Action::Reply => Egress::One(f.ingress),
             Action::Flood(d) => Egress::Flood {
-                ports: &self.sh.domains[d.index()].ports,
+                ports: self.flood_ports(d),
                 except: f.ingress,
                 domain: d,
             },
@@ -775,27 +1114,42 @@ impl Pipeline {
         }
     }
 
+    /// The ports of a domain, to flood over (none for a domain not in this layout).
+    #[inline]
+    fn flood_ports(&self, d: DomainId) -> &[PortId] {
+        self.sh.domains.get(d.index()).map_or(&[], |d| &d.ports)
+    }
+
+    /// Every port slot, indexed by [`PortId`]; vacant slots (removed ports whose id
+    /// is not reused yet) are in it too, and [`PortSpec::is_vacant`] tells them.
     pub fn ports(&self) -> &[PortSpec] {
         &self.sh.ports
     }
 
+    /// The port `id`, unless there is none or its slot is vacant.
     pub fn port(&self, id: PortId) -> Option<&PortSpec> {
-        self.sh.ports.get(id.index())
+        self.sh.ports.get(id.index()).filter(|p| !p.is_vacant())
     }
 
-    /// Finds a port by its display name.
+    /// Finds a port by its display name (never a vacant slot).
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {
         self.sh
             .ports
             .iter()
-            .position(|p| p.name == name)
+            .position(|p| !p.is_vacant() && p.name == name)
             .map(|i| PortId(i as u16))
     }
 
+    /// The domain `id`, unless there is none or its slot is vacant.
     pub fn domain(&self, id: DomainId) -> Option<&DomainSpec> {
-        self.sh.domains.get(id.index()).map(|d| &d.spec)
+        self.sh
+            .domains
+            .get(id.index())
+            .map(|d| &d.spec)
+            .filter(|d| !d.is_vacant())
     }
 
+    /// Domain slots, vacant ones included: ids run from 0 to this.
     pub fn domain_count(&self) -> usize {
         self.sh.domains.len()
     }
@@ -824,7 +1178,7 @@ impl Pipeline {
     /// True if packets may be routed from network `from` to network `to`.
     pub fn allowed(&self, from: DomainId, to: DomainId) -> bool {
         let n = self.sh.domains.len();
-        self.sh.allowed[from.index() * n + to.index()]
+        from.index() < n && to.index() < n && self.sh.allowed[from.index() * n + to.index()]
     }
 
     /// The network that owns `ip` as its gateway address, if it is switchyard's.

@@ -33,7 +33,7 @@
 //! entries that are not in use.
 
 use super::events::{NeighborChange, NeighborTo, Report};
-use super::{lock, DomainId, Frame, PortId, Timestamp};
+use super::{lock, DomainId, Frame, PortId, Timestamp, MAX_DOMAINS};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
@@ -198,6 +198,16 @@ pub enum TickWork {
     },
 }
 
+/// Why the table dropped a held packet on its own, for the pipeline to account
+/// (see [`NeighborTable::take_orphan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphaned {
+    /// Its entry was evicted to make room for another.
+    Evicted,
+    /// Its entry was forgotten: the endpoint or network it waited for is gone.
+    Flushed,
+}
+
 /// A network's share of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighborShare {
@@ -217,14 +227,17 @@ struct Neighbors {
     free_held: Vec<u32>,
     /// The network each held buffer's packet waits on (valid while it is held).
     held_domain: Vec<u16>,
-    /// Each network's share, and what it uses of it (networks past the end of
-    /// `shares` have no share of their own, only the global bounds).
+    /// Each network's share (networks past the end of `shares` have no share of
+    /// their own, only the global bounds; replaced at run time by
+    /// [`NeighborTable::set_shares`]), and what each network up to [`MAX_DOMAINS`]
+    /// uses, counted whether it has a share or not, so that a share given later
+    /// starts from the truth.
     shares: Vec<NeighborShare>,
     domain_entries: Vec<usize>,
     domain_held: Vec<usize>,
-    /// Ingress ports of packets dropped because their entry was evicted, for the
-    /// pipeline to account (see [`NeighborTable::take_orphan`]).
-    orphans: Vec<PortId>,
+    /// Ingress ports of packets dropped because their entry was evicted or
+    /// forgotten, for the pipeline to account (see [`NeighborTable::take_orphan`]).
+    orphans: Vec<(PortId, Orphaned)>,
 }
 
 impl Neighbors {
@@ -242,8 +255,8 @@ impl Neighbors {
             held: (0..cfg.held_max).map(|_| Frame::new()).collect(),
             free_held: (0..cfg.held_max as u32).rev().collect(),
             held_domain: vec![0; cfg.held_max],
-            domain_entries: vec![0; shares.len()],
-            domain_held: vec![0; shares.len()],
+            domain_entries: vec![0; MAX_DOMAINS],
+            domain_held: vec![0; MAX_DOMAINS],
             shares,
             orphans: Vec::with_capacity(cfg.held_max),
             cfg,
@@ -326,7 +339,8 @@ impl Neighbors {
         if let Some(n) = self.entries[slot as usize].take() {
             report.emit(|| gone(&n, NeighborTo::Evicted));
             for &h in &n.queue[..usize::from(n.qlen)] {
-                self.orphans.push(self.held[h as usize].ingress);
+                self.orphans
+                    .push((self.held[h as usize].ingress, Orphaned::Evicted));
                 self.release_held(h);
             }
             self.entries[slot as usize] = Some(Neighbor { qlen: 0, ..n });
@@ -748,6 +762,53 @@ impl Neighbors {
             self.remove(ip);
         }
     }
+
+    /// Forgets the entries `doomed` picks, and every held packet whose ingress port
+    /// `port_gone` names, wherever it waits. The packets of a forgotten entry from
+    /// other ports are dropped and handed back to be accounted (`orphans`); those
+    /// from a port that is gone are not (its counters are no more). Returns the
+    /// entries and the packets that went.
+    fn forget_where(
+        &mut self,
+        doomed: impl Fn(&Neighbor) -> bool,
+        port_gone: impl Fn(PortId) -> bool,
+        report: &mut Rep<'_>,
+    ) -> (usize, usize) {
+        let (mut entries, mut held) = (0, 0);
+        for slot in 0..self.entries.len() {
+            let Some(mut n) = self.entries[slot].take() else {
+                continue;
+            };
+            let kill = doomed(&n);
+            let mut kept = 0;
+            for k in 0..usize::from(n.qlen) {
+                let h = n.queue[k];
+                let port = self.held[h as usize].ingress;
+                let from_gone = port_gone(port);
+                if kill || from_gone {
+                    if !from_gone {
+                        self.orphans.push((port, Orphaned::Flushed));
+                    }
+                    self.release_held(h);
+                    held += 1;
+                } else {
+                    n.queue[kept] = h;
+                    kept += 1;
+                }
+            }
+            n.qlen = kept as u8;
+            if kill {
+                report.emit(|| gone(&n, NeighborTo::Flushed));
+                self.index.remove(&u32::from(n.ip));
+                self.count_entry(n.domain, -1);
+                self.free_entries.push(slot as u32);
+                entries += 1;
+            } else {
+                self.entries[slot] = Some(n);
+            }
+        }
+        (entries, held)
+    }
 }
 
 /// Where the table reports its changes.
@@ -815,7 +876,7 @@ impl NeighborTable {
 
     /// The ingress port of a packet dropped because the entry it waited on was
     /// evicted to make room, one at a time; `None` when there are no more.
-    pub fn take_orphan(&self) -> Option<PortId> {
+    pub fn take_orphan(&self) -> Option<(PortId, Orphaned)> {
         if !self.orphaned.load(Ordering::Relaxed) {
             return None;
         }
@@ -966,6 +1027,34 @@ impl NeighborTable {
     pub fn flush_domain(&self, domain: DomainId, work: &mut Vec<TickWork>) {
         lock(&self.inner).flush_domain(domain, work, &mut Report::off())
     }
+
+    /// Replaces every network's share (network `i` holds at most `shares[i]`;
+    /// networks past the list have no share of their own), while workers use the
+    /// table. A network over its new share keeps its entries and packets; it makes
+    /// no new entry and holds no new packet but by evicting its own, as at its share.
+    pub fn set_shares(&self, shares: Vec<NeighborShare>) {
+        let old = std::mem::replace(&mut lock(&self.inner).shares, shares);
+        // Freed outside the lock.
+        drop(old);
+    }
+
+    /// Forgets the entries `doomed` picks (an endpoint or a network went away), and
+    /// frees every held packet whose ingress port `gone` names, wherever it waits:
+    /// the port is gone and its counters with it, so those packets are not
+    /// accounted. The other packets a forgotten entry held are dropped and handed
+    /// back to be accounted ([`NeighborTable::take_orphan`], [`Orphaned::Flushed`]).
+    /// Buffers and shares are given back as when an entry fails. Returns the
+    /// entries and the packets that went.
+    pub fn forget(
+        &self,
+        doomed: impl Fn(&Neighbor) -> bool,
+        gone: impl Fn(PortId) -> bool,
+    ) -> (usize, usize) {
+        let mut t = lock(&self.inner);
+        let r = t.forget_where(doomed, gone, &mut Report::off());
+        self.note_orphans(&t);
+        r
+    }
 }
 
 /// What [`NeighborTable::learn`] did.
@@ -1114,7 +1203,7 @@ mod tests {
             Resolve::Queued { request: true, .. }
         ));
         assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none());
-        assert_eq!(t.take_orphan(), Some(PortId(7)));
+        assert_eq!(t.take_orphan(), Some((PortId(7), Orphaned::Evicted)));
         assert_eq!(t.take_orphan(), None);
         assert_eq!(t.held(), 2);
     }
@@ -1139,7 +1228,7 @@ mod tests {
         ));
         assert!(t.get(Ipv4Addr::new(10, 0, 0, 2)).is_none());
         assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_some());
-        assert_eq!(t.take_orphan(), Some(PortId(0)));
+        assert_eq!(t.take_orphan(), Some((PortId(0), Orphaned::Evicted)));
         assert_eq!(t.len(), 4);
     }
 
@@ -1192,6 +1281,94 @@ mod tests {
             LearnOutcome::Created
         );
         assert_eq!(t.domain_usage(d1), (2, 1));
+    }
+
+    #[test]
+    fn forgetting_an_entry_gives_back_its_packets_and_its_share() {
+        let share = NeighborShare {
+            max: 2,
+            held_max: 4,
+        };
+        let t = NeighborTable::with_shares(
+            NeighborConfig {
+                max: 4,
+                held_max: 8,
+                ..Default::default()
+            },
+            vec![share, share],
+        );
+        let (d1, other) = (DomainId(1), Ipv4Addr::new(10, 1, 0, 9));
+        let from = |port: u16, tag: u8| Frame::from_bytes(PortId(port), &[tag; 20]);
+        // 10.0.0.9 waits with a packet of port 0 and one of port 5; 10.1.0.9 with
+        // one of port 5. Port 5 is gone.
+        t.resolve(IP, D, ms(0), &mut from(0, 1));
+        t.resolve(IP, D, ms(0), &mut from(5, 2));
+        t.resolve(other, d1, ms(0), &mut from(5, 3));
+        assert_eq!(t.held(), 3);
+        assert_eq!(t.forget(|n| n.ip == IP, |p| p == PortId(5)), (1, 3));
+        // Port 0's packet is handed back to be accounted; port 5's are not.
+        assert_eq!(t.take_orphan(), Some((PortId(0), Orphaned::Flushed)));
+        assert_eq!(t.take_orphan(), None);
+        assert!(t.get(IP).is_none());
+        assert_eq!(t.get(other).unwrap().queued(), 0, "kept, without port 5's");
+        assert_eq!((t.held(), t.len()), (0, 1));
+        assert_eq!(t.domain_usage(D), (0, 0));
+        assert_eq!(t.domain_usage(d1), (1, 0));
+        // The buffers are back: a full queue's worth can wait again.
+        for i in 0..3 {
+            assert!(matches!(
+                t.resolve(IP, D, ms(1), &mut frame(i)),
+                Resolve::Queued { evicted: None, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_share_shrunk_at_run_time_keeps_its_entries_and_grows_no_more() {
+        let t = NeighborTable::with_shares(
+            NeighborConfig {
+                max: 8,
+                held_max: 8,
+                ..Default::default()
+            },
+            vec![NeighborShare {
+                max: 4,
+                held_max: 4,
+            }],
+        );
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let learn = |d: DomainId, i: u8, at: u64| {
+            t.learn(
+                Ipv4Addr::new(10, d.0 as u8, 0, i),
+                d,
+                mac,
+                Learned::Request,
+                ms(at),
+            )
+        };
+        for i in 1..=3 {
+            assert_eq!(learn(D, i, u64::from(i)), LearnOutcome::Created);
+        }
+        let small = NeighborShare {
+            max: 1,
+            held_max: 1,
+        };
+        t.set_shares(vec![small]);
+        assert_eq!(t.domain_usage(D), (3, 0), "nothing forgotten");
+        // A new address of the network takes the place of one of its own.
+        assert_eq!(learn(D, 4, 10), LearnOutcome::Created);
+        assert_eq!(t.domain_usage(D), (3, 0));
+        assert!(
+            t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none(),
+            "the least used"
+        );
+        // Network 1 had no share and was counted all the same; given one, it
+        // recycles its own entries too.
+        assert_eq!(learn(DomainId(1), 1, 11), LearnOutcome::Created);
+        t.set_shares(vec![small, small]);
+        assert_eq!(learn(DomainId(1), 2, 12), LearnOutcome::Created);
+        assert_eq!(t.domain_usage(DomainId(1)), (1, 0));
+        assert_eq!(t.len(), 4);
     }
 
     #[test]

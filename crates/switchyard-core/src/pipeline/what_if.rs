@@ -67,12 +67,10 @@ impl Pipeline {
         for e in out.frames() {
             let to = match e.action {
                 Action::Forward(port) => format!("to port {}", self.port_name(port)),
-                Action::Flood(d) => {
-                    format!(
-                        "flooded over network {}",
-                        self.sh.domains[d.index()].spec.name
-                    )
-                }
+                Action::Flood(d) => format!(
+                    "flooded over network {}",
+                    self.domain(d).map_or("", |d| d.name.as_str())
+                ),
                 _ => String::from("nowhere"),
             };
             p.tracer.add(

@@ -19,7 +19,7 @@ use std::os::fd::RawFd;
 use switchyard_core::pipeline::Frame;
 
 /// What a port can do, shown by `show ports`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Capabilities {
     /// IP MTU of the device (the namespace side uses the same).
     pub mtu: u16,

@@ -34,6 +34,7 @@ counted! {
         OwnSourceMac => ("own_source_mac", "source MAC is switchyard's own gateway MAC"),
         FrameTooLong => ("frame_too_long", "frame longer than the network MTU allows"),
         BadVnetHeader => ("bad_vnet_header", "offload (virtio-net) header impossible for the frame: segment size, checksum or header offsets"),
+        PortGone => ("port_gone", "arrived on a port that is not (or no longer) in the layout"),
     }
 }
 
@@ -65,6 +66,8 @@ pub enum Trace<'a> {
         mtu: usize,
     },
     BadVnet(&'static str),
+    /// The port's number: a vacant slot has no name.
+    PortGone(u16),
 }
 
 impl fmt::Display for Trace<'_> {
@@ -90,6 +93,7 @@ impl fmt::Display for Trace<'_> {
                 write!(f, "payload of {payload} bytes over the MTU of {mtu}: drop")
             }
             Trace::BadVnet(why) => write!(f, "offload header: {why}: drop"),
+            Trace::PortGone(port) => write!(f, "port #{port} is not in the layout: drop"),
         }
     }
 }
@@ -141,9 +145,18 @@ impl Pipeline {
         if f.trace != 0 {
             self.open_trace(f);
         }
-        let c = &mut self.counters.ports[port.index()];
-        c.rx_frames += 1;
-        c.rx_bytes += f.len() as u64;
+        // Counted on its port, if this worker has counters for it (a port of a newer
+        // layout does not yet); the drop is booked the same way.
+        if let Some(c) = self.counters.ports.get_mut(port.index()) {
+            c.rx_frames += 1;
+            c.rx_bytes += f.len() as u64;
+        }
+        // The dataplane never reads from a vacant port, but a what-if may name one,
+        // and a worker not yet on the newest layout may see a port it lacks.
+        let Some(domain) = self.port_domain(port) else {
+            trace!(self, f, Trace::PortGone(port.0));
+            return Next::Drop(Drop::PortGone.into());
+        };
 
         let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
             trace!(
@@ -163,7 +176,6 @@ impl Pipeline {
             .payload_type()
             .map_or(ethernet::HEADER_LEN, |(_, at)| at);
         f.l3 = l3 as u16;
-        let domain = self.sh.ports[port.index()].domain;
         trace!(
             self,
             f,

@@ -19,7 +19,7 @@ use super::icmp_error::IcmpError;
 use crate::pipeline::counters::counted;
 use crate::pipeline::events::{Report, TableChange};
 use crate::pipeline::graph::{Adjacency, Hop};
-use crate::pipeline::neighbor::{Held, Resolve, TickWork, WouldResolve};
+use crate::pipeline::neighbor::{Held, Orphaned, Resolve, TickWork, WouldResolve};
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{Action, DomainId, DropReason, Emitter, Frame, Pipeline, PortId};
 use crate::wire::arp::{self, ArpOp};
@@ -39,6 +39,7 @@ counted! {
         NeighborTableFull => ("neighbor_table_full", "neighbor table full"),
         NoBuffer => ("no_buffer", "no free buffer to queue the packet or its fragments"),
         NeighborEvicted => ("neighbor_evicted", "waiting for a next hop whose unresolved entry was evicted to make room"),
+        NeighborFlushed => ("neighbor_flushed", "waiting for a next hop on a network or endpoint that was removed"),
     }
 }
 
@@ -260,10 +261,17 @@ impl Pipeline {
         to: Option<MacAddr>,
         out: &mut Emitter,
     ) {
-        let Some(gw) = self.sh.domains[domain.index()].spec.gateway else {
+        // A network gone from the layout (its entries not yet forgotten) has no
+        // gateway to ask from.
+        let Some(gw) = self
+            .sh
+            .domains
+            .get(domain.index())
+            .and_then(|d| d.spec.gateway)
+        else {
             return;
         };
-        let action = match to.and_then(|m| self.sh.fdb.lookup(domain, m)) {
+        let action = match to.and_then(|m| self.fdb_port(domain, m)) {
             Some(p) => Action::Forward(p),
             None => Action::Flood(domain),
         };
@@ -287,10 +295,15 @@ impl Pipeline {
     }
 
     /// Accounts the packets dropped because the entry they waited on was evicted to
-    /// make room (by this worker's last call into the table, or another's).
+    /// make room (by this worker's last call into the table, or another's), or
+    /// forgotten with the endpoint or network it was of.
     pub(crate) fn settle_orphans(&mut self) {
-        while let Some(port) = self.sh.neighbors.take_orphan() {
-            self.settle_held(port, Action::Drop(Drop::NeighborEvicted.into()));
+        while let Some((port, why)) = self.sh.neighbors.take_orphan() {
+            let reason = match why {
+                Orphaned::Evicted => Drop::NeighborEvicted,
+                Orphaned::Flushed => Drop::NeighborFlushed,
+            };
+            self.settle_held(port, Action::Drop(reason.into()));
         }
     }
 
@@ -321,15 +334,15 @@ impl Pipeline {
                     self.sh.neighbors.take(h, &mut f);
                     let port = f.ingress;
                     let unresolved = Drop::NeighborUnresolved.into();
-                    let action = match self.sh.ports.get(port.index()) {
-                        Some(p) => {
-                            let domain = p.domain;
+                    let action = match self.port_domain(port) {
+                        Some(domain) => {
                             trace!(self, f, Trace::NeverAnswered);
                             let error =
                                 IcmpError::new(kind::DEST_UNREACHABLE, code::HOST_UNREACHABLE);
                             self.walk_from_icmp_error::<false>(&f, domain, error, unresolved, out)
                         }
-                        // Made by switchyard itself: there is no one to tell.
+                        // Made by switchyard itself, or from a port that is gone:
+                        // there is no one to tell.
                         None => Action::Drop(unresolved),
                     };
                     let packet = f.trace;
@@ -342,8 +355,18 @@ impl Pipeline {
                     let mut f = self.scratch.take().expect("scratch frame is present");
                     self.sh.neighbors.take(held, &mut f);
                     let port = f.ingress;
+                    // Its next hop's network is gone from this layout (the entry is
+                    // not yet forgotten): nowhere to send it.
+                    let on_layout = self
+                        .sh
+                        .domains
+                        .get(domain.index())
+                        .is_some_and(|d| d.spec.gateway.is_some());
                     // No buffer to send it in: counted by `emit`, dropped here.
-                    let action = if self.emit_room(out) {
+                    let action = if !on_layout {
+                        trace!(self, f, Trace::WaitedInVain(Drop::NeighborFlushed.into()));
+                        Action::Drop(Drop::NeighborFlushed.into())
+                    } else if self.emit_room(out) {
                         trace!(self, f, Trace::Released(mac));
                         // One buffer stays free for the packet itself.
                         self.walk_from_nat_rewrite::<false>(

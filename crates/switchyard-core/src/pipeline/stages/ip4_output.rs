@@ -129,7 +129,7 @@ impl Pipeline {
         let mut eth = f.ethernet_mut();
         eth.set_dst(adj.mac);
         eth.set_src(gw_mac);
-        let via = match self.sh.fdb.lookup(adj.domain, adj.mac) {
+        let via = match self.fdb_port(adj.domain, adj.mac) {
             Some(p) => Via::Port(p),
             None => Via::Flood(adj.domain),
         };

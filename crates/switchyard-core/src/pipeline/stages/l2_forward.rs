@@ -113,7 +113,7 @@ impl Pipeline {
             trace!(self, f, Trace::L3NotGateway(l2.dst));
             return Next::Drop(Drop::L3NoBridge.into());
         }
-        match self.sh.fdb.lookup(l2.domain, l2.dst) {
+        match self.fdb_port(l2.domain, l2.dst) {
             Some(port) if port == f.ingress => {
                 trace!(
                     self,
