@@ -113,10 +113,19 @@ impl Env {
         }
         check_container_id(&container_id)?;
         check_ifname(&ifname)?;
-        if !netns.is_empty() && !netns.starts_with('/') {
+        // An absolute path without `..` (one that climbs out of where it says it is),
+        // as switchyard takes a namespace path.
+        if !netns.is_empty()
+            && (!netns.starts_with('/')
+                || netns.split('/').any(|c| c == "..")
+                || netns.len() > MAX_NETNS_PATH)
+        {
             return Err(CniError::new(
                 code::INVALID_ENV,
-                format!("CNI_NETNS={netns:?} is not an absolute path to a network namespace"),
+                format!(
+                    "CNI_NETNS={:?} is not a plain absolute path to a network namespace",
+                    clip(&netns)
+                ),
             ));
         }
         Ok(Env {
@@ -133,6 +142,9 @@ impl Env {
         endpoint_name(&self.container_id, &self.ifname)
     }
 }
+
+/// Longest namespace path taken (PATH_MAX).
+const MAX_NETNS_PATH: usize = 4096;
 
 /// Longest container id kept whole in an endpoint name: `c-` + id + `-` + a 15-byte
 /// interface name stays within switchyard's 48-character names.
@@ -189,7 +201,7 @@ pub fn check_container_id(id: &str) -> Result<(), CniError> {
 const MAX_IFNAME: usize = 15;
 
 /// An interface name the kernel takes (1–15 bytes, not `.` or `..`, no '/', ':' or
-/// white space — the spec's rule) and that also fits an endpoint name (letters,
+/// white space — the spec's rule), not `lo`, and that also fits an endpoint name (letters,
 /// digits, '-', '_', '.'). The second rule is this plugin's: the interface name is
 /// part of the endpoint name, so it must be something switchyard can name.
 pub fn check_ifname(ifname: &str) -> Result<(), CniError> {
@@ -197,6 +209,8 @@ pub fn check_ifname(ifname: &str) -> Result<(), CniError> {
         && ifname.len() <= MAX_IFNAME
         && ifname != "."
         && ifname != ".."
+        // The namespace's loopback is there already and is not switchyard's.
+        && ifname != "lo"
         && ifname
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -207,7 +221,7 @@ pub fn check_ifname(ifname: &str) -> Result<(), CniError> {
             code::INVALID_ENV,
             format!(
                 "CNI_IFNAME={:?} is not an interface name switchyard can attach: 1 to \
-                 {MAX_IFNAME} letters, digits, '-', '_' or '.', not \".\" or \"..\"",
+                 {MAX_IFNAME} letters, digits, '-', '_' or '.', not \".\", \"..\" or \"lo\"",
                 clip(ifname)
             ),
         ))
@@ -448,6 +462,7 @@ mod tests {
             "a/b",
             "a:b",
             "a b",
+            "lo",
             "abcdefghijklmnop",
             "eth\u{e9}",
         ] {
@@ -464,12 +479,17 @@ mod tests {
     }
 
     #[test]
-    fn a_relative_namespace_path_is_refused() {
+    fn a_relative_or_climbing_namespace_path_is_refused() {
+        for bad in ["netns-1234", "/run/netns/../../etc/x", "/run/netns/.."] {
+            let mut pairs = podman_add();
+            pairs[2] = ("CNI_NETNS", bad);
+            let e = Env::read(Command::Add, &mut env_of(&pairs)).unwrap_err();
+            assert_eq!(e.code, 4, "{bad}");
+            assert!(e.msg.contains("CNI_NETNS"), "{}", e.msg);
+        }
         let mut pairs = podman_add();
-        pairs[2] = ("CNI_NETNS", "netns-1234");
-        let e = Env::read(Command::Add, &mut env_of(&pairs)).unwrap_err();
-        assert_eq!(e.code, 4);
-        assert!(e.msg.contains("CNI_NETNS"), "{}", e.msg);
+        pairs[2] = ("CNI_NETNS", "/proc/4242/ns/net");
+        Env::read(Command::Add, &mut env_of(&pairs)).unwrap();
     }
 
     #[test]
