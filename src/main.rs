@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchyard::control::cli::{self, MetricsArgs, TableArg, Target};
+use switchyard::control::protocol::{EndpointCreate, NetworkConnect, NetworkCreate, Request};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -100,6 +101,42 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Networks of a running instance, with Docker's verbs: create, rm, ls, inspect,
+    /// connect, disconnect.
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Endpoints of a running instance: create (a namespace, or a TAP in one someone
+    /// else made), rm, ls.
+    Endpoint {
+        #[command(subcommand)]
+        cmd: EndpointCmd,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Join two networks of a running instance for routing, or undo it (`[[allow]]`).
+    Allow {
+        #[command(subcommand)]
+        cmd: PairCmd,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Add or remove a static route of a running instance (`[[route]]`).
+    Route {
+        #[command(subcommand)]
+        cmd: RouteCmd,
+        #[command(flatten)]
+        target: Target,
+    },
     /// A guided tour: builds a small topology of its own, sends traffic step by step
     /// and shows what switchyard did with it and why; removes everything at the end.
     Tour {
@@ -118,6 +155,95 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// A new network (switchyard owns its gateway address).
+    Create {
+        name: String,
+        /// Its subnet, e.g. 10.20.0.0/24.
+        #[arg(long)]
+        subnet: String,
+        /// switchyard's address on it (default: the subnet's first host address).
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Masquerade its flows to the outside.
+        #[arg(long)]
+        masquerade: bool,
+        /// No way in or out: never joined, masqueraded, routed through or published.
+        #[arg(long)]
+        internal: bool,
+        /// Whether its endpoints may talk to each other (Docker's enable_icc).
+        #[arg(long, value_name = "BOOL")]
+        icc: Option<bool>,
+    },
+    /// Remove a network (refused while endpoints are attached).
+    Rm { name: String },
+    /// List the networks.
+    Ls,
+    /// A network and the endpoints attached to it.
+    Inspect { name: String },
+    /// Attach an endpoint to one more network.
+    Connect {
+        network: String,
+        endpoint: String,
+        /// Its address there (default: the lowest free one).
+        #[arg(long)]
+        ip: Option<String>,
+        /// The interface's name (default: the first free ethN).
+        #[arg(long)]
+        ifname: Option<String>,
+    },
+    /// Detach an endpoint from a network.
+    Disconnect { network: String, endpoint: String },
+}
+
+#[derive(Subcommand)]
+enum EndpointCmd {
+    /// A new endpoint: a namespace <prefix>NAME with eth0 on NETWORK, or with
+    /// --netns, a TAP in a namespace someone else made.
+    Create {
+        name: String,
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        /// A published port, HOST:CONTAINER[/tcp|udp] (repeat for more).
+        #[arg(long, value_name = "HOST:CONTAINER")]
+        publish: Vec<String>,
+        /// Attach this namespace (/run/netns/NAME, /proc/PID/ns/net) instead of
+        /// creating one; only the TAP is added there, and only it is removed.
+        #[arg(long, value_name = "PATH")]
+        netns: Option<String>,
+        /// The interface's name (default eth0).
+        #[arg(long)]
+        ifname: Option<String>,
+    },
+    /// Remove an endpoint, its namespace (if switchyard made it) and its table entries.
+    Rm { name: String },
+    /// List the endpoints.
+    Ls,
+}
+
+#[derive(Subcommand)]
+enum PairCmd {
+    /// Join two networks.
+    Add { a: String, b: String },
+    /// Undo a join.
+    Rm { a: String, b: String },
+}
+
+#[derive(Subcommand)]
+enum RouteCmd {
+    /// Add PREFIX via the router VIA.
+    Add { prefix: String, via: String },
+    /// Remove a route.
+    Rm { prefix: String, via: String },
 }
 
 fn main() -> ExitCode {
@@ -194,6 +320,83 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli::capture(ports, to, count, drops, &target, &cli.run_dir)
         }
         Command::Events { json, target } => cli::events(json, &target, &cli.run_dir),
+        Command::Network { cmd, target, json } => {
+            let req = match cmd {
+                NetworkCmd::Create {
+                    name,
+                    subnet,
+                    gateway,
+                    mtu,
+                    masquerade,
+                    internal,
+                    icc,
+                } => Request::NetworkCreate(NetworkCreate {
+                    name,
+                    subnet,
+                    gateway,
+                    mtu,
+                    masquerade,
+                    internal,
+                    icc,
+                }),
+                NetworkCmd::Rm { name } => Request::NetworkRm { name },
+                NetworkCmd::Ls => Request::NetworkLs {},
+                NetworkCmd::Inspect { name } => Request::NetworkInspect { name },
+                NetworkCmd::Connect {
+                    network,
+                    endpoint,
+                    ip,
+                    ifname,
+                } => Request::NetworkConnect(NetworkConnect {
+                    network,
+                    endpoint,
+                    ip,
+                    ifname,
+                }),
+                NetworkCmd::Disconnect { network, endpoint } => {
+                    Request::NetworkDisconnect { network, endpoint }
+                }
+            };
+            cli::ask(&req, json, &target, &cli.run_dir)
+        }
+        Command::Endpoint { cmd, target, json } => {
+            let req = match cmd {
+                EndpointCmd::Create {
+                    name,
+                    network,
+                    ip,
+                    mac,
+                    publish,
+                    netns,
+                    ifname,
+                } => Request::EndpointCreate(EndpointCreate {
+                    name,
+                    network,
+                    ip,
+                    mac,
+                    publish,
+                    netns,
+                    ifname,
+                }),
+                EndpointCmd::Rm { name } => Request::EndpointRm { name },
+                EndpointCmd::Ls => Request::EndpointLs {},
+            };
+            cli::ask(&req, json, &target, &cli.run_dir)
+        }
+        Command::Allow { cmd, target } => {
+            let req = match cmd {
+                PairCmd::Add { a, b } => Request::AllowAdd { a, b },
+                PairCmd::Rm { a, b } => Request::AllowRm { a, b },
+            };
+            cli::ask(&req, false, &target, &cli.run_dir)
+        }
+        Command::Route { cmd, target } => {
+            let req = match cmd {
+                RouteCmd::Add { prefix, via } => Request::RouteAdd { prefix, via },
+                RouteCmd::Rm { prefix, via } => Request::RouteRm { prefix, via },
+            };
+            cli::ask(&req, false, &target, &cli.run_dir)
+        }
         Command::Tour { step } => switchyard::control::tour::tour(step, &cli.run_dir),
         Command::Check { file } => cli::check(&file),
         Command::Bench { args } => cli::bench(&args, &cli.run_dir),
@@ -287,6 +490,70 @@ mod tests {
             .err()
             .expect("refused");
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn network_and_endpoint_verbs_parse_as_dockers_do() {
+        let cli = parse(&[
+            "network",
+            "create",
+            "back",
+            "--subnet",
+            "10.20.0.0/24",
+            "--masquerade",
+            "--icc",
+            "false",
+            "--prefix",
+            "p-",
+        ])
+        .unwrap();
+        let Command::Network { cmd, target, .. } = cli.command else {
+            panic!("network");
+        };
+        let NetworkCmd::Create {
+            name,
+            masquerade,
+            icc,
+            gateway,
+            ..
+        } = cmd
+        else {
+            panic!("create");
+        };
+        assert_eq!(
+            (name.as_str(), masquerade, icc, gateway),
+            ("back", true, Some(false), None)
+        );
+        assert_eq!(target.prefix.as_deref(), Some("p-"));
+        let cli = parse(&[
+            "endpoint",
+            "create",
+            "web",
+            "--network",
+            "default",
+            "--publish",
+            "8080:80/tcp",
+            "--publish",
+            "5353:53/udp",
+            "--netns",
+            "/run/netns/x",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Endpoint { cmd, json, .. } = cli.command else {
+            panic!("endpoint");
+        };
+        let EndpointCmd::Create { publish, netns, .. } = cmd else {
+            panic!("create");
+        };
+        assert_eq!(publish, ["8080:80/tcp", "5353:53/udp"]);
+        assert_eq!(netns.as_deref(), Some("/run/netns/x"));
+        assert!(json);
+        assert!(parse(&["network", "connect", "back", "web", "--ip", "10.20.0.5"]).is_ok());
+        assert!(parse(&["allow", "add", "a", "b"]).is_ok());
+        assert!(parse(&["route", "rm", "192.168.50.0/24", "10.1.0.254"]).is_ok());
+        let e = parse(&["network", "create", "x"]).err().expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -23,13 +23,13 @@ use switchyard_core::pipeline::DomainMode;
 pub struct Target {
     /// Prefix of the instance (without --config or --socket: "sy-", the built-in
     /// default's).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub prefix: Option<String>,
     /// Topology file the instance was started with (for its prefix).
-    #[arg(long, conflicts_with = "prefix")]
+    #[arg(long, global = true, conflicts_with = "prefix")]
     pub config: Option<PathBuf>,
     /// Control socket of the instance (overrides --prefix and --config).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
 }
 
@@ -346,6 +346,19 @@ pub fn show(table: Table, json: bool, target: &Target, run_root: &Path) -> Resul
         let file: toml::Table = toml::from_str(&c.toml)?;
         println!("{}", serde_json::to_string_pretty(&file)?);
     } else if json {
+        println!("{}", serde_json::to_string_pretty(&reply.payload())?);
+    } else {
+        print!("{}", render::reply(&reply));
+    }
+    Ok(())
+}
+
+/// The verbs that change or list networks, endpoints, joins and routes: asks the
+/// instance and prints its answer (`--json`: the reply's payload).
+pub fn ask(req: &Request, json: bool, target: &Target, run_root: &Path) -> Result<()> {
+    let socket = target.socket(run_root)?;
+    let reply = client::request(&socket, req)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&reply.payload())?);
     } else {
         print!("{}", render::reply(&reply));

@@ -183,9 +183,12 @@ enum Job {
 /// the ports it stops using.
 struct Reshape {
     adopt: AdoptFn,
-    add: Vec<(PortId, String, Box<dyn Port>)>,
+    add: Vec<QueueOf>,
     remove: Vec<PortId>,
 }
+
+/// One worker's queue of a new port, with the port's id and name.
+type QueueOf = (PortId, String, Box<dyn Port>);
 
 /// How a pipeline takes up a new layout (the same for every worker).
 pub type AdoptFn = Arc<dyn Fn(&mut Pipeline) + Send + Sync>;
@@ -385,8 +388,7 @@ impl Handle {
         }
         adopt(&mut self.observer.lock().unwrap_or_else(|e| e.into_inner()));
         let workers = self.links.len();
-        let mut per_worker: Vec<Vec<(PortId, String, Box<dyn Port>)>> =
-            (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<QueueOf>> = (0..workers).map(|_| Vec::new()).collect();
         for p in add {
             for (w, q) in p.queues.into_iter().enumerate() {
                 per_worker[w % workers].push((p.id, p.name.clone(), q));
