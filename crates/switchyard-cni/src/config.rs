@@ -75,8 +75,11 @@ pub struct NetConf {
     pub prefix: String,
     /// The directory the instance's run directory is in.
     pub run_dir: PathBuf,
-    /// Published ports, as switchyard writes them (`8080:80/tcp`).
-    pub publish: Vec<String>,
+    /// `runtimeConfig.portMappings` as given: read by ADD alone ([`NetConf::publish`]),
+    /// so that a DEL after an ADD refused for its ports still cleans up.
+    pub port_mappings: Option<serde_json::Value>,
+    /// A non-empty `ipam` section was given (refused by ADD).
+    pub ipam: bool,
     /// The result of ADD, which the runtime passes back on DEL and CHECK.
     pub prev_result: Option<serde_json::Value>,
 }
@@ -85,6 +88,41 @@ impl NetConf {
     /// The instance's control socket, `<runDir>/<prefix>/control.sock`.
     pub fn socket(&self) -> PathBuf {
         switchyard::topology::RunDir::new(&self.run_dir, &self.prefix).socket()
+    }
+
+    /// What ADD asks switchyard to publish, as switchyard writes it (`8080:80/tcp`),
+    /// from the `portMappings` capability; also refuses the parts of the config ADD
+    /// cannot honour. DEL and CHECK do not ask: a runtime cleans up with DEL after a
+    /// failed ADD, with the same config.
+    pub fn publish(&self) -> Result<Vec<String>, CniError> {
+        // switchyard assigns addresses itself (as Docker's IPAM does); an IPAM
+        // plugin's addresses would never reach it.
+        if self.ipam {
+            return Err(CniError::new(
+                code::UNSUPPORTED_FIELD,
+                "\"ipam\": switchyard assigns addresses itself; remove the ipam section \
+                 (a fixed address is CNI_ARGS IP=, as podman's --ip sets it)",
+            ));
+        }
+        let mappings: Vec<PortMapping> = match &self.port_mappings {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("invalid runtimeConfig.portMappings: {e}"),
+                )
+            })?,
+        };
+        let mut publish: Vec<String> = Vec::new();
+        for m in mappings {
+            let rule = m.to_publish()?;
+            // The same mapping twice is one rule (switchyard would refuse the second
+            // as a port already taken).
+            if !publish.contains(&rule) {
+                publish.push(rule);
+            }
+        }
+        Ok(publish)
     }
 }
 
@@ -111,7 +149,7 @@ struct RawConf {
 #[derive(Deserialize)]
 struct RuntimeConfig {
     #[serde(rename = "portMappings")]
-    port_mappings: Option<Vec<PortMapping>>,
+    port_mappings: Option<serde_json::Value>,
 }
 
 /// One entry of the `portMappings` capability (CNI conventions), as podman writes it
@@ -249,35 +287,17 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
             clip(&run_dir.display().to_string())
         )));
     }
-    // switchyard assigns addresses itself (as Docker's IPAM does); an IPAM plugin's
-    // addresses would never reach it.
-    if raw.ipam.as_ref().is_some_and(|v| !is_empty_json(v)) {
-        return Err(CniError::new(
-            code::UNSUPPORTED_FIELD,
-            "\"ipam\": switchyard assigns addresses itself; remove the ipam section \
-             (a fixed address is CNI_ARGS IP=, as podman's --ip sets it)",
-        ));
-    }
-    let mut publish: Vec<String> = Vec::new();
-    for m in raw
-        .runtime_config
-        .and_then(|r| r.port_mappings)
-        .unwrap_or_default()
-    {
-        let rule = m.to_publish()?;
-        // The same mapping twice is one rule (switchyard would refuse the second
-        // as a port already taken).
-        if !publish.contains(&rule) {
-            publish.push(rule);
-        }
-    }
     Ok(NetConf {
         cni_version,
         name,
         network,
         prefix,
         run_dir,
-        publish,
+        port_mappings: raw
+            .runtime_config
+            .and_then(|r| r.port_mappings)
+            .filter(|v| !v.is_null()),
+        ipam: raw.ipam.as_ref().is_some_and(|v| !is_empty_json(v)),
         prev_result: raw.prev_result.filter(|v| !v.is_null()),
     })
 }
@@ -347,7 +367,7 @@ mod tests {
             c.socket(),
             PathBuf::from("/run/switchyard/sy-/control.sock")
         );
-        assert_eq!(c.publish, ["8080:80/tcp", "5353:53/udp"]);
+        assert_eq!(c.publish().unwrap(), ["8080:80/tcp", "5353:53/udp"]);
         assert_eq!(c.prev_result, None);
     }
 
@@ -471,31 +491,48 @@ mod tests {
     }
 
     #[test]
-    fn bad_port_mappings_refuse_the_config() {
+    fn bad_port_mappings_refuse_publishing_but_not_the_config() {
+        // The config still reads (DEL and CHECK need nothing of the ports); what
+        // would be published is refused.
         let mut v = podman();
         v["runtimeConfig"]["portMappings"][0]["hostIP"] = json!("10.1.2.3");
-        assert_eq!(conf(v).unwrap_err().code, code::UNSUPPORTED_FIELD);
+        assert_eq!(
+            conf(v).unwrap().publish().unwrap_err().code,
+            code::UNSUPPORTED_FIELD
+        );
+        for bad in [json!("8080"), json!(-1), json!(null)] {
+            let mut v = podman();
+            v["runtimeConfig"]["portMappings"][0]["hostPort"] = bad.clone();
+            let e = conf(v).unwrap().publish().unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{bad}");
+        }
         let mut v = podman();
-        v["runtimeConfig"]["portMappings"][0]["hostPort"] = json!("8080");
-        assert_eq!(conf(v).unwrap_err().code, code::INVALID_CONFIG);
+        v["runtimeConfig"]["portMappings"] = json!({"hostPort": 80});
+        assert_eq!(
+            conf(v).unwrap().publish().unwrap_err().code,
+            code::INVALID_CONFIG
+        );
         // The same mapping twice is published once; no runtimeConfig, none.
         let mut v = podman();
         v["runtimeConfig"]["portMappings"][1] = v["runtimeConfig"]["portMappings"][0].clone();
-        assert_eq!(conf(v).unwrap().publish, ["8080:80/tcp"]);
+        assert_eq!(conf(v).unwrap().publish().unwrap(), ["8080:80/tcp"]);
         let mut v = podman();
         v.as_object_mut().unwrap().remove("runtimeConfig");
-        assert!(conf(v).unwrap().publish.is_empty());
+        assert!(conf(v).unwrap().publish().unwrap().is_empty());
+        let mut v = podman();
+        v["runtimeConfig"] = json!({"portMappings": null});
+        assert!(conf(v).unwrap().publish().unwrap().is_empty());
     }
 
     #[test]
-    fn an_ipam_section_is_refused_but_an_empty_one_is_not() {
+    fn an_ipam_section_is_refused_by_add_but_an_empty_one_is_not() {
         let mut v = podman();
         v["ipam"] = json!({"type":"host-local","subnet":"10.1.0.0/24"});
-        let e = conf(v).unwrap_err();
+        let e = conf(v).unwrap().publish().unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_FIELD);
         assert!(e.msg.contains("ipam"), "{}", e.msg);
         let mut v = podman();
         v["ipam"] = json!({});
-        conf(v).unwrap();
+        conf(v).unwrap().publish().unwrap();
     }
 }

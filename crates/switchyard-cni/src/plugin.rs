@@ -195,13 +195,14 @@ fn already_attached(env: &Env) -> CniError {
 }
 
 fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
+    let publish = conf.publish()?;
     let name = env.endpoint_name();
     let req = Request::EndpointCreate(EndpointCreate {
         name: name.clone(),
         network: conf.network.clone(),
         ip: env.args.ip.map(|ip| ip.to_string()),
         mac: env.args.mac.clone(),
-        publish: conf.publish.clone(),
+        publish,
         netns: Some(env.netns.clone()),
         ifname: Some(env.ifname.clone()),
     });

@@ -625,18 +625,19 @@ fn a_host_address_on_a_published_port_is_refused() {
     let (code, msg) = plugin("ADD", &[], &bytes(&conf)).error();
     assert_eq!(code, 2);
     assert!(msg.contains("hostIP \"127.0.0.1\""), "{msg}");
+    assert!(!dir.socket().exists(), "refused before asking switchyard");
+
+    // podman cleans up a failed ADD with DEL and the same config: it succeeds.
+    let server = dir.serve(vec![Response::ok(Reply::Endpoints(vec![]))]);
+    let del = plugin("DEL", &[], &bytes(&conf));
+    assert_eq!(server.join().unwrap(), [Request::EndpointLs {}]);
+    assert_eq!((del.code, del.stdout.as_str()), (0, ""));
 }
 
 #[test]
 fn hostile_input_gets_an_error_object_not_a_crash() {
     let huge = vec![b'['; 3 * 1024 * 1024];
-    let cases: [&[u8]; 5] = [
-        b"",
-        b"{",
-        b"\xff\xfe\x00",
-        br#"{"cniVersion":"0.4.0","name":"n","network":"a","runtimeConfig":{"portMappings":[{"hostPort":-1}]}}"#,
-        &huge,
-    ];
+    let cases: [&[u8]; 4] = [b"", b"{", b"\xff\xfe\x00", &huge];
     for stdin in cases {
         for cmd in ["ADD", "DEL", "CHECK"] {
             let (code, _) = plugin(cmd, &[], stdin).error();
@@ -646,8 +647,17 @@ fn hostile_input_gets_an_error_object_not_a_crash() {
     // Deeply nested JSON within the size cap.
     let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
     assert_eq!(plugin("ADD", &[], deep.as_bytes()).error().0, 6);
-    // A prevResult that is no result: CHECK cannot use it.
+    // A port mapping that is none: ADD refuses it before asking anything; DEL, which
+    // needs no ports, still cleans up.
     let dir = RunDir::new("hostile");
+    let mut conf = dir.conf("0.4.0");
+    conf["runtimeConfig"] = json!({"portMappings": [{"hostPort": -1}]});
+    assert_eq!(plugin("ADD", &[], &bytes(&conf)).error().0, 7);
+    let server = dir.serve(vec![Response::ok(Reply::Endpoints(vec![]))]);
+    let del = plugin("DEL", &[], &bytes(&conf));
+    server.join().unwrap();
+    assert_eq!((del.code, del.stdout.as_str()), (0, ""));
+    // A prevResult that is no result: CHECK cannot use it.
     let mut conf = dir.conf("0.4.0");
     conf["prevResult"] = json!([1, 2]);
     assert_eq!(plugin("CHECK", &[], &bytes(&conf)).error().0, 7);
