@@ -275,8 +275,19 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
                 .into(),
         )
     })?;
-    if network.is_empty() {
-        return Err(invalid("\"network\" is empty".into()));
+    // switchyard's rule for names: a longer or stranger one names no network of it.
+    let ok = !network.is_empty()
+        && network.len() <= 48
+        && !network.starts_with(['.', '-'])
+        && network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(invalid(format!(
+            "\"network\" {:?} is not a switchyard network name: 1 to 48 letters, digits, \
+             '-', '_' or '.', not starting with '.' or '-'",
+            clip(&network)
+        )));
     }
     let prefix = raw.prefix.unwrap_or_else(|| "sy-".into());
     check_prefix(&prefix).map_err(|e| invalid(format!("\"prefix\": {e}")))?;
@@ -391,6 +402,9 @@ mod tests {
         assert!(e.msg.contains("\"network\""), "{}", e.msg);
         for (key, val) in [
             ("network", json!("")),
+            ("network", json!("a/b")),
+            ("network", json!("-a")),
+            ("network", json!("n".repeat(49))),
             ("prefix", json!("../etc")),
             ("prefix", json!("")),
             ("runDir", json!("run/sy")),

@@ -19,7 +19,7 @@
 //!   covers the interface inside the namespace without entering it).
 
 use crate::config::NetConf;
-use crate::env::Env;
+use crate::env::{clip, Env};
 use crate::error::{code, CniError};
 use crate::result::{interface, CniResult, PrevResult};
 use std::io::ErrorKind;
@@ -209,7 +209,7 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
     let what = format!(
         "attach container {} to network {}",
         short(env),
-        conf.network
+        clip(&conf.network)
     );
     match ask(conf, &req) {
         Ok(Reply::Endpoint(row)) => {
@@ -321,7 +321,8 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     if i.network != conf.network {
         return Err(failed(format!(
             "endpoint {name} is on network {}, not {}",
-            i.network, conf.network
+            i.network,
+            clip(&conf.network)
         )));
     }
     if !i.mac.eq_ignore_ascii_case(want_mac) {
