@@ -213,6 +213,12 @@ impl Edit {
             } => {
                 let ip = addr::<Ipv4Addr>("ip", ip)?;
                 let e = find_endpoint(cfg, endpoint)?;
+                // An endpoint left only `lo` (its last network disconnected, or
+                // `mode = "none"`) takes a network again; one sharing another's
+                // namespace does not (validation says so).
+                if e.mode.as_deref() == Some("none") {
+                    e.mode = None;
+                }
                 let mut attach = attachments(e);
                 let ifname = ifname.clone().unwrap_or_else(|| {
                     let taken: BTreeSet<String> =

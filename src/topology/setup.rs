@@ -457,7 +457,8 @@ impl Deployment {
     }
 
     /// Adds interfaces to an endpoint that exists (`network connect`): TAPs made in
-    /// its namespace, in the order given. Its default route stays as it is.
+    /// its namespace, in the order given. A default route it has stays as it is; one
+    /// without (all its networks were disconnected) gets one via the first new one.
     pub fn add_interfaces(
         &mut self,
         topo: &Topology,
@@ -465,7 +466,7 @@ impl Deployment {
         ifaces: &[&Interface],
     ) -> Result<Vec<TapPort>, SetupError> {
         let setups: Vec<IfaceSetup> = ifaces.iter().map(|i| IfaceSetup::of(topo, i)).collect();
-        let run = move || configure_interfaces(&setups, Route::Never);
+        let run = move || configure_interfaces(&setups, Route::IfNone);
         if ep.foreign {
             in_namespace_at(&ep.name, &ep.netns, run)
         } else {
@@ -750,10 +751,9 @@ impl IfaceSetup {
 enum Route {
     /// Always (a namespace switchyard made: nothing else routes there).
     Always,
-    /// Unless the namespace has one (someone else's: a runtime may have set it).
+    /// Unless the namespace has one (someone else's, where a runtime may have set
+    /// it; or an endpoint connected to one more network).
     IfNone,
-    /// Never (interfaces added to an endpoint that has its route).
-    Never,
 }
 
 type StepError = (String, Box<dyn std::error::Error + Send + Sync>);
@@ -812,7 +812,7 @@ fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPo
         taps.push(tap);
     }
     // Like a container: the default route goes via the gateway of the first network.
-    if let (Some(first), Some(idx), false) = (ifaces.first(), first_index, route == Route::Never) {
+    if let (Some(first), Some(idx)) = (ifaces.first(), first_index) {
         if let Some(gw) = first.gateway {
             match rtnl.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(idx)) {
                 Err(e) if route == Route::IfNone && e.is_exists() => {}

@@ -10,7 +10,7 @@ use super::{addressing, valid_name, Checker, Gateway, Network, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use switchyard_core::pipeline::{DomainGuard, DomainId, DomainMode};
+use switchyard_core::pipeline::{DomainGuard, DomainId, DomainMode, MAX_DOMAINS};
 use switchyard_core::wire::Ipv4Cidr;
 
 /// `[[network]]`
@@ -96,6 +96,12 @@ pub(super) fn check<'a>(
 ) -> Networks<'a> {
     let mut networks: Vec<Network> = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
+    if raw.len() > MAX_DOMAINS {
+        c.bad(
+            "network",
+            format!("{} networks; at most {MAX_DOMAINS}", raw.len()),
+        );
+    }
     for (i, n) in raw.iter().enumerate() {
         let f = format!("network \"{}\"", n.name);
         let fld = |k: &str| format!("{f}.{k}");
