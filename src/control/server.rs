@@ -653,16 +653,8 @@ fn handle(
         Request::EndpointLs {} => whole(Reply::Endpoints(
             instance.topology.read(super::change::endpoint_rows),
         )),
-        Request::NetworkCreate(_)
-        | Request::NetworkRm { .. }
-        | Request::NetworkConnect(_)
-        | Request::NetworkDisconnect { .. }
-        | Request::EndpointCreate(_)
-        | Request::EndpointRm { .. }
-        | Request::AllowAdd { .. }
-        | Request::AllowRm { .. }
-        | Request::RouteAdd { .. }
-        | Request::RouteRm { .. } => {
+        // The rest change the instance (`Request::is_change`).
+        _ => {
             let submitted = match &instance.changes {
                 Some(c) => c.submit(req),
                 None => Err(ErrorReply::new(

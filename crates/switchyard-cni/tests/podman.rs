@@ -10,27 +10,17 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
-use switchyard::control::client;
-use switchyard::control::protocol::{PortRow, Reply, Request, Table};
-use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
+use switchyard::control::protocol::{PortRow, Table};
+use switchyard::control::Switchyard;
 use switchyard_testkit::fixtures::{
-    build, require_root, run_root, start, unique_prefix, wait_until,
+    build, nat, require_root, run_root, show, start, unique_prefix, wait_until,
 };
 use switchyard_testkit::podman::{text, Podman};
 use switchyard_testkit::traffic::{tcp_connect, tcp_listener};
 
-fn ports(socket: &std::path::Path) -> Vec<PortRow> {
-    match client::request(
-        socket,
-        &Request::Show {
-            table: Table::Ports,
-        },
-    )
-    .unwrap()
-    {
-        Reply::Ports(rows) => rows,
-        other => panic!("{other:?}"),
-    }
+/// The ports `show ports` lists now.
+fn ports(sy: &Switchyard) -> Vec<PortRow> {
+    show(sy, Table::Ports)
 }
 
 #[test]
@@ -42,27 +32,9 @@ fn a_podman_container_on_a_switchyard_network() {
         return;
     };
     let prefix = unique_prefix();
-    let sy = start(build(
-        Topology::builder()
-            .prefix(&prefix)
-            .network(
-                NetworkBuilder::new("default", "172.17.0.0/16")
-                    .gateway("172.17.0.1")
-                    .masquerade(),
-            )
-            .network(
-                NetworkBuilder::new("outside", "198.51.100.0/24")
-                    .gateway("198.51.100.1")
-                    .external(),
-            )
-            .endpoint(EndpointBuilder::new("b").on("default").ip("172.17.0.3"))
-            .endpoint(
-                EndpointBuilder::new("outside")
-                    .on("outside")
-                    .ip("198.51.100.2"),
-            ),
-    ));
-    let socket = sy.socket().to_path_buf();
+    // Network default (172.17.0.0/16, masqueraded; a .2 and b .3) and the uplink
+    // to `outside` (198.51.100.0/24), where a's 8080 is published.
+    let sy = start(build(nat(&prefix)));
     let outside = format!("{prefix}outside");
     pm.install_plugin(
         "switchyard-cni",
@@ -106,7 +78,7 @@ fn a_podman_container_on_a_switchyard_network() {
     wait_until(
         Duration::from_secs(5),
         "the --rm container's port gone",
-        || ports(&socket).iter().all(|p| !p.port.starts_with("c-")),
+        || ports(&sy).iter().all(|p| !p.port.starts_with("c-")),
     );
 
     // A container serving HTTP on port 80, published as 9080.
@@ -115,7 +87,7 @@ fn a_podman_container_on_a_switchyard_network() {
         .unwrap_or_else(|o| panic!("podman run -d: {}", text(&o)));
     let id = pm.inspect(&name, "{{.Id}}");
     let port_name = format!("c-{}", &id[..12]);
-    let row = ports(&socket)
+    let row = ports(&sy)
         .into_iter()
         .find(|p| p.port == port_name)
         .unwrap_or_else(|| panic!("no port {port_name} in show ports"));
@@ -162,7 +134,7 @@ fn a_podman_container_on_a_switchyard_network() {
     wait_until(
         Duration::from_secs(5),
         "the stopped container's port gone",
-        || ports(&socket).iter().all(|p| p.port != port_name),
+        || ports(&sy).iter().all(|p| p.port != port_name),
     );
     let rm = pm.rm_force(&name);
     assert!(rm.status.success(), "{}", text(&rm));
