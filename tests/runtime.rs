@@ -499,12 +499,18 @@ fn a_connected_network_brings_eth1_and_disconnect_takes_it_away() {
             .filter(|r| r.port == "a/eth1")
             .count()
     };
-    assert!(on_eth1(&sock) >= 1, "a's eth1 MAC is learned");
+    let learned = on_eth1(&sock);
+    assert!(learned >= 1, "a's eth1 MAC is learned");
     let ports: Vec<PortRow> = table(&sock, Table::Ports);
     assert!(ports.iter().any(|p| p.port == "a/eth1"), "{ports:?}");
 
-    let said = ok(&inst, &["network", "disconnect", "green", "a"]);
-    eprintln!("network disconnect: {}", said.trim());
+    let said: Changed = serde_json::from_str(&ok(
+        &inst,
+        &["network", "disconnect", "green", "a", "--json"],
+    ))
+    .unwrap();
+    eprintln!("network disconnect: {said:?}");
+    assert_eq!(said.forgotten.fdb, learned, "the reply counts eth1's FDB entries");
     let (found, _) = ip(&["-n", &a, "link", "show", "dev", "eth1"]);
     assert!(!found, "eth1 is still in {a}");
     assert_eq!(on_eth1(&sock), 0);
