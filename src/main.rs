@@ -568,14 +568,25 @@ mod tests {
 
     #[test]
     fn route_prefix_is_not_the_instance_prefix() {
-        let cli = parse(&["route", "add", "10.99.0.0/16", "10.2.0.254", "--prefix", "p-"]).unwrap();
+        let cli = parse(&[
+            "route",
+            "add",
+            "10.99.0.0/16",
+            "10.2.0.254",
+            "--prefix",
+            "p-",
+        ])
+        .unwrap();
         let Command::Route { cmd, target } = cli.command else {
             panic!("route");
         };
         let RouteCmd::Add { prefix, via } = cmd else {
             panic!("add");
         };
-        assert_eq!((prefix.as_str(), via.as_str()), ("10.99.0.0/16", "10.2.0.254"));
+        assert_eq!(
+            (prefix.as_str(), via.as_str()),
+            ("10.99.0.0/16", "10.2.0.254")
+        );
         assert_eq!(target.prefix.as_deref(), Some("p-"));
         let cli = parse(&["route", "rm", "10.99.0.0/16", "10.2.0.254"]).unwrap();
         let Command::Route { target, .. } = cli.command else {

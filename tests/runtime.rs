@@ -46,14 +46,22 @@ fn cli(inst: &Instance, args: &[&str]) -> Output {
 /// A verb that must succeed; its standard output.
 fn ok(inst: &Instance, args: &[&str]) -> String {
     let o = cli(inst, args);
-    assert!(o.status.success(), "switchyard {args:?} failed: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "switchyard {args:?} failed: {}",
+        text(&o)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// A verb that must be refused; what it printed.
 fn refused(inst: &Instance, args: &[&str]) -> String {
     let o = cli(inst, args);
-    assert!(!o.status.success(), "switchyard {args:?} succeeded: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "switchyard {args:?} succeeded: {}",
+        text(&o)
+    );
     text(&o)
 }
 
@@ -78,9 +86,12 @@ fn table<T: serde::de::DeserializeOwned>(socket: &Path, table: Table) -> T {
 }
 
 fn config(socket: &Path) -> String {
-    match ask(socket, &Request::Show {
-        table: Table::Config,
-    })
+    match ask(
+        socket,
+        &Request::Show {
+            table: Table::Config,
+        },
+    )
     .expect("show config answers")
     {
         Reply::Config(c) => c.toml,
@@ -137,9 +148,11 @@ fn addr(ip_with_len: &str) -> Ipv4Addr {
 
 /// Waits until `ns` gets an answer from `dst` (the first ping may wait for ARP).
 fn pings(ns: &str, dst: Ipv4Addr) {
-    wait_until(Duration::from_secs(5), &format!("{ns} to ping {dst}"), || {
-        ping(ns, dst, SHORT).is_ok()
-    });
+    wait_until(
+        Duration::from_secs(5),
+        &format!("{ns} to ping {dst}"),
+        || ping(ns, dst, SHORT).is_ok(),
+    );
 }
 
 /// Asserts that `ns` gets no answer from `dst`, three times over.
@@ -193,14 +206,30 @@ fn networks_are_created_inspected_and_removed_and_bad_ones_refused() {
     ok(
         &inst,
         &[
-            "network", "create", "blue", "--subnet", "10.20.0.0/24", "--gateway",
-            "10.20.0.254", "--mtu", "1400", "--icc", "false",
+            "network",
+            "create",
+            "blue",
+            "--subnet",
+            "10.20.0.0/24",
+            "--gateway",
+            "10.20.0.254",
+            "--mtu",
+            "1400",
+            "--icc",
+            "false",
         ],
     );
     ok(
         &inst,
         &[
-            "endpoint", "create", "x", "--network", "blue", "--ip", "10.20.0.5", "--mac",
+            "endpoint",
+            "create",
+            "x",
+            "--network",
+            "blue",
+            "--ip",
+            "10.20.0.5",
+            "--mac",
             "02:00:0a:14:00:05",
         ],
     );
@@ -223,14 +252,25 @@ fn networks_are_created_inspected_and_removed_and_bad_ones_refused() {
     let n: NetworkRow =
         serde_json::from_str(&ok(&inst, &["network", "inspect", "blue", "--json"])).unwrap();
     assert_eq!(
-        (n.name.as_str(), n.subnet.as_str(), n.gateway.as_deref(), n.mtu, n.icc),
+        (
+            n.name.as_str(),
+            n.subnet.as_str(),
+            n.gateway.as_deref(),
+            n.mtu,
+            n.icc
+        ),
         ("blue", "10.20.0.0/24", Some("10.20.0.254"), 1400, false)
     );
     assert!(!n.masquerade && !n.internal && !n.external);
     assert_eq!(n.endpoints.len(), 1, "{n:?}");
     let e = &n.endpoints[0];
     assert_eq!(
-        (e.endpoint.as_str(), e.interface.as_str(), e.mac.as_str(), e.ip.as_str()),
+        (
+            e.endpoint.as_str(),
+            e.interface.as_str(),
+            e.mac.as_str(),
+            e.ip.as_str()
+        ),
         ("x", "eth0", "02:00:0a:14:00:05", "10.20.0.5/24")
     );
     let ls = ok(&inst, &["network", "ls"]);
@@ -249,7 +289,10 @@ fn networks_are_created_inspected_and_removed_and_bad_ones_refused() {
 
     // Changes the config file's rules refuse: `invalid`, with the file's words, and
     // nothing changes.
-    ok(&inst, &["network", "create", "tiny", "--subnet", "10.40.0.0/30"]);
+    ok(
+        &inst,
+        &["network", "create", "tiny", "--subnet", "10.40.0.0/30"],
+    );
     ok(&inst, &["endpoint", "create", "t1", "--network", "tiny"]);
     let before = config(&sock);
     for (args, says) in [
@@ -257,8 +300,14 @@ fn networks_are_created_inspected_and_removed_and_bad_ones_refused() {
             &["network", "create", "red", "--subnet", "10.20.0.128/25"][..],
             "overlap",
         ),
-        (&["network", "create", "blue", "--subnet", "10.30.0.0/24"][..], "blue"),
-        (&["endpoint", "create", "t2", "--network", "tiny"][..], "tiny"),
+        (
+            &["network", "create", "blue", "--subnet", "10.30.0.0/24"][..],
+            "blue",
+        ),
+        (
+            &["endpoint", "create", "t2", "--network", "tiny"][..],
+            "tiny",
+        ),
     ] {
         let why = refused(&inst, args);
         assert!(why.contains("[invalid]"), "{args:?}: {why}");
@@ -325,7 +374,11 @@ fn new_endpoints_reach_their_gateway_and_each_other_only_while_allowed() {
             .iter()
             .any(|r| r.prefix == "10.99.0.0/16" && r.via.as_deref() == Some("10.22.0.2"))
     };
-    assert_eq!(b1_ip, Ipv4Addr::new(10, 22, 0, 2), "the lowest free address");
+    assert_eq!(
+        b1_ip,
+        Ipv4Addr::new(10, 22, 0, 2),
+        "the lowest free address"
+    );
     ok(&inst, &["route", "add", "10.99.0.0/16", "10.22.0.2"]);
     assert!(has_route(&sock));
     let routes = ok(&inst, &["show", "routes"]);
@@ -386,16 +439,19 @@ fn endpoint_rm_forgets_its_fdb_neighbor_and_conntrack_entries_and_published_port
 
     // In through the published port...
     let server = tcp_listener(&w_ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
-    let mut inbound = tcp_connect(&outside, uplink, Duration::from_secs(3))
-        .expect("the published port answers");
+    let mut inbound =
+        tcp_connect(&outside, uplink, Duration::from_secs(3)).expect("the published port answers");
     let (mut accepted, _) = server.accept().unwrap();
     inbound.write_all(b"in").unwrap();
     let mut buf = [0u8; 2];
     accepted.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"in");
     // ... and out, masqueraded.
-    let far = tcp_listener(&outside, SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 9000))
-        .unwrap();
+    let far = tcp_listener(
+        &outside,
+        SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 9000),
+    )
+    .unwrap();
     let mut outbound = tcp_connect(
         &w_ns,
         SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 9000),
@@ -403,7 +459,11 @@ fn endpoint_rm_forgets_its_fdb_neighbor_and_conntrack_entries_and_published_port
     )
     .expect("a masqueraded connection out");
     let (mut far_end, from) = far.accept().unwrap();
-    assert_eq!(from.ip(), std::net::IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), "masqueraded");
+    assert_eq!(
+        from.ip(),
+        std::net::IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
+        "masqueraded"
+    );
     outbound.write_all(b"out").unwrap();
     let mut buf = [0u8; 3];
     far_end.read_exact(&mut buf).unwrap();
@@ -428,7 +488,9 @@ fn endpoint_rm_forgets_its_fdb_neighbor_and_conntrack_entries_and_published_port
         table::<ConntrackReport>(sock, Table::Conntrack)
             .connections
             .into_iter()
-            .filter(|c| [&c.original.src, &c.original.dst, &c.reply.src, &c.reply.dst].contains(&&ws))
+            .filter(|c| {
+                [&c.original.src, &c.original.dst, &c.reply.src, &c.reply.dst].contains(&&ws)
+            })
             .count()
     };
     let (fdb, neighbors, conns) = (
@@ -438,12 +500,19 @@ fn endpoint_rm_forgets_its_fdb_neighbor_and_conntrack_entries_and_published_port
     );
     assert!(fdb >= 1, "w's MAC is learned");
     assert!(neighbors >= 1, "the router knows w's MAC");
-    assert!(conns >= 2, "the inbound and outbound connections are tracked");
+    assert!(
+        conns >= 2,
+        "the inbound and outbound connections are tracked"
+    );
 
     let c = changed(ask(&sock, &Request::EndpointRm { name: "w".into() }));
     eprintln!("endpoint rm w: {c:?}");
     assert_eq!(
-        (c.forgotten.fdb, c.forgotten.neighbors, c.forgotten.conntrack),
+        (
+            c.forgotten.fdb,
+            c.forgotten.neighbors,
+            c.forgotten.conntrack
+        ),
         (fdb, neighbors, conns),
         "the reply counts what the tables had"
     );
@@ -477,15 +546,40 @@ fn a_connected_network_brings_eth1_and_disconnect_takes_it_away() {
     let mut up = inst.up(&[]);
     let sock = inst.socket();
     let a = inst.netns("a");
-    ok(&inst, &["network", "create", "green", "--subnet", "10.23.0.0/24"]);
-    ok(&inst, &["endpoint", "create", "g1", "--network", "green", "--ip", "10.23.0.2"]);
+    ok(
+        &inst,
+        &["network", "create", "green", "--subnet", "10.23.0.0/24"],
+    );
+    ok(
+        &inst,
+        &[
+            "endpoint",
+            "create",
+            "g1",
+            "--network",
+            "green",
+            "--ip",
+            "10.23.0.2",
+        ],
+    );
     let e: EndpointRow = serde_json::from_str(&ok(
         &inst,
-        &["network", "connect", "green", "a", "--ip", "10.23.0.7", "--json"],
+        &[
+            "network",
+            "connect",
+            "green",
+            "a",
+            "--ip",
+            "10.23.0.7",
+            "--json",
+        ],
     ))
     .unwrap();
     let eth1 = e.interfaces.iter().find(|i| i.network == "green").unwrap();
-    assert_eq!((eth1.ifname.as_str(), eth1.ip.as_str()), ("eth1", "10.23.0.7/24"));
+    assert_eq!(
+        (eth1.ifname.as_str(), eth1.ip.as_str()),
+        ("eth1", "10.23.0.7/24")
+    );
     let (found, addrs) = ip(&["-n", &a, "-4", "addr", "show", "dev", "eth1"]);
     assert!(found && addrs.contains("10.23.0.7/24"), "{addrs}");
 
@@ -510,7 +604,10 @@ fn a_connected_network_brings_eth1_and_disconnect_takes_it_away() {
     ))
     .unwrap();
     eprintln!("network disconnect: {said:?}");
-    assert_eq!(said.forgotten.fdb, learned, "the reply counts eth1's FDB entries");
+    assert_eq!(
+        said.forgotten.fdb, learned,
+        "the reply counts eth1's FDB entries"
+    );
     let (found, _) = ip(&["-n", &a, "link", "show", "dev", "eth1"]);
     assert!(!found, "eth1 is still in {a}");
     assert_eq!(on_eth1(&sock), 0);
@@ -551,11 +648,22 @@ fn a_foreign_namespace_gets_an_interface_and_keeps_everything_else() {
     let mut up = inst.up(&[]);
     let sock = inst.socket();
 
-    ok(&inst, &["network", "create", "n5", "--subnet", "10.24.0.0/24"]);
+    ok(
+        &inst,
+        &["network", "create", "n5", "--subnet", "10.24.0.0/24"],
+    );
     let e: EndpointRow = serde_json::from_str(&ok(
         &inst,
         &[
-            "endpoint", "create", "x", "--network", "n5", "--netns", &path, "--ifname", "net0",
+            "endpoint",
+            "create",
+            "x",
+            "--network",
+            "n5",
+            "--netns",
+            &path,
+            "--ifname",
+            "net0",
             "--json",
         ],
     ))
@@ -596,7 +704,17 @@ fn a_foreign_namespace_gets_an_interface_and_keeps_everything_else() {
     // Attached again, then switchyard exits: the namespace and own0 stay.
     ok(
         &inst,
-        &["endpoint", "create", "x", "--network", "n5", "--netns", &path, "--ifname", "net0"],
+        &[
+            "endpoint",
+            "create",
+            "x",
+            "--network",
+            "n5",
+            "--netns",
+            &path,
+            "--ifname",
+            "net0",
+        ],
     );
     let out = up.signal(Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
@@ -615,7 +733,12 @@ fn show_config_after_changes_round_trips() {
         return;
     }
     let prefix = unique_prefix();
-    let _ns = Namespaces(["p1", "p2"].iter().map(|e| format!("{prefix}{e}")).collect());
+    let _ns = Namespaces(
+        ["p1", "p2"]
+            .iter()
+            .map(|e| format!("{prefix}{e}"))
+            .collect(),
+    );
     let sy = start(build(three(&prefix)));
     let sock = sy.socket().to_path_buf();
     ask(
@@ -678,7 +801,14 @@ fn show_config_after_changes_round_trips() {
                     e.netns.clone(),
                     e.interfaces
                         .iter()
-                        .map(|i| (i.ifname.clone(), t.networks[i.network].name.clone(), i.ip, i.mac))
+                        .map(|i| {
+                            (
+                                i.ifname.clone(),
+                                t.networks[i.network].name.clone(),
+                                i.ip,
+                                i.mac,
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 )
             })
@@ -695,10 +825,22 @@ fn show_config_after_changes_round_trips() {
 
     let file = TempFile(std::env::temp_dir().join(format!("{prefix}shown.toml")));
     std::fs::write(&file.0, &text_cfg).unwrap();
-    let o = Command::new(BIN).arg("check").arg(&file.0).output().unwrap();
-    assert!(o.status.success(), "switchyard check refuses it: {}", text(&o));
+    let o = Command::new(BIN)
+        .arg("check")
+        .arg(&file.0)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "switchyard check refuses it: {}",
+        text(&o)
+    );
     stop(sy);
-    assert_gone(&[format!("{prefix}p1"), format!("{prefix}p2"), format!("{prefix}c")]);
+    assert_gone(&[
+        format!("{prefix}p1"),
+        format!("{prefix}p2"),
+        format!("{prefix}c"),
+    ]);
 }
 
 // ---- 7. runtime namespaces at exit and after a crash -------------------------------
@@ -772,6 +914,7 @@ fn absurd_change_requests_get_clear_errors_and_change_nothing() {
     // Thousands of the same mistake make a message a person can read, not megabytes.
     assert!(msg.len() < 4096, "a message of {} bytes", msg.len());
     assert!(msg.contains("more"), "{msg}");
+    eprintln!("8000 copies of one published port: {msg}");
 
     let long = "n".repeat(300);
     let msg = refused_with(
@@ -779,8 +922,15 @@ fn absurd_change_requests_get_clear_errors_and_change_nothing() {
         &Request::EndpointCreate(endpoint_create(&long, "default")),
         ErrorCode::Invalid,
     );
-    eprintln!("a 300-character endpoint name: {}", &msg[..msg.len().min(300)]);
-    refused_with(&sock, &network_create(&long, "10.27.0.0/24"), ErrorCode::Invalid);
+    eprintln!(
+        "a 300-character endpoint name: {}",
+        &msg[..msg.len().min(300)]
+    );
+    refused_with(
+        &sock,
+        &network_create(&long, "10.27.0.0/24"),
+        ErrorCode::Invalid,
+    );
     let msg = refused_with(
         &sock,
         &Request::EndpointCreate(EndpointCreate {
@@ -879,7 +1029,11 @@ fn twenty_clients_create_and_remove_endpoints_at_once() {
         left.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
         ["a", "b", "c"]
     );
-    assert_gone(&(0..CLIENTS).map(|i| format!("{prefix}k{i}")).collect::<Vec<_>>());
+    assert_gone(
+        &(0..CLIENTS)
+            .map(|i| format!("{prefix}k{i}"))
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(table::<Vec<PortRow>>(&sock, Table::Ports).len(), 3);
     assert_eq!(config(&sock), before);
     pings(&ns(&sy, "a"), Ipv4Addr::new(172, 17, 0, 4));

@@ -312,11 +312,7 @@ impl fmt::Display for ProblemList<'_> {
             write!(f, "  {}: {}", p.field, p.reason)?;
         }
         if self.0.len() > MAX_LISTED_PROBLEMS {
-            write!(
-                f,
-                "\n  ... and {} more",
-                self.0.len() - MAX_LISTED_PROBLEMS
-            )?;
+            write!(f, "\n  ... and {} more", self.0.len() - MAX_LISTED_PROBLEMS)?;
         }
         Ok(())
     }

@@ -115,6 +115,9 @@ fn a_message_lists_twenty_problems_and_counts_the_rest() {
     }
     .to_string();
     assert!(text.starts_with("f.toml: 25 problems:"), "{text}");
-    assert!(text.contains("\"e19\"") && !text.contains("\"e20\""), "{text}");
+    assert!(
+        text.contains("\"e19\"") && !text.contains("\"e20\""),
+        "{text}"
+    );
     assert!(text.ends_with("  ... and 5 more"), "{text}");
 }
