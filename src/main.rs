@@ -241,9 +241,19 @@ enum PairCmd {
 #[derive(Subcommand)]
 enum RouteCmd {
     /// Add PREFIX via the router VIA.
-    Add { prefix: String, via: String },
+    Add {
+        // Not the id "prefix": that is the instance's global `--prefix`, which would
+        // take this value (and refuse a `--prefix` given after it).
+        #[arg(id = "destination", value_name = "PREFIX")]
+        prefix: String,
+        via: String,
+    },
     /// Remove a route.
-    Rm { prefix: String, via: String },
+    Rm {
+        #[arg(id = "destination", value_name = "PREFIX")]
+        prefix: String,
+        via: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -554,6 +564,35 @@ mod tests {
         assert!(parse(&["route", "rm", "192.168.50.0/24", "10.1.0.254"]).is_ok());
         let e = parse(&["network", "create", "x"]).err().expect("refused");
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn route_prefix_is_not_the_instance_prefix() {
+        let cli = parse(&[
+            "route",
+            "add",
+            "10.99.0.0/16",
+            "10.2.0.254",
+            "--prefix",
+            "p-",
+        ])
+        .unwrap();
+        let Command::Route { cmd, target } = cli.command else {
+            panic!("route");
+        };
+        let RouteCmd::Add { prefix, via } = cmd else {
+            panic!("add");
+        };
+        assert_eq!(
+            (prefix.as_str(), via.as_str()),
+            ("10.99.0.0/16", "10.2.0.254")
+        );
+        assert_eq!(target.prefix.as_deref(), Some("p-"));
+        let cli = parse(&["route", "rm", "10.99.0.0/16", "10.2.0.254"]).unwrap();
+        let Command::Route { target, .. } = cli.command else {
+            panic!("route");
+        };
+        assert_eq!(target.prefix, None);
     }
 
     #[test]

@@ -399,8 +399,8 @@ pub enum ErrorCode {
     /// time per instance, a bounded number of event streams), or is in use by
     /// something else (a network with endpoints attached cannot be removed).
     InUse,
-    /// A change that breaks a rule of the config file; the message lists every
-    /// problem, in the config file's words.
+    /// A change that breaks a rule of the config file; the message lists the
+    /// problems in the config file's words (the first 20, then how many more).
     Invalid,
     /// The network or endpoint named does not exist.
     NotFound,

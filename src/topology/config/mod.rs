@@ -298,13 +298,21 @@ pub enum ConfigError {
 
 struct ProblemList<'a>(&'a [Problem]);
 
+/// Most problems a message lists. A file (or a change request) with thousands of
+/// the same mistake would otherwise make a message of megabytes, which helps no one
+/// and is sent whole over the control socket; the count says how many there are.
+const MAX_LISTED_PROBLEMS: usize = 20;
+
 impl fmt::Display for ProblemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
+        for (i, p) in self.0.iter().take(MAX_LISTED_PROBLEMS).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "  {}: {}", p.field, p.reason)?;
+        }
+        if self.0.len() > MAX_LISTED_PROBLEMS {
+            write!(f, "\n  ... and {} more", self.0.len() - MAX_LISTED_PROBLEMS)?;
         }
         Ok(())
     }

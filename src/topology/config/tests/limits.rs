@@ -100,3 +100,24 @@ fn table_sizes_past_their_caps_are_refused_with_the_cap() {
     );
     assert!(parse(&text, "t.toml").is_ok());
 }
+
+#[test]
+fn a_message_lists_twenty_problems_and_counts_the_rest() {
+    let problems: Vec<Problem> = (0..25)
+        .map(|i| Problem {
+            field: format!("endpoint \"e{i}\".ip"),
+            reason: "not an address".into(),
+        })
+        .collect();
+    let text = ConfigError::Invalid {
+        file: "f.toml".into(),
+        problems,
+    }
+    .to_string();
+    assert!(text.starts_with("f.toml: 25 problems:"), "{text}");
+    assert!(
+        text.contains("\"e19\"") && !text.contains("\"e20\""),
+        "{text}"
+    );
+    assert!(text.ends_with("  ... and 5 more"), "{text}");
+}
