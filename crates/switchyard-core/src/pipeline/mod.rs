@@ -37,6 +37,42 @@
 //! Each frame runs through the stages to completion before the next one starts; the
 //! batching that pays for system calls happens in the dataplane around this call.
 //! Headers are parsed once, at input: the frame carries its offsets ([`Frame`]).
+//!
+//! # Changing the layout at runtime
+//!
+//! What the pipeline shares between workers is in two halves. The *layout* — ports,
+//! networks, routes, `allow` rules, published ports, who owns which address — is
+//! read-only and changes only as a whole; the *tables* — FDB, neighbor table,
+//! conntrack — change with every packet and must survive a change of layout (a new
+//! network must not cost the others their learned MACs and tracked flows). So the
+//! tables are held by `Arc`s of their own, and a layout ([`Layout`]) is a new
+//! [`Shared`] over the same tables. Their sizes are fixed when the pipeline is made;
+//! only each network's share of them follows the layout (see `shares.rs`).
+//!
+//! Ids stay stable: a removed port or network leaves a *vacant* slot
+//! ([`PortSpec::vacant`], [`DomainSpec::vacant`]) that a later one may reuse, so the
+//! entries the tables hold, the counters and the application's names all keep
+//! meaning the same thing. A vacant port is in no network; a vacant network has no
+//! gateway, no route and no share of the tables; [`Pipeline::port`] and
+//! [`Pipeline::domain`] do not return them.
+//!
+//! A change runs in three steps, so no worker ever waits for another:
+//!
+//! 1. [`Pipeline::reshape`], on a control thread, checks the new spec as
+//!    [`Pipeline::new`] does and builds the layout, resizing the networks' shares and
+//!    pinning new endpoints' MACs in the tables at once.
+//! 2. Each worker calls [`Pipeline::adopt`] between two batches. Until it does it
+//!    keeps switching on the old layout (its own reference keeps it alive): a port it
+//!    does not know is dropped (`port_gone`), an FDB entry pointing at a port that is
+//!    not one of the network's in its layout is not followed (the frame floods).
+//! 3. Once every worker has adopted a layout where a port or network is vacant,
+//!    [`Pipeline::forget_port`] or [`Pipeline::forget_domain`] removes what the
+//!    tables still know of it — FDB entries, neighbor entries and the packets waiting
+//!    for them, tracked flows with their NAT ports — while the workers run on.
+//!
+//! Counters follow the slots: adopting a layout zeroes those of its vacant ports, so a
+//! port that later reuses a slot starts from zero, and a packet of a gone port that
+//! was still waiting for its next hop is not booked when it leaves.
 
 pub mod conntrack;
 mod counters;
@@ -830,8 +866,7 @@ impl Pipeline {
     /// counters grow to the layout's ports, and those of every vacant port slot are
     /// zeroed, so that a port that later reuses the slot starts from zero (a packet
     /// of the gone port still waiting for its next hop is not accounted when it
-    /// leaves: see [`Pipeline::settle_held`]). Allocates only when there are more
-    /// ports than before.
+    /// leaves). Allocates only when there are more ports than before.
     pub fn adopt(&mut self, layout: &Layout) {
         debug_assert!(
             Arc::ptr_eq(&self.sh.fdb, &layout.0.fdb),
@@ -1049,6 +1084,9 @@ impl Pipeline {
         if self.is_vacant(port) {
             return;
         }
+        if port != PortId::LOCAL && port.index() >= self.counters.ports.len() {
+            self.grow_counters(port.index() + 1);
+        }
         if let Some(c) = self.counters.ports.get_mut(port.index()) {
             // Another worker may settle a packet this one held: counted modulo 2^64,
             // the per-worker figures still add up to the true number.
@@ -1057,6 +1095,13 @@ impl Pipeline {
         if port != PortId::LOCAL {
             self.account(port, action);
         }
+    }
+
+    /// Counters for `n` ports: a worker not yet on the newest layout releases a
+    /// packet that a port of that layout sent, and books it as the others would.
+    #[cold]
+    fn grow_counters(&mut self, n: usize) {
+        self.counters.ports.resize(n, PortCounters::default());
     }
 
     /// Periodic work driven by time alone: FDB aging (`l2-age`, once a second), ARP
