@@ -1956,7 +1956,10 @@ mod tests {
         let src1 = Ipv4Addr::new(10, 0, 0, 1);
         assert_eq!(ct.forget_where(|c| c.orig.src == src1), 1);
         assert_eq!(ct.zone_len(DomainId(0)), 2);
-        assert!(!ct.tuple_in_use(&flow(1).1), "its reply tuple is free again");
+        assert!(
+            !ct.tuple_in_use(&flow(1).1),
+            "its reply tuple is free again"
+        );
         assert_eq!(new(), Err(InsertError::ZoneFull), "still over");
         assert_eq!(ct.forget_where(|c| c.zone[0] == DomainId(0)), 2);
         assert_eq!((ct.zone_len(DomainId(0)), ct.len()), (0, 0));

@@ -624,7 +624,11 @@ impl Plan {
         }
         for &(a, b) in &spec.allow {
             for d in [a, b] {
-                if spec.domains.get(d.index()).is_none_or(DomainSpec::is_vacant) {
+                if spec
+                    .domains
+                    .get(d.index())
+                    .is_none_or(DomainSpec::is_vacant)
+                {
                     return Err(SpecError::NoSuchAllowDomain(d.0));
                 }
             }
@@ -689,7 +693,12 @@ impl Plan {
     /// [`DomainGuard::share`]; a vacant network, or one past the layout, none at
     /// all), and the endpoints' own MACs on networks that know their endpoints are
     /// pinned to their ports.
-    fn over(self, fdb: Arc<Fdb>, neighbors: Arc<NeighborTable>, conntrack: Arc<ConnTrack>) -> Shared {
+    fn over(
+        self,
+        fdb: Arc<Fdb>,
+        neighbors: Arc<NeighborTable>,
+        conntrack: Arc<ConnTrack>,
+    ) -> Shared {
         let live = self.domains.iter().filter(|d| !d.spec.is_vacant()).count();
         let guard = |i: usize| {
             self.domains
@@ -863,8 +872,8 @@ impl Pipeline {
 
     /// Takes up `layout` (made by [`Pipeline::reshape`] of a pipeline over the same
     /// tables): the next batch runs on it. Run by each worker between batches. The
-    /// counters grow to the layout's ports, and those of every vacant port slot are
-    /// zeroed, so that a port that later reuses the slot starts from zero (a packet
+    /// counters grow to the layout's ports, and those of every vacant port slot (or
+    /// slot past the layout's ports) are zeroed, so that a port that later reuses the slot starts from zero (a packet
     /// of the gone port still waiting for its next hop is not accounted when it
     /// leaves). Allocates only when there are more ports than before.
     pub fn adopt(&mut self, layout: &Layout) {
@@ -877,8 +886,9 @@ impl Pipeline {
         if self.counters.ports.len() < n {
             self.counters.ports.resize(n, PortCounters::default());
         }
-        for (c, p) in self.counters.ports.iter_mut().zip(&self.sh.ports) {
-            if p.is_vacant() {
+        for (i, c) in self.counters.ports.iter_mut().enumerate() {
+            // A slot past the layout's ports (a list cut short) is gone as well.
+            if self.sh.ports.get(i).is_none_or(PortSpec::is_vacant) {
                 *c = PortCounters::default();
             }
         }
@@ -953,7 +963,10 @@ impl Pipeline {
     /// True if `port` is a vacant slot of this pipeline's layout.
     #[inline]
     fn is_vacant(&self, port: PortId) -> bool {
-        self.sh.ports.get(port.index()).is_some_and(PortSpec::is_vacant)
+        self.sh
+            .ports
+            .get(port.index())
+            .is_some_and(PortSpec::is_vacant)
     }
 
     /// The network of `port` in this layout, if it is a port of one (not vacant,
@@ -969,10 +982,12 @@ impl Pipeline {
     /// [`Pipeline::forget_port`] removes it) is not followed.
     #[inline]
     fn fdb_port(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
-        self.sh
-            .fdb
-            .lookup(domain, mac)
-            .filter(|p| self.sh.ports.get(p.index()).is_some_and(|s| s.domain == domain))
+        self.sh.fdb.lookup(domain, mac).filter(|p| {
+            self.sh
+                .ports
+                .get(p.index())
+                .is_some_and(|s| s.domain == domain)
+        })
     }
 
     /// The sum of several workers' counters (all workers of one switch).

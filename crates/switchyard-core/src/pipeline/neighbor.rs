@@ -1338,7 +1338,13 @@ mod tests {
         );
         let mac = MacAddr([2, 0, 0, 0, 0, 1]);
         let learn = |d: DomainId, i: u8, at: u64| {
-            t.learn(Ipv4Addr::new(10, d.0 as u8, 0, i), d, mac, Learned::Request, ms(at))
+            t.learn(
+                Ipv4Addr::new(10, d.0 as u8, 0, i),
+                d,
+                mac,
+                Learned::Request,
+                ms(at),
+            )
         };
         for i in 1..=3 {
             assert_eq!(learn(D, i, u64::from(i)), LearnOutcome::Created);
@@ -1352,7 +1358,10 @@ mod tests {
         // A new address of the network takes the place of one of its own.
         assert_eq!(learn(D, 4, 10), LearnOutcome::Created);
         assert_eq!(t.domain_usage(D), (3, 0));
-        assert!(t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none(), "the least used");
+        assert!(
+            t.get(Ipv4Addr::new(10, 0, 0, 1)).is_none(),
+            "the least used"
+        );
         // Network 1 had no share and was counted all the same; given one, it
         // recycles its own entries too.
         assert_eq!(learn(DomainId(1), 1, 11), LearnOutcome::Created);

@@ -2,7 +2,7 @@
 //! tables keep what they know, workers taking up the new layout one by one, and the
 //! tables purged of what a removed port or network left behind.
 
-use super::nat::{a, hmac, nat_spec, nat_router_of, tcp, FA, OUT};
+use super::nat::{a, hmac, nat_router_of, nat_spec, tcp, FA, OUT};
 use super::*;
 use crate::pipeline::neighbor::NeighborState;
 
@@ -111,20 +111,43 @@ fn forget_port_clears_its_fdb_neighbor_and_conntrack_entries() {
     let mut p = nat_router_of(nat_spec(64, (1024, 65535), true));
     let fa_ip = a("10.1.0.2");
     // A masqueraded flow from fa, a published-port flow to it, and one from fb.
-    let (f, _) = run(&mut p, FA, &tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64), 1);
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64),
+        1,
+    );
     assert_eq!(f.action, Action::Forward(OUT));
-    let (f, _) = run(&mut p, OUT, &tcp("198.51.100.2", 5555, "198.51.100.1", 8080, "S", 64), 1);
+    let (f, _) = run(
+        &mut p,
+        OUT,
+        &tcp("198.51.100.2", 5555, "198.51.100.1", 8080, "S", 64),
+        1,
+    );
     assert_eq!(f.action, Action::Forward(FA));
-    let (f, _) = run(&mut p, PortId(1), &tcp("10.1.0.3", 40001, "198.51.100.2", 80, "S", 64), 1);
+    let (f, _) = run(
+        &mut p,
+        PortId(1),
+        &tcp("10.1.0.3", 40001, "198.51.100.2", 80, "S", 64),
+        1,
+    );
     assert_eq!(f.action, Action::Forward(OUT));
     let fdb_of = |p: &Pipeline| {
-        let mut v: Vec<_> = p.fdb().entries().into_iter().map(|(d, m, e)| (d, m, e.port)).collect();
+        let mut v: Vec<_> = p
+            .fdb()
+            .entries()
+            .into_iter()
+            .map(|(d, m, e)| (d, m, e.port))
+            .collect();
         v.sort();
         v
     };
     let (fdb_before, ct_before) = (fdb_of(&p), p.conntrack().len());
     assert!(fdb_before.contains(&(D0, hmac(fa_ip), FA)));
-    assert_eq!(p.neighbors().get(fa_ip).map(|n| n.state), Some(NeighborState::Reachable));
+    assert_eq!(
+        p.neighbors().get(fa_ip).map(|n| n.state),
+        Some(NeighborState::Reachable)
+    );
     assert_eq!((ct_before, p.conntrack().zone_len(D0)), (3, 2));
 
     let mut s = nat_spec(64, (1024, 65535), true);
@@ -151,7 +174,10 @@ fn forget_port_clears_its_fdb_neighbor_and_conntrack_entries() {
     assert_eq!(flows[0].0.orig.src, a("10.1.0.3"));
     assert_eq!(p.conntrack().zone_len(D0), 1);
     // Forgetting again finds nothing.
-    assert_eq!(p.forget_port(FA, D0, Some(fa_ip), Some(hmac(fa_ip))), Forgotten::default());
+    assert_eq!(
+        p.forget_port(FA, D0, Some(fa_ip), Some(hmac(fa_ip))),
+        Forgotten::default()
+    );
 }
 
 #[test]
@@ -159,7 +185,12 @@ fn forget_port_frees_the_nat_ports_of_its_flows() {
     // One NAT port only: fb's flow finds it taken by fa's.
     let mut p = nat_router_of(nat_spec(64, (2000, 2000), true));
     let fb = PortId(1);
-    let (f, _) = run(&mut p, FA, &tcp("10.1.0.2", 2000, "198.51.100.2", 80, "S", 64), 1);
+    let (f, _) = run(
+        &mut p,
+        FA,
+        &tcp("10.1.0.2", 2000, "198.51.100.2", 80, "S", 64),
+        1,
+    );
     assert_eq!(f.action, Action::Forward(OUT));
     let from_fb = tcp("10.1.0.3", 2000, "198.51.100.2", 80, "S", 64);
     let (f, _) = run(&mut p, fb, &from_fb, 1);
@@ -226,11 +257,19 @@ fn a_network_added_at_runtime_answers_ping_and_routes_once_allowed_then_goes() {
     s.domains.push(net8());
     s.ports.push(port("n", 2));
     p.adopt(&p.reshape(s.clone()).unwrap());
-    assert_eq!((p.domain_count(), p.local_domain(gw8.ip)), (3, Some(DomainId(2))));
+    assert_eq!(
+        (p.domain_count(), p.local_domain(gw8.ip)),
+        (3, Some(DomainId(2)))
+    );
     let (f, _) = run(&mut p, n, &echo_request(n_mac, n_ip, gw8.mac, gw8.ip), 1);
     assert_eq!(f.action, Action::Reply, "ping to the new gateway answered");
     // 172.17.0.2 is known (it asked for the gateway): routed only once allowed.
-    run(&mut p, A, &arp_request(mac(2), ip(2), GW_IP, MacAddr::BROADCAST), 1);
+    run(
+        &mut p,
+        A,
+        &arp_request(mac(2), ip(2), GW_IP, MacAddr::BROADCAST),
+        1,
+    );
     let mut to_a = Vec::new();
     PacketBuilder::ethernet2(n_mac.0, gw8.mac.0)
         .ipv4(n_ip.octets(), ip(2).octets(), 64)
@@ -262,7 +301,11 @@ fn a_network_added_at_runtime_answers_ping_and_routes_once_allowed_then_goes() {
     assert_eq!(p.fdb().domain_len(DomainId(2)), 0);
     assert!(p.fdb().entries().iter().all(|e| e.0 != DomainId(2)));
     assert_eq!(p.neighbors().domain_usage(DomainId(2)), (0, 0));
-    assert!(p.neighbors().entries().iter().all(|n| n.domain != DomainId(2)));
+    assert!(p
+        .neighbors()
+        .entries()
+        .iter()
+        .all(|n| n.domain != DomainId(2)));
     assert_eq!(p.fdb().domain_capacity(DomainId(2)), 0, "no share");
     assert_accounted(&[&p]);
 }
@@ -340,7 +383,12 @@ fn shares_follow_the_networks_and_a_shrunk_share_keeps_its_entries() {
     let mut p = pipeline();
     assert_eq!(p.fdb().domain_capacity(D0), 32);
     for n in 0..30u8 {
-        run(&mut p, A, &udp(MacAddr([2, 1, 0, 0, 0, n]), MacAddr::BROADCAST, 1), 0);
+        run(
+            &mut p,
+            A,
+            &udp(MacAddr([2, 1, 0, 0, 0, n]), MacAddr::BROADCAST, 1),
+            0,
+        );
     }
     assert_eq!(p.fdb().domain_len(D0), 30);
     // A third network and a fourth: 16 each, the default network over its share.
@@ -365,7 +413,11 @@ fn shares_follow_the_networks_and_a_shrunk_share_keeps_its_entries() {
     s.domains[1].guard.conntrack_max = Some(5);
     p.adopt(&p.reshape(s).unwrap());
     assert_eq!(p.fdb().domain_capacity(D0), 40);
-    assert_eq!(p.fdb().domain_capacity(DomainId(2)), 21, "64 over three networks");
+    assert_eq!(
+        p.fdb().domain_capacity(DomainId(2)),
+        21,
+        "64 over three networks"
+    );
     assert_eq!(p.fdb().domain_capacity(DomainId(3)), 0);
     assert_eq!(p.conntrack().zone_share(DomainId(1)), Some(5));
     assert_eq!(p.conntrack().zone_share(D0), None);
@@ -418,4 +470,38 @@ fn a_worker_not_yet_on_the_new_layout_keeps_switching_on_the_old() {
     assert_eq!(w2.counters().ports.len(), 6);
     assert_eq!(w2.counters().ports[B.index()], PortCounters::default());
     assert_accounted(&[&w1, &w2]);
+}
+
+#[test]
+fn a_packet_of_a_gone_port_released_later_is_not_booked() {
+    let mut p = pipeline();
+    let (f, _) = run(&mut p, A, &routed(2, ip(20)), 0);
+    assert_eq!(f.action, Action::Held);
+    let mut s = spec(64);
+    s.ports[A.index()] = PortSpec::vacant();
+    p.adopt(&p.reshape(s).unwrap());
+    assert_eq!(p.counters().ports[A.index()], PortCounters::default());
+    // Its next hop answers before the port is forgotten: the packet still goes.
+    let mut reply = vec![0u8; 42];
+    crate::wire::ethernet::write_header(&mut reply, GW_MAC, mac(20), crate::wire::EtherType::ARP);
+    crate::wire::arp::write(
+        &mut reply[14..],
+        crate::wire::arp::ArpOp::Reply,
+        mac(20),
+        ip(20),
+        GW_MAC,
+        GW_IP,
+    );
+    let (_, emitted) = run(&mut p, B, &reply, 1);
+    assert_eq!(emitted.len(), 1);
+    assert_eq!(p.neighbors().held(), 0);
+    // The gone port's counters stay zero for whoever reuses the slot.
+    assert_eq!(p.counters().ports[A.index()], PortCounters::default());
+    let mut s = spec(64);
+    s.ports[A.index()] = port("a2", 0);
+    p.adopt(&p.reshape(s).unwrap());
+    run(&mut p, A, &udp(mac(30), MacAddr::BROADCAST, 10), 2);
+    let a2 = p.counters().ports[A.index()];
+    assert_eq!((a2.rx_frames, a2.forwarded, a2.held), (1, 1, 0));
+    assert_accounted(&[&p]);
 }
