@@ -505,3 +505,39 @@ fn a_packet_of_a_gone_port_released_later_is_not_booked() {
     assert_eq!((a2.rx_frames, a2.forwarded, a2.held), (1, 1, 0));
     assert_accounted(&[&p]);
 }
+
+#[test]
+fn an_external_network_added_at_runtime_masquerades() {
+    // Made without an external network: nothing to track yet, the table sized all
+    // the same.
+    let mut p = pipeline();
+    assert_eq!(p.conntrack().capacity(), NatSpec::default().conntrack_max);
+    let uplink = Ipv4Addr::new(198, 51, 100, 1);
+    let mut s = spec(64);
+    s.domains[0].masquerade = true;
+    s.domains.push(DomainSpec {
+        name: "outside".into(),
+        subnet: "198.51.100.0/24".parse().unwrap(),
+        external: true,
+        gateway: Some(GatewaySpec {
+            ip: uplink,
+            mac: MacAddr::from_ipv4(uplink),
+        }),
+        ..net8()
+    });
+    s.ports.push(port("out", 2));
+    p.adopt(&p.reshape(s).unwrap());
+    let mut syn = Vec::new();
+    PacketBuilder::ethernet2(mac(2).0, GW_MAC.0)
+        .ipv4(ip(2).octets(), [198, 51, 100, 2], 64)
+        .tcp(40000, 80, 1000, 64000)
+        .syn()
+        .write(&mut syn, b"")
+        .unwrap();
+    let (f, _) = run(&mut p, A, &syn, 1);
+    assert_eq!(f.action, Action::Held, "waits for the peer's MAC");
+    let flows = p.conntrack().entries(p.now());
+    assert_eq!(flows.len(), 1);
+    assert!(flows[0].0.is_snat());
+    assert_eq!(flows[0].0.reply.dst, uplink, "masqueraded to the uplink");
+}
