@@ -301,8 +301,8 @@ impl Default for DomainGuard {
 }
 
 impl DomainGuard {
-    /// A network's share of a table of `global` entries shared by `networks`: the
-    /// configured limit, else an even split. Even shares add up to no more than the
+    /// A network's share of a table of `global` entries shared by `networks` (vacant
+    /// slots do not count): the configured limit, else an even split. Even shares add up to no more than the
     /// table, so however hard one network floods its share, every other network
     /// still finds its own share free.
     pub fn share(limit: Option<usize>, global: usize, networks: usize) -> usize {
@@ -433,7 +433,7 @@ pub enum SpecError {
     TooManyDomains(usize),
     #[error("port {port} refers to bridge domain {domain}, which is vacant")]
     VacantDomain { port: String, domain: u16 },
-    #[error("vacant bridge domain {0} has a gateway, is external or masquerades")]
+    #[error("vacant bridge domain {0} has a gateway or is external")]
     BadVacantDomain(u16),
     #[error("fdb_max must be at least 1")]
     EmptyFdb,
@@ -768,9 +768,10 @@ impl Plan {
     }
 }
 
-/// The pipeline as one worker runs it: the shared tables, and what is the worker's own
-/// (its counters, trace, clock reading, scratch space). Make more workers with
-/// [`Pipeline::worker`]; the first one also runs the table-wide timers.
+/// The pipeline as one worker runs it: the shared layout and tables, and what is the
+/// worker's own (its counters, trace, clock reading, scratch space). Make more workers
+/// with [`Pipeline::worker`]; the first one also runs the table-wide timers. A worker
+/// takes up a new layout with [`Pipeline::adopt`].
 pub struct Pipeline {
     sh: Arc<Shared>,
     /// Counters of this worker's decisions; [`Pipeline::merged_counters`] of all

@@ -541,3 +541,34 @@ fn an_external_network_added_at_runtime_masquerades() {
     assert!(flows[0].0.is_snat());
     assert_eq!(flows[0].0.reply.dst, uplink, "masqueraded to the uplink");
 }
+
+#[test]
+fn forgetting_while_a_worker_switches_keeps_the_tables_consistent() {
+    let mut w1 = pipeline();
+    let mut w2 = w1.worker();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..200u16 {
+                let src = MacAddr([2, 3, 0, 0, (round >> 8) as u8, round as u8]);
+                run(&mut w2, X, &udp(src, MacAddr::BROADCAST, 10), 0);
+                run(&mut w2, Y, &udp(mac(7), src, 10), 0);
+            }
+        });
+        for _ in 0..50 {
+            w1.forget_domain(DomainId(1));
+            w1.forget_port(X, DomainId(1), None, None);
+        }
+    });
+    // Whatever went when, the share counts what the table holds.
+    let held = w1
+        .fdb()
+        .entries()
+        .iter()
+        .filter(|e| e.0 == DomainId(1))
+        .count();
+    assert_eq!(w1.fdb().domain_len(DomainId(1)), held);
+    w1.forget_domain(DomainId(1));
+    assert_eq!(w1.fdb().domain_len(DomainId(1)), 0);
+    assert_accounted(&[&w1, &w2]);
+    assert_eq!(w2.counters().ports[X.index()].rx_frames, 200);
+}
