@@ -544,7 +544,7 @@ fn an_external_network_added_at_runtime_masquerades() {
 
 #[test]
 fn forgetting_while_a_worker_switches_keeps_the_tables_consistent() {
-    let mut w1 = pipeline();
+    let w1 = pipeline();
     let mut w2 = w1.worker();
     std::thread::scope(|s| {
         s.spawn(|| {
