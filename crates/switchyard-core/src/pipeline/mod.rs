@@ -896,15 +896,16 @@ impl Pipeline {
     }
 
     /// Removes from the tables what they know of a port that is gone: the MACs
-    /// learned on (or pinned to) `port`, and `mac` in `domain` wherever it was seen;
-    /// the neighbor entry of `ip` in `domain` and any entry of `domain` resolved to
-    /// `mac`, with the packets waiting for them; every flow of the endpoint `ip` in
-    /// `domain` — a flow whose original tuple has `ip` as source or destination and
-    /// which started in `domain`, or whose reply tuple has it and is expected from
-    /// `domain` (so masqueraded flows from it and published-port flows to it) — each
-    /// given back as an expired one is, NAT port and shares included. Packets from
-    /// any port vacant in this pipeline's layout, wherever they wait, are freed
-    /// without being accounted (that port's counters were zeroed on adoption).
+    /// learned on (or pinned to) `port`; the neighbor entry of `ip` in `domain` and
+    /// any entry of `domain` resolved to `mac`, with the packets waiting for them;
+    /// every flow of the endpoint `ip` in `domain` — a flow whose original tuple has
+    /// `ip` as source or destination and which started in `domain`, or whose reply
+    /// tuple has it and is expected from `domain` (so masqueraded flows from it and
+    /// published-port flows to it) — each given back as an expired one is, NAT port
+    /// and shares included. An address that a port of `domain` in this pipeline's
+    /// layout has (the endpoint moved to another port in the same change) is left
+    /// alone. Packets from any port vacant in the layout, wherever they wait, are
+    /// freed without being accounted (that port's counters were zeroed on adoption).
     ///
     /// Call it on a pipeline that has adopted a layout where `port` is vacant, once
     /// every worker has (no worker then learns anything of the port again). Safe
@@ -916,10 +917,15 @@ impl Pipeline {
         ip: Option<Ipv4Addr>,
         mac: Option<MacAddr>,
     ) -> Forgotten {
-        let mut fdb = self.sh.fdb.flush_port(port);
-        if let Some(mac) = mac {
-            fdb += usize::from(self.sh.fdb.forget(domain, mac));
-        }
+        let fdb = self.sh.fdb.flush_port(port);
+        let on_layout = |has: &dyn Fn(&PortSpec) -> bool| {
+            self.sh
+                .ports
+                .iter()
+                .any(|p| !p.is_vacant() && p.domain == domain && has(p))
+        };
+        let ip = ip.filter(|&ip| !on_layout(&|p| p.ip == Some(ip)));
+        let mac = mac.filter(|&m| !on_layout(&|p| p.mac == Some(m)));
         let (neighbors, held) = self.sh.neighbors.forget(
             |n| n.domain == domain && (Some(n.ip) == ip || mac.is_some_and(|m| n.mac == m)),
             |p| self.is_vacant(p),

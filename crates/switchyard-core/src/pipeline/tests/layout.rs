@@ -572,3 +572,30 @@ fn forgetting_while_a_worker_switches_keeps_the_tables_consistent() {
     assert_accounted(&[&w1, &w2]);
     assert_eq!(w2.counters().ports[X.index()].rx_frames, 200);
 }
+
+#[test]
+fn an_address_another_port_took_in_the_same_change_is_not_forgotten() {
+    let mut p = pipeline();
+    // a (172.17.0.2) asks for the gateway: its MAC and address are learned.
+    run(
+        &mut p,
+        A,
+        &arp_request(mac(2), ip(2), GW_IP, MacAddr::BROADCAST),
+        0,
+    );
+    assert!(p.neighbors().get(ip(2)).is_some());
+    // The endpoint moves to a new port, with its MAC and address, in one change.
+    let mut s = spec(64);
+    s.ports[A.index()] = PortSpec::vacant();
+    s.ports.push(PortSpec {
+        mac: Some(mac(2)),
+        ip: Some(ip(2)),
+        ..port("a2", 0)
+    });
+    p.adopt(&p.reshape(s).unwrap());
+    let gone = p.forget_port(A, D0, Some(ip(2)), Some(mac(2)));
+    assert_eq!((gone.fdb, gone.neighbors), (1, 0), "a's MAC entry only");
+    assert!(p.neighbors().get(ip(2)).is_some(), "the address lives on");
+    run(&mut p, D, &udp(mac(2), MacAddr::BROADCAST, 10), 1);
+    assert_eq!(p.fdb().lookup(D0, mac(2)), Some(D));
+}
