@@ -39,9 +39,10 @@ pub struct TableMemory {
 impl TableMemory {
     /// What [`super::Pipeline::new`] allocates for the tables of `spec`.
     pub fn of(spec: &Spec) -> TableMemory {
-        let external = spec.domains.iter().any(|d| d.external);
-        // Without an external network nothing is translated: the table has one entry.
-        let conntrack = if external { spec.nat.conntrack_max } else { 1 }.max(1);
+        // The table is made for its maximum even without an external network (and so
+        // without a flow to track): one may be added while the switch runs. Its
+        // memory is taken only as flows come.
+        let conntrack = spec.nat.conntrack_max.max(1);
         TableMemory {
             fdb_entries: spec.fdb_max,
             fdb_bytes: super::Fdb::bytes_for(spec.fdb_max),
@@ -76,8 +77,8 @@ mod tests {
         use crate::pipeline::{DomainSpec, NeighborConfig, Spec};
         let mut spec = Spec::new(Vec::<DomainSpec>::new(), Vec::new());
         let small = TableMemory::of(&spec);
-        // No external network: conntrack keeps one entry whatever its maximum.
-        assert_eq!(small.conntrack_entries, 1);
+        // No external network yet: one may come at runtime, so the maximum counts.
+        assert_eq!(small.conntrack_entries, spec.nat.conntrack_max);
         spec.fdb_max *= 4;
         spec.neighbor = NeighborConfig {
             max: spec.neighbor.max * 4,

@@ -37,6 +37,42 @@
 //! Each frame runs through the stages to completion before the next one starts; the
 //! batching that pays for system calls happens in the dataplane around this call.
 //! Headers are parsed once, at input: the frame carries its offsets ([`Frame`]).
+//!
+//! # Changing the layout at runtime
+//!
+//! What the pipeline shares between workers is in two halves. The *layout* — ports,
+//! networks, routes, `allow` rules, published ports, who owns which address — is
+//! read-only and changes only as a whole; the *tables* — FDB, neighbor table,
+//! conntrack — change with every packet and must survive a change of layout (a new
+//! network must not cost the others their learned MACs and tracked flows). So the
+//! tables are held by `Arc`s of their own, and a layout ([`Layout`]) is a new
+//! [`Shared`] over the same tables. Their sizes are fixed when the pipeline is made;
+//! only each network's share of them follows the layout (see `shares.rs`).
+//!
+//! Ids stay stable: a removed port or network leaves a *vacant* slot
+//! ([`PortSpec::vacant`], [`DomainSpec::vacant`]) that a later one may reuse, so the
+//! entries the tables hold, the counters and the application's names all keep
+//! meaning the same thing. A vacant port is in no network; a vacant network has no
+//! gateway, no route and no share of the tables; [`Pipeline::port`] and
+//! [`Pipeline::domain`] do not return them.
+//!
+//! A change runs in three steps, so no worker ever waits for another:
+//!
+//! 1. [`Pipeline::reshape`], on a control thread, checks the new spec as
+//!    [`Pipeline::new`] does and builds the layout, resizing the networks' shares and
+//!    pinning new endpoints' MACs in the tables at once.
+//! 2. Each worker calls [`Pipeline::adopt`] between two batches. Until it does it
+//!    keeps switching on the old layout (its own reference keeps it alive): a port it
+//!    does not know is dropped (`port_gone`), an FDB entry pointing at a port that is
+//!    not one of the network's in its layout is not followed (the frame floods).
+//! 3. Once every worker has adopted a layout where a port or network is vacant,
+//!    [`Pipeline::forget_port`] or [`Pipeline::forget_domain`] removes what the
+//!    tables still know of it — FDB entries, neighbor entries and the packets waiting
+//!    for them, tracked flows with their NAT ports — while the workers run on.
+//!
+//! Counters follow the slots: adopting a layout zeroes those of its vacant ports, so a
+//! port that later reuses a slot starts from zero, and a packet of a gone port that
+//! was still waiting for its next hop is not booked when it leaves.
 
 pub mod conntrack;
 mod counters;
@@ -265,8 +301,8 @@ impl Default for DomainGuard {
 }
 
 impl DomainGuard {
-    /// A network's share of a table of `global` entries shared by `networks`: the
-    /// configured limit, else an even split. Even shares add up to no more than the
+    /// A network's share of a table of `global` entries shared by `networks` (vacant
+    /// slots do not count): the configured limit, else an even split. Even shares add up to no more than the
     /// table, so however hard one network floods its share, every other network
     /// still finds its own share free.
     pub fn share(limit: Option<usize>, global: usize, networks: usize) -> usize {
@@ -397,7 +433,7 @@ pub enum SpecError {
     TooManyDomains(usize),
     #[error("port {port} refers to bridge domain {domain}, which is vacant")]
     VacantDomain { port: String, domain: u16 },
-    #[error("vacant bridge domain {0} has a gateway, is external or masquerades")]
+    #[error("vacant bridge domain {0} has a gateway or is external")]
     BadVacantDomain(u16),
     #[error("fdb_max must be at least 1")]
     EmptyFdb,
@@ -732,9 +768,10 @@ impl Plan {
     }
 }
 
-/// The pipeline as one worker runs it: the shared tables, and what is the worker's own
-/// (its counters, trace, clock reading, scratch space). Make more workers with
-/// [`Pipeline::worker`]; the first one also runs the table-wide timers.
+/// The pipeline as one worker runs it: the shared layout and tables, and what is the
+/// worker's own (its counters, trace, clock reading, scratch space). Make more workers
+/// with [`Pipeline::worker`]; the first one also runs the table-wide timers. A worker
+/// takes up a new layout with [`Pipeline::adopt`].
 pub struct Pipeline {
     sh: Arc<Shared>,
     /// Counters of this worker's decisions; [`Pipeline::merged_counters`] of all
@@ -836,11 +873,10 @@ impl Pipeline {
 
     /// Takes up `layout` (made by [`Pipeline::reshape`] of a pipeline over the same
     /// tables): the next batch runs on it. Run by each worker between batches. The
-    /// counters grow to the layout's ports, and those of every vacant port slot are
-    /// zeroed, so that a port that later reuses the slot starts from zero (a packet
+    /// counters grow to the layout's ports, and those of every vacant port slot (or
+    /// slot past the layout's ports) are zeroed, so that a port that later reuses the slot starts from zero (a packet
     /// of the gone port still waiting for its next hop is not accounted when it
-    /// leaves: see [`Pipeline::settle_held`]). Allocates only when there are more
-    /// ports than before.
+    /// leaves). Allocates only when there are more ports than before.
     pub fn adopt(&mut self, layout: &Layout) {
         debug_assert!(
             Arc::ptr_eq(&self.sh.fdb, &layout.0.fdb),
@@ -851,23 +887,25 @@ impl Pipeline {
         if self.counters.ports.len() < n {
             self.counters.ports.resize(n, PortCounters::default());
         }
-        for (c, p) in self.counters.ports.iter_mut().zip(&self.sh.ports) {
-            if p.is_vacant() {
+        for (i, c) in self.counters.ports.iter_mut().enumerate() {
+            // A slot past the layout's ports (a list cut short) is gone as well.
+            if self.sh.ports.get(i).is_none_or(PortSpec::is_vacant) {
                 *c = PortCounters::default();
             }
         }
     }
 
     /// Removes from the tables what they know of a port that is gone: the MACs
-    /// learned on (or pinned to) `port`, and `mac` in `domain` wherever it was seen;
-    /// the neighbor entry of `ip` in `domain` and any entry of `domain` resolved to
-    /// `mac`, with the packets waiting for them; every flow of the endpoint `ip` in
-    /// `domain` — a flow whose original tuple has `ip` as source or destination and
-    /// which started in `domain`, or whose reply tuple has it and is expected from
-    /// `domain` (so masqueraded flows from it and published-port flows to it) — each
-    /// given back as an expired one is, NAT port and shares included. Packets from
-    /// any port vacant in this pipeline's layout, wherever they wait, are freed
-    /// without being accounted (that port's counters were zeroed on adoption).
+    /// learned on (or pinned to) `port`; the neighbor entry of `ip` in `domain` and
+    /// any entry of `domain` resolved to `mac`, with the packets waiting for them;
+    /// every flow of the endpoint `ip` in `domain` — a flow whose original tuple has
+    /// `ip` as source or destination and which started in `domain`, or whose reply
+    /// tuple has it and is expected from `domain` (so masqueraded flows from it and
+    /// published-port flows to it) — each given back as an expired one is, NAT port
+    /// and shares included. An address that a port of `domain` in this pipeline's
+    /// layout has (the endpoint moved to another port in the same change) is left
+    /// alone. Packets from any port vacant in the layout, wherever they wait, are
+    /// freed without being accounted (that port's counters were zeroed on adoption).
     ///
     /// Call it on a pipeline that has adopted a layout where `port` is vacant, once
     /// every worker has (no worker then learns anything of the port again). Safe
@@ -879,10 +917,15 @@ impl Pipeline {
         ip: Option<Ipv4Addr>,
         mac: Option<MacAddr>,
     ) -> Forgotten {
-        let mut fdb = self.sh.fdb.flush_port(port);
-        if let Some(mac) = mac {
-            fdb += usize::from(self.sh.fdb.forget(domain, mac));
-        }
+        let fdb = self.sh.fdb.flush_port(port);
+        let on_layout = |has: &dyn Fn(&PortSpec) -> bool| {
+            self.sh
+                .ports
+                .iter()
+                .any(|p| !p.is_vacant() && p.domain == domain && has(p))
+        };
+        let ip = ip.filter(|&ip| !on_layout(&|p| p.ip == Some(ip)));
+        let mac = mac.filter(|&m| !on_layout(&|p| p.mac == Some(m)));
         let (neighbors, held) = self.sh.neighbors.forget(
             |n| n.domain == domain && (Some(n.ip) == ip || mac.is_some_and(|m| n.mac == m)),
             |p| self.is_vacant(p),
@@ -1063,6 +1106,9 @@ impl Pipeline {
         if self.is_vacant(port) {
             return;
         }
+        if port != PortId::LOCAL && port.index() >= self.counters.ports.len() {
+            self.grow_counters(port.index() + 1);
+        }
         if let Some(c) = self.counters.ports.get_mut(port.index()) {
             // Another worker may settle a packet this one held: counted modulo 2^64,
             // the per-worker figures still add up to the true number.
@@ -1071,6 +1117,13 @@ impl Pipeline {
         if port != PortId::LOCAL {
             self.account(port, action);
         }
+    }
+
+    /// Counters for `n` ports: a worker not yet on the newest layout releases a
+    /// packet that a port of that layout sent, and books it as the others would.
+    #[cold]
+    fn grow_counters(&mut self, n: usize) {
+        self.counters.ports.resize(n, PortCounters::default());
     }
 
     /// Periodic work driven by time alone: FDB aging (`l2-age`, once a second), ARP

@@ -1,6 +1,8 @@
 //! Stage `ethernet-input`: the first look at every received frame.
 //!
-//! Counts the frame on its port, selects it for tracing, and refuses what no bridge
+//! Counts the frame on its port, selects it for tracing, and refuses a frame from a
+//! port that is not one of the layout's (vacant, or known only to a newer layout:
+//! see "Changing the layout at runtime" in the pipeline's module) and what no bridge
 //! may forward (as the kernel's `br_handle_frame` does): a frame shorter than an
 //! Ethernet header, a source address that cannot belong to one host (a group address,
 //! all zeros), a frame claiming to come from switchyard's own gateway MAC (spoofed, or

@@ -10,7 +10,9 @@
 //! gets ICMP host unreachable from `icmp-error`). [`Pipeline::neighbor_work`] carries
 //! out both, and sends the timer's retransmissions. When the network's share of the
 //! table or of the held buffers is used up, its oldest unresolved entry is evicted
-//! to make room, and the packets it held are dropped (`neighbor_evicted`).
+//! to make room, and the packets it held are dropped (`neighbor_evicted`). An entry
+//! forgotten because its endpoint or network was removed drops its packets too
+//! (`neighbor_flushed`), as does a release towards a network the layout no longer has.
 //!
 //! Next: `nat-rewrite` with the next hop's MAC, held, or drop. Trace:
 //! `ip4-neighbor: 10.2.0.2 unresolved: queued (1 waiting), ARP request sent`

@@ -9,6 +9,7 @@ mod guard;
 mod icc;
 mod l2;
 mod l3;
+mod layout;
 mod nat;
 mod what_if;
 mod workers;
