@@ -67,9 +67,9 @@ fn topology(prefix: &str) -> TopologyBuilder {
         .network(NetworkBuilder::new("two", "10.20.0.0/24").gateway("10.20.0.1"))
         .network(NetworkBuilder::new("idle", "10.30.0.0/24").gateway("10.30.0.1"))
         .allow("one", "two")
-        .endpoint(EndpointBuilder::new("a").on("one").ip(A.to_string()))
-        .endpoint(EndpointBuilder::new("b").on("one").ip(B.to_string()))
-        .endpoint(EndpointBuilder::new("c").on("two").ip(C.to_string()))
+        .endpoint(EndpointBuilder::new("a").on("one").ip(A))
+        .endpoint(EndpointBuilder::new("b").on("one").ip(B))
+        .endpoint(EndpointBuilder::new("c").on("two").ip(C))
 }
 
 // ---- the byte stream ------------------------------------------------------------
