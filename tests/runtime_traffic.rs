@@ -57,14 +57,14 @@ const CHURN_TIME: Duration = Duration::from_secs(4);
 /// The longest a transfer may go without a byte while the churn runs, beyond what
 /// the machine's scheduler costs anyway (see [`noise`]). A worker takes up a new
 /// layout between two batches, so a change should cost a stream nothing the baseline
-/// does not see too (its longest stalls measured 11–74 ms, the churn's 30–150 ms on a
+/// does not see too (its longest stalls measured 11–108 ms, the churn's 30–150 ms on a
 /// 2-core machine shared with compilers; docs/testing.md). 200 ms is TCP's minimum
 /// retransmission timeout: a stall that long means a timeout had to fire, and the
 /// worker that closed a removed port's TAP queue itself stalled the transfers for
 /// 368–811 ms.
 const STALL_BOUND: Duration = Duration::from_millis(200);
 /// The longest a worker may be away from its ports (its answer to a query between
-/// two batches) while the churn runs, beyond [`noise`]: measured 9–36 ms without
+/// two batches) while the churn runs, beyond [`noise`]: measured 9–76 ms without
 /// churn and 14–112 ms with it (the worker waiting for a core, not for a change);
 /// a worker closing a TAP queue was away for up to 835 ms.
 const PAUSE_BOUND: Duration = Duration::from_millis(150);
