@@ -265,6 +265,8 @@ impl Instance {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Here, not on a worker: closing a TAP queue waits for the kernel.
+        applied.close_retired();
         // 4. Forget.
         let mut forgotten = ForgottenRow::default();
         let add = |f: &mut ForgottenRow, x: Forgotten| {

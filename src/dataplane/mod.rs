@@ -180,11 +180,12 @@ enum Job {
 
 /// A change of ports and networks for one worker: how its pipeline adopts the new
 /// layout, the queues it starts reading (this worker's queue of each new port) and
-/// the ports it stops using.
+/// the ports it stops using, and where their queues go.
 struct Reshape {
     adopt: AdoptFn,
     add: Vec<QueueOf>,
     remove: Vec<PortId>,
+    retired: Sender<Box<dyn Port>>,
 }
 
 /// One worker's queue of a new port, with the port's id and name.
@@ -233,12 +234,22 @@ pub struct Applied {
     /// Workers that have applied it.
     by: Arc<AtomicUsize>,
     workers: usize,
+    /// The queues of the ports a [`Handle::reshape`] removed, handed back by the
+    /// workers (none for other changes).
+    retired: Option<Receiver<Box<dyn Port>>>,
 }
 
 impl Applied {
     /// True once every worker has applied the change.
     pub fn everywhere(&self) -> bool {
         self.by.load(Ordering::SeqCst) >= self.workers
+    }
+
+    /// Closes, on the calling thread, the queues of removed ports the workers have
+    /// handed back so far; returns how many. (Those still on their way are closed
+    /// when the [`Applied`] is dropped, on the thread that drops it.)
+    pub fn close_retired(&self) -> usize {
+        self.retired.as_ref().map_or(0, |r| r.try_iter().count())
     }
 }
 
@@ -360,6 +371,7 @@ impl Handle {
         let applied = Applied {
             by: Arc::new(AtomicUsize::new(0)),
             workers: self.links.len(),
+            retired: None,
         };
         for l in &self.links {
             l.jobs
@@ -377,6 +389,13 @@ impl Handle {
     /// waits: the [`Applied`] returned says when every worker has switched — from
     /// then on no worker uses a removed port, so its table entries can be forgotten
     /// and its namespace deleted. Each port in `add` must have one queue per worker.
+    ///
+    /// The workers do not close the queues of removed ports: closing a TAP queue
+    /// waits for the kernel (`tun_detach` calls `synchronize_net()`, and closing the
+    /// last queue unregisters the device under the RTNL lock, behind whatever
+    /// namespace work holds it), which took a worker off its ports for up to 0.8 s.
+    /// They hand them back through the [`Applied`] instead, and the caller closes
+    /// them ([`Applied::close_retired`]).
     pub fn reshape(
         &self,
         adopt: AdoptFn,
@@ -394,15 +413,19 @@ impl Handle {
                 per_worker[w % workers].push((p.id, p.name.clone(), q));
             }
         }
+        // Room for every queue handed back: a worker never waits to send.
+        let (retired, back) = crossbeam_channel::bounded(remove.len() * workers);
         let applied = Applied {
             by: Arc::new(AtomicUsize::new(0)),
             workers,
+            retired: Some(back),
         };
         for (l, add) in self.links.iter().zip(per_worker) {
             let job = Reshape {
                 adopt: adopt.clone(),
                 add,
                 remove: remove.clone(),
+                retired: retired.clone(),
             };
             l.jobs
                 .send(Job::Reshape(job, applied.by.clone()))
@@ -752,9 +775,15 @@ impl Worker {
             if fd >= 0 {
                 let _ = poll.registry().deregister(&mut SourceFd(&fd));
             }
-            self.ports[p] = Box::new(GonePort {
-                caps: Capabilities::default(),
-            });
+            let queue = std::mem::replace(
+                &mut self.ports[p],
+                Box::new(GonePort {
+                    caps: Capabilities::default(),
+                }),
+            );
+            // Closed by whoever asked for the change (see `Handle::reshape`); if
+            // they stopped waiting, it is closed here after all.
+            let _ = r.retired.try_send(queue);
             self.status[p] = PortStatus::vacant();
             ready[p] = false;
         }
