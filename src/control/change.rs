@@ -27,7 +27,7 @@ use crate::dataplane::{self, NewPort};
 use crate::topology::edit::{Diff, Edit, EditError};
 use crate::topology::{Deployment, Topology};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::pipeline::{DomainMode, Forgotten, Layout, Pipeline};
@@ -79,6 +79,8 @@ impl Changes {
 pub struct Changer {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Wakes the control socket's loop when an answer is ready.
+    notify: Arc<OnceLock<Arc<mio::Waker>>>,
 }
 
 /// What the changer works on.
@@ -99,6 +101,8 @@ impl Changer {
         watch: super::Watched,
     ) -> std::io::Result<(Changer, Changes)> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
+        let notify: Arc<OnceLock<Arc<mio::Waker>>> = Arc::default();
+        let wake = notify.clone();
         let inst = Instance {
             live,
             deployment,
@@ -123,15 +127,25 @@ impl Changer {
                         Ok(reply) => Response::ok(reply),
                         Err(e) => Response::error(e),
                     });
+                    // The client gets its answer now, not at the socket's next poll.
+                    if let Some(w) = wake.get() {
+                        let _ = w.wake();
+                    }
                 }
             })?;
         Ok((
             Changer {
                 jobs: Some(tx.clone()),
                 thread: Some(thread),
+                notify,
             },
             Changes { jobs: tx },
         ))
+    }
+
+    /// Wakes `waker` (the control socket's) whenever a change has been answered.
+    pub fn notify(&self, waker: Arc<mio::Waker>) {
+        let _ = self.notify.set(waker);
     }
 
     /// Waits for the change under way, if any, and stops. Changes still queued are

@@ -98,7 +98,8 @@ pub fn port_ids(
                 Some(id) => ids.push(id),
                 None => {
                     let known: Vec<&str> =
-                        v.pipeline.ports().iter().map(|p| p.name.as_str()).collect();
+                        // Vacant slots (ports removed at runtime) have no name.
+                        v.pipeline.ports().iter().filter(|p| !p.is_vacant()).map(|p| p.name.as_str()).collect();
                     return Err(format!(
                         "no port {n:?}; the ports are: {}",
                         known.join(", ")

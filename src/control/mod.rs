@@ -139,6 +139,7 @@ impl Switchyard {
                 source,
             }
         })?;
+        changer.notify(server.waker());
         let watch = NamespaceWatch::start(watched, running.handle());
         Ok(Switchyard {
             live,

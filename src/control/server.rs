@@ -124,6 +124,12 @@ impl Server {
         })
     }
 
+    /// Wakes the server's loop: a live stream that was waiting has its next line
+    /// (the answer to a change) and is pulled now rather than at the next poll.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -266,6 +266,7 @@ impl PacketSpec {
         let names = || {
             p.ports()
                 .iter()
+                .filter(|s| !s.is_vacant())
                 .map(|s| s.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
