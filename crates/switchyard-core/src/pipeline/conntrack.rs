@@ -903,7 +903,7 @@ impl ConnTrack {
         // Free lists can hold every slot once; the chunk table one pointer a chunk.
         let free = max * size_of::<u32>();
         let chunks = max.div_ceil(CHUNK) * size_of::<OnceLock<Chunk>>();
-        slots + index + free + chunks
+        slots + index + free + chunks + DomainShares::BYTES
     }
 
     /// Heap bytes an entry costs in a full table of the default size (65 536).

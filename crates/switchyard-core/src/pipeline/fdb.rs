@@ -84,6 +84,7 @@ impl Fdb {
         SHARDS
             * (std::mem::size_of::<Mutex<Shard>>()
                 + super::memory::hash_index_bytes(per_shard, item))
+            + super::shares::DomainShares::BYTES
     }
 
     /// A table of at most `max` entries that forgets a MAC `aging_secs` after it was

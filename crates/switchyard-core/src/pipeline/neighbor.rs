@@ -856,7 +856,9 @@ impl NeighborTable {
         let index = super::memory::hash_index_bytes(max, size_of::<(u32, u32)>());
         let entries = max * (size_of::<Option<Neighbor>>() + size_of::<u32>());
         let held = cfg.held_max * (size_of::<Frame>() + super::BUFFER_LEN + size_of::<u32>());
-        size_of::<Self>() + index + entries + held
+        // Entries and held packets counted for every network there may be.
+        let per_network = 2 * super::MAX_DOMAINS * size_of::<usize>();
+        size_of::<Self>() + index + entries + held + per_network
     }
 
     /// Allocates everything up front: `max` entries and `held_max` packet buffers.

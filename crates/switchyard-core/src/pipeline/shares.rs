@@ -34,6 +34,10 @@ impl Default for DomainShares {
 }
 
 impl DomainShares {
+    /// Heap bytes a set of shares takes: two counters for each of [`MAX_DOMAINS`]
+    /// networks.
+    pub(crate) const BYTES: usize = 2 * MAX_DOMAINS * std::mem::size_of::<AtomicUsize>();
+
     /// Network `i` may hold at most `max[i]` entries; networks not listed have no
     /// share of their own until [`DomainShares::set_max`] gives them one.
     pub(crate) fn new(max: impl IntoIterator<Item = usize>) -> DomainShares {
