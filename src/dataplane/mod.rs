@@ -885,10 +885,18 @@ impl Worker {
         let fd = self.ports[p].fd();
         let _ = poll.registry().deregister(&mut SourceFd(&fd));
         // Close the queue: a namespace lives while a TAP of it is open, and this one
-        // is no longer anyone's.
-        self.ports[p] = Box::new(GonePort {
-            caps: self.ports[p].capabilities(),
-        });
+        // is no longer anyone's. Not on this thread: closing a TAP queue waits for the
+        // kernel (see `Handle::reshape`), and the worker has other ports to serve. A
+        // thread of its own, rarely: once per port going down.
+        let caps = self.ports[p].capabilities();
+        let queue = std::mem::replace(&mut self.ports[p], Box::new(GonePort { caps }));
+        let closer = std::thread::Builder::new()
+            .name("switchyard-close".into())
+            .spawn(move || drop(queue));
+        if let Err(e) = closer {
+            // No thread to be had: close it here after all.
+            tracing::debug!("closing a queue on the worker: {e}");
+        }
         if log && self.index == 0 {
             tracing::warn!(
                 "port {} is down: {why}; the other ports keep switching",
