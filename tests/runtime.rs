@@ -1040,3 +1040,68 @@ fn twenty_clients_create_and_remove_endpoints_at_once() {
     assert_accounted(&sy);
     stop(sy);
 }
+
+/// An event stream opened before a change names what the change added: a MAC learned
+/// on an endpoint created at runtime is reported on that endpoint's port (the stream
+/// copies the names again when the layout changes), not by its number.
+#[test]
+fn an_open_event_stream_names_ports_added_after_it_started() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let sy = start(build(three(&prefix)));
+    let mut stream =
+        client::LiveStream::open(sy.socket(), &Request::Events {}).expect("events open");
+    // Wait for `listening`: from then on nothing is missed.
+    loop {
+        match stream.next(Some(Duration::from_secs(5))).unwrap() {
+            client::Next::Reply(Reply::Event(e)) if e.event == "listening" => break,
+            client::Next::Reply(_) => {}
+            other => panic!("no listening line: {other:?}"),
+        }
+    }
+    let req = Request::EndpointCreate(EndpointCreate {
+        name: "late".into(),
+        network: "default".into(),
+        ip: None,
+        mac: None,
+        publish: Vec::new(),
+        netns: None,
+        ifname: None,
+    });
+    let Reply::Endpoint(row) = client::request(sy.socket(), &req).unwrap() else {
+        panic!("an endpoint");
+    };
+    let ip: Ipv4Addr = row.interfaces[0]
+        .ip
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    ping(
+        &format!("{prefix}late"),
+        Ipv4Addr::new(172, 17, 0, 2),
+        SHORT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let client::Next::Reply(Reply::Event(e)) =
+            stream.next(Some(Duration::from_millis(200))).unwrap()
+        {
+            if e.event == "mac_learned" && e.mac.as_deref() == Some(row.interfaces[0].mac.as_str())
+            {
+                assert_eq!(e.port.as_deref(), Some("late"), "{e:?}");
+                assert_eq!(e.network.as_deref(), Some("default"), "{e:?}");
+                drop(stream);
+                sy.stop().unwrap();
+                return;
+            }
+            seen.push(e.event.clone());
+        }
+    }
+    panic!("no mac_learned for {ip} on port late; saw {seen:?}");
+}

@@ -34,7 +34,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The names events refer to, copied once when a stream starts.
+/// The names events refer to, copied when a stream starts and again whenever the
+/// instance's ports or networks change (see `live::events`).
 #[derive(Debug, Clone)]
 pub struct Names {
     ports: Vec<String>,
@@ -58,8 +59,10 @@ impl Names {
     }
 
     fn port(&self, id: PortId) -> String {
+        // A port removed since (a vacant slot has no name) is named by its number.
         self.ports
             .get(id.index())
+            .filter(|n| !n.is_empty())
             .cloned()
             .unwrap_or_else(|| format!("port{}", id.0))
     }
@@ -67,6 +70,7 @@ impl Names {
     fn network(&self, id: DomainId) -> String {
         self.networks
             .get(id.index())
+            .filter(|n| !n.is_empty())
             .cloned()
             .unwrap_or_else(|| format!("network{}", id.0))
     }

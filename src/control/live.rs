@@ -26,7 +26,7 @@ use base64::Engine as _;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_core::pipeline::{FrameTrace, PortId, TableEvent};
+use switchyard_core::pipeline::{FrameTrace, Layout, PortId, TableEvent};
 
 /// Finished traces a worker may have waiting for a slow reader before it skips.
 const TRACE_QUEUE: usize = 256;
@@ -198,7 +198,7 @@ pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
             ),
         ))));
     };
-    let names = dp.tables(|v| Names::of(v.pipeline))?;
+    let (names, layout) = dp.tables(|v| (Names::of(v.pipeline), v.pipeline.layout()))?;
     let (feed, tap) = observe::feed(EVENT_QUEUE);
     let installed = dp.observe(move |obs, pipeline, _| {
         obs.events.push(feed.clone());
@@ -209,6 +209,7 @@ pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
     Ok(Answer::Live(Box::new(EventsLive {
         dp: dp.clone(),
         names,
+        layout,
         tap,
         installed,
         listening: false,
@@ -221,6 +222,9 @@ pub fn events(dp: &dataplane::Handle) -> Result<Answer, dataplane::NotRunning> {
 struct EventsLive {
     dp: dataplane::Handle,
     names: Names,
+    /// The layout `names` were copied from: when the instance changes (networks and
+    /// endpoints come and go), they are copied again.
+    layout: Layout,
     tap: Tap<TableEvent>,
     /// Whether every worker reports to this stream yet.
     installed: Applied,
@@ -256,8 +260,25 @@ impl Live for EventsLive {
             return line(row);
         }
         match self.tap.try_recv() {
-            Some(e) => line(event_row(&e, &self.names, |t| self.dp.wall_ns(t))),
+            Some(e) => {
+                self.refresh_names();
+                line(event_row(&e, &self.names, |t| self.dp.wall_ns(t)))
+            }
             None => Pull::Pending,
+        }
+    }
+}
+
+impl EventsLive {
+    /// Copies the names again if the instance's layout changed since they were.
+    fn refresh_names(&mut self) {
+        let fresh = self.dp.tables(|v| {
+            let now = v.pipeline.layout();
+            (!now.same(&self.layout)).then(|| (Names::of(v.pipeline), now))
+        });
+        if let Ok(Some((names, layout))) = fresh {
+            self.names = names;
+            self.layout = layout;
         }
     }
 }

@@ -502,6 +502,12 @@ impl Layout {
     pub fn domain_count(&self) -> usize {
         self.0.domains.len()
     }
+
+    /// True if both are the same layout (not merely equal ones): a reader that kept
+    /// one learns cheaply whether a change has come since.
+    pub fn same(&self, other: &Layout) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl std::fmt::Debug for Layout {
