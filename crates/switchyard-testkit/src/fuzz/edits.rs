@@ -594,14 +594,21 @@ struct Workers {
 
 impl Workers {
     fn new(start: &Topology) -> Workers {
-        let w0 = match Pipeline::new(start.pipeline_spec()) {
+        // Small tables (the default topology's are sized for real use): quick to
+        // make, and their limits within reach. `reshape` never reads the sizes.
+        let mut spec = start.pipeline_spec();
+        spec.fdb_max = spec.fdb_max.min(64);
+        spec.neighbor.max = spec.neighbor.max.min(32);
+        spec.neighbor.held_max = spec.neighbor.held_max.min(16);
+        spec.nat.conntrack_max = spec.nat.conntrack_max.min(64);
+        let w0 = match Pipeline::new(spec) {
             Ok(p) => p,
             Err(e) => panic!("the starting topology makes no pipeline: {e}"),
         };
         let w1 = w0.worker();
         Workers {
             w: [w0, w1],
-            out: Emitter::with_capacity(64),
+            out: Emitter::with_capacity(16),
             now: 0,
         }
     }
