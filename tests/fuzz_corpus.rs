@@ -49,3 +49,9 @@ fn saved_isolation_regressions_stay_isolated() {
     let n = replay("isolation-regressions", switchyard_testkit::fuzz::run);
     assert!(n >= 1, "the crossing inputs are there ({n} inputs)");
 }
+
+#[test]
+fn saved_edit_inputs_keep_numbers_diffs_and_the_pipeline_consistent() {
+    let n = replay("edit", switchyard_testkit::fuzz::edit);
+    assert!(n >= 6, "the seed corpus is there ({n} inputs)");
+}

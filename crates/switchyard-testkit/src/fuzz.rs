@@ -1,7 +1,7 @@
 //! The fuzzing harnesses, shared by the targets in `fuzz/fuzz_targets/` and the test
 //! that replays the saved corpora (`tests/fuzz_corpus.rs`), so CI runs every saved input.
 //!
-//! Three targets:
+//! Four targets:
 //!
 //! * [`run`] (`pipeline`): frames into two workers over shared tables, as the dataplane
 //!   runs them, then out through ports as the TAP port would write them (software
@@ -13,6 +13,11 @@
 //! * [`control`] (`control`): bytes into the control protocol's request parser, line by
 //!   line as the server reads them. It must never panic; what it accepts must survive a
 //!   round trip; what it refuses gets an answer that serializes and reads back.
+//! * [`edit`] (`edit`): a sequence of runtime changes (network create and rm, endpoint
+//!   create and rm, connect, disconnect, allow and route add and rm) made to a running
+//!   topology, each accepted one taken up by two pipeline workers with frames on the
+//!   way. Numbers kept, the diff exact, printing round-trips, the pipeline takes
+//!   every validated change and stays accounted for: see the `edits` module.
 //!
 //! Pipeline input format, repeated until the bytes run out:
 //!
@@ -29,6 +34,10 @@
 //!
 //! Frames are batched by eight; each worker processes its share of a batch in turn,
 //! and both are ticked, as the dataplane's loops do.
+
+mod edits;
+
+pub use edits::edit;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;

@@ -50,7 +50,8 @@
 //! only each network's share of them follows the layout (see `shares.rs`).
 //!
 //! Ids stay stable: a removed port or network leaves a *vacant* slot
-//! ([`PortSpec::vacant`], [`DomainSpec::vacant`]) that a later one may reuse, so the
+//! ([`PortSpec::vacant`], [`DomainSpec::vacant`]; a port slot stays even when the
+//! new spec's list ends before it) that a later one may reuse, so the
 //! entries the tables hold, the counters and the application's names all keep
 //! meaning the same thing. A vacant port is in no network; a vacant network has no
 //! gateway, no route and no share of the tables; [`Pipeline::port`] and
@@ -862,7 +863,17 @@ impl Pipeline {
     /// old layout are held to the new shares too), and the MACs of endpoints on
     /// networks that know their endpoints are pinned. Nothing else changes until a
     /// worker adopts the layout. Allocates; run it on a control thread.
-    pub fn reshape(&self, spec: Spec) -> Result<Layout, SpecError> {
+    ///
+    /// The new layout has at least as many port slots as this pipeline's: a spec that
+    /// ends before a removed port (the last one went) gets vacant slots up to it. A
+    /// removed port must be vacant, not past the layout, which to a worker means a
+    /// port of a newer layout than its own: its held packets would be neither freed
+    /// by [`Pipeline::forget_port`] nor left unbooked when released, and the counters
+    /// of the next port to take the number would start off by them.
+    pub fn reshape(&self, mut spec: Spec) -> Result<Layout, SpecError> {
+        if spec.ports.len() < self.sh.ports.len() {
+            spec.ports.resize(self.sh.ports.len(), PortSpec::vacant());
+        }
         let plan = Plan::of(spec)?;
         let sh = plan.over(
             self.sh.fdb.clone(),

@@ -247,6 +247,31 @@ fn forgetting_a_port_drops_the_packets_waiting_for_it_and_frees_its_own() {
 }
 
 #[test]
+fn a_port_removed_from_the_end_of_the_list_stays_a_vacant_slot() {
+    // d is the last port; its packet waits for 172.17.0.20, which never answers.
+    let mut p = pipeline();
+    p.adopt(&p.reshape(with_d()).unwrap());
+    let (f, _) = run(&mut p, D, &routed(9, ip(20)), 0);
+    assert_eq!(f.action, Action::Held);
+    // Without d, a topology numbers its ports up to 4: the spec is one shorter.
+    p.adopt(&p.reshape(spec(64)).unwrap());
+    assert_eq!(p.ports().len(), 6, "the slot stays");
+    assert!(p.ports()[D.index()].is_vacant());
+    let gone = p.forget_port(D, D0, Some(ip(9)), Some(mac(9)));
+    assert_eq!(gone.held, 1, "its packet is freed with it");
+    assert_eq!(p.neighbors().held(), 0);
+    // The retries run out with nothing booked to the gone port.
+    p.tick(Timestamp::from_secs(5), &mut Emitter::with_capacity(4));
+    assert_eq!(p.counters().ports[D.index()], PortCounters::default());
+    // A port that takes the number later starts from zero.
+    p.adopt(&p.reshape(with_d()).unwrap());
+    run(&mut p, D, &udp(mac(30), MacAddr::BROADCAST, 10), 6);
+    let d = p.counters().ports[D.index()];
+    assert_eq!((d.rx_frames, d.forwarded, d.dropped, d.held), (1, 1, 0, 0));
+    assert_accounted(&[&p]);
+}
+
+#[test]
 fn a_network_added_at_runtime_answers_ping_and_routes_once_allowed_then_goes() {
     let mut p = pipeline();
     let gw8 = net8().gateway.unwrap();
