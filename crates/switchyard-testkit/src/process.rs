@@ -87,10 +87,12 @@ impl Instance {
             c.env(k, v);
         }
         let up = Up(Some(c.spawn().unwrap()));
+        // Connectable, not merely there: the socket's file exists from bind(2), a
+        // moment before listen(2), when a connection is still refused.
         wait_until(
             Duration::from_secs(20),
             "switchyard up to open its control socket",
-            || self.socket().exists(),
+            || std::os::unix::net::UnixStream::connect(self.socket()).is_ok(),
         );
         up
     }
