@@ -141,7 +141,15 @@ pub(super) fn check_routes(
                     r.via, n.name
                 ),
             ),
-            Some(_) => routes.push(StaticRoute { prefix, via: r.via }),
+            Some(_) => match routes.iter().find(|x: &&StaticRoute| x.prefix == prefix) {
+                // One next hop a prefix: a second would make the FIB's choice an
+                // accident of order.
+                Some(other) => c.bad(
+                    format!("{f}.prefix"),
+                    format!("{prefix} is routed via {} already", other.via),
+                ),
+                None => routes.push(StaticRoute { prefix, via: r.via }),
+            },
         }
     }
     routes

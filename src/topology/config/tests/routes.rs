@@ -118,3 +118,25 @@ network = \"front\"
         "{ps:#?}"
     );
 }
+
+#[test]
+fn a_prefix_is_routed_one_way_only() {
+    let ps = problems(&format!(
+        "{TWO}
+[[route]]
+prefix = \"10.9.0.0/16\"
+via = \"10.2.0.254\"
+[[route]]
+prefix = \"10.9.0.0/16\"
+via = \"10.1.0.254\"
+"
+    ));
+    assert!(
+        has(
+            &ps,
+            "route[1].prefix",
+            "10.9.0.0/16 is routed via 10.2.0.254 already"
+        ),
+        "{ps:#?}"
+    );
+}
