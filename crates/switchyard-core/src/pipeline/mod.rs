@@ -485,6 +485,19 @@ pub struct Shared {
     fdb: Arc<Fdb>,
     neighbors: Arc<NeighborTable>,
     conntrack: Arc<ConnTrack>,
+    /// This layout's number: each layout made over these tables has a higher one.
+    generation: u64,
+    /// The numbering, and the newest layout any worker has adopted.
+    generations: Arc<Generations>,
+}
+
+/// The layouts made over one set of tables, counted, and the newest a worker runs.
+/// A worker on an older layout than that knows that a port vacant to it may be a
+/// port of the newer one (see `Pipeline::settle_held`).
+#[derive(Debug, Default)]
+struct Generations {
+    made: std::sync::atomic::AtomicU64,
+    adopted: std::sync::atomic::AtomicU64,
 }
 
 /// One layout of the switch — its ports, networks, routes, `allow` rules and
@@ -705,6 +718,7 @@ impl Plan {
         fdb: Arc<Fdb>,
         neighbors: Arc<NeighborTable>,
         conntrack: Arc<ConnTrack>,
+        generations: Arc<Generations>,
     ) -> Shared {
         let live = self.domains.iter().filter(|d| !d.spec.is_vacant()).count();
         let guard = |i: usize| {
@@ -771,6 +785,10 @@ impl Plan {
             fdb,
             neighbors,
             conntrack,
+            generation: generations
+                .made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            generations,
         }
     }
 }
@@ -820,6 +838,7 @@ impl Pipeline {
             Arc::new(Fdb::new(fdb_max, aging)),
             Arc::new(neighbors),
             Arc::new(conntrack),
+            Arc::default(),
         );
         Ok(Pipeline {
             sh: Arc::new(sh),
@@ -879,6 +898,7 @@ impl Pipeline {
             self.sh.fdb.clone(),
             self.sh.neighbors.clone(),
             self.sh.conntrack.clone(),
+            self.sh.generations.clone(),
         );
         Ok(Layout(Arc::new(sh)))
     }
@@ -900,6 +920,10 @@ impl Pipeline {
             "a layout of another pipeline's tables"
         );
         self.sh = layout.0.clone();
+        self.sh
+            .generations
+            .adopted
+            .fetch_max(self.sh.generation, std::sync::atomic::Ordering::Release);
         let n = self.sh.ports.len();
         if self.counters.ports.len() < n {
             self.counters.ports.resize(n, PortCounters::default());
@@ -982,6 +1006,16 @@ impl Pipeline {
             held,
             conntrack,
         }
+    }
+
+    /// True if another worker has adopted a newer layout than this pipeline's.
+    #[cold]
+    fn behind(&self) -> bool {
+        self.sh
+            .generations
+            .adopted
+            .load(std::sync::atomic::Ordering::Acquire)
+            > self.sh.generation
     }
 
     /// True if `port` is a vacant slot of this pipeline's layout.
@@ -1118,9 +1152,14 @@ impl Pipeline {
 
     /// A held packet left its queue: book its final fate. A packet of a port that
     /// is vacant in this worker's layout is not booked: that port's counters were
-    /// zeroed when the worker adopted the layout, its held packets with them.
+    /// zeroed when the worker adopted the layout, its held packets with them —
+    /// unless a newer layout runs somewhere, whose port took the number.
     fn settle_held(&mut self, port: PortId, action: Action) {
-        if self.is_vacant(port) {
+        // Unless another worker runs a newer layout already: then the slot may be
+        // taken again there, by the port whose packet this is (a port's own held
+        // packets were freed when it was forgotten, before its number could be
+        // reused), and it is booked as that worker would.
+        if self.is_vacant(port) && !self.behind() {
             return;
         }
         if port != PortId::LOCAL && port.index() >= self.counters.ports.len() {
