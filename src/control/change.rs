@@ -336,12 +336,10 @@ impl Instance {
         let mut guard = self.deployment();
         let dep = guard.as_mut().ok_or_else(not_running)?;
         let mut made = Vec::new();
-        let mut done: Vec<&str> = Vec::new();
         let result = (|| {
             for name in &diff.new_endpoints {
                 let e = endpoint(next, name);
                 let taps = dep.add_endpoint(next, e)?;
-                done.push(name);
                 for (tap, i) in taps.into_iter().zip(&e.interfaces) {
                     made.push(new_port(Topology::port_name(e, i), i.port, tap));
                 }
@@ -365,9 +363,7 @@ impl Instance {
             Err(err) => {
                 // The TAPs made go with their file descriptors.
                 drop(made);
-                for name in done {
-                    let _ = dep.remove_endpoint(endpoint(next, name));
-                }
+                remove_new(dep, next, diff);
                 Err(setup_failed(err))
             }
         }
@@ -377,10 +373,17 @@ impl Instance {
     /// were dropped with the ports already).
     fn unmake(&self, next: &Topology, diff: &Diff) {
         if let Some(dep) = self.deployment().as_mut() {
-            for name in &diff.new_endpoints {
-                let _ = dep.remove_endpoint(endpoint(next, name));
-            }
+            remove_new(dep, next, diff);
         }
+    }
+}
+
+/// Removes the namespaces made for the endpoints a change adds. Only namespaces the
+/// deployment recorded are deleted, so one not made yet (or someone else's of the same
+/// name, which `add_endpoint` refused) is left alone.
+fn remove_new(dep: &mut Deployment, next: &Topology, diff: &Diff) {
+    for name in &diff.new_endpoints {
+        let _ = dep.remove_endpoint(endpoint(next, name));
     }
 }
 

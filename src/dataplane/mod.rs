@@ -775,12 +775,8 @@ impl Worker {
             if fd >= 0 {
                 let _ = poll.registry().deregister(&mut SourceFd(&fd));
             }
-            let queue = std::mem::replace(
-                &mut self.ports[p],
-                Box::new(GonePort {
-                    caps: Capabilities::default(),
-                }),
-            );
+            let queue =
+                std::mem::replace(&mut self.ports[p], GonePort::boxed(Capabilities::default()));
             // Closed by whoever asked for the change (see `Handle::reshape`); if
             // they stopped waiting, it is closed here after all.
             let _ = r.retired.try_send(queue);
@@ -790,9 +786,7 @@ impl Worker {
         for (port, name, queue) in r.add {
             let p = port.index();
             while self.ports.len() <= p {
-                self.ports.push(Box::new(GonePort {
-                    caps: Capabilities::default(),
-                }));
+                self.ports.push(GonePort::boxed(Capabilities::default()));
                 self.status.push(PortStatus::vacant());
                 ready.push(false);
             }
@@ -889,7 +883,7 @@ impl Worker {
         // kernel (see `Handle::reshape`), and the worker has other ports to serve. A
         // thread of its own, rarely: once per port going down.
         let caps = self.ports[p].capabilities();
-        let queue = std::mem::replace(&mut self.ports[p], Box::new(GonePort { caps }));
+        let queue = std::mem::replace(&mut self.ports[p], GonePort::boxed(caps));
         let closer = std::thread::Builder::new()
             .name("switchyard-close".into())
             .spawn(move || drop(queue));
@@ -1143,6 +1137,13 @@ mod libc_errno {
 /// What stands in for a port whose device is gone: nothing to read, nothing written.
 struct GonePort {
     caps: Capabilities,
+}
+
+impl GonePort {
+    /// The stand-in of a port with these capabilities (a vacant slot has none).
+    fn boxed(caps: Capabilities) -> Box<dyn Port> {
+        Box::new(GonePort { caps })
+    }
 }
 
 impl Port for GonePort {

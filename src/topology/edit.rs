@@ -95,16 +95,20 @@ pub enum Edit {
 }
 
 /// Parses an address argument, naming the argument when it is not one.
+fn parse<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, EditError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse::<T>()
+        .map_err(|e| EditError::Invalid(format!("{what} {v:?}: {e}")))
+}
+
+/// [`parse`] of an argument that may be left out.
 fn addr<T: std::str::FromStr>(what: &str, s: &Option<String>) -> Result<Option<T>, EditError>
 where
     T::Err: std::fmt::Display,
 {
-    s.as_deref()
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|e| EditError::Invalid(format!("{what} {v:?}: {e}")))
-        })
-        .transpose()
+    s.as_deref().map(|v| parse(what, v)).transpose()
 }
 
 impl Edit {
@@ -318,14 +322,14 @@ impl Edit {
                 }
             }
             Edit::RouteAdd { prefix, via } => {
-                let via = addr::<Ipv4Addr>("via", &Some(via.clone()))?.expect("given");
+                let via = parse::<Ipv4Addr>("via", via)?;
                 cfg.routes.push(RouteSection {
                     prefix: prefix.clone(),
                     via,
                 });
             }
             Edit::RouteRm { prefix, via } => {
-                let v = addr::<Ipv4Addr>("via", &Some(via.clone()))?.expect("given");
+                let v = parse::<Ipv4Addr>("via", via)?;
                 let p = prefix.parse::<Ipv4Cidr>().ok();
                 let before = cfg.routes.len();
                 cfg.routes.retain(|r| {

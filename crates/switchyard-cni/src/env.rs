@@ -113,13 +113,9 @@ impl Env {
         }
         check_container_id(&container_id)?;
         check_ifname(&ifname)?;
-        // An absolute path without `..` (one that climbs out of where it says it is),
-        // as switchyard takes a namespace path.
-        if !netns.is_empty()
-            && (!netns.starts_with('/')
-                || netns.split('/').any(|c| c == "..")
-                || netns.len() > MAX_NETNS_PATH)
-        {
+        // An absolute path without `..` (one that climbs out of where it says it is):
+        // switchyard's own rule for a namespace path, checked before asking it.
+        if !netns.is_empty() && switchyard::topology::config::check_netns_path(&netns).is_err() {
             return Err(CniError::new(
                 code::INVALID_ENV,
                 format!(
@@ -142,9 +138,6 @@ impl Env {
         endpoint_name(&self.container_id, &self.ifname)
     }
 }
-
-/// Longest namespace path taken (PATH_MAX).
-const MAX_NETNS_PATH: usize = 4096;
 
 /// Longest container id kept whole in an endpoint name: `c-` + id + `-` + a 15-byte
 /// interface name stays within switchyard's 48-character names.

@@ -281,7 +281,7 @@ pub(super) fn check_ifname(name: &str) -> Result<(), String> {
 
 /// The path of a namespace someone else made: absolute, without `..` (a path that
 /// climbs out of where it says it is), and of a sane length.
-fn check_netns_path(path: &str) -> Result<(), String> {
+pub fn check_netns_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!(
             "{path:?} must be an absolute path (/run/netns/NAME, /proc/PID/ns/net)"

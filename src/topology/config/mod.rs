@@ -41,7 +41,7 @@ mod publish;
 mod routes;
 mod switch;
 
-pub use endpoint::{AttachSection, EndpointSection};
+pub use endpoint::{check_netns_path, AttachSection, EndpointSection};
 pub use network::NetworkSection;
 pub use publish::{parse_port_range, parse_publish, Publish};
 pub use routes::{AllowSection, RouteSection};
