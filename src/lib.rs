@@ -21,4 +21,5 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod dns;
 pub mod topology;

@@ -89,6 +89,8 @@ struct Instance {
     deployment: Arc<Mutex<Option<Deployment>>>,
     dp: dataplane::Handle,
     watch: super::Watched,
+    /// The DNS service, told of every change before it is answered.
+    dns: Option<crate::dns::DnsHandle>,
 }
 
 impl Changer {
@@ -99,6 +101,7 @@ impl Changer {
         deployment: Arc<Mutex<Option<Deployment>>>,
         dp: dataplane::Handle,
         watch: super::Watched,
+        dns: Option<crate::dns::DnsHandle>,
     ) -> std::io::Result<(Changer, Changes)> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let notify: Arc<OnceLock<Arc<mio::Waker>>> = Arc::default();
@@ -108,6 +111,7 @@ impl Changer {
             deployment,
             dp,
             watch,
+            dns,
         };
         let thread = std::thread::Builder::new()
             .name("switchyard-change".into())
@@ -312,6 +316,9 @@ impl Instance {
         }
         // 5. Publish.
         self.watch.add(&next, &diff);
+        if let Some(d) = &self.dns {
+            d.publish(&next);
+        }
         self.live.set(next.clone());
         tracing::info!("{}", edit.describe());
         let mut change = edit.describe();

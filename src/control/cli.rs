@@ -92,6 +92,8 @@ pub enum TableArg {
     Conntrack,
     /// The running topology, as a config file `switchyard up` takes.
     Config,
+    /// DNS at the gateways: names and addresses per network, upstreams, counters.
+    Dns,
 }
 
 impl From<TableArg> for Table {
@@ -104,6 +106,7 @@ impl From<TableArg> for Table {
             TableArg::Neighbors => Table::Neighbors,
             TableArg::Conntrack => Table::Conntrack,
             TableArg::Config => Table::Config,
+            TableArg::Dns => Table::Dns,
         }
     }
 }

@@ -55,12 +55,13 @@ pub struct Switchyard {
     live: LiveTopology,
     socket: PathBuf,
     // Stopped in this order: the namespace watch, the metrics endpoint, the socket,
-    // the change thread (after the change under way), then the dataplane (closing
-    // the TAPs), then the namespaces.
+    // the change thread (after the change under way), the DNS service, then the
+    // dataplane (closing the TAPs), then the namespaces.
     watch: Option<NamespaceWatch>,
     metrics: Option<metrics::Exporter>,
     server: Option<Server>,
     changer: Option<change::Changer>,
+    dns: Option<crate::dns::DnsService>,
     dataplane: Option<dataplane::Running>,
     deployment: Arc<Mutex<Option<Deployment>>>,
 }
@@ -94,12 +95,21 @@ impl Switchyard {
         let opts = Options {
             busy_poll: std::time::Duration::from_micros(topology.busy_poll_us),
         };
-        let running = Dataplane::new(pipeline, queues, opts)
+        let mut running = Dataplane::new(pipeline, queues, opts)
             .spawn()
             .map_err(|source| StartError::Io {
                 what: "start the dataplane workers",
                 source,
             })?;
+        let link = running
+            .take_service_link()
+            .expect("a new dataplane has its service link");
+        let dns = crate::dns::DnsService::start(link, &topology).map_err(|source| {
+            StartError::Io {
+                what: "start the DNS service (open its upstream socket)",
+                source,
+            }
+        })?;
         let live = LiveTopology::new(topology.clone());
         let exporter = match metrics {
             Some(l) => Some(
@@ -124,6 +134,7 @@ impl Switchyard {
             deployment.clone(),
             running.handle(),
             watched.clone(),
+            Some(dns.handle()),
         )
         .map_err(|source| StartError::Io {
             what: "start the change thread",
@@ -132,6 +143,7 @@ impl Switchyard {
         let instance = server::Instance {
             topology: live.clone(),
             changes: Some(changes),
+            dns: Some(dns.handle()),
         };
         let server = Server::start(&socket, running.handle(), instance).map_err(|source| {
             StartError::Io {
@@ -148,6 +160,7 @@ impl Switchyard {
             metrics: exporter,
             server: Some(server),
             changer: Some(changer),
+            dns: Some(dns),
             dataplane: Some(running),
             deployment,
         })
@@ -211,6 +224,9 @@ impl Switchyard {
         }
         if let Some(c) = self.changer.take() {
             c.stop();
+        }
+        if let Some(d) = self.dns.take() {
+            d.stop();
         }
         let dataplane = match self.dataplane.take() {
             Some(d) => d.stop(),

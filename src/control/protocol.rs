@@ -239,10 +239,13 @@ pub enum Table {
     Conntrack,
     /// The running topology, as a config file `switchyard up` takes.
     Config,
+    /// DNS at the gateways: each network's names and addresses, the upstream servers,
+    /// and the resolver's counters.
+    Dns,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Ports,
         Table::Fdb,
         Table::Counters,
@@ -250,6 +253,7 @@ impl Table {
         Table::Neighbors,
         Table::Conntrack,
         Table::Config,
+        Table::Dns,
     ];
 
     /// The name of the table on the wire (and of the reply that carries it).
@@ -262,6 +266,7 @@ impl Table {
             Table::Neighbors => "neighbors",
             Table::Conntrack => "conntrack",
             Table::Config => "config",
+            Table::Dns => "dns",
         }
     }
 }
@@ -284,6 +289,8 @@ pub enum Reply {
     Neighbors(Vec<NeighborRow>),
     Conntrack(ConntrackReport),
     Config(ConfigText),
+    /// `show dns`.
+    Dns(Box<crate::dns::DnsView>),
     /// The first line of a live trace.
     TraceStart(TraceStart),
     /// One traced frame of a live trace.
@@ -323,6 +330,7 @@ impl Reply {
             Reply::Neighbors(_) => "neighbors",
             Reply::Conntrack(_) => "conntrack",
             Reply::Config(_) => "config",
+            Reply::Dns(_) => "dns",
             Reply::TraceStart(_) => "trace_start",
             Reply::Trace(_) => "trace",
             Reply::TraceEnd(_) => "trace_end",
@@ -351,6 +359,7 @@ impl Reply {
             Reply::Neighbors(r) => serde_json::to_value(r),
             Reply::Conntrack(r) => serde_json::to_value(r),
             Reply::Config(r) => serde_json::to_value(r),
+            Reply::Dns(r) => serde_json::to_value(r),
             Reply::TraceStart(r) => serde_json::to_value(r),
             Reply::Trace(r) => serde_json::to_value(r),
             Reply::TraceEnd(r) => serde_json::to_value(r),

@@ -60,6 +60,7 @@ pub fn reply(r: &Reply) -> String {
         Reply::Neighbors(rows) => neighbors(rows),
         Reply::Conntrack(c) => conntrack(c),
         Reply::Config(c) => c.toml.clone(),
+        Reply::Dns(d) => dns(d),
         Reply::TraceStart(t) => trace_start(t),
         Reply::Trace(t) => frame_trace(t),
         Reply::TraceEnd(e) => trace_end(e),
@@ -463,6 +464,57 @@ pub fn neighbors(rows: &[NeighborRow]) -> String {
         ]);
     }
     t.render()
+}
+
+/// `show dns`: each network's names, where other names go, and the counters.
+pub fn dns(d: &crate::dns::DnsView) -> String {
+    let mut s = String::new();
+    if d.zones.is_empty() {
+        s.push_str("no network serves DNS\n");
+    }
+    for z in &d.zones {
+        let domain = z.domain.as_deref().map_or(String::new(), |d| format!(", domain {d}"));
+        let _ = writeln!(s, "network {} (server {}{domain})", z.network, z.server);
+        let mut t = TextTable::new(&["  NAME", "ADDRESS", "KIND"]);
+        for r in &z.records {
+            t.row(vec![
+                format!("  {}", r.name),
+                r.address.to_string(),
+                if r.alias { "alias" } else { "endpoint" }.to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    let up = if d.upstreams.is_empty() {
+        "none (other names are refused)".to_string()
+    } else {
+        let via = d.upstream_netns.as_deref().map_or(String::new(), |n| format!(" via namespace {n}"));
+        format!("{}{via}", d.upstreams.join(", "))
+    };
+    let _ = writeln!(s, "upstream: {up}");
+    let mut t = TextTable::new(&["COUNTER", "VALUE"]);
+    for (name, value) in d.counters.iter() {
+        t.row(vec![name.to_string(), value.to_string()]);
+    }
+    let f = &d.frames;
+    for (name, value) in [
+        ("punted_frames", f.punted),
+        ("bad_frames", f.bad_frames),
+        ("answers_sent", f.answers_sent),
+        ("no_buffer", f.no_buffer),
+        ("worker_busy", f.worker_busy),
+        ("upstream_send_errors", f.upstream_send_errors),
+        ("upstream_dropped", f.upstream_dropped),
+        ("outstanding", f.outstanding),
+        ("tcp_connections", f.tcp_connections),
+        ("tcp_open", f.tcp_open),
+        ("tcp_refused_segments", f.tcp_refused_segments),
+        ("tcp_aborted", f.tcp_aborted),
+    ] {
+        t.row(vec![name.to_string(), value.to_string()]);
+    }
+    s.push_str(&t.render());
+    s
 }
 
 /// Like `conntrack -L`: one line per connection.

@@ -62,6 +62,8 @@ pub struct Instance {
     pub topology: LiveTopology,
     /// Where changes go (`None`: this instance takes none, and says so).
     pub changes: Option<super::change::Changes>,
+    /// The DNS service (`None`: none runs, and `show dns` says so).
+    pub dns: Option<crate::dns::DnsHandle>,
 }
 
 /// A running control server.
@@ -636,6 +638,13 @@ fn handle(
             Table::Config => whole(Reply::Config(ConfigText {
                 toml: instance.topology.read(|t| t.to_toml()),
             })),
+            Table::Dns => match &instance.dns {
+                Some(d) => whole(Reply::Dns(Box::new(d.view()))),
+                None => Answer::Whole(Response::error(ErrorReply::new(
+                    ErrorCode::NotFound,
+                    "this instance runs no DNS service",
+                ))),
+            },
         },
         Request::Trace { ref ports, count } => super::live::trace(dp, ports, count)?,
         Request::TracePacket { ref packet } => {
