@@ -18,12 +18,21 @@ fn resolve(c: &mut Criterion) {
         Some("app.internal"),
     );
     for i in 0..1000u32 {
-        zone.add(&format!("svc{i}"), Ipv4Addr::from(0x0a01_0000 + 2 + i), true);
+        zone.add(
+            &format!("svc{i}"),
+            Ipv4Addr::from(0x0a01_0000 + 2 + i),
+            true,
+        );
     }
     let mut zones = Zones::default();
     zones.insert(1, zone);
     let upstream = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 53), 53);
-    let mut resolver = Resolver::new(vec![upstream], 1024, 2_000_000_000, Arc::new(Counters::default()));
+    let mut resolver = Resolver::new(
+        vec![upstream],
+        1024,
+        2_000_000_000,
+        Arc::new(Counters::default()),
+    );
     resolver.set_zones(Arc::new(zones));
 
     let mut query = Packet::new_query(0x1234);

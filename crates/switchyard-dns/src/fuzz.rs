@@ -43,7 +43,13 @@ fn zones() -> Zones {
     front.add("www.example", Ipv4Addr::new(10, 1, 0, 2), false);
     front.add("pool", Ipv4Addr::new(10, 1, 0, 2), false);
     front.add("pool", Ipv4Addr::new(10, 1, 0, 3), false);
-    let mut back = Zone::new("back", Ipv4Addr::new(10, 2, 0, 1), Ipv4Addr::new(10, 2, 0, 0), 24, None);
+    let mut back = Zone::new(
+        "back",
+        Ipv4Addr::new(10, 2, 0, 1),
+        Ipv4Addr::new(10, 2, 0, 0),
+        24,
+        None,
+    );
     back.add("db", Ipv4Addr::new(10, 2, 0, 2), true);
     let mut zones = Zones::default();
     zones.insert(1, front);
@@ -66,7 +72,9 @@ impl Harness {
     fn query(&mut self, domain: u16, msg: &[u8], transport: Transport) {
         let token = self.next_token;
         self.next_token += 1;
-        let outcome = self.resolver.query(domain, msg, transport, self.now, token, &mut self.out);
+        let outcome = self
+            .resolver
+            .query(domain, msg, transport, self.now, token, &mut self.out);
         match outcome {
             Outcome::Drop => assert!(
                 msg.len() < 12 || msg[2] & 0x80 != 0,
@@ -76,11 +84,20 @@ impl Harness {
             Outcome::Forward { to } => {
                 assert_eq!(to, UPSTREAM);
                 assert_eq!(self.out.len(), msg.len(), "forwarded as it came");
-                assert_eq!(self.out[2..], msg[2..], "forwarded as it came but for the ID");
+                assert_eq!(
+                    self.out[2..],
+                    msg[2..],
+                    "forwarded as it came but for the ID"
+                );
                 let id = header_buffer::id_unchecked(&self.out);
                 let client_id = header_buffer::id_unchecked(msg);
-                let again = self.forwarded.insert(id, (token, client_id, self.out.clone()));
-                assert!(again.is_none(), "an upstream ID is used by one query at a time");
+                let again = self
+                    .forwarded
+                    .insert(id, (token, client_id, self.out.clone()));
+                assert!(
+                    again.is_none(),
+                    "an upstream ID is used by one query at a time"
+                );
                 self.last_forwarded = Some(id);
             }
         }
@@ -91,19 +108,40 @@ impl Harness {
     fn check_answer(&self, domain: u16, msg: &[u8], transport: Transport) {
         let r = Packet::parse(&self.out).expect("an answer parses");
         assert!(r.has_flags(PacketFlag::RESPONSE));
-        assert_eq!(r.id(), header_buffer::id_unchecked(msg), "the answer has the query's ID");
-        let limit = match (transport, Packet::parse(msg).ok().and_then(|q| q.opt().cloned())) {
+        assert_eq!(
+            r.id(),
+            header_buffer::id_unchecked(msg),
+            "the answer has the query's ID"
+        );
+        let limit = match (
+            transport,
+            Packet::parse(msg).ok().and_then(|q| q.opt().cloned()),
+        ) {
             (Transport::Tcp, _) => TCP_MAX_MESSAGE,
             (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
             (Transport::Udp, Some(_)) => EDNS_UDP_PAYLOAD.into(),
         };
-        assert!(self.out.len() <= limit, "{} bytes over {transport:?}", self.out.len());
-        let records = r.answers.iter().chain(&r.name_servers).chain(&r.additional_records);
+        assert!(
+            self.out.len() <= limit,
+            "{} bytes over {transport:?}",
+            self.out.len()
+        );
+        let records = r
+            .answers
+            .iter()
+            .chain(&r.name_servers)
+            .chain(&r.additional_records);
         for rr in records {
             let text = format!("{:?}", rr.rdata).to_ascii_lowercase();
             match domain {
-                1 => assert!(!text.contains("10, 2, 0") && !text.contains("\"db"), "{text}"),
-                2 => assert!(!text.contains("10, 1, 0") && !text.contains("web"), "{text}"),
+                1 => assert!(
+                    !text.contains("10, 2, 0") && !text.contains("\"db"),
+                    "{text}"
+                ),
+                2 => assert!(
+                    !text.contains("10, 1, 0") && !text.contains("web"),
+                    "{text}"
+                ),
                 _ => panic!("a network without a zone got records: {text}"),
             }
         }
@@ -115,7 +153,10 @@ impl Harness {
             None => {}
             Some(token) => {
                 let id = id.expect("an accepted answer has a header");
-                let (want, client_id, _) = self.forwarded.remove(&id).expect("it answers a forwarded query");
+                let (want, client_id, _) = self
+                    .forwarded
+                    .remove(&id)
+                    .expect("it answers a forwarded query");
                 assert_eq!(token, want, "the answer goes to the client that asked");
                 assert_eq!(from, UPSTREAM);
                 let r = Packet::parse(&self.out).expect("a relayed answer parses");
@@ -129,8 +170,12 @@ impl Harness {
     /// `chunk`, then spoiled as its first byte says: from another source, another ID,
     /// or another question.
     fn answer_last(&mut self, chunk: &[u8]) {
-        let Some(id) = self.last_forwarded else { return };
-        let Some((_, _, sent)) = self.forwarded.get(&id) else { return };
+        let Some(id) = self.last_forwarded else {
+            return;
+        };
+        let Some((_, _, sent)) = self.forwarded.get(&id) else {
+            return;
+        };
         let sent = sent.clone();
         let Ok(q) = Packet::parse(&sent) else { return };
         let mut reply = q.clone().into_reply();
@@ -138,7 +183,12 @@ impl Harness {
         for ip in chunk.chunks_exact(4).skip(1) {
             let ip = Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]);
             let name = reply.questions[0].qname.clone();
-            reply.answers.push(ResourceRecord::new(name, CLASS::IN, 300, RData::A(A::from(ip))));
+            reply.answers.push(ResourceRecord::new(
+                name,
+                CLASS::IN,
+                300,
+                RData::A(A::from(ip)),
+            ));
         }
         let mut from = UPSTREAM;
         match how % 4 {
@@ -147,12 +197,18 @@ impl Harness {
             3 => reply.questions[0].qtype = simple_dns::TYPE::TXT.into(),
             _ => {}
         }
-        let Ok(bytes) = reply.build_bytes_vec_compressed() else { return };
+        let Ok(bytes) = reply.build_bytes_vec_compressed() else {
+            return;
+        };
         let before = self.resolver.outstanding();
         self.upstream(from, &bytes);
         let same_question = how % 4 == 3 && q.questions[0].qtype == simple_dns::TYPE::TXT.into();
         let accepted = self.resolver.outstanding() < before;
-        assert_eq!(accepted, how % 4 == 0 || same_question, "spoiled answers are refused ({how})");
+        assert_eq!(
+            accepted,
+            how % 4 == 0 || same_question,
+            "spoiled answers are refused ({how})"
+        );
     }
 
     fn expire(&mut self, now: u64) {
@@ -164,8 +220,13 @@ impl Harness {
             ended.push(token);
         });
         for token in ended {
-            let id = self.forwarded.iter().find(|(_, v)| v.0 == token).map(|(&k, _)| k);
-            self.forwarded.remove(&id.expect("a timeout ends a forwarded query"));
+            let id = self
+                .forwarded
+                .iter()
+                .find(|(_, v)| v.0 == token)
+                .map(|(&k, _)| k);
+            self.forwarded
+                .remove(&id.expect("a timeout ends a forwarded query"));
         }
         assert_eq!(self.resolver.outstanding(), self.forwarded.len());
         if let Some(d) = self.resolver.next_deadline() {
@@ -178,7 +239,12 @@ impl Harness {
 /// does not hold.
 pub fn fuzz_check(data: &[u8]) {
     let counters = Arc::new(Counters::default());
-    let mut resolver = Resolver::new(vec![UPSTREAM], MAX_OUTSTANDING, TIMEOUT_NS, Arc::clone(&counters));
+    let mut resolver = Resolver::new(
+        vec![UPSTREAM],
+        MAX_OUTSTANDING,
+        TIMEOUT_NS,
+        Arc::clone(&counters),
+    );
     resolver.set_zones(Arc::new(zones()));
     let mut h = Harness {
         resolver,
@@ -226,9 +292,19 @@ pub fn fuzz_check(data: &[u8]) {
     let c = h.counters.snapshot();
     assert_eq!(c.queries, c.udp_queries + c.tcp_queries);
     let dropped = c.malformed - c.formerr;
-    let ended = c.answers + c.nodata + c.nxdomain + c.forwarded + c.refused + c.upstream_busy
-        + c.formerr + c.notimp + dropped;
-    assert_eq!(c.queries, ended, "every query is counted under one outcome: {c:?}");
+    let ended = c.answers
+        + c.nodata
+        + c.nxdomain
+        + c.forwarded
+        + c.refused
+        + c.upstream_busy
+        + c.formerr
+        + c.notimp
+        + dropped;
+    assert_eq!(
+        c.queries, ended,
+        "every query is counted under one outcome: {c:?}"
+    );
     assert_eq!(c.forwarded, c.upstream_answers + c.upstream_timeouts);
     assert_eq!(c.servfail, c.upstream_busy + c.upstream_timeouts);
 }

@@ -214,7 +214,15 @@ impl<T> Resolver<T> {
             // No zone: this network does not serve DNS. Say so rather than let the
             // client wait out its timeout.
             Counters::bump(&c.refused);
-            self.respond(&query, RCODE::Refused, false, Vec::new(), Vec::new(), limit, out);
+            self.respond(
+                &query,
+                RCODE::Refused,
+                false,
+                Vec::new(),
+                Vec::new(),
+                limit,
+                out,
+            );
             return Outcome::Answer;
         };
         let question = &query.questions[0];
@@ -225,7 +233,15 @@ impl<T> Resolver<T> {
         }
         if question.qclass != QCLASS::CLASS(CLASS::IN) {
             Counters::bump(&c.refused);
-            self.respond(&query, RCODE::Refused, false, Vec::new(), Vec::new(), limit, out);
+            self.respond(
+                &query,
+                RCODE::Refused,
+                false,
+                Vec::new(),
+                Vec::new(),
+                limit,
+                out,
+            );
             return Outcome::Answer;
         }
         let qtype = question.qtype;
@@ -235,12 +251,18 @@ impl<T> Resolver<T> {
         let (rcode, answers) = match lookup {
             Lookup::Name(addrs) if wants(TYPE::A) => (
                 RCODE::NoError,
-                addrs.iter().map(|&(ip, _)| record(RData::A(A::from(ip)))).collect(),
+                addrs
+                    .iter()
+                    .map(|&(ip, _)| record(RData::A(A::from(ip))))
+                    .collect(),
             ),
             Lookup::Reverse(Some(host)) if wants(TYPE::PTR) => {
                 let target = zone.qualify(host);
                 match Name::new(&target) {
-                    Ok(n) => (RCODE::NoError, vec![record(RData::PTR(PTR(n.into_owned())))]),
+                    Ok(n) => (
+                        RCODE::NoError,
+                        vec![record(RData::PTR(PTR(n.into_owned())))],
+                    ),
                     Err(_) => (RCODE::NoError, Vec::new()),
                 }
             }
@@ -285,17 +307,41 @@ impl<T> Resolver<T> {
         let c = Arc::clone(&self.counters);
         let Some(&upstream) = self.upstreams.first() else {
             Counters::bump(&c.refused);
-            self.respond(query, RCODE::Refused, false, Vec::new(), Vec::new(), limit, out);
+            self.respond(
+                query,
+                RCODE::Refused,
+                false,
+                Vec::new(),
+                Vec::new(),
+                limit,
+                out,
+            );
             return Outcome::Answer;
         };
         if self.pending.len() >= self.max_outstanding {
             Counters::bump(&c.upstream_busy);
             Counters::bump(&c.servfail);
-            self.respond(query, RCODE::ServerFailure, false, Vec::new(), Vec::new(), limit, out);
+            self.respond(
+                query,
+                RCODE::ServerFailure,
+                false,
+                Vec::new(),
+                Vec::new(),
+                limit,
+                out,
+            );
             return Outcome::Answer;
         }
         let mut servfail = Vec::new();
-        self.respond(query, RCODE::ServerFailure, false, Vec::new(), Vec::new(), limit, &mut servfail);
+        self.respond(
+            query,
+            RCODE::ServerFailure,
+            false,
+            Vec::new(),
+            Vec::new(),
+            limit,
+            &mut servfail,
+        );
         let id = self.fresh_id();
         let deadline = now_ns.saturating_add(self.timeout_ns);
         // The query goes out as the client sent it (its EDNS options, its DO and CD
@@ -324,7 +370,12 @@ impl<T> Resolver<T> {
     /// same question AND from the server it was sent to), writes the response with the
     /// client's original ID into `out` and returns the client's token; otherwise None
     /// (counted as upstream_ignored; never panics).
-    pub fn upstream_reply(&mut self, from: SocketAddrV4, msg: &[u8], out: &mut Vec<u8>) -> Option<T> {
+    pub fn upstream_reply(
+        &mut self,
+        from: SocketAddrV4,
+        msg: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<T> {
         out.clear();
         let c = Arc::clone(&self.counters);
         let reply = match Packet::parse(msg) {
@@ -469,7 +520,10 @@ fn write(packet: &Packet<'_>, out: &mut Vec<u8>) {
     out.clear();
     // Writing into memory fails only if the message breaks the crate's own limits,
     // which a message built from a parsed one and zone names cannot.
-    if packet.write_compressed_to(&mut Cursor::new(&mut *out)).is_err() {
+    if packet
+        .write_compressed_to(&mut Cursor::new(&mut *out))
+        .is_err()
+    {
         out.clear();
     }
 }
@@ -489,6 +543,10 @@ fn soa(zone: &Zone) -> Option<ResourceRecord<'static>> {
         expire: 86400,
         minimum: LOCAL_TTL,
     };
-    Some(ResourceRecord::new(apex, CLASS::IN, LOCAL_TTL, RData::SOA(soa)))
+    Some(ResourceRecord::new(
+        apex,
+        CLASS::IN,
+        LOCAL_TTL,
+        RData::SOA(soa),
+    ))
 }
-

@@ -140,9 +140,9 @@ impl Zone {
     /// Whether `name` (lowercase, dotted, see [`text_name`]) is the search domain or
     /// under it: where a negative answer carries the domain's SOA.
     pub(crate) fn in_domain(&self, name: &str) -> bool {
-        self.domain.as_deref().is_some_and(|d| {
-            name == d || name.strip_suffix(d).is_some_and(|h| h.ends_with('.'))
-        })
+        self.domain
+            .as_deref()
+            .is_some_and(|d| name == d || name.strip_suffix(d).is_some_and(|h| h.ends_with('.')))
     }
 
     /// Where `name` (lowercase, dotted, see [`text_name`]) falls in this zone.
@@ -154,7 +154,10 @@ impl Zone {
             if name == d {
                 return Lookup::Apex;
             }
-            if let Some(host) = name.strip_suffix(d.as_str()).and_then(|h| h.strip_suffix('.')) {
+            if let Some(host) = name
+                .strip_suffix(d.as_str())
+                .and_then(|h| h.strip_suffix('.'))
+            {
                 return match self.names.get(host) {
                     Some(addrs) => Lookup::Name(addrs),
                     None => Lookup::Unknown,
@@ -277,7 +280,13 @@ mod tests {
 
     #[test]
     fn invalid_names_are_refused_and_records_are_sorted() {
-        let mut z = Zone::new("app", Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 9), 24, None);
+        let mut z = Zone::new(
+            "app",
+            Ipv4Addr::new(10, 1, 0, 1),
+            Ipv4Addr::new(10, 1, 0, 9),
+            24,
+            None,
+        );
         assert_eq!(z.subnet(), (Ipv4Addr::new(10, 1, 0, 0), 24));
         assert!(!z.add("", Ipv4Addr::new(10, 1, 0, 2), true));
         assert!(!z.add("a..b", Ipv4Addr::new(10, 1, 0, 2), true));
@@ -294,7 +303,14 @@ mod tests {
                 ("web".to_string(), Ipv4Addr::new(10, 1, 0, 3), true),
             ]
         );
-        assert_eq!(z.ptr_name(Ipv4Addr::new(10, 1, 0, 3)).as_deref(), Some("web."));
-        assert_eq!(z.ptr_name(Ipv4Addr::new(10, 1, 0, 2)), None, "an alias has no PTR");
+        assert_eq!(
+            z.ptr_name(Ipv4Addr::new(10, 1, 0, 3)).as_deref(),
+            Some("web.")
+        );
+        assert_eq!(
+            z.ptr_name(Ipv4Addr::new(10, 1, 0, 2)),
+            None,
+            "an alias has no PTR"
+        );
     }
 }
