@@ -227,7 +227,15 @@ impl<T> Resolver<T> {
         };
         let question = &query.questions[0];
         let name = text_name(&question.qname);
-        let lookup = name.as_deref().map_or(Lookup::Outside, |n| zone.lookup(n));
+        let lookup = match name.as_deref() {
+            Some(n) => zone.lookup(n),
+            // A name no endpoint can have, yet one of the zone's kind: a single label
+            // or under the search domain.
+            None if question.qname.get_labels().len() == 1 || zone.in_domain(&question.qname) => {
+                Lookup::Unknown
+            }
+            None => Lookup::Outside,
+        };
         if lookup == Lookup::Outside {
             return self.forward(&query, msg, limit, now_ns, client, out);
         }
@@ -285,9 +293,9 @@ impl<T> Resolver<T> {
         // A negative answer carries the SOA of the zone it is negative for (RFC 2308),
         // which sets how long it may be cached; only the search domain has a name
         // to own one.
-        let authority = match (&name, answers.is_empty()) {
-            (Some(n), true) if zone.in_domain(n) => soa(zone).into_iter().collect(),
-            _ => Vec::new(),
+        let authority = match answers.is_empty() && zone.in_domain(&question.qname) {
+            true => soa(zone).into_iter().collect(),
+            false => Vec::new(),
         };
         self.respond(&query, rcode, true, answers, authority, limit, out);
         Outcome::Answer

@@ -137,12 +137,20 @@ impl Zone {
         }
     }
 
-    /// Whether `name` (lowercase, dotted, see [`text_name`]) is the search domain or
-    /// under it: where a negative answer carries the domain's SOA.
-    pub(crate) fn in_domain(&self, name: &str) -> bool {
-        self.domain
-            .as_deref()
-            .is_some_and(|d| name == d || name.strip_suffix(d).is_some_and(|h| h.ends_with('.')))
+    /// Whether `qname` is the search domain or under it, compared label by label
+    /// (whatever bytes the labels before it hold): where a negative answer carries the
+    /// domain's SOA, and where a name that cannot be ours is NXDOMAIN, not forwarded.
+    pub(crate) fn in_domain(&self, qname: &Name<'_>) -> bool {
+        let Some(domain) = &self.domain else {
+            return false;
+        };
+        let labels: Vec<&[u8]> = qname.as_bytes().collect();
+        let apex: Vec<&[u8]> = domain.split('.').map(str::as_bytes).collect();
+        labels.len() >= apex.len()
+            && labels[labels.len() - apex.len()..]
+                .iter()
+                .zip(&apex)
+                .all(|(l, a)| l.eq_ignore_ascii_case(a))
     }
 
     /// Where `name` (lowercase, dotted, see [`text_name`]) falls in this zone.
