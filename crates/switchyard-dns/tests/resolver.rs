@@ -209,7 +209,11 @@ fn an_unknown_name_of_the_zone_is_nxdomain_even_with_upstreams() {
     // Names no endpoint can have (a space, a dot inside a label) are still the zone's.
     for name in ["no such", "no such.app.internal", r"web\.x.app.internal"] {
         let p = answer(&mut r, 1, &query(name, TYPE::A));
-        assert_eq!(Packet::parse(&p).unwrap().rcode(), RCODE::NameError, "{name}");
+        assert_eq!(
+            Packet::parse(&p).unwrap().rcode(),
+            RCODE::NameError,
+            "{name}"
+        );
     }
     let s = c.snapshot();
     assert_eq!((s.nxdomain, s.forwarded), (6, 0));
