@@ -216,6 +216,10 @@ impl Topology {
                 proxy_arp: n.proxy_arp,
                 masquerade: n.masquerade,
                 external: n.external,
+                // Until networks say whether they want it: every network with a
+                // gateway but the uplink and Docker's own `default` (docker0 has no
+                // embedded DNS either).
+                dns: n.gateway.is_some() && n.name != "default" && !n.external,
                 guard: n.guard,
             };
         }
