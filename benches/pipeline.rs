@@ -33,6 +33,7 @@ fn domain(name: &str, net: u8) -> DomainSpec {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        dns: false,
         guard: Default::default(),
     }
 }

@@ -179,6 +179,15 @@ enum NetworkCmd {
         /// Whether its endpoints may talk to each other (Docker's enable_icc).
         #[arg(long, value_name = "BOOL")]
         icc: Option<bool>,
+        /// Serve DNS at the gateway (the default for a network with a gateway).
+        #[arg(long, conflicts_with = "no_dns")]
+        dns: bool,
+        /// No DNS server at the gateway.
+        #[arg(long)]
+        no_dns: bool,
+        /// The search domain of its endpoints (app.internal).
+        #[arg(long, value_name = "DOMAIN", value_parser = dns_name)]
+        dns_domain: Option<String>,
     },
     /// Remove a network (refused while endpoints are attached).
     Rm { name: String },
@@ -223,6 +232,9 @@ enum EndpointCmd {
         /// The interface's name (default eth0).
         #[arg(long)]
         ifname: Option<String>,
+        /// One more DNS name of the endpoint on its DNS networks (repeat for more).
+        #[arg(long = "alias", value_name = "NAME", value_parser = dns_name)]
+        aliases: Vec<String>,
     },
     /// Remove an endpoint, its namespace (if switchyard made it) and its table entries.
     Rm { name: String },
@@ -254,6 +266,12 @@ enum RouteCmd {
         prefix: String,
         via: String,
     },
+}
+
+/// A DNS name argument (`--alias`, `--dns-domain`), checked and normalised by the
+/// config file's rule, so that a bad one is refused before anything is asked.
+fn dns_name(s: &str) -> Result<String, String> {
+    switchyard::topology::config::parse_dns_name(s)
 }
 
 fn main() -> ExitCode {
@@ -340,6 +358,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     masquerade,
                     internal,
                     icc,
+                    dns,
+                    no_dns,
+                    dns_domain,
                 } => Request::NetworkCreate(NetworkCreate {
                     name,
                     subnet,
@@ -348,6 +369,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     masquerade,
                     internal,
                     icc,
+                    dns: match (dns, no_dns) {
+                        (true, _) => Some(true),
+                        (_, true) => Some(false),
+                        _ => None,
+                    },
+                    dns_domain,
                 }),
                 NetworkCmd::Rm { name } => Request::NetworkRm { name },
                 NetworkCmd::Ls => Request::NetworkLs {},
@@ -379,6 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     publish,
                     netns,
                     ifname,
+                    aliases,
                 } => Request::EndpointCreate(EndpointCreate {
                     name,
                     network,
@@ -387,6 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     publish,
                     netns,
                     ifname,
+                    aliases,
                 }),
                 EndpointCmd::Rm { name } => Request::EndpointRm { name },
                 EndpointCmd::Ls => Request::EndpointLs {},
@@ -564,6 +593,91 @@ mod tests {
         assert!(parse(&["route", "rm", "192.168.50.0/24", "10.1.0.254"]).is_ok());
         let e = parse(&["network", "create", "x"]).err().expect("refused");
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn dns_flags_and_aliases_parse_and_are_checked_as_dns_names() {
+        let dns_of = |args: &[&str]| {
+            let mut all = vec!["network", "create", "app", "--subnet", "10.30.0.0/24"];
+            all.extend_from_slice(args);
+            let Command::Network {
+                cmd:
+                    NetworkCmd::Create {
+                        dns,
+                        no_dns,
+                        dns_domain,
+                        ..
+                    },
+                ..
+            } = parse(&all).unwrap().command
+            else {
+                panic!("network create");
+            };
+            (dns, no_dns, dns_domain)
+        };
+        assert_eq!(dns_of(&[]), (false, false, None));
+        assert_eq!(dns_of(&["--no-dns"]), (false, true, None));
+        assert_eq!(
+            dns_of(&["--dns", "--dns-domain", "App.Internal."]),
+            (true, false, Some("app.internal".into()))
+        );
+        let e = parse(&[
+            "network",
+            "create",
+            "app",
+            "--subnet",
+            "10.30.0.0/24",
+            "--dns",
+            "--no-dns",
+        ])
+        .err()
+        .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = parse(&[
+            "network",
+            "create",
+            "app",
+            "--subnet",
+            "10.30.0.0/24",
+            "--dns-domain",
+            "bad_domain",
+        ])
+        .err()
+        .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+
+        let Command::Endpoint {
+            cmd: EndpointCmd::Create { aliases, .. },
+            ..
+        } = parse(&[
+            "endpoint",
+            "create",
+            "db",
+            "--network",
+            "app",
+            "--alias",
+            "Database",
+            "--alias",
+            "db.v2",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("endpoint create");
+        };
+        assert_eq!(aliases, ["database", "db.v2"]);
+        let e = parse(&[
+            "endpoint",
+            "create",
+            "db",
+            "--network",
+            "app",
+            "--alias",
+            "x_y",
+        ])
+        .err()
+        .expect("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -106,6 +106,7 @@ fn the_pipeline_does_not_allocate_per_packet() {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        dns: false,
         guard: Default::default(),
     };
     let mut ports: Vec<PortSpec> = (0..3)

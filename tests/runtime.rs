@@ -122,6 +122,8 @@ fn net(name: &str, subnet: &str) -> NetworkCreate {
         masquerade: false,
         internal: false,
         icc: None,
+        dns: None,
+        dns_domain: None,
     }
 }
 
@@ -138,6 +140,7 @@ fn endpoint_create(name: &str, network: &str) -> EndpointCreate {
         publish: vec![],
         netns: None,
         ifname: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -1069,6 +1072,7 @@ fn an_open_event_stream_names_ports_added_after_it_started() {
         publish: Vec::new(),
         netns: None,
         ifname: None,
+        aliases: Vec::new(),
     });
     let Reply::Endpoint(row) = client::request(sy.socket(), &req).unwrap() else {
         panic!("an endpoint");

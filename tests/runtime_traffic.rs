@@ -462,6 +462,8 @@ impl Churn {
                     masquerade: false,
                     internal: false,
                     icc: None,
+                    dns: None,
+                    dns_domain: None,
                 }),
             );
             let created = c.change(
@@ -474,6 +476,7 @@ impl Churn {
                     publish: Vec::new(),
                     netns: None,
                     ifname: None,
+                    aliases: Vec::new(),
                 }),
             );
             let x = c.endpoint(created);

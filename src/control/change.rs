@@ -186,6 +186,8 @@ fn edit_of(req: &Request) -> Option<Edit> {
             masquerade: n.masquerade,
             internal: n.internal,
             icc: n.icc,
+            dns: n.dns,
+            dns_domain: n.dns_domain.clone(),
         },
         Request::NetworkRm { name } => Edit::NetworkRm { name: name.clone() },
         Request::NetworkConnect(c) => Edit::Connect {
@@ -206,6 +208,7 @@ fn edit_of(req: &Request) -> Option<Edit> {
             publish: e.publish.clone(),
             netns: e.netns.clone(),
             ifname: e.ifname.clone(),
+            aliases: e.aliases.clone(),
         },
         Request::EndpointRm { name } => Edit::EndpointRm { name: name.clone() },
         Request::AllowAdd { a, b } => Edit::AllowAdd {
@@ -451,6 +454,8 @@ pub fn network_row(t: &Topology, name: &str) -> NetworkRow {
         external: n.external,
         internal: n.internal,
         icc: n.guard.icc,
+        dns: n.serves_dns(),
+        dns_domain: n.dns_domain.clone(),
         endpoints: t
             .interfaces()
             .filter(|(_, i)| i.network == at)
@@ -507,6 +512,7 @@ pub fn endpoint_row(t: &Topology, name: &str) -> EndpointRow {
                 format!("{}:{}/{proto}", p.rule.host_port, p.rule.container_port)
             })
             .collect(),
+        aliases: e.aliases.clone(),
     }
 }
 

@@ -111,6 +111,7 @@ fn network_options(n: &NetworkRow) -> String {
         (n.external, "external"),
         (n.internal, "internal"),
         (!n.icc, "icc=false"),
+        (n.dns, "dns"),
     ] {
         if on {
             o.push(word.to_string());
@@ -121,8 +122,13 @@ fn network_options(n: &NetworkRow) -> String {
 
 /// `network inspect`: the network, then its endpoints.
 fn network(n: &NetworkRow) -> String {
+    let dns = match (n.dns, &n.dns_domain) {
+        (false, _) => "off".to_string(),
+        (true, None) => format!("at {}", n.gateway.as_deref().unwrap_or("-")),
+        (true, Some(d)) => format!("at {}, search {d}", n.gateway.as_deref().unwrap_or("-")),
+    };
     let mut s = format!(
-        "network {}\n  subnet   {}\n  gateway  {}\n  mtu      {}\n  options  {}\n",
+        "network {}\n  subnet   {}\n  gateway  {}\n  mtu      {}\n  options  {}\n  dns      {dns}\n",
         n.name,
         n.subnet,
         n.gateway.as_deref().unwrap_or("-"),
@@ -157,6 +163,7 @@ fn endpoints(rows: &[EndpointRow]) -> String {
         "MAC",
         "IP",
         "PUBLISH",
+        "ALIASES",
     ]);
     for e in rows {
         let netns = if e.foreign {
@@ -169,6 +176,11 @@ fn endpoints(rows: &[EndpointRow]) -> String {
         } else {
             e.publish.join(",")
         };
+        let aliases = if e.aliases.is_empty() {
+            "-".to_string()
+        } else {
+            e.aliases.join(",")
+        };
         if e.interfaces.is_empty() {
             t.row(vec![
                 e.name.clone(),
@@ -178,6 +190,7 @@ fn endpoints(rows: &[EndpointRow]) -> String {
                 "-".into(),
                 "-".into(),
                 publish,
+                aliases,
             ]);
             continue;
         }
@@ -192,6 +205,11 @@ fn endpoints(rows: &[EndpointRow]) -> String {
                 i.ip.clone(),
                 if first {
                     publish.clone()
+                } else {
+                    String::new()
+                },
+                if first {
+                    aliases.clone()
                 } else {
                     String::new()
                 },

@@ -530,6 +530,7 @@ mod tests {
             proxy_arp: false,
             masquerade: false,
             external: false,
+            dns: false,
             guard: Default::default(),
         };
         let port = |name: &str, net: u8, h: u8| PortSpec {

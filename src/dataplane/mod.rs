@@ -34,6 +34,7 @@
 
 pub mod capture;
 pub mod observe;
+pub mod punt;
 
 use capture::CaptureFeed;
 use crossbeam_channel::{Receiver, Sender};
@@ -95,6 +96,15 @@ pub struct PortIo {
     /// [`gro`]), and the datagrams they carried.
     pub tx_coalesced: u64,
     pub tx_coalesced_datagrams: u64,
+    /// Frames the pipeline punted (DNS queries to a gateway) handed to the service
+    /// thread, and those dropped instead: no spare buffer, or the service's queue
+    /// full (see [`punt`]).
+    pub punted: u64,
+    pub punt_dropped: u64,
+    /// The service's replies sent out of the port, and those dropped because the
+    /// port is no longer the endpoint that asked.
+    pub punt_replies: u64,
+    pub punt_stale: u64,
 }
 
 impl PortIo {
@@ -109,6 +119,10 @@ impl PortIo {
         self.tx_segments += o.tx_segments;
         self.tx_coalesced += o.tx_coalesced;
         self.tx_coalesced_datagrams += o.tx_coalesced_datagrams;
+        self.punted += o.punted;
+        self.punt_dropped += o.punt_dropped;
+        self.punt_replies += o.punt_replies;
+        self.punt_stale += o.punt_stale;
     }
 }
 
@@ -474,11 +488,20 @@ impl Handle {
 pub struct Running {
     handle: Handle,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The service thread's end of the punt path, until it is taken.
+    service: Option<punt::ServiceLink>,
 }
 
 impl Running {
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The service thread's end of the punt path (see [`punt`]): `Some` once. While
+    /// nobody takes it, punted frames wait in its queue until the workers' spares run
+    /// out, then are dropped and counted (`punt_dropped`).
+    pub fn take_service_link(&mut self) -> Option<punt::ServiceLink> {
+        self.service.take()
     }
 
     /// Stops the workers and waits for them; the ports are closed when this returns.
@@ -519,6 +542,8 @@ impl Drop for Running {
 /// The workers, ready to start.
 pub struct Dataplane {
     workers: Vec<Worker>,
+    /// The service's end of the punt path, linked to the workers when they start.
+    service: punt::ServiceSide,
     opts: Options,
     observer: Pipeline,
     start: Instant,
@@ -541,6 +566,8 @@ struct Worker {
     observers: Observers,
     /// The clock origin as wall-clock time (ns since the Unix epoch).
     epoch_ns: u64,
+    /// This worker's end of the punt path.
+    punt: punt::WorkerEnd,
 }
 
 impl Dataplane {
@@ -560,10 +587,12 @@ impl Dataplane {
         if let Some(n) = panic_after {
             tracing::warn!("test hook {PANIC_AFTER_ENV}: each worker panics after {n} batches");
         }
+        let (service, ends) = punt::plumb(queues.len());
         let workers = queues
             .into_iter()
+            .zip(ends)
             .enumerate()
-            .map(|(index, ports)| {
+            .map(|(index, (ports, punt))| {
                 let pipeline = first.take().unwrap_or_else(|| template.worker());
                 let status = ports
                     .iter()
@@ -589,11 +618,13 @@ impl Dataplane {
                     panic_after,
                     observers: Observers::default(),
                     epoch_ns,
+                    punt,
                 }
             })
             .collect();
         Dataplane {
             workers,
+            service,
             opts,
             observer,
             start,
@@ -610,9 +641,11 @@ impl Dataplane {
         let stop = Arc::new(AtomicBool::new(false));
         let mut links = Vec::new();
         let mut threads = Vec::new();
+        let mut wakers = Vec::new();
         for w in self.workers {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            wakers.push(waker.clone());
             let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
             links.push(Link {
                 jobs: jobs_tx,
@@ -637,6 +670,7 @@ impl Dataplane {
                 captures: Places::default(),
             },
             threads,
+            service: Some(self.service.link(wakers)),
         })
     }
 }
@@ -707,6 +741,11 @@ impl Worker {
                     }
                 }
             }
+            // What the service sent back: its replies, and spare buffers.
+            if self.punt.has_mail() {
+                let now = self.now();
+                self.drain_service(now);
+            }
             // One round: a batch from every ready queue.
             let mut moved = false;
             for (i, r) in ready.iter_mut().enumerate() {
@@ -765,6 +804,8 @@ impl Worker {
     /// polling error does.
     #[cold]
     fn reshape(&mut self, poll: &Poll, r: Reshape, ready: &mut Vec<bool>) -> io::Result<()> {
+        // Replies to queries punted under the current layout may come after it.
+        self.punt.leaving(&self.pipeline);
         (r.adopt)(&mut self.pipeline);
         for port in r.remove {
             let p = port.index();
@@ -940,6 +981,7 @@ impl Worker {
                 c.inbound_decided(port, &self.batch[..n], now);
             }
         }
+        self.hand_punted(port, n, now);
         let mut i = 0;
         while i < n {
             let absorbed = self.coalesce(i, n);

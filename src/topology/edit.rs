@@ -50,6 +50,8 @@ pub enum Edit {
         masquerade: bool,
         internal: bool,
         icc: Option<bool>,
+        dns: Option<bool>,
+        dns_domain: Option<String>,
     },
     NetworkRm {
         name: String,
@@ -72,6 +74,7 @@ pub enum Edit {
         publish: Vec<String>,
         netns: Option<String>,
         ifname: Option<String>,
+        aliases: Vec<String>,
     },
     EndpointRm {
         name: String,
@@ -155,6 +158,8 @@ impl Edit {
                 masquerade,
                 internal,
                 icc,
+                dns,
+                dns_domain,
             } => {
                 let gateway = match addr::<Ipv4Addr>("gateway", gateway)? {
                     Some(g) => Some(g),
@@ -173,6 +178,8 @@ impl Edit {
                     masquerade: *masquerade,
                     internal: *internal,
                     icc: *icc,
+                    dns: *dns,
+                    dns_domain: dns_domain.clone(),
                     ..NetworkSection::default()
                 });
             }
@@ -274,6 +281,7 @@ impl Edit {
                 publish,
                 netns,
                 ifname,
+                aliases,
             } => {
                 cfg.endpoints.push(EndpointSection {
                     name: name.clone(),
@@ -283,6 +291,7 @@ impl Edit {
                     publish: publish.clone(),
                     netns: netns.clone(),
                     ifname: ifname.clone(),
+                    aliases: aliases.clone(),
                     ..EndpointSection::default()
                 });
             }

@@ -205,6 +205,7 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
         publish,
         netns: Some(env.netns.clone()),
         ifname: Some(env.ifname.clone()),
+        aliases: Vec::new(),
     });
     let what = format!(
         "attach container {} to network {}",

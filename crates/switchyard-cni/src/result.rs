@@ -195,6 +195,7 @@ mod tests {
                 mtu: 1500,
             }],
             publish: vec![],
+            aliases: Vec::new(),
         }
     }
 

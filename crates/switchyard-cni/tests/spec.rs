@@ -174,6 +174,7 @@ fn endpoint_row(gateway: Option<&str>) -> EndpointRow {
             mtu: 1500,
         }],
         publish: vec!["8080:80/tcp".into()],
+        aliases: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ pub fn spec() -> Spec {
         proxy_arp: a == 1,
         masquerade: a == 1 || a == 2 || a == 4,
         external: a == 5,
+        dns: gateway && (a == 1 || a == 3),
         guard: DomainGuard {
             rp_filter: a != 2,
             port_security: a == 3,

@@ -30,6 +30,12 @@ pub struct NetworkCreate {
     /// Endpoints may talk to each other (Docker's `enable_icc`; default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icc: Option<bool>,
+    /// A DNS server at the gateway (default: on, as the network has a gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<bool>,
+    /// The search domain of its endpoints (`app.internal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
 }
 
 /// `endpoint_create`: a new endpoint with one interface.
@@ -56,6 +62,9 @@ pub struct EndpointCreate {
     /// The interface's name inside the namespace (default `eth0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// More DNS names of the endpoint on its DNS networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// `network_connect`: one more interface for an endpoint, on another network.
@@ -84,6 +93,13 @@ pub struct NetworkRow {
     pub external: bool,
     pub internal: bool,
     pub icc: bool,
+    /// A DNS server answers at its gateway (absent in the replies of a switchyard
+    /// from before DNS: false).
+    #[serde(default)]
+    pub dns: bool,
+    /// The search domain of its endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
     /// The interfaces attached to it.
     pub endpoints: Vec<AttachedRow>,
 }
@@ -111,6 +127,9 @@ pub struct EndpointRow {
     pub interfaces: Vec<InterfaceRow>,
     /// Its published ports, `8080:80/tcp`.
     pub publish: Vec<String>,
+    /// Its DNS names besides its own.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// One interface of an endpoint.

@@ -36,6 +36,8 @@ fn sample_requests() -> Vec<Request> {
             masquerade: true,
             internal: false,
             icc: Some(false),
+            dns: Some(true),
+            dns_domain: Some("back.internal".into()),
         }),
         Request::NetworkRm {
             name: "back".into(),
@@ -62,6 +64,7 @@ fn sample_requests() -> Vec<Request> {
             publish: vec!["8080:80/tcp".into()],
             netns: Some("/run/netns/ctr1".into()),
             ifname: Some("eth0".into()),
+            aliases: vec!["www".into()],
         }),
         Request::EndpointRm { name: "web".into() },
         Request::EndpointLs {},
@@ -366,6 +369,8 @@ fn sample_network() -> NetworkRow {
             mac: "02:42:ac:11:00:02".into(),
             ip: "172.17.0.2/16".into(),
         }],
+        dns: true,
+        dns_domain: Some("app.internal".into()),
     }
 }
 
@@ -384,6 +389,7 @@ fn sample_endpoint() -> EndpointRow {
             mtu: 1500,
         }],
         publish: vec!["8080:80/tcp".into()],
+        aliases: vec!["www".into()],
     }
 }
 

@@ -41,6 +41,9 @@ pub struct EndpointSection {
     /// `/proc/PID/ns/net`): switchyard adds only its interfaces there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// More DNS names for the endpoint, on every DNS network it is attached to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// One entry of `attach = [...]`.
@@ -125,6 +128,15 @@ pub(super) fn check(
                 } else {
                     c.bad(fld("mode"), format!("{mode:?} is not a network mode; use \"none\" or \"container:<endpoint>\""));
                 }
+                // `none` keeps its aliases (they answer again once it is connected);
+                // a second name for another namespace has no interfaces of its own.
+                if shares_name.is_some() && !e.aliases.is_empty() {
+                    c.bad(
+                        fld("aliases"),
+                        "an endpoint sharing another's namespace has no interface of its own \
+                         to name; give the aliases to that endpoint",
+                    );
+                }
                 if e.network.is_some()
                     || !e.attach.is_empty()
                     || e.ip.is_some()
@@ -207,8 +219,10 @@ pub(super) fn check(
                 field,
             });
         }
+        let aliases = super::dns::check_aliases(&fld("aliases"), &e.aliases, c);
         endpoints.push(Endpoint {
             name: e.name.clone(),
+            aliases,
             netns: match &e.netns {
                 Some(path) => path.clone(),
                 None => format!("{prefix}{}", e.name),

@@ -25,6 +25,7 @@
 //! | `addressing.rs` | IPAM: subnet overlaps, address assignment, MAC derivation       |
 //! | `routes.rs`     | `[[allow]]` and `[[route]]`                                     |
 //! | `publish.rs`    | published ports and the NAT port range                          |
+//! | `dns.rs`        | DNS names, the networks that serve DNS, aliases, upstreams      |
 //!
 //! `print.rs` goes the other way: a [`Topology`] back to a [`ConfigFile`] and its TOML,
 //! what `switchyard show config` prints.
@@ -34,6 +35,7 @@
 //! in Rust obeys the same rules and gets the same messages as one read from disk.
 
 mod addressing;
+pub mod dns;
 mod endpoint;
 mod network;
 mod print;
@@ -41,6 +43,7 @@ mod publish;
 mod routes;
 mod switch;
 
+pub use dns::{dns_name_ok, parse_dns_name};
 pub use endpoint::{check_netns_path, AttachSection, EndpointSection};
 pub use network::NetworkSection;
 pub use publish::{parse_port_range, parse_publish, Publish};
@@ -49,8 +52,8 @@ pub use switch::{check_prefix, SwitchSection, MAX_PREFIX};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::Ipv4Addr;
-use std::path::Path;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use switchyard_core::pipeline::{
     self, DomainGuard, DomainId, DomainMode, DomainSpec, GatewaySpec, NatSpec, NeighborConfig,
     PortId, PortSpec, PublishSpec, StaticRoute, Timeouts,
@@ -105,6 +108,12 @@ pub struct Topology {
     pub workers: usize,
     /// Busy polling after the last packet, in microseconds (0: off).
     pub busy_poll_us: u64,
+    /// Where the DNS servers send the names they do not know (empty: they answer
+    /// REFUSED).
+    pub dns_upstream: Vec<SocketAddrV4>,
+    /// The namespace whose network carries queries to `dns_upstream` (None:
+    /// switchyard's own, as Docker's resolver uses the host's).
+    pub dns_upstream_netns: Option<PathBuf>,
 }
 
 /// A published port: the uplink address's `host_port` leads to an endpoint's port.
@@ -131,6 +140,11 @@ pub struct Network {
     pub external: bool,
     /// No way in or out (Docker's `--internal`).
     pub internal: bool,
+    /// A DNS server answers at the gateway (resolved: never true without a gateway).
+    pub dns: bool,
+    /// The search domain of endpoints on the network, normalised (lowercase, no
+    /// trailing dot); only with `dns`.
+    pub dns_domain: Option<String>,
     /// Checksum and segmentation offloads on this network's TAPs.
     pub offloads: bool,
     /// Source validation, port security and table shares.
@@ -139,6 +153,14 @@ pub struct Network {
     /// in order; a running instance keeps each network's number for as long as the
     /// network exists, and gives a new one the lowest number free.
     pub domain: DomainId,
+}
+
+impl Network {
+    /// Whether a DNS server answers at the network's gateway: what the pipeline's
+    /// `DomainSpec.dns` is made from.
+    pub fn serves_dns(&self) -> bool {
+        self.dns && self.gateway.is_some()
+    }
 }
 
 /// switchyard's own address on a network.
@@ -163,6 +185,9 @@ pub struct Endpoint {
     /// `mode = "container:<other>"`: this endpoint is a second name for the namespace
     /// of endpoint `shares` (an index into [`Topology::endpoints`]).
     pub shares: Option<usize>,
+    /// More DNS names of the endpoint, on every DNS network it is attached to,
+    /// normalised (lowercase, no trailing dot).
+    pub aliases: Vec<String>,
 }
 
 /// One TAP interface of an endpoint: one switchyard port.
@@ -216,6 +241,10 @@ impl Topology {
                 proxy_arp: n.proxy_arp,
                 masquerade: n.masquerade,
                 external: n.external,
+                // Until networks say whether they want it: every network with a
+                // gateway but the uplink and Docker's own `default` (docker0 has no
+                // embedded DNS either).
+                dns: n.gateway.is_some() && n.name != "default" && !n.external,
                 guard: n.guard,
             };
         }
@@ -411,6 +440,12 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let nat_port_range = publish::check_port_range(&sw.nat_port_range, &mut c);
     let timeouts = switch::check_timeouts(sw, &mut c);
     let workers = switch::check_workers(sw, &mut c);
+    let (dns_upstream, dns_upstream_netns) = dns::check_upstreams(
+        &sw.dns_upstream,
+        sw.dns_upstream_netns.as_deref(),
+        &networks.list,
+        &mut c,
+    );
     endpoint::check_port_count(&endpoints.list, &mut c);
     // Ports in order: endpoint by endpoint, interface by interface.
     for (k, i) in endpoints
@@ -444,6 +479,8 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         timeouts,
         workers,
         busy_poll_us: sw.busy_poll_us,
+        dns_upstream,
+        dns_upstream_netns,
     })
 }
 

@@ -1,7 +1,8 @@
 //! `[[network]]`: the bridge domains — each a subnet, optionally with a gateway
 //! address switchyard owns, an MTU, a mode (bridged or L3-only) and its role in NAT
 //! (`masquerade` on the inside, `external` for the one way out), and whether its
-//! endpoints may talk to each other (`icc`).
+//! endpoints may talk to each other (`icc`), and whether a DNS server answers at
+//! its gateway (`dns`, `dns_domain`: checked by [`super::dns`]).
 //!
 //! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
 //! them, routes lead through them), so this pass also builds the name index they use.
@@ -62,6 +63,13 @@ pub struct NetworkSection {
     /// another (`[[allow]]`), masqueraded, routed through or published.
     #[serde(default, skip_serializing_if = "is_false")]
     pub internal: bool,
+    /// A DNS server at the gateway (default: on when there is a gateway, except on
+    /// the network named `default` and the external one; see [`super::dns`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<bool>,
+    /// The search domain endpoints on the network are given (`app.internal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -234,6 +242,15 @@ pub(super) fn check<'a>(
                 );
             }
         }
+        let (dns, dns_domain) = super::dns::check_network(
+            &f,
+            &n.name,
+            n.dns,
+            n.dns_domain.as_deref(),
+            gateway.is_some(),
+            n.external,
+            c,
+        );
         networks.push(Network {
             name: n.name.clone(),
             // A subnet that did not check out stands in as 0.0.0.0/32; the file is
@@ -247,6 +264,8 @@ pub(super) fn check<'a>(
             masquerade: n.masquerade,
             external: n.external,
             internal: n.internal,
+            dns,
+            dns_domain,
             offloads: n.offloads.unwrap_or(default_offloads),
             // Numbered in order here; a running instance keeps the numbers of the
             // networks it already has when a change is validated (`keep_slots`).

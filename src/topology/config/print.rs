@@ -40,6 +40,18 @@ impl Topology {
             busy_poll_us: self.busy_poll_us,
             // Each network states its own, so this default decides nothing.
             offloads: true,
+            dns_upstream: self
+                .dns_upstream
+                .iter()
+                .map(|a| match a.port() {
+                    super::dns::DNS_PORT => a.ip().to_string(),
+                    _ => a.to_string(),
+                })
+                .collect(),
+            dns_upstream_netns: self
+                .dns_upstream_netns
+                .as_ref()
+                .map(|p| p.display().to_string()),
         };
         let networks = self
             .networks
@@ -69,6 +81,8 @@ impl Topology {
                 held_max: net.guard.held_max,
                 icc: Some(net.guard.icc),
                 internal: net.internal,
+                dns: Some(net.dns),
+                dns_domain: net.dns_domain.clone(),
             })
             .collect();
         let endpoints = self
@@ -90,6 +104,7 @@ impl Topology {
                     name: e.name.clone(),
                     publish,
                     netns: e.foreign.then(|| e.netns.clone()),
+                    aliases: e.aliases.clone(),
                     ..EndpointSection::default()
                 };
                 // The name an interface gets by default is not written out.

@@ -74,6 +74,14 @@ pub struct SwitchSection {
     /// Use checksum and segmentation offloads on the TAPs (per network too).
     #[serde(default = "default_true")]
     pub offloads: bool,
+    /// DNS servers names outside switchyard's zones are forwarded to: `192.0.2.53`
+    /// or `192.0.2.53:5353` (checked by [`super::dns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_upstream: Vec<String>,
+    /// The namespace (a name under /run/netns, or a path) whose network carries the
+    /// queries to `dns_upstream` (default: switchyard's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_upstream_netns: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -137,6 +145,8 @@ impl Default for SwitchSection {
             workers: 0,
             busy_poll_us: 0,
             offloads: true,
+            dns_upstream: Vec::new(),
+            dns_upstream_netns: None,
         }
     }
 }

@@ -17,6 +17,7 @@ fn create(name: &str, network: &str) -> Edit {
         publish: Vec::new(),
         netns: None,
         ifname: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -29,6 +30,8 @@ fn net(name: &str, subnet: &str) -> Edit {
         masquerade: false,
         internal: false,
         icc: None,
+        dns: None,
+        dns_domain: None,
     }
 }
 
@@ -225,6 +228,8 @@ fn internal_networks_are_never_joined_masqueraded_or_published() {
         masquerade: false,
         internal: true,
         icc: None,
+        dns: None,
+        dns_domain: None,
     }
     .apply(&base())
     .unwrap();
@@ -255,6 +260,8 @@ fn internal_networks_are_never_joined_masqueraded_or_published() {
         masquerade: true,
         internal: true,
         icc: None,
+        dns: None,
+        dns_domain: None,
     }
     .apply(&t)
     .unwrap_err();
@@ -292,4 +299,81 @@ fn a_foreign_namespace_is_named_by_path_and_round_trips() {
         *ifname = Some("a-very-long-interface-name".into());
     }
     assert!(matches!(ep.apply(&base()), Err(EditError::Invalid(_))));
+}
+
+#[test]
+fn dns_settings_of_a_new_network_and_aliases_of_a_new_endpoint_are_checked_as_the_file() {
+    // A new network with a gateway serves DNS unless told not to.
+    let t = net("app", "10.30.0.0/24").apply(&base()).unwrap();
+    let app = t.networks.iter().find(|n| n.name == "app").unwrap();
+    assert!(app.serves_dns() && app.dns_domain.is_none());
+    let mut off = net("quiet", "10.31.0.0/24");
+    if let Edit::NetworkCreate { dns, .. } = &mut off {
+        *dns = Some(false);
+    }
+    let t = off.apply(&t).unwrap();
+    assert!(!t.networks.iter().any(|n| n.name == "quiet" && n.dns));
+    let mut domain = net("named", "10.32.0.0/24");
+    if let Edit::NetworkCreate { dns_domain, .. } = &mut domain {
+        *dns_domain = Some("Named.Internal.".into());
+    }
+    let t = domain.apply(&t).unwrap();
+    let named = t.networks.iter().find(|n| n.name == "named").unwrap();
+    assert_eq!(named.dns_domain.as_deref(), Some("named.internal"));
+    // A domain with DNS off is refused, in the file's words.
+    let mut bad = net("bad", "10.33.0.0/24");
+    if let Edit::NetworkCreate {
+        dns, dns_domain, ..
+    } = &mut bad
+    {
+        *dns = Some(false);
+        *dns_domain = Some("bad.internal".into());
+    }
+    let e = bad.apply(&t).unwrap_err();
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("network \"bad\".dns_domain")),
+        "{e}"
+    );
+
+    let mut ep = create("db", "app");
+    if let Edit::EndpointCreate { aliases, .. } = &mut ep {
+        *aliases = vec!["Database".into(), "db.v2".into()];
+    }
+    let t = ep.apply(&t).unwrap();
+    let db = t.endpoints.iter().find(|e| e.name == "db").unwrap();
+    assert_eq!(db.aliases, ["database", "db.v2"]);
+    // Connecting and disconnecting keep them, down to only lo and back.
+    let t = Edit::Connect {
+        network: "named".into(),
+        endpoint: "db".into(),
+        ip: None,
+        ifname: None,
+    }
+    .apply(&t)
+    .unwrap();
+    let t = Edit::Disconnect {
+        network: "app".into(),
+        endpoint: "db".into(),
+    }
+    .apply(&t)
+    .unwrap();
+    let t = Edit::Disconnect {
+        network: "named".into(),
+        endpoint: "db".into(),
+    }
+    .apply(&t)
+    .unwrap();
+    let db = t.endpoints.iter().find(|e| e.name == "db").unwrap();
+    assert!(db.interfaces.is_empty());
+    assert_eq!(db.aliases, ["database", "db.v2"]);
+
+    let mut ep = create("web2", "app");
+    if let Edit::EndpointCreate { aliases, .. } = &mut ep {
+        *aliases = vec!["ok".into(), "not_ok".into()];
+    }
+    let e = ep.apply(&t).unwrap_err();
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("endpoint \"web2\".aliases[1]")),
+        "{e}"
+    );
 }

@@ -189,6 +189,7 @@ gather! {
         ip4_local::LocalFragment,
         ip4_local::LocalProtocol,
         ip4_local::IcmpMalformed,
+        ip4_local::LocalL4Truncated,
     }
 }
 
@@ -209,6 +210,7 @@ gather! {
         ip4_neighbor::NeighborsResolved,
         ip4_neighbor::NeighborsFailed,
         ip4_local::EchoReplies,
+        ip4_local::DnsPunted,
         ip4_forward::Routed,
         ip4_fragment::Fragmented,
         ip4_fragment::FragmentsSent,
@@ -239,7 +241,8 @@ pub struct PortCounters {
     pub rx_bytes: u64,
     /// Sent on to at least one port (unicast or flood).
     pub forwarded: u64,
-    /// Taken by switchyard's own stack (ARP for the gateway, ping to the gateway).
+    /// Taken by switchyard's own stack (ARP for the gateway, ping to the gateway) or
+    /// handed to one of its services (DNS).
     pub consumed: u64,
     pub dropped: u64,
     /// Waiting right now in a neighbor queue for their next hop to be resolved; each

@@ -137,6 +137,7 @@ impl Pipeline {
                 return match self.ip4_local(f, l2) {
                     ip4_local::Next::Reply => Action::Reply,
                     ip4_local::Next::Consume => Action::Consume,
+                    ip4_local::Next::Punt => Action::Punt,
                     ip4_local::Next::Drop(r) => Action::Drop(r),
                 }
             }

@@ -2,8 +2,9 @@
 //!
 //! Given a batch of frames, each tagged with the port it came in on, and the current
 //! time, the pipeline decides the fate of each: forward it to a port, flood it over its
-//! bridge domain, answer it (switchyard's own ARP and ping), or drop it with a named
-//! reason. It performs no system calls, starts no threads and reads no clock — time is
+//! bridge domain, answer it (switchyard's own ARP and ping), hand it to one of
+//! switchyard's services (a DNS query, *punted*: [`Action::Punt`]), or drop it with a
+//! named reason. It performs no system calls, starts no threads and reads no clock — time is
 //! passed in — so every behaviour here is tested with synthetic frames and injected
 //! time, fuzzed, and benchmarked without root.
 //!
@@ -17,7 +18,7 @@
 //!                                                            ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
 //!                                                            └─▶ l3-input                to the gateway MAC
 //!                                                                  ├─▶ arp-input ─▶ reply, or consumed
-//!                                                                  └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply
+//!                                                                  └─▶ ip4-input ─▶ ct-lookup ─┬─▶ ip4-local ─▶ reply, or punt (DNS)
 //!                                                                                              └─▶ ip4-forward
 //!
 //! ip4-forward ─┬─▶ icmp-error ─▶ drop      TTL expired, no route (ip4-lookup), too big with DF
@@ -190,6 +191,10 @@ pub enum Action {
     /// Taken into a neighbor queue until the next hop's MAC is known; the frame's
     /// buffer was swapped for a spare, so nothing goes out now.
     Held,
+    /// Taken to one of switchyard's services (DNS): the dataplane hands the frame to
+    /// the service thread, whose answer, if any, comes back later as a frame of its
+    /// own. Nothing goes out now; the ingress port books it as consumed.
+    Punt,
 }
 
 /// switchyard's own address on a network: it answers ARP and ping there and routes
@@ -229,6 +234,11 @@ pub struct DomainSpec {
     pub masquerade: bool,
     /// The uplink: the way out, where published ports listen on the gateway address.
     pub external: bool,
+    /// switchyard answers DNS at this network's gateway address (UDP and TCP port
+    /// 53, as Docker's embedded resolver): queries from the network's endpoints to
+    /// any of switchyard's addresses are punted to the DNS service
+    /// ([`Action::Punt`]) instead of refused.
+    pub dns: bool,
     /// Source validation, port security and the network's shares of the tables.
     pub guard: DomainGuard,
 }
@@ -277,6 +287,7 @@ impl DomainSpec {
             proxy_arp: false,
             masquerade: false,
             external: false,
+            dns: false,
             guard: DomainGuard::default(),
         }
     }
@@ -515,6 +526,11 @@ impl Layout {
     /// Domain slots, vacant ones included.
     pub fn domain_count(&self) -> usize {
         self.0.domains.len()
+    }
+
+    /// This layout's number (see [`Pipeline::layout_generation`]).
+    pub fn generation(&self) -> u64 {
+        self.0.generation
     }
 
     /// True if both are the same layout (not merely equal ones): a reader that kept
@@ -908,6 +924,14 @@ impl Pipeline {
         Layout(self.sh.clone())
     }
 
+    /// The number of the layout this pipeline runs on now: each layout made over
+    /// these tables has a higher one ([`Layout::generation`]). What a frame handed to
+    /// a service is stamped with, so that its answer can tell whether the port it
+    /// goes back out of is still the one the query came in on.
+    pub fn layout_generation(&self) -> u64 {
+        self.sh.generation
+    }
+
     /// Takes up `layout` (made by [`Pipeline::reshape`] of a pipeline over the same
     /// tables): the next batch runs on it. Run by each worker between batches. The
     /// counters grow to the layout's ports, and those of every vacant port slot (or
@@ -1105,7 +1129,7 @@ impl Pipeline {
                 c.dropped += 1;
                 c.drops[r as usize] += 1;
             }
-            Action::Consume | Action::Reply => c.consumed += 1,
+            Action::Consume | Action::Reply | Action::Punt => c.consumed += 1,
             Action::Forward(_) | Action::Flood(_) => c.forwarded += 1,
             Action::Held => c.held = c.held.wrapping_add(1),
         }
@@ -1132,7 +1156,7 @@ impl Pipeline {
                 .filter(|&&p| p != ingress)
                 .map(|&p| self.port_name(p).to_string())
                 .collect(),
-            Action::Drop(_) | Action::Consume | Action::Held => Vec::new(),
+            Action::Drop(_) | Action::Consume | Action::Held | Action::Punt => Vec::new(),
         };
         let network = match action {
             Action::Flood(d) => self.sh.domains.get(d.index()).map_or("", |d| &d.spec.name),
@@ -1219,7 +1243,7 @@ impl Pipeline {
                 except: f.ingress,
                 domain: d,
             },
-            Action::Drop(_) | Action::Consume | Action::Held => Egress::None,
+            Action::Drop(_) | Action::Consume | Action::Held | Action::Punt => Egress::None,
         }
     }
 

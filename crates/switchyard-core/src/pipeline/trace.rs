@@ -53,7 +53,8 @@ pub struct StageLine {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// `forward` (to one port), `flood`, `reply` (switchyard answered), `consume`,
-    /// `held` (waiting for a next hop's MAC) or `drop`.
+    /// `punt` (handed to switchyard's DNS service), `held` (waiting for a next hop's
+    /// MAC) or `drop`.
     pub action: String,
     /// The ports the frame leaves on.
     pub ports: Vec<String>,
@@ -304,6 +305,14 @@ impl Verdict {
                 "consume",
                 None,
                 "taken by switchyard; nothing goes out".into(),
+            ),
+            Action::Punt => (
+                "punt",
+                None,
+                format!(
+                    "handed to switchyard's DNS service; its answer goes back out of port \
+                     {ingress}"
+                ),
             ),
             Action::Held => (
                 "held",

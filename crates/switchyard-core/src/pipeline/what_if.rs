@@ -117,6 +117,11 @@ impl Pipeline {
                 "consumed: ping answered, the echo reply sent back out of port {}",
                 self.port_name(ingress)
             ),
+            Action::Punt => format!(
+                "punted: handed to switchyard's DNS service, whose answer goes back out of \
+                 port {}",
+                self.port_name(ingress)
+            ),
             Action::Held => match self.what_if.as_ref().and_then(|w| w.hop) {
                 Some(ip) => format!("held: would wait for ARP resolution of {ip}"),
                 None => "held: would wait for ARP resolution of its next hop".to_string(),

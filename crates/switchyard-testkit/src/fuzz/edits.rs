@@ -301,6 +301,8 @@ fn decode(b: &mut Bytes) -> Edit {
                 2 => Some(false),
                 _ => None,
             },
+            dns: None,
+            dns_domain: None,
         },
         1 => Edit::NetworkRm {
             name: b.name(NETWORKS),
@@ -323,6 +325,7 @@ fn decode(b: &mut Bytes) -> Edit {
             publish: b.pick(PUBLISH).iter().map(|s| s.to_string()).collect(),
             netns: b.opt(NETNS),
             ifname: b.opt(IFNAMES),
+            aliases: Vec::new(),
         },
         5 => Edit::EndpointRm {
             name: b.name(ENDPOINTS),

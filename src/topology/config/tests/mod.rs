@@ -18,6 +18,7 @@ fn has(ps: &[Problem], field: &str, reason_part: &str) -> bool {
 }
 
 mod addressing;
+mod dns;
 mod endpoint;
 mod limits;
 mod network;

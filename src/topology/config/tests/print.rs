@@ -36,6 +36,8 @@ conntrack_icmp_secs = 15
 workers = 3
 busy_poll_us = 50
 offloads = false
+dns_upstream = ["192.0.2.53", "192.0.2.54:5353"]
+dns_upstream_netns = "upstream"
 
 [[network]]
 name = "front"
@@ -52,12 +54,14 @@ fdb_max = 100
 neighbor_max = 50
 held_max = 20
 icc = false
+dns_domain = "Front.Internal."
 
 [[network]]
 name = "flat"
 subnet = "10.4.0.0/24"
 gateway = "10.4.0.1"
 mode = "l3"
+dns = false
 
 [[network]]
 name = "bare"
@@ -76,6 +80,7 @@ network = "front"
 ip = "10.1.0.20"
 mac = "02:00:00:00:00:20"
 publish = ["8080:80/tcp", "5353:53/udp", "8443:443"]
+aliases = ["www", "Web.V2"]
 
 [[endpoint]]
 name = "multi"
@@ -119,6 +124,11 @@ fn every_key_survives_a_round_trip() {
         "mode = \"container:web\"",
         "mode = \"none\"",
         "\"8443:443/tcp\"",
+        "dns_domain = \"front.internal\"", // normalised
+        "aliases = [\"www\", \"web.v2\"]",
+        "dns_upstream = [\"192.0.2.53\", \"192.0.2.54:5353\"]",
+        "dns_upstream_netns = \"/run/netns/upstream\"",
+        "dns = false", // flat's, as given, and bare's and outside's by default
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }

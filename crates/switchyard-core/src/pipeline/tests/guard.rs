@@ -37,6 +37,7 @@ fn net(name: &str, n: u8) -> DomainSpec {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        dns: false,
         guard: DomainGuard::default(),
     }
 }

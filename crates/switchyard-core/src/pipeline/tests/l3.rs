@@ -42,6 +42,7 @@ pub(super) fn router() -> Pipeline {
         proxy_arp,
         masquerade: false,
         external: false,
+        dns: false,
         guard: Default::default(),
     };
     let port = |n: &str, d: u16| PortSpec::new(n, DomainId(d));

@@ -35,6 +35,7 @@ fn net8() -> DomainSpec {
         proxy_arp: false,
         masquerade: false,
         external: false,
+        dns: false,
         guard: Default::default(),
     }
 }
@@ -544,6 +545,7 @@ fn an_external_network_added_at_runtime_masquerades() {
         name: "outside".into(),
         subnet: "198.51.100.0/24".parse().unwrap(),
         external: true,
+        dns: false,
         gateway: Some(GatewaySpec {
             ip: uplink,
             mac: MacAddr::from_ipv4(uplink),
@@ -623,4 +625,16 @@ fn an_address_another_port_took_in_the_same_change_is_not_forgotten() {
     assert!(p.neighbors().get(ip(2)).is_some(), "the address lives on");
     run(&mut p, D, &udp(mac(2), MacAddr::BROADCAST, 10), 1);
     assert_eq!(p.fdb().lookup(D0, mac(2)), Some(D));
+}
+
+#[test]
+fn a_pipeline_tells_the_number_of_the_layout_it_runs() {
+    let mut p = Pipeline::new(spec(64)).unwrap();
+    let first = p.layout_generation();
+    assert_eq!(p.layout().generation(), first);
+    let newer = p.reshape(spec(64)).unwrap();
+    assert!(newer.generation() > first);
+    assert_eq!(p.layout_generation(), first, "not before it is adopted");
+    p.adopt(&newer);
+    assert_eq!(p.layout_generation(), newer.generation());
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::wire::MacAddr;
 use etherparse::PacketBuilder;
 
+mod dns;
 mod events;
 mod guard;
 mod icc;
@@ -45,6 +46,7 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     proxy_arp: false,
                     masquerade: false,
                     external: false,
+                    dns: false,
                     guard: Default::default(),
                 },
                 DomainSpec {
@@ -56,6 +58,7 @@ pub(super) fn spec(fdb_max: usize) -> Spec {
                     proxy_arp: false,
                     masquerade: false,
                     external: false,
+                    dns: false,
                     guard: Default::default(),
                 },
             ],

@@ -77,6 +77,7 @@ pub(super) fn nat_spec(conntrack_max: usize, port_range: (u16, u16), rp_filter: 
             proxy_arp: false,
             masquerade,
             external,
+            dns: false,
             guard: DomainGuard {
                 rp_filter,
                 ..Default::default()
