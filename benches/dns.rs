@@ -178,7 +178,9 @@ ip = "10.71.0.3"
         ("unknown name (NXDOMAIN)", "nosuch"),
         ("forwarded upstream", "example.test"),
     ] {
-        let runs: Vec<f64> = (0..REPEATS).map(|_| load(&sock, server, name, SECONDS)).collect();
+        let runs: Vec<f64> = (0..REPEATS)
+            .map(|_| load(&sock, server, name, SECONDS))
+            .collect();
         println!(
             "  {what:<26} {:>9.0} q/s   (runs: {})",
             median(runs.clone()),

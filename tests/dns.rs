@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard::control::client;
 use switchyard::control::protocol::{Reply, Request, Table};
+use switchyard::control::Switchyard;
 use switchyard::dns::DnsView;
 use switchyard::topology::Topology;
 use switchyard_os::netns;
@@ -150,7 +151,10 @@ fn names_resolve_per_network_over_udp_and_tcp() {
     assert_eq!(short(&web, gw, &["DB.front.internal"]), ["10.71.0.3"]);
     assert_eq!(short(&web, gw, &["www"]), ["10.71.0.2"]);
     assert_eq!(short(&web, gw, &["shop.v2"]), ["10.71.0.2"]);
-    assert_eq!(short(&web, gw, &["+tcp", "www.front.internal"]), ["10.71.0.2"]);
+    assert_eq!(
+        short(&web, gw, &["+tcp", "www.front.internal"]),
+        ["10.71.0.2"]
+    );
     // A name known, a type not held: no data, not "no such name" (glibc asks AAAA).
     assert_eq!(ask_status(&web, gw, &["db", "AAAA"]), "NOERROR");
     assert!(short(&web, gw, &["db", "AAAA"]).is_empty());
@@ -261,7 +265,9 @@ fn garbage_is_counted_and_never_stops_the_service() {
     bad.extend_from_slice(&[0x3f, b'x']);
     sock.send_to(&bad, gw).unwrap();
     let mut buf = [0u8; 1500];
-    let (n, _) = sock.recv_from(&mut buf).expect("an answer to a broken query");
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("an answer to a broken query");
     assert!(n >= 12);
     assert_eq!(&buf[..2], &[0xab, 0xcd]);
     assert_eq!(buf[3] & 0x0f, 1, "rcode FORMERR");
@@ -289,7 +295,11 @@ fn garbage_is_counted_and_never_stops_the_service() {
 
 /// An upstream server in a namespace of the test's: `example.test` has an address with
 /// a TTL of 1234; `silent.test` is never answered; other names are NXDOMAIN.
-fn upstream_server(ns: &str, addr: SocketAddrV4, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+fn upstream_server(
+    ns: &str,
+    addr: SocketAddrV4,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
     let sock = netns::run_in_named(ns, || UdpSocket::bind(addr))
         .unwrap()
         .expect("bind the upstream server");
@@ -357,7 +367,10 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
         SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 53), 53),
         stop_server.clone(),
     );
-    let extra = format!("dns_upstream = [\"10.99.0.53\"]\ndns_upstream_netns = \"{}\"", up.0);
+    let extra = format!(
+        "dns_upstream = [\"10.99.0.53\"]\ndns_upstream_netns = \"{}\"",
+        up.0
+    );
     let sy = start(topology(&prefix, &extra));
     let web = ns(&sy, "web");
     let gw = "10.71.0.1";

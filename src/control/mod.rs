@@ -104,12 +104,11 @@ impl Switchyard {
         let link = running
             .take_service_link()
             .expect("a new dataplane has its service link");
-        let dns = crate::dns::DnsService::start(link, &topology).map_err(|source| {
-            StartError::Io {
+        let dns =
+            crate::dns::DnsService::start(link, &topology).map_err(|source| StartError::Io {
                 what: "start the DNS service (open its upstream socket)",
                 source,
-            }
-        })?;
+            })?;
         let live = LiveTopology::new(topology.clone());
         let exporter = match metrics {
             Some(l) => Some(

@@ -491,7 +491,10 @@ pub fn dns(d: &crate::dns::DnsView) -> String {
         s.push_str("no network serves DNS\n");
     }
     for z in &d.zones {
-        let domain = z.domain.as_deref().map_or(String::new(), |d| format!(", domain {d}"));
+        let domain = z
+            .domain
+            .as_deref()
+            .map_or(String::new(), |d| format!(", domain {d}"));
         let _ = writeln!(s, "network {} (server {}{domain})", z.network, z.server);
         let mut t = TextTable::new(&["  NAME", "ADDRESS", "KIND"]);
         for r in &z.records {
@@ -506,7 +509,10 @@ pub fn dns(d: &crate::dns::DnsView) -> String {
     let up = if d.upstreams.is_empty() {
         "none (other names are refused)".to_string()
     } else {
-        let via = d.upstream_netns.as_deref().map_or(String::new(), |n| format!(" via namespace {n}"));
+        let via = d
+            .upstream_netns
+            .as_deref()
+            .map_or(String::new(), |n| format!(" via namespace {n}"));
         format!("{}{via}", d.upstreams.join(", "))
     };
     let _ = writeln!(s, "upstream: {up}");

@@ -982,6 +982,7 @@ mod tests {
     /// A server over a dataplane with no ports: everything but the TAPs, so no root.
     struct TestServer {
         server: Option<Server>,
+        dns: Option<crate::dns::DnsService>,
         dataplane: Option<dataplane::Running>,
         dir: PathBuf,
     }
@@ -991,17 +992,23 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("sy-ctl-{}-{name}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let pipeline = Pipeline::new(Spec::new(Vec::new(), Vec::new())).unwrap();
-            let running = Dataplane::new(pipeline, vec![Vec::new()], Options::default())
+            let mut running = Dataplane::new(pipeline, vec![Vec::new()], Options::default())
                 .spawn()
                 .unwrap();
+            let topology = crate::topology::config::parse("", "empty").unwrap();
+            let dns =
+                crate::dns::DnsService::start(running.take_service_link().unwrap(), &topology)
+                    .unwrap();
             let instance = Instance {
-                topology: LiveTopology::new(crate::topology::config::parse("", "empty").unwrap()),
+                topology: LiveTopology::new(topology),
                 changes: None,
+                dns: Some(dns.handle()),
             };
             let server =
                 Server::start(&dir.join("control.sock"), running.handle(), instance).unwrap();
             TestServer {
                 server: Some(server),
+                dns: Some(dns),
                 dataplane: Some(running),
                 dir,
             }
@@ -1032,6 +1039,9 @@ mod tests {
         fn drop(&mut self) {
             if let Some(s) = self.server.take() {
                 s.stop();
+            }
+            if let Some(d) = self.dns.take() {
+                d.stop();
             }
             if let Some(d) = self.dataplane.take() {
                 d.stop().unwrap();

@@ -10,7 +10,7 @@
 //! one who asked — a query with a forged source address gets its answer sent to the
 //! forger's own port, so the service cannot be used to send answers to someone else.
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use std::net::SocketAddrV4;
 use switchyard_core::pipeline::{DomainId, Frame, PortId, MAX_FRAME_LEN};
 use switchyard_core::wire::checksum::complete_partial;
@@ -76,10 +76,10 @@ pub fn parse(f: &mut Frame) -> Result<([u8; 6], [u8; 6], Segment<'_>), Unfit> {
     if !p.link_exts.is_empty() {
         return Err(Unfit::Tagged);
     }
-    let Some(link) = p.link.as_ref().and_then(|l| l.to_header()) else {
+    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
         return Err(Unfit::Malformed);
     };
-    let (peer_mac, our_mac) = (link.source, link.destination);
+    let (peer_mac, our_mac) = (eth.source(), eth.destination());
     let Some(NetSlice::Ipv4(ip)) = &p.net else {
         return Err(Unfit::Malformed);
     };
@@ -111,9 +111,7 @@ pub fn parse(f: &mut Frame) -> Result<([u8; 6], [u8; 6], Segment<'_>), Unfit> {
         }
         Some(TransportSlice::Tcp(t)) => {
             let total = usize::from(h.total_len());
-            let packet = data
-                .get(ETH_LEN..ETH_LEN + total)
-                .ok_or(Unfit::Malformed)?;
+            let packet = data.get(ETH_LEN..ETH_LEN + total).ok_or(Unfit::Malformed)?;
             Ok((
                 peer_mac,
                 our_mac,

@@ -186,10 +186,7 @@ impl DnsHandle {
         DnsView {
             zones: rows,
             upstreams: s.upstreams.iter().map(|u| u.to_string()).collect(),
-            upstream_netns: s
-                .upstream_netns
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            upstream_netns: s.upstream_netns.as_ref().map(|p| p.display().to_string()),
             counters: s.counters.snapshot(),
             frames: self.frame_stats(),
         }
@@ -354,7 +351,11 @@ impl Service {
             let sleep = deadline.map_or(MAX_SLEEP, |d| {
                 Duration::from_nanos(d.saturating_sub(now)).min(MAX_SLEEP)
             });
-            let answers = self.upstream.as_ref().map_or(&never, |u| u.answers()).clone();
+            let answers = self
+                .upstream
+                .as_ref()
+                .map_or(&never, |u| u.answers())
+                .clone();
             crossbeam_channel::select! {
                 recv(self.link.receiver()) -> m => match m {
                     Ok(m) => self.take(m),
@@ -606,9 +607,8 @@ impl Service {
                     .frames
                     .worker_busy
                     .fetch_add(1, Ordering::Relaxed);
-                if let ToWorker::Reply { frame, .. } | ToWorker::Spare(frame) = back {
-                    self.pool.push(frame);
-                }
+                let (ToWorker::Reply { frame, .. } | ToWorker::Spare(frame)) = back;
+                self.pool.push(frame);
             }
         }
     }

@@ -254,6 +254,32 @@ fn sample_reply(table: Table) -> Reply {
         Table::Config => Reply::Config(ConfigText {
             toml: "[switch]\nprefix = \"sy-\"\n".into(),
         }),
+        Table::Dns => {
+            use crate::dns::service::{DnsRecordRow, DnsZoneRow, FrameStats};
+            let zone = |network: &str, domain: Option<&str>| DnsZoneRow {
+                network: network.into(),
+                server: "10.1.0.1".parse().unwrap(),
+                domain: domain.map(str::to_string),
+                records: vec![DnsRecordRow {
+                    name: "db".into(),
+                    address: "10.1.0.3".parse().unwrap(),
+                    alias: false,
+                }],
+            };
+            Reply::Dns(Box::new(crate::dns::DnsView {
+                zones: vec![zone("app", Some("app.internal")), zone("back", None)],
+                upstreams: vec!["192.0.2.53:53".into()],
+                upstream_netns: Some("/run/netns/host1".into()),
+                counters: switchyard_dns::CountersSnapshot {
+                    queries: 12,
+                    ..Default::default()
+                },
+                frames: FrameStats {
+                    punted: 12,
+                    ..Default::default()
+                },
+            }))
+        }
     }
 }
 
@@ -333,6 +359,7 @@ fn sample_replies() -> Vec<Reply> {
             | Reply::Neighbors(_)
             | Reply::Conntrack(_)
             | Reply::Config(_)
+            | Reply::Dns(_)
             | Reply::TraceStart(_)
             | Reply::Trace(_)
             | Reply::TraceEnd(_)

@@ -244,7 +244,7 @@ impl Topology {
                 // Until networks say whether they want it: every network with a
                 // gateway but the uplink and Docker's own `default` (docker0 has no
                 // embedded DNS either).
-                dns: n.gateway.is_some() && n.name != "default" && !n.external,
+                dns: n.serves_dns(),
                 guard: n.guard,
             };
         }
