@@ -828,7 +828,7 @@ fn a_malformed_line_is_a_bad_request() {
         r#"{"version":1}"#,
         r#"{"version":1,"request":{}}"#,
         r#"{"version":1,"request":{"show":{"table":"fdb"},"extra":{}}}"#,
-        r#"{"version":1,"request":{"show":{"table":"dns"}}}"#,
+        r#"{"version":1,"request":{"show":{"table":"vlans"}}}"#,
         r#"{"version":1,"request":{"show":{"table":"fdb","port":"a"}}}"#,
         r#"{"version":1,"request":{"show":{}}}"#,
         r#"{"version":1,"request":"show"}"#,
@@ -836,9 +836,9 @@ fn a_malformed_line_is_a_bad_request() {
     ] {
         assert_eq!(refused(line).code, ErrorCode::BadRequest, "{line}");
     }
-    let e = refused(r#"{"version":1,"request":{"show":{"table":"dns"}}}"#);
+    let e = refused(r#"{"version":1,"request":{"show":{"table":"vlans"}}}"#);
     assert!(
-        e.message.contains("dns") && e.message.contains("fdb"),
+        e.message.contains("vlans") && e.message.contains("fdb"),
         "{e}"
     );
 }
