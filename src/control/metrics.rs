@@ -133,6 +133,7 @@ impl Exporter {
         internal: &Path,
         dp: dataplane::Handle,
         topology: LiveTopology,
+        dns: Option<crate::dns::DnsHandle>,
     ) -> io::Result<Exporter> {
         if std::fs::symlink_metadata(internal).is_ok() {
             std::fs::remove_file(internal)?;
@@ -155,7 +156,9 @@ impl Exporter {
         ex.responder = Some(
             std::thread::Builder::new()
                 .name("switchyard-metrics".into())
-                .spawn(move || respond_until_unblocked(&http, &stopping, &dp, &topology))?,
+                .spawn(move || {
+                    respond_until_unblocked(&http, &stopping, &dp, &topology, dns.as_ref())
+                })?,
         );
         ex.relay = Some(relay::Relay::start(listener.tcp, internal)?);
         tracing::debug!(addr = %ex.addr, "metrics endpoint listening");
@@ -211,6 +214,7 @@ fn respond_until_unblocked(
     stopping: &AtomicBool,
     dp: &dataplane::Handle,
     topology: &LiveTopology,
+    dns: Option<&crate::dns::DnsHandle>,
 ) {
     loop {
         let rq = match http.recv() {
@@ -224,7 +228,7 @@ fn respond_until_unblocked(
         };
         // A bug while answering costs this answer, not the endpoint.
         let response = catch_unwind(AssertUnwindSafe(|| {
-            answer(rq.method(), rq.url(), dp, topology)
+            answer(rq.method(), rq.url(), dp, topology, dns)
         }))
         .unwrap_or_else(|_| {
             tracing::error!("answering a metrics scrape panicked");
@@ -252,6 +256,7 @@ fn answer(
     url: &str,
     dp: &dataplane::Handle,
     topology: &LiveTopology,
+    dns: Option<&crate::dns::DnsHandle>,
 ) -> Response {
     let path = url.split_once('?').map_or(url, |(p, _)| p);
     if path != PATH {
@@ -261,7 +266,7 @@ fn answer(
         return text(405, "metrics are read with GET\n".into())
             .with_header(header("Allow", "GET, HEAD"));
     }
-    match render(dp, topology) {
+    match render(dp, topology, dns) {
         Ok(body) => {
             text(200, body).with_header(header("Content-Type", prometheus_text::CONTENT_TYPE))
         }
@@ -279,6 +284,7 @@ fn answer(
 pub fn render(
     dp: &dataplane::Handle,
     topology: &LiveTopology,
+    dns: Option<&crate::dns::DnsHandle>,
 ) -> Result<String, dataplane::NotRunning> {
     let merged = snapshot::gather(dp)?;
     let counters = snapshot::counters(&merged);
@@ -298,6 +304,7 @@ pub fn render(
         counters,
         networks,
         tables: snapshot::table_sizes(dp)?,
+        dns: dns.map(|d| (d.counters(), d.frame_stats())),
     };
     Ok(encode(scrape))
 }
@@ -318,6 +325,8 @@ struct Scrape {
     /// The network of each port, by port index.
     networks: Vec<String>,
     tables: [TableSize; 3],
+    /// The DNS service's counters and frame figures, when it runs.
+    dns: Option<(switchyard_dns::CountersSnapshot, crate::dns::service::FrameStats)>,
 }
 
 /// A per-port counter: its name (without `switchyard_` and `_total`), its help, and
@@ -433,6 +442,31 @@ impl Collector for Scrape {
             let id = w.worker.to_string();
             m.encode_family(&[("worker", id.as_str())])?
                 .encode_counter::<NoLabelSet, _, u64>(&w.rx_frames, None)?;
+        }
+        if let Some((counters, frames)) = &self.dns {
+            // One counter per figure of `show dns`, as `switchyard_dns_<name>_total`.
+            for ((name, value), (_, help)) in counters.iter().zip(switchyard_dns::COUNTERS) {
+                let name = format!("dns_{name}");
+                enc.encode_descriptor(&name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+            }
+            for (name, help, value) in [
+                ("dns_punted_frames", "Frames the workers handed to the DNS service.", frames.punted),
+                ("dns_bad_frames", "Punted frames that were not well-formed UDP/TCP over IPv4.", frames.bad_frames),
+                ("dns_answers_sent", "Answer frames the DNS service handed to workers.", frames.answers_sent),
+                ("dns_answers_lost", "Answers lost for want of a buffer or of room in a worker's queue.", frames.no_buffer + frames.worker_busy),
+                ("dns_tcp_connections", "DNS connections over TCP accepted.", frames.tcp_connections),
+            ] {
+                enc.encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+            }
+            enc.encode_descriptor(
+                "dns_outstanding",
+                "Forwarded DNS queries waiting for an upstream answer.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&frames.outstanding)?;
         }
         Ok(())
     }

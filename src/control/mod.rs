@@ -117,6 +117,7 @@ impl Switchyard {
                     &deployment.run_dir().metrics_socket(),
                     running.handle(),
                     live.clone(),
+                    Some(dns.handle()),
                 )
                 .map_err(|source| StartError::Io {
                     what: "start the metrics endpoint",

@@ -67,6 +67,7 @@ impl TestEndpoint {
             &dir.join("metrics.sock"),
             running.handle(),
             crate::control::LiveTopology::new(crate::topology::config::parse("", "empty").unwrap()),
+            None,
         )
         .unwrap();
         TestEndpoint {
