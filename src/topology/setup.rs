@@ -1,6 +1,7 @@
 //! Building and tearing down what a [`Topology`] describes: one named network
 //! namespace per endpoint, a TAP device per interface inside it, addresses, a default
-//! route via the first network's gateway, `lo` up.
+//! route via the first network's gateway, `lo` up, and the namespace's resolv.conf
+//! when it is on a network that serves DNS ([`super::resolv`]).
 //!
 //! Everything created is recorded *before* it is created, in a state file under the
 //! run directory (`/run/switchyard/<prefix>/state.json`), so that
