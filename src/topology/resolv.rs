@@ -98,8 +98,8 @@ pub struct FileId {
 impl FileId {
     fn of(st: &FileStat) -> FileId {
         FileId {
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
+            dev: st.st_dev,
+            ino: st.st_ino,
         }
     }
 }

@@ -780,15 +780,13 @@ fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupErro
 /// saying so when something else now stands where it was.
 fn remove_resolv_file(etc: &EtcNetns, rec: &RecordedResolv) -> Result<(), resolv::ResolvError> {
     let path = etc.path(&rec.netns);
-    if rec.file.is_none() {
-        if fs::symlink_metadata(&path).is_ok() {
-            tracing::warn!(
-                "{} was recorded but never confirmed as written by this instance: left alone \
-                 (remove it if it is a leftover)",
-                path.display()
-            );
-        }
-        // Its directory, if made, is still removed when empty.
+    // Its directory, if made, is still removed below when empty.
+    if rec.file.is_none() && fs::symlink_metadata(&path).is_ok() {
+        tracing::warn!(
+            "{} was recorded but never confirmed as written by this instance: left alone \
+             (remove it if it is a leftover)",
+            path.display()
+        );
     }
     if etc.remove(rec)? == resolv::Removed::NotOurs {
         tracing::warn!(
