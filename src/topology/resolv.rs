@@ -16,8 +16,9 @@
 //! `O_CREAT|O_EXCL|O_NOFOLLOW` (a symlink or any file already at its path is refused,
 //! never followed or overwritten) and replaced, when it changes, by a new file
 //! renamed over it. The identity (device and inode) of the file, and of the directory
-//! if switchyard made it, is recorded in the instance's state file; removal deletes
-//! only what still has that identity, and the directory only if it is empty.
+//! if switchyard made it, is recorded in the instance's state file with the file's
+//! text; removal deletes only a file that still has that identity and that text, and
+//! the directory only if it is still the one made and empty.
 
 use super::config::{Endpoint, Topology};
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,10 @@ pub struct RecordedResolv {
     /// The file's identity, once written.
     #[serde(default)]
     pub file: Option<FileId>,
+    /// What the file holds: removal also asks that the file there still says it,
+    /// since a file's inode number may be handed to another once it is deleted.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 /// Why a resolv.conf could not be written or removed.
@@ -233,12 +238,35 @@ fn create_at(dir: &OwnedFd, name: &str, text: &str, path: &Path) -> Result<FileI
     Ok(FileId::of(&st))
 }
 
-/// Removes `name` in `dir` if it is still `id` (`remove_dir`: as a directory, and
-/// only when empty).
+/// True if file `name` in `dir` holds exactly `text` (read without following a link).
+fn holds(dir: &OwnedFd, name: &str, text: &str, path: &Path) -> Result<bool, ResolvError> {
+    use std::io::Read;
+    let fd = match openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP) => return Ok(false),
+        Err(e) => return Err(err(path, e)),
+    };
+    // One byte more than expected tells a longer file from an equal one.
+    let mut got = Vec::with_capacity(text.len() + 1);
+    std::fs::File::from(fd)
+        .take(text.len() as u64 + 1)
+        .read_to_end(&mut got)
+        .map_err(|e| err(path, e))?;
+    Ok(got == text.as_bytes())
+}
+
+/// Removes `name` in `dir` if it is still `id` and, for a file, still holds `text`
+/// when given (`remove_dir`: as a directory, and only when empty).
 fn remove_at(
     dir: &OwnedFd,
     name: &str,
     id: FileId,
+    text: Option<&str>,
     remove_dir: bool,
     path: &Path,
 ) -> Result<Removed, ResolvError> {
@@ -249,6 +277,11 @@ fn remove_at(
     };
     if FileId::of(&st) != id {
         return Ok(Removed::NotOurs);
+    }
+    if let Some(text) = text {
+        if !holds(dir, name, text, path)? {
+            return Ok(Removed::NotOurs);
+        }
     }
     let flag = if remove_dir {
         UnlinkatFlags::RemoveDir
@@ -370,7 +403,14 @@ impl EtcNetns {
             match open_dir_at(&base, &rec.netns, &dir_path) {
                 Ok(dir) => {
                     check_dir(&dir, &dir_path)?;
-                    removed = remove_at(&dir, FILE, id, false, &self.path(&rec.netns))?;
+                    removed = remove_at(
+                        &dir,
+                        FILE,
+                        id,
+                        rec.text.as_deref(),
+                        false,
+                        &self.path(&rec.netns),
+                    )?;
                 }
                 Err(_)
                     if matches!(
@@ -381,7 +421,7 @@ impl EtcNetns {
             }
         }
         if let Some(id) = rec.dir {
-            remove_at(&base, &rec.netns, id, true, &dir_path)?;
+            remove_at(&base, &rec.netns, id, None, true, &dir_path)?;
         }
         Ok(removed)
     }

@@ -27,7 +27,6 @@
 use super::config::{Endpoint, Interface, Topology};
 use super::resolv::{self, EtcNetns, RecordedResolv};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -335,8 +334,6 @@ pub struct Deployment {
     state: State,
     ports: Vec<TapPort>,
     active: bool,
-    /// What each resolv.conf recorded in the state holds now.
-    resolv_text: HashMap<String, String>,
 }
 
 impl Deployment {
@@ -383,7 +380,6 @@ impl Deployment {
             state,
             ports: Vec::new(),
             active: true,
-            resolv_text: HashMap::new(),
         };
         match inst.build(topo) {
             Ok(()) => Ok(inst),
@@ -526,7 +522,7 @@ impl Deployment {
             (None, None) => Ok(()),
             (None, Some(_)) => self.remove_resolv(&ep.netns),
             (Some(text), Some(at)) => {
-                if self.resolv_text.get(&ep.netns) == Some(&text) {
+                if self.state.resolv[at].text.as_ref() == Some(&text) {
                     return Ok(());
                 }
                 let Some(old) = self.state.resolv[at].file else {
@@ -536,7 +532,7 @@ impl Deployment {
                     .replace(&ep.netns, old, &text)
                     .map_err(fail)?;
                 self.state.resolv[at].file = Some(id);
-                self.resolv_text.insert(ep.netns.clone(), text);
+                self.state.resolv[at].text = Some(text);
                 write_state(&self.run.state(), &self.state)
             }
             (Some(text), None) => {
@@ -548,6 +544,7 @@ impl Deployment {
                     netns: ep.netns.clone(),
                     dir,
                     file: None,
+                    text: None,
                 });
                 write_state(&self.run.state(), &self.state)?;
                 let id = match etc.create(&ep.netns, &text) {
@@ -560,8 +557,8 @@ impl Deployment {
                 };
                 if let Some(last) = self.state.resolv.last_mut() {
                     last.file = Some(id);
+                    last.text = Some(text);
                 }
-                self.resolv_text.insert(ep.netns.clone(), text);
                 write_state(&self.run.state(), &self.state)
             }
         }
@@ -609,7 +606,6 @@ impl Deployment {
             }
         })?;
         self.state.resolv.remove(at);
-        self.resolv_text.remove(netns);
         write_state(&self.run.state(), &self.state)
     }
 

@@ -165,6 +165,7 @@ fn written_replaced_and_removed_with_the_directory_it_made() {
         netns: "sy-a".into(),
         dir,
         file: Some(file2),
+        text: Some("nameserver 10.2.0.1\n".into()),
     };
     assert_eq!(etc.remove(&rec).unwrap(), Removed::Removed);
     assert!(
@@ -190,6 +191,7 @@ fn a_directory_someone_else_made_stays_and_so_does_what_else_is_in_it() {
         netns: "sy-b".into(),
         dir: None,
         file: Some(file),
+        text: Some("nameserver 10.1.0.1\n".into()),
     };
     assert_eq!(etc.remove(&rec).unwrap(), Removed::Removed);
     assert!(s.0.join("netns/sy-b").is_dir(), "not ours: stays");
@@ -202,6 +204,7 @@ fn a_directory_someone_else_made_stays_and_so_does_what_else_is_in_it() {
         netns: "sy-c".into(),
         dir,
         file: Some(file),
+        text: Some("nameserver 10.1.0.1\n".into()),
     };
     assert_eq!(etc.remove(&rec).unwrap(), Removed::Removed);
     assert!(s.0.join("netns/sy-c/hosts").exists());
@@ -214,9 +217,23 @@ fn a_directory_someone_else_made_stays_and_so_does_what_else_is_in_it() {
         netns: "sy-c".into(),
         dir: None,
         file: Some(file),
+        text: Some("nameserver 10.1.0.1\n".into()),
     };
     assert_eq!(etc.remove(&rec).unwrap(), Removed::NotOurs);
     assert_eq!(std::fs::read_to_string(etc.path("sy-c")).unwrap(), "theirs");
+    // The same file (inode) with other contents, edited in place: not what was
+    // written, left alone.
+    std::fs::remove_file(etc.path("sy-c")).unwrap();
+    let file = etc.create("sy-c", "nameserver 10.1.0.1\n").unwrap();
+    std::fs::write(etc.path("sy-c"), "nameserver 192.0.2.1\n").unwrap();
+    let rec = RecordedResolv {
+        netns: "sy-c".into(),
+        dir: None,
+        file: Some(file),
+        text: Some("nameserver 10.1.0.1\n".into()),
+    };
+    assert_eq!(etc.remove(&rec).unwrap(), Removed::NotOurs);
+    assert!(etc.path("sy-c").exists());
 }
 
 #[test]
