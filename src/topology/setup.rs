@@ -550,8 +550,12 @@ impl Deployment {
                 let id = match etc.create(&ep.netns, &text) {
                     Ok(id) => id,
                     Err(e) => {
-                        // The directory goes again if it was made for the file.
-                        let _ = self.remove_resolv(&ep.netns);
+                        // Nothing was written: the record goes, and the directory
+                        // with it if it was made for the file (and is empty).
+                        if let Some(rec) = self.state.resolv.pop() {
+                            let _ = etc.remove(&rec);
+                        }
+                        let _ = write_state(&self.run.state(), &self.state);
                         return Err(fail(e));
                     }
                 };
