@@ -205,6 +205,7 @@ fn down_treats_a_zombie_owner_as_dead() {
         pid,
         pid_start: process_start_time(pid).expect("a zombie still has its stat"),
         source: "test".into(),
+        resolv: Vec::new(),
         namespaces: vec![RecordedNs {
             name: name.clone(),
             identity: netns::identity(&name).unwrap(),

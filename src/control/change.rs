@@ -17,7 +17,8 @@
 //! 4. **Forget.** Once every worker has switched, nothing uses a removed port or
 //!    network any more: its FDB and neighbor entries, packets waiting for it and its
 //!    connections (its published ports' flows among them) are forgotten, then its
-//!    namespace is deleted — only one switchyard made.
+//!    namespace is deleted — only one switchyard made — with the resolv.conf written
+//!    for it; the resolv.conf of endpoints connected or disconnected is rewritten.
 //! 5. **Publish.** The new topology is what `show config`, `network inspect` and the
 //!    metrics describe from then on, and what the namespace watch looks after.
 
@@ -315,6 +316,12 @@ impl Instance {
                     tracing::warn!("endpoint {} removed, but: {err}", e.name);
                     left.push(err.to_string());
                 }
+            }
+            // The resolv.conf of an endpoint whose DNS networks changed (connect,
+            // disconnect) says so now; a new endpoint's was written with it.
+            if let Err(err) = dep.sync_resolv(&next) {
+                tracing::warn!("{}, but: {err}", edit.describe());
+                left.push(err.to_string());
             }
         }
         // 5. Publish.

@@ -358,6 +358,18 @@ impl NetworkBuilder {
         self.section.held_max = Some(n);
         self
     }
+
+    /// `dns`: a DNS server at the gateway, or none (default: see `config::dns`).
+    pub fn dns(mut self, on: bool) -> Self {
+        self.section.dns = Some(on);
+        self
+    }
+
+    /// `dns_domain`: the search domain of the network's endpoints.
+    pub fn dns_domain(mut self, domain: impl Into<String>) -> Self {
+        self.section.dns_domain = Some(domain.into());
+        self
+    }
 }
 
 /// Builds an `[[endpoint]]`. Each [`on`](Self::on) adds an interface (eth0, eth1, ...
@@ -369,6 +381,7 @@ pub struct EndpointBuilder {
     interfaces: Vec<AttachSection>,
     publish: Vec<String>,
     mode: Option<String>,
+    aliases: Vec<String>,
     errors: Vec<String>,
 }
 
@@ -379,6 +392,7 @@ impl EndpointBuilder {
             interfaces: Vec::new(),
             publish: Vec::new(),
             mode: None,
+            aliases: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -430,6 +444,12 @@ impl EndpointBuilder {
         self
     }
 
+    /// One more DNS name of the endpoint (`aliases`).
+    pub fn alias(mut self, name: impl Into<String>) -> Self {
+        self.aliases.push(name.into());
+        self
+    }
+
     /// `mode = "none"`: a namespace with only `lo`.
     pub fn none(mut self) -> Self {
         self.mode = Some("none".into());
@@ -449,6 +469,7 @@ impl EndpointBuilder {
             ip: None,
             publish: self.publish,
             mode: self.mode,
+            aliases: self.aliases,
             ..EndpointSection::default()
         };
         match <[AttachSection; 1]>::try_from(self.interfaces) {

@@ -4,11 +4,14 @@
 //! same from Rust, through the same validation; [`setup`] creates the
 //! namespaces and TAP devices it describes (over netlink, never by running `ip`),
 //! records what it made in a state file, and removes it all again — on a clean exit,
-//! on a failure half-way through, or later with `switchyard down` after a crash.
+//! on a failure half-way through, or later with `switchyard down` after a crash;
+//! [`resolv`] writes each namespace's resolv.conf, naming the DNS servers at its
+//! networks' gateways.
 
 pub mod builder;
 pub mod config;
 pub mod edit;
+pub mod resolv;
 
 pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};
 pub use config::{Endpoint, Interface, Network, Topology};

@@ -1,6 +1,7 @@
 //! Building and tearing down what a [`Topology`] describes: one named network
 //! namespace per endpoint, a TAP device per interface inside it, addresses, a default
-//! route via the first network's gateway, `lo` up.
+//! route via the first network's gateway, `lo` up, and the namespace's resolv.conf
+//! when it is on a network that serves DNS ([`super::resolv`]).
 //!
 //! Everything created is recorded *before* it is created, in a state file under the
 //! run directory (`/run/switchyard/<prefix>/state.json`), so that
@@ -24,6 +25,7 @@
 //! (a symlink planted there is never followed) and renamed over the real one.
 
 use super::config::{Endpoint, Interface, Topology};
+use super::resolv::{self, EtcNetns, RecordedResolv};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
@@ -102,6 +104,10 @@ pub struct State {
     /// Namespaces created, in order (each listed just before its creation, its
     /// identity added just after).
     pub namespaces: Vec<RecordedNs>,
+    /// The resolv.conf files written for them (`/etc/netns/<name>/resolv.conf`,
+    /// see [`super::resolv`]); absent in the files of older builds.
+    #[serde(default)]
+    pub resolv: Vec<RecordedResolv>,
 }
 
 /// A failure to build, tear down or clean up an instance.
@@ -134,6 +140,12 @@ pub enum SetupError {
     UnsafeRunDir { path: String, reason: String },
     #[error("prefix refused: {0}")]
     BadPrefix(String),
+    #[error("resolv.conf of namespace {netns}: {source}")]
+    Resolv {
+        netns: String,
+        #[source]
+        source: resolv::ResolvError,
+    },
 }
 
 fn file_err(path: &Path) -> impl FnOnce(io::Error) -> SetupError + '_ {
@@ -358,6 +370,7 @@ impl Deployment {
             pid_start: process_start_time(pid).unwrap_or(0),
             source: topo.source.clone(),
             namespaces: Vec::new(),
+            resolv: Vec::new(),
         };
         // Claim the prefix: create_new fails if a concurrent `up` got there first.
         create_private(&state_path).map_err(file_err(&state_path))?;
@@ -385,6 +398,9 @@ impl Deployment {
         // `mode = "container:<other>"`: a second name for the other's namespace.
         for ep in &topo.endpoints {
             self.make_alias(topo, ep)?;
+        }
+        for ep in &topo.endpoints {
+            self.write_resolv(topo, ep)?;
         }
         Ok(())
     }
@@ -444,14 +460,20 @@ impl Deployment {
     ) -> Result<Vec<TapPort>, SetupError> {
         if ep.shares.is_some() {
             self.make_alias(topo, ep)?;
+            if let Err(e) = self.write_resolv(topo, ep) {
+                let _ = self.remove_endpoint(ep);
+                return Err(e);
+            }
             return Ok(Vec::new());
         }
         if !ep.foreign && netns::exists(&ep.netns) {
             return Err(SetupError::NamespaceExists(ep.netns.clone()));
         }
-        let made = self.make_endpoint(topo, ep);
+        let made = self
+            .make_endpoint(topo, ep)
+            .and_then(|taps| self.write_resolv(topo, ep).map(|()| taps));
         if made.is_err() && !ep.foreign {
-            let _ = self.remove_namespace(&ep.netns);
+            let _ = self.remove_endpoint(ep);
         }
         made
     }
@@ -482,7 +504,113 @@ impl Deployment {
         if ep.foreign {
             return Ok(());
         }
-        self.remove_namespace(&ep.netns)
+        let file = self.remove_resolv(&ep.netns);
+        self.remove_namespace(&ep.netns)?;
+        file
+    }
+
+    /// Makes the resolv.conf of `ep` what `topo` says ([`resolv::contents`]): written
+    /// if it has none yet, replaced if it changed, removed if it should have none.
+    pub fn write_resolv(&mut self, topo: &Topology, ep: &Endpoint) -> Result<(), SetupError> {
+        let want = resolv::contents(topo, ep);
+        let have = self.state.resolv.iter().position(|r| r.netns == ep.netns);
+        let fail = |source| SetupError::Resolv {
+            netns: ep.netns.clone(),
+            source,
+        };
+        match (want, have) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => self.remove_resolv(&ep.netns),
+            (Some(text), Some(at)) => {
+                if self.state.resolv[at].text.as_ref() == Some(&text) {
+                    return Ok(());
+                }
+                let Some(old) = self.state.resolv[at].file else {
+                    return Ok(());
+                };
+                let id = EtcNetns::default()
+                    .replace(&ep.netns, old, &text)
+                    .map_err(fail)?;
+                self.state.resolv[at].file = Some(id);
+                self.state.resolv[at].text = Some(text);
+                write_state(&self.run.state(), &self.state)
+            }
+            (Some(text), None) => {
+                let etc = EtcNetns::default();
+                let dir = etc.make_dir(&ep.netns).map_err(fail)?;
+                // Listed before the file exists: a crash in between leaves a record
+                // without an identity, which `down` reports rather than trusts.
+                self.state.resolv.push(RecordedResolv {
+                    netns: ep.netns.clone(),
+                    dir,
+                    file: None,
+                    text: None,
+                });
+                write_state(&self.run.state(), &self.state)?;
+                let id = match etc.create(&ep.netns, &text) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        // Nothing was written: the record goes, and the directory
+                        // with it if it was made for the file (and is empty).
+                        if let Some(rec) = self.state.resolv.pop() {
+                            let _ = etc.remove(&rec);
+                        }
+                        let _ = write_state(&self.run.state(), &self.state);
+                        return Err(fail(e));
+                    }
+                };
+                if let Some(last) = self.state.resolv.last_mut() {
+                    last.file = Some(id);
+                    last.text = Some(text);
+                }
+                write_state(&self.run.state(), &self.state)
+            }
+        }
+    }
+
+    /// Brings every resolv.conf in line with `topo` after a change: those of
+    /// endpoints whose networks changed are rewritten, those of endpoints gone are
+    /// removed. Tries them all; returns the first failure.
+    pub fn sync_resolv(&mut self, topo: &Topology) -> Result<(), SetupError> {
+        let mut first = None;
+        let gone: Vec<String> = self
+            .state
+            .resolv
+            .iter()
+            .filter(|r| {
+                !topo
+                    .endpoints
+                    .iter()
+                    .any(|e| e.netns == r.netns && !e.foreign)
+            })
+            .map(|r| r.netns.clone())
+            .collect();
+        for netns in gone {
+            if let Err(e) = self.remove_resolv(&netns) {
+                first.get_or_insert(e);
+            }
+        }
+        for ep in &topo.endpoints {
+            if let Err(e) = self.write_resolv(topo, ep) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Removes the resolv.conf recorded for namespace `netns`, if any, and its record.
+    fn remove_resolv(&mut self, netns: &str) -> Result<(), SetupError> {
+        let Some(at) = self.state.resolv.iter().position(|r| r.netns == netns) else {
+            return Ok(());
+        };
+        remove_resolv_file(&EtcNetns::default(), &self.state.resolv[at]).map_err(|source| {
+            SetupError::Resolv {
+                netns: netns.to_string(),
+                source,
+            }
+        })?;
+        self.state.resolv.remove(at);
+        write_state(&self.run.state(), &self.state)
     }
 
     /// Deletes the recorded namespace `name` (if it is still the one created) and
@@ -583,6 +711,24 @@ impl Drop for Deployment {
 fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupError> {
     let mut removed = Vec::new();
     let mut first_err = None;
+    // The resolv.conf files were written after their namespaces: they go first.
+    let etc = EtcNetns::default();
+    for rec in state.resolv.iter().rev() {
+        if !rec.netns.starts_with(&state.prefix) || rec.netns.len() == state.prefix.len() {
+            tracing::warn!(
+                "state lists a resolv.conf for {:?}, which does not carry the prefix {:?}: left alone",
+                rec.netns,
+                state.prefix
+            );
+            continue;
+        }
+        if let Err(source) = remove_resolv_file(&etc, rec) {
+            first_err.get_or_insert(SetupError::Resolv {
+                netns: rec.netns.clone(),
+                source,
+            });
+        }
+    }
     for ns in state.namespaces.iter().rev() {
         let name = &ns.name;
         if !name.starts_with(&state.prefix) || name.len() == state.prefix.len() {
@@ -628,6 +774,27 @@ fn remove_recorded(state: &State, run: &RunDir) -> Result<Vec<String>, SetupErro
     let _ = fs::remove_file(run.state());
     let _ = fs::remove_dir(run.dir());
     Ok(removed)
+}
+
+/// Removes one recorded resolv.conf (and its directory if switchyard made it),
+/// saying so when something else now stands where it was.
+fn remove_resolv_file(etc: &EtcNetns, rec: &RecordedResolv) -> Result<(), resolv::ResolvError> {
+    let path = etc.path(&rec.netns);
+    // Its directory, if made, is still removed below when empty.
+    if rec.file.is_none() && fs::symlink_metadata(&path).is_ok() {
+        tracing::warn!(
+            "{} was recorded but never confirmed as written by this instance: left alone \
+             (remove it if it is a leftover)",
+            path.display()
+        );
+    }
+    if etc.remove(rec)? == resolv::Removed::NotOurs {
+        tracing::warn!(
+            "{} is no longer the file this instance wrote: left alone",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Cleans up after an instance that did not exit cleanly (`switchyard down`).

@@ -1,7 +1,8 @@
 //! The network configuration the runtime writes on stdin: the spec's keys
 //! (`cniVersion`, `name`, `type`, `runtimeConfig`, `prevResult`), this plugin's own
-//! (`network`, `prefix`, `runDir`), and the published ports of the `portMappings`
-//! capability, turned into switchyard's `HOST:CONTAINER/PROTO` rules.
+//! (`network`, `prefix`, `runDir`), the published ports of the `portMappings`
+//! capability, turned into switchyard's `HOST:CONTAINER/PROTO` rules, and the DNS
+//! names of the `aliases` capability.
 //!
 //! Keys this plugin does not know are left alone: the spec lets runtimes and other
 //! plugins add their own (`args`, `dns`, `capabilities`, ...).
@@ -10,7 +11,7 @@ use crate::env::clip;
 use crate::error::{code, CniError};
 use serde::Deserialize;
 use std::path::PathBuf;
-use switchyard::topology::config::check_prefix;
+use switchyard::topology::config::{check_prefix, parse_dns_name};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 
 /// The most stdin the plugin reads. A network config is a few hundred bytes (a
@@ -78,6 +79,9 @@ pub struct NetConf {
     /// `runtimeConfig.portMappings` as given: read by ADD alone ([`NetConf::publish`]),
     /// so that a DEL after an ADD refused for its ports still cleans up.
     pub port_mappings: Option<serde_json::Value>,
+    /// `runtimeConfig.aliases` as given (`{"<network name>": ["db", ...]}`): read by
+    /// ADD alone ([`NetConf::aliases`]).
+    pub aliases: Option<serde_json::Value>,
     /// A non-empty `ipam` section was given (refused by ADD).
     pub ipam: bool,
     /// The result of ADD, which the runtime passes back on DEL and CHECK.
@@ -85,6 +89,27 @@ pub struct NetConf {
 }
 
 impl NetConf {
+    /// The DNS names the `aliases` capability gives the container on this network
+    /// (`runtimeConfig.aliases[<name>]`, as podman sends its `--network-alias`es),
+    /// lowercased; a name that is not a valid DNS name is skipped, not refused: it
+    /// could never be asked for anyway.
+    pub fn aliases(&self) -> Vec<String> {
+        let list = self
+            .aliases
+            .as_ref()
+            .and_then(|a| a.get(&self.name))
+            .and_then(|l| l.as_array());
+        let mut out: Vec<String> = Vec::new();
+        for a in list.into_iter().flatten() {
+            if let Some(n) = a.as_str().and_then(|s| parse_dns_name(s).ok()) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
     /// The instance's control socket, `<runDir>/<prefix>/control.sock`.
     pub fn socket(&self) -> PathBuf {
         switchyard::topology::RunDir::new(&self.run_dir, &self.prefix).socket()
@@ -144,12 +169,13 @@ struct RawConf {
     ipam: Option<serde_json::Value>,
 }
 
-/// The runtime's answers to the capabilities the plugin declares; only
-/// `portMappings` is declared.
+/// The runtime's answers to the capabilities the plugin declares: `portMappings`
+/// and `aliases`.
 #[derive(Deserialize)]
 struct RuntimeConfig {
     #[serde(rename = "portMappings")]
     port_mappings: Option<serde_json::Value>,
+    aliases: Option<serde_json::Value>,
 }
 
 /// One entry of the `portMappings` capability (CNI conventions), as podman writes it
@@ -298,16 +324,18 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
             clip(&run_dir.display().to_string())
         )));
     }
+    let (port_mappings, aliases) = match raw.runtime_config {
+        Some(r) => (r.port_mappings, r.aliases),
+        None => (None, None),
+    };
     Ok(NetConf {
         cni_version,
         name,
         network,
         prefix,
         run_dir,
-        port_mappings: raw
-            .runtime_config
-            .and_then(|r| r.port_mappings)
-            .filter(|v| !v.is_null()),
+        port_mappings: port_mappings.filter(|v| !v.is_null()),
+        aliases: aliases.filter(|v| !v.is_null()),
         ipam: raw.ipam.as_ref().is_some_and(|v| !is_empty_json(v)),
         prev_result: raw.prev_result.filter(|v| !v.is_null()),
     })
@@ -380,6 +408,25 @@ mod tests {
         );
         assert_eq!(c.publish().unwrap(), ["8080:80/tcp", "5353:53/udp"]);
         assert_eq!(c.prev_result, None);
+    }
+
+    #[test]
+    fn the_aliases_capability_gives_this_networks_dns_names() {
+        let mut v = podman();
+        v["capabilities"] = json!({"portMappings": true, "aliases": true});
+        v["runtimeConfig"]["aliases"] = json!({
+            "synet": ["DB", "db.v2.", "not_a_name", "", 7, "db"],
+            "other": ["elsewhere"]
+        });
+        let c = conf(v.clone()).unwrap();
+        assert_eq!(c.aliases(), ["db", "db.v2"]);
+        // None for this network, none at all, or a shape that is no list: no aliases,
+        // and ADD goes on.
+        v["runtimeConfig"]["aliases"] = json!({"other": ["x"]});
+        assert!(conf(v.clone()).unwrap().aliases().is_empty());
+        v["runtimeConfig"]["aliases"] = json!({"synet": "db"});
+        assert!(conf(v.clone()).unwrap().aliases().is_empty());
+        assert!(conf(podman()).unwrap().aliases().is_empty());
     }
 
     #[test]

@@ -227,13 +227,17 @@ pub(crate) fn clip(s: &str) -> String {
 }
 
 /// The keys of `CNI_ARGS` this plugin reads (the CNI conventions' `IP` and `MAC`,
-/// which podman sets for `--ip` and `--mac-address`).
+/// which podman sets for `--ip` and `--mac-address`, and `K8S_POD_NAME`, where
+/// podman passes the container's name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CniArgs {
     /// The address asked for (`IP=172.20.0.9`).
     pub ip: Option<Ipv4Addr>,
     /// The MAC asked for (`MAC=02:42:ac:14:00:09`), lower case.
     pub mac: Option<String>,
+    /// The container's name (`K8S_POD_NAME=web`), as given: a DNS name of the
+    /// endpoint if it is a valid one.
+    pub pod_name: Option<String>,
 }
 
 impl CniArgs {
@@ -271,12 +275,14 @@ impl CniArgs {
                 "IgnoreUnknown" => {}
                 "IP" => args.ip = Some(parse_ip(v).map_err(bad)?),
                 "MAC" => args.mac = Some(parse_mac(v).map_err(bad)?),
+                "K8S_POD_NAME" if !v.is_empty() => args.pod_name = Some(clip(v)),
+                "K8S_POD_NAME" => {}
                 other if ignore_unknown => {
                     let _ = other;
                 }
                 other => {
                     return Err(bad(format!(
-                        "unknown key {:?} (switchyard-cni reads IP and MAC; \
+                        "unknown key {:?} (switchyard-cni reads IP, MAC and K8S_POD_NAME; \
                          add IgnoreUnknown=1 to pass others)",
                         clip(other)
                     )))
@@ -372,7 +378,13 @@ mod tests {
         assert_eq!(env.container_id, ID);
         assert_eq!(env.netns, "/run/netns/netns-1234");
         assert_eq!(env.ifname, "eth0");
-        assert_eq!(env.args, CniArgs::default());
+        assert_eq!(
+            env.args,
+            CniArgs {
+                pod_name: Some("web".into()),
+                ..CniArgs::default()
+            }
+        );
         assert_eq!(env.endpoint_name(), "c-3f2a9c1b7d4e");
     }
 
@@ -521,15 +533,19 @@ mod tests {
         assert_eq!(a.mac.as_deref(), Some("02:42:ac:14:00:09"));
         assert_eq!(CniArgs::parse("").unwrap(), CniArgs::default());
         // IgnoreUnknown counts wherever it stands, as in the reference code.
-        CniArgs::parse("K8S_POD_NAME=web;IgnoreUnknown=true").unwrap();
+        CniArgs::parse("K8S_POD_NAMESPACE=x;IgnoreUnknown=true").unwrap();
+        // The container's name podman passes is read, with or without IgnoreUnknown.
+        let a = CniArgs::parse("K8S_POD_NAME=Web_1").unwrap();
+        assert_eq!(a.pod_name.as_deref(), Some("Web_1"));
+        assert_eq!(CniArgs::parse("K8S_POD_NAME=").unwrap().pod_name, None);
     }
 
     #[test]
     fn cni_args_errors_name_the_key() {
-        let e = CniArgs::parse("K8S_POD_NAME=web").unwrap_err();
+        let e = CniArgs::parse("K8S_POD_NAMESPACE=default").unwrap_err();
         assert_eq!(e.code, code::INVALID_ENV);
         assert!(
-            e.msg.contains("\"K8S_POD_NAME\"") && e.msg.contains("IgnoreUnknown"),
+            e.msg.contains("\"K8S_POD_NAMESPACE\"") && e.msg.contains("IgnoreUnknown"),
             "{}",
             e.msg
         );

@@ -2,8 +2,10 @@
 //! control socket, and what the answers mean in CNI terms.
 //!
 //! * ADD asks for an endpoint in the container's namespace (`endpoint_create` with
-//!   `netns` and `ifname`); switchyard adds the interface, its address and its routes
-//!   there and answers with the endpoint, which becomes the result.
+//!   `netns` and `ifname`, and the container's name and `aliases` as DNS names);
+//!   switchyard adds the interface, its address and its routes there and answers
+//!   with the endpoint, which becomes the result, with the DNS server and domain of
+//!   the network (`network_inspect`) when it serves DNS.
 //! * DEL removes that endpoint (`endpoint_rm`) after making sure it is the one this
 //!   container's ADD made (`endpoint_ls`): attached by path (`foreign`), and, when
 //!   the runtime names the namespace, in that namespace — or in a namespace that no
@@ -21,13 +23,15 @@
 use crate::config::NetConf;
 use crate::env::{clip, Env};
 use crate::error::{code, CniError};
-use crate::result::{interface, CniResult, PrevResult};
+use crate::result::{interface, CniResult, Dns, PrevResult};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use switchyard::control::client::{self, ClientError};
 use switchyard::control::protocol::{
     EndpointCreate, EndpointRow, ErrorCode, Reply, Request, Table,
 };
+use switchyard::topology::config::dns::MAX_ALIASES;
+use switchyard::topology::config::parse_dns_name;
 
 /// One request to the instance the config names.
 fn ask(conf: &NetConf, req: &Request) -> Result<Reply, ClientError> {
@@ -205,7 +209,7 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
         publish,
         netns: Some(env.netns.clone()),
         ifname: Some(env.ifname.clone()),
-        aliases: Vec::new(),
+        aliases: aliases(env, conf),
     });
     let what = format!(
         "attach container {} to network {}",
@@ -214,8 +218,10 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
     );
     match ask(conf, &req) {
         Ok(Reply::Endpoint(row)) => {
-            CniResult::from_endpoint(conf.cni_version, &row, &env.ifname, &env.netns)
-                .map(Created::Done)
+            let mut result =
+                CniResult::from_endpoint(conf.cni_version, &row, &env.ifname, &env.netns)?;
+            result.dns = network_dns(conf);
+            Ok(Created::Done(result))
         }
         Ok(other) => Err(switch_error(
             conf,
@@ -242,6 +248,42 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
             }
         }
         Err(e) => Err(switch_error(conf, &what, e)),
+    }
+}
+
+/// The endpoint's DNS names: the container's name (`K8S_POD_NAME`) and the
+/// `aliases` capability's names for this network, those that are DNS names, at most
+/// as many as an endpoint may have.
+fn aliases(env: &Env, conf: &NetConf) -> Vec<String> {
+    let mut out: Vec<String> = env
+        .args
+        .pod_name
+        .as_deref()
+        .and_then(|n| parse_dns_name(n).ok())
+        .into_iter()
+        .collect();
+    for a in conf.aliases() {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out.truncate(MAX_ALIASES);
+    out
+}
+
+/// What the result tells the runtime about DNS on the container's network, from
+/// `network_inspect` after the endpoint is made. The endpoint is there whatever
+/// this says, so an unanswered question only leaves the result without DNS (the
+/// runtime then keeps the host's resolver).
+fn network_dns(conf: &NetConf) -> Dns {
+    match ask(
+        conf,
+        &Request::NetworkInspect {
+            name: conf.network.clone(),
+        },
+    ) {
+        Ok(Reply::Network(n)) => Dns::of_network(&n),
+        _ => Dns::default(),
     }
 }
 

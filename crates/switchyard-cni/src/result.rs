@@ -6,7 +6,7 @@ use crate::config::CniVersion;
 use crate::error::{code, CniError};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
-use switchyard::control::protocol::{EndpointRow, InterfaceRow};
+use switchyard::control::protocol::{EndpointRow, InterfaceRow, NetworkRow};
 
 /// The result of ADD.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,12 +49,32 @@ pub struct Route {
     pub gw: Option<String>,
 }
 
-/// Resolver settings. switchyard runs no DNS server yet, so the object stays empty
-/// (the spec's fields are all optional).
+/// Resolver settings: on a network that serves DNS, its gateway (where switchyard's
+/// server answers for the network's endpoints) and the network's search domain; on
+/// one that does not, nothing (the spec's fields are all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Dns {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+}
+
+impl Dns {
+    /// What a container on network `n` is told: its gateway as nameserver when the
+    /// network serves DNS, and its domain as domain and search.
+    pub fn of_network(n: &NetworkRow) -> Dns {
+        let Some(gw) = n.gateway.as_ref().filter(|_| n.dns) else {
+            return Dns::default();
+        };
+        Dns {
+            nameservers: vec![gw.clone()],
+            domain: n.dns_domain.clone(),
+            search: n.dns_domain.iter().cloned().collect(),
+        }
+    }
 }
 
 /// An address with its prefix length, as switchyard's rows write it.
@@ -179,6 +199,46 @@ impl PrevResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn network(dns: bool, domain: Option<&str>, gateway: Option<&str>) -> NetworkRow {
+        NetworkRow {
+            name: "apps".into(),
+            subnet: "172.20.0.0/16".into(),
+            gateway: gateway.map(String::from),
+            mtu: 1500,
+            mode: "bridge".into(),
+            masquerade: false,
+            external: false,
+            internal: false,
+            icc: true,
+            dns,
+            dns_domain: domain.map(String::from),
+            endpoints: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_network_that_serves_dns_names_its_gateway_and_domain() {
+        let d = Dns::of_network(&network(true, Some("apps.internal"), Some("172.20.0.1")));
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"nameservers": ["172.20.0.1"], "domain": "apps.internal", "search": ["apps.internal"]})
+        );
+        let d = Dns::of_network(&network(true, None, Some("172.20.0.1")));
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"nameservers": ["172.20.0.1"]})
+        );
+        for quiet in [
+            network(false, None, Some("172.20.0.1")),
+            network(true, Some("x.internal"), None),
+        ] {
+            assert_eq!(
+                serde_json::to_value(Dns::of_network(&quiet)).unwrap(),
+                json!({})
+            );
+        }
+    }
 
     fn row(gateway: Option<&str>) -> EndpointRow {
         EndpointRow {

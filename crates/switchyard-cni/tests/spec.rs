@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard::control::protocol::{
-    Changed, EndpointRow, Envelope, ErrorCode, ErrorReply, ForgottenRow, InterfaceRow, PortRow,
-    Reply, Request, Response,
+    Changed, EndpointRow, Envelope, ErrorCode, ErrorReply, ForgottenRow, InterfaceRow, NetworkRow,
+    PortRow, Reply, Request, Response,
 };
 
 const PREFIX: &str = "cni-t-";
@@ -300,6 +300,84 @@ fn a_100_result_has_no_address_family() {
             "dns": {}
         })
     );
+}
+
+/// The `network_inspect` answer for network `apps`.
+fn network_row(dns: bool, domain: Option<&str>) -> NetworkRow {
+    NetworkRow {
+        name: "apps".into(),
+        subnet: "172.20.0.0/16".into(),
+        gateway: Some("172.20.0.1".into()),
+        mtu: 1500,
+        mode: "bridge".into(),
+        masquerade: false,
+        external: false,
+        internal: false,
+        icc: true,
+        dns,
+        dns_domain: domain.map(String::from),
+        endpoints: Vec::new(),
+    }
+}
+
+#[test]
+fn add_gives_the_container_name_and_aliases_and_reports_the_networks_dns() {
+    let dir = RunDir::new("dns");
+    let mut conf = dir.conf("1.0.0");
+    conf["capabilities"] = json!({"portMappings": true, "aliases": true});
+    conf["runtimeConfig"] = json!({"aliases": {"synet": ["Cache", "not_dns", "web"]}});
+    let server = dir.serve(vec![
+        Response::ok(Reply::Endpoint(endpoint_row(Some("172.20.0.1")))),
+        Response::ok(Reply::Network(network_row(true, Some("apps.internal")))),
+    ]);
+    let add = plugin("ADD", &[], &bytes(&conf));
+    let sent = server.join().unwrap();
+    assert_eq!(add.code, 0, "{}", add.stdout);
+    match &sent[..] {
+        [Request::EndpointCreate(c), Request::NetworkInspect { name }] => {
+            // podman's K8S_POD_NAME=web first, then the capability's, once each;
+            // names no one could ask for are left out.
+            assert_eq!(c.aliases, ["web", "cache"]);
+            assert_eq!(name, "apps");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        add.json()["dns"],
+        json!({"nameservers": ["172.20.0.1"], "domain": "apps.internal", "search": ["apps.internal"]})
+    );
+
+    // A network without DNS: nothing to tell; a container name that is no DNS name:
+    // no alias, and the endpoint is made all the same.
+    let server = dir.serve(vec![
+        Response::ok(Reply::Endpoint(endpoint_row(Some("172.20.0.1")))),
+        Response::ok(Reply::Network(network_row(false, None))),
+    ]);
+    let add = plugin(
+        "ADD",
+        &[("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=my_ctr")],
+        &bytes(&dir.conf("1.0.0")),
+    );
+    let sent = server.join().unwrap();
+    assert_eq!(add.code, 0, "{}", add.stdout);
+    match &sent[..] {
+        [Request::EndpointCreate(c), Request::NetworkInspect { .. }] => {
+            assert!(c.aliases.is_empty(), "{:?}", c.aliases)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(add.json()["dns"], json!({}));
+
+    // The network cannot be inspected (a refusal): the endpoint stands, the result
+    // carries no DNS.
+    let server = dir.serve(vec![
+        Response::ok(Reply::Endpoint(endpoint_row(Some("172.20.0.1")))),
+        refused(ErrorCode::NotFound, "there is no network named \"apps\""),
+    ]);
+    let add = plugin("ADD", &[], &bytes(&dir.conf("1.0.0")));
+    server.join().unwrap();
+    assert_eq!(add.code, 0, "{}", add.stdout);
+    assert_eq!(add.json()["dns"], json!({}));
 }
 
 #[test]
@@ -606,7 +684,10 @@ fn bad_environments_are_error_4() {
         (("CNI_CONTAINERID", "../../x"), "CNI_CONTAINERID"),
         (("CNI_IFNAME", "eth0/x"), "CNI_IFNAME"),
         (("CNI_NETNS", ""), "CNI_NETNS"),
-        (("CNI_ARGS", "K8S_POD_NAME=web"), "K8S_POD_NAME"),
+        (
+            ("CNI_ARGS", "K8S_POD_NAMESPACE=default"),
+            "K8S_POD_NAMESPACE",
+        ),
         (("CNI_COMMAND", "STATUS"), "STATUS"),
     ] {
         let (code, msg) = plugin("ADD", &[extra], &conf).error();

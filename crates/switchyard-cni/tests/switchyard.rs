@@ -102,7 +102,19 @@ fn a_container_namespace_is_attached_checked_and_detached() {
     assert_eq!(result["ips"][0]["address"], "172.17.0.5/16");
     assert_eq!(result["ips"][0]["gateway"], "172.17.0.1");
     assert_eq!(result["interfaces"][0]["sandbox"], ctr.path());
+    // `default` is docker0's network: no DNS server, nothing to tell the runtime.
+    assert_eq!(result["dns"], json!({}));
     assert!(endpoint_names(sy.socket()).contains(&NAME.to_string()));
+    // The container's name (K8S_POD_NAME) is the endpoint's DNS name.
+    match client::request(sy.socket(), &Request::EndpointLs {}).unwrap() {
+        Reply::Endpoints(rows) => {
+            let row = rows.iter().find(|r| r.name == NAME).unwrap();
+            assert_eq!(row.aliases, ["web"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The runtime's namespace is the runtime's: switchyard writes no resolv.conf for it.
+    assert!(!std::path::Path::new("/etc/netns").join(&ctr.0).exists());
     ping(&ctr.0, Ipv4Addr::new(172, 17, 0, 2), Duration::from_secs(2))
         .expect("the container reaches endpoint a");
 
