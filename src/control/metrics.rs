@@ -326,7 +326,10 @@ struct Scrape {
     networks: Vec<String>,
     tables: [TableSize; 3],
     /// The DNS service's counters and frame figures, when it runs.
-    dns: Option<(switchyard_dns::CountersSnapshot, crate::dns::service::FrameStats)>,
+    dns: Option<(
+        switchyard_dns::CountersSnapshot,
+        crate::dns::service::FrameStats,
+    )>,
 }
 
 /// A per-port counter: its name (without `switchyard_` and `_total`), its help, and
@@ -451,11 +454,31 @@ impl Collector for Scrape {
                     .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
             }
             for (name, help, value) in [
-                ("dns_punted_frames", "Frames the workers handed to the DNS service.", frames.punted),
-                ("dns_bad_frames", "Punted frames that were not well-formed UDP/TCP over IPv4.", frames.bad_frames),
-                ("dns_answers_sent", "Answer frames the DNS service handed to workers.", frames.answers_sent),
-                ("dns_answers_lost", "Answers lost for want of a buffer or of room in a worker's queue.", frames.no_buffer + frames.worker_busy),
-                ("dns_tcp_connections", "DNS connections over TCP accepted.", frames.tcp_connections),
+                (
+                    "dns_punted_frames",
+                    "Frames the workers handed to the DNS service.",
+                    frames.punted,
+                ),
+                (
+                    "dns_bad_frames",
+                    "Punted frames that were not well-formed UDP/TCP over IPv4.",
+                    frames.bad_frames,
+                ),
+                (
+                    "dns_answers_sent",
+                    "Answer frames the DNS service handed to workers.",
+                    frames.answers_sent,
+                ),
+                (
+                    "dns_answers_lost",
+                    "Answers lost for want of a buffer or of room in a worker's queue.",
+                    frames.no_buffer + frames.worker_busy,
+                ),
+                (
+                    "dns_tcp_connections",
+                    "DNS connections over TCP accepted.",
+                    frames.tcp_connections,
+                ),
             ] {
                 enc.encode_descriptor(name, help, None, MetricType::Counter)?
                     .encode_counter::<NoLabelSet, _, u64>(&value, None)?;

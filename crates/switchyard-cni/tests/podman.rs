@@ -141,3 +141,74 @@ fn a_podman_container_on_a_switchyard_network() {
     drop(pm);
     sy.stop().unwrap();
 }
+
+/// Containers on a network that serves DNS find each other by podman's container name
+/// and by `--network-alias`, through switchyard's resolver at the gateway, and podman
+/// writes the nameserver the plugin's result carries into the container's resolv.conf.
+#[test]
+fn podman_containers_find_each_other_by_name() {
+    if !require_root() {
+        return;
+    }
+    let Some(pm) = Podman::require("sy-podman-dns") else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let topology = switchyard::topology::config::parse(
+        &format!(
+            "[switch]\nprefix = \"{prefix}\"\n\n[[network]]\nname = \"app\"\n\
+             subnet = \"10.88.0.0/24\"\ngateway = \"10.88.0.1\"\ndns_domain = \"app.internal\"\n"
+        ),
+        "podman dns test",
+    )
+    .unwrap();
+    let sy = start(topology);
+    pm.install_plugin(
+        "switchyard-cni",
+        std::path::Path::new(env!("CARGO_BIN_EXE_switchyard-cni")),
+    );
+    let network = pm.add_conflist(
+        "syapp",
+        json!([{
+            "type": "switchyard-cni",
+            "network": "app",
+            "prefix": prefix,
+            "runDir": run_root(),
+            "capabilities": {"aliases": true}
+        }]),
+    );
+    let db = pm
+        .run_detached("db", Some(&network), &["--network-alias", "database"])
+        .unwrap_or_else(|o| panic!("podman run -d: {}", text(&o)));
+    let id = pm.inspect(&db, "{{.Id}}");
+    let port_name = format!("c-{}", &id[..12]);
+    let row = ports(&sy)
+        .into_iter()
+        .find(|p| p.port == port_name)
+        .unwrap_or_else(|| panic!("no port {port_name} in show ports"));
+    let ip = row.ip.split('/').next().unwrap().to_string();
+
+    let out = pm.run_container(
+        Some(&network),
+        &[],
+        &format!(
+            "cat /etc/resolv.conf && nslookup {db} 10.88.0.1 && nslookup database 10.88.0.1 \
+             && nslookup database.app.internal 10.88.0.1 && ping -c1 -W2 {db} && echo all-good"
+        ),
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("nameserver 10.88.0.1"), "{said}");
+    assert!(
+        said.matches(&format!("Address: {ip}")).count() >= 3,
+        "{said}"
+    );
+    assert!(said.contains("all-good"), "{said}");
+
+    let stopped = pm.stop(&db);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    let rm = pm.rm_force(&db);
+    assert!(rm.status.success(), "{}", text(&rm));
+    drop(pm);
+    sy.stop().unwrap();
+}
