@@ -3,6 +3,10 @@
 //! without DNS keeps refusing port 53; and a service that does not keep up costs the
 //! queries it misses (`punt_dropped`), never the rest of the traffic.
 //!
+//! A reply that outlives the endpoint that asked is dropped (`punt_stale`), even when
+//! another endpoint took its port number; one that outlives a change of the others
+//! still reaches its asker.
+//!
 //! The service here is a stand-in for the DNS server: it echoes every UDP datagram
 //! back from the address and port it was sent to, and notes TCP segments.
 
@@ -11,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use switchyard::control::protocol::PortCounterRow;
+use switchyard::control::client;
+use switchyard::control::protocol::{EndpointCreate, PortCounterRow, Reply, Request};
 use switchyard::control::Switchyard;
-use switchyard::dataplane::punt::{ServiceLink, ToService, ToWorker, WORKER_SPARES};
+use switchyard::dataplane::punt::{Punted, ServiceLink, ToService, ToWorker, WORKER_SPARES};
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
 use switchyard_core::pipeline::DomainId;
 use switchyard_testkit::fixtures::{
@@ -307,5 +312,90 @@ fn without_a_service_punting_neither_blocks_nor_grows() {
     assert!(p.punted <= 2 * WORKER_SPARES as u64, "{p:?}");
     ping(&a, Ipv4Addr::new(10, 1, 0, 3), LONG).expect("a pings b");
     assert_accounted(&sy);
+    stop(sy);
+}
+
+/// The stand-in's reply to a punted query: its datagram echoed.
+fn echo_reply(p: Punted) -> ToWorker {
+    let Answer::Udp(bytes) = answer(p.frame.data()) else {
+        panic!("a UDP query");
+    };
+    let mut frame = p.frame;
+    frame.load(&bytes);
+    ToWorker::Reply {
+        frame,
+        port: p.port,
+        domain: p.domain,
+        generation: p.generation,
+    }
+}
+
+fn change(sy: &Switchyard, req: Request) {
+    match client::request(sy.socket(), &req) {
+        Ok(Reply::Changed(_) | Reply::Endpoint(_)) => {}
+        r => panic!("{req:?}: {r:?}"),
+    }
+}
+
+#[test]
+fn a_reply_goes_only_to_the_endpoint_that_asked_even_after_changes() {
+    if !require_root() {
+        return;
+    }
+    let mut sy = start(build(networks(&unique_prefix())));
+    let link = sy.take_service_link().expect("the service's end");
+    let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let from_a = traffic::udp_socket(&ns(&sy, "a"), any).expect("a socket in a");
+    let from_b = traffic::udp_socket(&ns(&sy, "b"), any).expect("a socket in b");
+    from_b.set_read_timeout(Some(LONG)).unwrap();
+    from_a.send_to(b"from a", gw53(FRONT_GW)).expect("sent");
+    from_b.send_to(b"from b", gw53(FRONT_GW)).expect("sent");
+    // The service holds both queries while the endpoints change.
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        match link.receiver().recv_timeout(LONG) {
+            Ok(ToService::Punt(p)) => held.push(p),
+            Ok(ToService::Spare(_)) => {}
+            Err(e) => panic!("two queries punted: {e}"),
+        }
+    }
+    let port_of = |sy: &Switchyard, name: &str| {
+        sy.topology()
+            .endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.interfaces.first())
+            .map(|i| i.port)
+    };
+    let a_port = port_of(&sy, "a").expect("a has a port");
+    // a goes, and a2 takes its port number.
+    change(&sy, Request::EndpointRm { name: "a".into() });
+    change(
+        &sy,
+        Request::EndpointCreate(EndpointCreate {
+            name: "a2".into(),
+            network: "front".into(),
+            ip: None,
+            mac: None,
+            publish: vec![],
+            netns: None,
+            ifname: None,
+        }),
+    );
+    assert_eq!(port_of(&sy, "a2"), Some(a_port), "a2 has a's port number");
+    for p in held {
+        let w = p.worker;
+        assert!(link.send(w, echo_reply(p)).is_ok());
+    }
+    link.wake();
+    let mut buf = [0u8; 64];
+    let (n, from) = from_b.recv_from(&mut buf).expect("b's answer comes");
+    assert_eq!(&buf[..n], b"from b");
+    assert_eq!(from, std::net::SocketAddr::V4(gw53(FRONT_GW)));
+    wait_until(LONG, "a's answer dropped as stale", || {
+        port(&sy, "a2").punt_stale == 1
+    });
+    assert_eq!(port(&sy, "a2").punt_replies, 0);
+    assert_eq!(port(&sy, "b").punt_replies, 1);
     stop(sy);
 }

@@ -23,6 +23,11 @@
 //! counters, CPU time) is a small copy a worker makes between batches when asked
 //! ([`Handle::query_all`]).
 //!
+//! What must not run on a worker — switchyard's DNS server — runs on a service thread:
+//! a frame the pipeline punts (a DNS query to a gateway) is handed to it through
+//! [`punt`], without waiting and without allocating, and its replies come back to the
+//! worker, which sends them as it sends every frame.
+//!
 //! A port whose device goes away under switchyard (its TAP deleted, or its namespace)
 //! is marked down: the worker that finds out stops polling it, logs it once, and the
 //! rest keeps switching. A worker that panics or meets an error it cannot carry on
