@@ -23,7 +23,9 @@
 //!   them);
 //! * the service, holding more than the [`SERVICE_SPARES`] it started with (queries
 //!   it did not answer, spares sent back), sends the extra to workers that are short
-//!   ([`ToWorker::Spare`]) — to the workers that punted most, whose pools it drained.
+//!   ([`ToWorker::Spare`]). It can keep the count per worker without asking: each
+//!   [`Punted`] from a worker leaves it one short, each `Reply` or `Spare` sent to it
+//!   makes one up, and a [`ToService::Spare`] from it says it was over.
 //!
 //! A worker with no spare left (the service is slow, or nobody runs it) drops the
 //! query and counts it (`punt_dropped`), and goes on switching everything else.
@@ -120,7 +122,8 @@ struct WorkerLink {
 }
 
 impl ServiceLink {
-    /// Where the workers' punted frames and spares arrive.
+    /// Where the workers' punted frames and spares arrive. It disconnects once every
+    /// worker has stopped: the service's cue to end.
     pub fn receiver(&self) -> &Receiver<ToService> {
         &self.from_workers
     }
