@@ -543,4 +543,26 @@ mod tests {
         assert!(ends[1].has_mail());
         assert!(!ends[0].has_mail());
     }
+
+    #[test]
+    fn the_services_queue_disconnects_when_the_workers_stop() {
+        let p = Pipeline::new(Spec::new(Vec::new(), Vec::new())).unwrap();
+        let queues = vec![Vec::new(), Vec::new()];
+        let mut running = super::super::Dataplane::new(p, queues, Default::default())
+            .spawn()
+            .unwrap();
+        let link = running.take_service_link().expect("once");
+        assert!(running.take_service_link().is_none());
+        assert_eq!(link.workers(), 2);
+        running.stop().unwrap();
+        assert!(matches!(
+            link.receiver()
+                .recv_timeout(std::time::Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+        assert!(
+            link.send(0, ToWorker::Spare(Frame::new())).is_err(),
+            "no worker left"
+        );
+    }
 }
