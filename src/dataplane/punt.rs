@@ -77,7 +77,8 @@ pub enum ToService {
 pub struct Punted {
     /// The Ethernet frame exactly as received. Its `vnet` is the offload header it
     /// came with: a sender with checksum offload may have left the UDP or TCP
-    /// checksum for the receiver to complete (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
+    /// checksum for the receiver to complete (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), and a
+    /// sender with segmentation offload may have sent a TCP super-frame.
     pub frame: Frame,
     /// The worker that punted it, and which is to send the reply.
     pub worker: usize,
