@@ -5,7 +5,8 @@
 //!
 //! A reply that outlives the endpoint that asked is dropped (`punt_stale`), even when
 //! another endpoint took its port number; one that outlives a change of the others
-//! still reaches its asker.
+//! still reaches its asker; one without its buffer's headroom is refused, and the
+//! worker goes on.
 //!
 //! The service here is a stand-in for the DNS server: it echoes every UDP datagram
 //! back from the address and port it was sent to, and notes TCP segments.
@@ -383,6 +384,11 @@ fn a_reply_goes_only_to_the_endpoint_that_asked_even_after_changes() {
         }),
     );
     assert_eq!(port_of(&sy, "a2"), Some(a_port), "a2 has a's port number");
+    let b_query = held
+        .iter()
+        .find(|p| p.port != a_port)
+        .map(|p| (p.worker, p.port, p.domain, p.generation))
+        .expect("b's query");
     for p in held {
         let w = p.worker;
         assert!(link.send(w, echo_reply(p)).is_ok());
@@ -397,5 +403,21 @@ fn a_reply_goes_only_to_the_endpoint_that_asked_even_after_changes() {
     });
     assert_eq!(port(&sy, "a2").punt_replies, 0);
     assert_eq!(port(&sy, "b").punt_replies, 1);
+    // A reply that lost its headroom is refused, and the worker goes on.
+    let (worker, port_b, domain, generation) = b_query;
+    let mut frame = switchyard_core::pipeline::Frame::new();
+    frame.set_bounds(0, 60);
+    let bad = ToWorker::Reply {
+        frame,
+        port: port_b,
+        domain,
+        generation,
+    };
+    assert!(link.send(worker, bad).is_ok());
+    link.wake();
+    wait_until(LONG, "the bad reply refused", || {
+        port(&sy, "b").punt_stale == 1
+    });
+    ping(&ns(&sy, "b"), FRONT_GW, LONG).expect("b's worker is alive");
     stop(sy);
 }

@@ -55,7 +55,7 @@ use mio::Waker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchyard_core::pipeline::{Action, DomainId, Frame, Pipeline, PortId, Timestamp};
+use switchyard_core::pipeline::{Action, DomainId, Frame, Pipeline, PortId, Timestamp, HEADROOM};
 
 /// Messages the service's queue holds, from all workers together.
 pub const SERVICE_QUEUE: usize = 1024;
@@ -97,7 +97,9 @@ pub enum ToWorker {
     /// only if the port is still the one it was: same generation, or (generation
     /// changed) the port's spec still has the same name and domain and that domain
     /// the same name; else dropped and counted (`punt_stale`). Then the frame becomes
-    /// a spare.
+    /// a spare. The frame must start at least [`HEADROOM`] bytes into its buffer, as
+    /// [`Frame::load`] puts it (the port writes its virtio-net header there); one
+    /// that does not, or is empty, is dropped and counted the same.
     Reply {
         frame: Frame,
         port: PortId,
@@ -378,7 +380,10 @@ impl Worker {
                     domain,
                     generation,
                 } => {
-                    let ok = self.punt.still(&self.pipeline, port, domain, generation);
+                    // A frame without its headroom would not take the port's
+                    // virtio-net header: refused too, never a worker's panic.
+                    let whole = frame.start() >= HEADROOM && !frame.is_empty();
+                    let ok = whole && self.punt.still(&self.pipeline, port, domain, generation);
                     if ok {
                         frame.action = Action::Forward(port);
                         frame.ingress = PortId::LOCAL;
