@@ -107,7 +107,8 @@ pub struct PortIo {
     pub punted: u64,
     pub punt_dropped: u64,
     /// The service's replies sent out of the port, and those dropped because the
-    /// port is no longer the endpoint that asked.
+    /// port is no longer the endpoint that asked (or the frame is not one a port can
+    /// write: see [`punt::ToWorker::Reply`]).
     pub punt_replies: u64,
     pub punt_stale: u64,
 }
