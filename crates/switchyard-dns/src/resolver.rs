@@ -214,15 +214,7 @@ impl<T> Resolver<T> {
             // No zone: this network does not serve DNS. Say so rather than let the
             // client wait out its timeout.
             Counters::bump(&c.refused);
-            self.respond(
-                &query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(&query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         };
         let question = &query.questions[0];
@@ -241,15 +233,7 @@ impl<T> Resolver<T> {
         }
         if question.qclass != QCLASS::CLASS(CLASS::IN) {
             Counters::bump(&c.refused);
-            self.respond(
-                &query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(&query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         }
         let qtype = question.qtype;
@@ -315,41 +299,17 @@ impl<T> Resolver<T> {
         let c = Arc::clone(&self.counters);
         let Some(&upstream) = self.upstreams.first() else {
             Counters::bump(&c.refused);
-            self.respond(
-                query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         };
         if self.pending.len() >= self.max_outstanding {
             Counters::bump(&c.upstream_busy);
             Counters::bump(&c.servfail);
-            self.respond(
-                query,
-                RCODE::ServerFailure,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(query, RCODE::ServerFailure, limit, out);
             return Outcome::Answer;
         }
         let mut servfail = Vec::new();
-        self.respond(
-            query,
-            RCODE::ServerFailure,
-            false,
-            Vec::new(),
-            Vec::new(),
-            limit,
-            &mut servfail,
-        );
+        self.error_reply(query, RCODE::ServerFailure, limit, &mut servfail);
         let id = self.fresh_id();
         let deadline = now_ns.saturating_add(self.timeout_ns);
         // The query goes out as the client sent it (its EDNS options, its DO and CD
@@ -506,6 +466,11 @@ impl<T> Resolver<T> {
             r.set_flags(PacketFlag::TRUNCATION);
             write(&r, out);
         }
+    }
+
+    /// A response without records: REFUSED or SERVFAIL, not authoritative.
+    fn error_reply(&self, query: &Packet<'_>, rcode: RCODE, limit: usize, out: &mut Vec<u8>) {
+        self.respond(query, rcode, false, Vec::new(), Vec::new(), limit, out);
     }
 
     /// A response of a header alone, for a query whose sections cannot be trusted.
