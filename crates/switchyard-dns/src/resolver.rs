@@ -145,6 +145,14 @@ impl<T> Resolver<T> {
         }
     }
 
+    /// Draws upstream IDs from `seed` instead of a random one: the same inputs then
+    /// give the same IDs, which a fuzzer needs to replay what it found. Anyone who
+    /// knows the seed can predict the IDs, so only tests use it.
+    pub fn with_id_seed(mut self, seed: u64) -> Self {
+        self.rng = seed;
+        self
+    }
+
     /// Replaces every zone at once (the topology changed).
     pub fn set_zones(&mut self, zones: Arc<Zones>) {
         self.zones = zones;
