@@ -163,6 +163,11 @@ impl<T> Resolver<T> {
         &self.zones
     }
 
+    /// The upstream servers, in order (queries go to the first).
+    pub fn upstreams(&self) -> &[SocketAddrV4] {
+        &self.upstreams
+    }
+
     /// The counters this resolver updates.
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters

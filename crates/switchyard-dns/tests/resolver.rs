@@ -441,6 +441,24 @@ fn upstream_ids_are_distinct_among_outstanding_queries_and_not_the_clients() {
 }
 
 #[test]
+fn a_seeded_resolver_draws_the_same_ids_and_an_unseeded_one_others() {
+    let q = query("example.com", TYPE::A);
+    let first = |seed: Option<u64>| {
+        let (r, _) = resolver(vec![UP1], 8);
+        let mut r = match seed {
+            Some(s) => r.with_id_seed(s),
+            None => r,
+        };
+        (0..4)
+            .map(|t| id_of(&forward(&mut r, &q, t, 0)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(first(Some(1)), first(Some(1)));
+    assert_ne!(first(Some(1)), first(Some(2)));
+    assert_ne!(first(None), first(None), "seeded at random");
+}
+
+#[test]
 fn a_query_the_upstream_does_not_answer_in_time_gets_servfail() {
     let (mut r, c) = resolver(vec![UP1], 8);
     let q = query_with(
