@@ -697,3 +697,17 @@ fn every_counter_is_listed_and_readable_by_name() {
         assert_eq!(s.get(name), value);
     }
 }
+
+/// The parser knows most types but not all (TLSA, SSHFP, NSEC3, ...); a question of a
+/// type it does not know cannot be read, so it is answered FORMERR rather than
+/// forwarded. Kept as a test so that a better parser changes it on purpose.
+#[test]
+fn a_question_of_a_type_the_parser_does_not_know_is_formerr() {
+    let (mut r, c) = resolver(vec![UP1], 8);
+    let tlsa = QTYPE::TYPE(TYPE::Unknown(52));
+    let q = query_with(ID, "_443._tcp.example.com", tlsa, CLASS::IN.into(), None);
+    let p = Packet::parse(&answer(&mut r, 1, &q)).unwrap().rcode();
+    assert_eq!(p, RCODE::FormatError);
+    let s = c.snapshot();
+    assert_eq!((s.formerr, s.forwarded), (1, 0));
+}
