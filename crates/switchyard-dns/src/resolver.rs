@@ -27,8 +27,8 @@ use crate::zone::{text_name, Lookup, Zone, Zones};
 /// TTL of the zone's records, in seconds. Short because the names change at run time
 /// (an endpoint is removed, or comes back with another address) and a client's cache
 /// must not outlive that for long; asking again is cheap, the server is one hop away.
-/// Docker's embedded DNS answers with 600 s and is known for stale answers after a
-/// container restarts.
+/// Docker's embedded DNS answers with 600 s, long enough for a caching client to keep
+/// using a removed container's address for ten minutes.
 pub const LOCAL_TTL: u32 = 10;
 
 /// The UDP payload size this server advertises with EDNS (RFC 6891): 1232 bytes, the
