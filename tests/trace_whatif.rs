@@ -3,8 +3,8 @@
 //! what-ifs of a packet to the other network (dropped, reason named), a new
 //! masqueraded flow (translated, yet not tracked), an unknown destination MAC
 //! (flooded, the new source not learned), a packet whose next hop is unknown (it would
-//! wait, nothing is asked) and an ARP request to the gateway (answered, its sender not
-//! learned) — and the FDB, conntrack and neighbor tables and the counters, as `show
+//! wait, nothing is asked), an ARP request to the gateway (answered, its sender not
+//! learned) and a DNS query to the gateway (punted to the DNS service) — and the FDB, conntrack and neighbor tables and the counters, as `show
 //! --json` prints them, are the same afterwards, and `switchyard events` reports no
 //! change. A malformed SPEC is refused with a message naming its key. Needs root.
 
@@ -213,6 +213,19 @@ fn what_ifs_say_what_would_happen_and_change_no_table() {
         lines(&t)
     );
     assert!(lines(&t).contains("emit: would send "), "{}", lines(&t));
+
+    // A DNS query to the gateway: it would be handed to the DNS service.
+    let t = what_if(&sy, "in=web,dst=10.1.0.1,proto=udp,dport=53");
+    assert_eq!(t.verdict.action, "punt", "{}", lines(&t));
+    assert_eq!(
+        t.verdict.text,
+        "punted: handed to switchyard's DNS service, whose answer goes back out of port web"
+    );
+    assert!(
+        lines(&t).contains("ip4-local: DNS over udp 10.1.0.2:"),
+        "{}",
+        lines(&t)
+    );
 
     let secs = started.elapsed().as_secs();
     assert_unchanged(&before, &snapshot(&sy), secs);

@@ -343,17 +343,21 @@ type PortCounter = (
 /// A gauge of every bounded table: its name, its help, and its value for one table.
 type TableGauge = (&'static str, &'static str, fn(&TableSize) -> usize);
 
-const PORT_COUNTERS: [PortCounter; 10] = [
+const PORT_COUNTERS: [PortCounter; 14] = [
     ("port_rx_packets", "Frames read from the port's TAP queues.", |p| p.rx_frames),
     ("port_rx_bytes", "Bytes read from the port's TAP queues.", |p| p.rx_bytes),
     ("port_tx_packets", "Frames written to the port (a segment counts one, a coalesced UDP super-frame its datagrams).", |p| p.tx_frames),
     ("port_tx_bytes", "Bytes written to the port.", |p| p.tx_bytes),
     ("port_forwarded", "Frames received on the port and forwarded (to one port, flooded or routed).", |p| p.forwarded),
-    ("port_consumed", "Frames received on the port and consumed by switchyard (ARP and ping for its addresses).", |p| p.consumed),
+    ("port_consumed", "Frames received on the port and consumed by switchyard (ARP and ping for its addresses, DNS queries for its DNS service).", |p| p.consumed),
     ("port_dropped", "Frames received on the port and dropped, all reasons together.", |p| p.dropped),
     ("port_tx_errors", "Writes to the port the kernel refused.", |p| p.tx_errors),
     ("port_rx_errors", "Reads from the port that failed with something other than would-block.", |p| p.rx_errors),
     ("port_rx_gso", "Super-frames received on the port (segmentation offload at the sender).", |p| p.rx_gso),
+    ("port_punted", "DNS queries received on the port and handed to the DNS service.", |p| p.punted),
+    ("port_punt_dropped", "DNS queries received on the port and dropped before the DNS service (it is behind or not running).", |p| p.punt_dropped),
+    ("port_punt_replies", "Replies of the DNS service sent out of the port.", |p| p.punt_replies),
+    ("port_punt_stale", "Replies of the DNS service dropped because the port is no longer the endpoint that asked.", |p| p.punt_stale),
 ];
 
 impl Collector for Scrape {

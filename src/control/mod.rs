@@ -186,6 +186,12 @@ impl Switchyard {
         self.dataplane.as_ref().expect("running").handle()
     }
 
+    /// The service thread's end of the dataplane's punt path (DNS queries to the
+    /// gateways): `Some` once (see [`dataplane::punt`]).
+    pub fn take_service_link(&mut self) -> Option<dataplane::punt::ServiceLink> {
+        self.dataplane.as_mut()?.take_service_link()
+    }
+
     /// True if the dataplane thread exited on its own (an I/O error).
     pub fn dataplane_died(&self) -> bool {
         self.dataplane.as_ref().is_some_and(|d| d.is_finished())

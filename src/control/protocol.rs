@@ -702,6 +702,14 @@ pub struct PortCounterRow {
     /// datagrams they carried.
     pub tx_coalesced: u64,
     pub tx_coalesced_datagrams: u64,
+    /// DNS queries received on this port handed to the DNS service, and those
+    /// dropped instead (the service behind, or not running).
+    pub punted: u64,
+    pub punt_dropped: u64,
+    /// The DNS service's replies sent out of this port, and those dropped because
+    /// the port was no longer the endpoint that asked.
+    pub punt_replies: u64,
+    pub punt_stale: u64,
     /// Non-zero drop counts by reason id.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

@@ -383,6 +383,8 @@ pub fn counters(c: &CountersReport) -> String {
         "TX-GSO",
         "SEGMENTED",
         "COALESCED",
+        "PUNTED",
+        "PUNT-REPLIES",
     ]);
     for p in &c.ports {
         t.row(vec![
@@ -401,6 +403,8 @@ pub fn counters(c: &CountersReport) -> String {
             p.tx_gso.to_string(),
             format!("{} ({} segs)", p.tx_segmented, p.tx_segments),
             format!("{} ({} dgrams)", p.tx_coalesced, p.tx_coalesced_datagrams),
+            format!("{} ({} dropped)", p.punted, p.punt_dropped),
+            format!("{} ({} stale)", p.punt_replies, p.punt_stale),
         ]);
     }
     let mut s = t.render();

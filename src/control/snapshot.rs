@@ -181,6 +181,10 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 tx_segments: io.tx_segments,
                 tx_coalesced: io.tx_coalesced,
                 tx_coalesced_datagrams: io.tx_coalesced_datagrams,
+                punted: io.punted,
+                punt_dropped: io.punt_dropped,
+                punt_replies: io.punt_replies,
+                punt_stale: io.punt_stale,
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))

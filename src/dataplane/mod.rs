@@ -23,6 +23,11 @@
 //! counters, CPU time) is a small copy a worker makes between batches when asked
 //! ([`Handle::query_all`]).
 //!
+//! What must not run on a worker — switchyard's DNS server — runs on a service thread:
+//! a frame the pipeline punts (a DNS query to a gateway) is handed to it through
+//! [`punt`], without waiting and without allocating, and its replies come back to the
+//! worker, which sends them as it sends every frame.
+//!
 //! A port whose device goes away under switchyard (its TAP deleted, or its namespace)
 //! is marked down: the worker that finds out stops polling it, logs it once, and the
 //! rest keeps switching. A worker that panics or meets an error it cannot carry on
@@ -102,7 +107,8 @@ pub struct PortIo {
     pub punted: u64,
     pub punt_dropped: u64,
     /// The service's replies sent out of the port, and those dropped because the
-    /// port is no longer the endpoint that asked.
+    /// port is no longer the endpoint that asked (or the frame is not one a port can
+    /// write: see [`punt::ToWorker::Reply`]).
     pub punt_replies: u64,
     pub punt_stale: u64,
 }

@@ -23,7 +23,9 @@
 //!   them);
 //! * the service, holding more than the [`SERVICE_SPARES`] it started with (queries
 //!   it did not answer, spares sent back), sends the extra to workers that are short
-//!   ([`ToWorker::Spare`]) — to the workers that punted most, whose pools it drained.
+//!   ([`ToWorker::Spare`]). It can keep the count per worker without asking: each
+//!   [`Punted`] from a worker leaves it one short, each `Reply` or `Spare` sent to it
+//!   makes one up, and a [`ToService::Spare`] from it says it was over.
 //!
 //! A worker with no spare left (the service is slow, or nobody runs it) drops the
 //! query and counts it (`punt_dropped`), and goes on switching everything else.
@@ -53,7 +55,7 @@ use mio::Waker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchyard_core::pipeline::{Action, DomainId, Frame, Pipeline, PortId, Timestamp};
+use switchyard_core::pipeline::{Action, DomainId, Frame, Pipeline, PortId, Timestamp, HEADROOM};
 
 /// Messages the service's queue holds, from all workers together.
 pub const SERVICE_QUEUE: usize = 1024;
@@ -75,7 +77,8 @@ pub enum ToService {
 pub struct Punted {
     /// The Ethernet frame exactly as received. Its `vnet` is the offload header it
     /// came with: a sender with checksum offload may have left the UDP or TCP
-    /// checksum for the receiver to complete (`VIRTIO_NET_HDR_F_NEEDS_CSUM`).
+    /// checksum for the receiver to complete (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), and a
+    /// sender with segmentation offload may have sent a TCP super-frame.
     pub frame: Frame,
     /// The worker that punted it, and which is to send the reply.
     pub worker: usize,
@@ -94,7 +97,9 @@ pub enum ToWorker {
     /// only if the port is still the one it was: same generation, or (generation
     /// changed) the port's spec still has the same name and domain and that domain
     /// the same name; else dropped and counted (`punt_stale`). Then the frame becomes
-    /// a spare.
+    /// a spare. The frame must start at least [`HEADROOM`] bytes into its buffer, as
+    /// [`Frame::load`] puts it (the port writes its virtio-net header there); one
+    /// that does not, or is empty, is dropped and counted the same.
     Reply {
         frame: Frame,
         port: PortId,
@@ -120,7 +125,8 @@ struct WorkerLink {
 }
 
 impl ServiceLink {
-    /// Where the workers' punted frames and spares arrive.
+    /// Where the workers' punted frames and spares arrive. It disconnects once every
+    /// worker has stopped: the service's cue to end.
     pub fn receiver(&self) -> &Receiver<ToService> {
         &self.from_workers
     }
@@ -374,7 +380,10 @@ impl Worker {
                     domain,
                     generation,
                 } => {
-                    let ok = self.punt.still(&self.pipeline, port, domain, generation);
+                    // A frame without its headroom would not take the port's
+                    // virtio-net header: refused too, never a worker's panic.
+                    let whole = frame.start() >= HEADROOM && !frame.is_empty();
+                    let ok = whole && self.punt.still(&self.pipeline, port, domain, generation);
                     if ok {
                         frame.action = Action::Forward(port);
                         frame.ingress = PortId::LOCAL;
@@ -403,5 +412,163 @@ impl Worker {
             frame.reset(0);
             self.punt.give_back(frame);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::pipeline::{DomainSpec, GatewaySpec, PortSpec, Spec};
+    use switchyard_core::wire::MacAddr;
+
+    const A: PortId = PortId(0);
+    const B: PortId = PortId(1);
+    const FRONT: DomainId = DomainId(0);
+    const BACK: DomainId = DomainId(1);
+
+    /// Networks `front` and `back` (whatever they are called here), a port in each.
+    fn spec(front: &str, a: &str, b: &str) -> Spec {
+        let net = |name: &str, n: u8| {
+            let ip = std::net::Ipv4Addr::new(10, n, 0, 1);
+            DomainSpec {
+                name: name.into(),
+                subnet: format!("10.{n}.0.0/24").parse().unwrap(),
+                mtu: 1500,
+                gateway: Some(GatewaySpec {
+                    ip,
+                    mac: MacAddr::from_ipv4(ip),
+                }),
+                dns: true,
+                ..DomainSpec::vacant()
+            }
+        };
+        Spec::new(
+            vec![net(front, 1), net("back", 2)],
+            vec![PortSpec::new(a, FRONT), PortSpec::new(b, BACK)],
+        )
+    }
+
+    fn end() -> WorkerEnd {
+        let (_, mut ends) = plumb(1);
+        ends.pop().expect("one worker")
+    }
+
+    /// Takes up the layout of `s`, remembering the one before as a worker does.
+    fn change(p: &mut Pipeline, end: &mut WorkerEnd, s: Spec) {
+        let layout = p.reshape(s).expect("a valid spec");
+        end.leaving(p);
+        p.adopt(&layout);
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_port_that_asked_under_the_same_layout() {
+        let p = Pipeline::new(spec("front", "a", "b")).unwrap();
+        let end = end();
+        let g = p.layout_generation();
+        assert!(end.still(&p, A, FRONT, g));
+        assert!(!end.still(&p, A, BACK, g), "not the asker's network");
+        assert!(!end.still(&p, PortId(7), FRONT, g), "no such port");
+    }
+
+    #[test]
+    fn after_a_change_only_the_same_endpoint_on_the_same_network_gets_it() {
+        let mut p = Pipeline::new(spec("front", "a", "b")).unwrap();
+        let mut end = end();
+        let g = p.layout_generation();
+        // b's number goes to another endpoint; a stays.
+        change(&mut p, &mut end, spec("front", "a", "other"));
+        assert!(end.still(&p, A, FRONT, g), "a is still a, on front");
+        assert!(
+            !end.still(&p, B, BACK, g),
+            "another endpoint has b's number"
+        );
+        let g2 = p.layout_generation();
+        // front is renamed under the same id: a query asked of the old one is stale.
+        change(&mut p, &mut end, spec("renamed", "a", "other"));
+        assert!(!end.still(&p, A, FRONT, g));
+        assert!(!end.still(&p, A, FRONT, g2));
+        assert!(end.still(&p, A, FRONT, p.layout_generation()));
+        // a goes away.
+        let mut gone = spec("renamed", "a", "other");
+        gone.ports[0] = PortSpec::vacant();
+        let g3 = p.layout_generation();
+        change(&mut p, &mut end, gone);
+        assert!(!end.still(&p, A, FRONT, g3));
+        assert!(!end.still(&p, A, FRONT, u64::MAX), "a layout never run");
+    }
+
+    #[test]
+    fn only_the_last_few_layouts_are_remembered() {
+        let mut p = Pipeline::new(spec("front", "a", "b")).unwrap();
+        let mut end = end();
+        let g = p.layout_generation();
+        for _ in 0..REMEMBERED_LAYOUTS {
+            change(&mut p, &mut end, spec("front", "a", "b"));
+        }
+        assert!(
+            end.still(&p, A, FRONT, g),
+            "{REMEMBERED_LAYOUTS} changes ago"
+        );
+        change(&mut p, &mut end, spec("front", "a", "b"));
+        assert!(!end.still(&p, A, FRONT, g), "forgotten: the reply is stale");
+    }
+
+    #[test]
+    fn the_service_sends_without_waiting_and_wakes_whom_it_sent_to() {
+        let mut polls: Vec<mio::Poll> = (0..2).map(|_| mio::Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|p| Arc::new(Waker::new(p.registry(), mio::Token(0)).unwrap()))
+            .collect();
+        let (side, ends) = plumb(2);
+        let mut link = side.link(wakers);
+        assert_eq!(link.workers(), 2);
+        let pool = link.take_pool();
+        assert_eq!(pool.len(), SERVICE_SPARES);
+        assert!(link.take_pool().is_empty(), "the pool is taken once");
+        assert!(
+            link.send(2, ToWorker::Spare(Frame::new())).is_err(),
+            "no worker 2"
+        );
+        // Every buffer there is fits in one worker's queue.
+        let circulating = 2 * WORKER_SPARES + SERVICE_SPARES;
+        for _ in 0..circulating {
+            assert!(link.send(1, ToWorker::Spare(Frame::new())).is_ok());
+        }
+        assert!(link.send(1, ToWorker::Spare(Frame::new())).is_err(), "full");
+        link.wake();
+        let mut events = mio::Events::with_capacity(4);
+        polls[1]
+            .poll(&mut events, Some(std::time::Duration::ZERO))
+            .unwrap();
+        assert_eq!(events.iter().count(), 1, "worker 1 was woken");
+        polls[0]
+            .poll(&mut events, Some(std::time::Duration::ZERO))
+            .unwrap();
+        assert_eq!(events.iter().count(), 0, "worker 0 was sent nothing");
+        assert!(ends[1].has_mail());
+        assert!(!ends[0].has_mail());
+    }
+
+    #[test]
+    fn the_services_queue_disconnects_when_the_workers_stop() {
+        let p = Pipeline::new(Spec::new(Vec::new(), Vec::new())).unwrap();
+        let queues = vec![Vec::new(), Vec::new()];
+        let mut running = super::super::Dataplane::new(p, queues, Default::default())
+            .spawn()
+            .unwrap();
+        let link = running.take_service_link().expect("once");
+        assert!(running.take_service_link().is_none());
+        assert_eq!(link.workers(), 2);
+        running.stop().unwrap();
+        assert!(matches!(
+            link.receiver()
+                .recv_timeout(std::time::Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+        assert!(
+            link.send(0, ToWorker::Spare(Frame::new())).is_err(),
+            "no worker left"
+        );
     }
 }

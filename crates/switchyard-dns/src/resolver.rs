@@ -27,8 +27,8 @@ use crate::zone::{text_name, Lookup, Zone, Zones};
 /// TTL of the zone's records, in seconds. Short because the names change at run time
 /// (an endpoint is removed, or comes back with another address) and a client's cache
 /// must not outlive that for long; asking again is cheap, the server is one hop away.
-/// Docker's embedded DNS answers with 600 s and is known for stale answers after a
-/// container restarts.
+/// Docker's embedded DNS answers with 600 s, long enough for a caching client to keep
+/// using a removed container's address for ten minutes.
 pub const LOCAL_TTL: u32 = 10;
 
 /// The UDP payload size this server advertises with EDNS (RFC 6891): 1232 bytes, the
@@ -145,6 +145,14 @@ impl<T> Resolver<T> {
         }
     }
 
+    /// Draws upstream IDs from `seed` instead of a random one: the same inputs then
+    /// give the same IDs, which a fuzzer needs to replay what it found. Anyone who
+    /// knows the seed can predict the IDs, so only tests use it.
+    pub fn with_id_seed(mut self, seed: u64) -> Self {
+        self.rng = seed;
+        self
+    }
+
     /// Replaces every zone at once (the topology changed).
     pub fn set_zones(&mut self, zones: Arc<Zones>) {
         self.zones = zones;
@@ -153,6 +161,11 @@ impl<T> Resolver<T> {
     /// The zones answered from.
     pub fn zones(&self) -> &Arc<Zones> {
         &self.zones
+    }
+
+    /// The upstream servers, in order (queries go to the first).
+    pub fn upstreams(&self) -> &[SocketAddrV4] {
+        &self.upstreams
     }
 
     /// The counters this resolver updates.
@@ -214,15 +227,7 @@ impl<T> Resolver<T> {
             // No zone: this network does not serve DNS. Say so rather than let the
             // client wait out its timeout.
             Counters::bump(&c.refused);
-            self.respond(
-                &query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(&query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         };
         let question = &query.questions[0];
@@ -241,15 +246,7 @@ impl<T> Resolver<T> {
         }
         if question.qclass != QCLASS::CLASS(CLASS::IN) {
             Counters::bump(&c.refused);
-            self.respond(
-                &query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(&query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         }
         let qtype = question.qtype;
@@ -315,41 +312,17 @@ impl<T> Resolver<T> {
         let c = Arc::clone(&self.counters);
         let Some(&upstream) = self.upstreams.first() else {
             Counters::bump(&c.refused);
-            self.respond(
-                query,
-                RCODE::Refused,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         };
         if self.pending.len() >= self.max_outstanding {
             Counters::bump(&c.upstream_busy);
             Counters::bump(&c.servfail);
-            self.respond(
-                query,
-                RCODE::ServerFailure,
-                false,
-                Vec::new(),
-                Vec::new(),
-                limit,
-                out,
-            );
+            self.error_reply(query, RCODE::ServerFailure, limit, out);
             return Outcome::Answer;
         }
         let mut servfail = Vec::new();
-        self.respond(
-            query,
-            RCODE::ServerFailure,
-            false,
-            Vec::new(),
-            Vec::new(),
-            limit,
-            &mut servfail,
-        );
+        self.error_reply(query, RCODE::ServerFailure, limit, &mut servfail);
         let id = self.fresh_id();
         let deadline = now_ns.saturating_add(self.timeout_ns);
         // The query goes out as the client sent it (its EDNS options, its DO and CD
@@ -506,6 +479,11 @@ impl<T> Resolver<T> {
             r.set_flags(PacketFlag::TRUNCATION);
             write(&r, out);
         }
+    }
+
+    /// A response without records: REFUSED or SERVFAIL, not authoritative.
+    fn error_reply(&self, query: &Packet<'_>, rcode: RCODE, limit: usize, out: &mut Vec<u8>) {
+        self.respond(query, rcode, false, Vec::new(), Vec::new(), limit, out);
     }
 
     /// A response of a header alone, for a query whose sections cannot be trusted.

@@ -50,8 +50,10 @@ pub(crate) enum Lookup<'z> {
 
 impl Zone {
     /// `network`: the network's name (for show); `gateway`: the server address;
-    /// `subnet`/`prefix_len`: the network's subnet (its reverse zone); `domain`: optional
-    /// search domain like "app.internal" (lowercase, no trailing dot).
+    /// `subnet`/`prefix_len`: the network's subnet (its reverse zone; host bits are
+    /// masked off, a length over 32 is 32); `domain`: optional search domain like
+    /// "app.internal" (lowercase, no trailing dot; one that is not a valid DNS name is
+    /// taken as none).
     pub fn new(
         network: &str,
         gateway: Ipv4Addr,
@@ -75,7 +77,10 @@ impl Zone {
     }
 
     /// Adds `name -> ip`. `primary`: the endpoint's own name (what PTR answers with);
-    /// false for an alias. Names that are not valid DNS names are ignored (returns false).
+    /// false for an alias. Names that are not valid DNS names are ignored (returns false):
+    /// labels of letters, digits, '-' and '_', 1 to 63 bytes, 253 in all. An address
+    /// outside the subnet gets its A record but no PTR (another zone owns its reverse
+    /// name); of several primary names of one address, PTR answers with the first.
     pub fn add(&mut self, name: &str, ip: Ipv4Addr, primary: bool) -> bool {
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         if !valid_name(&name) {

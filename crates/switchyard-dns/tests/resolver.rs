@@ -441,6 +441,24 @@ fn upstream_ids_are_distinct_among_outstanding_queries_and_not_the_clients() {
 }
 
 #[test]
+fn a_seeded_resolver_draws_the_same_ids_and_an_unseeded_one_others() {
+    let q = query("example.com", TYPE::A);
+    let first = |seed: Option<u64>| {
+        let (r, _) = resolver(vec![UP1], 8);
+        let mut r = match seed {
+            Some(s) => r.with_id_seed(s),
+            None => r,
+        };
+        (0..4)
+            .map(|t| id_of(&forward(&mut r, &q, t, 0)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(first(Some(1)), first(Some(1)));
+    assert_ne!(first(Some(1)), first(Some(2)));
+    assert_ne!(first(None), first(None), "seeded at random");
+}
+
+#[test]
 fn a_query_the_upstream_does_not_answer_in_time_gets_servfail() {
     let (mut r, c) = resolver(vec![UP1], 8);
     let q = query_with(
@@ -678,4 +696,18 @@ fn every_counter_is_listed_and_readable_by_name() {
     for (name, value) in s.iter() {
         assert_eq!(s.get(name), value);
     }
+}
+
+/// The parser knows most types but not all (TLSA, SSHFP, NSEC3, ...); a question of a
+/// type it does not know cannot be read, so it is answered FORMERR rather than
+/// forwarded. Kept as a test so that a better parser changes it on purpose.
+#[test]
+fn a_question_of_a_type_the_parser_does_not_know_is_formerr() {
+    let (mut r, c) = resolver(vec![UP1], 8);
+    let tlsa = QTYPE::TYPE(TYPE::Unknown(52));
+    let q = query_with(ID, "_443._tcp.example.com", tlsa, CLASS::IN.into(), None);
+    let p = Packet::parse(&answer(&mut r, 1, &q)).unwrap().rcode();
+    assert_eq!(p, RCODE::FormatError);
+    let s = c.snapshot();
+    assert_eq!((s.formerr, s.forwarded), (1, 0));
 }

@@ -129,6 +129,10 @@ fn port_counters(port: &str) -> PortCounterRow {
         tx_segments: 0,
         tx_coalesced: 0,
         tx_coalesced_datagrams: 0,
+        punted: 0,
+        punt_dropped: 0,
+        punt_replies: 0,
+        punt_stale: 0,
         // Keyed by drop reason: its keys are data, not fields, so the sample leaves it
         // empty and the walk over fields stops at it.
         drops: BTreeMap::new(),

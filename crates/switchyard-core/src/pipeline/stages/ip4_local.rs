@@ -125,22 +125,23 @@ impl TraceLine for Trace {
 
 impl Pipeline {
     pub(crate) fn ip4_local(&mut self, f: &mut Frame, l2: &L2) -> Next {
-        let gw = self.sh.domains[l2.domain.index()]
-            .spec
+        let spec = &self.sh.domains[l2.domain.index()].spec;
+        let gw = spec
             .gateway
             .expect("frames reach L3 only through their network's gateway MAC");
+        // The asker's network decides, whichever of switchyard's addresses it asks.
+        let dns = spec.dns;
         let ip = f.ipv4();
         if ip.more_fragments() || ip.is_later_fragment() {
             trace!(self, f, Trace::Fragment);
             return Next::Drop(Drop::LocalFragment.into());
         }
         let proto = ip.protocol();
-        let dns = self.sh.domains[l2.domain.index()].spec.dns;
         if dns && (proto == IpProtocol::UDP || proto == IpProtocol::TCP) {
             return self.ip4_local_dns(f, proto);
         }
         if proto != IpProtocol::ICMP {
-            trace!(self, f, Trace::NotServed(ip.protocol()));
+            trace!(self, f, Trace::NotServed(proto));
             return Next::Drop(Drop::LocalProtocol.into());
         }
         let (src, dst) = (ip.src(), ip.dst());
