@@ -23,10 +23,16 @@ use switchyard::dataplane::punt::{Punted, ServiceLink, ToService, ToWorker, WORK
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
 use switchyard_core::pipeline::DomainId;
 use switchyard_testkit::fixtures::{
-    assert_accounted, build, counters, drops, events, ns, require_root, start, stop, unique_prefix,
-    wait_until,
+    assert_accounted, build, counters, drops, events, ns, require_root, run_root, stop,
+    unique_prefix, wait_until,
 };
 use switchyard_testkit::traffic::{self, ping};
+
+/// An instance without its DNS service: the test puts its own at the punt path's end
+/// (or none at all).
+fn bare(topo: Topology) -> Switchyard {
+    Switchyard::start_without_dns(topo, &run_root()).expect("switchyard starts")
+}
 
 const FRONT_GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const DEFAULT_GW: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
@@ -185,7 +191,7 @@ fn a_query_reaches_the_service_and_its_reply_the_asker() {
     if !require_root() {
         return;
     }
-    let mut sy = start(build(networks(&unique_prefix())));
+    let mut sy = bare(build(networks(&unique_prefix())));
     let link = sy.take_service_link().expect("the service's end, once");
     assert!(sy.take_service_link().is_none(), "given once only");
     assert_eq!(link.workers(), 2);
@@ -226,7 +232,7 @@ fn a_network_without_dns_still_refuses_port_53() {
     if !require_root() {
         return;
     }
-    let mut sy = start(build(networks(&unique_prefix())));
+    let mut sy = bare(build(networks(&unique_prefix())));
     let echo = Echo::start(sy.take_service_link().expect("the service's end"));
     let c = ns(&sy, "c");
     let before = drops(&sy, "local_protocol");
@@ -252,7 +258,7 @@ fn a_service_that_does_not_keep_up_costs_queries_not_traffic() {
     if !require_root() {
         return;
     }
-    let mut sy = start(build(networks(&unique_prefix())));
+    let mut sy = bare(build(networks(&unique_prefix())));
     // Taken and left undrained: the service is stuck.
     let link = sy.take_service_link().expect("the service's end");
     let a = ns(&sy, "a");
@@ -295,7 +301,7 @@ fn without_a_service_punting_neither_blocks_nor_grows() {
         return;
     }
     // Nobody takes the service's end.
-    let sy = start(build(networks(&unique_prefix())));
+    let sy = bare(build(networks(&unique_prefix())));
     let a = ns(&sy, "a");
     let sock = traffic::udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
         .expect("a socket in a");
@@ -343,7 +349,7 @@ fn a_reply_goes_only_to_the_endpoint_that_asked_even_after_changes() {
     if !require_root() {
         return;
     }
-    let mut sy = start(build(networks(&unique_prefix())));
+    let mut sy = bare(build(networks(&unique_prefix())));
     let link = sy.take_service_link().expect("the service's end");
     let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
     let from_a = traffic::udp_socket(&ns(&sy, "a"), any).expect("a socket in a");

@@ -81,6 +81,25 @@ impl Switchyard {
         run_root: &Path,
         metrics: Option<metrics::Listener>,
     ) -> Result<Switchyard, StartError> {
+        Switchyard::start_inner(topology, run_root, metrics, true)
+    }
+
+    /// [`Switchyard::start`] without the DNS service: frames the workers punt wait
+    /// for whoever takes [`Switchyard::take_service_link`] (tests of the punt path
+    /// put a service of their own there).
+    pub fn start_without_dns(
+        topology: Topology,
+        run_root: &Path,
+    ) -> Result<Switchyard, StartError> {
+        Switchyard::start_inner(topology, run_root, None, false)
+    }
+
+    fn start_inner(
+        topology: Topology,
+        run_root: &Path,
+        metrics: Option<metrics::Listener>,
+        serve_dns: bool,
+    ) -> Result<Switchyard, StartError> {
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
         let mut deployment = Deployment::create(&topology, run_root)?;
         // Worker w gets queue w of every TAP; ports are numbered in the order the
@@ -101,14 +120,21 @@ impl Switchyard {
                 what: "start the dataplane workers",
                 source,
             })?;
-        let link = running
-            .take_service_link()
-            .expect("a new dataplane has its service link");
-        let dns =
-            crate::dns::DnsService::start(link, &topology).map_err(|source| StartError::Io {
-                what: "start the DNS service (open its upstream socket)",
-                source,
-            })?;
+        let link = if serve_dns {
+            running.take_service_link()
+        } else {
+            None
+        };
+        let dns = match link {
+            Some(link) => Some(crate::dns::DnsService::start(link, &topology).map_err(
+                |source| StartError::Io {
+                    what: "start the DNS service (open its upstream socket)",
+                    source,
+                },
+            )?),
+            None => None,
+        };
+        let dns_handle = dns.as_ref().map(crate::dns::DnsService::handle);
         let live = LiveTopology::new(topology.clone());
         let exporter = match metrics {
             Some(l) => Some(
@@ -117,7 +143,7 @@ impl Switchyard {
                     &deployment.run_dir().metrics_socket(),
                     running.handle(),
                     live.clone(),
-                    Some(dns.handle()),
+                    dns_handle.clone(),
                 )
                 .map_err(|source| StartError::Io {
                     what: "start the metrics endpoint",
@@ -134,7 +160,7 @@ impl Switchyard {
             deployment.clone(),
             running.handle(),
             watched.clone(),
-            Some(dns.handle()),
+            dns_handle.clone(),
         )
         .map_err(|source| StartError::Io {
             what: "start the change thread",
@@ -143,7 +169,7 @@ impl Switchyard {
         let instance = server::Instance {
             topology: live.clone(),
             changes: Some(changes),
-            dns: Some(dns.handle()),
+            dns: dns_handle,
         };
         let server = Server::start(&socket, running.handle(), instance).map_err(|source| {
             StartError::Io {
@@ -160,7 +186,7 @@ impl Switchyard {
             metrics: exporter,
             server: Some(server),
             changer: Some(changer),
-            dns: Some(dns),
+            dns,
             dataplane: Some(running),
             deployment,
         })
@@ -187,7 +213,8 @@ impl Switchyard {
     }
 
     /// The service thread's end of the dataplane's punt path (DNS queries to the
-    /// gateways): `Some` once (see [`dataplane::punt`]).
+    /// gateways): `Some` once, for an instance started without its DNS service
+    /// ([`Switchyard::start_without_dns`]; see [`dataplane::punt`]).
     pub fn take_service_link(&mut self) -> Option<dataplane::punt::ServiceLink> {
         self.dataplane.as_mut()?.take_service_link()
     }
