@@ -106,7 +106,7 @@ fn main() {
         assert!(ok, "ip {args:?}");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let server = {
+    let upstream = {
         let sock = netns::run_in_named(&up.0, || UdpSocket::bind("10.99.0.53:53"))
             .unwrap()
             .expect("bind the upstream");
@@ -192,5 +192,5 @@ ip = "10.71.0.3"
     }
     drop(sy);
     stop.store(true, Ordering::Relaxed);
-    let _ = server.join();
+    let _ = upstream.join();
 }

@@ -402,3 +402,34 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
     stop_server.store(true, Ordering::Relaxed);
     assert!(server.join().unwrap() >= 3);
 }
+
+#[test]
+fn a_flood_of_tcp_connections_is_bounded_and_udp_keeps_answering() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let sy = start(topology(&prefix, ""));
+    let web = ns(&sy, "web");
+    let gw = SocketAddrV4::new(Ipv4Addr::new(10, 71, 0, 1), 53);
+    // Connections that ask nothing and hold on: the stack serves a bounded number at
+    // once and resets the rest, as a full listen backlog would.
+    let held: Vec<_> = (0..24)
+        .filter_map(|_| {
+            switchyard_testkit::traffic::tcp_connect(&web, gw, Duration::from_secs(1)).ok()
+        })
+        .collect();
+    assert_eq!(
+        held.len(),
+        switchyard::dns::tcp::CONNECTIONS,
+        "connections accepted of 24 asked"
+    );
+    // UDP is not held up by them.
+    assert_eq!(short(&web, "10.71.0.1", &["db"]), ["10.71.0.3"]);
+    // Once they go, TCP serves again.
+    drop(held);
+    wait_until(Duration::from_secs(10), "TCP answers again", || {
+        short(&web, "10.71.0.1", &["+tcp", "db"]) == ["10.71.0.3"]
+    });
+    stop(sy);
+}
