@@ -46,6 +46,13 @@ pub const TCP_MAX_MESSAGE: usize = 65535;
 /// them free bounds that draw.
 pub const MAX_OUTSTANDING_LIMIT: usize = 32768;
 
+/// One network may hold at most this fraction (1/N) of the outstanding queries, so a
+/// network flooding names outside the zone cannot keep the others from forwarding (the
+/// per-network shares every table of switchyard has); at least [`MIN_NETWORK_SHARE`].
+pub const NETWORK_SHARE_DIVISOR: usize = 4;
+/// The smallest share of outstanding queries a network is given.
+pub const MIN_NETWORK_SHARE: usize = 16;
+
 /// How the query arrived: it sets how large the response may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -91,6 +98,8 @@ impl QuestionKey {
 /// A forwarded query waiting for its upstream answer.
 struct Pending<T> {
     token: T,
+    /// The network the query came in on (its share of the outstanding queries).
+    domain: u16,
     client_id: u16,
     upstream: SocketAddrV4,
     question: QuestionKey,
@@ -113,6 +122,8 @@ pub struct Resolver<T> {
     zones: Arc<Zones>,
     /// Outstanding forwarded queries by the ID they were sent upstream with.
     pending: HashMap<u16, Pending<T>>,
+    /// How many of them each network holds.
+    per_network: HashMap<u16, usize>,
     /// The same queries by deadline, for `expire` and `next_deadline`.
     deadlines: BTreeSet<(u64, u16)>,
     /// splitmix64 state for upstream IDs, seeded from the standard library's per-process
@@ -140,6 +151,7 @@ impl<T> Resolver<T> {
             counters,
             zones: Arc::new(Zones::default()),
             pending: HashMap::new(),
+            per_network: HashMap::new(),
             deadlines: BTreeSet::new(),
             rng: seed.finish(),
         }
@@ -242,7 +254,7 @@ impl<T> Resolver<T> {
             None => Lookup::Outside,
         };
         if lookup == Lookup::Outside {
-            return self.forward(&query, msg, limit, now_ns, client, out);
+            return self.forward(domain, &query, msg, limit, now_ns, client, out);
         }
         if question.qclass != QCLASS::CLASS(CLASS::IN) {
             Counters::bump(&c.refused);
@@ -300,8 +312,10 @@ impl<T> Resolver<T> {
 
     /// A name outside the zone: to the first upstream under a fresh ID, or REFUSED
     /// (no upstream) or SERVFAIL (too many waiting) at once.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
+        domain: u16,
         query: &Packet<'_>,
         msg: &[u8],
         limit: usize,
@@ -315,7 +329,8 @@ impl<T> Resolver<T> {
             self.error_reply(query, RCODE::Refused, limit, out);
             return Outcome::Answer;
         };
-        if self.pending.len() >= self.max_outstanding {
+        let held = self.per_network.get(&domain).copied().unwrap_or(0);
+        if self.pending.len() >= self.max_outstanding || held >= self.network_share() {
             Counters::bump(&c.upstream_busy);
             Counters::bump(&c.servfail);
             self.error_reply(query, RCODE::ServerFailure, limit, out);
@@ -334,6 +349,7 @@ impl<T> Resolver<T> {
             id,
             Pending {
                 token: client,
+                domain,
                 client_id: query.id(),
                 upstream,
                 question: QuestionKey::of(&query.questions[0]),
@@ -343,6 +359,7 @@ impl<T> Resolver<T> {
             },
         );
         self.deadlines.insert((deadline, id));
+        *self.per_network.entry(domain).or_insert(0) += 1;
         Counters::bump(&c.forwarded);
         Outcome::Forward { to: upstream }
     }
@@ -374,7 +391,7 @@ impl<T> Resolver<T> {
             Counters::bump(&c.upstream_ignored);
             return None;
         }
-        let p = self.pending.remove(&id)?;
+        let p = self.take(id)?;
         self.deadlines.remove(&(p.deadline, id));
         if msg.len() <= p.limit {
             // Relayed unchanged (TTLs, flags, records) but for the ID.
@@ -404,12 +421,31 @@ impl<T> Resolver<T> {
                 break;
             }
             self.deadlines.pop_first();
-            if let Some(p) = self.pending.remove(&id) {
+            if let Some(p) = self.take(id) {
                 Counters::bump(&self.counters.upstream_timeouts);
                 Counters::bump(&self.counters.servfail);
                 f(p.token, &p.servfail);
             }
         }
+    }
+
+    /// The most outstanding queries one network may hold.
+    pub fn network_share(&self) -> usize {
+        (self.max_outstanding / NETWORK_SHARE_DIVISOR)
+            .max(MIN_NETWORK_SHARE)
+            .min(self.max_outstanding)
+    }
+
+    /// Removes an outstanding query, and its place in its network's share.
+    fn take(&mut self, id: u16) -> Option<Pending<T>> {
+        let p = self.pending.remove(&id)?;
+        if let Some(n) = self.per_network.get_mut(&p.domain) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_network.remove(&p.domain);
+            }
+        }
+        Some(p)
     }
 
     /// When the next forwarded query times out, if any.

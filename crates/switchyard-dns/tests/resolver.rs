@@ -429,7 +429,8 @@ fn an_upstream_answer_must_match_id_question_and_source() {
 
 #[test]
 fn upstream_ids_are_distinct_among_outstanding_queries_and_not_the_clients() {
-    let (mut r, _) = resolver(vec![UP1], 64);
+    // 64 from one network: a quarter of 256, its share.
+    let (mut r, _) = resolver(vec![UP1], 256);
     let q = query("example.com", TYPE::A);
     let ids: std::collections::BTreeSet<u16> =
         (0..64).map(|t| id_of(&forward(&mut r, &q, t, 0))).collect();
@@ -503,6 +504,33 @@ fn too_many_outstanding_queries_get_servfail_at_once() {
     // Names of the zone are still answered while the upstream is busy.
     let p = answer(&mut r, 1, &query("web", TYPE::A));
     assert_eq!(addrs(&Packet::parse(&p).unwrap()), vec![ip(10, 1, 0, 2)]);
+}
+
+#[test]
+fn one_network_flooding_the_upstream_leaves_the_others_their_share() {
+    let (mut r, c) = resolver(vec![UP1], 64);
+    let share = r.network_share();
+    assert_eq!(share, 16, "a quarter of 64");
+    let q = query("example.com", TYPE::A);
+    for t in 0..share as u32 {
+        forward(&mut r, &q, t, 0);
+    }
+    // front's share is spent: its next query gets SERVFAIL at once ...
+    let out = answer(&mut r, 1, &q);
+    assert_eq!(Packet::parse(&out).unwrap().rcode(), RCODE::ServerFailure);
+    assert_eq!(c.snapshot().upstream_busy, 1);
+    // ... while back still forwards.
+    let mut out = Vec::new();
+    assert_eq!(
+        r.query(2, &q, Transport::Udp, 0, 99, &mut out),
+        Outcome::Forward { to: UP1 }
+    );
+    // Once they end (here by timing out), front forwards again.
+    let mut ended = 0;
+    r.expire(10 * SECOND, |_, _| ended += 1);
+    assert_eq!(ended, share + 1);
+    assert_eq!(r.outstanding(), 0);
+    forward(&mut r, &q, 100, 10 * SECOND);
 }
 
 #[test]
