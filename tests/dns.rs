@@ -239,6 +239,24 @@ fn names_resolve_per_network_over_udp_and_tcp() {
     assert!(events(&sy, "dns_punted") >= view.frames.punted);
     assert_accounted(&sy);
 
+    // The CLI prints the same, per network.
+    let o = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["show", "dns", "--socket"])
+        .arg(sy.socket())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{printed}");
+    for want in [
+        "network front (server 10.71.0.1, domain front.internal)",
+        "network back (server 10.72.0.1)",
+        "www",
+        "upstream: none (other names are refused)",
+        "nxdomain",
+    ] {
+        assert!(printed.contains(want), "{want:?} not in:\n{printed}");
+    }
+
     let confs = [resolv_conf(&web), resolv_conf(&dbns)];
     stop(sy);
     for c in confs {
@@ -431,5 +449,69 @@ fn a_flood_of_tcp_connections_is_bounded_and_udp_keeps_answering() {
     wait_until(Duration::from_secs(10), "TCP answers again", || {
         short(&web, "10.71.0.1", &["+tcp", "db"]) == ["10.71.0.3"]
     });
+    stop(sy);
+}
+
+/// An answer goes back to the port and MAC that asked, whatever source address the query
+/// claims: an endpoint forging another's address gets the answer itself, and the
+/// endpoint it named gets nothing (no reflection onto a neighbour).
+#[test]
+fn a_forged_source_gets_its_answer_on_its_own_port() {
+    use switchyard_testkit::traffic::Capture;
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let sy = start(topology(&prefix, ""));
+    let t = sy.topology();
+    let front = t.networks.iter().find(|n| n.name == "front").unwrap();
+    let gw_mac = front.gateway.unwrap().mac.0;
+    let iface = |e: &str| t.endpoints.iter().find(|x| x.name == e).unwrap().interfaces[0].clone();
+    let web_mac = iface("web").mac.0;
+    let web = Capture::open(&ns(&sy, "web"), "eth0").unwrap();
+    let db = Capture::open(&ns(&sy, "db"), "eth0").unwrap();
+    let query = {
+        use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+        let mut p = Packet::new_query(0x5151);
+        p.questions.push(Question::new(
+            Name::new_unchecked("web"),
+            QTYPE::TYPE(TYPE::A),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+        p.build_bytes_vec().unwrap()
+    };
+    // From web's MAC, claiming db's address.
+    let b = etherparse::PacketBuilder::ethernet2(web_mac, gw_mac)
+        .ipv4([10, 71, 0, 3], [10, 71, 0, 1], 64)
+        .udp(5353, 53);
+    let mut frame = Vec::new();
+    b.write(&mut frame, &query).unwrap();
+    let is_answer = |s: &switchyard_testkit::traffic::Seen| {
+        s.ethertype == 0x0800 && s.bytes.len() > 42 && s.bytes[34..36] == 53u16.to_be_bytes()
+    };
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        web.send(&frame).unwrap();
+        answered = web.collect(Duration::from_millis(300), 16).unwrap();
+        if answered.iter().any(is_answer) {
+            break;
+        }
+    }
+    let answer = answered
+        .iter()
+        .find(|s| is_answer(s))
+        .expect("the forger's own port got the answer");
+    assert_eq!(answer.dst.0, web_mac, "sent to the MAC that asked");
+    assert_eq!(
+        &answer.bytes[30..34],
+        &[10, 71, 0, 3],
+        "to the address it claimed"
+    );
+    let at_db = db.collect(Duration::from_millis(300), 64).unwrap();
+    assert!(
+        !at_db.iter().any(is_answer),
+        "db got an answer it never asked for"
+    );
     stop(sy);
 }
