@@ -515,3 +515,23 @@ fn a_forged_source_gets_its_answer_on_its_own_port() {
     );
     stop(sy);
 }
+
+#[test]
+fn an_upstream_namespace_that_is_not_there_stops_the_start_before_anything_is_made() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let extra = format!("dns_upstream = [\"10.99.0.53\"]\ndns_upstream_netns = \"{prefix}gone\"");
+    let t = topology(&prefix, &extra);
+    let names = namespaces(&t);
+    let err = match Switchyard::start(t, &run_root()) {
+        Ok(_) => panic!("started without its upstream namespace"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&format!("{prefix}gone")), "{err}");
+    for n in names {
+        assert!(!netns::exists(&n), "{n} was made");
+        assert!(!resolv_conf(&n).exists(), "{n}'s resolv.conf was written");
+    }
+}

@@ -101,6 +101,16 @@ impl Switchyard {
         serve_dns: bool,
     ) -> Result<Switchyard, StartError> {
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
+        // The one part of the DNS service that can fail, before anything is made.
+        let upstream = match serve_dns {
+            true => crate::dns::DnsService::open_upstream(&topology).map_err(|source| {
+                StartError::Io {
+                    what: "open the DNS service's socket to its upstream servers",
+                    source,
+                }
+            })?,
+            false => None,
+        };
         let mut deployment = Deployment::create(&topology, run_root)?;
         // Worker w gets queue w of every TAP; ports are numbered in the order the
         // deployment made their TAPs, which is the topology's.
@@ -126,12 +136,14 @@ impl Switchyard {
             None
         };
         let dns = match link {
-            Some(link) => Some(crate::dns::DnsService::start(link, &topology).map_err(
-                |source| StartError::Io {
-                    what: "start the DNS service (open its upstream socket)",
-                    source,
-                },
-            )?),
+            Some(link) => Some(
+                crate::dns::DnsService::start_with(link, &topology, upstream).map_err(
+                    |source| StartError::Io {
+                        what: "start the DNS service",
+                        source,
+                    },
+                )?,
+            ),
             None => None,
         };
         let dns_handle = dns.as_ref().map(crate::dns::DnsService::handle);

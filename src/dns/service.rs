@@ -239,17 +239,29 @@ pub struct DnsService {
 }
 
 impl DnsService {
+    /// Opens the socket to the upstream servers of `t`, if it names any: before
+    /// anything else is made, so an upstream namespace that is not there stops `up`
+    /// with nothing to undo.
+    pub fn open_upstream(t: &Topology) -> std::io::Result<Option<Upstream>> {
+        if t.dns_upstream.is_empty() {
+            return Ok(None);
+        }
+        Upstream::open(t.dns_upstream_netns.as_deref(), t.dns_upstream.clone()).map(Some)
+    }
+
     /// Starts the thread on `link` with the zones and upstreams of `t`. Fails if the
     /// upstream socket cannot be opened (its namespace is gone, say).
     pub fn start(link: ServiceLink, t: &Topology) -> std::io::Result<DnsService> {
-        let upstream = if t.dns_upstream.is_empty() {
-            None
-        } else {
-            Some(Upstream::open(
-                t.dns_upstream_netns.as_deref(),
-                t.dns_upstream.clone(),
-            )?)
-        };
+        let upstream = DnsService::open_upstream(t)?;
+        DnsService::start_with(link, t, upstream)
+    }
+
+    /// [`DnsService::start`] with the upstream socket opened beforehand.
+    pub fn start_with(
+        link: ServiceLink,
+        t: &Topology,
+        upstream: Option<Upstream>,
+    ) -> std::io::Result<DnsService> {
         let first = published(t);
         let shared = Arc::new(Shared {
             counters: Arc::new(Counters::default()),
