@@ -14,10 +14,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_os::netns;
+use switchyard_testkit::dns::{a_query, Says, Server};
 use switchyard_testkit::fixtures::{ns, require_root, start, unique_prefix};
 
 const SECONDS: f64 = 3.0;
@@ -25,24 +24,11 @@ const REPEATS: usize = 5;
 /// Queries in flight at once.
 const WINDOW: usize = 64;
 
-fn query(id: u16, name: &str) -> Vec<u8> {
-    use simple_dns::{Name, Packet, PacketFlag, Question, CLASS, QCLASS, QTYPE, TYPE};
-    let mut p = Packet::new_query(id);
-    p.set_flags(PacketFlag::RECURSION_DESIRED);
-    p.questions.push(Question::new(
-        Name::new_unchecked(name),
-        QTYPE::TYPE(TYPE::A),
-        QCLASS::CLASS(CLASS::IN),
-        false,
-    ));
-    p.build_bytes_vec().expect("a query builds")
-}
-
 /// Answers per second for `secs`, with `WINDOW` queries for `name` in flight.
 fn load(sock: &UdpSocket, server: SocketAddrV4, name: &str, secs: f64) -> f64 {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let msgs: Vec<Vec<u8>> = (0..WINDOW as u16).map(|i| query(i, name)).collect();
+    let msgs: Vec<Vec<u8>> = (0..WINDOW as u16).map(|i| a_query(i, name)).collect();
     let mut buf = [0u8; 2048];
     let mut in_flight = 0usize;
     let mut answered = 0u64;
@@ -105,40 +91,13 @@ fn main() {
             .is_ok_and(|s| s.success());
         assert!(ok, "ip {args:?}");
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let upstream = {
-        let sock = netns::run_in_named(&up.0, || UdpSocket::bind("10.99.0.53:53"))
-            .unwrap()
-            .expect("bind the upstream");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            use simple_dns::rdata::{RData, A};
-            use simple_dns::{Packet, ResourceRecord, CLASS};
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok(q) = Packet::parse(&buf[..n]) else {
-                    continue;
-                };
-                let Some(question) = q.questions.first().cloned() else {
-                    continue;
-                };
-                let mut r = Packet::new_reply(q.id());
-                r.answers.push(ResourceRecord::new(
-                    question.qname.clone(),
-                    CLASS::IN,
-                    300,
-                    RData::A(A::from(Ipv4Addr::new(192, 0, 2, 7))),
-                ));
-                r.questions.push(question);
-                let _ = sock.send_to(&r.build_bytes_vec().unwrap(), from);
-            }
-        })
-    };
+    // A server that answers every name at once, so the figure is switchyard's relaying.
+    let upstream = Server::start(
+        &up.0,
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 53), 53),
+        |_| Says::A(Ipv4Addr::new(192, 0, 2, 7), 300),
+    )
+    .expect("the upstream server starts");
     let text = format!(
         r#"
 [switch]
@@ -191,6 +150,5 @@ ip = "10.71.0.3"
         );
     }
     drop(sy);
-    stop.store(true, Ordering::Relaxed);
-    let _ = upstream.join();
+    upstream.stop();
 }

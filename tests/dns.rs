@@ -11,8 +11,6 @@ use switchyard_testkit::fixtures as common;
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use switchyard::control::client;
 use switchyard::control::protocol::{Reply, Request, Table};
@@ -20,6 +18,7 @@ use switchyard::control::Switchyard;
 use switchyard::dns::DnsView;
 use switchyard::topology::Topology;
 use switchyard_os::netns;
+use switchyard_testkit::dns;
 
 /// Networks `front` (with a search domain) and `back`, endpoint `db` on both, and a
 /// network named `default`, which serves no DNS (as docker0's).
@@ -107,7 +106,7 @@ fn ask_status(ns: &str, server: &str, args: &[&str]) -> String {
     status(&dig(ns, &a))
 }
 
-fn dns(sy: &Switchyard) -> DnsView {
+fn dns_view(sy: &Switchyard) -> DnsView {
     show(sy, Table::Dns)
 }
 
@@ -216,7 +215,7 @@ fn names_resolve_per_network_over_udp_and_tcp() {
     assert!(!resolv_conf(&format!("{prefix}late")).exists());
 
     // show dns lists the names per network, and the counters add up.
-    let view = dns(&sy);
+    let view = dns_view(&sy);
     let front = view.zones.iter().find(|z| z.network == "front").unwrap();
     assert_eq!(front.server, Ipv4Addr::new(10, 71, 0, 1));
     assert_eq!(front.domain.as_deref(), Some("front.internal"));
@@ -305,60 +304,10 @@ fn garbage_is_counted_and_never_stops_the_service() {
     wait_until(Duration::from_secs(10), "a good query answered", || {
         short(&web, "10.71.0.1", &["db"]) == ["10.71.0.3"]
     });
-    let c = dns(&sy).counters;
+    let c = dns_view(&sy).counters;
     assert!(c.malformed >= 3, "{c:?}");
     assert!(c.formerr >= 1, "{c:?}");
     stop(sy);
-}
-
-/// An upstream server in a namespace of the test's: `example.test` has an address with
-/// a TTL of 1234; `silent.test` is never answered; other names are NXDOMAIN.
-fn upstream_server(
-    ns: &str,
-    addr: SocketAddrV4,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    let sock = netns::run_in_named(ns, || UdpSocket::bind(addr))
-        .unwrap()
-        .expect("bind the upstream server");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    std::thread::spawn(move || {
-        use simple_dns::rdata::{RData, A};
-        use simple_dns::{Packet, ResourceRecord, CLASS, RCODE};
-        let mut buf = [0u8; 4096];
-        let mut served = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(q) = Packet::parse(&buf[..n]) else {
-                continue;
-            };
-            let Some(question) = q.questions.first().cloned() else {
-                continue;
-            };
-            let name = question.qname.to_string();
-            if name == "silent.test" {
-                continue;
-            }
-            let mut r = Packet::new_reply(q.id());
-            r.questions.push(question.clone());
-            if name == "example.test" {
-                r.answers.push(ResourceRecord::new(
-                    question.qname.clone(),
-                    CLASS::IN,
-                    1234,
-                    RData::A(A::from(Ipv4Addr::new(192, 0, 2, 7))),
-                ));
-            } else {
-                *r.rcode_mut() = RCODE::NameError;
-            }
-            let _ = sock.send_to(&r.build_bytes_vec().unwrap(), from);
-            served += 1;
-        }
-        served
-    })
 }
 
 #[test]
@@ -379,12 +328,18 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
             .unwrap();
         assert!(o.status.success(), "ip {args:?}: {o:?}");
     }
-    let stop_server = Arc::new(AtomicBool::new(false));
-    let server = upstream_server(
+    // example.test has an address with a TTL of 1234, silent.test is never
+    // answered, other names are NXDOMAIN.
+    let server = dns::Server::start(
         &up.0,
         SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 53), 53),
-        stop_server.clone(),
-    );
+        |name| match name {
+            "example.test" => dns::Says::A(Ipv4Addr::new(192, 0, 2, 7), 1234),
+            "silent.test" => dns::Says::Silent,
+            _ => dns::Says::NxDomain,
+        },
+    )
+    .expect("the upstream server starts");
     let extra = format!(
         "dns_upstream = [\"10.99.0.53\"]\ndns_upstream_netns = \"{}\"",
         up.0
@@ -406,7 +361,7 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
     let out = dig(&web, &["+time=5", "@10.71.0.1", "silent.test"]);
     assert_eq!(status(&out), "SERVFAIL", "{out}");
 
-    let c = dns(&sy).counters;
+    let c = dns_view(&sy).counters;
     assert!(c.forwarded >= 4, "{c:?}");
     assert!(c.upstream_answers >= 3, "{c:?}");
     assert!(c.upstream_timeouts >= 1 && c.servfail >= 1, "{c:?}");
@@ -417,8 +372,7 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
     };
     assert_eq!(v.upstreams, ["10.99.0.53:53"]);
     stop(sy);
-    stop_server.store(true, Ordering::Relaxed);
-    assert!(server.join().unwrap() >= 3);
+    assert!(server.stop() >= 3);
 }
 
 #[test]
@@ -470,17 +424,7 @@ fn a_forged_source_gets_its_answer_on_its_own_port() {
     let web_mac = iface("web").mac.0;
     let web = Capture::open(&ns(&sy, "web"), "eth0").unwrap();
     let db = Capture::open(&ns(&sy, "db"), "eth0").unwrap();
-    let query = {
-        use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
-        let mut p = Packet::new_query(0x5151);
-        p.questions.push(Question::new(
-            Name::new_unchecked("web"),
-            QTYPE::TYPE(TYPE::A),
-            QCLASS::CLASS(CLASS::IN),
-            false,
-        ));
-        p.build_bytes_vec().unwrap()
-    };
+    let query = dns::a_query(0x5151, "web");
     // From web's MAC, claiming db's address.
     let b = etherparse::PacketBuilder::ethernet2(web_mac, gw_mac)
         .ipv4([10, 71, 0, 3], [10, 71, 0, 1], 64)

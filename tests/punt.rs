@@ -253,6 +253,31 @@ fn a_network_without_dns_still_refuses_port_53() {
     stop(sy);
 }
 
+/// Floods the gateway's port 53 from endpoint namespace `a` while no service drains
+/// the punt path: the queries are punted up to the workers' spares and the rest
+/// dropped and counted. Returns a's counters then, and the socket the queries left
+/// from (kept open, so answers that come later find it).
+fn flood_unserved(sy: &Switchyard, a: &str) -> (PortCounterRow, std::net::UdpSocket) {
+    let sock =
+        traffic::udp_socket(a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).expect("a socket in a");
+    let flood = 4 * WORKER_SPARES as u64;
+    for i in 0..flood {
+        sock.send_to(&i.to_be_bytes(), gw53(FRONT_GW))
+            .expect("sent");
+    }
+    wait_until(LONG, "every query punted or dropped", || {
+        let p = port(sy, "a");
+        p.punted + p.punt_dropped >= flood
+    });
+    let p = port(sy, "a");
+    assert!(p.punt_dropped > 0, "{p:?}");
+    assert!(
+        p.punted <= 2 * WORKER_SPARES as u64,
+        "no worker punts more than its spares: {p:?}"
+    );
+    (p, sock)
+}
+
 #[test]
 fn a_service_that_does_not_keep_up_costs_queries_not_traffic() {
     if !require_root() {
@@ -263,23 +288,7 @@ fn a_service_that_does_not_keep_up_costs_queries_not_traffic() {
     let link = sy.take_service_link().expect("the service's end");
     let a = ns(&sy, "a");
     let b_ip = Ipv4Addr::new(10, 1, 0, 3);
-    let sock = traffic::udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-        .expect("a socket in a");
-    let flood = 4 * WORKER_SPARES as u64;
-    for i in 0..flood {
-        sock.send_to(&i.to_be_bytes(), gw53(FRONT_GW))
-            .expect("sent");
-    }
-    wait_until(LONG, "every query punted or dropped", || {
-        let p = port(&sy, "a");
-        p.punted + p.punt_dropped >= flood
-    });
-    let p = port(&sy, "a");
-    assert!(p.punt_dropped > 0, "{p:?}");
-    assert!(
-        p.punted <= 2 * WORKER_SPARES as u64,
-        "no worker punts more than its spares: {p:?}"
-    );
+    let (p, _sock) = flood_unserved(&sy, &a);
     // Everything else is switched as before.
     ping(&a, b_ip, LONG).expect("a pings b while the service is stuck");
     ping(&a, FRONT_GW, LONG).expect("and the gateway");
@@ -303,20 +312,7 @@ fn without_a_service_punting_neither_blocks_nor_grows() {
     // Nobody takes the service's end.
     let sy = bare(build(networks(&unique_prefix())));
     let a = ns(&sy, "a");
-    let sock = traffic::udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-        .expect("a socket in a");
-    let flood = 4 * WORKER_SPARES as u64;
-    for i in 0..flood {
-        sock.send_to(&i.to_be_bytes(), gw53(FRONT_GW))
-            .expect("sent");
-    }
-    wait_until(LONG, "every query punted or dropped", || {
-        let p = port(&sy, "a");
-        p.punted + p.punt_dropped >= flood
-    });
-    let p = port(&sy, "a");
-    assert!(p.punt_dropped > 0, "{p:?}");
-    assert!(p.punted <= 2 * WORKER_SPARES as u64, "{p:?}");
+    let _flood = flood_unserved(&sy, &a);
     ping(&a, Ipv4Addr::new(10, 1, 0, 3), LONG).expect("a pings b");
     assert_accounted(&sy);
     stop(sy);

@@ -17,6 +17,7 @@
 //! standard library does not wrap); every block has its `// SAFETY:` line.
 
 pub mod alloc;
+pub mod dns;
 pub mod fixtures;
 pub mod fuzz;
 pub mod podman;
