@@ -479,3 +479,54 @@ fn an_upstream_namespace_that_is_not_there_stops_the_start_before_anything_is_ma
         assert!(!resolv_conf(&n).exists(), "{n}'s resolv.conf was written");
     }
 }
+
+#[test]
+fn a_silent_upstream_is_passed_over_for_the_next() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let up = TestNs::new(format!("{prefix}up"));
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec!["addr", "add", "10.99.0.52/32", "dev", "lo"],
+        vec!["addr", "add", "10.99.0.53/32", "dev", "lo"],
+    ] {
+        let o = Command::new("ip")
+            .args(["-n", &up.0])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    }
+    // 10.99.0.52 runs no server (its port unreachable is not an answer); .53 answers.
+    let server = dns::Server::start(
+        &up.0,
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 53), 53),
+        |name| match name {
+            "example.test" => dns::Says::A(Ipv4Addr::new(192, 0, 2, 7), 60),
+            _ => dns::Says::Silent,
+        },
+    )
+    .expect("the upstream server starts");
+    let extra = format!(
+        "dns_upstream = [\"10.99.0.52\", \"10.99.0.53\"]\ndns_upstream_netns = \"{}\"",
+        up.0
+    );
+    let sy = start(topology(&prefix, &extra));
+    let web = ns(&sy, "web");
+    let started = std::time::Instant::now();
+    let out = dig(&web, &["+time=5", "@10.71.0.1", "+short", "example.test"]);
+    assert_eq!(out.trim(), "192.0.2.7", "answered by the second upstream");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "after the first one's wait"
+    );
+    // Silent everywhere: SERVFAIL once the last upstream's wait is over.
+    let out = dig(&web, &["+time=8", "@10.71.0.1", "silent.test"]);
+    assert_eq!(status(&out), "SERVFAIL", "{out}");
+    let c = dns_view(&sy).counters;
+    assert_eq!((c.upstream_timeouts, c.servfail), (3, 1), "{c:?}");
+    stop(sy);
+    server.stop();
+}

@@ -524,7 +524,7 @@ impl Service {
         }
     }
 
-    /// Queries upstream did not answer in time get SERVFAIL.
+    /// Queries upstream did not answer in time go to the next upstream, or get SERVFAIL.
     fn expire(&mut self) {
         let now = self.now();
         let mut late = Vec::new();
@@ -532,6 +532,20 @@ impl Service {
             .expire(now, |client, msg| late.push((client, msg.to_vec())));
         for (client, msg) in late {
             self.deliver(client, &msg);
+        }
+        // Those whose upstream was silent go to the next one.
+        let retries: Vec<_> = self.resolver.retries().collect();
+        for (to, msg) in retries {
+            let sent = self
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.send(to, &msg).is_ok());
+            if !sent {
+                self.shared
+                    .frames
+                    .upstream_send_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

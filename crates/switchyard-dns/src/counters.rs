@@ -61,7 +61,7 @@ counters! {
     upstream_ignored: "upstream datagrams that answer no outstanding query (late, spoofed or wrong source)",
     refused: "answered REFUSED: no zone for the network, no upstream server, or a class other than IN",
     servfail: "answered SERVFAIL (upstream timed out or too many queries outstanding)",
-    upstream_timeouts: "forwarded queries the upstream did not answer in time",
+    upstream_timeouts: "waits for an upstream that ran out (the query goes to the next upstream, or gets SERVFAIL after the last)",
     upstream_busy: "queries not forwarded because too many were outstanding",
     formerr: "answered FORMERR (a query that does not parse, or not exactly one question)",
     malformed: "malformed messages (answered FORMERR, or dropped when no header or a response)",

@@ -106,9 +106,13 @@ struct Pending<T> {
     deadline: u64,
     /// The largest response the client takes (its transport and EDNS size).
     limit: usize,
-    /// The SERVFAIL to send if the upstream does not answer in time, built now while
-    /// the query is at hand.
+    /// The SERVFAIL to send if no upstream answers in time, built now while the query
+    /// is at hand.
     servfail: Vec<u8>,
+    /// The query as the client sent it, for the next upstream if this one is silent.
+    query: Vec<u8>,
+    /// Which of the upstreams it was sent to (an index into `upstreams`).
+    tried: usize,
 }
 
 /// The resolver: answers from the zones, forwards the rest, tracks outstanding
@@ -129,6 +133,8 @@ pub struct Resolver<T> {
     /// splitmix64 state for upstream IDs, seeded from the standard library's per-process
     /// random hasher keys.
     rng: u64,
+    /// Queries whose upstream was silent, to be sent to the next one ([`Resolver::retries`]).
+    retry: Vec<(SocketAddrV4, Vec<u8>)>,
 }
 
 impl<T> Resolver<T> {
@@ -153,6 +159,7 @@ impl<T> Resolver<T> {
             pending: HashMap::new(),
             per_network: HashMap::new(),
             deadlines: BTreeSet::new(),
+            retry: Vec::new(),
             rng: seed.finish(),
         }
     }
@@ -175,7 +182,8 @@ impl<T> Resolver<T> {
         &self.zones
     }
 
-    /// The upstream servers, in order (queries go to the first).
+    /// The upstream servers, in order: a query goes to the first, and to the next when
+    /// one is silent for the timeout.
     pub fn upstreams(&self) -> &[SocketAddrV4] {
         &self.upstreams
     }
@@ -356,6 +364,8 @@ impl<T> Resolver<T> {
                 deadline,
                 limit,
                 servfail,
+                query: msg.to_vec(),
+                tried: 0,
             },
         );
         self.deadlines.insert((deadline, id));
@@ -414,19 +424,44 @@ impl<T> Resolver<T> {
         Some(p.token)
     }
 
-    /// Ends forwarded queries whose time ran out: for each, `f(token, servfail_response_bytes)`.
+    /// Ends the waits that ran out. A query whose upstream was silent goes to the next
+    /// upstream, under a fresh ID and with a fresh wait (collected for
+    /// [`Resolver::retries`]); one that every upstream left unanswered ends with
+    /// `f(token, servfail_response_bytes)`.
     pub fn expire(&mut self, now_ns: u64, mut f: impl FnMut(T, &[u8])) {
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now_ns {
                 break;
             }
             self.deadlines.pop_first();
-            if let Some(p) = self.take(id) {
-                Counters::bump(&self.counters.upstream_timeouts);
+            let Some(mut p) = self.take(id) else {
+                continue;
+            };
+            Counters::bump(&self.counters.upstream_timeouts);
+            let next = p.tried + 1;
+            let Some(&upstream) = self.upstreams.get(next) else {
                 Counters::bump(&self.counters.servfail);
                 f(p.token, &p.servfail);
-            }
+                continue;
+            };
+            let id = self.fresh_id();
+            let mut msg = p.query.clone();
+            msg[..2].copy_from_slice(&id.to_be_bytes());
+            p.tried = next;
+            p.upstream = upstream;
+            p.deadline = now_ns.saturating_add(self.timeout_ns);
+            self.deadlines.insert((p.deadline, id));
+            *self.per_network.entry(p.domain).or_insert(0) += 1;
+            self.pending.insert(id, p);
+            Counters::bump(&self.counters.forwarded);
+            self.retry.push((upstream, msg));
         }
+    }
+
+    /// Queries to send again, to the next upstream, since the last call (after
+    /// [`Resolver::expire`]): each with the server and the bytes to send.
+    pub fn retries(&mut self) -> std::vec::Drain<'_, (SocketAddrV4, Vec<u8>)> {
+        self.retry.drain(..)
     }
 
     /// The most outstanding queries one network may hold.

@@ -490,6 +490,52 @@ fn a_query_the_upstream_does_not_answer_in_time_gets_servfail() {
 }
 
 #[test]
+fn a_silent_upstream_hands_the_query_to_the_next_and_the_last_one_ends_it() {
+    let (mut r, c) = resolver(vec![UP1, UP2], 8);
+    let q = query("example.com", TYPE::A);
+    let first = forward(&mut r, &q, 7, 0);
+    // UP1 is silent: at its deadline the query goes to UP2 under a new ID.
+    let mut ended = Vec::new();
+    r.expire(2 * SECOND, |t, b| ended.push((t, b.to_vec())));
+    assert!(ended.is_empty(), "not the end yet: {ended:?}");
+    let retries: Vec<_> = r.retries().collect();
+    assert_eq!(retries.len(), 1);
+    let (to, second) = &retries[0];
+    assert_eq!(*to, UP2);
+    assert_ne!(
+        id_of(second),
+        id_of(&first),
+        "a fresh ID for the next server"
+    );
+    assert_eq!(r.outstanding(), 1);
+    // UP1 answering late is ignored; UP2's answer goes to the client, with its ID.
+    let late = upstream_answer(&first, id_of(&first), ip(1, 2, 3, 4));
+    assert_eq!(r.upstream_reply(UP1, &late, &mut Vec::new()), None);
+    let good = upstream_answer(second, id_of(second), ip(5, 6, 7, 8));
+    let mut out = Vec::new();
+    assert_eq!(r.upstream_reply(UP2, &good, &mut out), Some(7));
+    let p = Packet::parse(&out).unwrap();
+    assert_eq!((p.id(), addrs(&p)), (ID, vec![ip(5, 6, 7, 8)]));
+    // Both silent: SERVFAIL after the second wait.
+    forward(&mut r, &q, 8, 10 * SECOND);
+    r.expire(12 * SECOND, |_, _| {
+        panic!("the next upstream has its turn first")
+    });
+    assert_eq!(r.retries().count(), 1);
+    let mut ended = Vec::new();
+    r.expire(14 * SECOND, |t, b| ended.push((t, b.to_vec())));
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].0, 8);
+    assert_eq!(
+        Packet::parse(&ended[0].1).unwrap().rcode(),
+        RCODE::ServerFailure
+    );
+    assert_eq!(r.outstanding(), 0);
+    let s = c.snapshot();
+    assert_eq!((s.upstream_timeouts, s.servfail, s.forwarded), (3, 1, 4));
+}
+
+#[test]
 fn too_many_outstanding_queries_get_servfail_at_once() {
     let (mut r, c) = resolver(vec![UP1], 2);
     let q = query("example.com", TYPE::A);
