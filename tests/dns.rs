@@ -335,6 +335,7 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
         SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 53), 53),
         |name| match name {
             "example.test" => dns::Says::A(Ipv4Addr::new(192, 0, 2, 7), 1234),
+            "big.test" => dns::Says::Many(60),
             "silent.test" => dns::Says::Silent,
             _ => dns::Says::NxDomain,
         },
@@ -355,6 +356,10 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
     assert_eq!(fields.last(), Some(&"192.0.2.7"), "{out}");
     assert_eq!(short(&web, gw, &["+tcp", "example.test"]), ["192.0.2.7"]);
     assert_eq!(ask_status(&web, gw, &["nothing.test"]), "NXDOMAIN");
+    // An answer too big for UDP: truncated to a client without EDNS, which retries over
+    // TCP, and then forwarded over TCP, so all 60 records arrive.
+    assert_eq!(short(&web, gw, &["+noedns", "big.test"]).len(), 60);
+    assert_eq!(short(&web, gw, &["+tcp", "big.test"]).len(), 60);
     // Local names are still answered locally.
     assert_eq!(short(&web, gw, &["db"]), ["10.71.0.3"]);
     // No answer upstream: SERVFAIL once the wait is over, not silence.

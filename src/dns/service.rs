@@ -587,7 +587,16 @@ impl Service {
                 Outcome::Answer => {
                     self.tcp.answer(conn, &self.out);
                 }
-                Outcome::Forward { to } => self.forward(to),
+                // Over TCP as it came, so a big answer is not cut short on the way.
+                Outcome::Forward { to } => {
+                    let over_tcp = self
+                        .upstream
+                        .as_ref()
+                        .is_some_and(|u| u.send_tcp(to, &self.out));
+                    if !over_tcp {
+                        self.forward(to);
+                    }
+                }
                 Outcome::Drop => {}
             }
         }
