@@ -77,6 +77,8 @@ pub enum ScenarioArg {
     NatOut,
     /// Outside to endpoint through a published port.
     NatIn,
+    /// One network over VXLAN between two hosts (kernel and switchyard only).
+    Overlay,
     /// Every scenario.
     All,
 }
@@ -90,6 +92,7 @@ impl ScenarioArg {
             ScenarioArg::Nat => &[Scenario::NatOut, Scenario::NatIn],
             ScenarioArg::NatOut => &[Scenario::NatOut],
             ScenarioArg::NatIn => &[Scenario::NatIn],
+            ScenarioArg::Overlay => &[Scenario::Overlay],
             ScenarioArg::All => &Scenario::ALL,
         }
     }

@@ -23,6 +23,7 @@ pub mod iperf;
 pub mod kernel;
 pub mod kernel_links;
 pub mod load;
+pub mod overlay;
 pub mod peers;
 pub mod report;
 pub mod systems;

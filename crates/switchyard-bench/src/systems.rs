@@ -9,6 +9,7 @@
 //! | `routed`  | a 10.10.0.2            | b 10.20.0.2 (other net) | 10.20.0.2              |
 //! | `nat-out` | a 172.17.0.2 (inside)  | outside 198.51.100.2    | 198.51.100.2           |
 //! | `nat-in`  | outside 198.51.100.2   | a 172.17.0.2            | 198.51.100.1 (published)|
+//! | `overlay` | a 10.30.0.2 (host 1)   | b 10.30.0.3 (host 2)    | 10.30.0.3 (over VXLAN) |
 //!
 //! Systems: the kernel (veth pairs on Linux bridges in a "host" namespace, forwarding
 //! and iptables MASQUERADE/DNAT, as Docker builds it), and switchyard. Open vSwitch's
@@ -35,14 +36,16 @@ pub enum Scenario {
     Routed,
     NatOut,
     NatIn,
+    Overlay,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::L2,
         Scenario::Routed,
         Scenario::NatOut,
         Scenario::NatIn,
+        Scenario::Overlay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +54,7 @@ impl Scenario {
             Scenario::Routed => "routed",
             Scenario::NatOut => "nat-out",
             Scenario::NatIn => "nat-in",
+            Scenario::Overlay => "overlay",
         }
     }
 
@@ -60,6 +64,7 @@ impl Scenario {
             Scenario::Routed => "two networks, routed through the gateway",
             Scenario::NatOut => "endpoint to outside through masquerade",
             Scenario::NatIn => "outside to endpoint through a published port",
+            Scenario::Overlay => "one network over VXLAN between two hosts",
         }
     }
 
@@ -74,6 +79,7 @@ impl Scenario {
                 },
             ),
             Scenario::NatIn => ("outside", "a"),
+            Scenario::Overlay => ("a", "b"),
         }
     }
 
@@ -84,6 +90,7 @@ impl Scenario {
             Scenario::Routed => Ipv4Addr::new(10, 20, 0, 2),
             Scenario::NatOut => Ipv4Addr::new(198, 51, 100, 2),
             Scenario::NatIn => Ipv4Addr::new(198, 51, 100, 1),
+            Scenario::Overlay => super::overlay::ENDPOINTS[1].1,
         }
     }
 }
@@ -157,6 +164,8 @@ enum Inner {
     Kernel(#[allow(dead_code)] KernelNet),
     Switchyard(Box<Switchyard>),
     Peer(#[allow(dead_code)] super::peers::PeerNet),
+    KernelOverlay(#[allow(dead_code)] super::overlay::KernelOverlay),
+    SwitchyardOverlay(super::overlay::SwitchyardOverlay),
 }
 
 impl Deployed {
@@ -170,8 +179,15 @@ impl Deployed {
                 .query_all(|v| v.cpu_time())
                 .ok()
                 .map(|v| v.into_iter().sum()),
-            Inner::Kernel(_) => None,
+            Inner::Kernel(_) | Inner::KernelOverlay(_) => None,
             Inner::Peer(p) => p.switch_cpu(),
+            Inner::SwitchyardOverlay(o) => o
+                .instances
+                .iter()
+                .map(|s| s.handle().query_all(|v| v.cpu_time()).ok())
+                .try_fold(Duration::ZERO, |sum, v| {
+                    v.map(|v| sum + v.into_iter().sum::<Duration>())
+                }),
         }
     }
 }
@@ -197,7 +213,8 @@ fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> Topolo
             .allow("n1", "n2")
             .endpoint(EndpointBuilder::new("a").on("n1").ip("10.10.0.2"))
             .endpoint(EndpointBuilder::new("b").on("n2").ip("10.20.0.2")),
-        Scenario::NatOut | Scenario::NatIn => topo
+        // Built by `overlay`, as two instances.
+        Scenario::NatOut | Scenario::NatIn | Scenario::Overlay => topo
             .network(
                 NetworkBuilder::new("inside", "172.17.0.0/16")
                     .gateway("172.17.0.1")
@@ -249,7 +266,7 @@ fn kernel_spec(s: Scenario, prefix: &str) -> KernelSpec {
             ],
             None,
         ),
-        Scenario::NatOut | Scenario::NatIn => (
+        Scenario::NatOut | Scenario::NatIn | Scenario::Overlay => (
             vec![net(
                 "172.17.0.0/16",
                 [172, 17, 0, 1],
@@ -292,6 +309,9 @@ pub fn deploy(
 ) -> Result<Deployed, String> {
     let (c, sv) = scenario.client_server();
     let ns = |n: &str| format!("{prefix}{n}");
+    if scenario == Scenario::Overlay {
+        return deploy_overlay(system, prefix, run_root, tuning);
+    }
     match system {
         SystemKind::Kernel => {
             let k = KernelNet::build(&kernel_spec(scenario, prefix)).map_err(|e| e.to_string())?;
@@ -337,6 +357,48 @@ pub fn deploy(
     }
 }
 
+/// The `overlay` scenario, which the kernel and switchyard build (see [`super::overlay`]).
+fn deploy_overlay(
+    system: SystemKind,
+    prefix: &str,
+    run_root: &Path,
+    tuning: SwitchyardTuning,
+) -> Result<Deployed, String> {
+    use super::overlay::{KernelOverlay, SwitchyardOverlay, ENDPOINTS};
+    let scenario = Scenario::Overlay;
+    match system {
+        SystemKind::Kernel => {
+            let k = KernelOverlay::build(prefix)?;
+            Ok(Deployed {
+                system,
+                scenario,
+                client: k.namespace(ENDPOINTS[0].0),
+                server: k.namespace(ENDPOINTS[1].0),
+                inner: Inner::KernelOverlay(k),
+            })
+        }
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll => {
+            let busy = if system == SystemKind::Switchyard {
+                0
+            } else {
+                tuning.busy_poll_us
+            };
+            let o = SwitchyardOverlay::build(prefix, run_root, tuning.workers, busy)?;
+            Ok(Deployed {
+                system,
+                scenario,
+                client: o.namespace(0),
+                server: o.namespace(1),
+                inner: Inner::SwitchyardOverlay(o),
+            })
+        }
+        SystemKind::Ovs | SystemKind::OvsTso | SystemKind::VdeSwitch => Err(format!(
+            "the overlay scenario is built for the kernel and switchyard only, not {}",
+            system.name()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +427,10 @@ mod tests {
             busy_poll_us: 200,
         };
         for s in Scenario::ALL {
+            if s == Scenario::Overlay {
+                // Two instances of their own: the next test.
+                continue;
+            }
             let topo = switchyard_topology(s, "b1s0y1-", tuning)
                 .build()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
@@ -392,5 +458,22 @@ mod tests {
                 s.name()
             );
         }
+    }
+
+    #[test]
+    fn each_overlay_instance_is_a_valid_config_with_the_other_as_its_remote() {
+        use crate::overlay::{SwitchyardOverlay, ENDPOINTS, UNDERLAY};
+        for i in 0..2 {
+            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, 1, 0);
+            let topo = switchyard::topology::config::parse(&text, "overlay")
+                .unwrap_or_else(|e| panic!("instance {i}: {e}"));
+            let ours: Vec<_> = topo
+                .interfaces()
+                .map(|(e, i)| (e.name.clone(), i.ip))
+                .collect();
+            assert_eq!(ours, [(ENDPOINTS[i].0.to_string(), ENDPOINTS[i].1)]);
+            assert!(text.contains(&format!("remotes = [\"{}\"]", UNDERLAY[1 - i])));
+        }
+        assert_eq!(Scenario::Overlay.target(), ENDPOINTS[1].1);
     }
 }
