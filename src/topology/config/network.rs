@@ -387,7 +387,13 @@ fn check_parent(
     if let Some(ns) = &n.parent_netns {
         let bad = if ns.starts_with('/') {
             super::check_netns_path(ns).err()
-        } else if ns.is_empty() || ns.len() > 255 || ns.contains('\0') || ns == "." || ns == ".." {
+        } else if ns.is_empty()
+            || ns.len() > 255
+            || ns.contains('\0')
+            || ns.contains('/')
+            || ns == "."
+            || ns == ".."
+        {
             Some(format!(
                 "{ns:?} is neither a namespace name (as `ip netns` lists) nor an absolute path"
             ))
