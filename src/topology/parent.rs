@@ -37,6 +37,21 @@ pub fn open_all(topo: &Topology) -> Result<Vec<(PortId, PacketPort)>, ParentErro
         .parents()
         .map(|(n, p)| {
             open(p, topo.workers.max(1))
+                .inspect(|port| {
+                    // The network's MTU is given to its TAPs; a parent with a smaller
+                    // one drops what the endpoints may send. Said, not changed: the
+                    // parent is not switchyard's to reconfigure.
+                    let mtu = port.capabilities().mtu;
+                    if mtu < n.mtu {
+                        tracing::warn!(
+                            "network {}: parent {} has MTU {mtu}, below the network's {}; \
+                             larger packets from endpoints will not cross it",
+                            n.name,
+                            p.ifname,
+                            n.mtu
+                        );
+                    }
+                })
                 .map(|port| (p.port, port))
                 .map_err(|source| ParentError {
                     network: n.name.clone(),
