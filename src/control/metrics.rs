@@ -343,7 +343,7 @@ type PortCounter = (
 /// A gauge of every bounded table: its name, its help, and its value for one table.
 type TableGauge = (&'static str, &'static str, fn(&TableSize) -> usize);
 
-const PORT_COUNTERS: [PortCounter; 14] = [
+const PORT_COUNTERS: [PortCounter; 15] = [
     ("port_rx_packets", "Frames read from the port's TAP queues.", |p| p.rx_frames),
     ("port_rx_bytes", "Bytes read from the port's TAP queues.", |p| p.rx_bytes),
     ("port_tx_packets", "Frames written to the port (a segment counts one, a coalesced UDP super-frame its datagrams).", |p| p.tx_frames),
@@ -358,6 +358,7 @@ const PORT_COUNTERS: [PortCounter; 14] = [
     ("port_punt_dropped", "DNS queries received on the port and dropped before the DNS service (it is behind or not running).", |p| p.punt_dropped),
     ("port_punt_replies", "Replies of the DNS service sent out of the port.", |p| p.punt_replies),
     ("port_punt_stale", "Replies of the DNS service dropped because the port is no longer the endpoint that asked.", |p| p.punt_stale),
+    ("port_rx_refused", "Frames a host interface (parent) refused before the pipeline: 802.1Q-tagged, longer than a buffer, or dropped by the kernel for its packet sockets.", |p| p.rx_tagged + p.rx_truncated + p.rx_kernel_drops),
 ];
 
 impl Collector for Scrape {

@@ -42,6 +42,8 @@ pub enum StartError {
     Setup(#[from] SetupError),
     #[error("pipeline: {0}")]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Parent(#[from] crate::topology::parent::ParentError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -111,6 +113,9 @@ impl Switchyard {
             })?,
             false => None,
         };
+        // Host interfaces (`parent`) are attached before anything is made: one that
+        // is missing stops here with nothing to undo.
+        let parents = crate::topology::parent::open_all(&topology)?;
         let mut deployment = Deployment::create(&topology, run_root)?;
         // Worker w gets queue w of every TAP; ports are numbered in the order the
         // deployment made their TAPs, which is the topology's.
@@ -118,6 +123,13 @@ impl Switchyard {
         let mut queues: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
         for tap in deployment.take_ports() {
             for (w, q) in tap.into_queues().into_iter().enumerate() {
+                queues[w % workers].push(Box::new(q));
+            }
+        }
+        // The parents' ports are numbered after every TAP's.
+        for (id, port) in parents {
+            debug_assert_eq!(queues[0].len(), id.index(), "parent ports follow the TAPs");
+            for (w, q) in port.into_queues().into_iter().enumerate() {
                 queues[w % workers].push(Box::new(q));
             }
         }

@@ -643,6 +643,10 @@ pub struct ConfigText {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRow {
     pub port: String,
+    /// "tap" (an endpoint's interface) or "parent" (a host interface attached to a
+    /// network with `parent`).
+    #[serde(default)]
+    pub kind: String,
     pub endpoint: String,
     pub interface: String,
     pub netns: String,
@@ -710,6 +714,15 @@ pub struct PortCounterRow {
     /// the port was no longer the endpoint that asked.
     pub punt_replies: u64,
     pub punt_stale: u64,
+    /// Frames a host interface (`parent`) refused before the pipeline: 802.1Q-tagged
+    /// ones, ones longer than a buffer, and those the kernel dropped for its packet
+    /// sockets (buffers full, a super-frame it could not hand over). Zero on a TAP.
+    #[serde(default)]
+    pub rx_tagged: u64,
+    #[serde(default)]
+    pub rx_truncated: u64,
+    #[serde(default)]
+    pub rx_kernel_drops: u64,
     /// Non-zero drop counts by reason id.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

@@ -320,12 +320,13 @@ pub(crate) fn time_of_day(ns: u64) -> String {
 
 pub fn ports(rows: &[PortRow]) -> String {
     let mut t = TextTable::new(&[
-        "PORT", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS", "QUEUES",
-        "RX", "TX", "DROPPED",
+        "PORT", "KIND", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS",
+        "QUEUES", "RX", "TX", "DROPPED",
     ]);
     for r in rows {
         t.row(vec![
             r.port.clone(),
+            r.kind.clone(),
             r.state.clone(),
             r.netns.clone(),
             r.interface.clone(),
@@ -408,6 +409,15 @@ pub fn counters(c: &CountersReport) -> String {
         ]);
     }
     let mut s = t.render();
+    for p in &c.ports {
+        if p.rx_tagged + p.rx_truncated + p.rx_kernel_drops > 0 {
+            let _ = writeln!(
+                s,
+                "{}: refused before the pipeline: {} tagged, {} truncated, {} dropped by the kernel",
+                p.port, p.rx_tagged, p.rx_truncated, p.rx_kernel_drops
+            );
+        }
+    }
     s.push('\n');
     let drops: Vec<&NamedCount> = c.drops.iter().filter(|d| d.count > 0).collect();
     if drops.is_empty() {

@@ -56,6 +56,25 @@ pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
             network: net.name.clone(),
             mac: i.mac.to_string(),
             ip: format!("{}/{}", i.ip, net.subnet.prefix_len()),
+            kind: "tap",
+        });
+    }
+    // Host interfaces attached to networks (`parent`): no endpoint, no address of
+    // switchyard's on them.
+    for net in &t.networks {
+        let Some(p) = &net.parent else { continue };
+        if out.len() <= p.port.index() {
+            out.resize(p.port.index() + 1, None);
+        }
+        out[p.port.index()] = Some(PortInfo {
+            port: p.port_name(),
+            endpoint: String::new(),
+            interface: p.ifname.clone(),
+            netns: p.netns.clone().unwrap_or_default(),
+            network: net.name.clone(),
+            mac: String::new(),
+            ip: String::new(),
+            kind: "parent",
         });
     }
     out
@@ -71,6 +90,8 @@ pub struct PortInfo {
     pub network: String,
     pub mac: String,
     pub ip: String,
+    /// "tap" or "parent".
+    pub kind: &'static str,
 }
 
 /// What every worker keeps on its own, summed over the workers.
@@ -135,6 +156,7 @@ pub(crate) fn port_rows(m: &Merged, info: &[Option<PortInfo>]) -> Vec<PortRow> {
         .filter_map(|(n, i)| Some((i.as_ref()?, m.ports.get(n)?, m.counters.ports.get(n)?)))
         .map(|(i, s, c)| PortRow {
             port: i.port.clone(),
+            kind: i.kind.to_string(),
             endpoint: i.endpoint.clone(),
             interface: i.interface.clone(),
             netns: i.netns.clone(),
@@ -185,6 +207,9 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 punt_dropped: io.punt_dropped,
                 punt_replies: io.punt_replies,
                 punt_stale: io.punt_stale,
+                rx_tagged: io.rx_tagged,
+                rx_truncated: io.rx_truncated,
+                rx_kernel_drops: io.rx_kernel_drops,
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))

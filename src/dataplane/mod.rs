@@ -111,6 +111,12 @@ pub struct PortIo {
     /// write: see [`punt::ToWorker::Reply`]).
     pub punt_replies: u64,
     pub punt_stale: u64,
+    /// What the port refused before the pipeline saw it (tagged frames on a host
+    /// interface, frames the kernel dropped for its sockets): see
+    /// [`Port::rx_refused`].
+    pub rx_tagged: u64,
+    pub rx_truncated: u64,
+    pub rx_kernel_drops: u64,
 }
 
 impl PortIo {
@@ -129,6 +135,9 @@ impl PortIo {
         self.punt_dropped += o.punt_dropped;
         self.punt_replies += o.punt_replies;
         self.punt_stale += o.punt_stale;
+        self.rx_tagged += o.rx_tagged;
+        self.rx_truncated += o.rx_truncated;
+        self.rx_kernel_drops += o.rx_kernel_drops;
     }
 }
 
@@ -725,6 +734,12 @@ impl Worker {
                 match job {
                     Job::Query(job) => {
                         let now = self.now();
+                        for (s, p) in self.status.iter_mut().zip(self.ports.iter_mut()) {
+                            let r = p.rx_refused();
+                            s.io.rx_tagged = r.tagged;
+                            s.io.rx_truncated = r.truncated;
+                            s.io.rx_kernel_drops = r.kernel_drops;
+                        }
                         job(View {
                             pipeline: &mut self.pipeline,
                             ports: &self.status,

@@ -370,6 +370,15 @@ impl NetworkBuilder {
         self.section.dns_domain = Some(domain.into());
         self
     }
+
+    /// `parent` (and `parent_netns`): the existing interface `ifname`, in namespace
+    /// `netns` (a name or an absolute path; `None`: switchyard's own), attached as a
+    /// port of the network.
+    pub fn parent(mut self, ifname: impl Into<String>, netns: Option<&str>) -> Self {
+        self.section.parent = Some(ifname.into());
+        self.section.parent_netns = netns.map(str::to_string);
+        self
+    }
 }
 
 /// Builds an `[[endpoint]]`. Each [`on`](Self::on) adds an interface (eth0, eth1, ...

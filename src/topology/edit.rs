@@ -143,6 +143,7 @@ impl Edit {
         self.edit(&mut cfg)?;
         let mut next = validate(&cfg, SOURCE).map_err(|e| EditError::Invalid(e.to_string()))?;
         next.source.clone_from(&running.source);
+        same_parents(running, &next)?;
         keep_numbers(running, &mut next);
         Ok(next)
     }
@@ -420,6 +421,26 @@ fn set_attachments(e: &mut EndpointSection, mut list: Vec<AttachSection>) {
     }
 }
 
+/// Host interfaces (`parent`) are attached when switchyard starts and stay for as
+/// long as it runs: a change that would remove a network with one refuses.
+fn same_parents(running: &Topology, next: &Topology) -> Result<(), EditError> {
+    for (n, p) in running.parents() {
+        let kept = next
+            .networks
+            .iter()
+            .any(|m| m.name == n.name && m.parent.as_ref() == Some(p));
+        if !kept {
+            return Err(EditError::InUse(format!(
+                "network {:?} has host interface {} attached (parent); it is set in the \
+                 config file and stays while switchyard runs",
+                n.name,
+                p.port_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Gives every network and interface of `next` that `running` has its number there,
 /// and each new one the lowest number free. A number `running` uses is not free even
 /// if this change removes its owner: it becomes free for the next change, once the
@@ -454,7 +475,22 @@ pub fn keep_numbers(running: &Topology, next: &mut Topology) {
                 .copied()
         })
         .collect();
-    let mut taken: BTreeSet<u16> = running.interfaces().map(|(_, i)| i.port.0).collect();
+    let mut taken: BTreeSet<u16> = running
+        .interfaces()
+        .map(|(_, i)| i.port.0)
+        .chain(running.parents().map(|(_, p)| p.port.0))
+        .collect();
+    // A parent keeps its port (a change cannot add or remove one: `same_parents`).
+    for n in &mut next.networks {
+        let Some(p) = n.parent.as_mut() else { continue };
+        let was = running
+            .parents()
+            .find(|(m, q)| m.name == n.name && q.ifname == p.ifname && q.netns == p.netns);
+        p.port = match was {
+            Some((_, q)) => q.port,
+            None => PortId(lowest_free(&mut taken)),
+        };
+    }
     let mut kept = kept.into_iter();
     for e in &mut next.endpoints {
         for i in &mut e.interfaces {

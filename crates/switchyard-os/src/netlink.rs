@@ -140,6 +140,9 @@ pub struct LinkInfo {
     pub txqueuelen: Option<u32>,
     /// The bridge (or other controller) the device is attached to.
     pub master: Option<u32>,
+    /// How many reasons the device has to be promiscuous (each packet socket
+    /// membership, bridge port, `ip link set promisc on` counts one).
+    pub promiscuity: Option<u32>,
 }
 
 /// A unicast route of the main table as [`Rtnl::routes_v4`] reports it.
@@ -533,6 +536,7 @@ impl Rtnl {
                     up: l.header.flags.contains(LinkFlags::Up),
                     txqueuelen: None,
                     master: None,
+                    promiscuity: None,
                 };
                 for a in l.attributes {
                     match a {
@@ -540,6 +544,7 @@ impl Rtnl {
                         LinkAttribute::Address(m) => info.mac = mac6(&m),
                         LinkAttribute::Mtu(m) => info.mtu = Some(m),
                         LinkAttribute::TxQueueLen(q) => info.txqueuelen = Some(q),
+                        LinkAttribute::Promiscuity(p) => info.promiscuity = Some(p),
                         LinkAttribute::Controller(c) if c != 0 => info.master = Some(c),
                         _ => {}
                     }

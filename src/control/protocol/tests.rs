@@ -133,6 +133,9 @@ fn port_counters(port: &str) -> PortCounterRow {
         punt_dropped: 0,
         punt_replies: 0,
         punt_stale: 0,
+        rx_tagged: 0,
+        rx_truncated: 0,
+        rx_kernel_drops: 0,
         // Keyed by drop reason: its keys are data, not fields, so the sample leaves it
         // empty and the walk over fields stops at it.
         drops: BTreeMap::new(),
@@ -157,6 +160,7 @@ fn sample_reply(table: Table) -> Reply {
         Table::Ports => Reply::Ports(vec![
             PortRow {
                 port: "a".into(),
+                kind: "tap".into(),
                 endpoint: "a".into(),
                 interface: "eth0".into(),
                 netns: "sy-a".into(),
@@ -175,6 +179,7 @@ fn sample_reply(table: Table) -> Reply {
             },
             PortRow {
                 port: "b".into(),
+                kind: "tap".into(),
                 endpoint: "b".into(),
                 interface: "eth0".into(),
                 netns: "sy-b".into(),

@@ -147,6 +147,8 @@ pub struct Network {
     pub dns_domain: Option<String>,
     /// Checksum and segmentation offloads on this network's TAPs.
     pub offloads: bool,
+    /// A host interface attached as a port of the network (`parent`).
+    pub parent: Option<Parent>,
     /// Source validation, port security and table shares.
     pub guard: DomainGuard,
     /// The bridge domain it is in the pipeline. A config file numbers its networks
@@ -160,6 +162,26 @@ impl Network {
     /// `DomainSpec.dns` is made from.
     pub fn serves_dns(&self) -> bool {
         self.dns && self.gateway.is_some()
+    }
+}
+
+/// A host interface attached to a network as one of its ports (`parent`, after
+/// macvlan's bridge mode): switchyard opens packet sockets on it and never creates,
+/// deletes or reconfigures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    /// Its name in its namespace (`eth1`).
+    pub ifname: String,
+    /// The namespace it is in, by name or absolute path (`None`: switchyard's own).
+    pub netns: Option<String>,
+    /// The switchyard port it is: numbered after the endpoints' interfaces.
+    pub port: PortId,
+}
+
+impl Parent {
+    /// Its name as a port: `parent:eth1`.
+    pub fn port_name(&self) -> String {
+        format!("parent:{}", self.ifname)
     }
 }
 
@@ -222,6 +244,13 @@ impl Topology {
             .flat_map(|e| e.interfaces.iter().map(move |i| (e, i)))
     }
 
+    /// Every host interface attached to a network (`parent`), with its network.
+    pub fn parents(&self) -> impl Iterator<Item = (&Network, &Parent)> {
+        self.networks
+            .iter()
+            .filter_map(|n| n.parent.as_ref().map(|p| (n, p)))
+    }
+
     /// What the pipeline is built from: domain `n.domain` for each network, port
     /// `i.port` for each interface, and vacant slots where a running instance removed
     /// one (see [`Interface::port`]).
@@ -248,7 +277,12 @@ impl Topology {
                 guard: n.guard,
             };
         }
-        let slots = self.interfaces().map(|(_, i)| i.port.index() + 1).max();
+        let slots = self
+            .interfaces()
+            .map(|(_, i)| i.port)
+            .chain(self.parents().map(|(_, p)| p.port))
+            .map(|p| p.index() + 1)
+            .max();
         let mut ports = vec![PortSpec::vacant(); slots.unwrap_or(0)];
         for (e, i) in self.interfaces() {
             ports[i.port.index()] = PortSpec {
@@ -257,6 +291,10 @@ impl Topology {
                 mac: Some(i.mac),
                 ip: Some(i.ip),
             };
+        }
+        // A parent carries the MACs and addresses of a whole LAN: none is its own.
+        for (n, p) in self.parents() {
+            ports[p.port.index()] = PortSpec::new(p.port_name(), n.domain);
         }
         pipeline::Spec {
             domains,
@@ -455,6 +493,21 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         .enumerate()
     {
         i.port = PortId(k as u16);
+    }
+    // Then the host interfaces attached to networks, network by network.
+    let taps = endpoints
+        .list
+        .iter()
+        .map(|e| e.interfaces.len())
+        .sum::<usize>();
+    let mut networks = networks;
+    for (k, p) in networks
+        .list
+        .iter_mut()
+        .filter_map(|n| n.parent.as_mut())
+        .enumerate()
+    {
+        p.port = PortId((taps + k) as u16);
     }
 
     if !c.problems.is_empty() {

@@ -7,11 +7,11 @@
 //! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
 //! them, routes lead through them), so this pass also builds the name index they use.
 
-use super::{addressing, valid_name, Checker, Gateway, Network, MAX_NAME};
+use super::{addressing, valid_name, Checker, Gateway, Network, Parent, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use switchyard_core::pipeline::{DomainGuard, DomainId, DomainMode, MAX_DOMAINS};
+use switchyard_core::pipeline::{DomainGuard, DomainId, DomainMode, PortId, MAX_DOMAINS};
 use switchyard_core::wire::Ipv4Cidr;
 
 /// `[[network]]`
@@ -70,6 +70,14 @@ pub struct NetworkSection {
     /// The search domain endpoints on the network are given (`app.internal`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_domain: Option<String>,
+    /// An existing host interface attached to the network as a port, so endpoints
+    /// sit on its LAN with MACs of their own (macvlan's bridge mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The namespace the parent is in: a name (`/run/netns/NAME`) or an absolute
+    /// path (default: switchyard's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_netns: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -242,6 +250,7 @@ pub(super) fn check<'a>(
                 );
             }
         }
+        let parent = check_parent(n, mode, &fld, c);
         let (dns, dns_domain) = super::dns::check_network(
             &f,
             &n.name,
@@ -266,6 +275,7 @@ pub(super) fn check<'a>(
             internal: n.internal,
             dns,
             dns_domain,
+            parent,
             offloads: n.offloads.unwrap_or(default_offloads),
             // Numbered in order here; a running instance keeps the numbers of the
             // networks it already has when a change is validated (`keep_slots`).
@@ -295,6 +305,29 @@ pub(super) fn check<'a>(
             ),
         );
     }
+    // One interface is one port: two networks cannot share a parent.
+    for (i, n) in networks.iter().enumerate() {
+        let Some(p) = &n.parent else { continue };
+        let first = networks[..i].iter().find(|o| {
+            o.parent
+                .as_ref()
+                .is_some_and(|q| q.ifname == p.ifname && q.netns == p.netns)
+        });
+        if let Some(o) = first {
+            c.bad(
+                format!("network \"{}\".parent", n.name),
+                format!(
+                    "{:?}{} is already the parent of network {:?}; an interface can be \
+                     attached to one network only",
+                    p.ifname,
+                    p.netns
+                        .as_ref()
+                        .map_or(String::new(), |ns| format!(" in {ns}")),
+                    o.name
+                ),
+            );
+        }
+    }
     let has_external = !externals.is_empty();
     for n in networks.iter().filter(|n| n.masquerade) {
         if !has_external {
@@ -308,6 +341,81 @@ pub(super) fn check<'a>(
         list: networks,
         by_name,
     }
+}
+
+/// `parent` and `parent_netns` of one network: a plausible interface name (whether
+/// it exists, and is no loopback, is found out when switchyard starts, before it
+/// makes anything), a namespace given by name or absolute path, and a bridged
+/// network (a parent's LAN is bridged to the endpoints).
+fn check_parent(
+    n: &NetworkSection,
+    mode: DomainMode,
+    fld: &dyn Fn(&str) -> String,
+    c: &mut Checker,
+) -> Option<Parent> {
+    let Some(ifname) = &n.parent else {
+        if n.parent_netns.is_some() {
+            c.bad(
+                fld("parent_netns"),
+                "names the namespace of a parent interface, but `parent` is not set",
+            );
+        }
+        return None;
+    };
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname.contains('/')
+        || ifname.contains(':')
+        || ifname
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+        || ifname == "."
+        || ifname == ".."
+    {
+        c.bad(
+            fld("parent"),
+            format!(
+                "{ifname:?} is not an interface name (1 to 15 bytes, no '/', ':' or whitespace)"
+            ),
+        );
+    } else if ifname == "lo" {
+        c.bad(
+            fld("parent"),
+            "\"lo\" is the loopback interface: it has no LAN to attach",
+        );
+    }
+    if let Some(ns) = &n.parent_netns {
+        let bad = if ns.starts_with('/') {
+            super::check_netns_path(ns).err()
+        } else if ns.is_empty()
+            || ns.len() > 255
+            || ns.contains('\0')
+            || ns.contains('/')
+            || ns == "."
+            || ns == ".."
+        {
+            Some(format!(
+                "{ns:?} is neither a namespace name (as `ip netns` lists) nor an absolute path"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            c.bad(fld("parent_netns"), why);
+        }
+    }
+    if mode != DomainMode::Bridge {
+        c.bad(
+            fld("parent"),
+            "a parent is bridged to the network's endpoints: the network must be a bridge network",
+        );
+    }
+    Some(Parent {
+        ifname: ifname.clone(),
+        netns: n.parent_netns.clone(),
+        // Numbered after every endpoint's interface by `validate`.
+        port: PortId(0),
+    })
 }
 
 /// The per-network table shares against the global sizes of `[switch]`: each at least

@@ -83,6 +83,8 @@ impl Topology {
                 internal: net.internal,
                 dns: Some(net.dns),
                 dns_domain: net.dns_domain.clone(),
+                parent: net.parent.as_ref().map(|p| p.ifname.clone()),
+                parent_netns: net.parent.as_ref().and_then(|p| p.netns.clone()),
             })
             .collect();
         let endpoints = self

@@ -1,8 +1,9 @@
 //! `port` — where frames enter and leave switchyard.
 //!
 //! A port is anything that can receive a batch of frames, send a frame, and expose
-//! file descriptors to poll: today a TAP device inside an endpoint's namespace
-//! ([`tap::TapPort`]). The trait is small on purpose (after smoltcp's `Device`), so
+//! file descriptors to poll: a TAP device inside an endpoint's namespace
+//! ([`tap::TapPort`]), or a host interface attached through packet sockets
+//! ([`packet::PacketPort`]). The trait is small on purpose (after smoltcp's `Device`), so
 //! that other ports — a VXLAN tunnel, a pcap replay — and *middleware* ports wrapping
 //! another one (a capture tap, a fault injector) fit the same dataplane unchanged.
 //!
@@ -10,6 +11,7 @@
 //! `unsafe` lives, besides the socket calls of the test kit's traffic helpers; each
 //! block says why it is sound. Namespaces and netlink go through safe wrappers.
 
+pub mod packet;
 pub mod tap;
 
 use std::fmt;
@@ -180,4 +182,23 @@ pub trait Port: Send {
     fn fd(&self) -> RawFd;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// Frames this queue received but refused before the pipeline saw them, and
+    /// those the kernel dropped before it could read them; cumulative. A TAP
+    /// refuses none; a host interface ([`packet`]) refuses tagged frames.
+    fn rx_refused(&mut self) -> RxRefused {
+        RxRefused::default()
+    }
+}
+
+/// What a port refused on receive, before the pipeline (see [`Port::rx_refused`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RxRefused {
+    /// 802.1Q-tagged frames on a host interface whose network has no VLAN there.
+    pub tagged: u64,
+    /// Frames longer than a buffer.
+    pub truncated: u64,
+    /// Frames the kernel dropped for the port's sockets (full buffers, super-frames
+    /// it could not describe in a virtio-net header).
+    pub kernel_drops: u64,
 }
