@@ -181,6 +181,7 @@ fn endpoint_row(gateway: Option<&str>) -> EndpointRow {
 fn port_row(state: &str, reason: Option<&str>) -> PortRow {
     PortRow {
         port: format!("{NAME}.eth0"),
+        kind: "tap".into(),
         endpoint: NAME.into(),
         interface: "eth0".into(),
         netns: NETNS.into(),
