@@ -296,6 +296,11 @@ fn a_service_that_does_not_keep_up_costs_queries_not_traffic() {
     // The service wakes up: it answers the backlog, its buffers go back to the
     // workers, and a new query is answered.
     let echo = Echo::start(link);
+    // The backlog first: until its replies are out, the workers have no spare to
+    // punt a new query with (it would be dropped, as designed).
+    wait_until(LONG, "the backlog answered", || {
+        port(&sy, "a").punt_replies >= p.punted
+    });
     let back = traffic::udp_request(&a, gw53(FRONT_GW), b"again", LONG)
         .expect("answered once the service runs");
     assert_eq!(back, b"again");
