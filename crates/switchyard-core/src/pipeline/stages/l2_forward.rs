@@ -28,6 +28,7 @@ use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DomainMode, DropReason, Frame, Pipeline, PortId};
 use crate::wire::{EtherType, MacAddr};
 use std::fmt;
+use std::net::Ipv4Addr;
 
 pub const NAME: &str = "l2-forward";
 
@@ -56,7 +57,8 @@ pub enum Next {
     /// To the gateway MAC.
     L3Input,
     /// To the port its destination MAC was learned on.
-    Forward(PortId),
+    /// To a port, and to the remote VTEP behind it when that port is a tunnel.
+    Forward(PortId, Option<Ipv4Addr>),
     Drop(DropReason),
 }
 
@@ -113,8 +115,8 @@ impl Pipeline {
             trace!(self, f, Trace::L3NotGateway(l2.dst));
             return Next::Drop(Drop::L3NoBridge.into());
         }
-        match self.fdb_port(l2.domain, l2.dst) {
-            Some(port) if port == f.ingress => {
+        match self.fdb_via(l2.domain, l2.dst) {
+            Some((port, _)) if port == f.ingress => {
                 trace!(
                     self,
                     f,
@@ -125,7 +127,7 @@ impl Pipeline {
                 );
                 Next::Drop(Drop::SamePort.into())
             }
-            Some(port) if !icc => {
+            Some((port, _)) if !icc => {
                 trace!(
                     self,
                     f,
@@ -136,7 +138,7 @@ impl Pipeline {
                 );
                 Next::Drop(Drop::IccDisabled.into())
             }
-            Some(port) => {
+            Some((port, vtep)) => {
                 trace!(
                     self,
                     f,
@@ -145,7 +147,7 @@ impl Pipeline {
                         port: self.port_name(port),
                     }
                 );
-                Next::Forward(port)
+                Next::Forward(port, vtep)
             }
             None => {
                 self.counters.event(Event::UnknownUnicastFlooded);

@@ -150,7 +150,10 @@ impl TraceLine for Trace<'_> {
 impl Pipeline {
     pub(crate) fn l2_learn<const DRY: bool>(&mut self, f: &Frame, l2: &L2) -> Next {
         if DRY {
-            let result = self.sh.fdb.would_learn(l2.domain, l2.src, f.ingress);
+            let result = self
+                .sh
+                .fdb
+                .would_learn(l2.domain, l2.src, f.ingress, f.tunnel);
             if matches!(result, Learn::New | Learn::Refreshed | Learn::Moved { .. }) {
                 trace!(self, f, {
                     let (mac, port) = (l2.src, self.port_name(f.ingress));
@@ -174,7 +177,7 @@ impl Pipeline {
         let result = self
             .sh
             .fdb
-            .learn(l2.domain, l2.src, f.ingress, self.now.secs());
+            .learn(l2.domain, l2.src, f.ingress, f.tunnel, self.now.secs());
         match result {
             Learn::New => self.counters.event(Event::FdbLearned),
             Learn::Refreshed => {}
