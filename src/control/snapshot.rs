@@ -10,6 +10,7 @@ use crate::dataplane::{self, PortStatus};
 use crate::topology::Topology;
 use std::sync::{Arc, RwLock};
 use switchyard_core::pipeline::{Counters, DropReason, Event, Pipeline, PortId};
+use switchyard_os::port::vxlan;
 
 /// The topology an instance runs now, shared by everything that describes it (the
 /// control socket, the metrics endpoint); a change to the instance replaces it.
@@ -101,6 +102,10 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
     for w in per_worker.iter().skip(1) {
         for (a, b) in ports.iter_mut().zip(&w.1) {
             a.io.add(&b.io);
+            // A port's queues refuse the same kinds of things, in the same order.
+            for (x, y) in a.drops.iter_mut().zip(&b.drops) {
+                x.count += y.count;
+            }
             if a.down.is_none() {
                 a.down.clone_from(&b.down);
             }
@@ -188,6 +193,14 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))
+                    .chain(
+                        m.ports
+                            .get(i)
+                            .into_iter()
+                            .flat_map(|s| &s.drops)
+                            .filter(|d| d.count > 0)
+                            .map(|d| (d.id.to_string(), d.count)),
+                    )
                     .collect(),
             }
         })
@@ -203,6 +216,21 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 text: r.text().into(),
                 count: total.drops[r as usize],
             })
+            .chain(vxlan::DROPS.iter().map(|&(id, text)| {
+                NamedCount {
+                    id: id.into(),
+                    stage: vxlan::STAGE.into(),
+                    text: text.into(),
+                    // Refused by the tunnel ports themselves, before any stage.
+                    count: m
+                        .ports
+                        .iter()
+                        .flat_map(|s| &s.drops)
+                        .filter(|d| d.id == id)
+                        .map(|d| d.count)
+                        .sum(),
+                }
+            }))
             .collect(),
         events: Event::ALL
             .iter()

@@ -6,11 +6,12 @@
 //! records what it made in a state file, and removes it all again — on a clean exit,
 //! on a failure half-way through, or later with `switchyard down` after a crash;
 //! [`resolv`] writes each namespace's resolv.conf, naming the DNS servers at its
-//! networks' gateways.
+//! networks' gateways; [`overlay`] opens the tunnels of networks that span hosts.
 
 pub mod builder;
 pub mod config;
 pub mod edit;
+pub mod overlay;
 pub mod resolv;
 
 pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};

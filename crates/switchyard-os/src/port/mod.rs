@@ -3,7 +3,7 @@
 //! A port is anything that can receive a batch of frames, send a frame, and expose
 //! file descriptors to poll: today a TAP device inside an endpoint's namespace
 //! ([`tap::TapPort`]). The trait is small on purpose (after smoltcp's `Device`), so
-//! that other ports — a VXLAN tunnel, a pcap replay — and *middleware* ports wrapping
+//! that other ports — a VXLAN tunnel ([`vxlan::VxlanQueue`]), a pcap replay — and *middleware* ports wrapping
 //! another one (a capture tap, a fault injector) fit the same dataplane unchanged.
 //!
 //! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) is where switchyard's
@@ -11,6 +11,7 @@
 //! block says why it is sound. Namespaces and netlink go through safe wrappers.
 
 pub mod tap;
+pub mod vxlan;
 
 use std::fmt;
 use std::io;
@@ -180,4 +181,20 @@ pub trait Port: Send {
     fn fd(&self) -> RawFd;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// What the port itself refused before the pipeline saw it, or could not send,
+    /// by reason, counted since it was opened (a tunnel port's datagrams from
+    /// strangers, ...). Read only when someone asks (`show counters`); a port that
+    /// refuses nothing has nothing to say.
+    fn drops(&self) -> Vec<PortDrop> {
+        Vec::new()
+    }
+}
+
+/// A count of frames a port refused, with the reason's stable id and its sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortDrop {
+    pub id: &'static str,
+    pub text: &'static str,
+    pub count: u64,
 }
