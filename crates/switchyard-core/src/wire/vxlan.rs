@@ -152,6 +152,99 @@ impl Outer {
     }
 }
 
+/// Finishes an inner TCP or UDP checksum (IPv4, unfragmented) that a sender on the
+/// same machine left partial, and says whether it did.
+///
+/// A tunnel endpoint behind a veth (another namespace, a container) hands its
+/// encapsulated packets over with the inner checksum still to be done by an offload
+/// — the kernel's `CHECKSUM_PARTIAL` travels beside the buffer, not in it, and a UDP
+/// socket does not pass it on. Such a checksum field holds the pseudo-header sum (not
+/// complemented), as a virtio-net `NEEDS_CSUM` frame's does. A checksum that is right
+/// is left alone; one that is neither right nor that partial sum is left alone too,
+/// for the receiving stack to refuse as a wire's corruption.
+pub fn complete_inner_checksum(frame: &mut [u8]) -> bool {
+    const ETH: usize = super::ethernet::HEADER_LEN;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] >> 4 != 4 {
+        return false;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    let at = match ip[9] {
+        6 => 16,
+        17 => 6,
+        _ => return false,
+    };
+    if ihl < 20 || total < ihl + at + 2 || total > ip.len() || fragment {
+        return false;
+    }
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let proto = IpProtocol(ip[9]);
+    let l4 = ETH + ihl;
+    let end = ETH + total;
+    let field = u16::from_be_bytes([frame[l4 + at], frame[l4 + at + 1]]);
+    if proto == IpProtocol::UDP && field == 0 {
+        return false; // no checksum was sent
+    }
+    let pseudo = checksum::pseudo_header_sum(src, dst, proto, (total - ihl) as u16);
+    if checksum::fold(checksum::sum(pseudo, &frame[l4..end])) == 0xffff {
+        return false; // right as it is
+    }
+    if field != checksum::fold(pseudo) {
+        return false;
+    }
+    checksum::complete_partial(&mut frame[..end], l4, at)
+}
+
+/// Takes an inner frame longer than the network's `mtu` allows for the TCP
+/// super-frame it is, if it is one, and returns the offload header that says so.
+///
+/// A sender on the same machine (behind a veth) may hand over a VXLAN packet still
+/// carrying a TCP segmentation-offload super-packet: the kernel delivers it to a UDP
+/// socket whole, as one datagram of up to 64 KB, where a wire would have carried the
+/// segments. Its inner IPv4 header counts the whole, and its checksum is to be done
+/// per segment. Such a frame goes on as the TAPs' super-frames do: with
+/// `GSO_TCPV4`, segments of the most the MTU holds, and the TCP checksum field set
+/// to the pseudo-header sum the segments' checksums are finished from. Anything else
+/// too long is left for the pipeline to refuse.
+pub fn super_frame(frame: &mut [u8], mtu: u16) -> Option<super::VirtioNetHdr> {
+    use super::virtio_net;
+    const ETH: usize = super::ethernet::HEADER_LEN;
+    if frame.len() <= ETH + usize::from(mtu) || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || fragment || total != ip.len() {
+        return None;
+    }
+    let l4 = ETH + ihl;
+    if frame.len() < l4 + 20 {
+        return None;
+    }
+    let thl = usize::from(frame[l4 + 12] >> 4) * 4;
+    if thl < 20 || frame.len() < l4 + thl || usize::from(mtu) <= ihl + thl + 64 {
+        return None;
+    }
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let pseudo = checksum::pseudo_header_sum(src, dst, IpProtocol::TCP, (total - ihl) as u16);
+    frame[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+    Some(super::VirtioNetHdr {
+        flags: virtio_net::F_NEEDS_CSUM,
+        gso_type: virtio_net::GSO_TCPV4,
+        hdr_len: (l4 + thl) as u16,
+        gso_size: (usize::from(mtu) - ihl - thl) as u16,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+        num_buffers: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +259,78 @@ mod tests {
         f[14 + 12..14 + 20].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
         f[34..36].copy_from_slice(&sport.to_be_bytes());
         f
+    }
+
+    #[test]
+    fn a_partial_inner_checksum_is_finished_and_others_are_left_alone() {
+        // A UDP datagram with 4 bytes of payload and Ethernet padding behind it.
+        let mut f = frame(7);
+        f[14 + 2..14 + 4].copy_from_slice(&32u16.to_be_bytes());
+        f[38..40].copy_from_slice(&12u16.to_be_bytes());
+        f.extend_from_slice(&[1, 2, 3, 4, 0, 0]);
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        let pseudo = checksum::pseudo_header_sum(src, dst, IpProtocol::UDP, 12);
+        let good = {
+            let mut g = f.clone();
+            g[40..42].copy_from_slice(&[0, 0]);
+            let c = !checksum::fold(checksum::sum(pseudo, &g[34..46]));
+            g[40..42].copy_from_slice(&c.to_be_bytes());
+            g
+        };
+        // Partial: the pseudo-header sum in the field.
+        f[40..42].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        assert!(complete_inner_checksum(&mut f));
+        assert_eq!(f, good);
+        // Right already, or wrong in another way, or none: untouched.
+        let mut g = good.clone();
+        assert!(!complete_inner_checksum(&mut g));
+        g[40] ^= 1;
+        let bad = g.clone();
+        assert!(!complete_inner_checksum(&mut g));
+        assert_eq!(g, bad);
+        g[40..42].copy_from_slice(&[0, 0]);
+        assert!(!complete_inner_checksum(&mut g));
+        // Runts and non-IPv4 frames are no concern of it.
+        assert!(!complete_inner_checksum(&mut g[..30]));
+    }
+
+    #[test]
+    fn a_tcp_packet_longer_than_the_mtu_goes_on_as_a_super_frame() {
+        // 14 + 20 + 20 + 2800 bytes of TCP: a 2-segment super-packet on MTU 1450.
+        let mut f = frame(7);
+        f[14 + 9] = 6;
+        f.resize(14 + 40 + 2800, 0xab);
+        f[14 + 2..14 + 4].copy_from_slice(&2840u16.to_be_bytes());
+        f[14 + 20 + 12] = 5 << 4;
+        let vnet = super_frame(&mut f, 1450).expect("a super-frame");
+        assert_eq!(
+            (vnet.gso_size, vnet.hdr_len, vnet.csum_start),
+            (1410, 54, 34)
+        );
+        let pseudo = checksum::pseudo_header_sum(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            IpProtocol::TCP,
+            2820,
+        );
+        assert_eq!(u16::from_be_bytes([f[50], f[51]]), checksum::fold(pseudo));
+        // Cut as a TAP's would be, each segment's checksum verifies.
+        let mut scratch = vec![0u8; 65536];
+        let mut segs = 0;
+        super::super::gso::segment(&f, &vnet, &mut scratch, |seg| {
+            assert!(seg.len() <= 14 + 1450);
+            segs += 1;
+        })
+        .unwrap();
+        assert_eq!(segs, 2);
+        // Within the MTU, or not TCP, or a length that does not add up: not one.
+        assert!(super_frame(&mut f[..1464], 1450).is_none());
+        f[14 + 9] = 17;
+        assert!(super_frame(&mut f, 1450).is_none());
+        f[14 + 9] = 6;
+        f.push(0);
+        assert!(super_frame(&mut f, 1450).is_none());
     }
 
     #[test]

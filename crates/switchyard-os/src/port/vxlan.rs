@@ -259,6 +259,15 @@ impl Port for VxlanQueue {
             f.vnet = VirtioNetHdr::default();
             f.tunnel = Some(from);
             f.set_bounds(HEADROOM, got - vxlan::HEADER_LEN);
+            // A VTEP behind a veth may leave the inner checksum to an offload that
+            // never runs, or hand over a whole TCP super-packet: finish the one, and
+            // pass the other on as the super-frame it is.
+            if let Some(vnet) = vxlan::super_frame(f.data_mut(), self.config.mtu) {
+                // Counted as any port's super-frames are (`rx_gso`).
+                f.vnet = vnet;
+            } else {
+                vxlan::complete_inner_checksum(f.data_mut());
+            }
             n += 1;
         }
         Ok(n)
