@@ -19,7 +19,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
-use switchyard::control::protocol::{FdbRow, Table};
+use switchyard::control::protocol::{FdbRow, PortRow, Table};
 use switchyard::control::Switchyard;
 use switchyard::topology::config::parse;
 use switchyard_testkit::fixtures::*;
@@ -393,6 +393,12 @@ fn strangers_and_other_vnis_are_dropped_counted_and_not_learnt() {
     ] {
         assert!(!rows.iter().any(|r| r.mac == bad), "{bad} learnt: {rows:?}");
     }
+    // `show ports` lists the tunnel: the overlay's MTU, no offloads, a socket per worker.
+    let ports: Vec<PortRow> = show(&sy, Table::Ports);
+    let t = ports.iter().find(|p| p.port == "vxlan:over").unwrap();
+    assert_eq!((t.mtu, t.offloads.as_str()), (1450, "none"), "{t:?}");
+    assert_eq!((t.interface.as_str(), t.ip.as_str()), ("vni 42", "192.0.2.1:4789"));
+    assert_eq!(usize::from(t.queues), sy.topology().workers);
     // Per port too, under the tunnel's name.
     let c = counters(&sy);
     let port = c.ports.iter().find(|p| p.port == "vxlan:over").unwrap();

@@ -45,7 +45,11 @@ impl LiveTopology {
 
 /// What the topology says of each port, by port number.
 pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
-    let slots = t.interfaces().map(|(_, i)| i.port.index() + 1).max();
+    let slots = t
+        .interfaces()
+        .map(|(_, i)| i.port.index() + 1)
+        .chain(t.tunnels().map(|(_, o)| o.tunnel.index() + 1))
+        .max();
     let mut out = vec![None; slots.unwrap_or(0)];
     for (e, i) in t.interfaces() {
         let net = &t.networks[i.network];
@@ -57,6 +61,22 @@ pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
             network: net.name.clone(),
             mac: i.mac.to_string(),
             ip: format!("{}/{}", i.ip, net.subnet.prefix_len()),
+        });
+    }
+    // An overlay network's tunnel: no endpoint; its socket's address in the underlay.
+    for (n, o) in t.tunnels() {
+        out[o.tunnel.index()] = Some(PortInfo {
+            port: Topology::tunnel_name(n),
+            endpoint: String::new(),
+            interface: format!("vni {}", o.vni),
+            netns: o
+                .underlay_netns
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            network: n.name.clone(),
+            mac: String::new(),
+            ip: format!("{}:{}", o.local, o.port),
         });
     }
     out
