@@ -397,7 +397,10 @@ fn strangers_and_other_vnis_are_dropped_counted_and_not_learnt() {
     let ports: Vec<PortRow> = show(&sy, Table::Ports);
     let t = ports.iter().find(|p| p.port == "vxlan:over").unwrap();
     assert_eq!((t.mtu, t.offloads.as_str()), (1450, "none"), "{t:?}");
-    assert_eq!((t.interface.as_str(), t.ip.as_str()), ("vni 42", "192.0.2.1:4789"));
+    assert_eq!(
+        (t.interface.as_str(), t.ip.as_str()),
+        ("vni 42", "192.0.2.1:4789")
+    );
     assert_eq!(usize::from(t.queues), sy.topology().workers);
     // Per port too, under the tunnel's name.
     let c = counters(&sy);
