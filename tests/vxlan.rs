@@ -452,3 +452,51 @@ network = "over"
     };
     assert!(err.contains("mtu 1451 does not fit the underlay"), "{err}");
 }
+
+#[test]
+fn an_instance_changes_around_its_overlay_and_keeps_the_tunnel() {
+    use switchyard::control::client::{self, ClientError};
+    use switchyard::control::protocol::{EndpointCreate, ErrorCode, Request};
+    if !require_root() {
+        return;
+    }
+    let (p1, p2) = (unique_prefix(), unique_prefix());
+    let mut nss = Namespaces(Vec::new());
+    let (h1, h2) = hosts(&p1, &mut nss);
+    let one = overlay_switch(&p1, &h1, HOST1, HOST2, "10.80.0.2");
+    let two = overlay_switch(&p2, &h2, HOST2, HOST1, "10.80.0.3");
+    // A new endpoint on the overlay while it runs: a port number of its own, not
+    // the tunnel's, and it reaches the other host through the tunnel.
+    let req = Request::EndpointCreate(EndpointCreate {
+        name: "late".into(),
+        network: "over".into(),
+        ip: Some("10.80.0.20".into()),
+        mac: None,
+        publish: Vec::new(),
+        netns: None,
+        ifname: None,
+        aliases: Vec::new(),
+    });
+    client::request(one.socket(), &req).expect("endpoint create");
+    let late = ns(&one, "late");
+    ping(&late, Ipv4Addr::new(10, 80, 0, 3), T).expect("the new endpoint pings across");
+    let ports: Vec<PortRow> = show(&one, Table::Ports);
+    let names: Vec<&str> = ports.iter().map(|p| p.port.as_str()).collect();
+    assert_eq!(names, ["a", "r", "vxlan:over", "late"]);
+    // An overlay network is not removed at run time, and says why.
+    match client::request(
+        one.socket(),
+        &Request::NetworkRm {
+            name: "over".into(),
+        },
+    ) {
+        Err(ClientError::Remote { code, message }) => {
+            assert_eq!(code, ErrorCode::InUse);
+            assert!(message.contains("overlay"), "{message}");
+        }
+        other => panic!("network rm of an overlay: {other:?}"),
+    }
+    ping(&ns(&one, "a"), Ipv4Addr::new(10, 80, 0, 3), T).expect("still switching");
+    stop(one);
+    stop(two);
+}
