@@ -102,6 +102,18 @@ fn overlay_switch(
     remote: Ipv4Addr,
     a_ip: &str,
 ) -> Switchyard {
+    overlay_switch_with(prefix, underlay, local, remote, a_ip, "")
+}
+
+/// [`overlay_switch`] with more keys for network `over`.
+fn overlay_switch_with(
+    prefix: &str,
+    underlay: &str,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    a_ip: &str,
+    over_keys: &str,
+) -> Switchyard {
     let text = format!(
         r#"
 [switch]
@@ -112,6 +124,7 @@ name = "over"
 subnet = "10.80.0.0/24"
 gateway = "10.80.0.1"
 vxlan = {{ vni = 42, local = "{local}", remotes = ["{remote}"], underlay_netns = "{underlay}" }}
+{over_keys}
 
 [[network]]
 name = "near"
@@ -499,4 +512,40 @@ fn an_instance_changes_around_its_overlay_and_keeps_the_tunnel() {
     ping(&ns(&one, "a"), Ipv4Addr::new(10, 80, 0, 3), T).expect("still switching");
     stop(one);
     stop(two);
+}
+
+#[test]
+fn a_mac_flood_from_a_remote_fills_the_networks_share_and_no_more() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let mut nss = Namespaces(Vec::new());
+    let (h1, h2) = hosts(&prefix, &mut nss);
+    let sy = overlay_switch_with(&prefix, &h1, HOST1, HOST2, "10.80.0.2", "fdb_max = 16");
+    let vtep = udp_socket(&h2, SocketAddrV4::new(HOST2, 0)).unwrap();
+    for n in 0..200u8 {
+        vtep.send_to(
+            &datagram(42, [2, 0, 0, 0, 1, n]),
+            SocketAddrV4::new(HOST1, 4789),
+        )
+        .unwrap();
+    }
+    wait_until(T, "the flood read", || {
+        let c = counters(&sy);
+        c.ports
+            .iter()
+            .find(|p| p.port == "vxlan:over")
+            .is_some_and(|p| p.rx_frames == 200)
+    });
+    let rows: Vec<FdbRow> = show(&sy, Table::Fdb);
+    let over = rows.iter().filter(|r| r.network == "over").count();
+    assert_eq!(
+        over, 16,
+        "the network's share: {rows:?}"
+    );
+    assert!(events(&sy, "fdb_network_limit") > 0);
+    // The endpoint still reaches its gateway.
+    ping(&ns(&sy, "a"), Ipv4Addr::new(10, 80, 0, 1), T).expect("a pings its gateway");
+    stop(sy);
 }
