@@ -540,10 +540,7 @@ fn a_mac_flood_from_a_remote_fills_the_networks_share_and_no_more() {
     });
     let rows: Vec<FdbRow> = show(&sy, Table::Fdb);
     let over = rows.iter().filter(|r| r.network == "over").count();
-    assert_eq!(
-        over, 16,
-        "the network's share: {rows:?}"
-    );
+    assert_eq!(over, 16, "the network's share: {rows:?}");
     assert!(events(&sy, "fdb_network_limit") > 0);
     // The endpoint still reaches its gateway.
     ping(&ns(&sy, "a"), Ipv4Addr::new(10, 80, 0, 1), T).expect("a pings its gateway");

@@ -24,6 +24,7 @@
 
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
+use crate::pipeline::stages::l2_learn;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DomainMode, DropReason, Frame, Pipeline, PortId};
 use crate::wire::{EtherType, MacAddr};
@@ -64,11 +65,21 @@ pub enum Next {
 
 /// What l2-forward says about a frame's destination.
 pub enum Trace<'a> {
-    OnIngressPort { mac: MacAddr, port: &'a str },
-    OnPort { mac: MacAddr, port: &'a str },
+    OnIngressPort {
+        mac: MacAddr,
+        port: &'a str,
+    },
+    OnPort {
+        mac: MacAddr,
+        port: &'a str,
+        vtep: l2_learn::Via,
+    },
     Unknown(MacAddr),
     L3NotGateway(MacAddr),
-    IccDisabled { mac: MacAddr, port: &'a str },
+    IccDisabled {
+        mac: MacAddr,
+        port: &'a str,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -77,7 +88,7 @@ impl fmt::Display for Trace<'_> {
             Trace::OnIngressPort { mac, port } => {
                 write!(f, "{mac} is on the ingress port {port}: drop")
             }
-            Trace::OnPort { mac, port } => write!(f, "{mac} is on port {port}"),
+            Trace::OnPort { mac, port, vtep } => write!(f, "{mac} is on port {port}{vtep}"),
             Trace::Unknown(mac) => write!(f, "{mac} not in the FDB: flood"),
             Trace::L3NotGateway(mac) => {
                 write!(f, "L3 network: {mac} is not the gateway MAC: drop")
@@ -145,6 +156,7 @@ impl Pipeline {
                     Trace::OnPort {
                         mac: l2.dst,
                         port: self.port_name(port),
+                        vtep: l2_learn::Via(vtep),
                     }
                 );
                 Next::Forward(port, vtep)
