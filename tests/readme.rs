@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use switchyard_core::pipeline::{DropReason, Event};
+use switchyard_os::port::vxlan;
 
 /// The README's limit: past it, material belongs in `docs/`.
 const README_MAX_LINES: usize = 300;
@@ -104,6 +105,13 @@ fn counters_doc_lists_every_counter() {
         assert!(
             doc.contains(&row),
             "docs/counters.md is missing the event row: {row}"
+        );
+    }
+    for (id, text) in vxlan::DROPS {
+        let row = format!("| `{id}` | {} | {text} |", vxlan::STAGE);
+        assert!(
+            doc.contains(&row),
+            "docs/counters.md is missing the tunnel port's drop row: {row}"
         );
     }
 }

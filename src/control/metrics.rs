@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use switchyard_core::pipeline::DropReason;
+use switchyard_os::port::vxlan;
 
 /// The path metrics are served at.
 pub const PATH: &str = "/metrics";
@@ -392,9 +393,13 @@ impl Collector for Scrape {
             MetricType::Counter,
         )?;
         for p in &c.ports {
-            for r in DropReason::ALL {
-                let n = p.drops.get(r.id()).copied().unwrap_or(0);
-                let labels = [("port", p.port.as_str()), ("reason", r.id())];
+            // A tunnel port (`vxlan:NETWORK`: no endpoint name has a colon) also has
+            // the reasons it refuses datagrams for itself.
+            let tunnel = p.port.starts_with("vxlan:");
+            let own = vxlan::DROPS.iter().filter(|_| tunnel).map(|(id, _)| *id);
+            for id in DropReason::ALL.iter().map(|r| r.id()).chain(own) {
+                let n = p.drops.get(id).copied().unwrap_or(0);
+                let labels = [("port", p.port.as_str()), ("reason", id)];
                 m.encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
             }

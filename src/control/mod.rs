@@ -44,6 +44,8 @@ pub enum StartError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Parent(#[from] crate::topology::parent::ParentError),
+    #[error(transparent)]
+    Overlay(#[from] crate::topology::overlay::OverlayError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -97,11 +99,15 @@ impl Switchyard {
     }
 
     fn start_inner(
-        topology: Topology,
+        mut topology: Topology,
         run_root: &Path,
         metrics: Option<metrics::Listener>,
         serve_dns: bool,
     ) -> Result<Switchyard, StartError> {
+        let workers = topology.workers.max(1);
+        // Before anything is made: an overlay network's MTU comes from its underlay,
+        // and the endpoints' TAPs and the pipeline take it.
+        let tunnels = crate::topology::overlay::open_tunnels(&mut topology, workers)?;
         let pipeline = Pipeline::new(topology.pipeline_spec())?;
         // The one part of the DNS service that can fail, before anything is made.
         let upstream = match serve_dns {
@@ -119,7 +125,6 @@ impl Switchyard {
         let mut deployment = Deployment::create(&topology, run_root)?;
         // Worker w gets queue w of every TAP; ports are numbered in the order the
         // deployment made their TAPs, which is the topology's.
-        let workers = topology.workers.max(1);
         let mut queues: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
         for tap in deployment.take_ports() {
             for (w, q) in tap.into_queues().into_iter().enumerate() {
@@ -130,6 +135,12 @@ impl Switchyard {
         for (id, port) in parents {
             debug_assert_eq!(queues[0].len(), id.index(), "parent ports follow the TAPs");
             for (w, q) in port.into_queues().into_iter().enumerate() {
+                queues[w % workers].push(Box::new(q));
+            }
+        }
+        // Then the overlay networks' tunnels, numbered after the parents.
+        for tunnel in tunnels {
+            for (w, q) in tunnel.into_queues().into_iter().enumerate() {
                 queues[w % workers].push(Box::new(q));
             }
         }

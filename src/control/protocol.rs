@@ -677,6 +677,10 @@ pub struct FdbRow {
     pub port: String,
     /// Seconds since the MAC was last seen as a source.
     pub age_secs: u32,
+    /// The remote VTEP the MAC is behind, for a MAC learned on an overlay
+    /// network's tunnel port; absent for one on a local port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<String>,
 }
 
 /// One port in `show counters`.

@@ -348,14 +348,20 @@ pub fn fdb(rows: &[FdbRow]) -> String {
     if rows.is_empty() {
         return "FDB is empty (no MAC learned yet)\n".into();
     }
-    let mut t = TextTable::new(&["NETWORK", "MAC", "PORT", "AGE"]);
+    // The VTEP column only when some MAC is behind a tunnel.
+    let tunnels = rows.iter().any(|r| r.vtep.is_some());
+    let mut t = if tunnels {
+        TextTable::new(&["NETWORK", "MAC", "PORT", "VTEP", "AGE"])
+    } else {
+        TextTable::new(&["NETWORK", "MAC", "PORT", "AGE"])
+    };
     for r in rows {
-        t.row(vec![
-            r.network.clone(),
-            r.mac.clone(),
-            r.port.clone(),
-            format!("{}s", r.age_secs),
-        ]);
+        let mut row = vec![r.network.clone(), r.mac.clone(), r.port.clone()];
+        if tunnels {
+            row.push(r.vtep.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(format!("{}s", r.age_secs));
+        t.row(row);
     }
     let mut s = t.render();
     let _ = writeln!(
@@ -701,12 +707,14 @@ mod tests {
                 mac: "02:42:ac:11:00:02".into(),
                 port: "a".into(),
                 age_secs: 3,
+                vtep: None,
             },
             FdbRow {
                 network: "default".into(),
                 mac: "02:42:ac:11:00:03".into(),
                 port: "bb".into(),
                 age_secs: 12,
+                vtep: None,
             },
         ]);
         let lines: Vec<&str> = s.lines().collect();
@@ -714,5 +722,30 @@ mod tests {
         assert_eq!(lines[1], "default  02:42:ac:11:00:02  a     3s");
         assert_eq!(lines[2], "default  02:42:ac:11:00:03  bb    12s");
         assert_eq!(lines[3], "2 entries");
+    }
+
+    #[test]
+    fn a_mac_behind_a_tunnel_shows_its_vtep() {
+        let row = |port: &str, vtep: Option<&str>| FdbRow {
+            network: "over".into(),
+            mac: "02:42:ac:11:00:02".into(),
+            port: port.into(),
+            age_secs: 1,
+            vtep: vtep.map(Into::into),
+        };
+        let s = fdb(&[row("a", None), row("vxlan:over", Some("192.0.2.2"))]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NETWORK  MAC                PORT        VTEP       AGE"
+        );
+        assert_eq!(
+            lines[1],
+            "over     02:42:ac:11:00:02  a           -          1s"
+        );
+        assert_eq!(
+            lines[2],
+            "over     02:42:ac:11:00:02  vxlan:over  192.0.2.2  1s"
+        );
     }
 }

@@ -741,6 +741,7 @@ fn fdb_stream(v: &View<'_>) -> Answer {
         } else {
             now.saturating_sub(e.last_seen)
         },
+        vtep: e.vtep.map(|v| v.to_string()),
     });
     streamed(Reply::Fdb(Vec::new()), "[]", rows)
 }

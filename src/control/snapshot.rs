@@ -10,6 +10,7 @@ use crate::dataplane::{self, PortStatus};
 use crate::topology::Topology;
 use std::sync::{Arc, RwLock};
 use switchyard_core::pipeline::{Counters, DropReason, Event, Pipeline, PortId};
+use switchyard_os::port::vxlan;
 
 /// The topology an instance runs now, shared by everything that describes it (the
 /// control socket, the metrics endpoint); a change to the instance replaces it.
@@ -44,7 +45,11 @@ impl LiveTopology {
 
 /// What the topology says of each port, by port number.
 pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
-    let slots = t.interfaces().map(|(_, i)| i.port.index() + 1).max();
+    let slots = t
+        .interfaces()
+        .map(|(_, i)| i.port.index() + 1)
+        .chain(t.tunnels().map(|(_, o)| o.tunnel.index() + 1))
+        .max();
     let mut out = vec![None; slots.unwrap_or(0)];
     for (e, i) in t.interfaces() {
         let net = &t.networks[i.network];
@@ -75,6 +80,26 @@ pub fn port_infos(t: &Topology) -> Vec<Option<PortInfo>> {
             mac: String::new(),
             ip: String::new(),
             kind: "parent",
+        });
+    }
+    // An overlay network's tunnel: no endpoint; its socket's address in the underlay.
+    for (n, o) in t.tunnels() {
+        if out.len() <= o.tunnel.index() {
+            out.resize(o.tunnel.index() + 1, None);
+        }
+        out[o.tunnel.index()] = Some(PortInfo {
+            port: Topology::tunnel_name(n),
+            endpoint: String::new(),
+            interface: format!("vni {}", o.vni),
+            netns: o
+                .underlay_netns
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            network: n.name.clone(),
+            mac: String::new(),
+            ip: format!("{}:{}", o.local, o.port),
+            kind: "vxlan",
         });
     }
     out
@@ -122,6 +147,10 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
     for w in per_worker.iter().skip(1) {
         for (a, b) in ports.iter_mut().zip(&w.1) {
             a.io.add(&b.io);
+            // A port's queues refuse the same kinds of things, in the same order.
+            for (x, y) in a.drops.iter_mut().zip(&b.drops) {
+                x.count += y.count;
+            }
             if a.down.is_none() {
                 a.down.clone_from(&b.down);
             }
@@ -213,6 +242,14 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))
+                    .chain(
+                        m.ports
+                            .get(i)
+                            .into_iter()
+                            .flat_map(|s| &s.drops)
+                            .filter(|d| d.count > 0)
+                            .map(|d| (d.id.to_string(), d.count)),
+                    )
                     .collect(),
             }
         })
@@ -228,6 +265,21 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 text: r.text().into(),
                 count: total.drops[r as usize],
             })
+            .chain(vxlan::DROPS.iter().map(|&(id, text)| {
+                NamedCount {
+                    id: id.into(),
+                    stage: vxlan::STAGE.into(),
+                    text: text.into(),
+                    // Refused by the tunnel ports themselves, before any stage.
+                    count: m
+                        .ports
+                        .iter()
+                        .flat_map(|s| &s.drops)
+                        .filter(|d| d.id == id)
+                        .map(|d| d.count)
+                        .sum(),
+                }
+            }))
             .collect(),
         events: Event::ALL
             .iter()

@@ -1081,6 +1081,7 @@ mod tests {
             mac: mac.into(),
             port: port.into(),
             age_secs: 0,
+            vtep: None,
         };
         let before = [
             row("02:00:00:00:00:01", "web"),

@@ -55,7 +55,7 @@ use switchyard_core::pipeline::{
     Egress, Emitter, Frame, Pipeline, PortId, TableChange, Timestamp, MAX_FRAME_LEN,
 };
 use switchyard_core::wire::{ethernet, gro};
-use switchyard_os::port::{Capabilities, Offloads, Port};
+use switchyard_os::port::{Capabilities, Offloads, Port, PortDrop};
 
 /// Frames read from one queue before moving on to the next (fairness between ports).
 pub const BATCH: usize = 64;
@@ -149,6 +149,9 @@ pub struct PortStatus {
     pub io: PortIo,
     /// Why the port is down (its device is gone), or `None` while it is up.
     pub down: Option<String>,
+    /// What the port itself refused, by reason (a tunnel's datagrams from
+    /// strangers, ...): read from the port when a query runs.
+    pub drops: Vec<PortDrop>,
 }
 
 /// How long a caller waits for a worker to answer a query before taking it for gone.
@@ -176,6 +179,7 @@ impl PortStatus {
             caps: Capabilities::default(),
             io: PortIo::default(),
             down: None,
+            drops: Vec::new(),
         }
     }
 }
@@ -619,6 +623,7 @@ impl Dataplane {
                         caps: p.capabilities(),
                         io: PortIo::default(),
                         down: None,
+                        drops: Vec::new(),
                     })
                     .collect();
                 Worker {
@@ -733,6 +738,9 @@ impl Worker {
             while let Ok(job) = jobs.try_recv() {
                 match job {
                     Job::Query(job) => {
+                        for (st, port) in self.status.iter_mut().zip(&self.ports) {
+                            st.drops = port.drops();
+                        }
                         let now = self.now();
                         for (s, p) in self.status.iter_mut().zip(self.ports.iter_mut()) {
                             let r = p.rx_refused();
@@ -858,6 +866,7 @@ impl Worker {
                 caps: queue.capabilities(),
                 io: PortIo::default(),
                 down: None,
+                drops: Vec::new(),
             };
             self.ports[p] = queue;
             poll.registry()
@@ -974,6 +983,11 @@ impl Worker {
         let p = port.index();
         if self.status[p].down.is_some() {
             return Ok((false, false));
+        }
+        // Only a tunnel port says which remote host a frame came from; a recycled
+        // buffer must not say it for a frame of another port.
+        for f in &mut self.batch {
+            f.tunnel = None;
         }
         let n = self.ports[p].recv_batch(&mut self.batch)?;
         if n == 0 {

@@ -196,6 +196,13 @@ impl Edit {
                     .filter(|e| networks_of(e).any(|n| n == name))
                     .map(|e| e.name.as_str())
                     .collect();
+                if cfg.networks[at].vxlan.is_some() {
+                    // Its tunnel's sockets are opened in the underlay when switchyard
+                    // starts, with the workers; a change does not reopen them.
+                    return Err(EditError::InUse(format!(
+                        "network {name} is an overlay (vxlan): its tunnel lives as long as the instance; change the config file and restart"
+                    )));
+                }
                 if !users.is_empty() {
                     return Err(EditError::InUse(format!(
                         "network {name} has endpoints attached ({}); disconnect or remove them first",
@@ -475,10 +482,16 @@ pub fn keep_numbers(running: &Topology, next: &mut Topology) {
                 .copied()
         })
         .collect();
+    // An overlay network's tunnel port keeps its number as long as the network.
+    let tunnels: HashMap<&str, PortId> = running
+        .tunnels()
+        .map(|(n, o)| (n.name.as_str(), o.tunnel))
+        .collect();
     let mut taken: BTreeSet<u16> = running
         .interfaces()
         .map(|(_, i)| i.port.0)
         .chain(running.parents().map(|(_, p)| p.port.0))
+        .chain(tunnels.values().map(|p| p.0))
         .collect();
     // A parent keeps its port (a change cannot add or remove one: `same_parents`).
     for n in &mut next.networks {
@@ -496,6 +509,15 @@ pub fn keep_numbers(running: &Topology, next: &mut Topology) {
         for i in &mut e.interfaces {
             i.port = match kept.next().flatten() {
                 Some(p) => p,
+                None => PortId(lowest_free(&mut taken)),
+            };
+        }
+    }
+    for n in &mut next.networks {
+        let name = n.name.as_str();
+        if let Some(o) = n.vxlan.as_mut() {
+            o.tunnel = match tunnels.get(name) {
+                Some(&p) => p,
                 None => PortId(lowest_free(&mut taken)),
             };
         }

@@ -8,11 +8,13 @@
 //! [`resolv`] writes each namespace's resolv.conf, naming the DNS servers at its
 //! networks' gateways; [`parent`] attaches the host interfaces networks name as
 //! their `parent` (it makes nothing, so it records nothing).
+//! networks' gateways; [`overlay`] opens the tunnels of networks that span hosts.
 
 pub mod builder;
 pub mod config;
 pub mod edit;
 pub mod parent;
+pub mod overlay;
 pub mod resolv;
 
 pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};

@@ -200,8 +200,9 @@ fn sample_reply(table: Table) -> Reply {
         Table::Fdb => Reply::Fdb(vec![FdbRow {
             network: "default".into(),
             mac: "02:42:ac:11:00:02".into(),
-            port: "a".into(),
+            port: "vxlan:default".into(),
             age_secs: 3,
+            vtep: Some("192.0.2.2".into()),
         }]),
         Table::Counters => Reply::Counters(CountersReport {
             ports: vec![port_counters("a"), port_counters("b")],
@@ -773,12 +774,12 @@ fn a_reply_is_tagged_on_the_wire_and_bare_in_its_payload() {
     let resp = Response::ok(Reply::Fdb(rows.clone()));
     assert_eq!(
         serde_json::to_string(&resp).unwrap(),
-        r#"{"version":1,"ok":{"fdb":[{"network":"default","mac":"02:42:ac:11:00:02","port":"a","age_secs":3}]}}"#
+        r#"{"version":1,"ok":{"fdb":[{"network":"default","mac":"02:42:ac:11:00:02","port":"vxlan:default","age_secs":3,"vtep":"192.0.2.2"}]}}"#
     );
     // What `show fdb --json` prints: the rows, as before the protocol had versions.
     assert_eq!(
         Reply::Fdb(rows).payload(),
-        json!([{"network": "default", "mac": "02:42:ac:11:00:02", "port": "a", "age_secs": 3}])
+        json!([{"network": "default", "mac": "02:42:ac:11:00:02", "port": "vxlan:default", "age_secs": 3, "vtep": "192.0.2.2"}])
     );
 }
 

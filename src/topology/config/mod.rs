@@ -26,6 +26,7 @@
 //! | `routes.rs`     | `[[allow]]` and `[[route]]`                                     |
 //! | `publish.rs`    | published ports and the NAT port range                          |
 //! | `dns.rs`        | DNS names, the networks that serve DNS, aliases, upstreams      |
+//! | `overlay.rs`    | `vxlan = {...}`: a network spanning hosts (VNI, VTEPs, underlay) |
 //!
 //! `print.rs` goes the other way: a [`Topology`] back to a [`ConfigFile`] and its TOML,
 //! what `switchyard show config` prints.
@@ -38,6 +39,7 @@ mod addressing;
 pub mod dns;
 mod endpoint;
 mod network;
+pub mod overlay;
 mod print;
 mod publish;
 mod routes;
@@ -46,6 +48,7 @@ mod switch;
 pub use dns::{dns_name_ok, parse_dns_name};
 pub use endpoint::{check_netns_path, AttachSection, EndpointSection};
 pub use network::NetworkSection;
+pub use overlay::VxlanSection;
 pub use publish::{parse_port_range, parse_publish, Publish};
 pub use routes::{AllowSection, RouteSection};
 pub use switch::{check_prefix, SwitchSection, MAX_PREFIX};
@@ -151,6 +154,11 @@ pub struct Network {
     pub parent: Option<Parent>,
     /// Source validation, port security and table shares.
     pub guard: DomainGuard,
+    /// The network spans hosts over VXLAN (`vxlan = {...}`).
+    pub vxlan: Option<Overlay>,
+    /// An overlay network without `mtu`: its MTU is to come from the underlay when
+    /// the tunnel is opened (which settles `mtu` and clears this).
+    pub mtu_from_underlay: bool,
     /// The bridge domain it is in the pipeline. A config file numbers its networks
     /// in order; a running instance keeps each network's number for as long as the
     /// network exists, and gives a new one the lowest number free.
@@ -183,6 +191,25 @@ impl Parent {
     pub fn port_name(&self) -> String {
         format!("parent:{}", self.ifname)
     }
+}
+
+/// An overlay network's tunnel (`vxlan = {...}`, see [`overlay`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub vni: u32,
+    /// The underlay address tunnel packets leave from and arrive at.
+    pub local: Ipv4Addr,
+    /// The remote VTEPs: the only senders accepted, and where floods go.
+    pub remotes: Vec<Ipv4Addr>,
+    /// The UDP port (4789 unless given).
+    pub port: u16,
+    /// The namespace whose network carries the tunnel (None: switchyard's own).
+    pub underlay_netns: Option<PathBuf>,
+    /// Outer packets carry a UDP checksum (default: zero, as Linux sends).
+    pub udp_csum: bool,
+    /// The switchyard port that stands for every remote host of the network: after
+    /// the endpoints' interfaces and the parents, one per overlay network in order.
+    pub tunnel: PortId,
 }
 
 /// switchyard's own address on a network.
@@ -237,6 +264,18 @@ impl Topology {
         }
     }
 
+    /// The display name of an overlay network's tunnel port: `vxlan:NETWORK`.
+    pub fn tunnel_name(network: &Network) -> String {
+        format!("vxlan:{}", network.name)
+    }
+
+    /// Every overlay network with its tunnel, in order.
+    pub fn tunnels(&self) -> impl Iterator<Item = (&Network, &Overlay)> {
+        self.networks
+            .iter()
+            .filter_map(|n| n.vxlan.as_ref().map(|o| (n, o)))
+    }
+
     /// Every interface, endpoint by endpoint (each knows its port: `Interface::port`).
     pub fn interfaces(&self) -> impl Iterator<Item = (&Endpoint, &Interface)> {
         self.endpoints
@@ -281,6 +320,7 @@ impl Topology {
             .interfaces()
             .map(|(_, i)| i.port)
             .chain(self.parents().map(|(_, p)| p.port))
+            .chain(self.tunnels().map(|(_, o)| o.tunnel))
             .map(|p| p.index() + 1)
             .max();
         let mut ports = vec![PortSpec::vacant(); slots.unwrap_or(0)];
@@ -295,6 +335,9 @@ impl Topology {
         // A parent carries the MACs and addresses of a whole LAN: none is its own.
         for (n, p) in self.parents() {
             ports[p.port.index()] = PortSpec::new(p.port_name(), n.domain);
+        }
+        for (n, o) in self.tunnels() {
+            ports[o.tunnel.index()] = PortSpec::new(Topology::tunnel_name(n), n.domain);
         }
         pipeline::Spec {
             domains,
@@ -494,7 +537,8 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     {
         i.port = PortId(k as u16);
     }
-    // Then the host interfaces attached to networks, network by network.
+    // Then the host interfaces attached to networks, network by network, and then
+    // one tunnel port per overlay network.
     let taps = endpoints
         .list
         .iter()
@@ -509,6 +553,16 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     {
         p.port = PortId((taps + k) as u16);
     }
+    let parents = networks.list.iter().filter(|n| n.parent.is_some()).count();
+    for (k, o) in networks
+        .list
+        .iter_mut()
+        .filter_map(|n| n.vxlan.as_mut())
+        .enumerate()
+    {
+        o.tunnel = PortId((taps + parents + k) as u16);
+    }
+    overlay::check_sockets(&networks.list, &mut c);
 
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {

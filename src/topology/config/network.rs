@@ -78,6 +78,9 @@ pub struct NetworkSection {
     /// path (default: switchyard's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_netns: Option<String>,
+    /// The network spans hosts over VXLAN (see [`super::overlay`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<super::VxlanSection>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -260,6 +263,22 @@ pub(super) fn check<'a>(
             n.external,
             c,
         );
+        let vxlan = n
+            .vxlan
+            .as_ref()
+            .map(|v| super::overlay::check(v, &fld("vxlan"), c));
+        if vxlan.is_some() && mode == DomainMode::L3 {
+            c.bad(
+                fld("vxlan"),
+                "an L3 network does not bridge, and an overlay bridges hosts; use mode = \"bridge\"",
+            );
+        }
+        if vxlan.is_some() && n.external {
+            c.bad(
+                fld("vxlan"),
+                "the external network is switchyard's uplink; it cannot be an overlay",
+            );
+        }
         networks.push(Network {
             name: n.name.clone(),
             // A subnet that did not check out stands in as 0.0.0.0/32; the file is
@@ -268,6 +287,8 @@ pub(super) fn check<'a>(
                 .unwrap_or_else(|| Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).expect("/32")),
             gateway,
             mtu,
+            mtu_from_underlay: vxlan.is_some() && n.mtu.is_none(),
+            vxlan,
             mode,
             proxy_arp: n.proxy_arp,
             masquerade: n.masquerade,

@@ -61,7 +61,8 @@ impl Topology {
                 subnet: net.subnet.to_string(),
                 // The gateway's MAC is always derived from its address.
                 gateway: net.gateway.map(|g| g.ip),
-                mtu: Some(u32::from(net.mtu)),
+                // Not yet read from the underlay: left for the next start to read.
+                mtu: (!net.mtu_from_underlay).then_some(u32::from(net.mtu)),
                 masquerade: net.masquerade,
                 external: net.external,
                 mode: Some(
@@ -85,6 +86,7 @@ impl Topology {
                 dns_domain: net.dns_domain.clone(),
                 parent: net.parent.as_ref().map(|p| p.ifname.clone()),
                 parent_netns: net.parent.as_ref().and_then(|p| p.netns.clone()),
+                vxlan: net.vxlan.as_ref().map(|o| o.to_section()),
             })
             .collect();
         let endpoints = self

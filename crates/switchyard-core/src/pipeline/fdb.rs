@@ -14,12 +14,19 @@
 //! a MAC flood in one network fills that network's share and no other's. An entry may
 //! be *pinned* ([`Fdb::pin`]): an endpoint's own MAC bound to its port by the
 //! configuration, which never moves to another port and never ages.
+//!
+//! On an overlay network (VXLAN) one port stands for every remote host: a MAC
+//! learned there also records the remote tunnel endpoint (VTEP) it came from, so
+//! that frames to it are sent to that host alone — the kernel's `bridge fdb ... dst`.
+//! The VTEP is part of where a MAC is: one seen behind another VTEP has moved, even
+//! on the same port.
 
 use super::events::Report;
 use super::shares::DomainShares;
 use super::{lock, DomainId, PortId};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -32,6 +39,9 @@ pub struct FdbEntry {
     /// Bound to its port by the configuration (an endpoint's own MAC on a network
     /// that knows its endpoints): never moves, never ages.
     pub pinned: bool,
+    /// The remote VTEP behind which the MAC was seen, when `port` is an overlay
+    /// network's tunnel port; `None` for a MAC on a local port.
+    pub vtep: Option<Ipv4Addr>,
 }
 
 /// What [`Fdb::learn`] did.
@@ -143,6 +153,7 @@ impl Fdb {
                 port,
                 last_seen: 0,
                 pinned: true,
+                vtep: None,
             },
         );
         true
@@ -171,15 +182,23 @@ impl Fdb {
         &self.shards[(k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SHARDS]
     }
 
-    /// Records that `mac` was seen as a source on `port` at second `now`.
+    /// Records that `mac` was seen as a source on `port` (behind remote VTEP `vtep`,
+    /// for a tunnel port) at second `now`.
     #[inline]
-    pub fn learn(&self, domain: DomainId, mac: MacAddr, port: PortId, now: u32) -> Learn {
+    pub fn learn(
+        &self,
+        domain: DomainId,
+        mac: MacAddr,
+        port: PortId,
+        vtep: Option<Ipv4Addr>,
+        now: u32,
+    ) -> Learn {
         let k = key(domain, mac);
         let mut shard = lock(self.shard(k));
         if let Some(e) = shard.get_mut(&k) {
             // Refreshing is the common case: one lookup, one store (skipped when the
             // second has not changed, to keep the cache line clean).
-            if e.port == port {
+            if e.port == port && e.vtep == vtep {
                 if e.last_seen != now && !e.pinned {
                     e.last_seen = now;
                 }
@@ -190,6 +209,7 @@ impl Fdb {
             }
             let from = e.port;
             e.port = port;
+            e.vtep = vtep;
             e.last_seen = now;
             return Learn::Moved { from };
         }
@@ -203,6 +223,7 @@ impl Fdb {
                 port,
                 last_seen: now,
                 pinned: false,
+                vtep,
             },
         );
         Learn::New
@@ -210,11 +231,17 @@ impl Fdb {
 
     /// What [`Fdb::learn`] would do, changing nothing (for what-if traces): the same
     /// answer, read under the same shard lock, with no entry added, moved or refreshed.
-    pub fn would_learn(&self, domain: DomainId, mac: MacAddr, port: PortId) -> Learn {
+    pub fn would_learn(
+        &self,
+        domain: DomainId,
+        mac: MacAddr,
+        port: PortId,
+        vtep: Option<Ipv4Addr>,
+    ) -> Learn {
         let k = key(domain, mac);
         let shard = lock(self.shard(k));
         if let Some(e) = shard.get(&k) {
-            return if e.port == port {
+            return if e.port == port && e.vtep == vtep {
                 Learn::Refreshed
             } else if e.pinned {
                 Learn::Pinned { owner: e.port }
@@ -240,6 +267,14 @@ impl Fdb {
     pub fn lookup(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
         let k = key(domain, mac);
         lock(self.shard(k)).get(&k).map(|e| e.port)
+    }
+
+    /// The port `mac` was last seen on in `domain`, and the remote VTEP behind it
+    /// when that port is a tunnel.
+    #[inline]
+    pub fn lookup_via(&self, domain: DomainId, mac: MacAddr) -> Option<(PortId, Option<Ipv4Addr>)> {
+        let k = key(domain, mac);
+        lock(self.shard(k)).get(&k).map(|e| (e.port, e.vtep))
     }
 
     /// Forgets entries not seen for the aging time; returns how many went.
@@ -348,16 +383,16 @@ mod tests {
     #[test]
     fn learn_refresh_move() {
         let f = Fdb::new(16, 300);
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 10), Learn::New);
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 11), Learn::Refreshed);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 10), Learn::New);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 11), Learn::Refreshed);
         assert_eq!(
-            f.learn(D0, mac(1), PortId(2), 12),
+            f.learn(D0, mac(1), PortId(2), None, 12),
             Learn::Moved { from: PortId(0) }
         );
         assert_eq!(f.lookup(D0, mac(1)), Some(PortId(2)));
         // The same MAC in another domain is another entry.
         assert_eq!(f.lookup(D1, mac(1)), None);
-        assert_eq!(f.learn(D1, mac(1), PortId(5), 12), Learn::New);
+        assert_eq!(f.learn(D1, mac(1), PortId(5), None, 12), Learn::New);
         assert_eq!(f.len(), 2);
         let mut rows: Vec<_> = f.entries();
         rows.sort_by_key(|r| r.0);
@@ -370,6 +405,7 @@ mod tests {
                     port: PortId(2),
                     last_seen: 12,
                     pinned: false,
+                    vtep: None,
                 }
             )
         );
@@ -379,14 +415,14 @@ mod tests {
     #[test]
     fn ages_by_scan_with_injected_time() {
         let f = Fdb::new(16, 300);
-        f.learn(D0, mac(1), PortId(0), 1000);
-        f.learn(D0, mac(2), PortId(0), 1200);
+        f.learn(D0, mac(1), PortId(0), None, 1000);
+        f.learn(D0, mac(2), PortId(0), None, 1200);
         assert_eq!(f.age(1299), 0);
         assert_eq!(f.age(1300), 1, "mac 1 is 300 s old");
         assert_eq!(f.lookup(D0, mac(1)), None);
         assert_eq!(f.lookup(D0, mac(2)), Some(PortId(0)));
         // Seeing it again resets its age.
-        f.learn(D0, mac(2), PortId(0), 1450);
+        f.learn(D0, mac(2), PortId(0), None, 1450);
         assert_eq!(f.age(1700), 0);
         assert_eq!(f.age(1750), 1);
         assert!(f.is_empty());
@@ -395,14 +431,14 @@ mod tests {
     #[test]
     fn full_table_stops_learning_but_keeps_known_macs() {
         let f = Fdb::new(2, 300);
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 0), Learn::New);
-        assert_eq!(f.learn(D0, mac(2), PortId(1), 0), Learn::New);
-        assert_eq!(f.learn(D0, mac(3), PortId(1), 0), Learn::TableFull);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(2), PortId(1), None, 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(3), PortId(1), None, 0), Learn::TableFull);
         assert_eq!(f.lookup(D0, mac(3)), None);
         // Known MACs still refresh and move when the table is full.
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 1), Learn::Refreshed);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 1), Learn::Refreshed);
         assert_eq!(
-            f.learn(D0, mac(2), PortId(0), 1),
+            f.learn(D0, mac(2), PortId(0), None, 1),
             Learn::Moved { from: PortId(1) }
         );
         assert_eq!(f.len(), 2);
@@ -411,16 +447,16 @@ mod tests {
     #[test]
     fn a_domain_fills_its_share_and_no_more() {
         let f = Fdb::with_shares(4, 300, vec![2, 2]);
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 0), Learn::New);
-        assert_eq!(f.learn(D0, mac(2), PortId(0), 0), Learn::New);
-        assert_eq!(f.learn(D0, mac(3), PortId(0), 0), Learn::DomainFull);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(2), PortId(0), None, 0), Learn::New);
+        assert_eq!(f.learn(D0, mac(3), PortId(0), None, 0), Learn::DomainFull);
         // The other domain still has its share.
-        assert_eq!(f.learn(D1, mac(3), PortId(1), 0), Learn::New);
+        assert_eq!(f.learn(D1, mac(3), PortId(1), None, 0), Learn::New);
         assert_eq!((f.domain_len(D0), f.domain_len(D1), f.len()), (2, 1, 3));
         // Aging gives the share back.
         assert_eq!(f.age(300), 3);
         assert_eq!((f.domain_len(D0), f.len()), (0, 0));
-        assert_eq!(f.learn(D0, mac(3), PortId(0), 301), Learn::New);
+        assert_eq!(f.learn(D0, mac(3), PortId(0), None, 301), Learn::New);
     }
 
     #[test]
@@ -428,20 +464,47 @@ mod tests {
         let f = Fdb::new(4, 300);
         assert!(f.pin(D0, mac(1), PortId(0)));
         assert_eq!(
-            f.learn(D0, mac(1), PortId(3), 5),
+            f.learn(D0, mac(1), PortId(3), None, 5),
             Learn::Pinned { owner: PortId(0) }
         );
         assert_eq!(f.lookup(D0, mac(1)), Some(PortId(0)));
-        assert_eq!(f.learn(D0, mac(1), PortId(0), 5), Learn::Refreshed);
+        assert_eq!(f.learn(D0, mac(1), PortId(0), None, 5), Learn::Refreshed);
         assert_eq!(f.age(10_000), 0);
         assert_eq!(f.lookup(D0, mac(1)), Some(PortId(0)));
     }
 
     #[test]
+    fn a_mac_behind_another_vtep_has_moved() {
+        let f = Fdb::new(4, 300);
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3));
+        assert_eq!(f.learn(D0, mac(1), PortId(7), Some(a), 0), Learn::New);
+        assert_eq!(f.lookup_via(D0, mac(1)), Some((PortId(7), Some(a))));
+        assert_eq!(f.learn(D0, mac(1), PortId(7), Some(a), 1), Learn::Refreshed);
+        assert_eq!(
+            f.learn(D0, mac(1), PortId(7), Some(b), 2),
+            Learn::Moved { from: PortId(7) }
+        );
+        assert_eq!(f.lookup_via(D0, mac(1)), Some((PortId(7), Some(b))));
+        assert_eq!(
+            f.would_learn(D0, mac(1), PortId(7), Some(a)),
+            Learn::Moved { from: PortId(7) }
+        );
+        // Back on a local port: no VTEP any more.
+        assert_eq!(
+            f.learn(D0, mac(1), PortId(1), None, 3),
+            Learn::Moved { from: PortId(7) }
+        );
+        assert_eq!(f.lookup_via(D0, mac(1)), Some((PortId(1), None)));
+        // Remote MACs age like local ones.
+        f.learn(D0, mac(2), PortId(7), Some(a), 3);
+        assert_eq!(f.age(303), 2);
+    }
+
+    #[test]
     fn flush_port_forgets_only_that_port() {
         let f = Fdb::new(8, 300);
-        f.learn(D0, mac(1), PortId(0), 0);
-        f.learn(D0, mac(2), PortId(1), 0);
+        f.learn(D0, mac(1), PortId(0), None, 0);
+        f.learn(D0, mac(2), PortId(1), None, 0);
         assert_eq!(f.flush_port(PortId(0)), 1);
         assert_eq!(f.lookup(D0, mac(2)), Some(PortId(1)));
     }
@@ -449,9 +512,9 @@ mod tests {
     #[test]
     fn flush_domain_and_forget_give_the_share_back() {
         let f = Fdb::with_shares(8, 300, vec![2, 2]);
-        f.learn(D0, mac(1), PortId(0), 0);
+        f.learn(D0, mac(1), PortId(0), None, 0);
         assert!(f.pin(D0, mac(2), PortId(1)));
-        f.learn(D1, mac(1), PortId(2), 0);
+        f.learn(D1, mac(1), PortId(2), None, 0);
         assert_eq!(f.flush_domain(D0), 2, "pinned entries too");
         assert_eq!((f.domain_len(D0), f.domain_len(D1), f.len()), (0, 1, 1));
         assert!(f.forget(D1, mac(1)));
@@ -463,20 +526,20 @@ mod tests {
     fn a_share_shrunk_below_its_use_keeps_its_macs_and_learns_none_until_under() {
         let f = Fdb::with_shares(8, 300, vec![3]);
         for n in 1..=3 {
-            assert_eq!(f.learn(D0, mac(n), PortId(0), 0), Learn::New);
+            assert_eq!(f.learn(D0, mac(n), PortId(0), None, 0), Learn::New);
         }
         f.set_share(D0, Some(1));
         assert_eq!(f.domain_capacity(D0), 1);
         assert_eq!(f.domain_len(D0), 3, "nothing forgotten");
-        assert_eq!(f.learn(D0, mac(2), PortId(0), 1), Learn::Refreshed);
-        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::DomainFull);
+        assert_eq!(f.learn(D0, mac(2), PortId(0), None, 1), Learn::Refreshed);
+        assert_eq!(f.learn(D0, mac(4), PortId(0), None, 1), Learn::DomainFull);
         assert!(f.forget(D0, mac(1)) && f.forget(D0, mac(2)));
-        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::DomainFull);
+        assert_eq!(f.learn(D0, mac(4), PortId(0), None, 1), Learn::DomainFull);
         assert!(f.forget(D0, mac(3)));
-        assert_eq!(f.learn(D0, mac(4), PortId(0), 1), Learn::New);
+        assert_eq!(f.learn(D0, mac(4), PortId(0), None, 1), Learn::New);
         // A network given a share at run time.
         f.set_share(D1, Some(1));
-        assert_eq!(f.learn(D1, mac(1), PortId(1), 1), Learn::New);
-        assert_eq!(f.learn(D1, mac(2), PortId(1), 1), Learn::DomainFull);
+        assert_eq!(f.learn(D1, mac(1), PortId(1), None, 1), Learn::New);
+        assert_eq!(f.learn(D1, mac(2), PortId(1), None, 1), Learn::DomainFull);
     }
 }

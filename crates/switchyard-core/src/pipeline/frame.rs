@@ -18,6 +18,7 @@
 use super::conntrack::CtRef;
 use super::{Action, DomainId, PortId};
 use crate::wire::{ethernet, EthernetFrame, Ipv4Packet, VirtioNetHdr};
+use std::net::Ipv4Addr;
 
 /// Free bytes kept before the Ethernet header.
 pub const HEADROOM: usize = 128;
@@ -40,6 +41,13 @@ pub struct Frame {
     pub action: Action,
     /// Non-zero when this frame is being traced: the packet number in the trace.
     pub trace: u32,
+    /// The remote tunnel endpoint (VTEP) of an overlay network the frame is tied to.
+    /// On receive: the VTEP it came from, set by an overlay port (`None` from any
+    /// other port; the dataplane clears it before a port reads). After the pipeline:
+    /// the VTEP it goes to when it leaves by an overlay port — set by whichever stage
+    /// picked the port from the FDB, kept for a reply out of the ingress port, `None`
+    /// (every remote VTEP, head-end replication) for a flood or an unknown MAC.
+    pub tunnel: Option<Ipv4Addr>,
     /// The tracked flow the packet belongs to, when it is translated (NAT); the rewrite
     /// itself happens on output.
     pub ct: Option<CtRef>,
@@ -65,6 +73,7 @@ impl Frame {
             ingress: PortId::LOCAL,
             action: Action::Consume,
             trace: 0,
+            tunnel: None,
             ct: None,
             ct_related: false,
             l3: 0,
@@ -95,6 +104,7 @@ impl Frame {
         self.ingress = PortId::LOCAL;
         self.action = Action::Consume;
         self.trace = 0;
+        self.tunnel = None;
         self.forget_pipeline_meta();
     }
 

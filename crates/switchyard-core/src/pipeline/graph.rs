@@ -84,7 +84,10 @@ impl Pipeline {
                 l3_input::Next::Ip4Input => self.walk_from_ip4_input::<DRY>(f, &l2, out),
                 l3_input::Next::Drop(r) => Action::Drop(r),
             },
-            l2_forward::Next::Forward(p) => Action::Forward(p),
+            l2_forward::Next::Forward(p, vtep) => {
+                f.tunnel = vtep;
+                Action::Forward(p)
+            }
             l2_forward::Next::Drop(r) => Action::Drop(r),
         }
     }

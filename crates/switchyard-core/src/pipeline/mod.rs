@@ -1062,9 +1062,11 @@ impl Pipeline {
     /// The port the FDB knows `mac` on in `domain`, if that port is one of the
     /// network's in this layout: an entry for a port that is gone (before
     /// [`Pipeline::forget_port`] removes it) is not followed.
+    ///
+    /// With the port, the remote VTEP behind it when it is an overlay network's tunnel.
     #[inline]
-    fn fdb_port(&self, domain: DomainId, mac: MacAddr) -> Option<PortId> {
-        self.sh.fdb.lookup(domain, mac).filter(|p| {
+    fn fdb_via(&self, domain: DomainId, mac: MacAddr) -> Option<(PortId, Option<Ipv4Addr>)> {
+        self.sh.fdb.lookup_via(domain, mac).filter(|(p, _)| {
             self.sh
                 .ports
                 .get(p.index())

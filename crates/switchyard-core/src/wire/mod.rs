@@ -14,7 +14,7 @@
 //!
 //! The views, one module each: [`ethernet`] (and 802.1Q tags), [`arp`], [`ipv4`],
 //! [`icmp`] (with the packet an error quotes), [`udp`], [`tcp`], and the
-//! [`virtio_net`] offload header. On top of them: [`nat`] (rewriting addresses and
+//! [`virtio_net`] offload header, and the [`vxlan`] encapsulation. On top of them: [`nat`] (rewriting addresses and
 //! ports with every checksum kept right), [`gso`] (cutting super-frames) and [`gro`]
 //! (coalescing datagrams into one). Byte offsets live here and nowhere else: the
 //! pipeline names every field it reads or writes through a view. A view made with
@@ -33,6 +33,7 @@ pub mod nat;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
+pub mod vxlan;
 
 pub use arp::ArpPacket;
 pub use ethernet::{EtherType, EthernetFrame};

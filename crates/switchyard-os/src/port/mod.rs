@@ -3,9 +3,9 @@
 //! A port is anything that can receive a batch of frames, send a frame, and expose
 //! file descriptors to poll: a TAP device inside an endpoint's namespace
 //! ([`tap::TapPort`]), or a host interface attached through packet sockets
-//! ([`packet::PacketPort`]). The trait is small on purpose (after smoltcp's `Device`), so
-//! that other ports — a VXLAN tunnel, a pcap replay — and *middleware* ports wrapping
-//! another one (a capture tap, a fault injector) fit the same dataplane unchanged.
+//! ([`packet::PacketPort`]), or an overlay network's VXLAN tunnel ([`vxlan::VxlanQueue`]).
+//! The trait is small on purpose (after smoltcp's `Device`), so that other ports — a pcap
+//! replay — and *middleware* ports wrapping another one (a capture tap, a fault injector) fit the same dataplane unchanged.
 //!
 //! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) is where switchyard's
 //! `unsafe` lives, besides the socket calls of the test kit's traffic helpers; each
@@ -13,6 +13,7 @@
 
 pub mod packet;
 pub mod tap;
+pub mod vxlan;
 
 use std::fmt;
 use std::io;
@@ -189,6 +190,14 @@ pub trait Port: Send {
     fn rx_refused(&mut self) -> RxRefused {
         RxRefused::default()
     }
+
+    /// What the port itself refused before the pipeline saw it, or could not send,
+    /// by reason, counted since it was opened (a tunnel port's datagrams from
+    /// strangers, ...). Read only when someone asks (`show counters`); a port that
+    /// refuses nothing has nothing to say.
+    fn drops(&self) -> Vec<PortDrop> {
+        Vec::new()
+    }
 }
 
 /// What a port refused on receive, before the pipeline (see [`Port::rx_refused`]).
@@ -201,4 +210,12 @@ pub struct RxRefused {
     /// Frames the kernel dropped for the port's sockets (full buffers, super-frames
     /// it could not describe in a virtio-net header).
     pub kernel_drops: u64,
+}
+
+/// A count of frames a port refused, with the reason's stable id and its sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortDrop {
+    pub id: &'static str,
+    pub text: &'static str,
+    pub count: u64,
 }

@@ -22,6 +22,7 @@ mod dns;
 mod endpoint;
 mod limits;
 mod network;
+mod overlay;
 mod print;
 mod publish;
 mod routes;

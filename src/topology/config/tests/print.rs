@@ -69,6 +69,11 @@ subnet = "10.5.0.0/24"
 mode = "bridge"
 
 [[network]]
+name = "over"
+subnet = "10.6.0.0/24"
+vxlan = { vni = 42, local = "192.0.2.1", remotes = ["192.0.2.2", "192.0.2.3"], port = 8472, underlay_netns = "host1", udp_csum = true }
+
+[[network]]
 name = "outside"
 subnet = "198.51.100.0/24"
 gateway = "198.51.100.1"
@@ -129,6 +134,8 @@ fn every_key_survives_a_round_trip() {
         "dns_upstream = [\"192.0.2.53\", \"192.0.2.54:5353\"]",
         "dns_upstream_netns = \"/run/netns/upstream\"",
         "dns = false", // flat's, as given, and bare's and outside's by default
+        "underlay_netns = \"/run/netns/host1\"",
+        "remotes = [\"192.0.2.2\", \"192.0.2.3\"]",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }

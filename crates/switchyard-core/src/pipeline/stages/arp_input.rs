@@ -377,6 +377,7 @@ impl Pipeline {
         );
         reply.ingress = PortId::LOCAL;
         reply.action = Action::Forward(f.ingress);
+        reply.tunnel = f.tunnel;
         reply.trace = f.trace;
         self.counters.event(answer.event());
         trace!(

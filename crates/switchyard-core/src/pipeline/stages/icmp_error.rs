@@ -141,6 +141,8 @@ impl Pipeline {
         );
         slot.ingress = PortId::LOCAL;
         slot.action = Action::Forward(f.ingress);
+        // Back to the sender, behind the VTEP it came from (on an overlay network).
+        slot.tunnel = f.tunnel;
         slot.trace = f.trace;
         self.counters.event(error.event());
         trace!(

@@ -133,6 +133,7 @@ impl Pipeline {
             slot.ingress = f.ingress;
             slot.trace = f.trace;
             slot.action = via.action();
+            slot.tunnel = f.tunnel;
             pos += n;
         }
         finish_header(&mut f.ipv4_mut(), hlen + first, orig_off, true);

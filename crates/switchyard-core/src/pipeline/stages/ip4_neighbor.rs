@@ -273,9 +273,9 @@ impl Pipeline {
         else {
             return;
         };
-        let action = match to.and_then(|m| self.fdb_port(domain, m)) {
-            Some(p) => Action::Forward(p),
-            None => Action::Flood(domain),
+        let (action, vtep) = match to.and_then(|m| self.fdb_via(domain, m)) {
+            Some((p, vtep)) => (Action::Forward(p), vtep),
+            None => (Action::Flood(domain), None),
         };
         let Some(slot) = self.emit(out) else {
             return;
@@ -293,6 +293,7 @@ impl Pipeline {
         );
         slot.ingress = PortId::LOCAL;
         slot.action = action;
+        slot.tunnel = vtep;
         self.counters.event(Event::ArpRequests);
     }
 

@@ -129,10 +129,13 @@ impl Pipeline {
         let mut eth = f.ethernet_mut();
         eth.set_dst(adj.mac);
         eth.set_src(gw_mac);
-        let via = match self.fdb_port(adj.domain, adj.mac) {
-            Some(p) => Via::Port(p),
-            None => Via::Flood(adj.domain),
+        // The VTEP goes with the frame: whatever it came in behind is no concern of
+        // the network it leaves on.
+        let (via, vtep) = match self.fdb_via(adj.domain, adj.mac) {
+            Some((p, vtep)) => (Via::Port(p), vtep),
+            None => (Via::Flood(adj.domain), None),
         };
+        f.tunnel = vtep;
         let mut fragment = false;
         if f.vnet.is_gso() {
             if gso::segment_network_len(f.data(), &f.vnet).is_some_and(|n| n > mtu) {

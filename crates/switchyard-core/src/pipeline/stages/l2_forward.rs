@@ -24,10 +24,12 @@
 
 use crate::pipeline::counters::counted;
 use crate::pipeline::graph::L2;
+use crate::pipeline::stages::l2_learn;
 use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{DomainMode, DropReason, Frame, Pipeline, PortId};
 use crate::wire::{EtherType, MacAddr};
 use std::fmt;
+use std::net::Ipv4Addr;
 
 pub const NAME: &str = "l2-forward";
 
@@ -56,17 +58,28 @@ pub enum Next {
     /// To the gateway MAC.
     L3Input,
     /// To the port its destination MAC was learned on.
-    Forward(PortId),
+    /// To a port, and to the remote VTEP behind it when that port is a tunnel.
+    Forward(PortId, Option<Ipv4Addr>),
     Drop(DropReason),
 }
 
 /// What l2-forward says about a frame's destination.
 pub enum Trace<'a> {
-    OnIngressPort { mac: MacAddr, port: &'a str },
-    OnPort { mac: MacAddr, port: &'a str },
+    OnIngressPort {
+        mac: MacAddr,
+        port: &'a str,
+    },
+    OnPort {
+        mac: MacAddr,
+        port: &'a str,
+        vtep: l2_learn::Via,
+    },
     Unknown(MacAddr),
     L3NotGateway(MacAddr),
-    IccDisabled { mac: MacAddr, port: &'a str },
+    IccDisabled {
+        mac: MacAddr,
+        port: &'a str,
+    },
 }
 
 impl fmt::Display for Trace<'_> {
@@ -75,7 +88,7 @@ impl fmt::Display for Trace<'_> {
             Trace::OnIngressPort { mac, port } => {
                 write!(f, "{mac} is on the ingress port {port}: drop")
             }
-            Trace::OnPort { mac, port } => write!(f, "{mac} is on port {port}"),
+            Trace::OnPort { mac, port, vtep } => write!(f, "{mac} is on port {port}{vtep}"),
             Trace::Unknown(mac) => write!(f, "{mac} not in the FDB: flood"),
             Trace::L3NotGateway(mac) => {
                 write!(f, "L3 network: {mac} is not the gateway MAC: drop")
@@ -113,8 +126,8 @@ impl Pipeline {
             trace!(self, f, Trace::L3NotGateway(l2.dst));
             return Next::Drop(Drop::L3NoBridge.into());
         }
-        match self.fdb_port(l2.domain, l2.dst) {
-            Some(port) if port == f.ingress => {
+        match self.fdb_via(l2.domain, l2.dst) {
+            Some((port, _)) if port == f.ingress => {
                 trace!(
                     self,
                     f,
@@ -125,7 +138,7 @@ impl Pipeline {
                 );
                 Next::Drop(Drop::SamePort.into())
             }
-            Some(port) if !icc => {
+            Some((port, _)) if !icc => {
                 trace!(
                     self,
                     f,
@@ -136,16 +149,17 @@ impl Pipeline {
                 );
                 Next::Drop(Drop::IccDisabled.into())
             }
-            Some(port) => {
+            Some((port, vtep)) => {
                 trace!(
                     self,
                     f,
                     Trace::OnPort {
                         mac: l2.dst,
                         port: self.port_name(port),
+                        vtep: l2_learn::Via(vtep),
                     }
                 );
-                Next::Forward(port)
+                Next::Forward(port, vtep)
             }
             None => {
                 self.counters.event(Event::UnknownUnicastFlooded);

@@ -25,6 +25,7 @@ use crate::pipeline::trace::{trace, TraceLine};
 use crate::pipeline::{Frame, Learn, Pipeline};
 use crate::wire::MacAddr;
 use std::fmt;
+use std::net::Ipv4Addr;
 
 pub const NAME: &str = "l2-learn";
 
@@ -50,6 +51,7 @@ pub enum Trace<'a> {
         mac: MacAddr,
         port: &'a str,
         bridge: &'a str,
+        vtep: Via,
     },
     Refreshed {
         mac: MacAddr,
@@ -61,6 +63,7 @@ pub enum Trace<'a> {
         from: &'a str,
         to: &'a str,
         bridge: &'a str,
+        vtep: Via,
     },
     TableFull {
         mac: MacAddr,
@@ -86,11 +89,28 @@ pub enum Trace<'a> {
     },
 }
 
+/// The remote VTEP a MAC is behind, for a trace line: nothing for a local port.
+pub struct Via(pub Option<Ipv4Addr>);
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, " behind VTEP {v}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for Trace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Trace::Learned { mac, port, bridge } => {
-                write!(f, "learned {mac} on port {port} (bridge {bridge})")
+            Trace::Learned {
+                mac,
+                port,
+                bridge,
+                vtep,
+            } => {
+                write!(f, "learned {mac} on port {port}{vtep} (bridge {bridge})")
             }
             Trace::Refreshed { mac, port, bridge } => write!(
                 f,
@@ -101,9 +121,10 @@ impl fmt::Display for Trace<'_> {
                 from,
                 to,
                 bridge,
+                vtep,
             } => write!(
                 f,
-                "{mac} moved from port {from} to port {to} (bridge {bridge})"
+                "{mac} moved from port {from} to port {to}{vtep} (bridge {bridge})"
             ),
             Trace::TableFull { mac, capacity } => {
                 write!(f, "FDB full ({capacity} entries): {mac} not learned")
@@ -150,7 +171,10 @@ impl TraceLine for Trace<'_> {
 impl Pipeline {
     pub(crate) fn l2_learn<const DRY: bool>(&mut self, f: &Frame, l2: &L2) -> Next {
         if DRY {
-            let result = self.sh.fdb.would_learn(l2.domain, l2.src, f.ingress);
+            let result = self
+                .sh
+                .fdb
+                .would_learn(l2.domain, l2.src, f.ingress, f.tunnel);
             if matches!(result, Learn::New | Learn::Refreshed | Learn::Moved { .. }) {
                 trace!(self, f, {
                     let (mac, port) = (l2.src, self.port_name(f.ingress));
@@ -174,7 +198,7 @@ impl Pipeline {
         let result = self
             .sh
             .fdb
-            .learn(l2.domain, l2.src, f.ingress, self.now.secs());
+            .learn(l2.domain, l2.src, f.ingress, f.tunnel, self.now.secs());
         match result {
             Learn::New => self.counters.event(Event::FdbLearned),
             Learn::Refreshed => {}
@@ -216,13 +240,19 @@ impl Pipeline {
             let (mac, port) = (l2.src, self.port_name(f.ingress));
             let bridge = self.sh.domains[l2.domain.index()].spec.name.as_str();
             match result {
-                Learn::New => Trace::Learned { mac, port, bridge },
+                Learn::New => Trace::Learned {
+                    mac,
+                    port,
+                    bridge,
+                    vtep: Via(f.tunnel),
+                },
                 Learn::Refreshed => Trace::Refreshed { mac, port, bridge },
                 Learn::Moved { from } => Trace::Moved {
                     mac,
                     from: self.port_name(from),
                     to: port,
                     bridge,
+                    vtep: Via(f.tunnel),
                 },
                 Learn::TableFull => Trace::TableFull {
                     mac,

@@ -508,3 +508,42 @@ fn a_frame_trace_has_the_summary_the_lines_and_the_verdict() {
     );
     assert!(p.tracer().next_frame().is_none());
 }
+
+#[test]
+fn a_mac_behind_a_tunnel_is_sent_to_its_vtep_and_a_flood_to_every_one() {
+    // Port C stands for an overlay network's tunnel: its frames carry the VTEP they
+    // came from, and frames to a MAC learned there carry it back out.
+    let mut p = pipeline();
+    let vtep = std::net::Ipv4Addr::new(192, 0, 2, 2);
+    p.tracer().start(2, &[]);
+    let mut frames = [Frame::from_bytes(C, &udp(mac(7), mac(2), 10))];
+    frames[0].tunnel = Some(vtep);
+    let mut out = Emitter::with_capacity(4);
+    p.process(&mut frames, Timestamp::from_secs(0), &mut out);
+    assert_eq!(
+        p.fdb().lookup_via(DomainId(0), mac(7)),
+        Some((C, Some(vtep)))
+    );
+    let (f, _) = run(&mut p, A, &udp(mac(2), mac(7), 10), 1);
+    assert_eq!(f.action, Action::Forward(C));
+    assert_eq!(f.tunnel, Some(vtep));
+    // Traces say which VTEP.
+    let lines: Vec<String> = p.tracer().drain().iter().map(|r| r.to_string()).collect();
+    assert!(
+        lines.contains(
+            &"l2-learn: learned 02:42:ac:11:00:07 on port c behind VTEP 192.0.2.2 (bridge default)"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"l2-forward: 02:42:ac:11:00:07 is on port c behind VTEP 192.0.2.2".to_string()
+        ),
+        "{lines:?}"
+    );
+    // A broadcast from a local port goes to every remote VTEP.
+    let (f, _) = run(&mut p, A, &udp(mac(2), MacAddr::BROADCAST, 10), 1);
+    assert_eq!(f.action, Action::Flood(DomainId(0)));
+    assert_eq!(f.tunnel, None);
+}
