@@ -108,6 +108,8 @@ fn main() {
             .build()
             .unwrap();
         let run = std::env::temp_dir().join("switchyard-parent-bench");
+        // The LAN host still has the previous system's MAC for the same address.
+        ip(&["-n", &lan, "neigh", "flush", "all"]);
         let sy = Switchyard::start(topo, &run).unwrap();
         let ep_ns = format!("{p}w{workers}-a");
         let r = measure(&lan, &ep_ns, secs, repeats);
