@@ -44,6 +44,8 @@ use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use switchyard_core::pipeline::ipvlan::{Inbound, IpvlanL2};
 use switchyard_core::pipeline::{Frame, HEADROOM};
 use switchyard_core::wire::VirtioNetHdr;
 
@@ -82,6 +84,7 @@ pub struct PacketPort {
     sockets: Vec<OwnedFd>,
     caps: Capabilities,
     mac: [u8; 6],
+    ipvlan: Option<Arc<IpvlanL2>>,
 }
 
 impl PacketPort {
@@ -142,6 +145,7 @@ impl PacketPort {
                 queues: queues as u16,
             },
             mac: dev.mac,
+            ipvlan: None,
         })
     }
 
@@ -158,15 +162,24 @@ impl PacketPort {
         self.caps
     }
 
+    /// ipvlan's L2 mode: the network shows the LAN the parent's MAC only, and
+    /// frames to it are handed to the endpoint they are for (see
+    /// [`switchyard_core::pipeline::ipvlan`]).
+    pub fn translate(&mut self, l2: IpvlanL2) {
+        self.ipvlan = Some(Arc::new(l2));
+    }
+
     /// One handle per socket, each a [`Port`] for the worker that owns it.
     pub fn into_queues(self) -> Vec<PacketQueue> {
         let caps = self.caps;
+        let ipvlan = self.ipvlan;
         self.sockets
             .into_iter()
             .map(|fd| PacketQueue {
                 fd,
                 caps,
                 refused: RxRefused::default(),
+                ipvlan: ipvlan.clone(),
             })
             .collect()
     }
@@ -340,6 +353,8 @@ pub struct PacketQueue {
     /// What this socket refused so far; `kernel_drops` sums `PACKET_STATISTICS`,
     /// which the kernel resets on each read.
     refused: RxRefused,
+    /// The port's ipvlan-l2 translation, if its network has one.
+    ipvlan: Option<Arc<IpvlanL2>>,
 }
 
 impl PacketQueue {
@@ -440,6 +455,12 @@ impl Port for PacketQueue {
             b[at + 10..at + 12].fill(0);
             f.vnet = VirtioNetHdr::parse(&b[at..]).unwrap_or_default();
             f.set_bounds(HEADROOM, len - 10);
+            if let Some(l2) = &self.ipvlan {
+                if l2.inbound(f.data_mut()) == Inbound::NotOurs {
+                    self.refused.unclaimed += 1;
+                    continue;
+                }
+            }
             if kept != k {
                 frames.swap(kept, k);
             }
@@ -449,6 +470,33 @@ impl Port for PacketQueue {
     }
 
     fn send(&mut self, frame: &mut Frame) -> io::Result<usize> {
+        // ipvlan-l2: out in the parent's name, and back as it was for the other
+        // ports a flood still goes to.
+        let undo = self.ipvlan.as_ref().map(|l2| l2.outbound(frame.data_mut()));
+        let sent = self.write(frame);
+        if let Some(undo) = undo {
+            IpvlanL2::restore(frame.data_mut(), undo);
+        }
+        sent
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn rx_refused(&mut self) -> RxRefused {
+        self.kernel_drops();
+        self.refused
+    }
+}
+
+impl PacketQueue {
+    /// Writes the frame behind the kernel's 10-byte virtio-net header.
+    fn write(&mut self, frame: &mut Frame) -> io::Result<usize> {
         let vnet = frame.vnet;
         let bytes = frame.with_prefix_mut(VirtioNetHdr::LEN);
         vnet.write(&mut bytes[..VirtioNetHdr::LEN]);
@@ -476,19 +524,6 @@ impl Port for PacketQueue {
                 return Err(e);
             }
         }
-    }
-
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.caps
-    }
-
-    fn rx_refused(&mut self) -> RxRefused {
-        self.kernel_drops();
-        self.refused
     }
 }
 
