@@ -1,6 +1,7 @@
 //! Host interfaces as ports: an existing device (`eth1`, one end of a veth) attached
 //! to a network through `AF_PACKET` sockets, so that endpoints sit on that device's
-//! LAN with MACs of their own, as macvlan's bridge mode puts them.
+//! LAN with MACs of their own, as macvlan's bridge mode puts them — or, with an
+//! ipvlan-l2 translation ([`PacketPort::translate`]), all behind the parent's MAC.
 //!
 //! switchyard only attaches and detaches such a *parent*: it never creates, deletes
 //! or reconfigures it. The one thing it changes is promiscuity, so that frames to the
