@@ -120,8 +120,9 @@ impl PacketPort {
                 .map_err(err("PACKET_VNET_HDR"))?;
             setopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
                 .map_err(err("PACKET_AUXDATA"))?;
-            setopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
-                .map_err(err("PACKET_IGNORE_OUTGOING"))?;
+            // Linux 4.20; before it the receive path's `sll_pkttype` check alone
+            // keeps outgoing frames out (at the cost of reading them).
+            let _ = setopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
             // Best effort: the defaults work, only worse under bursts.
             let _ = setopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER);
             let _ = setopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER);
@@ -312,12 +313,26 @@ fn bind(fd: &OwnedFd, ifindex: libc::c_int) -> io::Result<()> {
 /// Joins the fanout group `group`, or makes a new one with an id the kernel picks
 /// (unique in the namespace) when `None`; returns the group's id.
 fn join_fanout(fd: &OwnedFd, group: Option<u16>) -> io::Result<u16> {
-    let kind = libc::PACKET_FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING;
-    let arg: libc::c_uint = match group {
-        Some(id) => u32::from(id) | (kind << 16),
-        None => (kind | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    let arg = |kind: libc::c_uint| -> libc::c_uint {
+        match group {
+            Some(id) => u32::from(id) | (kind << 16),
+            None => (kind | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        }
     };
-    setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+    let with = libc::PACKET_FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING;
+    if let Err(e) = setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg(with)) {
+        // A kernel before 4.20 does not know the flag: the group without it (the
+        // receive path drops outgoing frames by `sll_pkttype` then).
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+        setopt_raw(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            &arg(libc::PACKET_FANOUT_HASH),
+        )?;
+    }
     if let Some(id) = group {
         return Ok(id);
     }
