@@ -218,6 +218,30 @@ fn endpoints_sit_on_the_parents_lan_and_the_parent_is_left_as_it_was() {
     assert_eq!(lan.parent_state(), before, "the parent is as it was");
 }
 
+#[test]
+fn super_frames_and_partial_checksums_from_the_parent_are_finished_for_taps_without_offloads() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let lan = Lan::new(&prefix);
+    // The LAN host's TCP leaves it as 64 KB super-frames with partial checksums (a
+    // veth takes TSO and checksum offload); the endpoints' TAPs take neither.
+    let sy = start(build(on_lan(&prefix, &lan, |n| n.offloads(false))));
+    let a = ns(&sy, "a");
+    tcp_transfer(&lan.lan, LAN_HOST, &a, A, 8 << 20, 5);
+    let c = counters(&sy);
+    let parent = c.ports.iter().find(|p| p.port == "parent:eth1").unwrap();
+    let to_a = c.ports.iter().find(|p| p.port == "a").unwrap();
+    assert!(parent.rx_gso > 0, "{parent:?}");
+    assert!(
+        to_a.tx_segmented > 0 && to_a.tx_segments > to_a.tx_segmented,
+        "cut in software for a: {to_a:?}"
+    );
+    assert_accounted(&sy);
+    stop(sy);
+}
+
 /// The MACs the LAN host has for `ips`, as its neighbor table says.
 fn lan_neighbors(lan: &Lan, ips: &[Ipv4Addr]) -> Vec<Option<[u8; 6]>> {
     let ips = ips.to_vec();
