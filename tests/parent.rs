@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 use switchyard::control::protocol::{FdbRow, PortRow, Table};
 use switchyard::control::{StartError, Switchyard};
-use switchyard::topology::config;
+use switchyard::topology::config::{self, ParentMode};
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
 use switchyard_core::wire::MacAddr;
 use switchyard_os::netlink::packet::link::{
@@ -219,6 +219,87 @@ fn endpoints_sit_on_the_parents_lan_and_the_parent_is_left_as_it_was() {
 }
 
 #[test]
+fn super_frames_and_partial_checksums_from_the_parent_are_finished_for_taps_without_offloads() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let lan = Lan::new(&prefix);
+    // The LAN host's TCP leaves it as 64 KB super-frames with partial checksums (a
+    // veth takes TSO and checksum offload); the endpoints' TAPs take neither.
+    let sy = start(build(on_lan(&prefix, &lan, |n| n.offloads(false))));
+    let a = ns(&sy, "a");
+    tcp_transfer(&lan.lan, LAN_HOST, &a, A, 8 << 20, 5);
+    let c = counters(&sy);
+    let parent = c.ports.iter().find(|p| p.port == "parent:eth1").unwrap();
+    let to_a = c.ports.iter().find(|p| p.port == "a").unwrap();
+    assert!(parent.rx_gso > 0, "{parent:?}");
+    assert!(
+        to_a.tx_segmented > 0 && to_a.tx_segments > to_a.tx_segmented,
+        "cut in software for a: {to_a:?}"
+    );
+    assert_accounted(&sy);
+    stop(sy);
+}
+
+/// The MACs the LAN host has for `ips`, as its neighbor table says.
+fn lan_neighbors(lan: &Lan, ips: &[Ipv4Addr]) -> Vec<Option<[u8; 6]>> {
+    let ips = ips.to_vec();
+    netns::run_in_named(&lan.lan, move || {
+        let table = Rtnl::new().unwrap().neighbours_v4().unwrap();
+        ips.iter()
+            .map(|ip| table.iter().find(|n| n.ip == *ip).and_then(|n| n.mac))
+            .collect()
+    })
+    .unwrap()
+}
+
+#[test]
+fn ipvlan_l2_endpoints_show_the_lan_the_parents_mac() {
+    if !require_root() {
+        return;
+    }
+    let prefix = unique_prefix();
+    let lan = Lan::new(&prefix);
+    let before = lan.parent_state();
+    let gw = Ipv4Addr::new(10, 77, 0, 1);
+    let sy = start(build(on_lan(&prefix, &lan, |n| n.ipvlan_l2().gateway(gw))));
+    let (a, b) = (ns(&sy, "a"), ns(&sy, "b"));
+
+    traffic::ping(&lan.lan, A, T).expect("the LAN host pings endpoint a");
+    traffic::ping(&lan.lan, B, T).expect("the LAN host pings endpoint b");
+    traffic::ping(&lan.lan, gw, T).expect("the LAN host pings the gateway");
+    traffic::ping(&a, LAN_HOST, T).expect("endpoint a pings the LAN host");
+    traffic::ping(&b, LAN_HOST, T).expect("endpoint b pings the LAN host");
+    traffic::ping(&a, B, T).expect("endpoint a pings endpoint b");
+    // Every address of the network is at the parent's MAC, seen from the LAN.
+    assert_eq!(
+        lan_neighbors(&lan, &[A, B, gw]),
+        vec![before.mac; 3],
+        "the LAN sees one MAC, the parent's"
+    );
+    tcp_transfer(&lan.lan, LAN_HOST, &a, A, 8 << 20, 3);
+    tcp_transfer(&b, B, &lan.lan, LAN_HOST, 8 << 20, 4);
+    // Unicast on the LAN to someone else is not the network's (the parent is
+    // promiscuous and sees it): refused and counted, never flooded to the endpoints.
+    let host = Capture::open(&lan.lan, "lan0").unwrap();
+    let mut frame = vec![0u8; 60];
+    frame[..6].copy_from_slice(&[0x02, 0xdd, 0, 0, 0, 1]);
+    frame[6..12].copy_from_slice(&[0x02, 0xdd, 0, 0, 0, 2]);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    host.send(&frame).unwrap();
+    wait_until(T, "the stray frame to be counted", || {
+        counters(&sy)
+            .ports
+            .iter()
+            .any(|p| p.port == "parent:eth1" && p.rx_unclaimed > 0)
+    });
+    assert_accounted(&sy);
+    stop(sy);
+    assert_eq!(lan.parent_state(), before, "the parent is as it was");
+}
+
+#[test]
 fn a_mac_flood_from_the_lan_stops_at_the_networks_fdb_share() {
     if !require_root() {
         return;
@@ -322,6 +403,11 @@ fn bad_parents_are_refused_with_the_field_and_the_reason() {
     assert!(e.contains("network \"lan\".parent_netns"), "{e}");
     let e = refused("parent = \"eth1\"\ngateway = \"10.77.0.1\"\nmode = \"l3\"");
     assert!(e.contains("must be a bridge network"), "{e}");
+    let e = refused("mode = \"ipvlan-l2\"");
+    assert!(
+        e.contains("network \"lan\".mode") && e.contains("needs a `parent`"),
+        "{e}"
+    );
     // The same name in two namespaces is two interfaces.
     let ok = "[[network]]\nname = \"lan\"\nsubnet = \"10.77.0.0/24\"\nparent = \"eth1\"\nparent_netns = \"x\"\n\
               [[network]]\nname = \"other\"\nsubnet = \"10.78.0.0/24\"\nparent = \"eth1\"\n";
@@ -337,15 +423,24 @@ fn a_parent_survives_a_round_trip() {
             .network(
                 NetworkBuilder::new("lan", "10.77.0.0/24").parent("eth1", Some("/run/netns/x")),
             )
-            .network(NetworkBuilder::new("host", "10.78.0.0/24").parent("enp3s0", None))
+            .network(
+                NetworkBuilder::new("host", "10.78.0.0/24")
+                    .parent("enp3s0", None)
+                    .ipvlan_l2(),
+            )
             .endpoint(EndpointBuilder::new("a").on("lan"))
             .endpoint(EndpointBuilder::new("b").on("host")),
     );
     let printed = t.to_toml();
     assert!(
         printed.contains("parent = \"eth1\"")
-            && printed.contains("parent_netns = \"/run/netns/x\""),
+            && printed.contains("parent_netns = \"/run/netns/x\"")
+            && printed.contains("mode = \"ipvlan-l2\""),
         "{printed}"
+    );
+    assert_eq!(
+        t.networks[1].parent.as_ref().map(|p| p.mode),
+        Some(ParentMode::IpvlanL2)
     );
     let mut again = config::parse(&printed, "printed").unwrap();
     again.source = t.source.clone();

@@ -359,7 +359,7 @@ const PORT_COUNTERS: [PortCounter; 15] = [
     ("port_punt_dropped", "DNS queries received on the port and dropped before the DNS service (it is behind or not running).", |p| p.punt_dropped),
     ("port_punt_replies", "Replies of the DNS service sent out of the port.", |p| p.punt_replies),
     ("port_punt_stale", "Replies of the DNS service dropped because the port is no longer the endpoint that asked.", |p| p.punt_stale),
-    ("port_rx_refused", "Frames a host interface (parent) refused before the pipeline: 802.1Q-tagged, longer than a buffer, or dropped by the kernel for its packet sockets.", |p| p.rx_tagged + p.rx_truncated + p.rx_kernel_drops),
+    ("port_rx_refused", "Frames a host interface (parent) refused before the pipeline: 802.1Q-tagged, longer than a buffer, dropped by the kernel for its packet sockets, or (ipvlan-l2) for no one on the network.", |p| p.rx_tagged + p.rx_truncated + p.rx_kernel_drops + p.rx_unclaimed),
 ];
 
 impl Collector for Scrape {

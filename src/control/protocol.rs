@@ -727,6 +727,10 @@ pub struct PortCounterRow {
     pub rx_truncated: u64,
     #[serde(default)]
     pub rx_kernel_drops: u64,
+    /// Frames an ipvlan-l2 parent found for no one on the network (unicast to
+    /// another MAC, or to an address no endpoint has).
+    #[serde(default)]
+    pub rx_unclaimed: u64,
     /// Non-zero drop counts by reason id.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

@@ -416,11 +416,11 @@ pub fn counters(c: &CountersReport) -> String {
     }
     let mut s = t.render();
     for p in &c.ports {
-        if p.rx_tagged + p.rx_truncated + p.rx_kernel_drops > 0 {
+        if p.rx_tagged + p.rx_truncated + p.rx_kernel_drops + p.rx_unclaimed > 0 {
             let _ = writeln!(
                 s,
-                "{}: refused before the pipeline: {} tagged, {} truncated, {} dropped by the kernel",
-                p.port, p.rx_tagged, p.rx_truncated, p.rx_kernel_drops
+                "{}: refused before the pipeline: {} tagged, {} truncated, {} dropped by the kernel, {} unclaimed (ipvlan-l2)",
+                p.port, p.rx_tagged, p.rx_truncated, p.rx_kernel_drops, p.rx_unclaimed
             );
         }
     }

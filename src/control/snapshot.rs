@@ -239,6 +239,7 @@ pub(crate) fn counters(m: &Merged) -> CountersReport {
                 rx_tagged: io.rx_tagged,
                 rx_truncated: io.rx_truncated,
                 rx_kernel_drops: io.rx_kernel_drops,
+                rx_unclaimed: io.rx_unclaimed,
                 drops: pc
                     .drop_reasons()
                     .map(|(r, n)| (r.id().to_string(), n))

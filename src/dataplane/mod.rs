@@ -117,6 +117,7 @@ pub struct PortIo {
     pub rx_tagged: u64,
     pub rx_truncated: u64,
     pub rx_kernel_drops: u64,
+    pub rx_unclaimed: u64,
 }
 
 impl PortIo {
@@ -138,6 +139,7 @@ impl PortIo {
         self.rx_tagged += o.rx_tagged;
         self.rx_truncated += o.rx_truncated;
         self.rx_kernel_drops += o.rx_kernel_drops;
+        self.rx_unclaimed += o.rx_unclaimed;
     }
 }
 
@@ -747,6 +749,7 @@ impl Worker {
                             s.io.rx_tagged = r.tagged;
                             s.io.rx_truncated = r.truncated;
                             s.io.rx_kernel_drops = r.kernel_drops;
+                            s.io.rx_unclaimed = r.unclaimed;
                         }
                         job(View {
                             pipeline: &mut self.pipeline,

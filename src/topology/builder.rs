@@ -371,6 +371,13 @@ impl NetworkBuilder {
         self
     }
 
+    /// `mode = "ipvlan-l2"`: the endpoints show the parent's LAN the parent's MAC
+    /// (needs [`parent`](Self::parent)).
+    pub fn ipvlan_l2(mut self) -> Self {
+        self.section.mode = Some("ipvlan-l2".into());
+        self
+    }
+
     /// `parent` (and `parent_netns`): the existing interface `ifname`, in namespace
     /// `netns` (a name or an absolute path; `None`: switchyard's own), attached as a
     /// port of the network.

@@ -16,7 +16,7 @@
 //! to make, ports to stop reading, networks whose table entries to forget.
 
 use super::config::{validate, AttachSection, ConfigFile, Endpoint, EndpointSection, Topology};
-use super::config::{AllowSection, NetworkSection, RouteSection};
+use super::config::{AllowSection, NetworkSection, ParentMode, RouteSection};
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use switchyard_core::pipeline::{DomainId, PortId};
@@ -440,6 +440,24 @@ fn same_parents(running: &Topology, next: &Topology) -> Result<(), EditError> {
             return Err(EditError::InUse(format!(
                 "network {:?} has host interface {} attached (parent); it is set in the \
                  config file and stays while switchyard runs",
+                n.name,
+                p.port_name()
+            )));
+        }
+        // The parent port's table of who owns which address is made at start.
+        let hosts = |t: &Topology| {
+            let mut v: Vec<_> = t
+                .interfaces()
+                .filter(|(_, i)| t.networks[i.network].name == n.name)
+                .map(|(_, i)| (i.ip, i.mac))
+                .collect();
+            v.sort();
+            v
+        };
+        if p.mode == ParentMode::IpvlanL2 && hosts(running) != hosts(next) {
+            return Err(EditError::InUse(format!(
+                "network {:?} is ipvlan-l2: its endpoints are fixed at start, when its \
+                 parent {} learns which address is whose",
                 n.name,
                 p.port_name()
             )));

@@ -9,9 +9,11 @@
 //! exit, or by the kernel when the process dies — detaches it, promiscuous mode
 //! included. See `docs/host-interfaces.md`.
 
-use super::config::{Parent, Topology};
+use super::config::{Network, Parent, ParentMode, Topology};
 use std::path::Path;
+use switchyard_core::pipeline::ipvlan::IpvlanL2;
 use switchyard_core::pipeline::PortId;
+use switchyard_core::wire::MacAddr;
 use switchyard_os::netns;
 use switchyard_os::port::packet::PacketPort;
 
@@ -37,6 +39,12 @@ pub fn open_all(topo: &Topology) -> Result<Vec<(PortId, PacketPort)>, ParentErro
         .parents()
         .map(|(n, p)| {
             open(p, topo.workers.max(1))
+                .map(|mut port| {
+                    if p.mode == ParentMode::IpvlanL2 {
+                        port.translate(ipvlan_l2(topo, n, MacAddr(port.mac())));
+                    }
+                    port
+                })
                 .inspect(|port| {
                     // The network's MTU is given to its TAPs; a parent with a smaller
                     // one drops what the endpoints may send. Said, not changed: the
@@ -63,6 +71,17 @@ pub fn open_all(topo: &Topology) -> Result<Vec<(PortId, PacketPort)>, ParentErro
         .collect::<Result<_, _>>()?;
     out.sort_by_key(|(id, _)| *id);
     Ok(out)
+}
+
+/// The ipvlan-l2 translation of network `n`: its endpoints' addresses and the
+/// gateway's, each with the MAC it has inside, behind the parent's MAC `parent`.
+pub fn ipvlan_l2(topo: &Topology, n: &Network, parent: MacAddr) -> IpvlanL2 {
+    let hosts = topo
+        .interfaces()
+        .filter(|(_, i)| topo.networks[i.network].name == n.name)
+        .map(|(_, i)| (i.ip, i.mac))
+        .chain(n.gateway.map(|g| (g.ip, g.mac)));
+    IpvlanL2::new(parent, hosts, n.gateway.map(|g| g.mac))
 }
 
 /// Opens one parent: in its namespace when it names one (on a thread that entered

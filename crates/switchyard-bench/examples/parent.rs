@@ -11,6 +11,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
+use switchyard::control::protocol::{CountersReport, Request, Table};
 use switchyard::control::Switchyard;
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
 use switchyard_bench::{iperf, load, median};
@@ -97,23 +98,29 @@ fn main() {
 
     let mut rows = vec![("kernel macvlan (bridge)".to_string(), kernel)];
     let mut tap_rows = Vec::new();
-    for workers in [1usize, 2] {
+    let mut delivered = Vec::new();
+    for (workers, ipvlan) in [(1usize, false), (2, false), (2, true)] {
+        let net = NetworkBuilder::new("lan", "10.77.0.0/24").parent("eth1", Some(&par));
+        let net = if ipvlan { net.ipvlan_l2() } else { net };
+        let mode = if ipvlan { "ipvlan-l2" } else { "macvlan" };
         let topo = Topology::builder()
             .source("parent bench")
-            .prefix(format!("{p}w{workers}-"))
+            .prefix(format!("{p}w{workers}{}-", &mode[..1]))
             .switch(|s| s.workers = workers)
-            .network(NetworkBuilder::new("lan", "10.77.0.0/24").parent("eth1", Some(&par)))
+            .network(net)
             .endpoint(EndpointBuilder::new("a").on("lan").ip(EP))
             .endpoint(EndpointBuilder::new("b").on("lan"))
             .build()
             .unwrap();
         let run = std::env::temp_dir().join("switchyard-parent-bench");
+        // The LAN host still has the previous system's MAC for the same address.
+        ip(&["-n", &lan, "neigh", "flush", "all"]);
         let sy = Switchyard::start(topo, &run).unwrap();
-        let ep_ns = format!("{p}w{workers}-a");
+        let ep_ns = format!("{p}w{workers}{}-a", &mode[..1]);
         let r = measure(&lan, &ep_ns, secs, repeats);
         // The same instance between two TAPs, for where the cost is.
         let sink = load::UdpSink::start(&ep_ns, SocketAddrV4::new(EP, 9001)).unwrap();
-        let b = format!("{p}w{workers}-b");
+        let b = format!("{p}w{workers}{}-b", &mode[..1]);
         let to = SocketAddrV4::new(EP, 9001);
         let _ = load::trial(&b, to, &sink, None, Duration::from_millis(300));
         let taps: Vec<f64> = (0..repeats)
@@ -124,9 +131,28 @@ fn main() {
             })
             .collect();
         drop(sink);
+        // What the veth handed over: frames, super-frames among them, bytes.
+        let reply = switchyard::control::client::request(
+            sy.socket(),
+            &Request::Show {
+                table: Table::Counters,
+            },
+        )
+        .unwrap();
+        let c: CountersReport = serde_json::from_value(reply.payload()).unwrap();
+        if let Some(pc) = c.ports.iter().find(|x| x.port == "parent:eth1") {
+            delivered.push((
+                mode,
+                workers,
+                pc.rx_frames,
+                pc.rx_gso,
+                pc.rx_bytes,
+                pc.rx_kernel_drops,
+            ));
+        }
         sy.stop().unwrap();
-        rows.push((format!("switchyard parent, {workers} worker(s)"), r));
-        tap_rows.push((workers, median(&taps)));
+        rows.push((format!("switchyard {mode}, {workers} worker(s)"), r));
+        tap_rows.push((mode, workers, median(&taps)));
     }
     println!(
         "{:<34} {:>14} {:>8} {:>16} {:>16}",
@@ -142,7 +168,15 @@ fn main() {
             r.tcp_out
         );
     }
-    for (workers, pps) in tap_rows {
-        println!("switchyard TAP -> TAP, {workers} worker(s): UDP 64 B {pps:.0} pps received");
+    for (mode, workers, pps) in tap_rows {
+        println!(
+            "switchyard ({mode}, {workers} worker(s)) TAP -> TAP: UDP 64 B {pps:.0} pps received"
+        );
+    }
+    for (mode, workers, frames, gso, bytes, dropped) in delivered {
+        println!(
+            "parent:eth1 ({mode}, {workers} worker(s)) received {frames} frames, {gso} of them \
+             super-frames, {bytes} bytes; {dropped} dropped by the kernel"
+        );
     }
 }

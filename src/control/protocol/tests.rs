@@ -136,6 +136,7 @@ fn port_counters(port: &str) -> PortCounterRow {
         rx_tagged: 0,
         rx_truncated: 0,
         rx_kernel_drops: 0,
+        rx_unclaimed: 0,
         // Keyed by drop reason: its keys are data, not fields, so the sample leaves it
         // empty and the walk over fields stops at it.
         drops: BTreeMap::new(),

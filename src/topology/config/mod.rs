@@ -184,6 +184,18 @@ pub struct Parent {
     pub netns: Option<String>,
     /// The switchyard port it is: numbered after the endpoints' interfaces.
     pub port: PortId,
+    /// How the endpoints appear on the LAN.
+    pub mode: ParentMode,
+}
+
+/// How a network's endpoints appear on its parent's LAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParentMode {
+    /// Each with its own MAC (macvlan's bridge mode; the network's `mode = "bridge"`).
+    #[default]
+    Macvlan,
+    /// All with the parent's MAC (ipvlan's L2 mode; `mode = "ipvlan-l2"`).
+    IpvlanL2,
 }
 
 impl Parent {

@@ -7,7 +7,7 @@
 //! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
 //! them, routes lead through them), so this pass also builds the name index they use.
 
-use super::{addressing, valid_name, Checker, Gateway, Network, Parent, MAX_NAME};
+use super::{addressing, valid_name, Checker, Gateway, Network, Parent, ParentMode, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -217,16 +217,26 @@ pub(super) fn check<'a>(
             c.bad(fld("mode"), "the external network is a bridge network");
         }
         let mode = match n.mode.as_deref() {
-            None | Some("bridge") => DomainMode::Bridge,
+            // ipvlan-l2 bridges like "bridge" inside; its parent port translates MACs.
+            None | Some("bridge") | Some("ipvlan-l2") => DomainMode::Bridge,
             Some("l3") => DomainMode::L3,
             Some(other) => {
                 c.bad(
                     fld("mode"),
-                    format!("{other:?} is not a network mode; use \"bridge\" or \"l3\""),
+                    format!(
+                        "{other:?} is not a network mode; use \"bridge\", \"l3\" or \"ipvlan-l2\""
+                    ),
                 );
                 DomainMode::Bridge
             }
         };
+        let ipvlan = n.mode.as_deref() == Some("ipvlan-l2");
+        if ipvlan && n.parent.is_none() {
+            c.bad(
+                fld("mode"),
+                "ipvlan-l2 shows the LAN the parent's MAC: the network needs a `parent`",
+            );
+        }
         if gateway.is_none() && mode == DomainMode::L3 {
             c.bad(
                 fld("mode"),
@@ -253,7 +263,12 @@ pub(super) fn check<'a>(
                 );
             }
         }
-        let parent = check_parent(n, mode, &fld, c);
+        let parent = check_parent(n, mode, &fld, c).map(|mut p| {
+            if ipvlan {
+                p.mode = ParentMode::IpvlanL2;
+            }
+            p
+        });
         let (dns, dns_domain) = super::dns::check_network(
             &f,
             &n.name,
@@ -436,6 +451,7 @@ fn check_parent(
         netns: n.parent_netns.clone(),
         // Numbered after every endpoint's interface by `validate`.
         port: PortId(0),
+        mode: ParentMode::Macvlan,
     })
 }
 

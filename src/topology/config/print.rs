@@ -8,8 +8,8 @@
 //! per core", which would mean something else on another machine).
 
 use super::{
-    AllowSection, AttachSection, ConfigFile, EndpointSection, NetworkSection, RouteSection,
-    SwitchSection, Topology,
+    AllowSection, AttachSection, ConfigFile, EndpointSection, NetworkSection, ParentMode,
+    RouteSection, SwitchSection, Topology,
 };
 use switchyard_core::pipeline::DomainMode;
 
@@ -66,9 +66,10 @@ impl Topology {
                 masquerade: net.masquerade,
                 external: net.external,
                 mode: Some(
-                    match net.mode {
-                        DomainMode::Bridge => "bridge",
-                        DomainMode::L3 => "l3",
+                    match (net.mode, net.parent.as_ref().map(|p| p.mode)) {
+                        (DomainMode::Bridge, Some(ParentMode::IpvlanL2)) => "ipvlan-l2",
+                        (DomainMode::Bridge, _) => "bridge",
+                        (DomainMode::L3, _) => "l3",
                     }
                     .to_string(),
                 ),

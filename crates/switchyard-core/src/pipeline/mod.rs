@@ -83,6 +83,7 @@ mod fdb;
 pub mod fib;
 mod frame;
 mod graph;
+pub mod ipvlan;
 mod memory;
 pub mod neighbor;
 mod shares;

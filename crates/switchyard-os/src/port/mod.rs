@@ -207,6 +207,9 @@ pub struct RxRefused {
     pub tagged: u64,
     /// Frames longer than a buffer.
     pub truncated: u64,
+    /// On an ipvlan-l2 parent: unicast frames to another MAC than the parent's, or
+    /// to an address no endpoint has (the parent's own host's, say).
+    pub unclaimed: u64,
     /// Frames the kernel dropped for the port's sockets (full buffers, super-frames
     /// it could not describe in a virtio-net header).
     pub kernel_drops: u64,

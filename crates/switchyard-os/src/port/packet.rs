@@ -1,6 +1,7 @@
 //! Host interfaces as ports: an existing device (`eth1`, one end of a veth) attached
 //! to a network through `AF_PACKET` sockets, so that endpoints sit on that device's
-//! LAN with MACs of their own, as macvlan's bridge mode puts them.
+//! LAN with MACs of their own, as macvlan's bridge mode puts them — or, with an
+//! ipvlan-l2 translation ([`PacketPort::translate`]), all behind the parent's MAC.
 //!
 //! switchyard only attaches and detaches such a *parent*: it never creates, deletes
 //! or reconfigures it. The one thing it changes is promiscuity, so that frames to the
@@ -44,6 +45,8 @@ use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use switchyard_core::pipeline::ipvlan::{Inbound, IpvlanL2};
 use switchyard_core::pipeline::{Frame, HEADROOM};
 use switchyard_core::wire::VirtioNetHdr;
 
@@ -82,6 +85,7 @@ pub struct PacketPort {
     sockets: Vec<OwnedFd>,
     caps: Capabilities,
     mac: [u8; 6],
+    ipvlan: Option<Arc<IpvlanL2>>,
 }
 
 impl PacketPort {
@@ -116,8 +120,9 @@ impl PacketPort {
                 .map_err(err("PACKET_VNET_HDR"))?;
             setopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
                 .map_err(err("PACKET_AUXDATA"))?;
-            setopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
-                .map_err(err("PACKET_IGNORE_OUTGOING"))?;
+            // Linux 4.20; before it the receive path's `sll_pkttype` check alone
+            // keeps outgoing frames out (at the cost of reading them).
+            let _ = setopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
             // Best effort: the defaults work, only worse under bursts.
             let _ = setopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER);
             let _ = setopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER);
@@ -142,6 +147,7 @@ impl PacketPort {
                 queues: queues as u16,
             },
             mac: dev.mac,
+            ipvlan: None,
         })
     }
 
@@ -158,15 +164,24 @@ impl PacketPort {
         self.caps
     }
 
+    /// ipvlan's L2 mode: the network shows the LAN the parent's MAC only, and
+    /// frames to it are handed to the endpoint they are for (see
+    /// [`switchyard_core::pipeline::ipvlan`]).
+    pub fn translate(&mut self, l2: IpvlanL2) {
+        self.ipvlan = Some(Arc::new(l2));
+    }
+
     /// One handle per socket, each a [`Port`] for the worker that owns it.
     pub fn into_queues(self) -> Vec<PacketQueue> {
         let caps = self.caps;
+        let ipvlan = self.ipvlan;
         self.sockets
             .into_iter()
             .map(|fd| PacketQueue {
                 fd,
                 caps,
                 refused: RxRefused::default(),
+                ipvlan: ipvlan.clone(),
             })
             .collect()
     }
@@ -298,12 +313,26 @@ fn bind(fd: &OwnedFd, ifindex: libc::c_int) -> io::Result<()> {
 /// Joins the fanout group `group`, or makes a new one with an id the kernel picks
 /// (unique in the namespace) when `None`; returns the group's id.
 fn join_fanout(fd: &OwnedFd, group: Option<u16>) -> io::Result<u16> {
-    let kind = libc::PACKET_FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING;
-    let arg: libc::c_uint = match group {
-        Some(id) => u32::from(id) | (kind << 16),
-        None => (kind | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+    let arg = |kind: libc::c_uint| -> libc::c_uint {
+        match group {
+            Some(id) => u32::from(id) | (kind << 16),
+            None => (kind | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        }
     };
-    setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+    let with = libc::PACKET_FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING;
+    if let Err(e) = setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg(with)) {
+        // A kernel before 4.20 does not know the flag: the group without it (the
+        // receive path drops outgoing frames by `sll_pkttype` then).
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+        setopt_raw(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            &arg(libc::PACKET_FANOUT_HASH),
+        )?;
+    }
     if let Some(id) = group {
         return Ok(id);
     }
@@ -340,6 +369,8 @@ pub struct PacketQueue {
     /// What this socket refused so far; `kernel_drops` sums `PACKET_STATISTICS`,
     /// which the kernel resets on each read.
     refused: RxRefused,
+    /// The port's ipvlan-l2 translation, if its network has one.
+    ipvlan: Option<Arc<IpvlanL2>>,
 }
 
 impl PacketQueue {
@@ -440,6 +471,12 @@ impl Port for PacketQueue {
             b[at + 10..at + 12].fill(0);
             f.vnet = VirtioNetHdr::parse(&b[at..]).unwrap_or_default();
             f.set_bounds(HEADROOM, len - 10);
+            if let Some(l2) = &self.ipvlan {
+                if l2.inbound(f.data_mut()) == Inbound::NotOurs {
+                    self.refused.unclaimed += 1;
+                    continue;
+                }
+            }
             if kept != k {
                 frames.swap(kept, k);
             }
@@ -449,6 +486,33 @@ impl Port for PacketQueue {
     }
 
     fn send(&mut self, frame: &mut Frame) -> io::Result<usize> {
+        // ipvlan-l2: out in the parent's name, and back as it was for the other
+        // ports a flood still goes to.
+        let undo = self.ipvlan.as_ref().map(|l2| l2.outbound(frame.data_mut()));
+        let sent = self.write(frame);
+        if let Some(undo) = undo {
+            IpvlanL2::restore(frame.data_mut(), undo);
+        }
+        sent
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn rx_refused(&mut self) -> RxRefused {
+        self.kernel_drops();
+        self.refused
+    }
+}
+
+impl PacketQueue {
+    /// Writes the frame behind the kernel's 10-byte virtio-net header.
+    fn write(&mut self, frame: &mut Frame) -> io::Result<usize> {
         let vnet = frame.vnet;
         let bytes = frame.with_prefix_mut(VirtioNetHdr::LEN);
         vnet.write(&mut bytes[..VirtioNetHdr::LEN]);
@@ -476,19 +540,6 @@ impl Port for PacketQueue {
                 return Err(e);
             }
         }
-    }
-
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.caps
-    }
-
-    fn rx_refused(&mut self) -> RxRefused {
-        self.kernel_drops();
-        self.refused
     }
 }
 
