@@ -256,6 +256,8 @@ impl Topology {
                 domain: self.networks[i.network].domain,
                 mac: Some(i.mac),
                 ip: Some(i.ip),
+                vlan: None,
+                carrier: None,
             };
         }
         pipeline::Spec {
