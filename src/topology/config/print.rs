@@ -9,7 +9,7 @@
 
 use super::{
     AllowSection, AttachSection, ConfigFile, EndpointSection, NetworkSection, RouteSection,
-    SwitchSection, Topology,
+    SwitchSection, Topology, TrunkEntry, TrunkSection,
 };
 use switchyard_core::pipeline::DomainMode;
 
@@ -83,6 +83,7 @@ impl Topology {
                 internal: net.internal,
                 dns: Some(net.dns),
                 dns_domain: net.dns_domain.clone(),
+                vlan: net.vlan.map(u32::from),
             })
             .collect();
         let endpoints = self
@@ -111,7 +112,23 @@ impl Topology {
                 let ifname = |k: usize, x: &super::Interface| {
                     (x.ifname != format!("eth{k}")).then(|| x.ifname.clone())
                 };
+                let net_name = |x: &super::Interface| self.networks[x.network].name.clone();
                 match (e.shares, e.interfaces.as_slice()) {
+                    (None, all @ [first, ..]) if first.trunk.is_some() => {
+                        s.mac = Some(first.mac);
+                        for x in all {
+                            match x.trunk.and_then(|t| t.vlan) {
+                                None => {
+                                    s.native = Some(net_name(x));
+                                    s.ip = Some(x.ip);
+                                }
+                                Some(_) => s.trunk.push(TrunkEntry::With(TrunkSection {
+                                    network: net_name(x),
+                                    ip: Some(x.ip),
+                                })),
+                            }
+                        }
+                    }
                     (Some(j), _) => {
                         s.mode = Some(format!("container:{}", self.endpoints[j].name));
                     }
