@@ -50,6 +50,12 @@ pub const DEFAULT_RUN_ROOT: &str = "/run/switchyard";
 /// buffers, since a queued frame is an skb charged to its socket.
 pub const TAP_TXQUEUELEN: u32 = 4096;
 
+/// Test hook: with this variable set (read as each endpoint is made), a trunk's
+/// eth0 is made without its VLAN devices (`eth0.N` and their addresses), so that
+/// the switching of a trunk's frames can be tested with frames crafted on eth0 on a
+/// kernel without 802.1Q support (`CONFIG_VLAN_8021Q`), which cannot make them.
+pub const NO_VLAN_DEVICES_ENV: &str = "SWITCHYARD_TEST_NO_VLAN_DEVICES";
+
 /// Files of one instance (one prefix) under a run root.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -896,6 +902,8 @@ struct IfaceSetup {
     device_mtu: u16,
     /// A trunk's VLAN: `ifname` is a VLAN device on `device` with this id.
     vlan: Option<u16>,
+    /// Make that VLAN device (unless the test hook [`NO_VLAN_DEVICES_ENV`] says not).
+    vlan_device: bool,
     ip: Ipv4Addr,
     prefix_len: u8,
     mac: [u8; 6],
@@ -932,6 +940,7 @@ impl IfaceSetup {
             device,
             device_mtu,
             vlan: i.trunk.and_then(|t| t.vlan),
+            vlan_device: std::env::var_os(NO_VLAN_DEVICES_ENV).is_none(),
             ip: i.ip,
             prefix_len: net.subnet.prefix_len(),
             mac: i.mac.0,
@@ -990,6 +999,11 @@ pub fn endpoint_ports<'a>(
         ports.push((i, queues));
     }
     Ok(ports)
+}
+
+/// `EOPNOTSUPP`: what the kernel answers for a link kind it does not have.
+fn libc_eopnotsupp() -> i32 {
+    nix::errno::Errno::EOPNOTSUPP as i32
 }
 
 fn missing_tap() -> io::Error {
@@ -1063,13 +1077,20 @@ fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPo
             step(format!("set {dev} up"), rtnl.link_set_up(idx))?;
             taps.push(tap);
         }
-        if let Some(vid) = i.vlan {
+        if let Some(vid) = i.vlan.filter(|_| i.vlan_device) {
             // A trunk's VLAN: a VLAN device on the trunk's TAP, as a router's
             // eth0.N; it takes the TAP's MAC.
             let parent = step(format!("find {}", i.device), rtnl.link_index(&i.device))?;
+            let made = rtnl.link_add_vlan(&i.ifname, parent, vid);
+            let hint = match &made {
+                Err(e) if e.errno() == Some(libc_eopnotsupp()) => {
+                    " (the kernel has no 802.1Q VLAN support: CONFIG_VLAN_8021Q, module 8021q)"
+                }
+                _ => "",
+            };
             step(
-                format!("add VLAN {} (id {vid}) on {}", i.ifname, i.device),
-                rtnl.link_add_vlan(&i.ifname, parent, vid),
+                format!("add VLAN {} (id {vid}) on {}{hint}", i.ifname, i.device),
+                made,
             )?;
             let idx = step(format!("find {}", i.ifname), rtnl.link_index(&i.ifname))?;
             step(

@@ -49,7 +49,11 @@ fn a_trunk_is_eth0_and_a_vlan_interface_per_tagged_network() {
     let (p10, p20) = (r.interfaces[0].port, r.interfaces[1].port);
     assert_eq!(spec.ports[p10.index()].name, "router/eth0.10");
     assert_eq!(spec.ports[p10.index()].vlan, Some(10));
-    assert_eq!(spec.ports[p10.index()].carrier, None, "the carrier reads eth0");
+    assert_eq!(
+        spec.ports[p10.index()].carrier,
+        None,
+        "the carrier reads eth0"
+    );
     assert_eq!(spec.ports[p20.index()].vlan, Some(20));
     assert_eq!(spec.ports[p20.index()].carrier, Some(p10));
     switchyard_core::pipeline::Pipeline::new(spec).expect("the pipeline takes it");
@@ -100,18 +104,38 @@ fn bad_vlans_and_trunks_are_refused() {
         "{VLANS}\n[[network]]\nname = \"dup\"\nsubnet = \"10.30.0.0/24\"\nvlan = 10\n\
          [[network]]\nname = \"big\"\nsubnet = \"10.31.0.0/24\"\nvlan = 4095\n"
     ));
-    assert!(has(&ps, "network \"dup\".vlan", "already network \"v10\"'s"), "{ps:?}");
+    assert!(
+        has(&ps, "network \"dup\".vlan", "already network \"v10\"'s"),
+        "{ps:?}"
+    );
     assert!(has(&ps, "network \"big\".vlan", "1 to 4094"), "{ps:?}");
     let ps = problems(&format!(
         "{VLANS}\n[[endpoint]]\nname = \"r\"\ntrunk = [\"mgmt\"]\nnetwork = \"v10\"\nip = \"10.10.0.9\"\n"
     ));
-    assert!(has(&ps, "endpoint \"r\".trunk[0].network", "has no vlan"), "{ps:?}");
-    assert!(has(&ps, "endpoint \"r\".trunk", "takes no network"), "{ps:?}");
-    assert!(has(&ps, "endpoint \"r\".ip", "native network's address"), "{ps:?}");
+    assert!(
+        has(&ps, "endpoint \"r\".trunk[0].network", "has no vlan"),
+        "{ps:?}"
+    );
+    assert!(
+        has(&ps, "endpoint \"r\".trunk", "takes no network"),
+        "{ps:?}"
+    );
+    assert!(
+        has(&ps, "endpoint \"r\".ip", "native network's address"),
+        "{ps:?}"
+    );
     let ps = problems(&format!(
         "{VLANS}\n[[endpoint]]\nname = \"r\"\nnative = \"v10\"\ntrunk = [\"v10\"]\n"
     ));
-    assert!(has(&ps, "endpoint \"r\".trunk[0].network", "already attached"), "{ps:?}");
-    let ps = problems(&format!("{VLANS}\n[[endpoint]]\nname = \"r\"\nnative = \"v10\"\n"));
-    assert!(has(&ps, "endpoint \"r\".native", "list the tagged ones"), "{ps:?}");
+    assert!(
+        has(&ps, "endpoint \"r\".trunk[0].network", "already attached"),
+        "{ps:?}"
+    );
+    let ps = problems(&format!(
+        "{VLANS}\n[[endpoint]]\nname = \"r\"\nnative = \"v10\"\n"
+    ));
+    assert!(
+        has(&ps, "endpoint \"r\".native", "list the tagged ones"),
+        "{ps:?}"
+    );
 }
