@@ -950,6 +950,9 @@ impl IfaceSetup {
     }
 }
 
+/// A port's queues, one per dataplane worker.
+pub type Queues = Vec<Box<dyn Port>>;
+
 /// The dataplane's ports for the interfaces of `ep`, in order, from the TAPs made
 /// for it (`taps`, which gives one per interface, or one per trunk): each
 /// interface with its queues, one per worker. A trunk's interfaces share its TAP:
@@ -958,7 +961,7 @@ impl IfaceSetup {
 pub fn endpoint_ports<'a>(
     ep: &'a Endpoint,
     taps: &mut impl Iterator<Item = TapPort>,
-) -> io::Result<Vec<(&'a Interface, Vec<Box<dyn Port>>)>> {
+) -> io::Result<Vec<(&'a Interface, Queues)>> {
     let mut ports = Vec::with_capacity(ep.interfaces.len());
     // The trunk's queues, a handle each for its further VLANs to write through.
     let mut trunk: Vec<TapQueue> = Vec::new();
