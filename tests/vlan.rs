@@ -4,7 +4,8 @@
 //! endpoints "a" and "a2" are on v10, "b" on v20. The tests check what a VLAN-aware
 //! bridge (the kernel's, `vlan_filtering = 1`) would do: traffic on each VLAN, floods
 //! kept to their VLAN, one MAC learned once per VLAN, and the frames it refuses,
-//! counted. Each test starts a switch of its own. Needs root.
+//! counted. A second trunk, "s", carries VLAN 10 only. Each test starts a switch of
+//! its own. Needs root.
 //!
 //! On a kernel without 802.1Q support (no `CONFIG_VLAN_8021Q`), which cannot make
 //! eth0.10 and eth0.20, the trunk's eth0 is made bare (the setup's test hook
@@ -58,6 +59,7 @@ fn topology(prefix: &str) -> TopologyBuilder {
                 .trunk("v10", R10)
                 .trunk("v20", R20),
         )
+        .endpoint(EndpointBuilder::new("s").trunk("v10", "10.10.0.253"))
 }
 
 /// Whether this kernel makes VLAN devices. Found out once, by starting the
@@ -187,9 +189,11 @@ fn the_gateway_of_each_vlan_answers_on_the_trunk() {
         let gw_mac = MacAddr::from_ipv4(gw);
         let seen = trunk.collect(QUIET, 100).unwrap();
         assert!(
-            seen.iter()
-                .any(|s| s.src == gw_mac && s.dst == R_MAC && s.bytes.len() >= 42),
-            "VLAN {vid}'s gateway answered back over the trunk: {seen:?}"
+            seen.iter().any(|s| s.src == gw_mac
+                && s.dst == R_MAC
+                && s.bytes.len() >= 42
+                && s.vlan_tci == Some(vid)),
+            "VLAN {vid}'s gateway answered back over the trunk, tagged {vid}: {seen:?}"
         );
     }
     assert_accounted(&sy);
@@ -263,6 +267,11 @@ fn a_flood_stays_in_its_vlan() {
         .unwrap();
     let seen = trunk.collect(QUIET, 100).unwrap();
     assert_eq!(ours(&seen), 1, "the trunk carries it once: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.bytes.ends_with(b"vlan-tst") && s.vlan_tci == Some(10)),
+        "tagged 10, priority 0: {seen:?}"
+    );
     if let (Some(on_r10), Some(on_r20)) = (on_r10, on_r20) {
         assert_eq!(ours(&on_r10.collect(QUIET, 100).unwrap()), 1, "on eth0.10");
         assert_eq!(
@@ -271,6 +280,37 @@ fn a_flood_stays_in_its_vlan() {
             "not on eth0.20"
         );
     }
+    assert_accounted(&sy);
+    stop(sy);
+}
+
+#[test]
+fn a_tagged_frame_leaves_another_trunk_tagged_with_its_priority() {
+    let Some((sy, _)) = up() else { return };
+    let on_s = Capture::open(&ns(&sy, "s"), "eth0").unwrap();
+    let on_a = Capture::open(&ns(&sy, "a"), "eth0").unwrap();
+    // PCP 5, DEI 0, VLAN 10, from r's trunk.
+    let trunk = Capture::open(&ns(&sy, "r"), "eth0").unwrap();
+    trunk
+        .send(&broadcast(R_MAC, &[(0x8100, 0xa000 | 10)]))
+        .unwrap();
+    let seen = on_s.collect(QUIET, 100).unwrap();
+    let ours: Vec<_> = seen
+        .iter()
+        .filter(|s| s.bytes.ends_with(b"vlan-tst"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{seen:?}");
+    assert_eq!(
+        ours[0].vlan_tci,
+        Some(0xa000 | 10),
+        "VLAN 10, priority kept"
+    );
+    let seen = on_a.collect(QUIET, 100).unwrap();
+    assert!(
+        seen.iter()
+            .any(|s| s.bytes.ends_with(b"vlan-tst") && s.vlan_tci.is_none()),
+        "untagged on the access port: {seen:?}"
+    );
     assert_accounted(&sy);
     stop(sy);
 }
