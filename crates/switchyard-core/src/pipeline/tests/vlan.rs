@@ -294,3 +294,27 @@ fn a_full_mtu_packet_fits_behind_its_tag() {
     assert_eq!(f.action, Action::Drop(DropReason::FrameTooLong));
     assert_eq!(drops(&p, T10, DropReason::FrameTooLong), 1);
 }
+
+#[test]
+fn a_trace_tells_which_vlan_port_a_frame_is_and_why_a_tag_is_refused() {
+    let mut p = trunk();
+    p.tracer().start(2, &[]);
+    let plain = udp(mac(ROUTER), MacAddr::BROADCAST, 10);
+    run(&mut p, T10, &tagged(&plain, 20), 0);
+    run(&mut p, T10, &tagged(&plain, 30), 0);
+    let lines: Vec<String> = p
+        .tracer()
+        .drain()
+        .iter()
+        .map(|r| format!("{} {r}", r.packet))
+        .collect();
+    assert_eq!(
+        lines[0],
+        "1 ethernet-input: port r/eth0.20: 02:42:ac:11:00:50 > ff:ff:ff:ff:ff:ff IPv4, 52 bytes",
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        "2 vlan-input: port r/eth0.10: VLAN 30 is not on this port: drop"
+    );
+}
