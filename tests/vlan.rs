@@ -315,6 +315,59 @@ fn a_tagged_frame_leaves_another_trunk_tagged_with_its_priority() {
     stop(sy);
 }
 
+/// A DNS query (UDP to port 53) from the router's VLAN `vid` address `from` to
+/// `to`, tagged `vid`: what eth0.N would send.
+fn dns_query(vid: u16, from: Ipv4Addr, to: Ipv4Addr, name: &str) -> Vec<u8> {
+    let dns = switchyard_testkit::dns::a_query(0x5151, name);
+    let gw_mac = MacAddr::from_ipv4(to);
+    let mut f = gw_mac.0.to_vec();
+    f.extend_from_slice(&R_MAC.0);
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + dns.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&from.octets());
+    ip.extend_from_slice(&to.octets());
+    let sum = switchyard_core::wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    // UDP without a checksum (0: none, as IPv4 allows).
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&53u16.to_be_bytes());
+    f.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&dns);
+    f
+}
+
+#[test]
+fn dns_answers_a_trunks_vlan_from_that_vlans_network() {
+    let Some((sy, _)) = up() else { return };
+    let trunk = Capture::open(&ns(&sy, "r"), "eth0").unwrap();
+    let gw20 = Ipv4Addr::new(10, 20, 0, 1);
+    trunk.send(&dns_query(20, R20, gw20, "b")).unwrap();
+    let answer = wait_for(T, "the DNS answer on VLAN 20", || {
+        trunk
+            .collect(Duration::from_millis(100), 100)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.src == MacAddr::from_ipv4(gw20) && s.ethertype == 0x0800)
+    });
+    assert_eq!(
+        answer.vlan_tci,
+        Some(20),
+        "answered on the VLAN it asked on"
+    );
+    assert!(
+        answer.bytes.windows(4).any(|w| w == B.octets()),
+        "b's address, from v20's zone: {answer:?}"
+    );
+    stop(sy);
+}
+
 #[test]
 fn refused_tags_are_dropped_and_counted() {
     let Some((sy, _)) = up() else { return };
