@@ -318,3 +318,55 @@ fn a_trace_tells_which_vlan_port_a_frame_is_and_why_a_tag_is_refused() {
         "2 vlan-input: port r/eth0.10: VLAN 30 is not on this port: drop"
     );
 }
+
+proptest::proptest! {
+    /// Whatever tags a frame carries, on whatever port, it is dropped or stays in the
+    /// network its tag (or, untagged, its port) belongs to; and the books balance.
+    #[test]
+    fn no_tag_takes_a_frame_into_another_vlan(
+        frames in proptest::collection::vec(
+            (0usize..7, 0u8..4, 0u16..=0xffff, proptest::bool::ANY, 1u8..40),
+            1..40,
+        )
+    ) {
+        let mut p = trunk();
+        let ports = [A, B, C, X, Y, T10, T20];
+        for (port, kind, tci, double, host) in frames {
+            let plain = udp(mac(host), MacAddr::BROADCAST, 10);
+            let tpid = [EtherType::VLAN, EtherType::QINQ, EtherType::IPV4, EtherType(0x9100)][usize::from(kind)];
+            let bytes = match (tpid, double) {
+                (EtherType::IPV4, _) => plain.clone(),
+                (t, false) => tagged_as(&plain, t, tci),
+                (t, true) => tagged_as(&tagged(&plain, tci), t, tci),
+            };
+            let ingress = ports[port];
+            let (f, _) = run(&mut p, ingress, &bytes, 0);
+            let vid = tci & 0x0fff;
+            // The network the frame may be switched in, if any.
+            let allowed = match (tpid, double) {
+                (EtherType::IPV4, _) if ingress == T10 => None,
+                (EtherType::IPV4, _) => Some(p.port(ingress).unwrap().domain),
+                (EtherType::VLAN, false) if vid == 0 && ingress != T10 => {
+                    Some(p.port(ingress).unwrap().domain)
+                }
+                (EtherType::VLAN, false) if ingress == T10 && vid == 10 => Some(DomainId(0)),
+                (EtherType::VLAN, false) if ingress == T10 && vid == 20 => Some(DomainId(1)),
+                // 0x9100 is no tag to switchyard: an EtherType like any other.
+                (EtherType(0x9100), _) if ingress != T10 => Some(p.port(ingress).unwrap().domain),
+                _ => None,
+            };
+            let went: Vec<DomainId> = p.egress(&f).map(|e| p.port(e).unwrap().domain).collect();
+            match allowed {
+                None => proptest::prop_assert!(
+                    matches!(f.action, Action::Drop(_)),
+                    "{:?} on {ingress:?} tci {tci:#x}: {:?}", tpid, f.action
+                ),
+                Some(d) => proptest::prop_assert!(
+                    went.iter().all(|&w| w == d),
+                    "{:?} on {ingress:?} tci {tci:#x} went to {went:?}, not only {d:?}", tpid
+                ),
+            }
+        }
+        balanced(&p);
+    }
+}
