@@ -211,7 +211,7 @@ impl Frame {
 impl Frame {
     /// Takes off the 802.1Q tag that follows the MAC addresses and returns its tag
     /// control field. The frame then starts 4 bytes later; the offload header's
-    /// offsets, counted from the frame's start, move with it. The frame must hold a
+    /// checksum position, counted from the frame's start, moves with it. The frame must hold a
     /// whole tag (`ethernet::HEADER_LEN + ethernet::TAG_LEN` bytes).
     pub fn pop_vlan_tag(&mut self) -> u16 {
         let s = self.start;
@@ -240,20 +240,19 @@ impl Frame {
         true
     }
 
-    /// Moves the offload header's offsets by a tag's length, later or earlier.
+    /// Moves the offload header's checksum position by a tag's length, later or
+    /// earlier. The header length stays: it is a hint of the headers' size that the
+    /// kernel counts without the tag (a TAP hands over `skb_headlen`, the tag being
+    /// metadata there), while the checksum position is an offset into the bytes.
     fn shift_vnet(&mut self, later: bool) {
-        let by = |x: u16| {
-            if later {
-                x.saturating_add(ethernet::TAG_LEN as u16)
-            } else {
-                x.saturating_sub(ethernet::TAG_LEN as u16)
-            }
-        };
         if self.vnet.needs_csum() {
-            self.vnet.csum_start = by(self.vnet.csum_start);
-        }
-        if self.vnet.is_gso() {
-            self.vnet.hdr_len = by(self.vnet.hdr_len);
+            let tag = ethernet::TAG_LEN as u16;
+            let at = self.vnet.csum_start;
+            self.vnet.csum_start = if later {
+                at.saturating_add(tag)
+            } else {
+                at.saturating_sub(tag)
+            };
         }
     }
 }

@@ -226,7 +226,7 @@ fn a_routed_packet_leaves_without_the_priority_it_came_with() {
 }
 
 #[test]
-fn tags_go_on_and_off_in_place_with_the_offload_offsets() {
+fn tags_go_on_and_off_in_place_with_the_checksum_position() {
     let plain = udp(mac(2), mac(3), 100);
     let mut f = Frame::from_bytes(A, &plain);
     f.vnet = VirtioNetHdr {
@@ -240,7 +240,7 @@ fn tags_go_on_and_off_in_place_with_the_offload_offsets() {
     };
     assert!(f.push_vlan_tag(0x2000 | 300));
     assert_eq!(f.data(), &tagged(&plain, 0x2000 | 300)[..]);
-    assert_eq!((f.vnet.csum_start, f.vnet.hdr_len), (38, 58));
+    assert_eq!((f.vnet.csum_start, f.vnet.hdr_len), (38, 54));
     assert_eq!(f.pop_vlan_tag(), 0x2000 | 300);
     assert_eq!(f.data(), &plain[..]);
     assert_eq!((f.vnet.csum_start, f.vnet.hdr_len), (34, 54));
