@@ -421,3 +421,74 @@ fn refused_tags_are_dropped_and_counted() {
     assert_accounted(&sy);
     stop(sy);
 }
+
+#[test]
+fn a_trunk_endpoint_goes_whole_and_keeps_its_shape_while_running() {
+    use switchyard::control::client::{self, ClientError};
+    use switchyard::control::protocol::{ErrorCode, NetworkConnect, PortRow, Reply, Request};
+    let Some((sy, _)) = up() else { return };
+    let sock = sy.socket().to_path_buf();
+    let refused = |req: &Request, code: ErrorCode| match client::request(&sock, req) {
+        Err(ClientError::Remote { code: c, message }) => {
+            assert_eq!(c, code, "{message}");
+            message
+        }
+        other => panic!("{} was not refused: {other:?}", req.name()),
+    };
+    // A trunk's networks are its eth0's: no interface of its own to connect.
+    let why = refused(
+        &Request::NetworkConnect(NetworkConnect {
+            network: "v20".into(),
+            endpoint: "s".into(),
+            ip: None,
+            ifname: None,
+        }),
+        ErrorCode::Invalid,
+    );
+    assert!(why.contains("trunk endpoint takes no network"), "{why}");
+    // A network a trunk carries is in use.
+    let why = refused(&Request::NetworkRm { name: "v20".into() }, ErrorCode::InUse);
+    assert!(why.contains("(b, r)"), "b on it, and r's trunk: {why}");
+    // Learned on both VLANs, then removed with every port of its trunk.
+    let trunk = Capture::open(&ns(&sy, "r"), "eth0").unwrap();
+    trunk.send(&broadcast(R_MAC, &[(0x8100, 10)])).unwrap();
+    trunk.send(&broadcast(R_MAC, &[(0x8100, 20)])).unwrap();
+    let learned = || {
+        show::<Vec<FdbRow>>(&sy, Table::Fdb)
+            .iter()
+            .filter(|row| row.mac == R_MAC.to_string())
+            .count()
+    };
+    wait_until(T, "the router's MAC learned on both VLANs", || {
+        learned() == 2
+    });
+    drop(trunk);
+    let r_ns = ns(&sy, "r");
+    match client::request(&sock, &Request::EndpointRm { name: "r".into() }) {
+        Ok(Reply::Changed(c)) => assert_eq!(c.forgotten.fdb, 2, "{c:?}"),
+        other => panic!("endpoint rm r: {other:?}"),
+    }
+    assert!(
+        !switchyard_os::netns::exists(&r_ns),
+        "its namespace is gone"
+    );
+    let ports: Vec<PortRow> = show(&sy, Table::Ports);
+    assert!(ports.iter().all(|p| p.endpoint != "r"), "{ports:?}");
+    assert_eq!(learned(), 0);
+    // The other trunk still works.
+    let s = Capture::open(&ns(&sy, "s"), "eth0").unwrap();
+    s.send(&arp_request(
+        10,
+        Ipv4Addr::new(10, 10, 0, 253),
+        Ipv4Addr::new(10, 10, 0, 1),
+    ))
+    .unwrap();
+    let gw = MacAddr::from_ipv4(Ipv4Addr::new(10, 10, 0, 1));
+    let seen = s.collect(QUIET, 100).unwrap();
+    assert!(
+        seen.iter().any(|f| f.src == gw && f.vlan_tci == Some(10)),
+        "{seen:?}"
+    );
+    assert_accounted(&sy);
+    stop(sy);
+}
