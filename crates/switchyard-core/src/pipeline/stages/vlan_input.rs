@@ -97,8 +97,9 @@ impl Pipeline {
         let data = f.data();
         let outer = match data.get(12..14) {
             Some(t) => EtherType(u16::from_be_bytes([t[0], t[1]])),
-            // Too short for a type field: ethernet-input counts it.
-            None => return self.untagged(f),
+            // Too short for a type field: ethernet-input counts it as truncated,
+            // on the port it came in on.
+            None => return Next::EthernetInput,
         };
         if outer != EtherType::VLAN && outer != EtherType::QINQ {
             return self.untagged(f);

@@ -193,9 +193,12 @@ fn stacked_tags_and_service_tags_are_dropped() {
     let (f, _) = run(&mut p, A, &lone_s_tag, 0);
     assert_eq!(f.action, Action::Drop(DropReason::VlanStacked));
     assert_eq!(drops(&p, T10, DropReason::VlanStacked), 2);
-    // A tag cut short.
+    // A tag cut short, and a frame too short for any header.
     let (f, _) = run(&mut p, T10, &tagged(&plain, 10)[..16], 0);
     assert_eq!(f.action, Action::Drop(DropReason::VlanTruncated));
+    let (f, _) = run(&mut p, T10, &plain[..10], 0);
+    assert_eq!(f.action, Action::Drop(DropReason::Truncated));
+    assert_eq!(drops(&p, T10, DropReason::Truncated), 1);
     balanced(&p);
 }
 
