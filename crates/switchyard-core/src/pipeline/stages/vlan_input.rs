@@ -96,10 +96,14 @@ impl Pipeline {
         let port = f.ingress;
         let data = f.data();
         let outer = match data.get(12..14) {
-            Some(t) => EtherType(u16::from_be_bytes([t[0], t[1]])),
+            // A port not in this layout is ethernet-input's to refuse (`port_gone`),
+            // tagged or not.
+            Some(t) if self.port_domain(port).is_some() => {
+                EtherType(u16::from_be_bytes([t[0], t[1]]))
+            }
             // Too short for a type field: ethernet-input counts it as truncated,
             // on the port it came in on.
-            None => return Next::EthernetInput,
+            _ => return Next::EthernetInput,
         };
         if outer != EtherType::VLAN && outer != EtherType::QINQ {
             return self.untagged(f);
