@@ -357,8 +357,18 @@ impl Instance {
             for name in &diff.new_endpoints {
                 let e = endpoint(next, name);
                 let taps = dep.add_endpoint(next, e)?;
-                for (tap, i) in taps.into_iter().zip(&e.interfaces) {
-                    made.push(new_port(Topology::port_name(e, i), i.port, tap));
+                let ports = crate::topology::setup::endpoint_ports(e, &mut taps.into_iter())
+                    .map_err(|err| crate::topology::SetupError::Endpoint {
+                        endpoint: e.name.clone(),
+                        what: "open the ports of its trunk's VLANs".into(),
+                        source: Box::new(err),
+                    })?;
+                for (i, queues) in ports {
+                    made.push(NewPort {
+                        id: i.port,
+                        name: Topology::port_name(e, i),
+                        queues,
+                    });
                 }
             }
             for (name, ifname) in &diff.new_interfaces {

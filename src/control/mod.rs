@@ -126,9 +126,19 @@ impl Switchyard {
         // Worker w gets queue w of every TAP; ports are numbered in the order the
         // deployment made their TAPs, which is the topology's.
         let mut queues: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
-        for tap in deployment.take_ports() {
-            for (w, q) in tap.into_queues().into_iter().enumerate() {
-                queues[w % workers].push(Box::new(q));
+        let mut taps = deployment.take_ports().into_iter();
+        for ep in topology.endpoints.iter().filter(|e| e.shares.is_none()) {
+            let ports =
+                crate::topology::setup::endpoint_ports(ep, &mut taps).map_err(|source| {
+                    StartError::Io {
+                        what: "open the ports of a trunk's VLANs",
+                        source,
+                    }
+                })?;
+            for (_, port) in ports {
+                for (w, q) in port.into_iter().enumerate() {
+                    queues[w % workers].push(q);
+                }
             }
         }
         // The parents' ports are numbered after every TAP's.

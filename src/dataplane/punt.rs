@@ -324,18 +324,25 @@ impl WorkerEnd {
 
 impl Worker {
     /// Hands the frames of the batch's first `n` that the pipeline punted to the
-    /// service, each swapped for a spare (whose verdict sends it nowhere). `port`:
-    /// where the batch came in.
-    pub(super) fn hand_punted(&mut self, port: PortId, n: usize, now: Timestamp) {
+    /// service, each swapped for a spare (whose verdict sends it nowhere).
+    /// `read_from`: the port whose queue the batch was read from.
+    pub(super) fn hand_punted(&mut self, read_from: PortId, n: usize, now: Timestamp) {
         let generation = self.pipeline.layout_generation();
-        let domain = self
-            .pipeline
-            .port(port)
-            .map_or(DomainId::NONE, |s| s.domain);
         for i in 0..n {
             if self.batch[i].action != Action::Punt {
                 continue;
             }
+            // The port the pipeline took the query as coming from: on a trunk, the
+            // port of its VLAN, not the one whose device it was read from; the
+            // answer goes back there, and the query is of that port's network.
+            let port = match self.batch[i].ingress {
+                p if self.pipeline.port(p).is_some() => p,
+                _ => read_from,
+            };
+            let domain = self
+                .pipeline
+                .port(port)
+                .map_or(DomainId::NONE, |s| s.domain);
             if self.punt.spares.is_empty() {
                 self.drain_service(now);
             }

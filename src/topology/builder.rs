@@ -40,7 +40,7 @@
 
 use super::config::{
     self, AllowSection, AttachSection, ConfigError, ConfigFile, EndpointSection, NetworkSection,
-    RouteSection, SwitchSection, Topology,
+    RouteSection, SwitchSection, Topology, TrunkEntry, TrunkSection,
 };
 use std::net::Ipv4Addr;
 use switchyard_core::wire::MacAddr;
@@ -281,6 +281,12 @@ impl NetworkBuilder {
         self
     }
 
+    /// The 802.1Q VLAN id of the network's frames on trunk ports (`vlan = N`).
+    pub fn vlan(mut self, id: u32) -> Self {
+        self.section.vlan = Some(id);
+        self
+    }
+
     /// The IP MTU of every interface on the network.
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.section.mtu = Some(mtu);
@@ -398,6 +404,8 @@ pub struct EndpointBuilder {
     publish: Vec<String>,
     mode: Option<String>,
     aliases: Vec<String>,
+    trunk: Vec<TrunkEntry>,
+    native: Option<(String, Option<Ipv4Addr>)>,
     errors: Vec<String>,
 }
 
@@ -409,8 +417,28 @@ impl EndpointBuilder {
             publish: Vec::new(),
             mode: None,
             aliases: Vec::new(),
+            trunk: Vec::new(),
+            native: None,
             errors: Vec::new(),
         }
+    }
+
+    /// Adds a tagged network to the endpoint's trunk (`trunk = [...]`): its VLAN
+    /// device `eth0.N` gets address `ip`.
+    pub fn trunk(mut self, network: impl Into<String>, ip: impl AddrArg<Ipv4Addr>) -> Self {
+        let ip = take(ip, self.field("trunk"), &mut self.errors);
+        self.trunk.push(TrunkEntry::With(TrunkSection {
+            network: network.into(),
+            ip,
+        }));
+        self
+    }
+
+    /// The trunk's native network (`native`), untagged on eth0 with address `ip`.
+    pub fn native(mut self, network: impl Into<String>, ip: impl AddrArg<Ipv4Addr>) -> Self {
+        let ip = take(ip, self.field("native"), &mut self.errors);
+        self.native = Some((network.into(), ip));
+        self
     }
 
     fn field(&self, key: &str) -> String {
@@ -486,8 +514,13 @@ impl EndpointBuilder {
             publish: self.publish,
             mode: self.mode,
             aliases: self.aliases,
+            trunk: self.trunk,
             ..EndpointSection::default()
         };
+        if let Some((network, ip)) = self.native {
+            section.native = Some(network);
+            section.ip = ip;
+        }
         match <[AttachSection; 1]>::try_from(self.interfaces) {
             Ok([one]) => {
                 section.network = Some(one.network);

@@ -386,8 +386,13 @@ fn joins(x: &AllowSection, a: &str, b: &str) -> bool {
 }
 
 /// The networks an endpoint section names.
-fn networks_of(e: &EndpointSection) -> impl Iterator<Item = &String> {
-    e.network.iter().chain(e.attach.iter().map(|a| &a.network))
+fn networks_of(e: &EndpointSection) -> impl Iterator<Item = &str> {
+    e.network
+        .iter()
+        .chain(e.attach.iter().map(|a| &a.network))
+        .chain(e.native.iter())
+        .map(String::as_str)
+        .chain(e.trunk.iter().map(|t| t.parts().0))
 }
 
 /// An endpoint's interfaces as an attach list, every interface name written out: a

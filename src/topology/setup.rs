@@ -1,7 +1,9 @@
 //! Building and tearing down what a [`Topology`] describes: one named network
-//! namespace per endpoint, a TAP device per interface inside it, addresses, a default
-//! route via the first network's gateway, `lo` up, and the namespace's resolv.conf
-//! when it is on a network that serves DNS ([`super::resolv`]).
+//! namespace per endpoint, a TAP device per interface inside it (one `eth0` for a
+//! trunk, with a VLAN device `eth0.N` on it for each of its tagged networks),
+//! addresses, a default route via the first network's gateway, `lo` up, and the
+//! namespace's resolv.conf when it is on a network that serves DNS
+//! ([`super::resolv`]).
 //!
 //! Everything created is recorded *before* it is created, in a state file under the
 //! run directory (`/run/switchyard/<prefix>/state.json`), so that
@@ -34,8 +36,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns::{self, Identity};
-use switchyard_os::port::tap::TapPort;
-use switchyard_os::port::Offloads;
+use switchyard_os::port::tap::{TapPort, TapQueue};
+use switchyard_os::port::vlan::VlanPort;
+use switchyard_os::port::{Offloads, Port};
 
 /// Where instances keep their control socket and state file by default.
 pub const DEFAULT_RUN_ROOT: &str = "/run/switchyard";
@@ -46,6 +49,12 @@ pub const DEFAULT_RUN_ROOT: &str = "/run/switchyard";
 /// frames. 4096 rides that out; the memory stays bounded by the senders' socket
 /// buffers, since a queued frame is an skb charged to its socket.
 pub const TAP_TXQUEUELEN: u32 = 4096;
+
+/// Test hook: with this variable set (read as each endpoint is made), a trunk's
+/// eth0 is made without its VLAN devices (`eth0.N` and their addresses), so that
+/// the switching of a trunk's frames can be tested with frames crafted on eth0 on a
+/// kernel without 802.1Q support (`CONFIG_VLAN_8021Q`), which cannot make them.
+pub const NO_VLAN_DEVICES_ENV: &str = "SWITCHYARD_TEST_NO_VLAN_DEVICES";
 
 /// Files of one instance (one prefix) under a run root.
 #[derive(Debug, Clone)]
@@ -415,7 +424,7 @@ impl Deployment {
         let ifaces: Vec<IfaceSetup> = ep
             .interfaces
             .iter()
-            .map(|i| IfaceSetup::of(topo, i))
+            .map(|i| IfaceSetup::of(topo, ep, i))
             .collect();
         if ep.foreign {
             return in_namespace_at(&ep.name, &ep.netns, move || {
@@ -487,7 +496,7 @@ impl Deployment {
         ep: &Endpoint,
         ifaces: &[&Interface],
     ) -> Result<Vec<TapPort>, SetupError> {
-        let setups: Vec<IfaceSetup> = ifaces.iter().map(|i| IfaceSetup::of(topo, i)).collect();
+        let setups: Vec<IfaceSetup> = ifaces.iter().map(|i| IfaceSetup::of(topo, ep, i)).collect();
         let run = move || configure_interfaces(&setups, Route::IfNone);
         if ep.foreign {
             in_namespace_at(&ep.name, &ep.netns, run)
@@ -885,6 +894,16 @@ struct IfaceSetup {
     /// Offloads to ask for.
     offloads: Offloads,
     ifname: String,
+    /// Make the TAP `device` (every interface but a trunk's further VLANs).
+    tap: bool,
+    /// The TAP the interface's frames cross: its own name, or a trunk's `eth0`.
+    device: String,
+    /// The MTU of `device`: on a trunk, the largest of its networks'.
+    device_mtu: u16,
+    /// A trunk's VLAN: `ifname` is a VLAN device on `device` with this id.
+    vlan: Option<u16>,
+    /// Make that VLAN device (unless the test hook [`NO_VLAN_DEVICES_ENV`] says not).
+    vlan_device: bool,
     ip: Ipv4Addr,
     prefix_len: u8,
     mac: [u8; 6],
@@ -893,16 +912,35 @@ struct IfaceSetup {
 }
 
 impl IfaceSetup {
-    fn of(topo: &Topology, i: &Interface) -> IfaceSetup {
+    fn of(topo: &Topology, ep: &Endpoint, i: &Interface) -> IfaceSetup {
         let net = &topo.networks[i.network];
+        // A trunk's eth0 carries all its networks: big enough for the biggest, and
+        // with offloads only if every one of them has them.
+        let trunk = || ep.interfaces.iter().filter(|x| x.trunk.is_some());
+        let (device, device_mtu, offloads) = match i.trunk {
+            None => (i.ifname.clone(), net.mtu, net.offloads),
+            Some(_) => (
+                "eth0".to_string(),
+                trunk()
+                    .map(|x| topo.networks[x.network].mtu)
+                    .max()
+                    .unwrap_or(net.mtu),
+                trunk().all(|x| topo.networks[x.network].offloads),
+            ),
+        };
         IfaceSetup {
             queues: topo.workers,
-            offloads: if net.offloads {
+            offloads: if offloads {
                 Offloads::ALL
             } else {
                 Offloads::NONE
             },
             ifname: i.ifname.clone(),
+            tap: i.trunk.is_none_or(|t| t.carrier),
+            device,
+            device_mtu,
+            vlan: i.trunk.and_then(|t| t.vlan),
+            vlan_device: std::env::var_os(NO_VLAN_DEVICES_ENV).is_none(),
             ip: i.ip,
             prefix_len: net.subnet.prefix_len(),
             mac: i.mac.0,
@@ -910,6 +948,69 @@ impl IfaceSetup {
             gateway: net.gateway.map(|g| g.ip),
         }
     }
+}
+
+/// A port's queues, one per dataplane worker.
+pub type Queues = Vec<Box<dyn Port>>;
+
+/// The dataplane's ports for the interfaces of `ep`, in order, from the TAPs made
+/// for it (`taps`, which gives one per interface, or one per trunk): each
+/// interface with its queues, one per worker. A trunk's interfaces share its TAP:
+/// the first reads it, for all of them, and each VLAN's port tags what it writes
+/// to it ([`VlanPort`]).
+pub fn endpoint_ports<'a>(
+    ep: &'a Endpoint,
+    taps: &mut impl Iterator<Item = TapPort>,
+) -> io::Result<Vec<(&'a Interface, Queues)>> {
+    let mut ports = Vec::with_capacity(ep.interfaces.len());
+    // The trunk's queues, a handle each for its further VLANs to write through.
+    let mut trunk: Vec<TapQueue> = Vec::new();
+    for i in &ep.interfaces {
+        let queues: Vec<Box<dyn Port>> = match i.trunk {
+            None => {
+                let tap = taps.next().ok_or_else(missing_tap)?;
+                tap.into_queues()
+                    .into_iter()
+                    .map(|q| Box::new(q) as Box<dyn Port>)
+                    .collect()
+            }
+            Some(role) if role.carrier => {
+                let tap = taps.next().ok_or_else(missing_tap)?;
+                let mut queues = Vec::new();
+                for q in tap.into_queues() {
+                    trunk.push(q.try_clone()?);
+                    queues.push(match role.vlan {
+                        Some(v) => Box::new(VlanPort::carrier(Box::new(q), v)) as Box<dyn Port>,
+                        None => Box::new(q),
+                    });
+                }
+                queues
+            }
+            Some(role) => {
+                let vid = role
+                    .vlan
+                    .ok_or_else(|| io::Error::other("a trunk has one native network"))?;
+                let mut queues = Vec::with_capacity(trunk.len());
+                for q in &trunk {
+                    queues
+                        .push(Box::new(VlanPort::rider(Box::new(q.try_clone()?), vid))
+                            as Box<dyn Port>);
+                }
+                queues
+            }
+        };
+        ports.push((i, queues));
+    }
+    Ok(ports)
+}
+
+/// `EOPNOTSUPP`: what the kernel answers for a link kind it does not have.
+fn libc_eopnotsupp() -> i32 {
+    nix::errno::Errno::EOPNOTSUPP as i32
+}
+
+fn missing_tap() -> io::Error {
+    io::Error::other("fewer TAPs made than the endpoint's interfaces need")
 }
 
 /// Whether the interfaces made set the namespace's default route via the first
@@ -953,30 +1054,59 @@ fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPo
     let mut taps = Vec::with_capacity(ifaces.len());
     let mut first_index = None;
     for i in ifaces {
-        let tap = step(
-            format!("create TAP {}", i.ifname),
-            TapPort::create(&i.ifname, i.queues, i.offloads, i.mtu),
-        )?;
-        let idx = step(format!("find {}", i.ifname), rtnl.link_index(&i.ifname))?;
-        step(
-            format!("set MAC of {}", i.ifname),
-            rtnl.link_set_mac(idx, i.mac),
-        )?;
-        step(
-            format!("set MTU of {}", i.ifname),
-            rtnl.link_set_mtu(idx, u32::from(i.mtu)),
-        )?;
-        step(
-            format!("set txqueuelen of {}", i.ifname),
-            rtnl.link_set_txqueuelen(idx, TAP_TXQUEUELEN),
-        )?;
-        step(
-            format!("add {}/{} to {}", i.ip, i.prefix_len, i.ifname),
-            rtnl.addr_add_v4(idx, i.ip, i.prefix_len),
-        )?;
-        step(format!("set {} up", i.ifname), rtnl.link_set_up(idx))?;
-        first_index.get_or_insert(idx);
-        taps.push(tap);
+        if i.tap {
+            let dev = &i.device;
+            let tap = step(
+                format!("create TAP {dev}"),
+                TapPort::create(dev, i.queues, i.offloads, i.device_mtu),
+            )?;
+            let idx = step(format!("find {dev}"), rtnl.link_index(dev))?;
+            step(format!("set MAC of {dev}"), rtnl.link_set_mac(idx, i.mac))?;
+            step(
+                format!("set MTU of {dev}"),
+                rtnl.link_set_mtu(idx, u32::from(i.device_mtu)),
+            )?;
+            step(
+                format!("set txqueuelen of {dev}"),
+                rtnl.link_set_txqueuelen(idx, TAP_TXQUEUELEN),
+            )?;
+            if i.vlan.is_none() {
+                step(
+                    format!("add {}/{} to {dev}", i.ip, i.prefix_len),
+                    rtnl.addr_add_v4(idx, i.ip, i.prefix_len),
+                )?;
+                first_index.get_or_insert(idx);
+            }
+            step(format!("set {dev} up"), rtnl.link_set_up(idx))?;
+            taps.push(tap);
+        }
+        if let Some(vid) = i.vlan.filter(|_| i.vlan_device) {
+            // A trunk's VLAN: a VLAN device on the trunk's TAP, as a router's
+            // eth0.N; it takes the TAP's MAC.
+            let parent = step(format!("find {}", i.device), rtnl.link_index(&i.device))?;
+            let made = rtnl.link_add_vlan(&i.ifname, parent, vid);
+            let hint = match &made {
+                Err(e) if e.errno() == Some(libc_eopnotsupp()) => {
+                    " (the kernel has no 802.1Q VLAN support: CONFIG_VLAN_8021Q, module 8021q)"
+                }
+                _ => "",
+            };
+            step(
+                format!("add VLAN {} (id {vid}) on {}{hint}", i.ifname, i.device),
+                made,
+            )?;
+            let idx = step(format!("find {}", i.ifname), rtnl.link_index(&i.ifname))?;
+            step(
+                format!("set MTU of {}", i.ifname),
+                rtnl.link_set_mtu(idx, u32::from(i.mtu)),
+            )?;
+            step(
+                format!("add {}/{} to {}", i.ip, i.prefix_len, i.ifname),
+                rtnl.addr_add_v4(idx, i.ip, i.prefix_len),
+            )?;
+            step(format!("set {} up", i.ifname), rtnl.link_set_up(idx))?;
+            first_index.get_or_insert(idx);
+        }
     }
     // Like a container: the default route goes via the gateway of the first network.
     if let (Some(first), Some(idx)) = (ifaces.first(), first_index) {

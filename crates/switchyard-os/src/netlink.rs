@@ -32,7 +32,10 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo as Info,
+    LinkMessage,
+};
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -501,6 +504,23 @@ impl Rtnl {
         }
         self.request(RouteNetlinkMessage::NewLink(msg), Kind::Create, op)
             .map(drop)
+    }
+
+    /// Creates VLAN device `name` over device `parent` for 802.1Q VLAN `vid` (`ip
+    /// link add link PARENT name NAME type vlan id VID`): frames it sends leave the
+    /// parent tagged, and the parent's frames with that tag arrive on it untagged.
+    /// It takes the parent's MAC and starts down.
+    pub fn link_add_vlan(&mut self, name: &str, parent: u32, vid: u16) -> Result<(), NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(parent));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            Info::Kind(InfoKind::Vlan),
+            Info::Data(InfoData::Vlan(vec![InfoVlan::Id(vid)])),
+        ]));
+        self.link_add(m, || {
+            format!("add vlan {name} id {vid} on ifindex {parent}")
+        })
     }
 
     /// Deletes the device (for a veth, both ends).

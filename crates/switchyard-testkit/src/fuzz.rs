@@ -53,7 +53,8 @@ const MAX_SEGMENTS: usize = 2048;
 /// The topology every fuzz input runs against: two bridge networks with gateways
 /// joined for routing (front and back, both masquerading), an L3-only network joined
 /// to front (masquerading too, not joined to back), a network without gateway, an
-/// external network with published ports, a static route, and small tables and a
+/// external network with published ports, a trunk carrying front and back as VLANs 10
+/// and 20, a static route, and small tables and a
 /// narrow NAT port range so that "full" and "exhausted" paths are reached. back has
 /// source validation off, so that conntrack's zones alone must keep its forged replies
 /// and errors out of other networks; plain has port security on and front a conntrack
@@ -107,6 +108,16 @@ pub fn spec() -> Spec {
             known("h", 3, 4, 3),
             port("o", 4),
             port("p", 4),
+            // A trunk: its device carries front as VLAN 10 and back as VLAN 20.
+            PortSpec {
+                vlan: Some(10),
+                ..port("t", 0)
+            },
+            PortSpec {
+                vlan: Some(20),
+                carrier: Some(PortId(10)),
+                ..port("t/eth0.20", 1)
+            },
         ],
         fdb_max: 16,
         fdb_aging_secs: 30,
@@ -718,20 +729,27 @@ pub fn run(data: &[u8]) {
                     f
                 })
                 .collect();
-            // Only frames addressed to a gateway MAC may leave their network (routed).
-            let routed: Vec<bool> = batch
-                .iter()
-                .map(|f| {
-                    let d = worker.port(f.ingress).expect("ingress").domain;
-                    let gw = worker.domain(d).and_then(|d| d.gateway).map(|g| g.mac.0);
-                    f.len() >= 6 && gw.is_some_and(|m| f.data()[..6] == m)
-                })
-                .collect();
             out.clear();
             worker.process(&mut batch, t, &mut out);
             show_trace(worker, wi);
-            for ((f, routed), input) in batch.iter().zip(&routed).zip(&inputs) {
+            for (f, input) in batch.iter().zip(&inputs) {
+                // The frame as the stages after vlan-input saw it: a trunk's frame
+                // without its tag, on the port of its VLAN (a tagged frame that
+                // vlan-input let through lost its tag; any other it dropped).
+                let untagged;
+                let input: &[u8] = match f.action {
+                    Action::Drop(r) if r.stage() == "vlan-input" => input,
+                    _ if input.len() >= 18 && input[12..14] == [0x81, 0x00] => {
+                        untagged = [&input[..12], &input[16..]].concat();
+                        &untagged
+                    }
+                    _ => input,
+                };
                 let x = worker.port(f.ingress).expect("ingress").domain;
+                // Only frames addressed to a gateway MAC may leave their network
+                // (routed).
+                let gw = worker.domain(x).and_then(|d| d.gateway).map(|g| g.mac.0);
+                let routed = &(input.len() >= 6 && gw.is_some_and(|m| input[..6] == m));
                 if *routed && matches!(f.action, Action::Held | Action::Drop(_)) {
                     iso.intended(worker, x, input);
                 }

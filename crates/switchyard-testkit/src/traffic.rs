@@ -453,6 +453,10 @@ pub struct Seen {
     pub src: MacAddr,
     pub ethertype: u16,
     pub bytes: Vec<u8>,
+    /// The 802.1Q tag control field (priority and VLAN id) of the tag the kernel
+    /// took off the frame as it arrived (it keeps it beside the frame, as tcpdump
+    /// shows it), if the frame came tagged.
+    pub vlan_tci: Option<u16>,
 }
 
 /// An `AF_PACKET` socket on an interface inside a namespace: sees every frame the
@@ -481,6 +485,22 @@ impl Capture {
             // SAFETY: fd was just created and is ours.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             bind_packet_socket(&fd, &name, proto)?;
+            // The kernel takes a received frame's VLAN tag off before a capture
+            // sees it; with auxiliary data it hands the tag over beside the frame.
+            let one: libc::c_int = 1;
+            // SAFETY: PACKET_AUXDATA reads one int from a live local.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_AUXDATA,
+                    (&one as *const libc::c_int).cast(),
+                    4,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(fd)
         })?;
         Ok(Capture { fd })
@@ -519,20 +539,25 @@ impl Capture {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         while out.len() < max {
-            // SAFETY: zeroed sockaddr_ll is valid; recvfrom writes at most `len` bytes to it.
+            // SAFETY: a zeroed sockaddr_ll is a valid value, filled in by recvmsg.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buffers are live and sized as passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut sll as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
+            // Room for one cmsg carrying a tpacket_auxdata, 8-byte aligned.
+            let mut control = [0u64; 8];
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
             };
+            // SAFETY: as above, a zeroed msghdr is a valid (empty) one.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: every pointer in `msg` is to a live local of the size given;
+            // recvmsg(2) writes at most those sizes.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if matches!(
@@ -554,8 +579,10 @@ impl Capture {
             if n < 14 {
                 continue;
             }
+            let vlan_tci = auxdata_vlan(&msg);
             let b = &buf[..n];
             out.push(Seen {
+                vlan_tci,
                 dst: MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]),
                 src: MacAddr([b[6], b[7], b[8], b[9], b[10], b[11]]),
                 ethertype: u16::from_be_bytes([b[12], b[13]]),
@@ -780,6 +807,26 @@ impl MmsgBuffers {
 
 /// Binds an `AF_PACKET` socket to the device `ifname` (of the namespace the calling
 /// thread is in) for `proto` (network byte order; 0 receives nothing).
+/// The VLAN tag control field in a received message's auxiliary data, if the
+/// kernel took a tag off the frame.
+fn auxdata_vlan(msg: &libc::msghdr) -> Option<u16> {
+    // SAFETY: `msg` is the header recvmsg(2) filled: its control buffer holds
+    // `msg_controllen` bytes of well-formed cmsgs, which the CMSG macros walk.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return (aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0)
+                    .then_some(aux.tp_vlan_tci);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
 fn bind_packet_socket(fd: &OwnedFd, ifname: &str, proto: u16) -> io::Result<()> {
     let cname = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
     // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.

@@ -172,8 +172,23 @@ fn assign_macs(
             macs.insert(g.mac, format!("the gateway of network \"{}\"", n.name));
         }
     }
+    // A trunk's VLAN sub-interfaces take eth0's MAC, as the kernel gives them.
+    let mut trunk_macs: HashMap<usize, MacAddr> = HashMap::new();
     for (p, ip) in pending.iter().zip(assigned) {
         let Some(ip) = *ip else { continue };
+        if p.trunk.is_some_and(|t| !t.carrier) {
+            if let Some(&mac) = trunk_macs.get(&p.endpoint) {
+                endpoints[p.endpoint].interfaces.push(Interface {
+                    ifname: p.ifname.clone(),
+                    network: p.network,
+                    ip,
+                    mac,
+                    port: PortId(0),
+                    trunk: p.trunk,
+                });
+            }
+            continue;
+        }
         let mac = p.mac.unwrap_or_else(|| derived_mac(ip));
         if let Some(m) = p.mac {
             if m.is_multicast() || m.is_zero() {
@@ -192,6 +207,9 @@ fn assign_macs(
             continue;
         }
         macs.insert(mac, p.field.clone());
+        if p.trunk.is_some() {
+            trunk_macs.insert(p.endpoint, mac);
+        }
         endpoints[p.endpoint].interfaces.push(Interface {
             ifname: p.ifname.clone(),
             network: p.network,
@@ -199,6 +217,7 @@ fn assign_macs(
             mac,
             // Numbered once every interface is known (see `validate`).
             port: PortId(0),
+            trunk: p.trunk,
         });
     }
 }

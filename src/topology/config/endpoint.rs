@@ -11,7 +11,7 @@
 //! automatically first.
 
 use super::network::Networks;
-use super::{publish, valid_name, Checker, Endpoint, Publish, MAX_NAME};
+use super::{publish, valid_name, Checker, Endpoint, Publish, TrunkRole, MAX_NAME};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -44,6 +44,42 @@ pub struct EndpointSection {
     /// More DNS names for the endpoint, on every DNS network it is attached to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Networks whose frames eth0 carries tagged (each network's `vlan`), each on
+    /// a VLAN sub-interface `eth0.N` made in the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trunk: Vec<TrunkEntry>,
+    /// With `trunk`: the network of eth0's untagged frames, its address on eth0
+    /// itself (`ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native: Option<String>,
+}
+
+/// One entry of `trunk = [...]`: a network by name (its address the lowest free),
+/// or a network with the address of the endpoint's sub-interface on it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TrunkEntry {
+    Network(String),
+    With(TrunkSection),
+}
+
+/// `{ network = "...", ip = "..." }` in `trunk = [...]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSection {
+    pub network: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl TrunkEntry {
+    /// The network's name and the address asked for, if any.
+    pub fn parts(&self) -> (&str, Option<Ipv4Addr>) {
+        match self {
+            TrunkEntry::Network(n) => (n, None),
+            TrunkEntry::With(t) => (&t.network, t.ip),
+        }
+    }
 }
 
 /// One entry of `attach = [...]`.
@@ -71,6 +107,8 @@ pub(super) struct Pending {
     pub mac: Option<MacAddr>,
     /// Where it was declared, for messages (`endpoint "web"`, `endpoint "m".attach[1]`).
     pub field: String,
+    /// Its place on the endpoint's trunk, if it has one.
+    pub trunk: Option<TrunkRole>,
 }
 
 /// The endpoints, still without interfaces, and what the later passes complete
@@ -116,8 +154,26 @@ pub(super) fn check(
         }
         publish_raw.extend(publish::parse_rules(i, &e.publish, &f, c));
         let mut ifaces = Vec::new();
+        // Per interface: whether it is on a trunk, and tagged there.
+        let mut on_trunk: Vec<Option<bool>> = Vec::new();
         let mut shares_name = None;
+        let trunked = !e.trunk.is_empty() || e.native.is_some();
+        if trunked {
+            trunk_shape(e, &f, c);
+            if let Some(native) = &e.native {
+                ifaces.push((native.clone(), e.ip, e.mac, None, fld("native")));
+                on_trunk.push(Some(false));
+            }
+            for (k, t) in e.trunk.iter().enumerate() {
+                let (net, ip) = t.parts();
+                // The one MAC of eth0, which its sub-interfaces share, is the first's.
+                let mac = if ifaces.is_empty() { e.mac } else { None };
+                ifaces.push((net.to_string(), ip, mac, None, format!("{f}.trunk[{k}]")));
+                on_trunk.push(Some(true));
+            }
+        }
         match (&e.mode, &e.network, e.attach.is_empty()) {
+            _ if trunked => {}
             (Some(mode), _, _) => {
                 if mode == "none" {
                     // Only lo: nothing to check.
@@ -187,6 +243,33 @@ pub(super) fn check(
         let mut seen_nets = BTreeSet::new();
         let mut seen_ifnames = BTreeSet::new();
         for (k, (net, ip, mac, ifname, field)) in ifaces.into_iter().enumerate() {
+            let tagged = on_trunk.get(k).copied().flatten();
+            let mut trunk = None;
+            if let Some(tagged) = tagged {
+                let vlan = match networks.index(&net).map(|ni| &networks.list[ni]) {
+                    Some(n) if tagged && n.vlan.is_none() => {
+                        c.bad(
+                            format!("{field}.network"),
+                            format!(
+                                "network {net:?} has no vlan to tag its frames with on a trunk"
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(n) if tagged => n.vlan,
+                    _ => None,
+                };
+                trunk = Some(TrunkRole {
+                    vlan,
+                    carrier: k == 0,
+                });
+            }
+            // A trunk's native network is on eth0 itself, each VLAN on eth0.N.
+            let ifname = match trunk {
+                Some(TrunkRole { vlan: Some(v), .. }) => Some(format!("eth0.{v}")),
+                Some(TrunkRole { vlan: None, .. }) => Some("eth0".to_string()),
+                None => ifname,
+            };
             let ifname = ifname.unwrap_or_else(|| format!("eth{k}"));
             if let Err(why) = check_ifname(&ifname) {
                 c.bad(format!("{field}.ifname"), why);
@@ -217,6 +300,7 @@ pub(super) fn check(
                 ip,
                 mac,
                 field,
+                trunk,
             });
         }
         let aliases = super::dns::check_aliases(&fld("aliases"), &e.aliases, c);
@@ -258,6 +342,31 @@ pub(super) fn check(
         list: endpoints,
         pending,
         publish: publish_raw,
+    }
+}
+
+/// What an endpoint with `trunk` (or `native`) may not have besides: its interfaces
+/// are eth0 and eth0's VLANs, named by the networks and their tags.
+fn trunk_shape(e: &EndpointSection, f: &str, c: &mut Checker) {
+    if e.trunk.is_empty() {
+        c.bad(
+            format!("{f}.native"),
+            "native names the untagged network of a trunk; list the tagged ones in trunk",
+        );
+    }
+    if e.network.is_some() || !e.attach.is_empty() || e.mode.is_some() || e.ifname.is_some() {
+        c.bad(
+            format!("{f}.trunk"),
+            "a trunk endpoint takes no network, attach, mode or ifname: its interfaces are \
+             eth0 (the native network, if any) and eth0.N for each VLAN",
+        );
+    }
+    if e.native.is_none() && e.ip.is_some() {
+        c.bad(
+            format!("{f}.ip"),
+            "with trunk, ip is the native network's address on eth0; give each VLAN's \
+             address in its trunk entry ({ network = \"...\", ip = \"...\" })",
+        );
     }
 }
 

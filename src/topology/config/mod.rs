@@ -46,7 +46,7 @@ mod routes;
 mod switch;
 
 pub use dns::{dns_name_ok, parse_dns_name};
-pub use endpoint::{check_netns_path, AttachSection, EndpointSection};
+pub use endpoint::{check_netns_path, AttachSection, EndpointSection, TrunkEntry, TrunkSection};
 pub use network::NetworkSection;
 pub use overlay::VxlanSection;
 pub use publish::{parse_port_range, parse_publish, Publish};
@@ -152,6 +152,8 @@ pub struct Network {
     pub offloads: bool,
     /// A host interface attached as a port of the network (`parent`).
     pub parent: Option<Parent>,
+    /// The 802.1Q VLAN id of the network's frames on trunk ports (`vlan = N`).
+    pub vlan: Option<u16>,
     /// Source validation, port security and table shares.
     pub guard: DomainGuard,
     /// The network spans hosts over VXLAN (`vxlan = {...}`).
@@ -263,6 +265,22 @@ pub struct Interface {
     /// The switchyard port it is: numbered in order in a config file, and kept for
     /// as long as the interface exists in a running instance (as `Network::domain`).
     pub port: PortId,
+    /// Its place on the endpoint's trunk, if the endpoint has one (`trunk = [...]`).
+    pub trunk: Option<TrunkRole>,
+}
+
+/// An interface's place on a trunk: an endpoint whose eth0 carries the frames of
+/// several networks, each VLAN's tagged and on a sub-interface `eth0.N` in the
+/// namespace, the native network's untagged and on eth0 itself. Its interfaces are
+/// the native one (if any) and then the VLANs, in the order of `trunk`; all share
+/// eth0's MAC. Each is a port of its own to the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkRole {
+    /// The 802.1Q VLAN id of its frames on eth0; `None`: the native network.
+    pub vlan: Option<u16>,
+    /// The first of the trunk's interfaces: its port reads eth0 for all of them
+    /// (see `switchyard_os::port::vlan`).
+    pub carrier: bool,
 }
 
 impl Topology {
@@ -286,6 +304,19 @@ impl Topology {
         self.networks
             .iter()
             .filter_map(|n| n.vxlan.as_ref().map(|o| (n, o)))
+    }
+
+    /// The port that reads the trunk's device for `iface`, when that is another
+    /// port: the trunk's carrier, for its other interfaces.
+    pub fn carrier(endpoint: &Endpoint, iface: &Interface) -> Option<PortId> {
+        if iface.trunk.is_none_or(|t| t.carrier) {
+            return None;
+        }
+        endpoint
+            .interfaces
+            .iter()
+            .find(|i| i.trunk.is_some_and(|t| t.carrier))
+            .map(|i| i.port)
     }
 
     /// Every interface, endpoint by endpoint (each knows its port: `Interface::port`).
@@ -342,6 +373,8 @@ impl Topology {
                 domain: self.networks[i.network].domain,
                 mac: Some(i.mac),
                 ip: Some(i.ip),
+                vlan: i.trunk.and_then(|t| t.vlan),
+                carrier: Topology::carrier(e, i),
             };
         }
         // A parent carries the MACs and addresses of a whole LAN: none is its own.

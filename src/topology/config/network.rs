@@ -2,7 +2,9 @@
 //! address switchyard owns, an MTU, a mode (bridged or L3-only) and its role in NAT
 //! (`masquerade` on the inside, `external` for the one way out), and whether its
 //! endpoints may talk to each other (`icc`), and whether a DNS server answers at
-//! its gateway (`dns`, `dns_domain`: checked by [`super::dns`]).
+//! its gateway (`dns`, `dns_domain`: checked by [`super::dns`]), and the 802.1Q tag
+//! its frames carry on trunk ports (`vlan`: one network per VLAN id, as a VLAN is one
+//! broadcast domain).
 //!
 //! Later passes refer to networks by name (endpoints attach to them, `[[allow]]` joins
 //! them, routes lead through them), so this pass also builds the name index they use.
@@ -81,6 +83,9 @@ pub struct NetworkSection {
     /// The network spans hosts over VXLAN (see [`super::overlay`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vxlan: Option<super::VxlanSection>,
+    /// The 802.1Q VLAN id the network's frames carry on trunk ports (1 to 4094).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -269,6 +274,25 @@ pub(super) fn check<'a>(
             }
             p
         });
+        let vlan = match n.vlan {
+            None => None,
+            Some(v) if (1..=4094).contains(&v) => {
+                if let Some(other) = networks.iter().find(|o| o.vlan == Some(v as u16)) {
+                    c.bad(
+                        fld("vlan"),
+                        format!("VLAN {v} is already network \"{}\"'s", other.name),
+                    );
+                }
+                Some(v as u16)
+            }
+            Some(v) => {
+                c.bad(
+                    fld("vlan"),
+                    format!("{v} is not a VLAN id: 1 to 4094 (0 and 4095 are reserved)"),
+                );
+                None
+            }
+        };
         let (dns, dns_domain) = super::dns::check_network(
             &f,
             &n.name,
@@ -313,6 +337,7 @@ pub(super) fn check<'a>(
             dns_domain,
             parent,
             offloads: n.offloads.unwrap_or(default_offloads),
+            vlan,
             // Numbered in order here; a running instance keeps the numbers of the
             // networks it already has when a change is validated (`keep_slots`).
             domain: DomainId(i as u16),

@@ -9,7 +9,7 @@
 
 use super::{
     AllowSection, AttachSection, ConfigFile, EndpointSection, NetworkSection, ParentMode,
-    RouteSection, SwitchSection, Topology,
+    RouteSection, SwitchSection, Topology, TrunkEntry, TrunkSection,
 };
 use switchyard_core::pipeline::DomainMode;
 
@@ -88,6 +88,7 @@ impl Topology {
                 parent: net.parent.as_ref().map(|p| p.ifname.clone()),
                 parent_netns: net.parent.as_ref().and_then(|p| p.netns.clone()),
                 vxlan: net.vxlan.as_ref().map(|o| o.to_section()),
+                vlan: net.vlan.map(u32::from),
             })
             .collect();
         let endpoints = self
@@ -116,7 +117,23 @@ impl Topology {
                 let ifname = |k: usize, x: &super::Interface| {
                     (x.ifname != format!("eth{k}")).then(|| x.ifname.clone())
                 };
+                let net_name = |x: &super::Interface| self.networks[x.network].name.clone();
                 match (e.shares, e.interfaces.as_slice()) {
+                    (None, all @ [first, ..]) if first.trunk.is_some() => {
+                        s.mac = Some(first.mac);
+                        for x in all {
+                            match x.trunk.and_then(|t| t.vlan) {
+                                None => {
+                                    s.native = Some(net_name(x));
+                                    s.ip = Some(x.ip);
+                                }
+                                Some(_) => s.trunk.push(TrunkEntry::With(TrunkSection {
+                                    network: net_name(x),
+                                    ip: Some(x.ip),
+                                })),
+                            }
+                        }
+                    }
                     (Some(j), _) => {
                         s.mode = Some(format!("container:{}", self.endpoints[j].name));
                     }

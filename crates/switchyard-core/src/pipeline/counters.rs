@@ -17,7 +17,7 @@
 use super::stages::{
     arp_input, ct_gc, ct_lookup, emit, ethernet_input, icmp_error, ip4_forward, ip4_fragment,
     ip4_input, ip4_local, ip4_neighbor, ip4_output, l2_age, l2_flood, l2_forward, l2_learn,
-    l3_input, nat_rewrite, nat_snat, port_security,
+    l3_input, nat_rewrite, nat_snat, port_security, vlan_input,
 };
 use serde::Serialize;
 
@@ -143,6 +143,10 @@ macro_rules! gather {
 gather! {
     /// Why a frame was dropped.
     DropReason from Drop {
+        vlan_input::VlanNotAllowed,
+        vlan_input::VlanUntagged,
+        vlan_input::VlanStacked,
+        vlan_input::VlanTruncated,
         ethernet_input::Truncated,
         ethernet_input::GroupSourceMac,
         ethernet_input::ZeroSourceMac,

@@ -53,6 +53,11 @@ pub struct Frame {
     pub ct: Option<CtRef>,
     /// The packet is an ICMP error about that flow (its quote is translated too).
     pub ct_related: bool,
+    /// The priority bits (PCP and DEI: the top four bits of the tag control field)
+    /// of the 802.1Q tag the frame arrived with, kept by vlan-input when it takes
+    /// the tag off, for the tag a trunk's port puts back on; zero for a frame that
+    /// came untagged, was routed, or was made by switchyard.
+    pub vlan_prio: u16,
     /// Offset in [`Frame::data`] of the network header: the end of the Ethernet header
     /// and its VLAN tags. Set by ethernet-input.
     pub(crate) l3: u16,
@@ -76,6 +81,7 @@ impl Frame {
             tunnel: None,
             ct: None,
             ct_related: false,
+            vlan_prio: 0,
             l3: 0,
             l4: 0,
         }
@@ -114,6 +120,7 @@ impl Frame {
     pub(crate) fn forget_pipeline_meta(&mut self) {
         self.ct = None;
         self.ct_related = false;
+        self.vlan_prio = 0;
         self.l3 = 0;
         self.l4 = 0;
     }
@@ -206,6 +213,57 @@ impl Frame {
     pub fn with_prefix_mut(&mut self, n: usize) -> &mut [u8] {
         let from = self.start - n;
         &mut self.buf[from..self.start + self.len]
+    }
+}
+
+/// 802.1Q: tags on and off in place, moving the two MAC addresses (12 bytes) rather
+/// than the payload, which the buffer's headroom allows.
+impl Frame {
+    /// Takes off the 802.1Q tag that follows the MAC addresses and returns its tag
+    /// control field. The frame then starts 4 bytes later; the offload header's
+    /// checksum position, counted from the frame's start, moves with it. The frame must hold a
+    /// whole tag (`ethernet::HEADER_LEN + ethernet::TAG_LEN` bytes).
+    pub fn pop_vlan_tag(&mut self) -> u16 {
+        let s = self.start;
+        let tci = u16::from_be_bytes([self.buf[s + 14], self.buf[s + 15]]);
+        self.buf.copy_within(s..s + 12, s + ethernet::TAG_LEN);
+        self.start += ethernet::TAG_LEN;
+        self.len -= ethernet::TAG_LEN;
+        self.shift_vnet(false);
+        tci
+    }
+
+    /// Puts an 802.1Q tag with control field `tci` after the MAC addresses (the
+    /// frame starts 4 bytes earlier), unless the headroom left in front of the frame
+    /// could not then still take a virtio-net header: false, and nothing changed.
+    pub fn push_vlan_tag(&mut self, tci: u16) -> bool {
+        if self.start < ethernet::TAG_LEN + VirtioNetHdr::LEN || self.len < 12 {
+            return false;
+        }
+        let s = self.start - ethernet::TAG_LEN;
+        self.buf.copy_within(s + 4..s + 16, s);
+        self.buf[s + 12..s + 14].copy_from_slice(&ethernet::EtherType::VLAN.0.to_be_bytes());
+        self.buf[s + 14..s + 16].copy_from_slice(&tci.to_be_bytes());
+        self.start = s;
+        self.len += ethernet::TAG_LEN;
+        self.shift_vnet(true);
+        true
+    }
+
+    /// Moves the offload header's checksum position by a tag's length, later or
+    /// earlier. The header length stays: it is a hint of the headers' size that the
+    /// kernel counts without the tag (a TAP hands over `skb_headlen`, the tag being
+    /// metadata there), while the checksum position is an offset into the bytes.
+    fn shift_vnet(&mut self, later: bool) {
+        if self.vnet.needs_csum() {
+            let tag = ethernet::TAG_LEN as u16;
+            let at = self.vnet.csum_start;
+            self.vnet.csum_start = if later {
+                at.saturating_add(tag)
+            } else {
+                at.saturating_sub(tag)
+            };
+        }
     }
 }
 

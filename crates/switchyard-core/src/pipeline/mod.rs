@@ -13,6 +13,8 @@
 //! The edges are all in one place, `graph.rs`:
 //!
 //! ```text
+//! vlan-input                                                                        a trunk's frame: its VLAN's port's, untagged
+//!  │
 //! ethernet-input ─▶ port-security ─▶ l2-learn ─▶ l2-forward ─┬─▶ port                    known unicast
 //!                                                            ├─▶ l2-flood ─▶ ports       group, unknown unicast
 //!                                                            ├─▶ arp-input ─▶ l2-flood   broadcast ARP: for us too?
@@ -336,6 +338,15 @@ pub struct PortSpec {
     pub mac: Option<MacAddr>,
     /// The endpoint's IPv4 address on this port, when known (as `mac`).
     pub ip: Option<Ipv4Addr>,
+    /// The 802.1Q VLAN id this port's frames carry on the wire (a trunk's
+    /// sub-interface, `eth0.100`); `None`: untagged. vlan-input takes the tag off
+    /// what arrives, the port's egress puts it back on.
+    pub vlan: Option<u16>,
+    /// The port whose device carries this port's frames, for the further VLANs of a
+    /// trunk: frames arrive on the carrier and vlan-input hands each to the port of
+    /// its tag; `None`: the port has a device of its own (it may itself be a
+    /// trunk's carrier).
+    pub carrier: Option<PortId>,
 }
 
 impl PortSpec {
@@ -357,6 +368,8 @@ impl PortSpec {
             domain,
             mac: None,
             ip: None,
+            vlan: None,
+            carrier: None,
         }
     }
 }
@@ -460,6 +473,64 @@ pub enum SpecError {
     PublishWithoutExternal,
     #[error("NAT port range {0}-{1} is empty")]
     EmptyPortRange(u16, u16),
+    #[error("port {port}: VLAN id {vlan} is outside 1-4094")]
+    BadVlanId { port: String, vlan: u16 },
+    #[error("port {port}: its carrier is not a port with a device of its own")]
+    BadCarrier { port: String },
+    #[error("port {port}: its trunk already carries VLAN {vlan} (or untagged frames, 0) on another port")]
+    DuplicateVlan { port: String, vlan: u16 },
+}
+
+/// The ports whose frames share one device (a trunk): the tag each one's frames
+/// carry (`None`: untagged), and the port. vlan-input looks up a frame's port here.
+type TrunkPorts = Box<[(Option<u16>, PortId)]>;
+
+/// Checks the VLANs of `ports` and groups each trunk's ports under its carrier:
+/// ids from 1 to 4094, a carrier that is a port with a device of its own, and on
+/// one trunk no VLAN twice and at most one untagged port.
+fn trunks_of(ports: &[PortSpec]) -> Result<Vec<Option<TrunkPorts>>, SpecError> {
+    let mut groups: Vec<Vec<(Option<u16>, PortId)>> = vec![Vec::new(); ports.len()];
+    for (i, p) in ports.iter().enumerate() {
+        if p.is_vacant() {
+            continue;
+        }
+        if let Some(v) = p.vlan.filter(|v| !(1..=4094).contains(v)) {
+            return Err(SpecError::BadVlanId {
+                port: p.name.clone(),
+                vlan: v,
+            });
+        }
+        let carrier = match p.carrier {
+            None => i,
+            Some(c) => {
+                let ok = ports
+                    .get(c.index())
+                    .is_some_and(|q| !q.is_vacant() && q.carrier.is_none() && c.index() != i);
+                if !ok {
+                    return Err(SpecError::BadCarrier {
+                        port: p.name.clone(),
+                    });
+                }
+                c.index()
+            }
+        };
+        let group = &mut groups[carrier];
+        if group.iter().any(|&(v, _)| v == p.vlan) {
+            return Err(SpecError::DuplicateVlan {
+                port: p.name.clone(),
+                vlan: p.vlan.unwrap_or(0),
+            });
+        }
+        group.push((p.vlan, PortId(i as u16)));
+    }
+    // A lone untagged port is an access port: no trunk to look up.
+    Ok(groups
+        .into_iter()
+        .map(|g| match g.as_slice() {
+            [] | [(None, _)] => None,
+            _ => Some(g.into_boxed_slice()),
+        })
+        .collect())
 }
 
 /// A bridge domain with its member ports.
@@ -494,6 +565,9 @@ pub struct Shared {
     /// Published ports: (protocol, host port) → (target address, target port).
     publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
     port_range: (u16, u16),
+    /// By port: the trunk it carries, if it is a trunk's carrier (see
+    /// [`PortSpec::carrier`]); `None` for an access port.
+    trunks: Vec<Option<TrunkPorts>>,
     fdb: Arc<Fdb>,
     neighbors: Arc<NeighborTable>,
     conntrack: Arc<ConnTrack>,
@@ -575,6 +649,7 @@ struct Plan {
     external: Option<DomainId>,
     publish: HashMap<(IpProtocol, u16), (Ipv4Addr, u16), foldhash::fast::RandomState>,
     port_range: (u16, u16),
+    trunks: Vec<Option<TrunkPorts>>,
 }
 
 impl Plan {
@@ -713,7 +788,9 @@ impl Plan {
                 }
             }
         }
+        let trunks = trunks_of(&spec.ports)?;
         Ok(Plan {
+            trunks,
             ports: spec.ports,
             domains,
             fib: Fib::new(routes),
@@ -799,6 +876,7 @@ impl Plan {
             external: self.external,
             publish: self.publish,
             port_range: self.port_range,
+            trunks: self.trunks,
             fdb,
             neighbors,
             conntrack,
@@ -1052,6 +1130,12 @@ impl Pipeline {
             .is_some_and(PortSpec::is_vacant)
     }
 
+    /// The trunk `port` carries, if it is a trunk's carrier in this layout.
+    #[inline]
+    fn trunk(&self, port: PortId) -> Option<&[(Option<u16>, PortId)]> {
+        self.sh.trunks.get(port.index()).and_then(|t| t.as_deref())
+    }
+
     /// The network of `port` in this layout, if it is a port of one (not vacant,
     /// not [`PortId::LOCAL`], not a port only a newer layout has).
     #[inline]
@@ -1097,13 +1181,22 @@ impl Pipeline {
     }
 
     fn process_frame(&mut self, f: &mut Frame, out: &mut Emitter) {
-        // Remembered before the stages run: a frame taken into a neighbor queue is
-        // swapped for a spare, and the spare's metadata is not this frame's.
-        let ingress = f.ingress;
         // Metadata of the pipeline's own making starts fresh for every frame: a
         // recycled buffer must not carry the last packet's flow or offsets.
         f.forget_pipeline_meta();
-        let action = self.walk::<false>(f, out);
+        // vlan-input first: a frame from a trunk is the frame of the port of its tag
+        // from here on, for every stage and for the books.
+        let refused = match self.vlan_input(f) {
+            stages::vlan_input::Next::EthernetInput => None,
+            stages::vlan_input::Next::Drop(r) => Some(r),
+        };
+        // Remembered before the stages run: a frame taken into a neighbor queue is
+        // swapped for a spare, and the spare's metadata is not this frame's.
+        let ingress = f.ingress;
+        let action = match refused {
+            None => self.walk::<false>(f, out),
+            Some(r) => Action::Drop(r),
+        };
         f.action = action;
         // The traced packet's number, taken from the tracer: a held frame's buffer
         // (and number) is in a neighbor queue by now.

@@ -5,7 +5,8 @@
 //! ([`tap::TapPort`]), or a host interface attached through packet sockets
 //! ([`packet::PacketPort`]), or an overlay network's VXLAN tunnel ([`vxlan::VxlanQueue`]).
 //! The trait is small on purpose (after smoltcp's `Device`), so that other ports — a pcap
-//! replay — and *middleware* ports wrapping another one (a capture tap, a fault injector) fit the same dataplane unchanged.
+//! replay — and *middleware* ports wrapping another one (a capture tap, a fault injector, a
+//! trunk's VLAN: [`vlan::VlanPort`]) fit the same dataplane unchanged.
 //!
 //! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) is where switchyard's
 //! `unsafe` lives, besides the socket calls of the test kit's traffic helpers; each
@@ -13,6 +14,7 @@
 
 pub mod packet;
 pub mod tap;
+pub mod vlan;
 pub mod vxlan;
 
 use std::fmt;
@@ -20,6 +22,7 @@ use std::io;
 use std::ops::BitOr;
 use std::os::fd::RawFd;
 use switchyard_core::pipeline::Frame;
+use switchyard_core::wire::{virtio_net, VirtioNetHdr};
 
 /// What a port can do, shown by `show ports`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -107,6 +110,18 @@ impl Offloads {
     #[inline]
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// Does a device with these offloads take a super-frame described by `vnet`
+    /// whole? (Otherwise the port cuts it into segments first.)
+    pub fn takes_gso(self, vnet: &VirtioNetHdr) -> bool {
+        let need = match vnet.gso_type & !virtio_net::GSO_ECN {
+            virtio_net::GSO_TCPV4 => Offloads::TSO4,
+            virtio_net::GSO_TCPV6 => Offloads::TSO6,
+            virtio_net::GSO_UDP_L4 => Offloads::USO4 | Offloads::USO6,
+            _ => return false,
+        };
+        self.intersects(need)
     }
 
     /// The `TUN_F_*` bits for `TUNSETOFFLOAD`.

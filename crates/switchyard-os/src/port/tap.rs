@@ -150,15 +150,19 @@ pub struct TapQueue {
 }
 
 impl TapQueue {
+    /// A second handle on the same queue (a duplicated fd): for a trunk, whose
+    /// VLANs' ports all write to the one device ([`super::vlan::VlanPort`]).
+    pub fn try_clone(&self) -> io::Result<TapQueue> {
+        Ok(TapQueue {
+            fd: self.fd.try_clone()?,
+            caps: self.caps,
+            scratch: Vec::new(),
+        })
+    }
+
     /// Does the device take a super-frame of this `gso_type` whole?
     fn takes_gso(&self, vnet: &VirtioNetHdr) -> bool {
-        let need = match vnet.gso_type & !virtio_net::GSO_ECN {
-            virtio_net::GSO_TCPV4 => Offloads::TSO4,
-            virtio_net::GSO_TCPV6 => Offloads::TSO6,
-            virtio_net::GSO_UDP_L4 => Offloads::USO4 | Offloads::USO6,
-            _ => return false,
-        };
-        self.caps.offloads.intersects(need)
+        self.caps.offloads.takes_gso(vnet)
     }
 
     fn write_all(&self, bufs: &[&[u8]]) -> io::Result<()> {

@@ -27,6 +27,7 @@ mod print;
 mod publish;
 mod routes;
 mod switch;
+mod trunk;
 
 const NET: &str = r#"
 [[network]]

@@ -67,6 +67,12 @@ dns = false
 name = "bare"
 subnet = "10.5.0.0/24"
 mode = "bridge"
+vlan = 5
+
+[[network]]
+name = "tagged"
+subnet = "10.6.0.0/24"
+vlan = 6
 
 [[network]]
 name = "over"
@@ -106,6 +112,13 @@ mode = "none"
 [[endpoint]]
 name = "out"
 network = "outside"
+
+[[endpoint]]
+name = "trunked"
+native = "flat"
+ip = "10.4.0.77"
+mac = "02:00:00:00:00:77"
+trunk = ["tagged", { network = "bare", ip = "10.5.0.77" }]
 
 [[allow]]
 between = ["front", "flat"]

@@ -148,6 +148,10 @@ impl Pipeline {
     /// Routes the packet in `f` towards `dst`: its header's destination, or where
     /// connection tracking says it goes.
     pub(crate) fn ip4_forward(&mut self, f: &mut Frame, l2: &L2, dst: Ipv4Addr) -> Next {
+        // A routed packet leaves in a frame of the router's making: its VLAN tag, if
+        // it gets one, has priority 0, as a Linux VLAN device's default egress map
+        // gives; the priority of the tag it came with stays on its own link.
+        f.vlan_prio = 0;
         let ip = f.ipv4();
         let (ttl, total, df) = (ip.ttl(), ip.total_len(), ip.dont_fragment());
 

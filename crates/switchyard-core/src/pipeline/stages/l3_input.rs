@@ -1,8 +1,9 @@
 //! Stage `l3-input`: a unicast frame to the gateway MAC, for switchyard's own stack.
 //!
 //! Dispatches on the EtherType as a host's network stack does: ARP to `arp-input`,
-//! IPv4 to `ip4-input`. switchyard has no VLAN interfaces, so a tagged frame to the
-//! gateway is refused, and so is any other protocol (IPv6 is not routed).
+//! IPv4 to `ip4-input`. vlan-input takes every tag off before a frame comes here
+//! (a trunk's VLAN is a port of its own), so a frame still tagged — only a what-if
+//! can make one — is refused, and so is any other protocol (IPv6 is not routed).
 //!
 //! Next: `arp-input`, `ip4-input`, or drop. Trace:
 //! `l3-input: EtherType IPv6 to the gateway MAC is not routed: drop`
@@ -19,7 +20,7 @@ pub const NAME: &str = "l3-input";
 counted! {
     /// Why l3-input drops a frame.
     pub enum Drop: DropReason in NAME {
-        TaggedToGateway => ("tagged_to_gateway", "802.1Q-tagged frame to the gateway MAC (no VLAN interfaces)"),
+        TaggedToGateway => ("tagged_to_gateway", "802.1Q-tagged frame to the gateway MAC that vlan-input did not untag"),
         UnsupportedEtherType => ("unsupported_ethertype", "EtherType to the gateway MAC that switchyard does not route"),
     }
 }

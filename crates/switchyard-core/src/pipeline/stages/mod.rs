@@ -39,3 +39,4 @@ pub mod l3_input;
 pub mod nat_rewrite;
 pub mod nat_snat;
 pub mod port_security;
+pub mod vlan_input;

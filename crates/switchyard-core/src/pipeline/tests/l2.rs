@@ -156,24 +156,17 @@ fn tagged(frame: &[u8], tags: usize) -> Vec<u8> {
 }
 
 #[test]
-fn tagged_frames_are_bridged_their_mtu_counted_past_the_tags() {
+fn tagged_frames_on_an_access_port_are_not_bridged_as_they_are() {
+    // An access port is in one network, untagged, as a port of the kernel's
+    // VLAN-aware bridge with only its PVID: a tag is a VLAN it is not a member of
+    // (see tests/vlan.rs for trunks).
     let mut p = pipeline();
-    for tags in [1, 2] {
-        // A full 1500-byte IP packet fits behind its tags...
-        let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 1472), tags), 0);
-        assert!(matches!(f.action, Action::Flood(_)), "{tags} tag(s)");
-        assert_eq!(
-            usize::from(f.l3),
-            14 + 4 * tags,
-            "the network header after them"
-        );
-        // ... one byte more does not.
-        let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 1473), tags), 0);
-        assert_eq!(f.action, Action::Drop(DropReason::FrameTooLong));
-    }
-    // Tagged to the gateway MAC: there are no VLAN interfaces to take it.
+    let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 1472), 1), 0);
+    assert_eq!(f.action, Action::Drop(DropReason::VlanNotAllowed));
     let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), GW_MAC, 10), 1), 0);
-    assert_eq!(f.action, Action::Drop(DropReason::TaggedToGateway));
+    assert_eq!(f.action, Action::Drop(DropReason::VlanNotAllowed));
+    let (f, _) = run(&mut p, A, &tagged(&udp(mac(2), mac(3), 10), 2), 0);
+    assert_eq!(f.action, Action::Drop(DropReason::VlanStacked));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod l2;
 mod l3;
 mod layout;
 mod nat;
+mod vlan;
 mod what_if;
 mod workers;
 
