@@ -276,6 +276,21 @@ fn interop_with_linux(learning: bool) {
         "{lnx_mac} behind 192.0.2.2 in {rows:?}"
     );
 
+    // DNS at switchyard's gateway answers the remote endpoint too: the answer goes
+    // back through the tunnel, behind the asker's VTEP.
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &lnx, "dig", "+short", "+time=2", "+tries=2",
+        ])
+        .args(["@10.80.0.1", "-q", "a"])
+        .output()
+        .expect("dig runs (bind9-dnsutils)");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "10.80.0.2",
+        "{o:?}"
+    );
+
     // 10 MB each way: a's TSO super-frames are cut before encapsulation, and the
     // super-packets Linux hands over whole through the veth go on as super-frames.
     transfer(&a, &lnx, lnx_ip, 5001, 1);

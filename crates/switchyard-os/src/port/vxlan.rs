@@ -160,6 +160,7 @@ impl VxlanPort {
                 caps: capabilities(&config, n),
                 config: config.clone(),
                 scratch: Vec::new(),
+                segments: Vec::new(),
                 drops: [0; DROPS.len()],
             })
             .collect()
@@ -185,8 +186,10 @@ pub struct VxlanQueue {
     /// (no copy per frame).
     remotes: Arc<[Ipv4Addr]>,
     caps: Capabilities,
-    /// Where segments of a super-frame are built; allocated the first time.
+    /// Where segments of a super-frame are built, and where they are kept until
+    /// sent; allocated the first time.
     scratch: Vec<u8>,
+    segments: Vec<u8>,
     /// This queue's drops, by [`DROPS`] index (summed over workers by readers).
     drops: [u64; DROPS.len()],
 }
@@ -210,6 +213,47 @@ impl VxlanQueue {
             match send_to(&self.tx, &hdr, inner, dst) {
                 Ok(()) => {}
                 Err(e) => {
+                    if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                        self.drops[TX_TOO_BIG] += 1;
+                    }
+                    last = Err(e);
+                }
+            }
+        }
+        last
+    }
+}
+
+/// Most segments one super-frame is cut into (64 KB at the smallest segment size a
+/// TAP's frames may say, 64 bytes, would be more: such a frame is refused).
+const MAX_SEGMENTS: usize = 1024;
+/// Bytes of segments kept at once: a 64 KB payload and every segment's headers.
+const SEGMENTS_LEN: usize = 2 * MAX_FRAME_LEN;
+/// Datagrams per sendmmsg(2).
+const SEND_BATCH: usize = 64;
+
+impl VxlanQueue {
+    /// Encapsulates the segments at `spans` of `self.segments` and sends them to each
+    /// of `dsts`, [`SEND_BATCH`] per system call; the last error, if any.
+    fn send_segments(&mut self, spans: &[(usize, usize)], dsts: &[Ipv4Addr]) -> io::Result<()> {
+        let mut hdrs = [[0u8; vxlan::OUTER_LEN]; SEND_BATCH];
+        let mut last = Ok(());
+        for &dst in dsts {
+            for chunk in spans.chunks(SEND_BATCH) {
+                let mut outer = Outer {
+                    src: self.config.local,
+                    dst,
+                    sport: 0,
+                    dport: self.config.port,
+                    vni: self.config.vni,
+                };
+                for (h, &(at, len)) in hdrs.iter_mut().zip(chunk) {
+                    let inner = &self.segments[at..at + len];
+                    outer.sport = vxlan::source_port(inner);
+                    let sum = self.config.udp_csum.then(|| checksum::sum(0, inner));
+                    outer.write(h, len, sum);
+                }
+                if let Err(e) = send_many(&self.tx, &hdrs, &self.segments, chunk, dst) {
                     if e.raw_os_error() == Some(libc::EMSGSIZE) {
                         self.drops[TX_TOO_BIG] += 1;
                     }
@@ -288,21 +332,35 @@ impl Port for VxlanQueue {
         if frame.vnet.is_gso() {
             if self.scratch.is_empty() {
                 self.scratch = vec![0u8; MAX_FRAME_LEN];
+                self.segments = vec![0u8; SEGMENTS_LEN];
             }
+            // Cut the super-frame into `segments` (each built in `scratch`, then
+            // copied after the last), then send them all with one sendmmsg(2) per
+            // VTEP and batch: a system call, and a chance for the receiver to run,
+            // per batch rather than per segment.
             let mut scratch = std::mem::take(&mut self.scratch);
+            let mut spans = [(0usize, 0usize); MAX_SEGMENTS];
+            let (mut count, mut at, mut overflow) = (0, 0, false);
+            let segments = &mut self.segments;
             let vnet = frame.vnet;
-            let mut err = None;
             let result = gso::segment(frame.data(), &vnet, &mut scratch, |seg| {
-                if let Err(e) = self.send_inner(seg, dsts) {
-                    err.get_or_insert(e);
+                if count == MAX_SEGMENTS || at + seg.len() > segments.len() {
+                    overflow = true;
+                    return;
                 }
+                segments[at..at + seg.len()].copy_from_slice(seg);
+                spans[count] = (at, seg.len());
+                count += 1;
+                at += seg.len();
             });
             self.scratch = scratch;
             let n = result.map_err(io::Error::other)?;
-            return match err {
-                Some(e) => Err(e),
-                None => Ok(n),
-            };
+            if overflow {
+                return Err(io::Error::other(format!(
+                    "a super-frame of {n} segments: more than {MAX_SEGMENTS}"
+                )));
+            }
+            return self.send_segments(&spans[..count], dsts).map(|()| n);
         }
         if frame.vnet.needs_csum() {
             // The remote stack takes the frame as if from a wire: checksums whole.
@@ -458,6 +516,68 @@ fn send_to(fd: &OwnedFd, hdr: &[u8], inner: &[u8], dst: Ipv4Addr) -> io::Result<
             return Err(e);
         }
     }
+}
+
+/// Sends `spans.len()` (at most [`SEND_BATCH`]) packets to `dst` in one sendmmsg(2):
+/// packet `i` is `hdrs[i]` followed by the bytes of `data` at `spans[i]`. Packets the
+/// kernel did not take yet (a partial send) go in the next call; a refusal ends the batch.
+fn send_many(
+    fd: &OwnedFd,
+    hdrs: &[[u8; vxlan::OUTER_LEN]; SEND_BATCH],
+    data: &[u8],
+    spans: &[(usize, usize)],
+    dst: Ipv4Addr,
+) -> io::Result<()> {
+    let sa = sockaddr(SocketAddrV4::new(dst, 0));
+    let n = spans.len().min(SEND_BATCH);
+    let mut iov = [[libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2]; SEND_BATCH];
+    // SAFETY: mmsghdr is plain data; all zeros is a valid (empty) value.
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        let (at, len) = spans[i];
+        let inner = &data[at..at + len];
+        iov[i] = [
+            libc::iovec {
+                iov_base: hdrs[i].as_ptr() as *mut libc::c_void,
+                iov_len: hdrs[i].len(),
+            },
+            libc::iovec {
+                iov_base: inner.as_ptr() as *mut libc::c_void,
+                iov_len: inner.len(),
+            },
+        ];
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_name = (&sa as *const libc::sockaddr_in as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = iov[i].as_mut_ptr();
+        h.msg_iovlen = 2;
+    }
+    let mut sent = 0;
+    while sent < n {
+        // SAFETY: messages `sent..n` point to the live address `sa` and to iovecs over
+        // live slices of the lengths given; sendmmsg(2) reads them and writes only
+        // each message's `msg_len`.
+        let rc = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                msgs[sent..].as_mut_ptr(),
+                (n - sent) as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        sent += rc as usize;
+    }
+    Ok(())
 }
 
 /// The IP MTU of the interface that holds `local`, in the calling thread's network
