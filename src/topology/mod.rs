@@ -13,8 +13,8 @@
 pub mod builder;
 pub mod config;
 pub mod edit;
-pub mod parent;
 pub mod overlay;
+pub mod parent;
 pub mod resolv;
 
 pub use builder::{EndpointBuilder, NetworkBuilder, TopologyBuilder};
