@@ -44,17 +44,28 @@ impl Pipeline {
     /// frame is left as the walk made it (rewritten for its way out, or the answer
     /// switchyard would send in its place), its `action` the verdict.
     pub fn what_if(&self, frame: &mut Frame, now: Timestamp) -> FrameTrace {
-        let ingress = frame.ingress;
         let before = Endpoints::of(frame.data());
         // A pipeline of its own: its counters, tracer and scratch state are thrown
-        // away afterwards, and it runs no timer.
+        // away afterwards, and it runs no timer. It sees this one frame, so it traces
+        // whatever port the frame turns out to be on (a trunk's frame becomes its
+        // VLAN's port's in vlan-input).
         let mut p = self.worker();
         p.now = now;
         p.what_if = Some(Box::default());
-        p.tracer.start(1, &[ingress]);
+        p.tracer.start(1, &[]);
         frame.forget_pipeline_meta();
         let mut out = Emitter::with_capacity(SCRATCH_BUFFERS);
-        let action = p.walk::<true>(frame, &mut out);
+        // As a live frame: vlan-input first, which may refuse it or move it to the
+        // port of its tag.
+        let refused = match p.vlan_input(frame) {
+            super::stages::vlan_input::Next::EthernetInput => None,
+            super::stages::vlan_input::Next::Drop(r) => Some(r),
+        };
+        let ingress = frame.ingress;
+        let action = match refused {
+            None => p.walk::<true>(frame, &mut out),
+            Some(r) => Action::Drop(r),
+        };
         frame.action = action;
         let packet = p.tracer.take_current();
         // Switchyard answers a broadcast ARP request with a frame of its own, and

@@ -76,7 +76,7 @@ vlan = 6
 
 [[network]]
 name = "over"
-subnet = "10.6.0.0/24"
+subnet = "10.7.0.0/24"
 vxlan = { vni = 42, local = "192.0.2.1", remotes = ["192.0.2.2", "192.0.2.3"], port = 8472, underlay_netns = "host1", udp_csum = true }
 
 [[network]]
