@@ -118,6 +118,36 @@ impl TestNs {
         netns::create(&name).expect("create a test namespace");
         TestNs(name)
     }
+
+    /// The namespace `<prefix>up` where upstream servers live: its loopback up and
+    /// holding `addrs` (so the DNS service's socket, opened there, reaches them).
+    fn upstream(prefix: &str, addrs: &[&str]) -> TestNs {
+        let ns = TestNs::new(format!("{prefix}up"));
+        let mut steps = vec![vec![
+            "link".to_string(),
+            "set".into(),
+            "lo".into(),
+            "up".into(),
+        ]];
+        for a in addrs {
+            steps.push(vec![
+                "addr".into(),
+                "add".into(),
+                format!("{a}/32"),
+                "dev".into(),
+                "lo".into(),
+            ]);
+        }
+        for args in steps {
+            let o = Command::new("ip")
+                .args(["-n", &ns.0])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "ip {args:?}: {o:?}");
+        }
+        ns
+    }
 }
 
 impl Drop for TestNs {
@@ -316,18 +346,7 @@ fn other_names_go_to_the_upstream_in_its_namespace() {
         return;
     }
     let prefix = unique_prefix();
-    let up = TestNs::new(format!("{prefix}up"));
-    for args in [
-        vec!["link", "set", "lo", "up"],
-        vec!["addr", "add", "10.99.0.53/32", "dev", "lo"],
-    ] {
-        let o = Command::new("ip")
-            .args(["-n", &up.0])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "ip {args:?}: {o:?}");
-    }
+    let up = TestNs::upstream(&prefix, &["10.99.0.53"]);
     // example.test has an address with a TTL of 1234, silent.test is never
     // answered, other names are NXDOMAIN.
     let server = dns::Server::start(
@@ -491,19 +510,7 @@ fn a_silent_upstream_is_passed_over_for_the_next() {
         return;
     }
     let prefix = unique_prefix();
-    let up = TestNs::new(format!("{prefix}up"));
-    for args in [
-        vec!["link", "set", "lo", "up"],
-        vec!["addr", "add", "10.99.0.52/32", "dev", "lo"],
-        vec!["addr", "add", "10.99.0.53/32", "dev", "lo"],
-    ] {
-        let o = Command::new("ip")
-            .args(["-n", &up.0])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "ip {args:?}: {o:?}");
-    }
+    let up = TestNs::upstream(&prefix, &["10.99.0.52", "10.99.0.53"]);
     // 10.99.0.52 runs no server (its port unreachable is not an answer); .53 answers.
     let server = dns::Server::start(
         &up.0,
