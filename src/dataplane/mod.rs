@@ -740,11 +740,9 @@ impl Worker {
             while let Ok(job) = jobs.try_recv() {
                 match job {
                     Job::Query(job) => {
-                        for (st, port) in self.status.iter_mut().zip(&self.ports) {
-                            st.drops = port.drops();
-                        }
                         let now = self.now();
                         for (s, p) in self.status.iter_mut().zip(self.ports.iter_mut()) {
+                            s.drops = p.drops();
                             let r = p.rx_refused();
                             s.io.rx_tagged = r.tagged;
                             s.io.rx_truncated = r.truncated;
@@ -986,11 +984,6 @@ impl Worker {
         let p = port.index();
         if self.status[p].down.is_some() {
             return Ok((false, false));
-        }
-        // Only a tunnel port says which remote host a frame came from; a recycled
-        // buffer must not say it for a frame of another port.
-        for f in &mut self.batch {
-            f.tunnel = None;
         }
         let n = self.ports[p].recv_batch(&mut self.batch)?;
         if n == 0 {

@@ -56,7 +56,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use switchyard_core::pipeline::{Action, DomainId, Frame, Pipeline, PortId, Timestamp, HEADROOM};
-use switchyard_core::wire::MacAddr;
 
 /// Messages the service's queue holds, from all workers together.
 pub const SERVICE_QUEUE: usize = 1024;
@@ -397,16 +396,8 @@ impl Worker {
                         frame.ingress = PortId::LOCAL;
                         frame.vnet = Default::default();
                         frame.trace = 0;
-                        // Into an overlay network's tunnel: to the VTEP the asker's
-                        // MAC is behind (else, unknown, to every remote).
-                        frame.tunnel = frame
-                            .data()
-                            .get(..6)
-                            .and_then(|d| {
-                                let mac = MacAddr([d[0], d[1], d[2], d[3], d[4], d[5]]);
-                                self.pipeline.fdb().lookup_via(domain, mac)
-                            })
-                            .and_then(|(p, vtep)| vtep.filter(|_| p == port));
+                        // `frame.tunnel` is the service's: into an overlay network's
+                        // tunnel, the VTEP the query came through.
                         transmit(
                             &self.pipeline,
                             &mut self.ports,

@@ -30,6 +30,9 @@ pub struct ReturnPath {
     pub generation: u64,
     pub peer_mac: [u8; 6],
     pub our_mac: [u8; 6],
+    /// The remote VTEP the query came through, when it came over an overlay
+    /// network's tunnel: the answer goes back to it.
+    pub tunnel: Option<std::net::Ipv4Addr>,
 }
 
 /// What a punted frame carries.
@@ -143,6 +146,7 @@ pub fn udp_reply(
         return false;
     }
     f.reset(len);
+    f.tunnel = path.tunnel;
     let mut w: &mut [u8] = f.data_mut();
     b.write(&mut w, payload).is_ok()
 }
@@ -154,6 +158,7 @@ pub fn ip_frame(f: &mut Frame, path: &ReturnPath, packet: &[u8]) -> bool {
         return false;
     }
     f.reset(len);
+    f.tunnel = path.tunnel;
     let d = f.data_mut();
     d[..6].copy_from_slice(&path.peer_mac);
     d[6..12].copy_from_slice(&path.our_mac);
@@ -176,6 +181,7 @@ mod tests {
             generation: 1,
             peer_mac: [2, 0, 0, 0, 0, 2],
             our_mac: [2, 0, 0, 0, 0, 1],
+            tunnel: None,
         }
     }
 

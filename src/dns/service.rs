@@ -441,6 +441,8 @@ impl Service {
             domain,
             generation,
         } = p;
+        // The tunnel the query came through (an overlay's), before the buffer is reused.
+        let tunnel = frame.tunnel;
         let parsed = frames::parse(&mut frame);
         let (peer_mac, our_mac, seg) = match parsed {
             Ok(x) => x,
@@ -457,6 +459,7 @@ impl Service {
             generation,
             peer_mac,
             our_mac,
+            tunnel,
         };
         match seg {
             Segment::Udp {

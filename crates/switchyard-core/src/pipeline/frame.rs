@@ -43,7 +43,7 @@ pub struct Frame {
     pub trace: u32,
     /// The remote tunnel endpoint (VTEP) of an overlay network the frame is tied to.
     /// On receive: the VTEP it came from, set by an overlay port (`None` from any
-    /// other port; the dataplane clears it before a port reads). After the pipeline:
+    /// other port: [`Frame::set_bounds`] clears it). After the pipeline:
     /// the VTEP it goes to when it leaves by an overlay port — set by whichever stage
     /// picked the port from the FDB, kept for a reply out of the ingress port, `None`
     /// (every remote VTEP, head-end replication) for a flood or an unknown MAC.
@@ -193,9 +193,12 @@ impl Frame {
         &mut self.buf
     }
 
-    /// Sets where the frame starts and how long it is within the buffer.
+    /// Sets where the frame a port just read starts and how long it is within the
+    /// buffer. The buffer now holds a new frame: the tunnel the last one came by is
+    /// forgotten (a tunnel port says its own after this).
     #[inline]
     pub fn set_bounds(&mut self, start: usize, len: usize) {
+        self.tunnel = None;
         let start = start.min(self.buf.len());
         self.start = start;
         self.len = len.min(self.buf.len() - start);

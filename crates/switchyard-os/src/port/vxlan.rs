@@ -301,8 +301,8 @@ impl Port for VxlanQueue {
                 }
             }
             f.vnet = VirtioNetHdr::default();
-            f.tunnel = Some(from);
             f.set_bounds(HEADROOM, got - vxlan::HEADER_LEN);
+            f.tunnel = Some(from);
             // A VTEP behind a veth may leave the inner checksum to an offload that
             // never runs, or hand over a whole TCP super-packet: finish the one, and
             // pass the other on as the super-frame it is.
