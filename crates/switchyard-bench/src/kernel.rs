@@ -126,18 +126,7 @@ impl KernelNet {
     fn make_ns(&mut self, name: String) -> Result<(), KernelError> {
         step(format!("create namespace {name}"), netns::create(&name))?;
         self.namespaces.push(name.clone());
-        step(
-            format!("configure lo in {name}"),
-            netns::run_in_named(&name, || -> Result<(), String> {
-                let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-                let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-                let mut r = Rtnl::new().map_err(|e| e.to_string())?;
-                let lo = r.link_index("lo").map_err(|e| e.to_string())?;
-                r.link_set_up(lo).map_err(|e| e.to_string())
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|r| r),
-        )
+        configure_ns(&name)
     }
 
     fn build_inner(&mut self, spec: &KernelSpec) -> Result<(), KernelError> {
@@ -173,7 +162,7 @@ impl KernelNet {
             for (ep, ip) in &bridge.endpoints {
                 let ns = self.namespace(ep);
                 self.make_ns(ns.clone())?;
-                self.veth(
+                veth(
                     &host,
                     &ns,
                     &format!("ve{k}"),
@@ -190,7 +179,7 @@ impl KernelNet {
         if let Some(o) = &spec.outside {
             let ns = self.namespace(&o.peer_name);
             self.make_ns(ns.clone())?;
-            self.veth(
+            veth(
                 &host,
                 &ns,
                 "vo0",
@@ -250,69 +239,85 @@ impl KernelNet {
         }
         Ok(())
     }
+}
 
-    /// A veth pair from the host namespace to `ns`, where its end becomes eth0.
-    #[allow(clippy::too_many_arguments)]
-    fn veth(
-        &self,
-        host: &str,
-        ns: &str,
-        host_end: &str,
-        bridge: Option<&str>,
-        host_addr: Option<(Ipv4Addr, u8)>,
-        ip: Ipv4Addr,
-        plen: u8,
-        mtu: u32,
-        gateway: Option<Ipv4Addr>,
-    ) -> Result<(), KernelError> {
-        let target = step(format!("open namespace {ns}"), netns::open(ns))?;
-        let (host_end, peer_end) = (host_end.to_string(), format!("{host_end}p"));
-        let bridge = bridge.map(String::from);
-        let peer_end2 = peer_end.clone();
-        step(
-            format!("veth {host_end} in {host}"),
-            netns::run_in_named(host, move || -> Result<(), String> {
-                let mut r = Rtnl::new().map_err(|e| e.to_string())?;
-                r.link_add_veth(&host_end, &peer_end2)
+/// A veth pair from the host namespace to `ns`, where its end becomes eth0.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn veth(
+    host: &str,
+    ns: &str,
+    host_end: &str,
+    bridge: Option<&str>,
+    host_addr: Option<(Ipv4Addr, u8)>,
+    ip: Ipv4Addr,
+    plen: u8,
+    mtu: u32,
+    gateway: Option<Ipv4Addr>,
+) -> Result<(), KernelError> {
+    let target = step(format!("open namespace {ns}"), netns::open(ns))?;
+    let (host_end, peer_end) = (host_end.to_string(), format!("{host_end}p"));
+    let bridge = bridge.map(String::from);
+    let peer_end2 = peer_end.clone();
+    step(
+        format!("veth {host_end} in {host}"),
+        netns::run_in_named(host, move || -> Result<(), String> {
+            let mut r = Rtnl::new().map_err(|e| e.to_string())?;
+            r.link_add_veth(&host_end, &peer_end2)
+                .map_err(|e| e.to_string())?;
+            let h = r.link_index(&host_end).map_err(|e| e.to_string())?;
+            r.link_set_mtu(h, mtu).map_err(|e| e.to_string())?;
+            if let Some(b) = bridge {
+                let b = r.link_index(&b).map_err(|e| e.to_string())?;
+                r.link_set_master(h, b).map_err(|e| e.to_string())?;
+            }
+            if let Some((a, l)) = host_addr {
+                r.addr_add_v4(h, a, l).map_err(|e| e.to_string())?;
+            }
+            r.link_set_up(h).map_err(|e| e.to_string())?;
+            let p = r.link_index(&peer_end2).map_err(|e| e.to_string())?;
+            r.link_set_netns(p, target.as_fd())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|r| r),
+    )?;
+    step(
+        format!("configure eth0 in {ns}"),
+        netns::run_in_named(ns, move || -> Result<(), String> {
+            let mut r = Rtnl::new().map_err(|e| e.to_string())?;
+            let p = r.link_index(&peer_end).map_err(|e| e.to_string())?;
+            r.link_set_name(p, "eth0").map_err(|e| e.to_string())?;
+            r.link_set_mac(p, MacAddr::from_ipv4(ip).0)
+                .map_err(|e| e.to_string())?;
+            r.link_set_mtu(p, mtu).map_err(|e| e.to_string())?;
+            r.addr_add_v4(p, ip, plen).map_err(|e| e.to_string())?;
+            r.link_set_up(p).map_err(|e| e.to_string())?;
+            if let Some(gw) = gateway {
+                r.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(p))
                     .map_err(|e| e.to_string())?;
-                let h = r.link_index(&host_end).map_err(|e| e.to_string())?;
-                r.link_set_mtu(h, mtu).map_err(|e| e.to_string())?;
-                if let Some(b) = bridge {
-                    let b = r.link_index(&b).map_err(|e| e.to_string())?;
-                    r.link_set_master(h, b).map_err(|e| e.to_string())?;
-                }
-                if let Some((a, l)) = host_addr {
-                    r.addr_add_v4(h, a, l).map_err(|e| e.to_string())?;
-                }
-                r.link_set_up(h).map_err(|e| e.to_string())?;
-                let p = r.link_index(&peer_end2).map_err(|e| e.to_string())?;
-                r.link_set_netns(p, target.as_fd())
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|r| r),
-        )?;
-        step(
-            format!("configure eth0 in {ns}"),
-            netns::run_in_named(ns, move || -> Result<(), String> {
-                let mut r = Rtnl::new().map_err(|e| e.to_string())?;
-                let p = r.link_index(&peer_end).map_err(|e| e.to_string())?;
-                r.link_set_name(p, "eth0").map_err(|e| e.to_string())?;
-                r.link_set_mac(p, MacAddr::from_ipv4(ip).0)
-                    .map_err(|e| e.to_string())?;
-                r.link_set_mtu(p, mtu).map_err(|e| e.to_string())?;
-                r.addr_add_v4(p, ip, plen).map_err(|e| e.to_string())?;
-                r.link_set_up(p).map_err(|e| e.to_string())?;
-                if let Some(gw) = gateway {
-                    r.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(gw), Some(p))
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|r| r),
-        )
-    }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|r| r),
+    )
+}
+
+/// Turns on `lo` and off IPv6 in the new namespace `name`, as every namespace of the
+/// kernel side has them.
+pub(crate) fn configure_ns(name: &str) -> Result<(), KernelError> {
+    step(
+        format!("configure lo in {name}"),
+        netns::run_in_named(name, || -> Result<(), String> {
+            let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+            let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+            let mut r = Rtnl::new().map_err(|e| e.to_string())?;
+            let lo = r.link_index("lo").map_err(|e| e.to_string())?;
+            r.link_set_up(lo).map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|r| r),
+    )
 }
 
 impl Drop for KernelNet {

@@ -19,12 +19,12 @@
 //! dstport 4789` builds it; the switchyard side is two instances, one per host, whose
 //! overlay network names the other as its remote.
 
+use crate::kernel::{configure_ns, veth};
 use crate::kernel_links::KernelLinks;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::Path;
 use switchyard::control::Switchyard;
-use switchyard_core::wire::MacAddr;
 use switchyard_os::netlink::packet::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
@@ -106,11 +106,7 @@ impl Underlay {
     fn make_ns(&mut self, name: &str) -> Result<(), String> {
         netns::create(name).map_err(|e| err(&format!("create namespace {name}"), e))?;
         self.namespaces.push(name.to_string());
-        in_ns(name, |r| {
-            let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-            let lo = r.link_index("lo").map_err(|e| e.to_string())?;
-            r.link_set_up(lo).map_err(|e| e.to_string())
-        })
+        configure_ns(name).map_err(|e| e.to_string())
     }
 }
 
@@ -168,33 +164,19 @@ impl KernelOverlay {
             let ns = format!("{prefix}{name}");
             netns::create(&ns).map_err(|e| err(&format!("create namespace {ns}"), e))?;
             k.endpoints.push(ns.clone());
-            let target = netns::open(&ns).map_err(|e| err("open the endpoint", e))?;
-            in_ns(&host, move |r| {
-                r.link_add_veth("ve0", "ve0p").map_err(|e| e.to_string())?;
-                let h = r.link_index("ve0").map_err(|e| e.to_string())?;
-                let br = r.link_index("br0").map_err(|e| e.to_string())?;
-                r.link_set_mtu(h, u32::from(OVERLAY_MTU))
-                    .map_err(|e| e.to_string())?;
-                r.link_set_master(h, br).map_err(|e| e.to_string())?;
-                r.link_set_up(h).map_err(|e| e.to_string())?;
-                let p = r.link_index("ve0p").map_err(|e| e.to_string())?;
-                r.link_set_netns(p, target.as_fd())
-                    .map_err(|e| e.to_string())
-            })?;
-            let ip = *ip;
-            in_ns(&ns, move |r| {
-                let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-                let lo = r.link_index("lo").map_err(|e| e.to_string())?;
-                r.link_set_up(lo).map_err(|e| e.to_string())?;
-                let p = r.link_index("ve0p").map_err(|e| e.to_string())?;
-                r.link_set_name(p, "eth0").map_err(|e| e.to_string())?;
-                r.link_set_mac(p, MacAddr::from_ipv4(ip).0)
-                    .map_err(|e| e.to_string())?;
-                r.link_set_mtu(p, u32::from(OVERLAY_MTU))
-                    .map_err(|e| e.to_string())?;
-                r.addr_add_v4(p, ip, 24).map_err(|e| e.to_string())?;
-                r.link_set_up(p).map_err(|e| e.to_string())
-            })?;
+            configure_ns(&ns).map_err(|e| e.to_string())?;
+            veth(
+                &host,
+                &ns,
+                "ve0",
+                Some("br0"),
+                None,
+                *ip,
+                24,
+                u32::from(OVERLAY_MTU),
+                None,
+            )
+            .map_err(|e| e.to_string())?;
         }
         Ok(k)
     }
