@@ -352,7 +352,11 @@ impl Service {
     }
 
     fn run(mut self, stop: &Receiver<()>) {
-        let never = crossbeam_channel::never();
+        // Upstream answers, if there are upstreams (a receiver that never gets one if not).
+        let answers = self
+            .upstream
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |u| u.answers().clone());
         loop {
             self.refresh_zones();
             let now = self.now();
@@ -363,11 +367,6 @@ impl Service {
             let sleep = deadline.map_or(MAX_SLEEP, |d| {
                 Duration::from_nanos(d.saturating_sub(now)).min(MAX_SLEEP)
             });
-            let answers = self
-                .upstream
-                .as_ref()
-                .map_or(&never, |u| u.answers())
-                .clone();
             crossbeam_channel::select! {
                 recv(self.link.receiver()) -> m => match m {
                     Ok(m) => self.take(m),

@@ -23,6 +23,7 @@ use smoltcp::time::{Duration as SDuration, Instant as SInstant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use switchyard_core::wire::{Ipv4Packet, TcpPacket};
 
 /// Connections one front serves at once.
 pub const CONNECTIONS: usize = 8;
@@ -365,8 +366,7 @@ impl TcpFronts {
 
 /// The destination of an IPv4 TCP packet the stack sent.
 fn peer_of(p: &[u8]) -> Option<SocketAddrV4> {
-    let ihl = usize::from(*p.first()? & 0x0f) * 4;
-    let ip = Ipv4Addr::new(*p.get(16)?, *p.get(17)?, *p.get(18)?, *p.get(19)?);
-    let port = u16::from_be_bytes([*p.get(ihl + 2)?, *p.get(ihl + 3)?]);
-    Some(SocketAddrV4::new(ip, port))
+    let ip = Ipv4Packet::new_checked(p).ok()?;
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(SocketAddrV4::new(ip.dst(), tcp.dst_port()))
 }
