@@ -1012,7 +1012,7 @@ impl Worker {
                 c.inbound_decided(port, &self.batch[..n], now);
             }
         }
-        self.hand_punted(port, n, now);
+        self.hand_punted(n, now);
         let mut i = 0;
         while i < n {
             let absorbed = self.coalesce(i, n);

@@ -325,20 +325,17 @@ impl WorkerEnd {
 impl Worker {
     /// Hands the frames of the batch's first `n` that the pipeline punted to the
     /// service, each swapped for a spare (whose verdict sends it nowhere).
-    /// `read_from`: the port whose queue the batch was read from.
-    pub(super) fn hand_punted(&mut self, read_from: PortId, n: usize, now: Timestamp) {
+    pub(super) fn hand_punted(&mut self, n: usize, now: Timestamp) {
         let generation = self.pipeline.layout_generation();
         for i in 0..n {
             if self.batch[i].action != Action::Punt {
                 continue;
             }
-            // The port the pipeline took the query as coming from: on a trunk, the
-            // port of its VLAN, not the one whose device it was read from; the
-            // answer goes back there, and the query is of that port's network.
-            let port = match self.batch[i].ingress {
-                p if self.pipeline.port(p).is_some() => p,
-                _ => read_from,
-            };
+            // The port the pipeline took the query as coming from (only a port of
+            // the layout gets as far as a verdict of Punt): on a trunk, the port of
+            // its VLAN, not the one whose device it was read from; the answer goes
+            // back there, and the query is of that port's network.
+            let port = self.batch[i].ingress;
             let domain = self
                 .pipeline
                 .port(port)
