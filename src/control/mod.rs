@@ -156,6 +156,8 @@ impl Switchyard {
         }
         let opts = Options {
             busy_poll: std::time::Duration::from_micros(topology.busy_poll_us),
+            adaptive: topology.adaptive_poll,
+            pin: topology.steering == crate::topology::config::Steering::Cpu,
         };
         let mut running = Dataplane::new(pipeline, queues, opts)
             .spawn()

@@ -658,6 +658,11 @@ pub struct PortRow {
     pub vnet_hdr: bool,
     pub offloads: String,
     pub queues: u16,
+    /// How the device's frames are spread over its queues, and so the workers: "cpu"
+    /// (the sending CPU's queue, read by the worker pinned to that CPU) or "hash"
+    /// (the kernel's flow hash).
+    #[serde(default)]
+    pub steering: String,
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub dropped: u64,
@@ -763,6 +768,9 @@ pub struct WorkerRow {
     /// CPU seconds (user + system) the worker thread has used.
     pub cpu_secs: f64,
     pub rx_frames: u64,
+    /// The CPUs the worker is pinned to (empty: it runs wherever the scheduler puts it).
+    #[serde(default)]
+    pub cpus: Vec<usize>,
 }
 
 /// One row of `show routes`.

@@ -321,7 +321,7 @@ pub(crate) fn time_of_day(ns: u64) -> String {
 pub fn ports(rows: &[PortRow]) -> String {
     let mut t = TextTable::new(&[
         "PORT", "KIND", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS",
-        "QUEUES", "RX", "TX", "DROPPED",
+        "QUEUES", "STEER", "RX", "TX", "DROPPED",
     ]);
     for r in rows {
         t.row(vec![
@@ -336,6 +336,7 @@ pub fn ports(rows: &[PortRow]) -> String {
             r.mtu.to_string(),
             r.offloads.clone(),
             r.queues.to_string(),
+            r.steering.clone(),
             r.rx_frames.to_string(),
             r.tx_frames.to_string(),
             r.dropped.to_string(),
@@ -442,10 +443,20 @@ pub fn counters(c: &CountersReport) -> String {
     }
     if !c.workers.is_empty() {
         s.push_str("\nworkers:\n");
-        let mut t = TextTable::new(&["  WORKER", "CPU", "RX"]);
+        let mut t = TextTable::new(&["  WORKER", "PINNED", "CPU", "RX"]);
         for w in &c.workers {
+            let pinned = if w.cpus.is_empty() {
+                "-".to_string()
+            } else {
+                w.cpus
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             t.row(vec![
                 format!("  {}", w.worker),
+                pinned,
                 format!("{:.2}s", w.cpu_secs),
                 w.rx_frames.to_string(),
             ]);

@@ -140,6 +140,7 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
             v.cpu_time(),
             names,
             v.worker,
+            v.cpus.to_vec(),
         )
     })?;
     let counters = Pipeline::merged_counters(per_worker.iter().map(|w| &w.0));
@@ -162,6 +163,7 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
             worker: w.4,
             cpu_secs: w.2.as_secs_f64(),
             rx_frames: w.0.total().rx_frames,
+            cpus: w.5.clone(),
         })
         .collect();
     let names = per_worker
@@ -196,6 +198,7 @@ pub(crate) fn port_rows(m: &Merged, info: &[Option<PortInfo>]) -> Vec<PortRow> {
             vnet_hdr: s.caps.vnet_hdr,
             offloads: s.caps.offloads.to_string(),
             queues: s.caps.queues,
+            steering: s.caps.steering.name().into(),
             rx_frames: c.rx_frames,
             tx_frames: s.io.tx_frames,
             dropped: c.dropped,

@@ -55,7 +55,7 @@ use switchyard_core::pipeline::{
     Egress, Emitter, Frame, Pipeline, PortId, TableChange, Timestamp, MAX_FRAME_LEN,
 };
 use switchyard_core::wire::{ethernet, gro};
-use switchyard_os::port::{Capabilities, Offloads, Port, PortDrop};
+use switchyard_os::port::{steer, Capabilities, Offloads, Port, PortDrop};
 
 /// Frames read from one queue before moving on to the next (fairness between ports).
 pub const BATCH: usize = 64;
@@ -76,7 +76,14 @@ const _: () = assert!(MAX_SUPER_FRAME <= MAX_FRAME_LEN);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// Keep polling without sleeping for this long after the last packet (0: off).
+    /// Set, it replaces `adaptive`.
     pub busy_poll: Duration,
+    /// Poll for a while after a packet, as long as that has been paying off (see
+    /// [`Spin`]); sleep at once otherwise.
+    pub adaptive: bool,
+    /// Pin worker `w` to the CPUs whose frames the TAPs' steering sends to its queue
+    /// (see [`steer`]): on with `steering = "cpu"`.
+    pub pin: bool,
 }
 
 /// I/O counters of one port on one worker (the pipeline counts decisions).
@@ -171,6 +178,8 @@ pub struct View<'a> {
     pub now: Timestamp,
     /// Which worker this is (0 runs the shared timers).
     pub worker: usize,
+    /// The CPUs the worker is pinned to (empty: unpinned).
+    pub cpus: &'a [usize],
 }
 
 impl PortStatus {
@@ -335,6 +344,7 @@ impl Handle {
             ports: &[],
             now,
             worker: usize::MAX,
+            cpus: &[],
         }))
     }
 
@@ -581,6 +591,9 @@ struct Worker {
     emit: Emitter,
     start: Instant,
     busy_poll: Duration,
+    /// How long to poll after the last packet before sleeping, when `busy_poll` is
+    /// not set (None: sleep at once).
+    spin: Option<Spin>,
     /// Test hook: panic after this many batches.
     panic_after: Option<u64>,
     /// Who watches this worker (a live trace, captures, ...).
@@ -589,6 +602,8 @@ struct Worker {
     epoch_ns: u64,
     /// This worker's end of the punt path.
     punt: punt::WorkerEnd,
+    /// The CPUs this worker pins itself to when it starts (empty: none).
+    cpus: Vec<usize>,
 }
 
 impl Dataplane {
@@ -609,6 +624,12 @@ impl Dataplane {
             tracing::warn!("test hook {PANIC_AFTER_ENV}: each worker panics after {n} batches");
         }
         let (service, ends) = punt::plumb(queues.len());
+        let allowed = if opts.pin {
+            steer::allowed_cpus()
+        } else {
+            Vec::new()
+        };
+        let count = queues.len();
         let workers = queues
             .into_iter()
             .zip(ends)
@@ -637,10 +658,12 @@ impl Dataplane {
                     emit: Emitter::with_capacity(EMIT_BUFFERS),
                     start,
                     busy_poll: opts.busy_poll,
+                    spin: (opts.adaptive && opts.busy_poll.is_zero()).then(Spin::default),
                     panic_after,
                     observers: Observers::default(),
                     epoch_ns,
                     punt,
+                    cpus: steer::worker_cpus(index, count, &allowed),
                 }
             })
             .collect();
@@ -704,6 +727,17 @@ impl Worker {
     }
 
     fn run(mut self, mut poll: Poll, jobs: Receiver<Job>, stop: Arc<AtomicBool>) -> io::Result<()> {
+        if !self.cpus.is_empty() {
+            if let Err(e) = steer::pin_current_thread(&self.cpus) {
+                // Unpinned it still switches; frames may then cross CPUs.
+                tracing::warn!(
+                    "worker {} cannot pin itself to CPUs {:?}: {e}",
+                    self.index,
+                    self.cpus
+                );
+                self.cpus.clear();
+            }
+        }
         for (i, p) in self.ports.iter().enumerate() {
             let fd = p.fd();
             poll.registry()
@@ -714,16 +748,28 @@ impl Worker {
         let mut ready: Vec<bool> = vec![true; self.ports.len()];
         let mut next_tick = self.now().0 + TICK.as_nanos() as u64;
         let mut last_packet = self.now().0;
+        // Whether the last wait was a sleep (not a poll), for the adaptive spin.
+        let mut slept = false;
         loop {
             let any_ready = ready.iter().any(|&r| r);
             let now = self.now().0;
-            let spinning = !self.busy_poll.is_zero()
-                && now.saturating_sub(last_packet) < self.busy_poll.as_nanos() as u64;
+            let window = match &self.spin {
+                Some(s) => s.window_ns,
+                None => self.busy_poll.as_nanos() as u64,
+            };
+            let spinning = now.saturating_sub(last_packet) < window;
             let timeout = if any_ready || spinning {
                 Duration::ZERO
             } else {
                 Duration::from_nanos(next_tick.saturating_sub(now))
             };
+            if spinning && !any_ready && self.spin.is_some() {
+                // Give the CPU to whoever else is runnable on it (with steering by
+                // CPU, that is often the endpoint about to answer): the spin only
+                // uses time nobody else wants.
+                std::thread::yield_now();
+            }
+            slept = !timeout.is_zero() || (slept && any_ready);
             match poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -754,6 +800,7 @@ impl Worker {
                             ports: &self.status,
                             now,
                             worker: self.index,
+                            cpus: &self.cpus,
                         });
                     }
                     Job::PortDown(port, why) => {
@@ -810,6 +857,10 @@ impl Worker {
             }
             let now = self.now();
             if moved {
+                if let (Some(spin), true) = (self.spin.as_mut(), slept) {
+                    spin.woken_after(now.0.saturating_sub(last_packet));
+                }
+                slept = false;
                 last_packet = now.0;
             }
             if now.0 >= next_tick {
@@ -1189,6 +1240,38 @@ fn transmit(
     }
 }
 
+/// Adaptive polling: how long a worker keeps polling after its last packet before it
+/// sleeps in `epoll`. Sleeping costs a wake-up when the next packet comes (a few µs on
+/// one CPU, tens of µs across the CPUs of a virtual machine); polling costs CPU while
+/// nothing comes. The window adapts the way KVM's halt polling does: after a sleep that
+/// ended sooner than [`Spin::MAX_NS`] — a wake-up a longer window would have saved —
+/// it doubles (from [`Spin::START_NS`]); after a sleep longer than that it halves, down
+/// to nothing. So request/response traffic (a round trip through the namespaces is
+/// 10–20 µs) keeps the worker polling between packets, bulk traffic keeps it busy
+/// anyway, and an idle switch sleeps: it costs no CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spin {
+    /// The current window, in ns (0: sleep at once).
+    window_ns: u64,
+}
+
+impl Spin {
+    const START_NS: u64 = 16_000;
+    const MAX_NS: u64 = 128_000;
+
+    /// Learns from a sleep that a packet ended `idle_ns` after the previous one.
+    fn woken_after(&mut self, idle_ns: u64) {
+        if idle_ns <= Self::MAX_NS {
+            self.window_ns = (self.window_ns * 2).clamp(Self::START_NS, Self::MAX_NS);
+        } else if self.window_ns > 0 {
+            self.window_ns /= 2;
+            if self.window_ns < Self::START_NS {
+                self.window_ns = 0;
+            }
+        }
+    }
+}
+
 /// True for the errors a TAP queue gives once its device is gone: `EBADFD` (the
 /// device was deleted), `ENODEV`, `EIO`, `ENXIO`.
 fn device_gone(e: &io::Error) -> bool {
@@ -1234,5 +1317,32 @@ impl Port for GonePort {
 
     fn capabilities(&self) -> Capabilities {
         self.caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spin;
+
+    #[test]
+    fn the_spin_window_grows_while_sleeping_loses_wakeups_and_shrinks_when_idle() {
+        let mut s = Spin::default();
+        assert_eq!(s.window_ns, 0, "a new worker sleeps at once");
+        // Packets 20 µs apart: each sleep cost a wake-up a window would have saved.
+        s.woken_after(20_000);
+        assert_eq!(s.window_ns, Spin::START_NS);
+        for _ in 0..10 {
+            s.woken_after(20_000);
+        }
+        assert_eq!(s.window_ns, Spin::MAX_NS, "doubles up to its limit");
+        // Then the traffic stops: each long sleep halves it, down to nothing.
+        let mut steps = 0;
+        while s.window_ns > 0 {
+            s.woken_after(1_000_000_000);
+            steps += 1;
+            assert!(steps <= 4, "{s:?}");
+        }
+        s.woken_after(5_000_000);
+        assert_eq!(s.window_ns, 0, "an idle worker stays asleep");
     }
 }

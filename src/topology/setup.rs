@@ -26,7 +26,7 @@
 //! state file is written to a temporary opened with `O_CREAT|O_EXCL|O_NOFOLLOW`
 //! (a symlink planted there is never followed) and renamed over the real one.
 
-use super::config::{Endpoint, Interface, Topology};
+use super::config::{Endpoint, Interface, Steering, Topology};
 use super::resolv::{self, EtcNetns, RecordedResolv};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -891,6 +891,8 @@ where
 struct IfaceSetup {
     /// TAP queues: one per dataplane worker.
     queues: usize,
+    /// How the TAP's frames are spread over its queues.
+    steering: Steering,
     /// Offloads to ask for.
     offloads: Offloads,
     ifname: String,
@@ -930,6 +932,7 @@ impl IfaceSetup {
         };
         IfaceSetup {
             queues: topo.workers,
+            steering: topo.steering,
             offloads: if offloads {
                 Offloads::ALL
             } else {
@@ -1056,10 +1059,16 @@ fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPo
     for i in ifaces {
         if i.tap {
             let dev = &i.device;
-            let tap = step(
+            let mut tap = step(
                 format!("create TAP {dev}"),
                 TapPort::create(dev, i.queues, i.offloads, i.device_mtu),
             )?;
+            if i.steering == Steering::Cpu {
+                // Without it the kernel's flow hash spreads the frames: slower, not wrong.
+                if let Err(e) = tap.steer_by_cpu() {
+                    tracing::warn!("{e}: {dev} keeps the kernel's flow hash");
+                }
+            }
             let idx = step(format!("find {dev}"), rtnl.link_index(dev))?;
             step(format!("set MAC of {dev}"), rtnl.link_set_mac(idx, i.mac))?;
             step(

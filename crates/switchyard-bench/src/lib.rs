@@ -280,6 +280,7 @@ pub fn run(
     let tuning = SwitchyardTuning {
         workers: opts.workers,
         busy_poll_us: opts.busy_poll_us,
+        classic: false,
     };
     let mut results = Vec::new();
     for (si, &scenario) in opts.scenarios.iter().enumerate() {

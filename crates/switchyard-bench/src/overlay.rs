@@ -21,6 +21,7 @@
 
 use crate::kernel::{configure_ns, veth};
 use crate::kernel_links::KernelLinks;
+use crate::systems::SwitchyardTuning;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -206,20 +207,12 @@ pub struct SwitchyardOverlay {
 
 impl SwitchyardOverlay {
     /// The config file of the instance on host `i`.
-    pub fn config(
-        prefix: &str,
-        host_ns: &str,
-        i: usize,
-        workers: usize,
-        busy_poll_us: u64,
-    ) -> String {
+    pub fn config(prefix: &str, host_ns: &str, i: usize, tuning: SwitchyardTuning) -> String {
         let (name, ip) = ENDPOINTS[i];
         format!(
             r#"[switch]
 prefix = "{prefix}"
-workers = {workers}
-busy_poll_us = {busy_poll_us}
-
+{keys}
 [[network]]
 name = "overlay"
 subnet = "10.30.0.0/24"
@@ -230,6 +223,7 @@ name = "{name}"
 network = "overlay"
 ip = "{ip}"
 "#,
+            keys = tuning.switch_keys(),
             local = UNDERLAY[i],
             remote = UNDERLAY[1 - i],
         )
@@ -247,14 +241,13 @@ ip = "{ip}"
     pub fn build(
         prefix: &str,
         run_root: &Path,
-        workers: usize,
-        busy_poll_us: u64,
+        tuning: SwitchyardTuning,
     ) -> Result<SwitchyardOverlay, String> {
         let underlay = Underlay::build(prefix)?;
         let prefixes = [prefix.to_string(), Self::second_prefix(prefix)];
         let mut instances = Vec::new();
         for (i, p) in prefixes.iter().enumerate() {
-            let text = Self::config(p, &underlay.host(i), i, workers, busy_poll_us);
+            let text = Self::config(p, &underlay.host(i), i, tuning);
             let topo = switchyard::topology::config::parse(&text, "overlay bench topology")
                 .map_err(|e| e.to_string())?;
             instances.push(Switchyard::start(topo, run_root).map_err(|e| e.to_string())?);

@@ -137,6 +137,15 @@ fn meets(m: &Metric, q: f64, target: f64) -> bool {
 
 /// The ratio columns of a scenario: each switchyard variant over the kernel, and over
 /// Open vSwitch with TSO (which the project means to be ahead of on every metric).
+/// A switchyard system's name in the ratio columns.
+fn short_name(k: SystemKind) -> &'static str {
+    match k {
+        SystemKind::SwitchyardBusyPoll => "sy-bp",
+        SystemKind::SwitchyardClassic => "sy-classic",
+        _ => "sy",
+    }
+}
+
 fn ratio_columns(s: &ScenarioResult) -> Vec<(String, SystemKind, SystemKind)> {
     let measured = |k: SystemKind| {
         s.systems
@@ -145,13 +154,13 @@ fn ratio_columns(s: &ScenarioResult) -> Vec<(String, SystemKind, SystemKind)> {
     };
     let mut cols = Vec::new();
     for base in [SystemKind::Kernel, SystemKind::OvsTso] {
-        for ours in [SystemKind::Switchyard, SystemKind::SwitchyardBusyPoll] {
+        for ours in [
+            SystemKind::Switchyard,
+            SystemKind::SwitchyardBusyPoll,
+            SystemKind::SwitchyardClassic,
+        ] {
             if measured(ours) && measured(base) {
-                let short = if ours == SystemKind::Switchyard {
-                    "sy"
-                } else {
-                    "sy-bp"
-                };
+                let short = short_name(ours);
                 cols.push((format!("{short}/{}", base.name()), ours, base));
             }
         }
@@ -208,11 +217,7 @@ pub fn table(r: &Report) -> String {
                             ratio_of(s, m, k, SystemKind::Kernel).map(|q| {
                                 format!(
                                     "{} {}",
-                                    if k == SystemKind::Switchyard {
-                                        "sy"
-                                    } else {
-                                        "sy-bp"
-                                    },
+                                    short_name(k),
                                     if meets(m, q, t) { "met" } else { "NOT met" }
                                 )
                             })
@@ -241,13 +246,14 @@ pub fn table(r: &Report) -> String {
     out
 }
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 7] = [
     RGBColor(90, 90, 90),
     RGBColor(0, 114, 178),
     RGBColor(86, 180, 233),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
     RGBColor(204, 121, 167),
+    RGBColor(213, 94, 0),
 ];
 
 fn color(k: SystemKind) -> RGBColor {
@@ -258,6 +264,7 @@ fn color(k: SystemKind) -> RGBColor {
         SystemKind::Ovs => 3,
         SystemKind::OvsTso => 4,
         SystemKind::VdeSwitch => 5,
+        SystemKind::SwitchyardClassic => 6,
     }]
 }
 

@@ -107,6 +107,11 @@ pub enum SystemKind {
     #[serde(rename = "switchyard-bp")]
     #[value(name = "switchyard-bp")]
     SwitchyardBusyPoll,
+    /// switchyard with the fast path of before steering: the kernel's flow hash
+    /// spreads frames over unpinned workers, which sleep as soon as they are idle.
+    #[serde(rename = "switchyard-classic")]
+    #[value(name = "switchyard-classic")]
+    SwitchyardClassic,
     /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
     Ovs,
     /// The same with `userspace-tso-enable`.
@@ -119,10 +124,11 @@ pub enum SystemKind {
 
 impl SystemKind {
     /// Every system, in the order the report lists them.
-    pub const ALL: [SystemKind; 6] = [
+    pub const ALL: [SystemKind; 7] = [
         SystemKind::Kernel,
         SystemKind::Switchyard,
         SystemKind::SwitchyardBusyPoll,
+        SystemKind::SwitchyardClassic,
         SystemKind::Ovs,
         SystemKind::OvsTso,
         SystemKind::VdeSwitch,
@@ -133,6 +139,7 @@ impl SystemKind {
             SystemKind::Kernel => "kernel",
             SystemKind::Switchyard => "switchyard",
             SystemKind::SwitchyardBusyPoll => "switchyard-bp",
+            SystemKind::SwitchyardClassic => "switchyard-classic",
             SystemKind::Ovs => "ovs",
             SystemKind::OvsTso => "ovs-tso",
             SystemKind::VdeSwitch => "vde",
@@ -147,6 +154,35 @@ pub struct SwitchyardTuning {
     pub workers: usize,
     /// Busy-poll time of the `switchyard-bp` system (plain `switchyard` never spins).
     pub busy_poll_us: u64,
+    /// The fast path of before: flow-hash steering, no pinning, no adaptive polling.
+    pub classic: bool,
+}
+
+impl SwitchyardTuning {
+    /// How `system` (one of switchyard's) runs.
+    fn of(system: SystemKind, t: SwitchyardTuning) -> SwitchyardTuning {
+        SwitchyardTuning {
+            busy_poll_us: if system == SystemKind::SwitchyardBusyPoll {
+                t.busy_poll_us
+            } else {
+                0
+            },
+            classic: system == SystemKind::SwitchyardClassic,
+            ..t
+        }
+    }
+
+    /// The `[switch]` keys of the tuning, as lines of a config file.
+    pub fn switch_keys(&self) -> String {
+        let mut s = format!(
+            "workers = {}\nbusy_poll_us = {}\n",
+            self.workers, self.busy_poll_us
+        );
+        if self.classic {
+            s.push_str("steering = \"hash\"\nadaptive_poll = false\n");
+        }
+        s
+    }
 }
 
 /// A scenario built by one system; torn down when dropped.
@@ -200,6 +236,10 @@ fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> Topolo
         .switch(|sw| {
             sw.workers = t.workers;
             sw.busy_poll_us = t.busy_poll_us;
+            if t.classic {
+                sw.steering = "hash".into();
+                sw.adaptive_poll = false;
+            }
         });
     let n1 = || NetworkBuilder::new("n1", "10.10.0.0/24").gateway("10.10.0.1");
     match s {
@@ -323,15 +363,8 @@ pub fn deploy(
                 inner: Inner::Kernel(k),
             })
         }
-        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll => {
-            let tuning = SwitchyardTuning {
-                busy_poll_us: if system == SystemKind::Switchyard {
-                    0
-                } else {
-                    tuning.busy_poll_us
-                },
-                ..tuning
-            };
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardClassic => {
+            let tuning = SwitchyardTuning::of(system, tuning);
             let topo = switchyard_topology(scenario, prefix, tuning)
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -377,13 +410,9 @@ fn deploy_overlay(
                 inner: Inner::KernelOverlay(k),
             })
         }
-        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll => {
-            let busy = if system == SystemKind::Switchyard {
-                0
-            } else {
-                tuning.busy_poll_us
-            };
-            let o = SwitchyardOverlay::build(prefix, run_root, tuning.workers, busy)?;
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardClassic => {
+            let tuning = SwitchyardTuning::of(system, tuning);
+            let o = SwitchyardOverlay::build(prefix, run_root, tuning)?;
             Ok(Deployed {
                 system,
                 scenario,
@@ -402,6 +431,7 @@ fn deploy_overlay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard::topology::config::Steering;
 
     #[test]
     fn names_agree_between_the_table_the_json_and_the_command_line() {
@@ -425,6 +455,7 @@ mod tests {
         let tuning = SwitchyardTuning {
             workers: 1,
             busy_poll_us: 200,
+            classic: false,
         };
         for s in Scenario::ALL {
             if s == Scenario::Overlay {
@@ -435,6 +466,13 @@ mod tests {
                 .build()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
             assert_eq!((topo.workers, topo.busy_poll_us), (1, 200));
+            assert_eq!((topo.steering, topo.adaptive_poll), (Steering::Cpu, true));
+            let classic = SwitchyardTuning::of(SystemKind::SwitchyardClassic, tuning);
+            let old = switchyard_topology(s, "b1s0y3-", classic).build().unwrap();
+            assert_eq!(
+                (old.steering, old.adaptive_poll, old.busy_poll_us),
+                (Steering::Hash, false, 0)
+            );
             let mut ours: Vec<(String, Ipv4Addr)> = topo
                 .interfaces()
                 .map(|(e, i)| (e.name.clone(), i.ip))
@@ -463,10 +501,16 @@ mod tests {
     #[test]
     fn each_overlay_instance_is_a_valid_config_with_the_other_as_its_remote() {
         use crate::overlay::{SwitchyardOverlay, ENDPOINTS, UNDERLAY};
+        let classic = SwitchyardTuning {
+            workers: 1,
+            busy_poll_us: 0,
+            classic: true,
+        };
         for i in 0..2 {
-            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, 1, 0);
+            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, classic);
             let topo = switchyard::topology::config::parse(&text, "overlay")
                 .unwrap_or_else(|e| panic!("instance {i}: {e}"));
+            assert_eq!((topo.workers, topo.steering), (1, Steering::Hash));
             let ours: Vec<_> = topo
                 .interfaces()
                 .map(|(e, i)| (e.name.clone(), i.ip))

@@ -172,6 +172,7 @@ fn sample_reply(table: Table) -> Reply {
                 vnet_hdr: true,
                 offloads: "csum tso4".into(),
                 queues: 2,
+                steering: "cpu".into(),
                 rx_frames: 6,
                 tx_frames: 6,
                 dropped: 0,
@@ -191,6 +192,7 @@ fn sample_reply(table: Table) -> Reply {
                 vnet_hdr: true,
                 offloads: "csum tso4".into(),
                 queues: 2,
+                steering: "cpu".into(),
                 rx_frames: 2,
                 tx_frames: 1,
                 dropped: 0,
@@ -223,6 +225,7 @@ fn sample_reply(table: Table) -> Reply {
                 worker: 0,
                 cpu_secs: 0.12,
                 rx_frames: 4,
+                cpus: vec![0],
             }],
         }),
         Table::Routes => Reply::Routes(vec![

@@ -62,6 +62,7 @@ use switchyard_core::pipeline::{
     PortId, PortSpec, PublishSpec, StaticRoute, Timeouts,
 };
 use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
+pub use switchyard_os::port::steer::Steering;
 
 /// The built-in default topology (also shipped as `examples/default.toml`).
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml");
@@ -111,6 +112,10 @@ pub struct Topology {
     pub workers: usize,
     /// Busy polling after the last packet, in microseconds (0: off).
     pub busy_poll_us: u64,
+    /// How frames sent into a TAP are spread over the workers (`[switch] steering`).
+    pub steering: Steering,
+    /// Adaptive polling (`[switch] adaptive_poll`; `busy_poll_us` overrides it).
+    pub adaptive_poll: bool,
     /// Where the DNS servers send the names they do not know (empty: they answer
     /// REFUSED).
     pub dns_upstream: Vec<SocketAddrV4>,
@@ -631,6 +636,12 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         timeouts,
         workers,
         busy_poll_us: sw.busy_poll_us,
+        steering: if sw.steering == "hash" {
+            Steering::Hash
+        } else {
+            Steering::Cpu
+        },
+        adaptive_poll: sw.adaptive_poll,
         dns_upstream,
         dns_upstream_netns,
     })

@@ -38,6 +38,8 @@ impl Topology {
             conntrack_icmp_secs: Some(t.icmp),
             workers: self.workers,
             busy_poll_us: self.busy_poll_us,
+            steering: self.steering.name().to_string(),
+            adaptive_poll: self.adaptive_poll,
             // Each network states its own, so this default decides nothing.
             offloads: true,
             dns_upstream: self

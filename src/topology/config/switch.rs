@@ -71,6 +71,15 @@ pub struct SwitchSection {
     /// Keep polling this many microseconds after the last packet before sleeping (0: off).
     #[serde(default)]
     pub busy_poll_us: u64,
+    /// How frames sent into a TAP are spread over the workers: "cpu" (the queue of
+    /// the sending CPU, read by the worker pinned to it) or "hash" (the kernel's
+    /// flow hash, workers unpinned).
+    #[serde(default = "default_steering")]
+    pub steering: String,
+    /// Keep polling briefly after a packet while that pays off, sleep otherwise
+    /// (ignored when `busy_poll_us` is set).
+    #[serde(default = "default_true")]
+    pub adaptive_poll: bool,
     /// Use checksum and segmentation offloads on the TAPs (per network too).
     #[serde(default = "default_true")]
     pub offloads: bool,
@@ -86,6 +95,10 @@ pub struct SwitchSection {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_steering() -> String {
+    "cpu".into()
 }
 
 fn default_nat_port_range() -> String {
@@ -144,6 +157,8 @@ impl Default for SwitchSection {
             conntrack_icmp_secs: None,
             workers: 0,
             busy_poll_us: 0,
+            steering: default_steering(),
+            adaptive_poll: true,
             offloads: true,
             dns_upstream: Vec::new(),
             dns_upstream_netns: None,
@@ -293,6 +308,12 @@ pub(super) fn check_workers(sw: &SwitchSection, c: &mut Checker) -> usize {
     }
     if sw.busy_poll_us > 1_000_000 {
         c.bad("switch.busy_poll_us", "at most 1000000 (one second)");
+    }
+    if !matches!(sw.steering.as_str(), "cpu" | "hash") {
+        c.bad(
+            "switch.steering",
+            format!("{:?} is not one of \"cpu\", \"hash\"", sw.steering),
+        );
     }
     if sw.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

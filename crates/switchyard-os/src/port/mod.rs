@@ -13,6 +13,7 @@
 //! block says why it is sound. Namespaces and netlink go through safe wrappers.
 
 pub mod packet;
+pub mod steer;
 pub mod tap;
 pub mod vlan;
 pub mod vxlan;
@@ -35,6 +36,8 @@ pub struct Capabilities {
     pub offloads: Offloads,
     /// Queues (one file descriptor each) the device was opened with.
     pub queues: u16,
+    /// How the kernel spreads the device's frames over its queues ([`steer`]).
+    pub steering: steer::Steering,
 }
 
 /// A set of TAP offloads (what `TUNSETOFFLOAD` switches on), in both directions: with

@@ -145,6 +145,7 @@ impl PacketPort {
                 // finishes checksums and segments for the device as needed.
                 offloads: Offloads::CSUM | Offloads::TSO4 | Offloads::TSO6 | Offloads::TSO_ECN,
                 queues: queues as u16,
+                steering: super::steer::Steering::Hash,
             },
             mac: dev.mac,
             ipvlan: None,

@@ -16,11 +16,12 @@
 //!   reply can arrive on any.
 //! * The device is not persistent: when the last fd closes the kernel deletes it.
 
+use super::steer::{self, Steering};
 use super::{Capabilities, Offloads, Port};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use switchyard_core::pipeline::{Frame, HEADROOM, MAX_FRAME_LEN};
 use switchyard_core::wire::{checksum, gso, virtio_net, VirtioNetHdr};
@@ -113,8 +114,28 @@ impl TapPort {
                 vnet_hdr: true,
                 offloads,
                 queues: queues as u16,
+                steering: Steering::Hash,
             },
         })
+    }
+
+    /// Makes the sending CPU choose the queue a frame lands on ([`super::steer`]), when
+    /// the process's steering program could be loaded; returns the steering the
+    /// device has now. A device with one queue has nothing to steer.
+    pub fn steer_by_cpu(&mut self) -> Result<Steering, TapError> {
+        if self.queues.len() < 2 {
+            return Ok(self.caps.steering);
+        }
+        let Some(program) = steer::cpu_program() else {
+            return Ok(self.caps.steering);
+        };
+        steer::attach(self.queues[0].as_fd(), program).map_err(|source| TapError::Ioctl {
+            op: "TUNSETSTEERINGEBPF",
+            name: self.ifname.clone(),
+            source,
+        })?;
+        self.caps.steering = Steering::Cpu;
+        Ok(Steering::Cpu)
     }
 
     /// The device name inside its namespace.

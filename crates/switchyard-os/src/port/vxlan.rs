@@ -174,6 +174,7 @@ fn capabilities(config: &VxlanConfig, queues: usize) -> Capabilities {
         // Everything a TAP may hand over is made whole before encapsulation.
         offloads: Offloads::NONE,
         queues: queues as u16,
+        steering: super::steer::Steering::Hash,
     }
 }
 

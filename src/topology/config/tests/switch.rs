@@ -52,7 +52,20 @@ offloads = false
     assert_eq!(t.busy_poll_us, 0);
     assert!(t.networks.iter().all(|n| n.offloads));
 
-    let ps = problems("[switch]\nworkers = 65\nbusy_poll_us = 2000000\n");
+    // Steering by CPU and adaptive polling unless told otherwise.
+    assert_eq!((t.steering, t.adaptive_poll), (Steering::Cpu, true));
+    let t = parse(
+        "[switch]\nsteering = \"hash\"\nadaptive_poll = false\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!((t.steering, t.adaptive_poll), (Steering::Hash, false));
+
+    let ps = problems("[switch]\nworkers = 65\nbusy_poll_us = 2000000\nsteering = \"rss\"\n");
+    assert!(
+        has(&ps, "switch.steering", "not one of \"cpu\", \"hash\""),
+        "{ps:?}"
+    );
     assert!(has(&ps, "switch.workers", "more than 64"), "{ps:?}");
     assert!(has(&ps, "switch.busy_poll_us", "at most 1000000"), "{ps:?}");
 }
