@@ -186,26 +186,35 @@ pub fn table(r: &Report) -> String {
         let measured: Vec<_> = s.systems.iter().filter(|x| x.skipped.is_none()).collect();
         let cols = ratio_columns(s);
         let mut header = format!("  {:<34}", "metric");
-        for x in &measured {
-            let _ = write!(header, "{:>14}", x.system.name());
+        // Each column as wide as its name needs (two spaces between), at least 14.
+        let widths: Vec<usize> = measured
+            .iter()
+            .map(|x| (x.system.name().len() + 2).max(14))
+            .collect();
+        let ratio_widths: Vec<usize> = cols
+            .iter()
+            .map(|(name, _, _)| (name.len() + 2).max(15))
+            .collect();
+        for (x, w) in measured.iter().zip(&widths) {
+            let _ = write!(header, "{:>w$}", x.system.name());
         }
-        for (name, _, _) in &cols {
-            let _ = write!(header, "{name:>15}");
+        for ((name, _, _), w) in cols.iter().zip(&ratio_widths) {
+            let _ = write!(header, "{name:>w$}");
         }
         let _ = write!(header, "  target (vs kernel)");
         let _ = writeln!(out, "{header}");
         for m in METRICS {
             let mut line = format!("  {:<34}", m.label);
-            for x in &measured {
-                let _ = write!(line, "{:>14}", fmt(median((m.pick)(&x.samples))));
+            for (x, w) in measured.iter().zip(&widths) {
+                let _ = write!(line, "{:>w$}", fmt(median((m.pick)(&x.samples))));
             }
-            for (_, ours, base) in &cols {
+            for ((_, ours, base), w) in cols.iter().zip(&ratio_widths) {
                 match ratio_of(s, m, *ours, *base) {
                     Some(q) => {
-                        let _ = write!(line, "{:>14.2}×", q);
+                        let _ = write!(line, "{:>w$.2}×", q, w = w - 1);
                     }
                     None => {
-                        let _ = write!(line, "{:>15}", "-");
+                        let _ = write!(line, "{:>w$}", "-");
                     }
                 }
             }
