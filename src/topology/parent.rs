@@ -9,7 +9,7 @@
 //! exit, or by the kernel when the process dies — detaches it, promiscuous mode
 //! included. See `docs/host-interfaces.md`.
 
-use super::config::{Network, Parent, ParentMode, Topology};
+use super::config::{Network, Parent, ParentMode, Steering, Topology};
 use std::path::Path;
 use switchyard_core::pipeline::ipvlan::IpvlanL2;
 use switchyard_core::pipeline::PortId;
@@ -38,7 +38,7 @@ pub fn open_all(topo: &Topology) -> Result<Vec<(PortId, PacketPort)>, ParentErro
     let mut out: Vec<(PortId, PacketPort)> = topo
         .parents()
         .map(|(n, p)| {
-            open(p, topo.workers.max(1))
+            open(p, topo.workers.max(1), topo.steering)
                 .map(|mut port| {
                     if p.mode == ParentMode::IpvlanL2 {
                         port.translate(ipvlan_l2(topo, n, MacAddr(port.mac())));
@@ -86,15 +86,21 @@ pub fn ipvlan_l2(topo: &Topology, n: &Network, parent: MacAddr) -> IpvlanL2 {
 
 /// Opens one parent: in its namespace when it names one (on a thread that entered
 /// it), else in switchyard's own.
-fn open(p: &Parent, queues: usize) -> Result<PacketPort, Box<dyn std::error::Error + Send + Sync>> {
+fn open(
+    p: &Parent,
+    queues: usize,
+    steering: Steering,
+) -> Result<PacketPort, Box<dyn std::error::Error + Send + Sync>> {
     let ifname = p.ifname.as_str();
     let Some(ns) = &p.netns else {
-        return Ok(PacketPort::open(ifname, queues)?);
+        return Ok(PacketPort::open_steered(ifname, queues, steering)?);
     };
     let fd = if ns.starts_with('/') {
         netns::open_path(Path::new(ns))?
     } else {
         netns::open(ns)?
     };
-    Ok(netns::run_in(&fd, || PacketPort::open(ifname, queues))??)
+    Ok(netns::run_in(&fd, || {
+        PacketPort::open_steered(ifname, queues, steering)
+    })??)
 }

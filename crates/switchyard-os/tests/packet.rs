@@ -12,6 +12,7 @@ use switchyard_os::netlink::packet::link::{
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
 use switchyard_os::port::packet::{PacketError, PacketPort, PacketQueue};
+use switchyard_os::port::steer::Steering;
 use switchyard_os::port::Port;
 
 mod common;
@@ -135,6 +136,64 @@ fn a_parent_port_receives_sends_and_leaves_the_device_as_it_was() {
             before,
             "promiscuity given back"
         );
+    })
+    .unwrap();
+}
+
+/// Which of `queues` read the frame marked `marker` (the first that has it).
+fn reader_of(queues: &mut [PacketQueue], marker: u8) -> Option<usize> {
+    let mut batch: Vec<Frame> = (0..8).map(|_| Frame::new()).collect();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        for (i, q) in queues.iter_mut().enumerate() {
+            let n = q.recv_batch(&mut batch).unwrap();
+            if batch[..n].iter().any(|f| f.data() == frame(marker, None)) {
+                return Some(i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+#[test]
+fn with_steering_by_cpu_a_frame_reaches_the_socket_of_the_cpu_it_arrived_on() {
+    if !require_root() {
+        return;
+    }
+    let cpus = switchyard_os::port::steer::allowed_cpus();
+    assert!(cpus.len() >= 2, "needs two CPUs, has {cpus:?}");
+    let ns = TestNs::create("pc");
+    netns::run_in_named(&ns.0, || {
+        let mut r = Rtnl::new().unwrap();
+        add_veth(&mut r, "par0", "peer0");
+        for n in ["par0", "peer0"] {
+            let i = r.link_index(n).unwrap();
+            r.link_set_up(i).unwrap();
+        }
+        let port = PacketPort::open_steered("par0", 2, Steering::Cpu).unwrap();
+        assert_eq!(port.capabilities().steering, Steering::Cpu);
+        let mut par = port.into_queues();
+        let mut peer = PacketPort::open("peer0", 1).unwrap().into_queues();
+        // A veth hands a frame to its peer on the CPU that sent it, so the sending
+        // thread's CPU is the CPU the frame arrives on.
+        for (k, &cpu) in cpus.iter().take(2).enumerate() {
+            for round in 0..4u8 {
+                let marker = 10 + 4 * k as u8 + round;
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        switchyard_os::port::steer::pin_current_thread(&[cpu]).unwrap();
+                        let mut f = Frame::from_bytes(PortId(0), &frame(marker, None));
+                        peer[0].send(&mut f).unwrap();
+                    });
+                });
+                assert_eq!(
+                    reader_of(&mut par, marker),
+                    Some(cpu % 2),
+                    "a frame sent on CPU {cpu}"
+                );
+            }
+        }
     })
     .unwrap();
 }

@@ -33,13 +33,16 @@
 //!   them in `PACKET_AUXDATA`. A network has no VLAN on its parent, so a tagged frame
 //!   is not for it: it is dropped and counted (`tagged` of [`Port::rx_refused`]), never
 //!   switched untagged into the network.
-//! * With several workers each opens a socket of its own in one `PACKET_FANOUT_HASH`
-//!   group: the kernel spreads flows over them by flow hash, as it spreads them over
-//!   a multi-queue TAP's queues, so every worker has its queue of the port.
+//! * With several workers each opens a socket of its own in one fanout group, so every
+//!   worker has its queue of the port: `PACKET_FANOUT_CPU` with steering by CPU (a
+//!   frame goes to the socket of the CPU it arrived on, `cpu % sockets`, read by the
+//!   worker pinned to that CPU: see [`super::steer`]), else `PACKET_FANOUT_HASH` (flows
+//!   spread by flow hash, as over a multi-queue TAP's queues).
 //!
 //! Receiving uses `recvmmsg` (up to a batch per call) and sending one `sendmsg` per
 //! frame; `docs/host-interfaces.md` says why rather than a `TPACKET_V3` ring.
 
+use super::steer::Steering;
 use super::{Capabilities, Offloads, Port, RxRefused};
 use std::ffi::CString;
 use std::io;
@@ -95,6 +98,15 @@ impl PacketPort {
     /// as the first socket lives. Refuses a missing, loopback or non-Ethernet device
     /// before changing anything.
     pub fn open(ifname: &str, queues: usize) -> Result<PacketPort, PacketError> {
+        PacketPort::open_steered(ifname, queues, Steering::Hash)
+    }
+
+    /// [`PacketPort::open`], with the fanout group spreading frames as `steering` says.
+    pub fn open_steered(
+        ifname: &str,
+        queues: usize,
+        steering: Steering,
+    ) -> Result<PacketPort, PacketError> {
         if ifname.is_empty()
             || ifname.len() >= libc::IFNAMSIZ
             || ifname.contains('/')
@@ -128,7 +140,7 @@ impl PacketPort {
             let _ = setopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER);
             bind(&fd, dev.index).map_err(err("bind"))?;
             if queues > 1 {
-                group = Some(join_fanout(&fd, group).map_err(err("PACKET_FANOUT"))?);
+                group = Some(join_fanout(&fd, group, steering).map_err(err("PACKET_FANOUT"))?);
             }
             if q == 0 {
                 promiscuous(&fd, dev.index).map_err(err("PACKET_MR_PROMISC"))?;
@@ -145,7 +157,7 @@ impl PacketPort {
                 // finishes checksums and segments for the device as needed.
                 offloads: Offloads::CSUM | Offloads::TSO4 | Offloads::TSO6 | Offloads::TSO_ECN,
                 queues: queues as u16,
-                steering: super::steer::Steering::Hash,
+                steering: if queues > 1 { steering } else { Steering::Hash },
             },
             mac: dev.mac,
             ipvlan: None,
@@ -313,26 +325,25 @@ fn bind(fd: &OwnedFd, ifindex: libc::c_int) -> io::Result<()> {
 
 /// Joins the fanout group `group`, or makes a new one with an id the kernel picks
 /// (unique in the namespace) when `None`; returns the group's id.
-fn join_fanout(fd: &OwnedFd, group: Option<u16>) -> io::Result<u16> {
+fn join_fanout(fd: &OwnedFd, group: Option<u16>, steering: Steering) -> io::Result<u16> {
+    let mode = match steering {
+        Steering::Hash => libc::PACKET_FANOUT_HASH,
+        Steering::Cpu => libc::PACKET_FANOUT_CPU,
+    };
     let arg = |kind: libc::c_uint| -> libc::c_uint {
         match group {
             Some(id) => u32::from(id) | (kind << 16),
             None => (kind | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         }
     };
-    let with = libc::PACKET_FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING;
+    let with = mode | FANOUT_FLAG_IGNORE_OUTGOING;
     if let Err(e) = setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg(with)) {
         // A kernel before 4.20 does not know the flag: the group without it (the
         // receive path drops outgoing frames by `sll_pkttype` then).
         if e.raw_os_error() != Some(libc::EINVAL) {
             return Err(e);
         }
-        setopt_raw(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_FANOUT,
-            &arg(libc::PACKET_FANOUT_HASH),
-        )?;
+        setopt_raw(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg(mode))?;
     }
     if let Some(id) = group {
         return Ok(id);
