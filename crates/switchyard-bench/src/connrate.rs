@@ -111,9 +111,10 @@ fn serve(listener: TcpListener, stop: &AtomicBool, answered: &AtomicU64) {
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            // The timeout (EAGAIN) goes round to the stop check; out of file
-            // descriptors, or a connection reset before it was accepted, too.
-            Err(_) => {}
+            // The timeout goes round to the stop check.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Out of file descriptors, say: back off instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }
