@@ -1,5 +1,6 @@
 //! switchyard-bench — the harness that compares switchyard with the kernel bridge (and
-//! with Open vSwitch and vde_switch when installed), run as `switchyard bench`.
+//! with Open vSwitch, vde_switch, pasta and slirp4netns when installed), run as
+//! `switchyard bench`.
 //!
 //! * [`kernel`], [`kernel_links`]: Docker's network built from kernel parts (veth,
 //!   bridge, iptables).
