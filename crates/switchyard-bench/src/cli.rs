@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// Where `switchyard` keeps control sockets and state files, unless told otherwise.
 const DEFAULT_RUN_ROOT: &str = switchyard::topology::DEFAULT_RUN_ROOT;
 
-/// Measure switchyard against the kernel bridge (and Open vSwitch and vde_switch when
-/// installed) on scenarios it builds itself in namespaces of its own; everything is
+/// Measure switchyard against the kernel bridge (and Open vSwitch, vde_switch, pasta
+/// and slirp4netns when installed) on scenarios it builds itself in namespaces of its own; everything is
 /// removed at the end, also on Ctrl-C.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "switchyard bench", bin_name = "switchyard bench", version)]
@@ -42,6 +42,13 @@ pub struct BenchArgs {
     /// Round trips per latency measurement [default: 20000; 1000 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
     pub latency_count: Option<u64>,
+    /// Seconds of each connection-rate run [default: 3; 1 with --quick].
+    #[arg(long, value_parser = parse_load_secs)]
+    pub conn_secs: Option<f64>,
+    /// Parallel connectors of the connection-rate run, each opening one connection
+    /// at a time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connectors: u16,
     /// switchyard's worker threads (0: one per core).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub workers: u16,
@@ -143,6 +150,10 @@ impl BenchArgs {
         if let Some(n) = self.latency_count {
             o.latency_count = n;
         }
+        if let Some(t) = self.conn_secs {
+            o.conn_secs = t;
+        }
+        o.connectors = usize::from(self.connectors);
         o.workers = usize::from(self.workers);
         o.busy_poll_us = self.busy_poll_us;
         o.run_root = self.run_dir.join("bench");
@@ -254,6 +265,9 @@ mod tests {
             &["--workers", "65"],
             &["--scenarios", "l3"],
             &["--systems", "docker"],
+            &["--conn-secs", "0"],
+            &["--connectors", "0"],
+            &["--connectors", "257"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
@@ -261,5 +275,32 @@ mod tests {
             .unwrap()
             .options();
         assert_eq!((o.workers, o.busy_poll_us), (2, 50));
+    }
+
+    #[test]
+    fn the_rootless_peers_and_the_connection_rate_are_options() {
+        let o = parse(&[
+            "--scenarios",
+            "nat-out",
+            "--systems",
+            "kernel,switchyard,pasta,slirp4netns",
+        ])
+        .unwrap()
+        .options();
+        assert_eq!(
+            o.systems,
+            vec![
+                SystemKind::Kernel,
+                SystemKind::Switchyard,
+                SystemKind::Pasta,
+                SystemKind::Slirp4netns
+            ]
+        );
+        assert_eq!((o.conn_secs, o.connectors), (3.0, 4), "the defaults");
+        let o = parse(&["--quick", "--connectors", "8"]).unwrap().options();
+        assert_eq!((o.conn_secs, o.connectors), (1.0, 8), "--quick's length");
+        let o = parse(&["--conn-secs", "0.5"]).unwrap().options();
+        assert_eq!(o.conn_secs, 0.5);
+        assert!(parse(&["--systems", "slirp"]).is_err());
     }
 }

@@ -1,14 +1,18 @@
 //! switchyard-bench — the harness that compares switchyard with the kernel bridge (and
-//! with Open vSwitch and vde_switch when installed), run as `switchyard bench`.
+//! with Open vSwitch, vde_switch, pasta and slirp4netns when installed), run as
+//! `switchyard bench`.
 //!
 //! * [`kernel`], [`kernel_links`]: Docker's network built from kernel parts (veth,
 //!   bridge, iptables).
 //! * [`peers`]: Open vSwitch (userspace datapath) and vde_switch, when installed.
+//! * [`rootless`]: pasta and slirp4netns, the user-space NAT of rootless containers,
+//!   on `nat-out`, when installed.
 //! * [`systems`]: the scenarios (`l2`, `routed`, `nat-out`, `nat-in`), built the
 //!   same way, with the same addresses, by every system.
 //! * [`load`], [`iperf`]: the measurements — TCP bulk (iperf3), 64-byte UDP at full
 //!   load and the highest zero-loss rate (RFC 2544), request/response latency in an
-//!   HDR histogram — and [`report`]: the table, the JSON and the SVG.
+//!   HDR histogram — [`connrate`]: new TCP connections per second — and
+//!   [`report`]: the table, the JSON and the SVG.
 //! * [`cli`]: the command line, as `switchyard bench` passes it on.
 //!
 //! [`run`] measures every system on every scenario in one run, alternating between
@@ -19,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod connrate;
 pub mod iperf;
 pub mod kernel;
 pub mod kernel_links;
@@ -26,6 +31,7 @@ pub mod load;
 pub mod overlay;
 pub mod peers;
 pub mod report;
+pub mod rootless;
 pub mod systems;
 
 use load::{Latency, Trial, UdpEcho, UdpSink};
@@ -55,6 +61,10 @@ pub struct Options {
     pub workers: usize,
     /// How long `switchyard-bp` spins after its last packet.
     pub busy_poll_us: u64,
+    /// Length of a connection-rate run, seconds.
+    pub conn_secs: f64,
+    /// Parallel connectors of a connection-rate run.
+    pub connectors: usize,
     #[serde(skip)]
     pub run_root: PathBuf,
 }
@@ -72,6 +82,8 @@ impl Options {
             latency_count: 20_000,
             workers: 0,
             busy_poll_us: 200,
+            conn_secs: 3.0,
+            connectors: 4,
             run_root: std::env::temp_dir().join("switchyard-bench"),
         }
     }
@@ -87,6 +99,7 @@ impl Options {
             load_secs: 0.5,
             search_steps: 3,
             latency_count: 1000,
+            conn_secs: 1.0,
             ..Options::full()
         }
     }
@@ -112,6 +125,20 @@ pub struct Samples {
     pub switch_cpu_udp_s: Vec<f64>,
     /// Share of all cores busy during the 1-stream TCP run, percent.
     pub machine_busy_tcp1_pct: Vec<f64>,
+    /// CPU seconds the whole machine spent (all cores, every task) during the 1- and
+    /// 4-stream TCP runs.
+    pub machine_cpu_tcp1_s: Vec<f64>,
+    pub machine_cpu_tcp4_s: Vec<f64>,
+    /// Gbit carried per CPU second of the whole machine: the TCP run's throughput times
+    /// its length, over `machine_cpu_tcp*_s`.
+    pub tcp1_gbit_per_cpu_s: Vec<f64>,
+    pub tcp4_gbit_per_cpu_s: Vec<f64>,
+    /// New TCP connections per second (connect, 16 bytes each way, close).
+    pub conn_per_s: Vec<f64>,
+    /// Connection attempts that did not complete, per run.
+    pub conn_failed: Vec<f64>,
+    /// Every connection-rate run, in order.
+    pub conn_runs: Vec<connrate::ConnRate>,
     /// Every trial of every zero-loss search, in order.
     pub zero_loss_trials: Vec<load::SearchTrial>,
 }
@@ -122,6 +149,8 @@ pub struct SystemResult {
     pub system: SystemKind,
     /// Why it was not measured.
     pub skipped: Option<String>,
+    /// The MTU of the client's `eth0` as deployed (read back from the namespace).
+    pub client_mtu: Option<u32>,
     pub samples: Samples,
     /// The last latency measurement's CDF (latency ns, fraction).
     pub latency_cdf: Vec<(u64, f64)>,
@@ -184,6 +213,16 @@ pub fn median(v: &[f64]) -> f64 {
     } else {
         (s[m - 1] + s[m]) / 2.0
     }
+}
+
+/// The MTU of `eth0` in namespace `ns`, as the kernel reports it.
+fn eth0_mtu(ns: &str) -> Option<u32> {
+    switchyard_os::netns::run_in_named(ns, || {
+        let mut r = switchyard_os::netlink::Rtnl::new().ok()?;
+        r.links().ok()?.into_iter().find(|l| l.name == "eth0")?.mtu
+    })
+    .ok()
+    .flatten()
 }
 
 /// Busy and total jiffies of all CPUs, from /proc/stat.
@@ -257,9 +296,18 @@ enum Step {
     Tcp4,
     Udp,
     Latency,
+    ConnRate,
 }
 
-const STEPS: [Step; 4] = [Step::Tcp1, Step::Tcp4, Step::Udp, Step::Latency];
+/// Connection setup comes last: the flows it leaves in TIME_WAIT sit in the NAT
+/// tables of the next repeat, not of this one's other metrics.
+const STEPS: [Step; 5] = [
+    Step::Tcp1,
+    Step::Tcp4,
+    Step::Udp,
+    Step::Latency,
+    Step::ConnRate,
+];
 
 /// How many progress steps a run has.
 pub fn total_steps(o: &Options) -> u64 {
@@ -311,6 +359,7 @@ pub fn run(
             .map(|(s, l)| SystemResult {
                 system: *s,
                 skipped: l.as_ref().err().cloned(),
+                client_mtu: l.as_ref().ok().and_then(|l| eth0_mtu(&l.d.client)),
                 samples: Samples::default(),
                 latency_cdf: Vec::new(),
             })
@@ -399,9 +448,22 @@ fn measure(
                 Duration::from_secs(opts.tcp_secs),
             )
             .map_err(|e| fail("TCP bulk", e))?;
+            let busy1 = cpu_jiffies();
+            // Every task's CPU time counts: sender, receiver, switch, softirqs (and
+            // whatever else the machine ran meanwhile).
+            let cpu_s = (busy1.0 - busy0.0) as f64 / peers::clock_ticks() as f64;
+            let per_cpu_s = gbps * opts.tcp_secs as f64 / cpu_s;
+            let (cpu, eff) = if step == Step::Tcp1 {
+                (&mut s.machine_cpu_tcp1_s, &mut s.tcp1_gbit_per_cpu_s)
+            } else {
+                (&mut s.machine_cpu_tcp4_s, &mut s.tcp4_gbit_per_cpu_s)
+            };
+            cpu.push(cpu_s);
+            if cpu_s > 0.0 {
+                eff.push(per_cpu_s);
+            }
             if step == Step::Tcp1 {
                 s.tcp1_gbps.push(gbps);
-                let busy1 = cpu_jiffies();
                 let (b, t) = (busy1.0 - busy0.0, (busy1.1 - busy0.1).max(1));
                 s.machine_busy_tcp1_pct.push(100.0 * b as f64 / t as f64);
                 if let (Some(a), Some(b)) = (cpu0, d.switch_cpu()) {
@@ -455,6 +517,27 @@ fn measure(
             s.lat_max_us.push(lat.max_ns as f64 / 1e3);
             out.latency_cdf = lat.cdf;
         }
+        Step::ConnRate => {
+            let bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, systems::TCP_PORT);
+            // On the TCP port, which every scenario reaches (and nat-in publishes);
+            // only for this step, so iperf3 has the port the rest of the time.
+            let _server = connrate::ConnServer::start(&d.server, bind, opts.connectors + 1)
+                .map_err(|e| fail("connection-rate server", e))?;
+            let r = connrate::conn_rate(
+                &d.client,
+                SocketAddrV4::new(target, systems::TCP_PORT),
+                opts.connectors,
+                Duration::from_secs_f64(opts.conn_secs),
+                stop,
+            )
+            .map_err(|e| fail("connection rate", e))?;
+            if stop.load(Ordering::Relaxed) {
+                return Err(BenchError::Interrupted);
+            }
+            s.conn_per_s.push(r.per_sec);
+            s.conn_failed.push(r.failed as f64);
+            s.conn_runs.push(r);
+        }
     }
     Ok(())
 }
@@ -466,7 +549,9 @@ pub fn estimate(o: &Options) -> Duration {
         + 1.5
         + o.load_secs * (1.0 + o.search_steps as f64)
         + 0.3 * (o.search_steps as f64 + 1.0)
-        + o.latency_count as f64 * 60e-6;
+        + o.latency_count as f64 * 60e-6
+        + o.conn_secs
+        + 0.2;
     let runs = o
         .scenarios
         .iter()

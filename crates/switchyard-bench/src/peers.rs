@@ -27,9 +27,12 @@ use switchyard_os::netns;
 
 /// A peer switch deployment; torn down on drop.
 pub struct PeerNet {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    dir: PathBuf,
+    /// Removed on drop, last made first.
+    pub(crate) namespaces: Vec<String>,
+    /// Ended by their PIDs on drop, before the namespaces go.
+    pub(crate) children: Vec<Child>,
+    /// Scratch directory (sockets, databases, logs), removed on drop.
+    pub(crate) dir: PathBuf,
 }
 
 impl PeerNet {
@@ -49,7 +52,7 @@ impl PeerNet {
 }
 
 /// The kernel's clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
-fn clock_ticks() -> i64 {
+pub(crate) fn clock_ticks() -> i64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
         Ok(Some(t)) if t > 0 => t,
         _ => 100,
@@ -80,6 +83,9 @@ pub fn unavailable(system: SystemKind, scenario: Scenario) -> Option<String> {
             &["ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl"]
         }
         SystemKind::VdeSwitch => &["vde_switch", "vde_plug2tap"],
+        SystemKind::Pasta | SystemKind::Slirp4netns => {
+            return super::rootless::unavailable(system, scenario)
+        }
         _ => return None,
     };
     if let Some(missing) = needs.iter().find(|p| !have(p)) {
@@ -133,7 +139,7 @@ pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str) -> Result<Pe
     Ok(net)
 }
 
-fn make_ns(net: &mut PeerNet, name: &str) -> Result<(), String> {
+pub(crate) fn make_ns(net: &mut PeerNet, name: &str) -> Result<(), String> {
     netns::create(name).map_err(|e| e.to_string())?;
     net.namespaces.push(name.to_string());
     netns::run_in_named(name, || {
@@ -196,7 +202,7 @@ fn wait_for(path: &Path, what: &str) -> Result<(), String> {
 }
 
 /// Waits until link `name` exists in namespace `ns`.
-fn wait_link(ns: &str, name: &str) -> Result<(), String> {
+pub(crate) fn wait_link(ns: &str, name: &str) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let n = name.to_string();

@@ -15,6 +15,10 @@ pub struct Metric {
     pub pick: fn(&Samples) -> &Vec<f64>,
 }
 
+/// Labels the chart finds its rows by.
+const TCP1_PER_CPU: &str = "TCP 1 stream, Gbit per CPU-second";
+const CONN_RATE: &str = "TCP connections/s (16 B each way)";
+
 pub const METRICS: &[Metric] = &[
     Metric {
         label: "TCP 1 stream, Gbit/s",
@@ -27,6 +31,18 @@ pub const METRICS: &[Metric] = &[
         higher_is_better: true,
         target: None,
         pick: |s| &s.tcp4_gbps,
+    },
+    Metric {
+        label: TCP1_PER_CPU,
+        higher_is_better: true,
+        target: None,
+        pick: |s| &s.tcp1_gbit_per_cpu_s,
+    },
+    Metric {
+        label: "TCP 4 streams, Gbit per CPU-second",
+        higher_is_better: true,
+        target: None,
+        pick: |s| &s.tcp4_gbit_per_cpu_s,
     },
     Metric {
         label: "64B UDP offered, kpps",
@@ -75,6 +91,18 @@ pub const METRICS: &[Metric] = &[
         higher_is_better: false,
         target: None,
         pick: |s| &s.lat_max_us,
+    },
+    Metric {
+        label: CONN_RATE,
+        higher_is_better: true,
+        target: None,
+        pick: |s| &s.conn_per_s,
+    },
+    Metric {
+        label: "TCP connections failed, per run",
+        higher_is_better: false,
+        target: None,
+        pick: |s| &s.conn_failed,
     },
     Metric {
         label: "switch CPU in TCP 1 stream, s",
@@ -243,6 +271,16 @@ pub fn table(r: &Report) -> String {
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
+        let mtus: Vec<String> = measured
+            .iter()
+            .map(|x| {
+                let mtu = x.client_mtu.map_or("?".into(), |m| m.to_string());
+                format!("{} {mtu}", x.system.name())
+            })
+            .collect();
+        if !mtus.is_empty() {
+            let _ = writeln!(out, "  MTU of the client's eth0: {}", mtus.join(", "));
+        }
         for x in s.systems.iter().filter(|x| x.skipped.is_some()) {
             let _ = writeln!(
                 out,
@@ -255,7 +293,7 @@ pub fn table(r: &Report) -> String {
     out
 }
 
-const COLORS: [RGBColor; 7] = [
+const COLORS: [RGBColor; 9] = [
     RGBColor(90, 90, 90),
     RGBColor(0, 114, 178),
     RGBColor(86, 180, 233),
@@ -263,6 +301,8 @@ const COLORS: [RGBColor; 7] = [
     RGBColor(0, 158, 115),
     RGBColor(204, 121, 167),
     RGBColor(213, 94, 0),
+    RGBColor(117, 112, 179),
+    RGBColor(166, 118, 29),
 ];
 
 fn color(k: SystemKind) -> RGBColor {
@@ -273,7 +313,9 @@ fn color(k: SystemKind) -> RGBColor {
         SystemKind::Ovs => 3,
         SystemKind::OvsTso => 4,
         SystemKind::VdeSwitch => 5,
-        SystemKind::SwitchyardClassic => 6,
+        SystemKind::Pasta => 6,
+        SystemKind::Slirp4netns => 7,
+        SystemKind::SwitchyardClassic => 8,
     }]
 }
 
@@ -281,20 +323,30 @@ fn color(k: SystemKind) -> RGBColor {
 /// kernel (1.0 = the kernel's median), and the latency CDFs.
 pub fn svg(r: &Report, path: &std::path::Path) -> Result<(), String> {
     let rows = r.scenarios.len().max(1);
-    let root = SVGBackend::new(path, (1400, 420 * rows as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (1800, 420 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let panels = root.split_evenly((rows, 2));
     // Metrics whose kernel figure is never zero, so a ratio to it means something
-    // (loss at full load is 0 for the kernel), with their short names.
-    const BARS: [(usize, &str); 6] = [
-        (0, "TCP 1"),
-        (1, "TCP 4"),
-        (3, "64B received"),
-        (5, "zero-loss"),
-        (6, "p50 (lower is better)"),
-        (7, "p99 (lower is better)"),
+    // (loss at full load is 0 for the kernel), by label, with their short names.
+    const BARS: [(&str, &str); 8] = [
+        ("TCP 1 stream, Gbit/s", "TCP 1"),
+        (TCP1_PER_CPU, "TCP 1 per CPU-s"),
+        ("TCP 4 streams, Gbit/s", "TCP 4"),
+        ("64B UDP received, kpps", "64B received"),
+        ("zero-loss rate, kpps", "zero-loss"),
+        ("latency p50, µs", "p50 (lower better)"),
+        ("latency p99, µs", "p99 (lower better)"),
+        (CONN_RATE, "conn/s"),
     ];
-    let metrics: Vec<&Metric> = BARS.iter().map(|&(i, _)| &METRICS[i]).collect();
+    let metrics: Vec<&Metric> = BARS
+        .iter()
+        .map(|&(label, _)| {
+            METRICS
+                .iter()
+                .find(|m| m.label == label)
+                .expect("every bar is a metric")
+        })
+        .collect();
     for (i, s) in r.scenarios.iter().enumerate() {
         let measured: Vec<_> = s.systems.iter().filter(|x| x.skipped.is_none()).collect();
         let kernel = measured.iter().find(|x| x.system == SystemKind::Kernel);

@@ -14,7 +14,8 @@
 //! Systems: the kernel (veth pairs on Linux bridges in a "host" namespace, forwarding
 //! and iptables MASQUERADE/DNAT, as Docker builds it), and switchyard. Open vSwitch's
 //! userspace datapath and vde_switch are tried when installed and reported as skipped
-//! otherwise.
+//! otherwise; so are pasta and slirp4netns, the user-space NAT of rootless containers,
+//! on `nat-out` (see [`super::rootless`]).
 
 use super::kernel::{KernelBridge, KernelNet, KernelOutside, KernelPublish, KernelSpec};
 use std::net::Ipv4Addr;
@@ -120,11 +121,17 @@ pub enum SystemKind {
     #[serde(rename = "vde")]
     #[value(name = "vde")]
     VdeSwitch,
+    /// pasta (passt) giving the client namespace its way out (nat-out only).
+    Pasta,
+    /// slirp4netns giving the client namespace its way out (nat-out only).
+    #[serde(rename = "slirp4netns")]
+    #[value(name = "slirp4netns")]
+    Slirp4netns,
 }
 
 impl SystemKind {
     /// Every system, in the order the report lists them.
-    pub const ALL: [SystemKind; 7] = [
+    pub const ALL: [SystemKind; 9] = [
         SystemKind::Kernel,
         SystemKind::Switchyard,
         SystemKind::SwitchyardBusyPoll,
@@ -132,6 +139,8 @@ impl SystemKind {
         SystemKind::Ovs,
         SystemKind::OvsTso,
         SystemKind::VdeSwitch,
+        SystemKind::Pasta,
+        SystemKind::Slirp4netns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +152,8 @@ impl SystemKind {
             SystemKind::Ovs => "ovs",
             SystemKind::OvsTso => "ovs-tso",
             SystemKind::VdeSwitch => "vde",
+            SystemKind::Pasta => "pasta",
+            SystemKind::Slirp4netns => "slirp4netns",
         }
     }
 }
@@ -387,6 +398,16 @@ pub fn deploy(
                 inner: Inner::Peer(peer),
             })
         }
+        SystemKind::Pasta | SystemKind::Slirp4netns => {
+            let peer = super::rootless::deploy(system, scenario, prefix)?;
+            Ok(Deployed {
+                system,
+                scenario,
+                client: ns(c),
+                server: ns(sv),
+                inner: Inner::Peer(peer),
+            })
+        }
     }
 }
 
@@ -421,7 +442,11 @@ fn deploy_overlay(
                 inner: Inner::SwitchyardOverlay(o),
             })
         }
-        SystemKind::Ovs | SystemKind::OvsTso | SystemKind::VdeSwitch => Err(format!(
+        SystemKind::Ovs
+        | SystemKind::OvsTso
+        | SystemKind::VdeSwitch
+        | SystemKind::Pasta
+        | SystemKind::Slirp4netns => Err(format!(
             "the overlay scenario is built for the kernel and switchyard only, not {}",
             system.name()
         )),

@@ -90,6 +90,20 @@ fn quick_run_measures_every_metric_and_cleans_up() {
         assert!(s.zero_loss_kpps[0] > 0.0, "{system:?} zero-loss rate");
         assert!(s.lat_p50_us[0] > 0.0 && s.lat_p50_us[0] <= s.lat_p99_us[0]);
         assert!(s.lat_p99_us[0] <= s.lat_p999_us[0] && s.lat_p999_us[0] <= s.lat_max_us[0]);
+        assert!(
+            s.tcp1_gbit_per_cpu_s[0] > 0.0 && s.tcp4_gbit_per_cpu_s[0] > 0.0,
+            "{system:?} Gbit per CPU-second: {:?} {:?}",
+            s.tcp1_gbit_per_cpu_s,
+            s.tcp4_gbit_per_cpu_s
+        );
+        assert!(s.machine_cpu_tcp1_s[0] > 0.0);
+        assert!(
+            s.conn_per_s[0] > 10.0,
+            "{system:?} connections/s: {:?}",
+            s.conn_runs
+        );
+        assert_eq!(s.conn_runs[0].failed, 0, "{system:?}: {:?}", s.conn_runs);
+        assert_eq!(r.client_mtu, Some(1500), "{system:?} client MTU");
         assert!(!r.latency_cdf.is_empty());
         assert!(
             (r.latency_cdf.last().unwrap().1 - 1.0).abs() < 1e-9,
@@ -118,6 +132,12 @@ fn quick_run_measures_every_metric_and_cleans_up() {
         table.contains("TCP 1 stream") && table.contains("sy/kernel"),
         "{table}"
     );
+    assert!(
+        table.contains("TCP 1 stream, Gbit per CPU-second")
+            && table.contains("TCP connections/s")
+            && table.contains("MTU of the client's eth0: kernel 1500, switchyard 1500"),
+        "{table}"
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["scenarios"][0]["scenario"], "l2");
     assert_eq!(json["scenarios"][0]["systems"][1]["system"], "switchyard");
@@ -127,6 +147,7 @@ fn quick_run_measures_every_metric_and_cleans_up() {
     let text = std::fs::read_to_string(&svg).unwrap();
     std::fs::remove_file(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("switchyard") && text.contains("latency CDF"));
+    assert!(text.contains("conn/s") && text.contains("TCP 1 per CPU-s"));
 }
 
 #[test]
