@@ -762,6 +762,13 @@ pub(crate) struct CtSlot {
     generation: u32,
 }
 
+#[cfg(test)]
+impl CtSlot {
+    pub(crate) fn new_for_tests(index: u32, generation: u32) -> CtSlot {
+        CtSlot { index, generation }
+    }
+}
+
 /// A slot of the entry table: the flow, and a generation that changes on every reuse.
 #[derive(Debug, Default)]
 struct Slot {

@@ -348,6 +348,12 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_small() {
+        // What the doc of SLOTS says a worker's cache costs.
+        assert!(std::mem::size_of::<Slot>() <= 32);
+    }
+
+    #[test]
     fn colliding_keys_evict_each_other_and_stay_correct() {
         let f = Fdb::new(4096, 300);
         let mut c = FdbCache::new();
