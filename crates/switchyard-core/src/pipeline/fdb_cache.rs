@@ -29,7 +29,10 @@
 //! before), a new second, an answer gone stale — the table is asked, as it would be
 //! without the cache, so its results, counters and events are the same; the table
 //! is written at most once a second per MAC and worker, as before at most once a
-//! second per MAC.
+//! second per MAC. A MAC's first frame (a new entry) leaves the cache as it is, so
+//! that a MAC flood — every source new, each seen once — does not push out the
+//! answers of the hosts that keep talking; the cache then helps them as before, and
+//! the flood's frames cost what they did without it.
 
 use super::counters::counted;
 use super::fdb::{key, Fdb, Learn};
@@ -134,9 +137,10 @@ impl FdbCache {
         mac: MacAddr,
     ) -> (Option<(PortId, Option<Ipv4Addr>)>, Answered) {
         let k = key(domain, mac);
-        let current = fdb.generation(domain);
         let s = self.slot(k);
-        if s.key == k && s.generation == current {
+        // The network's count is read only for a key that is there: a miss costs no
+        // atomic load.
+        if s.key == k && s.generation == fdb.generation(domain) {
             return (Some((s.port, s.vtep)), Answered::Cache);
         }
         let found = fdb.lookup_via_generation(domain, mac);
@@ -166,20 +170,19 @@ impl FdbCache {
         now: u32,
     ) -> (Learn, Answered) {
         let k = key(domain, mac);
-        let current = fdb.generation(domain);
         let s = self.slot(k);
         if s.key == k
             && s.port == port
             && s.vtep == vtep
             && s.refreshed == now
-            && s.generation == current
+            && s.generation == fdb.generation(domain)
         {
             return (Learn::Refreshed, Answered::Cache);
         }
         let (result, generation) = fdb.learn_generation(domain, mac, port, vtep, now);
         match result {
             // The entry is now (port, vtep), written by this worker at `now`.
-            Learn::New | Learn::Refreshed | Learn::Moved { .. } => {
+            Learn::Refreshed | Learn::Moved { .. } => {
                 *s = Slot {
                     key: k,
                     generation,
@@ -188,6 +191,10 @@ impl FdbCache {
                     vtep,
                 };
             }
+            // A MAC seen for the first time is kept from its second frame on: a MAC
+            // flood (a new source in every frame, each seen once) then passes the
+            // cache by and leaves the answers of the hosts that talk in it.
+            Learn::New => {}
             // Unchanged elsewhere (pinned), or not in the table: nothing to keep.
             Learn::Pinned { .. } | Learn::TableFull | Learn::DomainFull => {}
         }
@@ -213,6 +220,11 @@ mod tests {
         assert_eq!(
             c.learn(&f, D0, mac(1), PortId(1), None, 10),
             (Learn::New, Answered::Table)
+        );
+        // Kept from its second frame on (a new MAC's first frame is not cached).
+        assert_eq!(
+            c.learn(&f, D0, mac(1), PortId(1), None, 10),
+            (Learn::Refreshed, Answered::Table)
         );
         assert_eq!(
             c.learn(&f, D0, mac(1), PortId(1), None, 10),
@@ -285,6 +297,7 @@ mod tests {
         let mut c = FdbCache::new();
         let fill = |c: &mut FdbCache| {
             c.learn(&f, D0, mac(1), PortId(1), None, 10);
+            c.lookup_via(&f, D0, mac(1));
             assert_eq!(c.lookup_via(&f, D0, mac(1)).1, Answered::Cache);
         };
         fill(&mut c);
@@ -345,6 +358,24 @@ mod tests {
             (Learn::TableFull, Answered::Table)
         );
         assert_eq!(c.lookup_via(&f, D0, mac(2)), (None, Answered::Table));
+    }
+
+    #[test]
+    fn a_mac_flood_leaves_the_talking_hosts_answers() {
+        let f = Fdb::new(64 * 1024, 300);
+        let mut c = FdbCache::new();
+        for _ in 0..2 {
+            c.learn(&f, D0, mac(1), PortId(1), None, 10);
+        }
+        // Many more new MACs than the cache has entries, each seen once.
+        for n in 0..(8 * SLOTS as u64) {
+            let m = MacAddr::from_u64(0x0200_ee00_0000 | n);
+            assert_eq!(c.learn(&f, D0, m, PortId(2), None, 10).0, Learn::New);
+        }
+        assert_eq!(
+            c.learn(&f, D0, mac(1), PortId(1), None, 10),
+            (Learn::Refreshed, Answered::Cache)
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ fn a_mac_moved_on_one_worker_is_followed_by_the_others_next_frame() {
         assert_eq!(f.action, Action::Forward(A));
     }
     let (hits, _) = fdb_cache(&w2);
-    assert_eq!(hits, 2, "the second frame's source refresh and lookup");
+    assert_eq!(
+        hits, 1,
+        "the second frame's lookup (its source is new the first time)"
+    );
     // The MAC shows up on port c, on w1: w2's very next frame goes to c.
     run(&mut w1, C, &udp(mac(2), MacAddr::BROADCAST, 10), 0);
     let (f, _) = run(&mut w2, B, &udp(mac(3), mac(2), 10), 0);
@@ -151,8 +154,10 @@ fn a_move_in_one_network_leaves_the_others_cached_answers_alone() {
     // The same MAC in both networks, on a and on x.
     run(&mut w1, A, &udp(mac(2), MacAddr::BROADCAST, 10), 0);
     run(&mut w1, X, &udp(mac(2), MacAddr::BROADCAST, 10), 0);
-    let (f, _) = run(&mut w2, B, &udp(mac(3), mac(2), 10), 0);
-    assert_eq!(f.action, Action::Forward(A));
+    for _ in 0..2 {
+        let (f, _) = run(&mut w2, B, &udp(mac(3), mac(2), 10), 0);
+        assert_eq!(f.action, Action::Forward(A));
+    }
     let (f, _) = run(&mut w2, Y, &udp(mac(4), mac(2), 10), 0);
     assert_eq!(f.action, Action::Forward(X), "the other network's entry");
     // It moves to y in network "other", again and again (within one second).
