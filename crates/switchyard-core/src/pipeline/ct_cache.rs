@@ -2,7 +2,7 @@
 //! it saw lately lives in, so that a packet of an established flow goes straight to
 //! its entry without the index shard's lock.
 //!
-//! Conntrack finds a packet's flow in two steps ([`ConnTrack`]): the tuple index, a
+//! Conntrack finds a packet's flow in two steps ([`ConnTrack`](super::ConnTrack)): the tuple index, a
 //! hash table split into shards each behind a lock, gives the entry's slot; the
 //! entry, behind a lock of its own, holds the flow's state. The first step is the
 //! same answer for every packet of a flow; only the second has work to do. So each
