@@ -116,6 +116,53 @@ fn bench_batch(
     g.finish();
 }
 
+/// Runs `templates` as one batch per iteration on each of two workers over the same
+/// tables, each on a thread of its own and both at once: what the workers cost each
+/// other in the shared tables (their locks and the cache lines those move between
+/// cores). The time is the wall time of the pair of batches, so the throughput line
+/// counts the frames of both.
+fn bench_two_workers(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    p: &Pipeline,
+    templates: &[(PortId, Vec<u8>)],
+) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(2 * templates.len() as u64));
+    let mut workers = [p.worker(), p.worker()];
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::Barrier::new(2);
+            let begun = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for w in workers.iter_mut() {
+                    let start = &start;
+                    s.spawn(move || {
+                        let mut batch: Vec<Frame> = templates
+                            .iter()
+                            .map(|(port, b)| Frame::from_bytes(*port, b))
+                            .collect();
+                        let mut out = Emitter::with_capacity(2 * BATCH);
+                        start.wait();
+                        for _ in 0..iters {
+                            for (f, (port, bytes)) in batch.iter_mut().zip(templates) {
+                                let n = bytes.len().min(54);
+                                f.data_mut()[..n].copy_from_slice(&bytes[..n]);
+                                f.ingress = *port;
+                            }
+                            out.clear();
+                            w.process(&mut batch, Timestamp::from_secs(2), &mut out);
+                        }
+                    });
+                }
+            });
+            begun.elapsed()
+        })
+    });
+    g.finish();
+}
+
 fn l2(c: &mut Criterion) {
     // Known unicast between 8 hosts on 8 ports: learn (refresh) + lookup + forward.
     let mut p = Pipeline::new(spec()).unwrap();
@@ -152,6 +199,7 @@ fn l2(c: &mut Criterion) {
         })
         .collect();
     bench_batch(c, "l2", "known_unicast_64B", &mut p, &known);
+    bench_two_workers(c, "l2", "known_unicast_64B_2_workers", &p, &known);
 
     // The same with every frame traced (a live trace running): what the sentences,
     // the summary and the verdict cost, and taking the finished traces out as the
@@ -348,6 +396,13 @@ fn nat(c: &mut Criterion) {
         })
         .collect();
     bench_batch(c, "nat", "masquerade_established_64B", &mut p, &outbound);
+    bench_two_workers(
+        c,
+        "nat",
+        "masquerade_established_64B_2_workers",
+        &p,
+        &outbound,
+    );
     // Replies: the server answers the uplink on the port each flow was given (the
     // first kept 40000, the others could not), and each goes back to its own host.
     let mapped: Vec<u16> = {

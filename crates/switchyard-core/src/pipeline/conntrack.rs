@@ -48,7 +48,9 @@
 //! next to nothing until flows come ([`ConnTrack::bytes_for`] gives a full table's
 //! cost; ~220 bytes a flow, measured by `tests/conntrack_memory.rs`).
 
+use super::ct_cache::CtCache;
 use super::events::{ConnChange, DestroyReason, Report};
+use super::fdb_cache::Answered;
 use super::shares::DomainShares;
 use super::{lock, DomainId, Timestamp};
 use crate::wire::nat::Endpoints;
@@ -751,6 +753,22 @@ pub enum InsertError {
     Clash,
 }
 
+/// Where the index said a tuple's flow is — its slot with the direction bit, as the
+/// index stores it — and the slot's generation then: what a worker's [`CtCache`]
+/// keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CtSlot {
+    index: u32,
+    generation: u32,
+}
+
+#[cfg(test)]
+impl CtSlot {
+    pub(crate) fn new_for_tests(index: u32, generation: u32) -> CtSlot {
+        CtSlot { index, generation }
+    }
+}
+
 /// A slot of the entry table: the flow, and a generation that changes on every reuse.
 #[derive(Debug, Default)]
 struct Slot {
@@ -1076,13 +1094,85 @@ impl ConnTrack {
         len: usize,
         seg: &Segment,
         now: Timestamp,
-        mut report: Report<'_, ConnChange>,
+        report: Report<'_, ConnChange>,
     ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
         let v = *lock(&self.index[shard_of(t)])
             .get(t)
             .ok_or(Miss::Untracked)?;
         let (i, dir) = index_entry(v);
-        let mut slot = lock(self.slot(i));
+        let slot = lock(self.slot(i));
+        self.update_found(slot, i, dir, t, zone, len, seg, now, report)
+    }
+
+    /// As [`ConnTrack::lookup_update_reporting`], finding the flow's entry through a
+    /// worker's own cache of the index ([`CtCache`]) when it holds the tuple and the
+    /// entry it names still holds that flow: then no index shard is locked, only the
+    /// entry. Otherwise the index is asked, and its answer cached. The result is the
+    /// same either way; the second value says which way it was found.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_update_cached(
+        &self,
+        cache: &mut CtCache,
+        t: &Tuple,
+        zone: DomainId,
+        len: usize,
+        seg: &Segment,
+        now: Timestamp,
+        report: Report<'_, ConnChange>,
+    ) -> (Result<(CtRef, Conn, TcpVerdict), Miss>, Answered) {
+        if let Some(at) = cache.get(t) {
+            let (i, dir) = index_entry(at.index);
+            let slot = lock(self.slot(i));
+            if slot.generation == at.generation && slot.conn.as_ref().is_some_and(|c| c.has(t)) {
+                let found = self.update_found(slot, i, dir, t, zone, len, seg, now, report);
+                return (found, Answered::Cache);
+            }
+            // Stale: the flow went, or its slot holds another now. The slot's lock
+            // is let go before the index is locked (index before entries).
+            drop(slot);
+            cache.forget(t);
+        }
+        let found = {
+            let shard = lock(&self.index[shard_of(t)]);
+            shard.get(t).copied()
+        };
+        let Some(v) = found else {
+            return (Err(Miss::Untracked), Answered::Table);
+        };
+        let (i, dir) = index_entry(v);
+        let slot = lock(self.slot(i));
+        let generation = slot.generation;
+        let found = self.update_found(slot, i, dir, t, zone, len, seg, now, report);
+        if found.is_ok() {
+            cache.put(
+                t,
+                CtSlot {
+                    index: v,
+                    generation,
+                },
+            );
+        }
+        (found, Answered::Table)
+    }
+
+    /// The rest of a lookup once the index has named slot `i` (direction `dir`) for
+    /// tuple `t` and the slot is locked: the flow must still be there with that
+    /// tuple, unexpired (an expired one is removed) and from the direction's zone;
+    /// the packet is then accounted and the state advanced.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn update_found(
+        &self,
+        mut slot: std::sync::MutexGuard<'_, Slot>,
+        i: u32,
+        dir: Dir,
+        t: &Tuple,
+        zone: DomainId,
+        len: usize,
+        seg: &Segment,
+        now: Timestamp,
+        mut report: Report<'_, ConnChange>,
+    ) -> Result<(CtRef, Conn, TcpVerdict), Miss> {
         let generation = slot.generation;
         let c = slot
             .conn
@@ -1845,6 +1935,173 @@ mod tests {
         for (c, _) in live {
             assert!(ct.tuple_in_use(&c.orig) && ct.tuple_in_use(&c.reply));
         }
+    }
+
+    /// A packet through a worker's cache: the result, and whether the cache found it.
+    fn cached(
+        ct: &ConnTrack,
+        cache: &mut CtCache,
+        tuple: &Tuple,
+        zone: DomainId,
+        flags: TcpFlags,
+        now: u64,
+    ) -> (Result<(CtRef, Conn, TcpVerdict), Miss>, Answered) {
+        ct.lookup_update_cached(
+            cache,
+            tuple,
+            zone,
+            60,
+            &Segment::flags(flags),
+            secs(now),
+            Report::off(),
+        )
+    }
+
+    /// Why a lookup missed, if it did, and how it was answered.
+    fn miss<T>((r, how): (Result<T, Miss>, Answered)) -> (Option<Miss>, Answered) {
+        (r.err(), how)
+    }
+
+    #[test]
+    fn a_cached_flow_skips_the_index_and_is_updated_as_without() {
+        let ct = ConnTrack::new(16, Timeouts::default());
+        let mut cache = CtCache::new();
+        let (orig, reply) = masq();
+        let (o, _) = ct
+            .insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        let (first, how) = cached(&ct, &mut cache, &reply, Z[1], SYNACK, 1);
+        assert_eq!(how, Answered::Table);
+        assert_eq!(first.unwrap().2, TcpVerdict::Ok(SynRecv));
+        let (r, c, v) = cached(&ct, &mut cache, &orig, Z[0], ACK, 1).0.unwrap();
+        assert_eq!((r, v), (o, TcpVerdict::Ok(Established)));
+        assert!(c.assured);
+        // Both directions are cached now: found without the index, same updates.
+        let (found, how) = cached(&ct, &mut cache, &reply, Z[1], ACK, 2);
+        assert_eq!(how, Answered::Cache);
+        let (r, c, _) = found.unwrap();
+        assert_eq!((r.dir, c.packets), (Dir::Reply, [1, 2]));
+        assert_eq!(ct.get(o).unwrap().packets, [1, 2]);
+        // The zone is checked on a cached flow as on any: a forged reply from the
+        // original's network is not of the flow.
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &reply, Z[0], ACK, 2)),
+            (Some(Miss::OtherZone), Answered::Cache)
+        );
+    }
+
+    #[test]
+    fn a_flow_gone_is_not_served_from_a_cache() {
+        let ct = ConnTrack::new(1, Timeouts::default());
+        let mut cache = CtCache::new();
+        let (orig, reply) = masq();
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        cached(&ct, &mut cache, &orig, Z[0], SYN, 0).0.unwrap();
+        assert_eq!(
+            cached(&ct, &mut cache, &orig, Z[0], SYN, 0).1,
+            Answered::Cache
+        );
+        // Forgotten (its endpoint went): the cached slot is empty.
+        assert_eq!(ct.forget_where(|_| true), 1);
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &orig, Z[0], SYN, 1)),
+            (Some(Miss::Untracked), Answered::Table)
+        );
+        // Its slot reused by another flow: the old tuple does not find the new one,
+        // and the new one's packets are its own.
+        let (o2, r2) = (
+            t([172, 17, 0, 3], 40000, [198, 51, 100, 2], 80),
+            t([198, 51, 100, 2], 80, [198, 51, 100, 1], 40001),
+        );
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(1))
+            .unwrap();
+        cached(&ct, &mut cache, &orig, Z[0], SYN, 1).0.unwrap();
+        assert_eq!(ct.forget_where(|_| true), 1);
+        let (n, _) = ct
+            .insert(o2, r2, Z, ProtoState::Tcp(SynSent), secs(1))
+            .unwrap();
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &orig, Z[0], SYN, 1)),
+            (Some(Miss::Untracked), Answered::Table)
+        );
+        assert_eq!(ct.get(n).unwrap().packets, [0, 0]);
+        // The same tuple tracked again in a new flow is found as that flow.
+        ct.forget_where(|_| true);
+        let (again, _) = ct
+            .insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(2))
+            .unwrap();
+        let (r, _, _) = cached(&ct, &mut cache, &orig, Z[0], SYN, 2).0.unwrap();
+        assert_eq!(r, again);
+        assert_eq!(
+            cached(&ct, &mut cache, &orig, Z[0], SYN, 2).1,
+            Answered::Cache
+        );
+        // Expired: removed on meeting it, through the cache as through the index.
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &orig, Z[0], SYN, 200)),
+            (Some(Miss::Untracked), Answered::Cache)
+        );
+        assert!(ct.is_empty());
+        assert_eq!(ct.expired(), 1);
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &orig, Z[0], SYN, 200)),
+            (Some(Miss::Untracked), Answered::Table)
+        );
+    }
+
+    #[test]
+    fn a_tuple_back_in_its_slot_the_other_way_round_is_found_as_such() {
+        let ct = ConnTrack::new(1, Timeouts::default());
+        let mut cache = CtCache::new();
+        let (orig, reply) = masq();
+        ct.insert(orig, reply, Z, ProtoState::Udp { replied: false }, secs(0))
+            .unwrap();
+        let (r, _, _) = cached(&ct, &mut cache, &orig, Z[0], TcpFlags::default(), 0)
+            .0
+            .unwrap();
+        assert_eq!(r.dir, Dir::Original);
+        // Gone, and the same slot now holds a flow whose *reply* is that tuple,
+        // expected from the other network: the cached direction (and with it the
+        // zone checked, and the NAT applied) is not this flow's.
+        ct.forget_where(|_| true);
+        let (r2, _) = ct
+            .insert(
+                orig.reversed(),
+                orig,
+                [Z[1], Z[0]],
+                ProtoState::Udp { replied: false },
+                secs(1),
+            )
+            .unwrap();
+        assert_eq!(r2.index, r.index, "the same slot");
+        let (found, how) = cached(&ct, &mut cache, &orig, Z[0], TcpFlags::default(), 1);
+        assert_eq!(how, Answered::Table);
+        let (r, c, _) = found.unwrap();
+        assert_eq!((r.dir, c.orig), (Dir::Reply, orig.reversed()));
+    }
+
+    #[test]
+    fn evicted_flows_are_not_served_from_a_cache() {
+        let ct = ConnTrack::new(1, Timeouts::default());
+        let mut cache = CtCache::new();
+        let (orig, reply) = masq();
+        ct.insert(orig, reply, Z, ProtoState::Tcp(SynSent), secs(0))
+            .unwrap();
+        cached(&ct, &mut cache, &orig, Z[0], SYN, 0).0.unwrap();
+        // A new flow on the full table evicts the unassured one and takes its slot.
+        let (o2, r2) = (
+            t([172, 17, 0, 3], 40000, [198, 51, 100, 2], 80),
+            t([198, 51, 100, 2], 80, [198, 51, 100, 1], 40001),
+        );
+        let (_, evicted) = ct
+            .insert(o2, r2, Z, ProtoState::Tcp(SynSent), secs(1))
+            .unwrap();
+        assert!(evicted);
+        assert_eq!(
+            miss(cached(&ct, &mut cache, &orig, Z[0], SYN, 1)),
+            (Some(Miss::Untracked), Answered::Table)
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::stages::{
     ip4_input, ip4_local, ip4_neighbor, ip4_output, l2_age, l2_flood, l2_forward, l2_learn,
     l3_input, nat_rewrite, nat_snat, port_security, vlan_input,
 };
+use super::{ct_cache, fdb_cache};
 use serde::Serialize;
 
 /// Declares what one stage counts — its drop reasons or its events — as an enum whose
@@ -235,6 +236,10 @@ gather! {
         ct_lookup::CtRelatedMismatch,
         nat_rewrite::IcmpErrorsTranslated,
         emit::NoBuffer,
+        fdb_cache::FdbCacheHits,
+        fdb_cache::FdbCacheMisses,
+        ct_cache::CtCacheHits,
+        ct_cache::CtCacheMisses,
     }
 }
 

@@ -20,14 +20,20 @@
 //! that frames to it are sent to that host alone — the kernel's `bridge fdb ... dst`.
 //! The VTEP is part of where a MAC is: one seen behind another VTEP has moved, even
 //! on the same port.
+//!
+//! Each network has a change count ([`Fdb::generation`]), raised under the shard
+//! lock by every change that could make an answer given earlier wrong: a MAC moved
+//! (to another port or VTEP), pinned, forgotten, aged out or flushed. Learning a new
+//! MAC and refreshing a known one raise nothing. Workers keep the answers they got
+//! in caches of their own while the count stays the same (`fdb_cache.rs`).
 
 use super::events::Report;
 use super::shares::DomainShares;
-use super::{lock, DomainId, PortId};
+use super::{lock, DomainId, PortId, MAX_DOMAINS};
 use crate::wire::MacAddr;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// An FDB entry's value.
@@ -79,10 +85,14 @@ pub struct Fdb {
     /// of their own (only the global bound); shares change at run time
     /// ([`Fdb::set_share`]).
     shares: DomainShares,
+    /// Per network, the count of changes that could make an answer wrong (see the
+    /// module's doc); networks past [`MAX_DOMAINS`] share the last one.
+    generations: Box<[AtomicU64]>,
 }
 
+/// The FDB key: the domain in the top 16 bits, the MAC below.
 #[inline]
-fn key(domain: DomainId, mac: MacAddr) -> u64 {
+pub(crate) fn key(domain: DomainId, mac: MacAddr) -> u64 {
     (u64::from(domain.0) << 48) | mac.to_u64()
 }
 
@@ -95,7 +105,11 @@ impl Fdb {
             * (std::mem::size_of::<Mutex<Shard>>()
                 + super::memory::hash_index_bytes(per_shard, item))
             + super::shares::DomainShares::BYTES
+            + Fdb::GENERATION_BYTES
     }
+
+    /// Bytes of the per-network change counts, whatever the table's size.
+    pub const GENERATION_BYTES: usize = (MAX_DOMAINS + 1) * std::mem::size_of::<AtomicU64>();
 
     /// A table of at most `max` entries that forgets a MAC `aging_secs` after it was
     /// last seen.
@@ -123,7 +137,29 @@ impl Fdb {
             max,
             aging_secs,
             shares: DomainShares::new(shares),
+            // From 1: a cache's empty entry (count 0) is never current.
+            generations: (0..=MAX_DOMAINS).map(|_| AtomicU64::new(1)).collect(),
         }
+    }
+
+    #[inline]
+    fn generation_of(&self, domain: DomainId) -> &AtomicU64 {
+        &self.generations[domain.index().min(MAX_DOMAINS)]
+    }
+
+    /// The count of changes to `domain`'s entries that could make an earlier answer
+    /// wrong: an answer read when it was `n` is still the table's while it is `n`.
+    #[inline]
+    pub fn generation(&self, domain: DomainId) -> u64 {
+        self.generation_of(domain).load(Ordering::Acquire)
+    }
+
+    /// Counts a change to an entry of `domain`. Called with the entry's shard
+    /// locked, so that an answer read under that lock, with the count read under it
+    /// too, is either the changed one or read at an older count.
+    #[inline]
+    fn changed(&self, domain: DomainId) {
+        self.generation_of(domain).fetch_add(1, Ordering::Release);
     }
 
     /// Reserves a place for a new entry of `domain`: in the table, then in its share.
@@ -147,6 +183,7 @@ impl Fdb {
         if shard.get(&k).is_none() && self.reserve(domain).is_err() {
             return false;
         }
+        self.changed(domain);
         shard.insert(
             k,
             FdbEntry {
@@ -193,40 +230,58 @@ impl Fdb {
         vtep: Option<Ipv4Addr>,
         now: u32,
     ) -> Learn {
+        self.learn_generation(domain, mac, port, vtep, now).0
+    }
+
+    /// As [`Fdb::learn`], with `domain`'s [`Fdb::generation`] read under the same
+    /// lock after the change: the entry is `(port, vtep)` as of that count.
+    #[inline]
+    pub(crate) fn learn_generation(
+        &self,
+        domain: DomainId,
+        mac: MacAddr,
+        port: PortId,
+        vtep: Option<Ipv4Addr>,
+        now: u32,
+    ) -> (Learn, u64) {
         let k = key(domain, mac);
         let mut shard = lock(self.shard(k));
-        if let Some(e) = shard.get_mut(&k) {
+        let result = match shard.get_mut(&k) {
             // Refreshing is the common case: one lookup, one store (skipped when the
             // second has not changed, to keep the cache line clean).
-            if e.port == port && e.vtep == vtep {
+            Some(e) if e.port == port && e.vtep == vtep => {
                 if e.last_seen != now && !e.pinned {
                     e.last_seen = now;
                 }
-                return Learn::Refreshed;
+                Learn::Refreshed
             }
-            if e.pinned {
-                return Learn::Pinned { owner: e.port };
+            Some(e) if e.pinned => Learn::Pinned { owner: e.port },
+            Some(e) => {
+                let from = e.port;
+                e.port = port;
+                e.vtep = vtep;
+                e.last_seen = now;
+                self.changed(domain);
+                Learn::Moved { from }
             }
-            let from = e.port;
-            e.port = port;
-            e.vtep = vtep;
-            e.last_seen = now;
-            return Learn::Moved { from };
-        }
-        // Reserve a place first, so that workers learning at once never overshoot.
-        if let Err(full) = self.reserve(domain) {
-            return full;
-        }
-        shard.insert(
-            k,
-            FdbEntry {
-                port,
-                last_seen: now,
-                pinned: false,
-                vtep,
+            // Reserve a place first, so that workers learning at once never overshoot.
+            None => match self.reserve(domain) {
+                Err(full) => full,
+                Ok(()) => {
+                    shard.insert(
+                        k,
+                        FdbEntry {
+                            port,
+                            last_seen: now,
+                            pinned: false,
+                            vtep,
+                        },
+                    );
+                    Learn::New
+                }
             },
-        );
-        Learn::New
+        };
+        (result, self.generation(domain))
     }
 
     /// What [`Fdb::learn`] would do, changing nothing (for what-if traces): the same
@@ -277,6 +332,21 @@ impl Fdb {
         lock(self.shard(k)).get(&k).map(|e| (e.port, e.vtep))
     }
 
+    /// As [`Fdb::lookup_via`], with `domain`'s [`Fdb::generation`] read under the
+    /// same lock: the answer is the table's as of that count.
+    #[inline]
+    pub(crate) fn lookup_via_generation(
+        &self,
+        domain: DomainId,
+        mac: MacAddr,
+    ) -> Option<(PortId, Option<Ipv4Addr>, u64)> {
+        let k = key(domain, mac);
+        let shard = lock(self.shard(k));
+        shard
+            .get(&k)
+            .map(|e| (e.port, e.vtep, self.generation(domain)))
+    }
+
     /// Forgets entries not seen for the aging time; returns how many went.
     pub fn age(&self, now: u32) -> usize {
         self.age_reporting(now, Report::off())
@@ -308,8 +378,12 @@ impl Fdb {
     /// Forgets `mac` in `domain`, wherever it was seen; true if it was known.
     pub fn forget(&self, domain: DomainId, mac: MacAddr) -> bool {
         let k = key(domain, mac);
-        if lock(self.shard(k)).remove(&k).is_none() {
-            return false;
+        {
+            let mut shard = lock(self.shard(k));
+            if shard.remove(&k).is_none() {
+                return false;
+            }
+            self.changed(domain);
         }
         self.shares.give_back(domain);
         self.len.fetch_sub(1, Ordering::Relaxed);
@@ -329,6 +403,7 @@ impl Fdb {
                 if !doomed(domain, e) {
                     return true;
                 }
+                self.changed(domain);
                 self.shares.give_back(domain);
                 report.emit(|| (domain, MacAddr::from_u64(k), e.port));
                 removed += 1;

@@ -80,8 +80,10 @@
 
 pub mod conntrack;
 mod counters;
+pub mod ct_cache;
 pub mod events;
 mod fdb;
+pub mod fdb_cache;
 pub mod fib;
 mod frame;
 mod graph;
@@ -95,8 +97,10 @@ mod what_if;
 
 pub use conntrack::{Conn, ConnTrack, CtRef, Timeouts, Tuple};
 pub use counters::{Counters, DropReason, Event, PortCounters};
+pub use ct_cache::CtCache;
 pub use events::{EventKind, EventLog, TableChange, TableEvent};
 pub use fdb::{Fdb, FdbEntry, Learn};
+pub use fdb_cache::{Answered, FdbCache};
 pub use fib::{Fib, NextHop, Route, RouteOrigin};
 pub use frame::{Egress, Emitter, Frame, BUFFER_LEN, HEADROOM, MAX_FRAME_LEN};
 pub use memory::TableMemory;
@@ -915,6 +919,12 @@ pub struct Pipeline {
     /// Table changes this worker made since the dataplane last drained them; off
     /// unless someone listens (see [`events`]).
     events: EventLog,
+    /// This worker's own cache of FDB answers, checked against the FDB's change
+    /// counts: a known-unicast frame takes no FDB lock (see `fdb_cache.rs`).
+    fdb_cache: FdbCache,
+    /// This worker's own cache of where conntrack's index put the flows it saw
+    /// lately: a tracked packet locks its entry only (see `ct_cache.rs`).
+    ct_cache: CtCache,
 }
 
 impl Pipeline {
@@ -947,11 +957,13 @@ impl Pipeline {
             primary: true,
             what_if: None,
             events: EventLog::default(),
+            fdb_cache: FdbCache::new(),
+            ct_cache: CtCache::new(),
         })
     }
 
-    /// Another worker over the same tables and layout, with counters and trace of
-    /// its own.
+    /// Another worker over the same tables and layout, with counters, trace and
+    /// table caches of its own.
     pub fn worker(&self) -> Pipeline {
         Pipeline {
             sh: self.sh.clone(),
@@ -965,6 +977,8 @@ impl Pipeline {
             primary: false,
             what_if: None,
             events: EventLog::default(),
+            fdb_cache: FdbCache::new(),
+            ct_cache: CtCache::new(),
         }
     }
 
@@ -1149,9 +1163,13 @@ impl Pipeline {
     /// [`Pipeline::forget_port`] removes it) is not followed.
     ///
     /// With the port, the remote VTEP behind it when it is an overlay network's tunnel.
+    ///
+    /// Answered from this worker's FDB cache while its answer is current.
     #[inline]
-    fn fdb_via(&self, domain: DomainId, mac: MacAddr) -> Option<(PortId, Option<Ipv4Addr>)> {
-        self.sh.fdb.lookup_via(domain, mac).filter(|(p, _)| {
+    fn fdb_via(&mut self, domain: DomainId, mac: MacAddr) -> Option<(PortId, Option<Ipv4Addr>)> {
+        let (found, answered) = self.fdb_cache.lookup_via(&self.sh.fdb, domain, mac);
+        self.counters.event(fdb_cache::cache_event(answered));
+        found.filter(|(p, _)| {
             self.sh
                 .ports
                 .get(p.index())

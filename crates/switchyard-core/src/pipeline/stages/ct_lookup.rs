@@ -230,21 +230,35 @@ impl Pipeline {
             self.sh
                 .conntrack
                 .lookup_preview(&t, l2.domain, len, &seg, now)
-        } else if self.events.is_on() {
-            let (sh, log) = (&self.sh, &mut self.events);
-            let mut put = |c| log.push(now, TableChange::from(c));
-            sh.conntrack.lookup_update_reporting(
-                &t,
-                l2.domain,
-                len,
-                &seg,
-                now,
-                Report::to(&mut put),
-            )
         } else {
-            self.sh
-                .conntrack
-                .lookup_update(&t, l2.domain, len, &seg, now)
+            // Through this worker's cache of the index: the same answer, with only the
+            // entry's lock when the cache knows the flow (see `ct_cache.rs`).
+            let (sh, log, cache) = (&self.sh, &mut self.events, &mut self.ct_cache);
+            let (found, answered) = if log.is_on() {
+                let mut put = |c| log.push(now, TableChange::from(c));
+                sh.conntrack.lookup_update_cached(
+                    cache,
+                    &t,
+                    l2.domain,
+                    len,
+                    &seg,
+                    now,
+                    Report::to(&mut put),
+                )
+            } else {
+                sh.conntrack.lookup_update_cached(
+                    cache,
+                    &t,
+                    l2.domain,
+                    len,
+                    &seg,
+                    now,
+                    Report::off(),
+                )
+            };
+            self.counters
+                .event(crate::pipeline::ct_cache::cache_event(answered));
+            found
         };
         if DRY && tracked.is_err() {
             let gone = self.sh.conntrack.expired_entry(&t, now);

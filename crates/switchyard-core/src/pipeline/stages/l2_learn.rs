@@ -195,10 +195,18 @@ impl Pipeline {
             }
             return self.l2_learn_traced(f, l2, result);
         }
-        let result = self
-            .sh
-            .fdb
-            .learn(l2.domain, l2.src, f.ingress, f.tunnel, self.now.secs());
+        // Through this worker's cache: the same result, without the shard lock when
+        // the table would change nothing (see `fdb_cache.rs`).
+        let (result, answered) = self.fdb_cache.learn(
+            &self.sh.fdb,
+            l2.domain,
+            l2.src,
+            f.ingress,
+            f.tunnel,
+            self.now.secs(),
+        );
+        self.counters
+            .event(crate::pipeline::fdb_cache::cache_event(answered));
         match result {
             Learn::New => self.counters.event(Event::FdbLearned),
             Learn::Refreshed => {}

@@ -1344,3 +1344,47 @@ fn a_released_packet_whose_flow_is_gone_sends_nothing_stale() {
         .map_or(0, |(_, n)| n);
     assert_eq!(gone, 1, "the waiting packet is dropped and counted");
 }
+
+#[test]
+fn a_flow_forgotten_or_expired_is_not_served_from_a_workers_cache() {
+    let mut w1 = nat_router(64, (1024, 65535));
+    let mut w2 = w1.worker();
+    let syn = tcp("10.1.0.2", 40000, "198.51.100.2", 80, "S", 64);
+    let syn_ack = tcp("198.51.100.2", 80, "198.51.100.1", 40000, "SA", 64);
+    let ack = tcp("10.1.0.2", 40000, "198.51.100.2", 80, "A", 64);
+    run(&mut w1, FA, &syn, 1);
+    run(&mut w1, OUT, &syn_ack, 1);
+    // w2 carries the flow on; its second packet is found through its cache.
+    for _ in 0..2 {
+        let (f, _) = run(&mut w2, FA, &ack, 2);
+        assert_eq!(f.action, Action::Forward(OUT));
+        assert_eq!(flow_of(&f), (UPLINK, 40000, PEER, 80));
+    }
+    assert_eq!(w2.counters().events(Event::CtCacheHits), 1);
+    assert_eq!(tcp_state(&w2), vec![TcpState::Established]);
+    // The endpoint goes, its flows with it: w2's cache does not bring the flow
+    // back; its next packet is a new flow's (a SYN), tracked afresh.
+    assert_eq!(w1.conntrack().forget_where(|_| true), 1);
+    let (f, _) = run(&mut w2, FA, &ack, 3);
+    assert!(
+        matches!(f.action, Action::Drop(_)),
+        "no flow, not a SYN: not translated"
+    );
+    run(&mut w2, FA, &syn, 3);
+    let c = w1.conntrack().entries(w1.now());
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].0.packets, [1, 0], "the new flow's own counters");
+    // The flow expires (SYN_SENT: 120 s) and is reclaimed by the timers: a packet
+    // of it is not matched through w2's cache.
+    for s in 0..12 {
+        w1.tick(
+            Timestamp::from_secs(130 + s),
+            &mut Emitter::with_capacity(4),
+        );
+    }
+    assert!(w1.conntrack().is_empty());
+    let (f, _) = run(&mut w2, OUT, &syn_ack, 150);
+    assert!(matches!(f.action, Action::Drop(_)), "{:?}", f.action);
+    let total = Pipeline::merged_counters([w1.counters(), w2.counters()]);
+    assert_eq!(total.events(Event::CtNew), 2);
+}
