@@ -90,7 +90,11 @@ pub fn source_port(inner: &[u8]) -> u16 {
         if inner[12..14] == [0x08, 0x00] && inner.len() >= 14 + 20 {
             let ip = &inner[14..];
             let ihl = usize::from(ip[0] & 0x0f) * 4;
-            mix(&ip[9..20]); // protocol, checksum (skipped below), addresses
+            // Protocol and addresses, not the header checksum between them: it
+            // changes with every packet's identification, and one flow must keep
+            // one port (or the receiver's queues reorder it).
+            mix(&ip[9..10]);
+            mix(&ip[12..20]);
             let unfragmented = ip[6] & 0x1f == 0 && ip[7] == 0;
             if unfragmented && matches!(ip[9], 6 | 17) && ip.len() >= ihl + 4 {
                 mix(&ip[ihl..ihl + 4]);
@@ -359,6 +363,11 @@ mod tests {
         assert!(ports.len() > 32, "flows spread: {}", ports.len());
         assert!(ports.iter().all(|&p| (32768..=60999).contains(&p)));
         assert!((32768..=60999).contains(&source_port(&[])));
+        // Packets of one flow differ in identification and header checksum.
+        let mut b = frame(1000);
+        b[14 + 4] ^= 0x5a;
+        b[14 + 10] ^= 0xa5;
+        assert_eq!(source_port(&b), a, "same flow, same port");
     }
 
     #[test]
