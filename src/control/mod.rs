@@ -156,6 +156,7 @@ impl Switchyard {
         }
         let opts = Options {
             busy_poll: std::time::Duration::from_micros(topology.busy_poll_us),
+            io: topology.io,
         };
         let mut running = Dataplane::new(pipeline, queues, opts)
             .spawn()

@@ -321,7 +321,7 @@ pub(crate) fn time_of_day(ns: u64) -> String {
 pub fn ports(rows: &[PortRow]) -> String {
     let mut t = TextTable::new(&[
         "PORT", "KIND", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS",
-        "QUEUES", "RX", "TX", "DROPPED",
+        "QUEUES", "IO", "RX", "TX", "DROPPED",
     ]);
     for r in rows {
         t.row(vec![
@@ -336,6 +336,7 @@ pub fn ports(rows: &[PortRow]) -> String {
             r.mtu.to_string(),
             r.offloads.clone(),
             r.queues.to_string(),
+            r.io.clone(),
             r.rx_frames.to_string(),
             r.tx_frames.to_string(),
             r.dropped.to_string(),

@@ -34,6 +34,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use switchyard_os::port::uring::IoMode;
 use systems::{Deployed, Scenario, SwitchyardTuning, SystemKind};
 
 /// What to measure and for how long.
@@ -55,6 +56,8 @@ pub struct Options {
     pub workers: usize,
     /// How long `switchyard-bp` spins after its last packet.
     pub busy_poll_us: u64,
+    /// How switchyard's workers read and write the TAPs (`[switch] io`).
+    pub io: IoMode,
     #[serde(skip)]
     pub run_root: PathBuf,
 }
@@ -72,6 +75,7 @@ impl Options {
             latency_count: 20_000,
             workers: 0,
             busy_poll_us: 200,
+            io: IoMode::default(),
             run_root: std::env::temp_dir().join("switchyard-bench"),
         }
     }
@@ -280,6 +284,7 @@ pub fn run(
     let tuning = SwitchyardTuning {
         workers: opts.workers,
         busy_poll_us: opts.busy_poll_us,
+        io: opts.io,
     };
     let mut results = Vec::new();
     for (si, &scenario) in opts.scenarios.iter().enumerate() {

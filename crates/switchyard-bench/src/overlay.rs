@@ -30,6 +30,7 @@ use switchyard_os::netlink::packet::link::{
 };
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
+use switchyard_os::port::uring::IoMode;
 
 /// The overlay's VXLAN network identifier.
 pub const VNI: u32 = 42;
@@ -212,6 +213,7 @@ impl SwitchyardOverlay {
         i: usize,
         workers: usize,
         busy_poll_us: u64,
+        io: IoMode,
     ) -> String {
         let (name, ip) = ENDPOINTS[i];
         format!(
@@ -219,6 +221,7 @@ impl SwitchyardOverlay {
 prefix = "{prefix}"
 workers = {workers}
 busy_poll_us = {busy_poll_us}
+io = "{io}"
 
 [[network]]
 name = "overlay"
@@ -249,12 +252,13 @@ ip = "{ip}"
         run_root: &Path,
         workers: usize,
         busy_poll_us: u64,
+        io: IoMode,
     ) -> Result<SwitchyardOverlay, String> {
         let underlay = Underlay::build(prefix)?;
         let prefixes = [prefix.to_string(), Self::second_prefix(prefix)];
         let mut instances = Vec::new();
         for (i, p) in prefixes.iter().enumerate() {
-            let text = Self::config(p, &underlay.host(i), i, workers, busy_poll_us);
+            let text = Self::config(p, &underlay.host(i), i, workers, busy_poll_us, io);
             let topo = switchyard::topology::config::parse(&text, "overlay bench topology")
                 .map_err(|e| e.to_string())?;
             instances.push(Switchyard::start(topo, run_root).map_err(|e| e.to_string())?);

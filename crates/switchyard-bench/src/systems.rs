@@ -22,6 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 use switchyard::control::Switchyard;
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
+use switchyard_os::port::uring::IoMode;
 
 /// Ports the traffic uses (and publishes in `nat-in`).
 pub const TCP_PORT: u16 = 5201;
@@ -147,6 +148,8 @@ pub struct SwitchyardTuning {
     pub workers: usize,
     /// Busy-poll time of the `switchyard-bp` system (plain `switchyard` never spins).
     pub busy_poll_us: u64,
+    /// How the workers read and write the TAPs.
+    pub io: IoMode,
 }
 
 /// A scenario built by one system; torn down when dropped.
@@ -200,6 +203,7 @@ fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> Topolo
         .switch(|sw| {
             sw.workers = t.workers;
             sw.busy_poll_us = t.busy_poll_us;
+            sw.io = t.io.as_str().into();
         });
     let n1 = || NetworkBuilder::new("n1", "10.10.0.0/24").gateway("10.10.0.1");
     match s {
@@ -383,7 +387,7 @@ fn deploy_overlay(
             } else {
                 tuning.busy_poll_us
             };
-            let o = SwitchyardOverlay::build(prefix, run_root, tuning.workers, busy)?;
+            let o = SwitchyardOverlay::build(prefix, run_root, tuning.workers, busy, tuning.io)?;
             Ok(Deployed {
                 system,
                 scenario,
@@ -425,6 +429,7 @@ mod tests {
         let tuning = SwitchyardTuning {
             workers: 1,
             busy_poll_us: 200,
+            io: IoMode::Syscalls,
         };
         for s in Scenario::ALL {
             if s == Scenario::Overlay {
@@ -435,6 +440,7 @@ mod tests {
                 .build()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
             assert_eq!((topo.workers, topo.busy_poll_us), (1, 200));
+            assert_eq!(topo.io, IoMode::Syscalls);
             let mut ours: Vec<(String, Ipv4Addr)> = topo
                 .interfaces()
                 .map(|(e, i)| (e.name.clone(), i.ip))
@@ -464,7 +470,7 @@ mod tests {
     fn each_overlay_instance_is_a_valid_config_with_the_other_as_its_remote() {
         use crate::overlay::{SwitchyardOverlay, ENDPOINTS, UNDERLAY};
         for i in 0..2 {
-            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, 1, 0);
+            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, 1, 0, IoMode::Uring);
             let topo = switchyard::topology::config::parse(&text, "overlay")
                 .unwrap_or_else(|e| panic!("instance {i}: {e}"));
             let ours: Vec<_> = topo

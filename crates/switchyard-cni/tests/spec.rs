@@ -192,6 +192,7 @@ fn port_row(state: &str, reason: Option<&str>) -> PortRow {
         vnet_hdr: true,
         offloads: "csum,tso4".into(),
         queues: 1,
+        io: "uring".into(),
         rx_frames: 0,
         tx_frames: 0,
         dropped: 0,

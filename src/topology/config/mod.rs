@@ -62,6 +62,7 @@ use switchyard_core::pipeline::{
     PortId, PortSpec, PublishSpec, StaticRoute, Timeouts,
 };
 use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
+use switchyard_os::port::uring::IoMode;
 
 /// The built-in default topology (also shipped as `examples/default.toml`).
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml");
@@ -111,6 +112,8 @@ pub struct Topology {
     pub workers: usize,
     /// Busy polling after the last packet, in microseconds (0: off).
     pub busy_poll_us: u64,
+    /// How the workers read and write the TAPs.
+    pub io: IoMode,
     /// Where the DNS servers send the names they do not know (empty: they answer
     /// REFUSED).
     pub dns_upstream: Vec<SocketAddrV4>,
@@ -566,6 +569,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let nat_port_range = publish::check_port_range(&sw.nat_port_range, &mut c);
     let timeouts = switch::check_timeouts(sw, &mut c);
     let workers = switch::check_workers(sw, &mut c);
+    let io = switch::check_io(sw, &mut c);
     let (dns_upstream, dns_upstream_netns) = dns::check_upstreams(
         &sw.dns_upstream,
         sw.dns_upstream_netns.as_deref(),
@@ -631,6 +635,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
         timeouts,
         workers,
         busy_poll_us: sw.busy_poll_us,
+        io,
         dns_upstream,
         dns_upstream_netns,
     })

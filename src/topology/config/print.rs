@@ -38,6 +38,7 @@ impl Topology {
             conntrack_icmp_secs: Some(t.icmp),
             workers: self.workers,
             busy_poll_us: self.busy_poll_us,
+            io: self.io.as_str().into(),
             // Each network states its own, so this default decides nothing.
             offloads: true,
             dns_upstream: self

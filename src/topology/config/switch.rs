@@ -8,6 +8,7 @@
 use super::Checker;
 use serde::{Deserialize, Serialize};
 use switchyard_core::pipeline::{self, NeighborConfig, Timeouts};
+use switchyard_os::port::uring::IoMode;
 
 /// Longest namespace prefix (`[switch] prefix`).
 pub const MAX_PREFIX: usize = 12;
@@ -71,6 +72,10 @@ pub struct SwitchSection {
     /// Keep polling this many microseconds after the last packet before sleeping (0: off).
     #[serde(default)]
     pub busy_poll_us: u64,
+    /// How the workers read and write the TAPs: "uring" (a batch per system call,
+    /// through io_uring) or "syscalls" (one read(2)/writev(2) per frame).
+    #[serde(default = "default_io")]
+    pub io: String,
     /// Use checksum and segmentation offloads on the TAPs (per network too).
     #[serde(default = "default_true")]
     pub offloads: bool,
@@ -86,6 +91,10 @@ pub struct SwitchSection {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_io() -> String {
+    IoMode::default().as_str().into()
 }
 
 fn default_nat_port_range() -> String {
@@ -144,6 +153,7 @@ impl Default for SwitchSection {
             conntrack_icmp_secs: None,
             workers: 0,
             busy_poll_us: 0,
+            io: default_io(),
             offloads: true,
             dns_upstream: Vec::new(),
             dns_upstream_netns: None,
@@ -280,6 +290,17 @@ pub(super) fn check_timeouts(sw: &SwitchSection, c: &mut Checker) -> Timeouts {
         }
     }
     timeouts
+}
+
+/// How the workers do their TAP I/O (`[switch] io`).
+pub(super) fn check_io(sw: &SwitchSection, c: &mut Checker) -> IoMode {
+    IoMode::from_name(&sw.io).unwrap_or_else(|| {
+        c.bad(
+            "switch.io",
+            format!("{:?} must be \"uring\" or \"syscalls\"", sw.io),
+        );
+        IoMode::default()
+    })
 }
 
 /// The dataplane's threads. Returns the number of workers, with 0 ("one per core")
