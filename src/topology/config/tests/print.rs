@@ -35,6 +35,7 @@ conntrack_udp_stream_secs = 90
 conntrack_icmp_secs = 15
 workers = 3
 busy_poll_us = 50
+io = "syscalls"
 offloads = false
 dns_upstream = ["192.0.2.53", "192.0.2.54:5353"]
 dns_upstream_netns = "upstream"
