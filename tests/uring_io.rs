@@ -60,7 +60,12 @@ fn traffic_through_the_ring_arrives_whole_in_order_and_counted() {
     // A burst of numbered datagrams from a to b: all of them, in order, and b's
     // port counts each as written, none refused.
     let before = counters(&sy);
-    let tx_before = before.ports.iter().find(|p| p.port == "b").unwrap().tx_frames;
+    let tx_before = before
+        .ports
+        .iter()
+        .find(|p| p.port == "b")
+        .unwrap()
+        .tx_frames;
     let rx = traffic::udp_socket(&ns(&sy, "b"), SocketAddrV4::new(ip(3), 7000)).unwrap();
     rx.set_read_timeout(Some(T)).unwrap();
     let tx = traffic::udp_socket(&ns(&sy, "a"), SocketAddrV4::new(ip(2), 7001)).unwrap();

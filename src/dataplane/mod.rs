@@ -9,7 +9,7 @@
 //! A worker sleeps in `epoll` (through mio) until one of its queues is readable, then,
 //! queue by queue in turn, reads a batch of frames, runs the pipeline over the batch
 //! with one clock reading, writes each frame to the ports its verdict names, and
-//! repeats until every queue would block. With `io = "uring"` (the default) a worker
+//! repeats until every queue would block. With `io = "uring"` a worker
 //! reads and writes its TAP queues through an io_uring of its own: a batch's reads
 //! in one system call, and all its writes in one more at the end of the batch
 //! ([`ring`]); else one `read(2)`/`writev(2)` per frame. Buffers are allocated once at start; nothing

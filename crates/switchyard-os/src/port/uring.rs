@@ -245,8 +245,11 @@ fn outcome(r: i32) -> io::Result<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
-    #[default]
     Uring,
+    /// The default: `uring` makes fewer system calls and forwards more small frames
+    /// per second, but added a few µs of round-trip latency where measured
+    /// (docs/fast-path.md).
+    #[default]
     Syscalls,
 }
 
