@@ -158,6 +158,7 @@ impl Switchyard {
             busy_poll: std::time::Duration::from_micros(topology.busy_poll_us),
             adaptive: topology.adaptive_poll,
             pin: topology.steering == crate::topology::config::Steering::Cpu,
+            io: topology.io,
         };
         let mut running = Dataplane::new(pipeline, queues, opts)
             .spawn()

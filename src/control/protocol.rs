@@ -663,6 +663,11 @@ pub struct PortRow {
     /// (the kernel's flow hash).
     #[serde(default)]
     pub steering: String,
+    /// How the workers read and write the port: "uring" (batches through io_uring,
+    /// `[switch] io = "uring"`, on a TAP) or "syscalls" (one system call per frame:
+    /// `io = "syscalls"`, io_uring not to be had, or a port of another kind).
+    #[serde(default)]
+    pub io: String,
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub dropped: u64,

@@ -321,7 +321,7 @@ pub(crate) fn time_of_day(ns: u64) -> String {
 pub fn ports(rows: &[PortRow]) -> String {
     let mut t = TextTable::new(&[
         "PORT", "KIND", "STATE", "NETNS", "IFACE", "NETWORK", "MAC", "IP", "MTU", "OFFLOADS",
-        "QUEUES", "STEER", "RX", "TX", "DROPPED",
+        "QUEUES", "STEER", "IO", "RX", "TX", "DROPPED",
     ]);
     for r in rows {
         t.row(vec![
@@ -337,6 +337,7 @@ pub fn ports(rows: &[PortRow]) -> String {
             r.offloads.clone(),
             r.queues.to_string(),
             r.steering.clone(),
+            r.io.clone(),
             r.rx_frames.to_string(),
             r.tx_frames.to_string(),
             r.dropped.to_string(),

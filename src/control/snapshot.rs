@@ -10,6 +10,7 @@ use crate::dataplane::{self, PortStatus};
 use crate::topology::Topology;
 use std::sync::{Arc, RwLock};
 use switchyard_core::pipeline::{Counters, DropReason, Event, Pipeline, PortId};
+use switchyard_os::port::uring::IoMode;
 use switchyard_os::port::vxlan;
 
 /// The topology an instance runs now, shared by everything that describes it (the
@@ -155,6 +156,10 @@ pub(crate) fn gather(dp: &dataplane::Handle) -> Result<Merged, dataplane::NotRun
             if a.down.is_none() {
                 a.down.clone_from(&b.down);
             }
+            // "uring" only if every worker's queue of the port uses it.
+            if b.io_mode != a.io_mode {
+                a.io_mode = IoMode::Syscalls;
+            }
         }
     }
     let workers = per_worker
@@ -199,6 +204,7 @@ pub(crate) fn port_rows(m: &Merged, info: &[Option<PortInfo>]) -> Vec<PortRow> {
             offloads: s.caps.offloads.to_string(),
             queues: s.caps.queues,
             steering: s.caps.steering.name().into(),
+            io: s.io_mode.as_str().into(),
             rx_frames: c.rx_frames,
             tx_frames: s.io.tx_frames,
             dropped: c.dropped,

@@ -9,7 +9,10 @@
 //! A worker sleeps in `epoll` (through mio) until one of its queues is readable, then,
 //! queue by queue in turn, reads a batch of frames, runs the pipeline over the batch
 //! with one clock reading, writes each frame to the ports its verdict names, and
-//! repeats until every queue would block. Buffers are allocated once at start; nothing
+//! repeats until every queue would block. With `io = "uring"` a worker
+//! reads and writes its TAP queues through an io_uring of its own: a batch's reads
+//! in one system call, and all its writes in one more at the end of the batch
+//! ([`ring`]); else one `read(2)`/`writev(2)` per frame. Buffers are allocated once at start; nothing
 //! on this path allocates, logs or reads the clock per packet. With `busy_poll` set, a
 //! worker keeps polling without sleeping for that long after its last packet, trading
 //! CPU for latency. The dataplane makes no forwarding decision of its own: it asks
@@ -40,6 +43,7 @@
 pub mod capture;
 pub mod observe;
 pub mod punt;
+mod ring;
 
 use capture::CaptureFeed;
 use crossbeam_channel::{Receiver, Sender};
@@ -55,6 +59,7 @@ use switchyard_core::pipeline::{
     Egress, Emitter, Frame, Pipeline, PortId, TableChange, Timestamp, MAX_FRAME_LEN,
 };
 use switchyard_core::wire::{ethernet, gro};
+use switchyard_os::port::uring::{IoMode, Ring};
 use switchyard_os::port::{steer, Capabilities, Offloads, Port, PortDrop};
 
 /// Frames read from one queue before moving on to the next (fairness between ports).
@@ -84,6 +89,8 @@ pub struct Options {
     /// Pin worker `w` to the CPUs whose frames the TAPs' steering sends to its queue
     /// (see [`steer`]): on with `steering = "cpu"`.
     pub pin: bool,
+    /// How the workers read and write their TAP queues (see [`ring`]).
+    pub io: IoMode,
 }
 
 /// I/O counters of one port on one worker (the pipeline counts decisions).
@@ -161,6 +168,9 @@ pub struct PortStatus {
     /// What the port itself refused, by reason (a tunnel's datagrams from
     /// strangers, ...): read from the port when a query runs.
     pub drops: Vec<PortDrop>,
+    /// How this worker reads and writes the port: through its ring, or the port's
+    /// own system calls.
+    pub io_mode: IoMode,
 }
 
 /// How long a caller waits for a worker to answer a query before taking it for gone.
@@ -191,6 +201,7 @@ impl PortStatus {
             io: PortIo::default(),
             down: None,
             drops: Vec::new(),
+            io_mode: IoMode::Syscalls,
         }
     }
 }
@@ -604,6 +615,9 @@ struct Worker {
     punt: punt::WorkerEnd,
     /// The CPUs this worker pins itself to when it starts (empty: none).
     cpus: Vec<usize>,
+    /// The worker's io_uring and the writes waiting for the end of the batch, with
+    /// `io = "uring"` (see [`ring`]).
+    ring: Option<ring::RingIo>,
 }
 
 impl Dataplane {
@@ -630,12 +644,14 @@ impl Dataplane {
             Vec::new()
         };
         let count = queues.len();
+        let mut rings = make_rings(opts.io, queues.len()).into_iter();
         let workers = queues
             .into_iter()
             .zip(ends)
             .enumerate()
             .map(|(index, (ports, punt))| {
                 let pipeline = first.take().unwrap_or_else(|| template.worker());
+                let ring = rings.next().flatten();
                 let status = ports
                     .iter()
                     .enumerate()
@@ -647,6 +663,7 @@ impl Dataplane {
                         io: PortIo::default(),
                         down: None,
                         drops: Vec::new(),
+                        io_mode: io_mode(&ring, p.as_ref()),
                     })
                     .collect();
                 Worker {
@@ -664,6 +681,7 @@ impl Dataplane {
                     epoch_ns,
                     punt,
                     cpus: steer::worker_cpus(index, count, &allowed),
+                    ring,
                 }
             })
             .collect();
@@ -919,6 +937,7 @@ impl Worker {
                 io: PortIo::default(),
                 down: None,
                 drops: Vec::new(),
+                io_mode: io_mode(&self.ring, queue.as_ref()),
             };
             self.ports[p] = queue;
             poll.registry()
@@ -1036,7 +1055,10 @@ impl Worker {
         if self.status[p].down.is_some() {
             return Ok((false, false));
         }
-        let n = self.ports[p].recv_batch(&mut self.batch)?;
+        let n = match self.ring.as_mut() {
+            Some(r) => self.ports[p].recv_batch_on(&mut self.batch, r.ring())?,
+            None => self.ports[p].recv_batch(&mut self.batch)?,
+        };
         if n == 0 {
             return Ok((false, false));
         }
@@ -1064,23 +1086,41 @@ impl Worker {
             }
         }
         self.hand_punted(n, now);
+        // Writes go on the ring unless a capture records them one by one.
+        let deferring = self.ring.is_some() && !capturing;
         let mut i = 0;
         while i < n {
             let absorbed = self.coalesce(i, n);
             if absorbed == 0 {
-                transmit(
-                    &self.pipeline,
-                    &mut self.ports,
-                    &mut self.status,
-                    &mut self.observers.capture,
-                    now,
-                    &mut self.batch[i],
-                );
+                let deferred = deferring
+                    && self.ring.as_mut().is_some_and(|r| {
+                        r.defer(
+                            &self.pipeline,
+                            &mut self.ports,
+                            &mut self.status,
+                            &mut self.batch,
+                            i,
+                        )
+                    });
+                if !deferred {
+                    self.flush_writes();
+                    transmit(
+                        &self.pipeline,
+                        &mut self.ports,
+                        &mut self.status,
+                        &mut self.observers.capture,
+                        now,
+                        &mut self.batch[i],
+                    );
+                }
             } else {
+                self.flush_writes();
                 self.transmit_coalesced(i, absorbed + 1, now);
             }
             i += 1 + absorbed;
         }
+        // Before anything else is sent, and before the batch is read into again.
+        self.flush_writes();
         self.transmit_emitted(now);
         if capturing {
             // A capture whose reader is gone ends here, on every worker in turn.
@@ -1138,6 +1178,14 @@ impl Worker {
         first.set_len(len);
         first.vnet = vnet;
         j - i - 1
+    }
+
+    /// Writes out the writes of the batch waiting on the ring (see [`ring`]).
+    #[inline]
+    fn flush_writes(&mut self) {
+        if let Some(r) = self.ring.as_mut() {
+            r.flush(&self.batch, &mut self.status);
+        }
     }
 
     /// Sends the super-frame at `i`, built from `datagrams` frames, to its one port.
@@ -1269,6 +1317,37 @@ impl Spin {
                 self.window_ns = 0;
             }
         }
+    }
+}
+
+/// One ring per worker when `io` asks for them; none (each worker's ports use their
+/// own system calls) when it does not, or when io_uring cannot be had — said once.
+fn make_rings(io: IoMode, workers: usize) -> Vec<Option<ring::RingIo>> {
+    if io != IoMode::Uring {
+        return (0..workers).map(|_| None).collect();
+    }
+    let mut rings = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        match ring::RingIo::new(Ring::DEFAULT_CAPACITY) {
+            Ok(r) => rings.push(Some(r)),
+            Err(e) => {
+                tracing::warn!(
+                    "io_uring is not available ({e}): TAP queues are read and written \
+                     with read(2)/writev(2) instead (io = \"syscalls\")"
+                );
+                return (0..workers).map(|_| None).collect();
+            }
+        }
+    }
+    rings
+}
+
+/// How a worker with `ring` (or none) reads and writes `port`.
+fn io_mode(ring: &Option<ring::RingIo>, port: &dyn Port) -> IoMode {
+    if ring.is_some() && port.uses_ring() {
+        IoMode::Uring
+    } else {
+        IoMode::Syscalls
     }
 }
 

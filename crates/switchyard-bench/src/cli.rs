@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use switchyard_os::port::uring::IoMode;
 
 /// Where `switchyard` keeps control sockets and state files, unless told otherwise.
 const DEFAULT_RUN_ROOT: &str = switchyard::topology::DEFAULT_RUN_ROOT;
@@ -56,6 +57,10 @@ pub struct BenchArgs {
     /// switchyard-bp out of --systems to measure without busy polling).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub busy_poll_us: u64,
+    /// How switchyard's workers read and write the TAPs: batches through io_uring,
+    /// or one system call per frame (`[switch] io`) [default: switchyard's default].
+    #[arg(long, value_enum)]
+    pub io: Option<IoArg>,
     /// Write every sample, the options and the machine as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -69,6 +74,24 @@ pub struct BenchArgs {
     /// folder is made in it).
     #[arg(long, env = "SWITCHYARD_RUN_DIR", default_value = DEFAULT_RUN_ROOT)]
     pub run_dir: PathBuf,
+}
+
+/// `--io`: switchyard's `[switch] io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoArg {
+    /// A batch of TAP reads or writes per system call (io_uring).
+    Uring,
+    /// One read(2)/writev(2) per frame.
+    Syscalls,
+}
+
+impl IoArg {
+    pub fn mode(self) -> IoMode {
+        match self {
+            IoArg::Uring => IoMode::Uring,
+            IoArg::Syscalls => IoMode::Syscalls,
+        }
+    }
 }
 
 /// A scenario on the command line: one, or a group of them.
@@ -156,6 +179,9 @@ impl BenchArgs {
         o.connectors = usize::from(self.connectors);
         o.workers = usize::from(self.workers);
         o.busy_poll_us = self.busy_poll_us;
+        if let Some(io) = self.io {
+            o.io = io.mode();
+        }
         o.run_root = self.run_dir.join("bench");
         o
     }
@@ -275,6 +301,11 @@ mod tests {
             .unwrap()
             .options();
         assert_eq!((o.workers, o.busy_poll_us), (2, 50));
+        assert_eq!(o.io, IoMode::default());
+        for (arg, mode) in [("uring", IoMode::Uring), ("syscalls", IoMode::Syscalls)] {
+            assert_eq!(parse(&["--io", arg]).unwrap().options().io, mode);
+        }
+        assert!(parse(&["--io", "epoll"]).is_err());
     }
 
     #[test]

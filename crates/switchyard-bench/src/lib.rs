@@ -40,6 +40,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use switchyard_os::port::uring::IoMode;
 use systems::{Deployed, Scenario, SwitchyardTuning, SystemKind};
 
 /// What to measure and for how long.
@@ -65,6 +66,8 @@ pub struct Options {
     pub conn_secs: f64,
     /// Parallel connectors of a connection-rate run.
     pub connectors: usize,
+    /// How switchyard's workers read and write the TAPs (`[switch] io`).
+    pub io: IoMode,
     #[serde(skip)]
     pub run_root: PathBuf,
 }
@@ -84,6 +87,7 @@ impl Options {
             busy_poll_us: 200,
             conn_secs: 3.0,
             connectors: 4,
+            io: IoMode::default(),
             run_root: std::env::temp_dir().join("switchyard-bench"),
         }
     }
@@ -329,6 +333,7 @@ pub fn run(
         workers: opts.workers,
         busy_poll_us: opts.busy_poll_us,
         classic: false,
+        io: opts.io,
     };
     let mut results = Vec::new();
     for (si, &scenario) in opts.scenarios.iter().enumerate() {

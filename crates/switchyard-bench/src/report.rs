@@ -206,8 +206,8 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "medians of {} repeat(s); sy = switchyard, sy-bp = switchyard busy-polling {} µs; a ratio is the first system's median over the second's",
-        r.options.repeat, r.options.busy_poll_us
+        "medians of {} repeat(s); sy = switchyard (TAP I/O: {}), sy-bp = switchyard busy-polling {} µs; a ratio is the first system's median over the second's",
+        r.options.repeat, r.options.io, r.options.busy_poll_us
     );
     for s in &r.scenarios {
         let _ = writeln!(out, "\n{} — {}", s.scenario.name(), s.description);

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use switchyard::control::Switchyard;
 use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology, TopologyBuilder};
+use switchyard_os::port::uring::IoMode;
 
 /// Ports the traffic uses (and publishes in `nat-in`).
 pub const TCP_PORT: u16 = 5201;
@@ -165,6 +166,8 @@ pub struct SwitchyardTuning {
     pub workers: usize,
     /// Busy-poll time of the `switchyard-bp` system (plain `switchyard` never spins).
     pub busy_poll_us: u64,
+    /// How the workers read and write the TAPs.
+    pub io: IoMode,
     /// The fast path of before: flow-hash steering, no pinning, no adaptive polling.
     pub classic: bool,
 }
@@ -179,6 +182,12 @@ impl SwitchyardTuning {
                 0
             },
             classic: system == SystemKind::SwitchyardClassic,
+            // The fast path of before read and wrote with a system call per frame.
+            io: if system == SystemKind::SwitchyardClassic {
+                IoMode::Syscalls
+            } else {
+                t.io
+            },
             ..t
         }
     }
@@ -186,8 +195,10 @@ impl SwitchyardTuning {
     /// The `[switch]` keys of the tuning, as lines of a config file.
     pub fn switch_keys(&self) -> String {
         let mut s = format!(
-            "workers = {}\nbusy_poll_us = {}\n",
-            self.workers, self.busy_poll_us
+            "workers = {}\nbusy_poll_us = {}\nio = \"{}\"\n",
+            self.workers,
+            self.busy_poll_us,
+            self.io.as_str()
         );
         if self.classic {
             s.push_str("steering = \"hash\"\nadaptive_poll = false\n");
@@ -251,6 +262,7 @@ fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> Topolo
                 sw.steering = "hash".into();
                 sw.adaptive_poll = false;
             }
+            sw.io = t.io.as_str().into();
         });
     let n1 = || NetworkBuilder::new("n1", "10.10.0.0/24").gateway("10.10.0.1");
     match s {
@@ -481,6 +493,7 @@ mod tests {
             workers: 1,
             busy_poll_us: 200,
             classic: false,
+            io: IoMode::Syscalls,
         };
         for s in Scenario::ALL {
             if s == Scenario::Overlay {
@@ -498,6 +511,7 @@ mod tests {
                 (old.steering, old.adaptive_poll, old.busy_poll_us),
                 (Steering::Hash, false, 0)
             );
+            assert_eq!(topo.io, IoMode::Syscalls);
             let mut ours: Vec<(String, Ipv4Addr)> = topo
                 .interfaces()
                 .map(|(e, i)| (e.name.clone(), i.ip))
@@ -529,6 +543,7 @@ mod tests {
         let classic = SwitchyardTuning {
             workers: 1,
             busy_poll_us: 0,
+            io: IoMode::Uring,
             classic: true,
         };
         for i in 0..2 {
@@ -536,6 +551,7 @@ mod tests {
             let topo = switchyard::topology::config::parse(&text, "overlay")
                 .unwrap_or_else(|e| panic!("instance {i}: {e}"));
             assert_eq!((topo.workers, topo.steering), (1, Steering::Hash));
+            assert_eq!(topo.io, IoMode::Uring, "as the tuning says");
             let ours: Vec<_> = topo
                 .interfaces()
                 .map(|(e, i)| (e.name.clone(), i.ip))

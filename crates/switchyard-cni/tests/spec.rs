@@ -193,6 +193,7 @@ fn port_row(state: &str, reason: Option<&str>) -> PortRow {
         offloads: "csum,tso4".into(),
         queues: 1,
         steering: "hash".into(),
+        io: "uring".into(),
         rx_frames: 0,
         tx_frames: 0,
         dropped: 0,

@@ -63,6 +63,7 @@ use switchyard_core::pipeline::{
 };
 use switchyard_core::wire::{IpProtocol, Ipv4Cidr, MacAddr};
 pub use switchyard_os::port::steer::Steering;
+use switchyard_os::port::uring::IoMode;
 
 /// The built-in default topology (also shipped as `examples/default.toml`).
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../examples/default.toml");
@@ -116,6 +117,8 @@ pub struct Topology {
     pub steering: Steering,
     /// Adaptive polling (`[switch] adaptive_poll`; `busy_poll_us` overrides it).
     pub adaptive_poll: bool,
+    /// How the workers read and write the TAPs.
+    pub io: IoMode,
     /// Where the DNS servers send the names they do not know (empty: they answer
     /// REFUSED).
     pub dns_upstream: Vec<SocketAddrV4>,
@@ -571,6 +574,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
     let nat_port_range = publish::check_port_range(&sw.nat_port_range, &mut c);
     let timeouts = switch::check_timeouts(sw, &mut c);
     let workers = switch::check_workers(sw, &mut c);
+    let io = switch::check_io(sw, &mut c);
     let (dns_upstream, dns_upstream_netns) = dns::check_upstreams(
         &sw.dns_upstream,
         sw.dns_upstream_netns.as_deref(),
@@ -642,6 +646,7 @@ pub fn validate(raw: &ConfigFile, file: &str) -> Result<Topology, ConfigError> {
             Steering::Cpu
         },
         adaptive_poll: sw.adaptive_poll,
+        io,
         dns_upstream,
         dns_upstream_netns,
     })

@@ -40,6 +40,7 @@ impl Topology {
             busy_poll_us: self.busy_poll_us,
             steering: self.steering.name().to_string(),
             adaptive_poll: self.adaptive_poll,
+            io: self.io.as_str().into(),
             // Each network states its own, so this default decides nothing.
             offloads: true,
             dns_upstream: self

@@ -8,6 +8,7 @@
 use super::Checker;
 use serde::{Deserialize, Serialize};
 use switchyard_core::pipeline::{self, NeighborConfig, Timeouts};
+use switchyard_os::port::uring::IoMode;
 
 /// Longest namespace prefix (`[switch] prefix`).
 pub const MAX_PREFIX: usize = 12;
@@ -80,6 +81,10 @@ pub struct SwitchSection {
     /// (ignored when `busy_poll_us` is set).
     #[serde(default = "default_true")]
     pub adaptive_poll: bool,
+    /// How the workers read and write the TAPs: "uring" (a batch per system call,
+    /// through io_uring) or "syscalls" (one read(2)/writev(2) per frame).
+    #[serde(default = "default_io")]
+    pub io: String,
     /// Use checksum and segmentation offloads on the TAPs (per network too).
     #[serde(default = "default_true")]
     pub offloads: bool,
@@ -99,6 +104,10 @@ fn default_true() -> bool {
 
 fn default_steering() -> String {
     "cpu".into()
+}
+
+fn default_io() -> String {
+    IoMode::default().as_str().into()
 }
 
 fn default_nat_port_range() -> String {
@@ -159,6 +168,7 @@ impl Default for SwitchSection {
             busy_poll_us: 0,
             steering: default_steering(),
             adaptive_poll: true,
+            io: default_io(),
             offloads: true,
             dns_upstream: Vec::new(),
             dns_upstream_netns: None,
@@ -295,6 +305,17 @@ pub(super) fn check_timeouts(sw: &SwitchSection, c: &mut Checker) -> Timeouts {
         }
     }
     timeouts
+}
+
+/// How the workers do their TAP I/O (`[switch] io`).
+pub(super) fn check_io(sw: &SwitchSection, c: &mut Checker) -> IoMode {
+    IoMode::from_name(&sw.io).unwrap_or_else(|| {
+        c.bad(
+            "switch.io",
+            format!("{:?} must be \"uring\" or \"syscalls\"", sw.io),
+        );
+        IoMode::default()
+    })
 }
 
 /// The dataplane's threads. Returns the number of workers, with 0 ("one per core")

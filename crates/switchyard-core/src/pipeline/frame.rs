@@ -217,6 +217,14 @@ impl Frame {
         let from = self.start - n;
         &mut self.buf[from..self.start + self.len]
     }
+
+    /// The frame with the `n` bytes in front of it that a port wrote there (see
+    /// [`Frame::with_prefix_mut`]), for a write that is handed to the kernel later.
+    #[inline]
+    pub fn with_prefix(&self, n: usize) -> &[u8] {
+        let from = self.start - n;
+        &self.buf[from..self.start + self.len]
+    }
 }
 
 /// 802.1Q: tags on and off in place, moving the two MAC addresses (12 bytes) rather

@@ -8,13 +8,20 @@
 //! replay — and *middleware* ports wrapping another one (a capture tap, a fault injector, a
 //! trunk's VLAN: [`vlan::VlanPort`]) fit the same dataplane unchanged.
 //!
-//! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) is where switchyard's
-//! `unsafe` lives, besides the socket calls of the test kit's traffic helpers; each
-//! block says why it is sound. Namespaces and netlink go through safe wrappers.
+//! A TAP queue's reads and writes can also go through a worker's io_uring
+//! ([`uring::Ring`]): a batch of them in one system call instead of one each. The
+//! trait says which ports can ([`Port::recv_batch_on`], [`Port::ring_write`]); the
+//! others do their own I/O as before.
+//!
+//! The TAP code ([`tap`]: ioctls, reads and writes on raw fds) and the ring
+//! ([`uring`]) are where switchyard's `unsafe` lives, besides the socket calls of the
+//! test kit's traffic helpers; each block says why it is sound. Namespaces and
+//! netlink go through safe wrappers.
 
 pub mod packet;
 pub mod steer;
 pub mod tap;
+pub mod uring;
 pub mod vlan;
 pub mod vxlan;
 
@@ -24,6 +31,7 @@ use std::ops::BitOr;
 use std::os::fd::RawFd;
 use switchyard_core::pipeline::Frame;
 use switchyard_core::wire::{virtio_net, VirtioNetHdr};
+use uring::Ring;
 
 /// What a port can do, shown by `show ports`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -197,6 +205,39 @@ pub trait Port: Send {
     /// result is how many frames went out (1 unless segmented).
     fn send(&mut self, frame: &mut Frame) -> io::Result<usize>;
 
+    /// Receives as [`Port::recv_batch`] does, with the reads handed to the kernel on
+    /// `ring`, many per system call, where the port can (a TAP queue); other ports
+    /// read as `recv_batch` does.
+    fn recv_batch_on(&mut self, frames: &mut [Frame], ring: &mut Ring) -> io::Result<usize> {
+        let _ = ring;
+        self.recv_batch(frames)
+    }
+
+    /// Can `frame` leave this port as one write on a [`Ring`], and where to? `None`:
+    /// the port sends it itself ([`Port::send`]) — a port of another kind, a
+    /// super-frame the device would have cut into segments. Changes nothing; a
+    /// caller that takes the write calls [`Port::ready_ring_write`] next.
+    fn ring_write(&self, frame: &Frame) -> Option<RingWrite> {
+        let _ = frame;
+        None
+    }
+
+    /// Readies `frame` for the write [`Port::ring_write`] offered: puts in its
+    /// headroom what goes in front of it (a TAP's virtio-net header) and completes
+    /// what the device cannot (a partial checksum, for a device without checksum
+    /// offload — complete, it suits every other port too). The caller then writes
+    /// [`RingWrite::bytes`] of the frame to [`RingWrite::fd`] before it changes the
+    /// frame again.
+    fn ready_ring_write(&mut self, frame: &mut Frame) {
+        let _ = frame;
+    }
+
+    /// True if this port's reads and writes can go through a [`Ring`] (what
+    /// `show ports` reports as its I/O).
+    fn uses_ring(&self) -> bool {
+        false
+    }
+
     /// The file descriptor to poll for readability.
     fn fd(&self) -> RawFd;
 
@@ -215,6 +256,21 @@ pub trait Port: Send {
     /// refuses nothing has nothing to say.
     fn drops(&self) -> Vec<PortDrop> {
         Vec::new()
+    }
+}
+
+/// Where a frame readied by [`Port::ready_ring_write`] is written: `prefix` bytes in
+/// front of its data, then the data, in one write to `fd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingWrite {
+    pub fd: RawFd,
+    pub prefix: u8,
+}
+
+impl RingWrite {
+    /// The bytes of `frame` this write carries.
+    pub fn bytes<'f>(&self, frame: &'f Frame) -> &'f [u8] {
+        frame.with_prefix(usize::from(self.prefix))
     }
 }
 

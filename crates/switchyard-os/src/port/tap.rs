@@ -15,9 +15,15 @@
 //!   queues the kernel spreads flows over them, so every queue must be read — an ARP
 //!   reply can arrive on any.
 //! * The device is not persistent: when the last fd closes the kernel deletes it.
+//!
+//! A queue is read and written either with one system call per frame (`read(2)`,
+//! `writev(2)`) or, given a worker's [`Ring`], a batch of frames per system call
+//! (see [`super::uring`]); the frames are the same either way, virtio-net header in
+//! front.
 
 use super::steer::{self, Steering};
-use super::{Capabilities, Offloads, Port};
+use super::uring::{Op, Ring};
+use super::{Capabilities, Offloads, Port, RingWrite};
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
@@ -156,6 +162,7 @@ impl TapPort {
                 fd,
                 caps,
                 scratch: Vec::new(),
+                rx_ask: RX_ASK_MIN,
             })
             .collect()
     }
@@ -168,7 +175,13 @@ pub struct TapQueue {
     /// Where segments of a super-frame are built when the device cannot take it
     /// whole; allocated the first time that happens.
     scratch: Vec<u8>,
+    /// Reads to put on a ring at the next wake-up (see [`TapQueue::recv_batch_on`]).
+    rx_ask: usize,
 }
+
+/// Fewest reads a queue puts on a ring at a time: one for the frame that woke the
+/// worker, one to learn whether another came behind it.
+const RX_ASK_MIN: usize = 2;
 
 impl TapQueue {
     /// A second handle on the same queue (a duplicated fd): for a trunk, whose
@@ -178,12 +191,35 @@ impl TapQueue {
             fd: self.fd.try_clone()?,
             caps: self.caps,
             scratch: Vec::new(),
+            rx_ask: RX_ASK_MIN,
         })
     }
 
     /// Does the device take a super-frame of this `gso_type` whole?
     fn takes_gso(&self, vnet: &VirtioNetHdr) -> bool {
         self.caps.offloads.takes_gso(vnet)
+    }
+
+    /// Makes `frame` ready to be written whole: completes a partial checksum the
+    /// device cannot, and puts the virtio-net header in front of it.
+    fn ready(&self, frame: &mut Frame) {
+        if frame.vnet.needs_csum() && !self.caps.offloads.contains(Offloads::CSUM) {
+            // Finish the checksum the sender left to the hardware; this frame may be
+            // flooded to other ports too, and a complete checksum suits them all.
+            let (start, off) = (
+                usize::from(frame.vnet.csum_start),
+                usize::from(frame.vnet.csum_offset),
+            );
+            checksum::complete_partial(frame.data_mut(), start, off);
+            frame.vnet.flags &= !virtio_net::F_NEEDS_CSUM;
+        }
+        let vnet = frame.vnet;
+        vnet.write(&mut frame.with_prefix_mut(VirtioNetHdr::LEN)[..VirtioNetHdr::LEN]);
+    }
+
+    /// Does `frame` go out in one write (not cut into segments here)?
+    fn whole(&self, frame: &Frame) -> bool {
+        !frame.vnet.is_gso() || self.takes_gso(&frame.vnet)
     }
 
     fn write_all(&self, bufs: &[&[u8]]) -> io::Result<()> {
@@ -330,18 +366,14 @@ impl Port for TapQueue {
                 }
                 return Err(e);
             }
-            let got = got as usize;
-            // A read shorter than the virtio-net header cannot happen with a sane
-            // kernel; if it does, hand an empty frame on so it is counted as a runt.
-            f.vnet = VirtioNetHdr::parse(&buf[..got]).unwrap_or_default();
-            f.set_bounds(HEADROOM, got.saturating_sub(VirtioNetHdr::LEN));
+            received(f, got as usize);
             n += 1;
         }
         Ok(n)
     }
 
     fn send(&mut self, frame: &mut Frame) -> io::Result<usize> {
-        if frame.vnet.is_gso() && !self.takes_gso(&frame.vnet) {
+        if !self.whole(frame) {
             // The device takes no super-frames of this kind: cut it here, each
             // segment with complete checksums and a plain virtio-net header.
             let mut hdr = [0u8; VirtioNetHdr::LEN];
@@ -364,21 +396,72 @@ impl Port for TapQueue {
                 None => Ok(n),
             };
         }
-        if frame.vnet.needs_csum() && !self.caps.offloads.contains(Offloads::CSUM) {
-            // Finish the checksum the sender left to the hardware; this frame may be
-            // flooded to other ports too, and a complete checksum suits them all.
-            let (start, off) = (
-                usize::from(frame.vnet.csum_start),
-                usize::from(frame.vnet.csum_offset),
-            );
-            checksum::complete_partial(frame.data_mut(), start, off);
-            frame.vnet.flags &= !virtio_net::F_NEEDS_CSUM;
-        }
-        let vnet = frame.vnet;
-        let bytes = frame.with_prefix_mut(VirtioNetHdr::LEN);
-        vnet.write(&mut bytes[..VirtioNetHdr::LEN]);
-        self.write_all(&[bytes])?;
+        self.ready(frame);
+        self.write_all(&[frame.with_prefix(VirtioNetHdr::LEN)])?;
         Ok(1)
+    }
+
+    /// Reads as [`Port::recv_batch`] does, a run of reads per `io_uring_enter`. How
+    /// many reads a run asks for adapts to the traffic: one more than the frames the
+    /// queue had last time (a queue that had one frame per wake-up costs one system
+    /// call where `read(2)` took two: the frame, then "would block"), doubling while
+    /// every read finds a frame. A read that finds none (`EAGAIN`) says the queue is
+    /// empty, as `read(2)` would; reads that find frames after it (one came in while
+    /// the run went on) are kept, moved up so that the batch has no gap.
+    fn recv_batch_on(&mut self, frames: &mut [Frame], ring: &mut Ring) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let at = HEADROOM - VirtioNetHdr::LEN;
+        let mut n = 0;
+        let mut ask = self.rx_ask;
+        let mut failed = None;
+        while n < frames.len() {
+            let want = ask.min(frames.len() - n).min(ring.capacity());
+            let reads = frames[n..n + want]
+                .iter_mut()
+                .map(|f| Op::Read(fd, &mut f.buffer_mut()[at..]));
+            let done = ring.submit(reads);
+            let mut empty = false;
+            let mut got = n;
+            for (i, r) in done.iter().enumerate() {
+                match r {
+                    Ok(len) => {
+                        frames.swap(got, n + i);
+                        received(&mut frames[got], len);
+                        got += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => empty = true,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            n = got;
+            if empty || failed.is_some() {
+                break;
+            }
+            ask = want * 2;
+        }
+        self.rx_ask = (n + 1).clamp(RX_ASK_MIN, frames.len().max(RX_ASK_MIN));
+        match failed {
+            // Deliver what was read; the error will show again next time.
+            Some(e) if n == 0 => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn ring_write(&self, frame: &Frame) -> Option<RingWrite> {
+        self.whole(frame).then(|| RingWrite {
+            fd: self.fd.as_raw_fd(),
+            prefix: VirtioNetHdr::LEN as u8,
+        })
+    }
+
+    fn ready_ring_write(&mut self, frame: &mut Frame) {
+        self.ready(frame);
+    }
+
+    fn uses_ring(&self) -> bool {
+        true
     }
 
     fn fd(&self) -> RawFd {
@@ -388,4 +471,14 @@ impl Port for TapQueue {
     fn capabilities(&self) -> Capabilities {
         self.caps
     }
+}
+
+/// Sets the bounds and offload metadata of a frame of `got` bytes (virtio-net header
+/// included) just read into `f` at `HEADROOM - VirtioNetHdr::LEN`.
+fn received(f: &mut Frame, got: usize) {
+    let at = HEADROOM - VirtioNetHdr::LEN;
+    // A read shorter than the virtio-net header cannot happen with a sane kernel; if
+    // it does, hand an empty frame on so it is counted as a runt.
+    f.vnet = VirtioNetHdr::parse(&f.buffer_mut()[at..at + got]).unwrap_or_default();
+    f.set_bounds(HEADROOM, got.saturating_sub(VirtioNetHdr::LEN));
 }

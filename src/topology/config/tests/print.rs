@@ -37,6 +37,7 @@ workers = 3
 busy_poll_us = 50
 steering = "hash"
 adaptive_poll = false
+io = "uring"
 offloads = false
 dns_upstream = ["192.0.2.53", "192.0.2.54:5353"]
 dns_upstream_netns = "upstream"

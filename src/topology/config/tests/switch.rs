@@ -69,3 +69,20 @@ offloads = false
     assert!(has(&ps, "switch.workers", "more than 64"), "{ps:?}");
     assert!(has(&ps, "switch.busy_poll_us", "at most 1000000"), "{ps:?}");
 }
+
+#[test]
+fn tap_io_is_uring_or_syscalls() {
+    use switchyard_os::port::uring::IoMode;
+    assert_eq!(default_topology().io, IoMode::default());
+    for (text, mode) in [("uring", IoMode::Uring), ("syscalls", IoMode::Syscalls)] {
+        let t = parse(&format!("[switch]\nio = \"{text}\"\n"), "t").unwrap();
+        assert_eq!(t.io, mode);
+        // `show config` writes it back as it was given.
+        assert!(t.to_toml().contains(&format!("io = \"{text}\"")), "{text}");
+    }
+    let ps = problems("[switch]\nio = \"epoll\"\n");
+    assert!(
+        has(&ps, "switch.io", "must be \"uring\" or \"syscalls\""),
+        "{ps:?}"
+    );
+}
