@@ -1,9 +1,11 @@
 //! `dataplane` — the loops that move frames between ports and the pipeline.
 //!
 //! One worker thread per core (configurable). Every TAP device is opened with one
-//! queue per worker, and each worker owns its queue of every port: the kernel spreads
-//! an endpoint's flows over the queues, so flows spread over the workers, while each
-//! worker reads and writes only its own file descriptors. All workers share the
+//! queue per worker, and each worker owns its queue of every port, reading and
+//! writing only its own file descriptors. Which queue a frame lands on is the
+//! kernel's choice, steered (`steering = "cpu"`, see [`steer`]) to the queue of the
+//! CPU that sent it, with worker `w` pinned to the CPUs whose frames reach queue `w`:
+//! a frame is switched on the CPU that sent it, as the kernel bridge does. All workers share the
 //! pipeline's tables, which lock per shard or per entry, never globally.
 //!
 //! A worker sleeps in `epoll` (through mio) until one of its queues is readable, then,
@@ -13,9 +15,9 @@
 //! reads and writes its TAP queues through an io_uring of its own: a batch's reads
 //! in one system call, and all its writes in one more at the end of the batch
 //! ([`ring`]); else one `read(2)`/`writev(2)` per frame. Buffers are allocated once at start; nothing
-//! on this path allocates, logs or reads the clock per packet. With `busy_poll` set, a
-//! worker keeps polling without sleeping for that long after its last packet, trading
-//! CPU for latency. The dataplane makes no forwarding decision of its own: it asks
+//! on this path allocates, logs or reads the clock per packet. After its last packet a
+//! worker keeps polling for a while that adapts to the traffic ([`Spin`]), or for a
+//! fixed `busy_poll`, before it sleeps again. The dataplane makes no forwarding decision of its own: it asks
 //! [`Pipeline::egress`] where each frame goes.
 //!
 //! Other threads (the control socket) read the shared tables themselves, through a
