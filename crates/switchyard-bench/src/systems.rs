@@ -400,18 +400,16 @@ pub fn deploy(
                 inner: Inner::Switchyard(Box::new(sy)),
             })
         }
-        SystemKind::Ovs | SystemKind::OvsTso | SystemKind::VdeSwitch => {
-            let peer = super::peers::deploy(system, scenario, prefix)?;
-            Ok(Deployed {
-                system,
-                scenario,
-                client: ns(c),
-                server: ns(sv),
-                inner: Inner::Peer(peer),
-            })
-        }
-        SystemKind::Pasta | SystemKind::Slirp4netns => {
-            let peer = super::rootless::deploy(system, scenario, prefix)?;
+        SystemKind::Ovs
+        | SystemKind::OvsTso
+        | SystemKind::VdeSwitch
+        | SystemKind::Pasta
+        | SystemKind::Slirp4netns => {
+            let peer = if matches!(system, SystemKind::Pasta | SystemKind::Slirp4netns) {
+                super::rootless::deploy(system, scenario, prefix)?
+            } else {
+                super::peers::deploy(system, scenario, prefix)?
+            };
             Ok(Deployed {
                 system,
                 scenario,
