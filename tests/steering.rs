@@ -14,7 +14,7 @@ use switchyard::topology::{EndpointBuilder, NetworkBuilder, Topology};
 use switchyard_os::port::steer;
 use switchyard_testkit::traffic;
 
-/// Two endpoints on one network, two workers, `steering` as given.
+/// Two endpoints on one network, two workers, `steering` as given, adaptive polling.
 fn pair(steering: &str) -> Option<Switchyard> {
     require_root().then(|| {
         let s = steering.to_string();
@@ -24,6 +24,7 @@ fn pair(steering: &str) -> Option<Switchyard> {
                 .switch(move |sw| {
                     sw.workers = 2;
                     sw.steering = s.clone();
+                    sw.adaptive_poll = true;
                 })
                 .network(NetworkBuilder::new("n", "10.1.0.0/24").gateway("10.1.0.1"))
                 .endpoint(EndpointBuilder::new("a").on("n").ip("10.1.0.2"))

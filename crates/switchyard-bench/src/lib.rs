@@ -332,7 +332,7 @@ pub fn run(
     let tuning = SwitchyardTuning {
         workers: opts.workers,
         busy_poll_us: opts.busy_poll_us,
-        classic: false,
+        cpu: false,
         io: opts.io,
     };
     let mut results = Vec::new();

@@ -169,7 +169,7 @@ fn meets(m: &Metric, q: f64, target: f64) -> bool {
 fn short_name(k: SystemKind) -> &'static str {
     match k {
         SystemKind::SwitchyardBusyPoll => "sy-bp",
-        SystemKind::SwitchyardClassic => "sy-classic",
+        SystemKind::SwitchyardCpu => "sy-cpu",
         _ => "sy",
     }
 }
@@ -185,7 +185,7 @@ fn ratio_columns(s: &ScenarioResult) -> Vec<(String, SystemKind, SystemKind)> {
         for ours in [
             SystemKind::Switchyard,
             SystemKind::SwitchyardBusyPoll,
-            SystemKind::SwitchyardClassic,
+            SystemKind::SwitchyardCpu,
         ] {
             if measured(ours) && measured(base) {
                 let short = short_name(ours);
@@ -315,7 +315,7 @@ fn color(k: SystemKind) -> RGBColor {
         SystemKind::VdeSwitch => 5,
         SystemKind::Pasta => 6,
         SystemKind::Slirp4netns => 7,
-        SystemKind::SwitchyardClassic => 8,
+        SystemKind::SwitchyardCpu => 8,
     }]
 }
 

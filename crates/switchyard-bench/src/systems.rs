@@ -109,11 +109,11 @@ pub enum SystemKind {
     #[serde(rename = "switchyard-bp")]
     #[value(name = "switchyard-bp")]
     SwitchyardBusyPoll,
-    /// switchyard with the fast path of before steering: the kernel's flow hash
-    /// spreads frames over unpinned workers, which sleep as soon as they are idle.
-    #[serde(rename = "switchyard-classic")]
-    #[value(name = "switchyard-classic")]
-    SwitchyardClassic,
+    /// switchyard with frames steered to the worker on the CPU that sent them
+    /// (`steering = "cpu"`, workers pinned) and adaptive polling: the latency setting.
+    #[serde(rename = "switchyard-cpu")]
+    #[value(name = "switchyard-cpu")]
+    SwitchyardCpu,
     /// Open vSwitch, userspace (netdev) datapath, TAP ports, TSO off.
     Ovs,
     /// The same with `userspace-tso-enable`.
@@ -136,7 +136,7 @@ impl SystemKind {
         SystemKind::Kernel,
         SystemKind::Switchyard,
         SystemKind::SwitchyardBusyPoll,
-        SystemKind::SwitchyardClassic,
+        SystemKind::SwitchyardCpu,
         SystemKind::Ovs,
         SystemKind::OvsTso,
         SystemKind::VdeSwitch,
@@ -149,7 +149,7 @@ impl SystemKind {
             SystemKind::Kernel => "kernel",
             SystemKind::Switchyard => "switchyard",
             SystemKind::SwitchyardBusyPoll => "switchyard-bp",
-            SystemKind::SwitchyardClassic => "switchyard-classic",
+            SystemKind::SwitchyardCpu => "switchyard-cpu",
             SystemKind::Ovs => "ovs",
             SystemKind::OvsTso => "ovs-tso",
             SystemKind::VdeSwitch => "vde",
@@ -168,8 +168,8 @@ pub struct SwitchyardTuning {
     pub busy_poll_us: u64,
     /// How the workers read and write the TAPs.
     pub io: IoMode,
-    /// The fast path of before: flow-hash steering, no pinning, no adaptive polling.
-    pub classic: bool,
+    /// Steering by CPU with pinned workers and adaptive polling (`switchyard-cpu`).
+    pub cpu: bool,
 }
 
 impl SwitchyardTuning {
@@ -181,13 +181,7 @@ impl SwitchyardTuning {
             } else {
                 0
             },
-            classic: system == SystemKind::SwitchyardClassic,
-            // The fast path of before read and wrote with a system call per frame.
-            io: if system == SystemKind::SwitchyardClassic {
-                IoMode::Syscalls
-            } else {
-                t.io
-            },
+            cpu: system == SystemKind::SwitchyardCpu,
             ..t
         }
     }
@@ -200,8 +194,8 @@ impl SwitchyardTuning {
             self.busy_poll_us,
             self.io.as_str()
         );
-        if self.classic {
-            s.push_str("steering = \"hash\"\nadaptive_poll = false\n");
+        if self.cpu {
+            s.push_str("steering = \"cpu\"\nadaptive_poll = true\n");
         }
         s
     }
@@ -258,9 +252,9 @@ fn switchyard_topology(s: Scenario, prefix: &str, t: SwitchyardTuning) -> Topolo
         .switch(|sw| {
             sw.workers = t.workers;
             sw.busy_poll_us = t.busy_poll_us;
-            if t.classic {
-                sw.steering = "hash".into();
-                sw.adaptive_poll = false;
+            if t.cpu {
+                sw.steering = "cpu".into();
+                sw.adaptive_poll = true;
             }
             sw.io = t.io.as_str().into();
         });
@@ -386,7 +380,7 @@ pub fn deploy(
                 inner: Inner::Kernel(k),
             })
         }
-        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardClassic => {
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardCpu => {
             let tuning = SwitchyardTuning::of(system, tuning);
             let topo = switchyard_topology(scenario, prefix, tuning)
                 .build()
@@ -441,7 +435,7 @@ fn deploy_overlay(
                 inner: Inner::KernelOverlay(k),
             })
         }
-        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardClassic => {
+        SystemKind::Switchyard | SystemKind::SwitchyardBusyPoll | SystemKind::SwitchyardCpu => {
             let tuning = SwitchyardTuning::of(system, tuning);
             let o = SwitchyardOverlay::build(prefix, run_root, tuning)?;
             Ok(Deployed {
@@ -490,7 +484,7 @@ mod tests {
         let tuning = SwitchyardTuning {
             workers: 1,
             busy_poll_us: 200,
-            classic: false,
+            cpu: false,
             io: IoMode::Syscalls,
         };
         for s in Scenario::ALL {
@@ -502,12 +496,12 @@ mod tests {
                 .build()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name()));
             assert_eq!((topo.workers, topo.busy_poll_us), (1, 200));
-            assert_eq!((topo.steering, topo.adaptive_poll), (Steering::Cpu, true));
-            let classic = SwitchyardTuning::of(SystemKind::SwitchyardClassic, tuning);
-            let old = switchyard_topology(s, "b1s0y3-", classic).build().unwrap();
+            assert_eq!((topo.steering, topo.adaptive_poll), (Steering::Hash, false));
+            let cpu = SwitchyardTuning::of(SystemKind::SwitchyardCpu, tuning);
+            let local = switchyard_topology(s, "b1s0y3-", cpu).build().unwrap();
             assert_eq!(
-                (old.steering, old.adaptive_poll, old.busy_poll_us),
-                (Steering::Hash, false, 0)
+                (local.steering, local.adaptive_poll, local.busy_poll_us),
+                (Steering::Cpu, true, 0)
             );
             assert_eq!(topo.io, IoMode::Syscalls);
             let mut ours: Vec<(String, Ipv4Addr)> = topo
@@ -538,17 +532,17 @@ mod tests {
     #[test]
     fn each_overlay_instance_is_a_valid_config_with_the_other_as_its_remote() {
         use crate::overlay::{SwitchyardOverlay, ENDPOINTS, UNDERLAY};
-        let classic = SwitchyardTuning {
+        let cpu = SwitchyardTuning {
             workers: 1,
             busy_poll_us: 0,
             io: IoMode::Uring,
-            classic: true,
+            cpu: true,
         };
         for i in 0..2 {
-            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, classic);
+            let text = SwitchyardOverlay::config("b1s4y1-", "b1s4y1-h1", i, cpu);
             let topo = switchyard::topology::config::parse(&text, "overlay")
                 .unwrap_or_else(|e| panic!("instance {i}: {e}"));
-            assert_eq!((topo.workers, topo.steering), (1, Steering::Hash));
+            assert_eq!((topo.workers, topo.steering), (1, Steering::Cpu));
             assert_eq!(topo.io, IoMode::Uring, "as the tuning says");
             let ours: Vec<_> = topo
                 .interfaces()

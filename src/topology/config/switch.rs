@@ -72,14 +72,15 @@ pub struct SwitchSection {
     /// Keep polling this many microseconds after the last packet before sleeping (0: off).
     #[serde(default)]
     pub busy_poll_us: u64,
-    /// How frames sent into a TAP are spread over the workers: "cpu" (the queue of
-    /// the sending CPU, read by the worker pinned to it) or "hash" (the kernel's
-    /// flow hash, workers unpinned).
+    /// How frames sent into a TAP are spread over the workers: "hash" (the kernel's
+    /// flow hash, workers unpinned) or "cpu" (the queue of the sending CPU, read by
+    /// the worker pinned to it: lower latency, but a TCP flow sent from two CPUs
+    /// can arrive out of order).
     #[serde(default = "default_steering")]
     pub steering: String,
     /// Keep polling briefly after a packet while that pays off, sleep otherwise
     /// (ignored when `busy_poll_us` is set).
-    #[serde(default = "default_true")]
+    #[serde(default)]
     pub adaptive_poll: bool,
     /// How the workers read and write the TAPs: "uring" (a batch per system call,
     /// through io_uring) or "syscalls" (one read(2)/writev(2) per frame).
@@ -103,7 +104,7 @@ fn default_true() -> bool {
 }
 
 fn default_steering() -> String {
-    "cpu".into()
+    "hash".into()
 }
 
 fn default_io() -> String {
@@ -167,7 +168,7 @@ impl Default for SwitchSection {
             workers: 0,
             busy_poll_us: 0,
             steering: default_steering(),
-            adaptive_poll: true,
+            adaptive_poll: false,
             io: default_io(),
             offloads: true,
             dns_upstream: Vec::new(),

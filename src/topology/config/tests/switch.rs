@@ -52,14 +52,10 @@ offloads = false
     assert_eq!(t.busy_poll_us, 0);
     assert!(t.networks.iter().all(|n| n.offloads));
 
-    // Steering by CPU and adaptive polling unless told otherwise.
-    assert_eq!((t.steering, t.adaptive_poll), (Steering::Cpu, true));
-    let t = parse(
-        "[switch]\nsteering = \"hash\"\nadaptive_poll = false\n",
-        "t",
-    )
-    .unwrap();
+    // The kernel's flow hash and no polling unless told otherwise.
     assert_eq!((t.steering, t.adaptive_poll), (Steering::Hash, false));
+    let t = parse("[switch]\nsteering = \"cpu\"\nadaptive_poll = true\n", "t").unwrap();
+    assert_eq!((t.steering, t.adaptive_poll), (Steering::Cpu, true));
 
     let ps = problems("[switch]\nworkers = 65\nbusy_poll_us = 2000000\nsteering = \"rss\"\n");
     assert!(
