@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_bench::{self as bench, report, systems::SystemKind, BenchError, Options};
-use switchyard_testkit::fixtures::wait_until;
+use switchyard_testkit::fixtures::{namespaces_with, wait_until};
 
 /// The `switchyard` binary, which runs the harness as `switchyard bench`. It is built
 /// with the workspace's tests (`cargo test` at the top), next to the harness binary.
@@ -25,20 +25,6 @@ fn switchyard() -> std::path::PathBuf {
 
 /// Runs in one process share a namespace prefix ("b<pid>..."), so they take turns.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Namespaces whose names start with `prefix`.
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
-}
 
 fn our_prefix(pid: u32) -> String {
     format!("b{pid}s")

@@ -12,7 +12,7 @@ use switchyard_bench::connrate::{self, ConnServer};
 use switchyard_bench::kernel::{have, KernelBridge, KernelNet, KernelSpec};
 use switchyard_bench::systems::{Scenario, SystemKind};
 use switchyard_bench::{self as bench, report, BenchError, Options};
-use switchyard_testkit::fixtures::{require_root, unique_prefix};
+use switchyard_testkit::fixtures::{namespaces_with, require_root, unique_prefix};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
 const B: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 3);
@@ -103,19 +103,6 @@ fn processes_mentioning(text: &str) -> Vec<String> {
         }
     }
     found
-}
-
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_string)
-        .collect()
 }
 
 fn rootless_quick() -> Options {

@@ -132,6 +132,21 @@ pub fn assert_gone(names: &[String]) {
     }
 }
 
+/// The named namespaces (as `ip netns list` shows them) whose names start with
+/// `prefix`: what a run with that prefix has left behind.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Waits until `condition` holds, checking every few milliseconds; panics naming
 /// `what` if it does not within `timeout`. For ordering a test's steps on what has
 /// happened rather than on how long it usually takes.

@@ -381,8 +381,9 @@ impl VxlanQueue {
             msgs[m] = msg;
             m += 1;
         }
-        let gso = self.gso.clone();
-        let fd = &gso[sock].fd;
+        // Borrowed field by field: no clone of the shared socket list (an atomic
+        // count every worker would touch) per super-frame.
+        let fd = &self.gso[sock].fd;
         let mut last = Ok(());
         for &dst in dsts {
             let to = SocketAddrV4::new(dst, self.config.port);
@@ -483,14 +484,19 @@ impl Port for VxlanQueue {
     fn send(&mut self, frame: &mut Frame) -> io::Result<usize> {
         // To the VTEP the pipeline chose, if it is one of ours (an FDB entry outlives
         // no configuration, but stay strict); else to every remote.
-        let remotes = self.remotes.clone();
-        let one;
-        let dsts: &[Ipv4Addr] = match frame.tunnel {
-            Some(v) if remotes.contains(&v) => {
+        let known = frame.tunnel.filter(|v| self.remotes.contains(v));
+        let (one, all);
+        let dsts: &[Ipv4Addr] = match known {
+            Some(v) => {
                 one = [v];
                 &one
             }
-            _ => &remotes,
+            // A flood: the list is shared with the other workers, so a clone of it
+            // is paid only here, not for every unicast frame.
+            None => {
+                all = self.remotes.clone();
+                &all
+            }
         };
         if frame.vnet.is_gso() {
             if self.scratch.is_empty() {
