@@ -110,6 +110,9 @@ impl KernelNet {
             prefix: spec.prefix.clone(),
         };
         net.build_inner(spec)?;
+        for ns in &net.namespaces {
+            wait_running(ns)?;
+        }
         Ok(net)
     }
 
@@ -239,6 +242,37 @@ impl KernelNet {
         }
         Ok(())
     }
+}
+
+/// Waits until every device that is up in namespace `ns` is also running. The kernel
+/// marks a veth's carrier on through its link watch, up to a second after the pair
+/// came up, and until then drops what is sent on it: a first SYN lost that way would
+/// count as a failed connection.
+fn wait_running(ns: &str) -> Result<(), KernelError> {
+    step(
+        format!("wait for the devices in {ns} to run"),
+        netns::run_in_named(ns, || -> Result<(), String> {
+            let mut r = Rtnl::new().map_err(|e| e.to_string())?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let links = r.links().map_err(|e| e.to_string())?;
+                let waiting: Vec<String> = links
+                    .into_iter()
+                    .filter(|l| l.up && !l.running)
+                    .map(|l| l.name)
+                    .collect();
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!("no carrier after 5 s on {}", waiting.join(", ")));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|r| r),
+    )
 }
 
 /// A veth pair from the host namespace to `ns`, where its end becomes eth0.

@@ -140,6 +140,9 @@ pub struct LinkInfo {
     pub mtu: Option<u32>,
     /// Administratively up (`IFF_UP`), whether or not there is carrier.
     pub up: bool,
+    /// Operational (`IFF_RUNNING`): up with carrier, as the kernel's link watch last
+    /// saw it. A device that is up but not yet running drops what is sent on it.
+    pub running: bool,
     pub txqueuelen: Option<u32>,
     /// The bridge (or other controller) the device is attached to.
     pub master: Option<u32>,
@@ -554,6 +557,7 @@ impl Rtnl {
                     mac: None,
                     mtu: None,
                     up: l.header.flags.contains(LinkFlags::Up),
+                    running: l.header.flags.contains(LinkFlags::Running),
                     txqueuelen: None,
                     master: None,
                     promiscuity: None,
