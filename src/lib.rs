@@ -12,6 +12,8 @@
 //!   TAPs it describes.
 //! * [`control`] — a running instance, its control socket and protocol, and the CLI
 //!   verbs (`up`, `down`, `show`, `check`).
+//! * [`docker`] — Docker's remote network driver protocol, served by `up
+//!   --docker-driver`: Docker's networks and containers become switchyard's.
 //!
 //! The layers it uses: `switchyard_core` (wire formats and the pipeline, pure) and
 //! `switchyard_os` (TAP, namespaces, netlink). The benchmark harness
@@ -22,4 +24,5 @@
 pub mod control;
 pub mod dataplane;
 pub mod dns;
+pub mod docker;
 pub mod topology;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchyard::control::cli::{self, MetricsArgs, TableArg, Target};
+use switchyard::control::cli::{self, DockerArgs, MetricsArgs, TableArg, Target};
 use switchyard::control::protocol::{EndpointCreate, NetworkConnect, NetworkCreate, Request};
 use switchyard::topology::DEFAULT_RUN_ROOT;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -22,6 +22,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum DockerCmd {
+    /// The driver's networks and endpoints (read from its state file, so also while
+    /// switchyard is stopped).
+    Ls {
+        /// The driver's name (as given to `up --docker-driver`).
+        #[arg(long, default_value = switchyard::docker::DEFAULT_NAME)]
+        name: String,
+        /// Its state file (default /var/lib/switchyard/docker/NAME.json).
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Create the topology (built-in default without FILE) and switch until Ctrl-C.
     Up {
@@ -29,6 +45,8 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         metrics: MetricsArgs,
+        #[command(flatten)]
+        docker: DockerArgs,
     },
     /// Remove what a crashed `up` left behind.
     Down {
@@ -38,6 +56,13 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
+    },
+    /// What switchyard's Docker network driver (`up --docker-driver`) remembers: the
+    /// Docker networks it made and their endpoints, and whether each container still
+    /// runs.
+    Docker {
+        #[command(subcommand)]
+        cmd: DockerCmd,
     },
     /// Print a table of a running instance (`config`: its topology as a config file).
     Show {
@@ -310,7 +335,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { file, metrics } => cli::up(file.as_deref(), &cli.run_dir, &metrics),
+        Command::Up {
+            file,
+            metrics,
+            docker,
+        } => cli::up(file.as_deref(), &cli.run_dir, &metrics, &docker),
+        Command::Docker {
+            cmd: DockerCmd::Ls { name, state, json },
+        } => cli::docker_ls(&name, state.as_deref(), json),
         Command::Down { file, target } => cli::down(
             &Target {
                 config: file.or(target.config),
@@ -416,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     netns,
                     ifname,
                     aliases,
+                    handover: false,
                 }),
                 EndpointCmd::Rm { name } => Request::EndpointRm { name },
                 EndpointCmd::Ls => Request::EndpointLs {},
@@ -506,7 +539,7 @@ mod tests {
 
     #[test]
     fn up_takes_a_metrics_address_and_metrics_public_only_with_it() {
-        let Command::Up { file, metrics } = parse(&["up", "t.toml", "--metrics", "[::1]:9477"])
+        let Command::Up { file, metrics, .. } = parse(&["up", "t.toml", "--metrics", "[::1]:9477"])
             .unwrap()
             .command
         else {

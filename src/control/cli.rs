@@ -131,11 +131,35 @@ pub struct MetricsArgs {
     pub metrics_public: bool,
 }
 
+/// The Docker network driver options of `up`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DockerArgs {
+    /// Serve Docker's remote network driver protocol on
+    /// /run/docker/plugins/NAME.sock (NAME default "switchyard"), so that `docker
+    /// network create -d NAME` makes switchyard networks. Put it after FILE (or write
+    /// --docker-driver=NAME): a word right after it is taken as the NAME.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = crate::docker::DEFAULT_NAME)]
+    pub docker_driver: Option<String>,
+    /// Where the driver keeps its networks and endpoints across restarts (default
+    /// /var/lib/switchyard/docker/NAME.json).
+    #[arg(long, value_name = "PATH", requires = "docker_driver")]
+    pub docker_state: Option<PathBuf>,
+}
+
 /// `switchyard up [FILE]`: build the topology, switch until SIGINT/SIGTERM, clean up.
-pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
+pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs, d: &DockerArgs) -> Result<()> {
     // A refused address stops `up` before the topology file is even read.
     if let Some(addr) = m.metrics {
         metrics::check_address(addr, m.metrics_public)?;
+    }
+    if let Some(name) = &d.docker_driver {
+        crate::docker::check_name(name).map_err(anyhow::Error::msg)?;
+        if file.is_none() && name.ends_with(".toml") && Path::new(name).exists() {
+            anyhow::bail!(
+                "--docker-driver took {name:?} as the driver's name; to run that file, \
+                 write `switchyard up {name} --docker-driver`"
+            );
+        }
     }
     let topo = load_topology(file)?;
     // The port is taken before anything is created: one already in use stops `up`
@@ -156,6 +180,32 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
     }
     let sy = Switchyard::start_with(topo, run_root, listener).context("switchyard up")?;
     print_summary(&sy.topology(), sy.socket(), sy.metrics_addr());
+    let driver = match &d.docker_driver {
+        None => None,
+        Some(name) => {
+            let cfg = crate::docker::DriverConfig {
+                name: name.clone(),
+                plugin_dir: PathBuf::from(crate::docker::PLUGIN_DIR),
+                state: d
+                    .docker_state
+                    .clone()
+                    .unwrap_or_else(|| crate::docker::default_state(name)),
+                control: sy.socket().to_path_buf(),
+                prefix: sy.topology().prefix.clone(),
+            };
+            match crate::docker::DockerDriver::start(cfg.clone()) {
+                Ok((driver, restored)) => {
+                    print_restored(&cfg, &restored);
+                    Some(driver)
+                }
+                Err(e) => {
+                    // Nothing of the instance is left running without its driver.
+                    let _ = sy.shutdown();
+                    return Err(anyhow::Error::new(e).context("the Docker network driver"));
+                }
+            }
+        }
+    };
     while !stop.load(Ordering::SeqCst) {
         if sy.dataplane_died() {
             tracing::error!("the dataplane stopped unexpectedly; cleaning up");
@@ -164,6 +214,10 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("\nstopping: removing what switchyard created ...");
+    // Docker is told no more first: a request now would find the instance going.
+    if let Some(d) = driver {
+        d.stop();
+    }
     let end = sy.shutdown();
     let removed = end.removed?;
     println!(
@@ -175,6 +229,47 @@ pub fn up(file: Option<&Path>, run_root: &Path, m: &MetricsArgs) -> Result<()> {
     // manager restarts only what exits non-zero.
     end.dataplane
         .context("the dataplane failed (everything switchyard created was removed)")?;
+    Ok(())
+}
+
+fn print_restored(cfg: &crate::docker::DriverConfig, r: &crate::docker::driver::Restored) {
+    println!(
+        "  docker driver {:?} at {} (state {})",
+        cfg.name,
+        cfg.socket().display(),
+        cfg.state.display()
+    );
+    for n in &r.networks {
+        println!("  docker network {n} created again");
+    }
+    for (n, why) in &r.failed_networks {
+        tracing::error!("docker network {n} could not be created again: {why}");
+    }
+    for e in &r.reattached {
+        println!("  docker endpoint {e} attached again to its container");
+    }
+    for (e, why) in &r.gone {
+        tracing::warn!("docker endpoint {e} not attached again: {why}");
+    }
+}
+
+/// `switchyard docker ls`: the driver's state file, as tables (or JSON), with whether
+/// each joined container's namespace still exists.
+pub fn docker_ls(name: &str, state: Option<&Path>, json: bool) -> Result<()> {
+    crate::docker::check_name(name).map_err(anyhow::Error::msg)?;
+    let path = state.map_or_else(|| crate::docker::default_state(name), Path::to_path_buf);
+    if !path.exists() {
+        anyhow::bail!(
+            "{}: no state: the Docker driver {name:?} has never run with it",
+            path.display()
+        );
+    }
+    let st = crate::docker::state::DriverState::load(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    print!("{}", crate::docker::render(&st));
     Ok(())
 }
 

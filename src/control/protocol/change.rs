@@ -65,6 +65,8 @@ pub struct EndpointCreate {
     /// More DNS names of the endpoint on its DNS networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handover: bool,
 }
 
 /// `network_connect`: one more interface for an endpoint, on another network.

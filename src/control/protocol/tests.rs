@@ -65,6 +65,7 @@ fn sample_requests() -> Vec<Request> {
             netns: Some("/run/netns/ctr1".into()),
             ifname: Some("eth0".into()),
             aliases: vec!["www".into()],
+            handover: false,
         }),
         Request::EndpointRm { name: "web".into() },
         Request::EndpointLs {},
