@@ -46,12 +46,18 @@
 //!   bind mount overlay2 makes of `<data-root>` on itself: everything under the directory
 //!   in `/proc/self/mountinfo` is detached (`umount -l`), deepest first.
 //! * cgroups: `/<prefix>docker` and the containers' cgroups under it, in each hierarchy
-//!   under `/sys/fs/cgroup` (here ten cgroup v1 hierarchies and a v2 one at `unified`).
+//!   under `/sys/fs/cgroup`: here nine cgroup v1 hierarchies (`name=systemd` among them)
+//!   and a v2 one at `/sys/fs/cgroup/unified`. The parent is absolute, so containers land
+//!   there even where the test's own cgroup is not the root (memory, here).
 //! * `/etc/docker/key.json` (dockerd 20.10 writes its identity key there, whatever its
 //!   data root), and the directories `/etc/docker`, `/run/docker/plugins` (where dockerd
-//!   looks for plugin sockets) and `/run/containerd/s`: those that did not exist before
+//!   looks for plugin sockets), `/run/docker`, `/run/containerd/s` and `/run/containerd`:
+//!   those that did not exist before
 //!   this process's first harness started are removed when its last harness stops
-//!   (directories only when empty); what the machine had before is never touched.
+//!   (directories only when empty); what the machine had before is never touched. The
+//!   count is per process: a dockerd of another process that starts meanwhile may lose
+//!   the key file later, which it reads only when it starts, and a shim makes its
+//!   socket directory again when it is missing.
 //!
 //! [`Dockerd::stop`] returns [`Leftovers`]: what is still there after all of that, for a
 //! test to assert it is empty.
@@ -71,10 +77,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The longest a docker client command may take before the harness ends it (by its PID)
-/// and reports it as hung. Each command here takes under a second on an idle machine.
+/// and reports it as hung. Each command here takes 1.2 s at most on an idle machine.
 pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long dockerd may take to answer `docker version` after it starts (2 s here).
+/// How long dockerd may take to answer `docker version` after it starts (0.25 to 1 s here).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long dockerd may take to exit after SIGTERM before it gets SIGKILL. It stops its

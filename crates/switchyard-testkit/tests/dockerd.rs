@@ -34,10 +34,11 @@ fn a_container_says_hello_and_stopping_leaves_nothing() {
     );
     // The containerd dockerd started is under the exec root, not the machine's.
     let processes = d.processes();
+    let dir_s = dir.to_string_lossy().into_owned();
     assert!(
         processes
             .iter()
-            .any(|(_, cmd)| cmd.starts_with("containerd ") && cmd.contains(&*dir.to_string_lossy())),
+            .any(|(_, cmd)| cmd.starts_with("containerd ") && cmd.contains(&dir_s)),
         "no containerd of this daemon among {processes:?}"
     );
 
