@@ -35,9 +35,10 @@
 //! * containers: `docker rm -f` of every container, while the daemon still runs; then
 //!   dockerd gets SIGTERM by its PID (SIGKILL after 20 s), and stops its containerd.
 //! * processes that outlive the daemon: containerd's shims (`containerd-shim-runc-v2`)
-//!   are not dockerd's children (they detach to PID 1). Every process whose command line
-//!   names the private directory (containerd, shims) or that sits in the cgroup parent
-//!   (the containers' processes) is this harness's: it gets SIGKILL by its PID.
+//!   are not dockerd's children (they detach to PID 1). containerd, shims and runc whose
+//!   command lines name the private directory, and every process in the cgroup parent
+//!   (the containers'), are this harness's: they get SIGKILL by their PID (containerd
+//!   first SIGTERM and 5 s).
 //! * shim sockets `/run/containerd/s/<sha256>`: containerd 1.6 puts them there whatever
 //!   its state directory. A shim removes its socket when it exits; for a shim the harness
 //!   must kill, its socket (read from the shim's own file descriptors) is removed after.
@@ -556,9 +557,9 @@ impl Dockerd {
         all
     }
 
-    /// This harness's processes other than dockerd: those whose command line names the
-    /// private directory (containerd, its shims), and those in the cgroup parent (the
-    /// containers' processes). Only this harness's daemon starts either kind.
+    /// This harness's processes other than dockerd: containerd, its shims and runc, whose
+    /// command lines name the private directory, and the processes in the cgroup parent
+    /// (the containers'). Only this harness's daemon starts either kind.
     pub fn processes(&self) -> Vec<(i32, String)> {
         let dir = self.dir.to_string_lossy().into_owned();
         let parent = self.cgroup_parent();
@@ -588,7 +589,10 @@ impl Dockerd {
             let in_parent = cgroup
                 .lines()
                 .any(|l| l.split(':').nth(2).is_some_and(|p| in_cgroup(p, &parent)));
-            if names_dir(&cmdline, &dir) || in_parent || in_cgroups.contains(&pid) {
+            if (is_runtime_program(&cmdline) && names_dir(&cmdline, &dir))
+                || in_parent
+                || in_cgroups.contains(&pid)
+            {
                 found.push((pid, cmdline.trim_end().to_string()));
             }
         }
@@ -777,6 +781,15 @@ fn is_shim_socket(path: &str) -> bool {
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
+/// Whether a command line (arguments joined by spaces) runs one of the programs dockerd
+/// starts outside the containers: containerd, its shims, runc, docker's own helpers. A
+/// user's shell or editor that happens to name the directory is never taken for one.
+fn is_runtime_program(cmdline: &str) -> bool {
+    let argv0 = cmdline.split(' ').next().unwrap_or("");
+    let name = argv0.rsplit('/').next().unwrap_or(argv0);
+    name.starts_with("containerd") || name.starts_with("docker") || name == "runc"
+}
+
 /// Whether a command line names `dir` as a whole path component (`/tmp/x-t1a` does not
 /// name `/tmp/x-t1` nor the reverse).
 fn names_dir(cmdline: &str, dir: &str) -> bool {
@@ -837,6 +850,19 @@ mod tests {
         assert!(names_dir("x /tmp/d-t1a /other", "/tmp/d-t1a"));
         assert!(!names_dir("x /tmp/d-t1ab/exec", "/tmp/d-t1a"));
         assert!(!names_dir("x /tmp/d-t1", "/tmp/d-t1a"));
+    }
+
+    #[test]
+    fn only_runtime_programs_are_claimed_by_name() {
+        assert!(is_runtime_program("containerd --config /tmp/d/exec/c.toml"));
+        assert!(is_runtime_program(
+            "/usr/bin/containerd-shim-runc-v2 -namespace moby"
+        ));
+        assert!(is_runtime_program("/usr/sbin/runc --root /tmp/d/x"));
+        assert!(is_runtime_program("/usr/bin/docker-proxy -proto tcp"));
+        assert!(!is_runtime_program("less /tmp/d/dockerd.log"));
+        assert!(!is_runtime_program("/bin/sh -c containerd"));
+        assert!(!is_runtime_program("/usr/sbin/runcx"));
     }
 
     #[test]
