@@ -12,12 +12,14 @@
 //! * [`alloc`] — a counting global allocator, to prove a path allocates nothing.
 //! * [`process`] — `switchyard up` as a separate process: signals, exit status, log.
 //! * [`podman`] — real podman in a scratch directory, with CNI networks a test writes.
+//! * [`docker`] — a real dockerd with scratch state, its own containerd and cgroups.
 //!
 //! Besides `switchyard-os`, this is the one crate with `unsafe` code (socket calls the
 //! standard library does not wrap); every block has its `// SAFETY:` line.
 
 pub mod alloc;
 pub mod dns;
+pub mod docker;
 pub mod fixtures;
 pub mod fuzz;
 pub mod podman;

@@ -539,7 +539,7 @@ impl Drop for Podman {
 }
 
 /// The busybox the root filesystem is made of; busybox-static installs it here.
-const BUSYBOX: &str = "/bin/busybox";
+pub(crate) const BUSYBOX: &str = "/bin/busybox";
 
 /// Checks for root and the tools; returns podman's path.
 fn find_tools() -> Result<PathBuf, Unavailable> {
@@ -575,7 +575,7 @@ fn find_tools() -> Result<PathBuf, Unavailable> {
 
 /// Whether a 64-bit little-endian ELF executable names a program interpreter
 /// (PT_INTERP: dynamically linked); `None` for anything else.
-fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
+pub(crate) fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
     const PT_INTERP: u32 = 3;
     // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1).
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
@@ -598,7 +598,7 @@ fn elf_has_interpreter(elf: &[u8]) -> Option<bool> {
 
 /// `tool` in `PATH`, or else in the standard directories: Debian installs runc in
 /// /usr/sbin, which a user's `PATH` may lack.
-fn find_in_path(tool: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(
@@ -619,10 +619,14 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
 /// A new directory only this user can read, `<temp>/<dir_prefix>-<unique prefix>`.
 /// A name left by an earlier process with the same PID is skipped, not reused.
 fn private_dir(dir_prefix: &str) -> (PathBuf, String) {
+    private_dir_in(&std::env::temp_dir(), dir_prefix)
+}
+
+/// [`private_dir`] under `base` instead of the system's temporary directory.
+pub(crate) fn private_dir_in(base: &Path, dir_prefix: &str) -> (PathBuf, String) {
     for _ in 0..100 {
         let prefix = unique_prefix();
-        let dir =
-            std::env::temp_dir().join(format!("{dir_prefix}-{}", prefix.trim_end_matches('-')));
+        let dir = base.join(format!("{dir_prefix}-{}", prefix.trim_end_matches('-')));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return (dir, prefix),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -762,7 +766,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The mount points of the cgroup hierarchies (v1 and v2).
-fn cgroup_mounts() -> Vec<PathBuf> {
+pub(crate) fn cgroup_mounts() -> Vec<PathBuf> {
     mounts()
         .into_iter()
         .filter(|(_, t)| t == "cgroup" || t == "cgroup2")
@@ -771,27 +775,27 @@ fn cgroup_mounts() -> Vec<PathBuf> {
 }
 
 /// `umount -l`: detaches the mount now, the kernel finishes when it is unused.
-fn detach(point: &Path) {
+pub(crate) fn detach(point: &Path) {
     if let Err(e) = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH) {
-        eprintln!("podman harness: unmounting {}: {e}", point.display());
+        eprintln!("harness: unmounting {}: {e}", point.display());
     }
 }
 
 /// Removes a cgroup and the cgroups under it, deepest first; a cgroup directory
 /// holds only the kernel's files, so `rmdir` is the way.
-fn remove_cgroup_tree(top: &Path) {
+pub(crate) fn remove_cgroup_tree(top: &Path) {
     let mut dirs = Vec::new();
     walk_dirs(top, &mut |d| dirs.push(d.to_path_buf()));
     dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in dirs {
         if let Err(e) = std::fs::remove_dir(&d) {
-            eprintln!("podman harness: removing cgroup {}: {e}", d.display());
+            eprintln!("harness: removing cgroup {}: {e}", d.display());
         }
     }
 }
 
 /// Calls `f` on `top` and every directory under it (not following links).
-fn walk_dirs(top: &Path, f: &mut dyn FnMut(&Path)) {
+pub(crate) fn walk_dirs(top: &Path, f: &mut dyn FnMut(&Path)) {
     f(top);
     let Ok(entries) = std::fs::read_dir(top) else {
         return;
@@ -805,7 +809,7 @@ fn walk_dirs(top: &Path, f: &mut dyn FnMut(&Path)) {
 
 /// Runs `c` to its end, collecting what it prints; ends it (by its PID) and fails if
 /// it takes longer than `timeout`.
-fn output_within(mut c: Command, timeout: Duration) -> Result<Output, String> {
+pub(crate) fn output_within(mut c: Command, timeout: Duration) -> Result<Output, String> {
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| e.to_string())?;
     let out = reader(&mut child, true);
