@@ -210,6 +210,7 @@ fn create(env: &Env, conf: &NetConf) -> Result<Created, CniError> {
         netns: Some(env.netns.clone()),
         ifname: Some(env.ifname.clone()),
         aliases: aliases(env, conf),
+        handover: false,
     });
     let what = format!(
         "attach container {} to network {}",
