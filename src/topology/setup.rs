@@ -11,6 +11,11 @@
 //! * a clean exit removes it all and the state file with it,
 //! * after a crash, `switchyard down` finds the list and removes it.
 //!
+//! A handed-over endpoint (`handover`) is the exception to "inside": its one TAP is
+//! made in switchyard's own namespace, configured no further than its MAC, MTU and
+//! queue length, for a container runtime to move into the container's namespace and
+//! configure there.
+//!
 //! switchyard never takes over a namespace it did not create: if an endpoint's
 //! namespace already exists, setup stops before touching anything. Nor does it trust
 //! a name later: each namespace's identity (nsfs device and inode, and the kernel's
