@@ -254,12 +254,18 @@ enum EndpointCmd {
         /// creating one; only the TAP is added there, and only it is removed.
         #[arg(long, value_name = "PATH")]
         netns: Option<String>,
-        /// The interface's name (default eth0).
+        /// The interface's name (default eth0); with --handover, the TAP's name in
+        /// switchyard's own namespace.
         #[arg(long)]
         ifname: Option<String>,
         /// One more DNS name of the endpoint on its DNS networks (repeat for more).
         #[arg(long = "alias", value_name = "NAME", value_parser = dns_name)]
         aliases: Vec<String>,
+        /// Make the TAP in switchyard's own namespace, named --ifname, for a
+        /// container runtime to move into --netns and configure (no address,
+        /// route or link up).
+        #[arg(long)]
+        handover: bool,
     },
     /// Remove an endpoint, its namespace (if switchyard made it) and its table entries.
     Rm { name: String },
@@ -439,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     netns,
                     ifname,
                     aliases,
+                    handover,
                 } => Request::EndpointCreate(EndpointCreate {
                     name,
                     network,
@@ -448,7 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     netns,
                     ifname,
                     aliases,
-                    handover: false,
+                    handover,
                 }),
                 EndpointCmd::Rm { name } => Request::EndpointRm { name },
                 EndpointCmd::Ls => Request::EndpointLs {},

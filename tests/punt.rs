@@ -389,6 +389,7 @@ fn a_reply_goes_only_to_the_endpoint_that_asked_even_after_changes() {
             netns: None,
             ifname: None,
             aliases: vec![],
+            handover: false,
         }),
     );
     assert_eq!(port_of(&sy, "a2"), Some(a_port), "a2 has a's port number");

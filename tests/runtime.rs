@@ -141,6 +141,7 @@ fn endpoint_create(name: &str, network: &str) -> EndpointCreate {
         netns: None,
         ifname: None,
         aliases: Vec::new(),
+        handover: false,
     }
 }
 
@@ -1073,6 +1074,7 @@ fn an_open_event_stream_names_ports_added_after_it_started() {
         netns: None,
         ifname: None,
         aliases: Vec::new(),
+        handover: false,
     });
     let Reply::Endpoint(row) = client::request(sy.socket(), &req).unwrap() else {
         panic!("an endpoint");
@@ -1108,4 +1110,164 @@ fn an_open_event_stream_names_ports_added_after_it_started() {
         }
     }
     panic!("no mac_learned for {ip} on port late; saw {seen:?}");
+}
+
+// ---- 9. handing an interface over to a container runtime ----------------------------
+
+#[test]
+fn a_handed_over_tap_is_made_in_switchyards_namespace_and_switches_after_the_move() {
+    if !require_root() {
+        return;
+    }
+    let inst = Instance::new(BIN.as_ref(), "rt-handover");
+    // switchyard runs in a namespace of the test's (`host`), so that the TAPs it
+    // makes in its own namespace never appear where the tests run; `ctr` is the
+    // container's, which the test plays the runtime for.
+    let host = format!("{}host", inst.prefix);
+    let ctr = format!("{}ctr", inst.prefix);
+    let _ns = Namespaces(vec![host.clone(), ctr.clone()]);
+    for n in [&host, &ctr] {
+        let (made, out) = ip(&["netns", "add", n]);
+        assert!(made, "{out}");
+    }
+    // A device of someone else's under the name a handover will ask for.
+    let (made, out) = ip(&[
+        "-n", &host, "link", "add", "taken0", "type", "veth", "peer", "name", "taken1",
+    ]);
+    assert!(made, "{out}");
+    let mut up = inst.up_in(Path::new(&format!("/run/netns/{host}")));
+    let sock = inst.socket();
+    let ctr_path = format!("/run/netns/{ctr}");
+    let handover = |name: &str, netns: &str, ifname: &str| {
+        Request::EndpointCreate(EndpointCreate {
+            netns: Some(netns.into()),
+            ifname: Some(ifname.into()),
+            handover: true,
+            ..endpoint_create(name, "default")
+        })
+    };
+
+    // Without a namespace to go to, or a name to be made under: refused.
+    let args = [
+        "endpoint",
+        "create",
+        "h",
+        "--network",
+        "default",
+        "--handover",
+    ];
+    let msg = refused(&inst, &[&args[..], &["--ifname", "h0"]].concat());
+    assert!(msg.contains("needs netns"), "{msg}");
+    let msg = refused(&inst, &[&args[..], &["--netns", &ctr_path]].concat());
+    assert!(msg.contains("needs ifname"), "{msg}");
+
+    // A name taken in switchyard's namespace: refused, and nothing changes.
+    let before = config(&sock);
+    let msg = refused_with(
+        &sock,
+        &handover("h", &ctr_path, "taken0"),
+        ErrorCode::SetupFailed,
+    );
+    eprintln!("handover under a taken name: {msg}");
+    assert!(msg.contains("taken0 already exists"), "{msg}");
+    assert_eq!(config(&sock), before);
+    let (found, out) = ip(&["-n", &host, "-d", "link", "show", "dev", "taken0"]);
+    assert!(found && out.contains("veth"), "{out}");
+    let ports: Vec<PortRow> = table(&sock, Table::Ports);
+    assert!(ports.iter().all(|p| p.endpoint != "h"), "{ports:?}");
+
+    // Made in switchyard's namespace: its MAC, MTU and queue length, down, no
+    // address; nothing in the container's namespace yet.
+    let e: EndpointRow = serde_json::from_str(&ok(
+        &inst,
+        &[
+            &args[..],
+            &["--netns", &ctr_path, "--ifname", "h0", "--json"],
+        ]
+        .concat(),
+    ))
+    .unwrap();
+    assert!(e.handover && e.foreign, "{e:?}");
+    let i = e.interfaces[0].clone();
+    let (found, link) = ip(&["-n", &host, "link", "show", "dev", "h0"]);
+    assert!(found, "{link}");
+    for want in [
+        i.mac.as_str(),
+        &format!("mtu {}", i.mtu),
+        "state DOWN",
+        "qlen 4096",
+    ] {
+        assert!(link.contains(want), "{want:?} not in {link}");
+    }
+    assert!(!link.contains(",UP"), "{link}");
+    let (_, addrs) = ip(&["-n", &host, "-4", "addr", "show", "dev", "h0"]);
+    assert!(!addrs.contains("inet "), "{addrs}");
+    let (_, routes) = ip(&["-n", &host, "route", "show"]);
+    assert!(!routes.contains("h0"), "{routes}");
+    let (found, _) = ip(&["-n", &ctr, "link", "show", "dev", "h0"]);
+    assert!(!found, "h0 is in the container's namespace before the move");
+    let ls = ok(&inst, &["endpoint", "ls"]);
+    assert!(ls.contains(&format!("{ctr_path} (handover)")), "{ls}");
+    assert!(config(&sock).contains("handover = true"));
+
+    // What the runtime does: move it, rename it, address it, set it up, route.
+    let gw = i.gateway.clone().expect("default has a gateway");
+    for cmd in [
+        vec!["-n", &host, "link", "set", "h0", "netns", &ctr],
+        vec!["-n", &ctr, "link", "set", "h0", "name", "eth0"],
+        vec!["-n", &ctr, "addr", "add", &i.ip, "dev", "eth0"],
+        vec!["-n", &ctr, "link", "set", "eth0", "up"],
+        vec!["-n", &ctr, "route", "add", "default", "via", &gw],
+    ] {
+        let (done, out) = ip(&cmd);
+        assert!(done, "ip {cmd:?}: {out}");
+    }
+    // The queues switchyard holds carry the container's frames from its new place.
+    pings(&ctr, gw.parse().unwrap());
+    pings(&ctr, Ipv4Addr::new(172, 17, 0, 2));
+    pings(&inst.netns("b"), addr(&i.ip));
+
+    // A second network comes through the runtime as another endpoint.
+    ok(
+        &inst,
+        &["network", "create", "n9", "--subnet", "10.29.0.0/24"],
+    );
+    let msg = refused(&inst, &["network", "connect", "n9", "h"]);
+    assert!(msg.contains("through its runtime"), "{msg}");
+
+    // A namespace that does not exist yet is no reason to refuse: the TAP is made
+    // all the same, and its port is up (a namespace the watch could not see at
+    // the start is not watched).
+    let later = format!("/run/netns/{}later", inst.prefix);
+    endpoint(ask(&sock, &handover("later", &later, "h1")));
+    let (found, link) = ip(&["-n", &host, "link", "show", "dev", "h1"]);
+    assert!(found, "{link}");
+    let ports: Vec<PortRow> = table(&sock, Table::Ports);
+    let row = ports
+        .iter()
+        .find(|p| p.endpoint == "later")
+        .expect("a port");
+    eprintln!("show ports of a handover whose namespace is not there yet: {row:?}");
+    assert_eq!(row.state, "up");
+    ok(&inst, &["endpoint", "rm", "later"]);
+    let (found, _) = ip(&["-n", &host, "link", "show", "dev", "h1"]);
+    assert!(!found, "h1 is left behind");
+
+    // endpoint rm: the device goes from the container's namespace, which stays.
+    ok(&inst, &["endpoint", "rm", "h"]);
+    wait_until(
+        Duration::from_secs(5),
+        "eth0 to leave the container",
+        || !ip(&["-n", &ctr, "link", "show", "dev", "eth0"]).0,
+    );
+    assert!(netns::exists(&ctr), "the container's namespace is removed");
+    let (_, links) = ip(&["-n", &host, "-o", "link", "show"]);
+    assert!(!links.contains("h0"), "{links}");
+    let ports: Vec<PortRow> = table(&sock, Table::Ports);
+    assert!(ports.iter().all(|p| p.endpoint != "h"), "{ports:?}");
+    let (found, _) = ip(&["-n", &host, "link", "show", "dev", "taken0"]);
+    assert!(found, "the test's own taken0 went away");
+
+    let out = up.signal(Signal::SIGTERM);
+    assert!(out.status.success(), "{}", text(&out));
 }

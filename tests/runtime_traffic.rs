@@ -477,6 +477,7 @@ impl Churn {
                     netns: None,
                     ifname: None,
                     aliases: Vec::new(),
+                    handover: false,
                 }),
             );
             let x = c.endpoint(created);

@@ -504,6 +504,7 @@ fn an_instance_changes_around_its_overlay_and_keeps_the_tunnel() {
         netns: None,
         ifname: None,
         aliases: Vec::new(),
+        handover: false,
     });
     client::request(one.socket(), &req).expect("endpoint create");
     let late = ns(&one, "late");

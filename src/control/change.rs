@@ -210,6 +210,7 @@ fn edit_of(req: &Request) -> Option<Edit> {
             netns: e.netns.clone(),
             ifname: e.ifname.clone(),
             aliases: e.aliases.clone(),
+            handover: e.handover,
         },
         Request::EndpointRm { name } => Edit::EndpointRm { name: name.clone() },
         Request::AllowAdd { a, b } => Edit::AllowAdd {
@@ -504,6 +505,7 @@ pub fn endpoint_row(t: &Topology, name: &str) -> EndpointRow {
         name: e.name.clone(),
         netns: e.netns.clone(),
         foreign: e.foreign,
+        handover: e.handover,
         interfaces: e
             .interfaces
             .iter()

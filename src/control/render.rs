@@ -166,7 +166,9 @@ fn endpoints(rows: &[EndpointRow]) -> String {
         "ALIASES",
     ]);
     for e in rows {
-        let netns = if e.foreign {
+        let netns = if e.handover {
+            format!("{} (handover)", e.netns)
+        } else if e.foreign {
             format!("{} (attached)", e.netns)
         } else {
             e.netns.clone()

@@ -75,6 +75,7 @@ pub enum Edit {
         netns: Option<String>,
         ifname: Option<String>,
         aliases: Vec<String>,
+        handover: bool,
     },
     EndpointRm {
         name: String,
@@ -232,6 +233,15 @@ impl Edit {
             } => {
                 let ip = addr::<Ipv4Addr>("ip", ip)?;
                 let e = find_endpoint(cfg, endpoint)?;
+                if e.handover {
+                    // Its interface went to the runtime, which configures the
+                    // container's interfaces itself: one more comes the same way.
+                    return Err(EditError::Invalid(format!(
+                        "endpoint {endpoint} is a handed-over interface, and such an \
+                         endpoint has only that one; connect the container to network \
+                         {network} through its runtime, which makes another endpoint"
+                    )));
+                }
                 // An endpoint left only `lo` (its last network disconnected, or
                 // `mode = "none"`) takes a network again; one sharing another's
                 // namespace does not (validation says so).
@@ -290,6 +300,7 @@ impl Edit {
                 netns,
                 ifname,
                 aliases,
+                handover,
             } => {
                 cfg.endpoints.push(EndpointSection {
                     name: name.clone(),
@@ -300,6 +311,7 @@ impl Edit {
                     netns: netns.clone(),
                     ifname: ifname.clone(),
                     aliases: aliases.clone(),
+                    handover: *handover,
                     ..EndpointSection::default()
                 });
             }

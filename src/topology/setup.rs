@@ -11,6 +11,11 @@
 //! * a clean exit removes it all and the state file with it,
 //! * after a crash, `switchyard down` finds the list and removes it.
 //!
+//! A handed-over endpoint (`handover`) is the exception to "inside": its one TAP is
+//! made in switchyard's own namespace, configured no further than its MAC, MTU and
+//! queue length, for a container runtime to move into the container's namespace and
+//! configure there.
+//!
 //! switchyard never takes over a namespace it did not create: if an endpoint's
 //! namespace already exists, setup stops before touching anything. Nor does it trust
 //! a name later: each namespace's identity (nsfs device and inode, and the kernel's
@@ -426,6 +431,14 @@ impl Deployment {
             .iter()
             .map(|i| IfaceSetup::of(topo, ep, i))
             .collect();
+        if ep.handover {
+            // Here, in switchyard's own namespace: the runtime moves it to `netns`.
+            return hand_over(&ifaces).map_err(|(what, source)| SetupError::Endpoint {
+                endpoint: ep.name.clone(),
+                what,
+                source,
+            });
+        }
         if ep.foreign {
             return in_namespace_at(&ep.name, &ep.netns, move || {
                 configure_interfaces(&ifaces, Route::IfNone)
@@ -1049,6 +1062,67 @@ fn configure_namespace(ifaces: &[IfaceSetup]) -> Result<Vec<TapPort>, StepError>
     configure_interfaces(ifaces, Route::Always)
 }
 
+/// Creates the TAP of `i` (its `device`) in the calling thread's namespace with its
+/// queues, steering, MAC, MTU and txqueuelen, still down and without an address;
+/// returns it with its interface index. A failure drops the TAP, and the device
+/// goes with its last file descriptor.
+fn make_tap(rtnl: &mut Rtnl, i: &IfaceSetup) -> Result<(TapPort, u32), StepError> {
+    let dev = &i.device;
+    let mut tap = step(
+        format!("create TAP {dev}"),
+        TapPort::create(dev, i.queues, i.offloads, i.device_mtu),
+    )?;
+    if i.steering == Steering::Cpu {
+        // Without it the kernel's flow hash spreads the frames: slower, not wrong.
+        if let Err(e) = tap.steer_by_cpu() {
+            tracing::warn!("{e}: {dev} keeps the kernel's flow hash");
+        }
+    }
+    let idx = step(format!("find {dev}"), rtnl.link_index(dev))?;
+    step(format!("set MAC of {dev}"), rtnl.link_set_mac(idx, i.mac))?;
+    step(
+        format!("set MTU of {dev}"),
+        rtnl.link_set_mtu(idx, u32::from(i.device_mtu)),
+    )?;
+    step(
+        format!("set txqueuelen of {dev}"),
+        rtnl.link_set_txqueuelen(idx, TAP_TXQUEUELEN),
+    )?;
+    Ok((tap, idx))
+}
+
+/// A handed-over endpoint's one TAP, made in the calling thread's namespace —
+/// switchyard's own — for a container runtime to move into the container's
+/// namespace, rename and configure (address, routes, up), as Docker does with the
+/// device a network driver's `Join` names. Its queues keep carrying the frames
+/// after the move: a TAP's file descriptors follow the device, not the namespace.
+///
+/// A device of that name there already is refused, not adopted: it is someone
+/// else's (and the first queue's `TUNSETIFF` is exclusive besides, should one
+/// appear in between).
+fn hand_over(ifaces: &[IfaceSetup]) -> Result<Vec<TapPort>, StepError> {
+    let [i] = ifaces else {
+        return Err((
+            "hand over its interface".into(),
+            "a handed-over endpoint has exactly one interface".into(),
+        ));
+    };
+    let dev = &i.device;
+    let mut rtnl = step("open netlink", Rtnl::new())?;
+    if step(format!("look for {dev}"), rtnl.link_exists(dev))? {
+        return Err((
+            format!("create TAP {dev}"),
+            format!(
+                "a device named {dev} already exists in switchyard's own namespace; \
+                 give the handed-over interface another ifname"
+            )
+            .into(),
+        ));
+    }
+    let (tap, _) = make_tap(&mut rtnl, i)?;
+    Ok(vec![tap])
+}
+
 /// Runs inside a namespace (on a thread that entered it): creates the TAPs of
 /// `ifaces` and configures them like a container's interfaces, with the default
 /// route as `route` says.
@@ -1059,26 +1133,7 @@ fn configure_interfaces(ifaces: &[IfaceSetup], route: Route) -> Result<Vec<TapPo
     for i in ifaces {
         if i.tap {
             let dev = &i.device;
-            let mut tap = step(
-                format!("create TAP {dev}"),
-                TapPort::create(dev, i.queues, i.offloads, i.device_mtu),
-            )?;
-            if i.steering == Steering::Cpu {
-                // Without it the kernel's flow hash spreads the frames: slower, not wrong.
-                if let Err(e) = tap.steer_by_cpu() {
-                    tracing::warn!("{e}: {dev} keeps the kernel's flow hash");
-                }
-            }
-            let idx = step(format!("find {dev}"), rtnl.link_index(dev))?;
-            step(format!("set MAC of {dev}"), rtnl.link_set_mac(idx, i.mac))?;
-            step(
-                format!("set MTU of {dev}"),
-                rtnl.link_set_mtu(idx, u32::from(i.device_mtu)),
-            )?;
-            step(
-                format!("set txqueuelen of {dev}"),
-                rtnl.link_set_txqueuelen(idx, TAP_TXQUEUELEN),
-            )?;
+            let (tap, idx) = make_tap(&mut rtnl, i)?;
             if i.vlan.is_none() {
                 step(
                     format!("add {}/{} to {dev}", i.ip, i.prefix_len),

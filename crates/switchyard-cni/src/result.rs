@@ -245,6 +245,7 @@ mod tests {
             name: "c-3f2a9c1b7d4e".into(),
             netns: "/run/netns/netns-1".into(),
             foreign: true,
+            handover: false,
             interfaces: vec![InterfaceRow {
                 ifname: "eth0".into(),
                 network: "apps".into(),

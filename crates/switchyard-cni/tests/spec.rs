@@ -164,6 +164,7 @@ fn endpoint_row(gateway: Option<&str>) -> EndpointRow {
         name: NAME.into(),
         netns: NETNS.into(),
         foreign: true,
+        handover: false,
         interfaces: vec![InterfaceRow {
             ifname: "eth0".into(),
             network: "apps".into(),

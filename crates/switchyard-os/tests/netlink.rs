@@ -309,3 +309,35 @@ fn errors_name_the_operation() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_tap_is_made_new_never_joined_to_one_there_already() {
+    if !require_root() {
+        return;
+    }
+    let a = TestNs::create("nl");
+    let (ours, theirs) = (ifname("x0"), ifname("x1"));
+    let ns = a.0.clone();
+    netns::run_in_named(&a.0, move || {
+        let tap = TapPort::create(&ours, 2, Offloads::NONE, 1500).unwrap();
+        let again = TapPort::create(&ours, 2, Offloads::NONE, 1500)
+            .err()
+            .expect("a second TAP of the same name");
+        assert!(again.to_string().contains("busy"), "{again}");
+        assert_eq!(tap.into_queues().len(), 2, "the first keeps its queues");
+
+        // A persistent TAP someone left, with the flags switchyard asks for: the
+        // kernel would take more queues for it, were the first not exclusive.
+        let made = std::process::Command::new("ip")
+            .args(["tuntap", "add", "dev", &theirs, "mode", "tap"])
+            .args(["multi_queue", "vnet_hdr"])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?} in {ns}");
+        let refused = TapPort::create(&theirs, 2, Offloads::NONE, 1500)
+            .err()
+            .expect("a TAP that exists");
+        assert!(refused.to_string().contains("busy"), "{refused}");
+    })
+    .unwrap();
+}

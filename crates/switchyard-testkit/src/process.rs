@@ -13,6 +13,7 @@
 //! ```
 
 use crate::fixtures::{three, unique_prefix, wait_until};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -75,9 +76,30 @@ impl Instance {
         self.up_with(&[], env)
     }
 
+    /// [`Instance::up`] with switchyard's own network namespace the one at `netns`
+    /// (`/run/netns/NAME`, which the test made) instead of the test's: a device it
+    /// makes in its own namespace then never appears where the tests run, and goes
+    /// with that namespace whatever happens.
+    pub fn up_in(&self, netns: &Path) -> Up {
+        let ns = std::fs::File::open(netns).unwrap();
+        let mut c = self.cmd();
+        // SAFETY: between fork and exec the closure makes one system call (setns),
+        // which allocates nothing and touches no lock the parent may hold.
+        unsafe {
+            c.pre_exec(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        self.spawn(c, &[], &[])
+    }
+
     /// [`Instance::up`] with extra options for `up` (`--metrics ADDR:PORT`).
     pub fn up_with(&self, args: &[&str], env: &[(&str, &str)]) -> Up {
-        let mut c = self.cmd();
+        self.spawn(self.cmd(), args, env)
+    }
+
+    fn spawn(&self, mut c: Command, args: &[&str], env: &[(&str, &str)]) -> Up {
         c.arg("up")
             .arg(&self.config)
             .args(args)

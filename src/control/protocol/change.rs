@@ -59,12 +59,16 @@ pub struct EndpointCreate {
     /// Absent: switchyard creates the namespace `<prefix><name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
-    /// The interface's name inside the namespace (default `eth0`).
+    /// The interface's name inside the namespace (default `eth0`); with `handover`,
+    /// its name in switchyard's own namespace until the runtime moves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
     /// More DNS names of the endpoint on its DNS networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Make the TAP in switchyard's own namespace, named `ifname`, for a container
+    /// runtime to move into `netns` and configure (Docker's remote network drivers
+    /// return such a device from `Join`): no address, route or link up is set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handover: bool,
 }
@@ -126,6 +130,10 @@ pub struct EndpointRow {
     pub netns: String,
     /// True if switchyard attached a namespace it did not create.
     pub foreign: bool,
+    /// True if its interface was made in switchyard's own namespace for a runtime to
+    /// move into `netns` (absent in the replies of older builds: false).
+    #[serde(default)]
+    pub handover: bool,
     pub interfaces: Vec<InterfaceRow>,
     /// Its published ports, `8080:80/tcp`.
     pub publish: Vec<String>,

@@ -65,7 +65,7 @@ fn sample_requests() -> Vec<Request> {
             netns: Some("/run/netns/ctr1".into()),
             ifname: Some("eth0".into()),
             aliases: vec!["www".into()],
-            handover: false,
+            handover: true,
         }),
         Request::EndpointRm { name: "web".into() },
         Request::EndpointLs {},
@@ -423,6 +423,7 @@ fn sample_endpoint() -> EndpointRow {
         name: "web".into(),
         netns: "sy-web".into(),
         foreign: false,
+        handover: false,
         interfaces: vec![InterfaceRow {
             ifname: "eth0".into(),
             network: "default".into(),

@@ -52,6 +52,10 @@ pub struct EndpointSection {
     /// itself (`ip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub native: Option<String>,
+    /// With `netns` and `ifname`: the TAP is made in switchyard's own namespace,
+    /// named `ifname`, for a container runtime to move into `netns` and configure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handover: bool,
 }
 
 /// One entry of `trunk = [...]`: a network by name (its address the lowest free),
@@ -135,6 +139,8 @@ pub(super) fn check(
     let mut ep_names: HashMap<&str, usize> = HashMap::new();
     let mut shares: Vec<Option<String>> = Vec::new();
     let mut publish_raw: Vec<(usize, usize, Publish)> = Vec::new();
+    // Handed-over TAPs are all made in switchyard's own namespace: one name each.
+    let mut handover_names: HashMap<&str, &str> = HashMap::new();
     for (i, e) in raw.iter().enumerate() {
         let f = format!("endpoint \"{}\"", e.name);
         let fld = |k: &str| format!("{f}.{k}");
@@ -235,6 +241,20 @@ pub(super) fn check(
             (None, None, true) => c.bad(f.clone(), "needs a network (or attach, or mode)"),
         }
         shares.push(shares_name);
+        if e.handover {
+            handover_shape(e, &f, c);
+            if let Some(name) = &e.ifname {
+                if let Some(other) = handover_names.insert(name, &e.name) {
+                    c.bad(
+                        fld("ifname"),
+                        format!(
+                            "endpoint {other:?} hands over an interface named {name:?} too; \
+                             both would be made in switchyard's own namespace"
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(path) = &e.netns {
             if let Err(why) = check_netns_path(path) {
                 c.bad(fld("netns"), why);
@@ -312,6 +332,7 @@ pub(super) fn check(
                 None => format!("{prefix}{}", e.name),
             },
             foreign: e.netns.is_some(),
+            handover: e.handover,
             interfaces: Vec::new(),
             shares: None,
         });
@@ -366,6 +387,38 @@ fn trunk_shape(e: &EndpointSection, f: &str, c: &mut Checker) {
             format!("{f}.ip"),
             "with trunk, ip is the native network's address on eth0; give each VLAN's \
              address in its trunk entry ({ network = \"...\", ip = \"...\" })",
+        );
+    }
+}
+
+/// What a handed-over endpoint needs: one interface (`network`), the namespace the
+/// runtime moves it into (`netns`), and the TAP's name until then (`ifname`), which
+/// is a name in switchyard's own namespace, where no default may be assumed free.
+fn handover_shape(e: &EndpointSection, f: &str, c: &mut Checker) {
+    if e.netns.is_none() {
+        c.bad(
+            format!("{f}.handover"),
+            "a handed-over interface needs netns: the path of the namespace the runtime \
+             moves it into",
+        );
+    }
+    if e.network.is_none()
+        || !e.attach.is_empty()
+        || e.mode.is_some()
+        || !e.trunk.is_empty()
+        || e.native.is_some()
+    {
+        c.bad(
+            format!("{f}.handover"),
+            "a handed-over interface is its endpoint's only one: give network, not attach, \
+             trunk or mode",
+        );
+    }
+    if e.ifname.is_none() {
+        c.bad(
+            format!("{f}.handover"),
+            "a handed-over interface needs ifname: the TAP's name in switchyard's own \
+             namespace until the runtime moves and renames it",
         );
     }
 }

@@ -251,6 +251,10 @@ pub struct Endpoint {
     /// `netns = "/run/netns/x"`: a namespace someone else made, which switchyard only
     /// adds its interfaces to (and removes only them).
     pub foreign: bool,
+    /// `handover = true` (with `foreign`): its one TAP is made in switchyard's own
+    /// namespace, named by its `ifname`, for a container runtime to move into
+    /// `netns`; switchyard sets no address, route or link state on it.
+    pub handover: bool,
     /// No interfaces and `shares` unset: `mode = "none"` (only lo).
     pub interfaces: Vec<Interface>,
     /// `mode = "container:<other>"`: this endpoint is a second name for the namespace

@@ -114,11 +114,13 @@ impl Topology {
                     publish,
                     netns: e.foreign.then(|| e.netns.clone()),
                     aliases: e.aliases.clone(),
+                    handover: e.handover,
                     ..EndpointSection::default()
                 };
-                // The name an interface gets by default is not written out.
+                // The name an interface gets by default is not written out; a
+                // handed-over one has no default.
                 let ifname = |k: usize, x: &super::Interface| {
-                    (x.ifname != format!("eth{k}")).then(|| x.ifname.clone())
+                    (e.handover || x.ifname != format!("eth{k}")).then(|| x.ifname.clone())
                 };
                 let net_name = |x: &super::Interface| self.networks[x.network].name.clone();
                 match (e.shares, e.interfaces.as_slice()) {

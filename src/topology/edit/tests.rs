@@ -18,6 +18,7 @@ fn create(name: &str, network: &str) -> Edit {
         netns: None,
         ifname: None,
         aliases: Vec::new(),
+        handover: false,
     }
 }
 
@@ -376,4 +377,62 @@ fn dns_settings_of_a_new_network_and_aliases_of_a_new_endpoint_are_checked_as_th
         matches!(&e, EditError::Invalid(m) if m.contains("endpoint \"web2\".aliases[1]")),
         "{e}"
     );
+}
+
+#[test]
+fn a_handed_over_interface_round_trips_and_its_endpoint_takes_no_second_network() {
+    let mut ep = create("c1", "default");
+    if let Edit::EndpointCreate {
+        netns,
+        ifname,
+        handover,
+        ..
+    } = &mut ep
+    {
+        *netns = Some("/var/run/docker/netns/4f1a".into());
+        // A name a default would give: written out all the same.
+        *ifname = Some("eth0".into());
+        *handover = true;
+    }
+    let t = ep.apply(&base()).unwrap();
+    let c = t.endpoints.iter().find(|e| e.name == "c1").unwrap();
+    assert!(c.handover && c.foreign);
+    let text = t.to_toml();
+    assert!(text.contains("handover = true"), "{text}");
+    let again = parse(&text, "again").unwrap();
+    assert_eq!(again.endpoints, t.endpoints);
+
+    let with_back = net("back", "10.30.0.0/24").apply(&t).unwrap();
+    let e = Edit::Connect {
+        network: "back".into(),
+        endpoint: "c1".into(),
+        ip: None,
+        ifname: None,
+    }
+    .apply(&with_back)
+    .unwrap_err();
+    assert!(
+        matches!(&e, EditError::Invalid(m) if m.contains("through its runtime")),
+        "{e:?}"
+    );
+
+    // Without a namespace to go to, or a name to be made under, it is refused.
+    for (netns, ifname) in [(None, Some("h0")), (Some("/run/netns/x"), None)] {
+        let mut ep = create("c2", "default");
+        if let Edit::EndpointCreate {
+            netns: n,
+            ifname: i,
+            handover,
+            ..
+        } = &mut ep
+        {
+            *n = netns.map(str::to_string);
+            *i = ifname.map(str::to_string);
+            *handover = true;
+        }
+        assert!(
+            matches!(ep.apply(&base()), Err(EditError::Invalid(_))),
+            "{netns:?} {ifname:?}"
+        );
+    }
 }

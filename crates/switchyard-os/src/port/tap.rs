@@ -77,6 +77,8 @@ impl TapPort {
     /// network namespace, with the virtio-net header on and the given offloads
     /// (as many as the kernel has), fds non-blocking. The device starts down with a random MAC; the
     /// caller configures it (address, MTU, up) over netlink in the same namespace.
+    /// The device must be new: a name already taken in the namespace is refused
+    /// (`TUNSETIFF` with `IFF_TUN_EXCL`: `EBUSY`).
     pub fn create(
         ifname: &str,
         queues: usize,
@@ -283,10 +285,16 @@ fn check_features(fd: &OwnedFd) -> Result<(), TapError> {
 }
 
 fn set_iff(fd: &OwnedFd, ifname: &str, queue: usize) -> Result<(), TapError> {
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE;
+    if queue == 0 {
+        // The first queue makes the device: with IFF_TUN_EXCL the kernel refuses
+        // (EBUSY) a name a device already has, so a persistent TAP of someone else
+        // is never joined as if it were ours. The further queues join ours.
+        flags |= libc::IFF_TUN_EXCL;
+    }
     let mut req = IfReqFlags {
         name: [0; libc::IFNAMSIZ],
-        flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE)
-            as libc::c_short,
+        flags: flags as libc::c_short,
         _pad: [0; 22],
     };
     let cname = CString::new(ifname).map_err(|_| TapError::BadName(ifname.to_string()))?;

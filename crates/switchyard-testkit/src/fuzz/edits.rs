@@ -326,6 +326,7 @@ fn decode(b: &mut Bytes) -> Edit {
             netns: b.opt(NETNS),
             ifname: b.opt(IFNAMES),
             aliases: Vec::new(),
+            handover: false,
         },
         5 => Edit::EndpointRm {
             name: b.name(ENDPOINTS),
