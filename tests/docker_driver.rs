@@ -13,37 +13,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchyard_os::netns;
 use switchyard_testkit::docker::Dockerd;
-use switchyard_testkit::fixtures::{namespaces_with, wait_for, wait_until};
+use switchyard_testkit::fixtures::{namespaces_with, nat, wait_for, wait_until};
 use switchyard_testkit::process::{text, Instance, Up};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const IMAGE: &str = "syboxdrv:1";
 
-/// A topology with only the way out: switchyard's uplink 198.51.100.1 and a host beyond
-/// it, the endpoint `outside` (198.51.100.2). Docker brings the rest.
-fn uplink_only(prefix: &str) -> String {
-    format!(
-        r#"[switch]
-prefix = "{prefix}"
-
-[[network]]
-name = "outside"
-subnet = "198.51.100.0/24"
-gateway = "198.51.100.1"
-external = true
-
-[[endpoint]]
-name = "outside"
-network = "outside"
-ip = "198.51.100.2"
-"#
-    )
-}
-
 struct Driver<'a> {
     inst: &'a Instance,
     name: String,
     state: PathBuf,
+}
+
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        // A switchyard killed by a failing test leaves its socket.
+        let _ = std::fs::remove_file(self.socket());
+    }
 }
 
 impl Driver<'_> {
@@ -62,6 +48,18 @@ impl Driver<'_> {
             std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
         });
         up
+    }
+
+    fn docker_ls(&self) -> String {
+        let out = self
+            .inst
+            .cmd()
+            .args(["docker", "ls", "--name", &self.name, "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn sy(&self, args: &[&str]) -> Value {
@@ -121,7 +119,16 @@ fn assert_views_agree(d: &Dockerd, drv: &Driver, net: &str) -> String {
     let sy_name = &id[..12];
     let sy = drv.sy(&["network", "inspect", sy_name]);
     assert_eq!(sy["subnet"], docker["IPAM"]["Config"][0]["Subnet"], "{sy}");
-    assert_eq!(sy["gateway"], docker["IPAM"]["Config"][0]["Gateway"], "{sy}");
+    // Docker shows a gateway only where `--gateway` gave one; its IPAM's default is
+    // the subnet's first host address, as switchyard's.
+    match &docker["IPAM"]["Config"][0]["Gateway"] {
+        Value::Null => {
+            let subnet = docker["IPAM"]["Config"][0]["Subnet"].as_str().unwrap();
+            let first = subnet.trim_end_matches("0/24").to_string() + "1";
+            assert_eq!(sy["gateway"], first.as_str(), "{sy}");
+        }
+        gw => assert_eq!(&sy["gateway"], gw, "{sy}"),
+    }
     let mut want: Vec<(String, String, String)> = docker["Containers"]
         .as_object()
         .unwrap()
@@ -157,8 +164,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     let Some(d) = Dockerd::require("sydrv") else {
         return;
     };
-    let inst = Instance::new(Path::new(BIN), "docker");
-    std::fs::write(&inst.config, uplink_only(&inst.prefix)).unwrap();
+    let inst = Instance::with(Path::new(BIN), "docker", nat);
     let drv = Driver {
         inst: &inst,
         name: format!("{}drv", inst.prefix),
@@ -170,7 +176,8 @@ fn docker_runs_containers_on_switchyard_networks() {
 
     // Networks: Docker's IPAM pool, gateway and options become switchyard's.
     d.docker_ok(&[
-        "network", "create", "-d", name, "--subnet", "10.214.0.0/24", "-o", "mtu=1400", "n1",
+        "network", "create", "-d", name, "--subnet", "10.214.0.0/24", "--gateway",
+        "10.214.0.1", "-o", "mtu=1400", "n1",
     ]);
     d.docker_ok(&["network", "create", "-d", name, "--subnet", "10.215.0.0/24", "n2"]);
     // Refusals come back in words a Docker user understands, and change nothing.
@@ -185,7 +192,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     assert!(!bad.status.success());
     assert!(text(&bad).contains("overlaps"), "{}", text(&bad));
     let nets = drv.sy(&["network", "ls"]);
-    assert_eq!(nets.as_array().unwrap().len(), 3, "outside, n1, n2: {nets}");
+    assert_eq!(nets.as_array().unwrap().len(), 4, "default, outside, n1, n2: {nets}");
 
     // Two containers; one publishes its web server as 8082 on the uplink.
     d.docker_ok(&[
@@ -225,12 +232,19 @@ fn docker_runs_containers_on_switchyard_networks() {
 
     // A restart: the networks come back from the driver's state, and the running
     // containers are attached again (their interfaces went with the old process).
+    // The name Docker gave each interface in its container is known while running
+    // (the driver looks, as Docker does not say), for a restart to use again.
+    wait_until(Duration::from_secs(5), "the interface names", || {
+        let ls = drv.docker_ls();
+        ls.matches(" eth0 ").count() == 2
+    });
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!drv.socket().exists(), "the plugin socket is removed at exit");
     assert!(!ping(&d, "c2", &c1), "no network while switchyard is down");
     let mut up = drv.up();
-    assert!(ping(&d, "c2", &c1), "c2 reaches c1 again after the restart");
+    let ls = drv.docker_ls();
+    assert!(ping(&d, "c2", &c1), "c2 reaches c1 again after the restart:\n{ls}");
     let body = wait_for(Duration::from_secs(10), "the published port again", || {
         get_published(&outside).ok()
     });
@@ -243,7 +257,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     assert_eq!(n1_now["endpoints"], Value::Array(vec![]), "{n1_now}");
     d.docker_ok(&["network", "rm", "n1", "n2"]);
     let nets = drv.sy(&["network", "ls"]);
-    assert_eq!(nets.as_array().unwrap().len(), 1, "only outside is left: {nets}");
+    assert_eq!(nets.as_array().unwrap().len(), 2, "default and outside are left: {nets}");
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!drv.socket().exists());

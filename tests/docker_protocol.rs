@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
-use switchyard_testkit::fixtures::{require_root, wait_until};
+use switchyard_testkit::fixtures::{nat, require_root, wait_until};
 use switchyard_testkit::process::{text, Instance, Up};
 use switchyard_testkit::traffic;
 
@@ -32,7 +32,7 @@ struct Plugin {
 
 impl Plugin {
     fn new() -> Plugin {
-        let inst = Instance::new(Path::new(BIN), "dockerproto");
+        let inst = Instance::with(Path::new(BIN), "dockerproto", nat);
         let name = format!("{}p", inst.prefix);
         let state = inst.dir.join("state.json");
         Plugin {
@@ -118,6 +118,8 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
+        // A switchyard killed by a failing test leaves its socket.
+        let _ = std::fs::remove_file(self.socket());
         for s in &self.sandboxes {
             let _ = netns::delete(s);
         }
@@ -180,14 +182,14 @@ fn create_network(p: &Plugin) {
 }
 
 /// CreateEndpoint and Join; returns the device named in the answer.
-fn join(p: &Plugin, ep: &str, addr: &str, sandbox: &str) -> (String, Value) {
+fn join(p: &Plugin, ep: &str, addr: &str, sandbox: &str, host_port: u16) -> (String, Value) {
     let a = p.ok(
         "NetworkDriver.CreateEndpoint",
         json!({
             "NetworkID": NET, "EndpointID": ep,
             "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""},
             "Options": {"com.docker.network.portmap": [
-                {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8082, "HostPortEnd": 8082}
+                {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": host_port, "HostPortEnd": host_port}
             ]}
         }),
     );
@@ -225,7 +227,7 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
 
     // A container joins: its TAP waits in switchyard's namespace, MTU already set.
     let s1 = p.sandbox("c1");
-    let (dev, created) = join(&p, EP1, "10.214.0.2/24", &s1);
+    let (dev, created) = join(&p, EP1, "10.214.0.2/24", &s1, 8082);
     assert_eq!(created["Interface"]["MacAddress"], "02:42:0a:d6:00:02");
     assert!(dev.starts_with(&p.inst.prefix), "{dev} carries the instance's prefix");
     assert!(Rtnl::new().unwrap().link_exists(&dev).unwrap());
@@ -258,7 +260,18 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
     // A second container joins; then switchyard restarts, and meanwhile the second
     // container goes away.
     let s2 = p.sandbox("c2");
-    let (dev2, _) = join(&p, EP2, "10.214.0.3/24", &s2);
+    // Docker's bridge refuses a host port taken twice before a container starts; so
+    // does switchyard, at CreateEndpoint.
+    let (status, v) = p.post(
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": NET, "EndpointID": EP2,
+               "Interface": {"Address": "10.214.0.3/24"},
+               "Options": {"com.docker.network.portmap": [
+                   {"Proto": 6, "Port": 81, "HostPort": 8082, "HostPortEnd": 8082}]}}),
+    );
+    assert_eq!(status, 500);
+    assert!(v["Err"].as_str().unwrap().contains("8082/tcp is published already"), "{v}");
+    let (dev2, _) = join(&p, EP2, "10.214.0.3/24", &s2, 8083);
     move_in_as_docker_does(&dev2, &s2, "10.214.0.3/24", "10.214.0.1");
     p.ok(
         "NetworkDriver.ProgramExternalConnectivity",

@@ -134,6 +134,7 @@ impl Driver {
             }
             "NetworkDriver.EndpointOperInfo" => {
                 let r: api::EndpointId = parse(body)?;
+                self.note_ifname(&r.endpoint_id);
                 let mut value = Map::new();
                 if let Some(e) = self.state.endpoints.get(&r.endpoint_id) {
                     value.insert("switchyard.endpoint".into(), e.name.clone().into());
@@ -304,6 +305,24 @@ impl Driver {
             (m.to_string(), String::new())
         };
         let publish = publish_rules(&r.options)?;
+        // A host port is the uplink's once: refused here, before Docker starts the
+        // container, when another of Docker's endpoints has it (one the config file
+        // publishes is refused at `Join`, by switchyard's own check).
+        for rule in &publish {
+            let port = rule.split_once(':').map_or(rule.as_str(), |(h, _)| h);
+            let proto = rule.rsplit_once('/').map_or("", |(_, p)| p);
+            if let Some(other) = self.state.endpoints.values().find(|e| {
+                e.publish.iter().any(|o| {
+                    o.split_once(':').map(|(h, _)| h) == Some(port)
+                        && o.rsplit_once('/').map(|(_, p)| p) == Some(proto)
+                })
+            }) {
+                return Err(format!(
+                    "-p {rule}: {port}/{proto} is published already, by endpoint {}",
+                    other.name
+                ));
+            }
+        }
         let state = EndpointState {
             network: r.network_id.clone(),
             name: short(&r.endpoint_id).to_string(),
@@ -428,6 +447,9 @@ impl Driver {
             return;
         };
         let Some(joined) = &ep.joined else { return };
+        if joined.ifname.is_some() {
+            return;
+        }
         let Ok(mac) = ep.mac.parse::<MacAddr>() else {
             return;
         };
@@ -445,12 +467,29 @@ impl Driver {
                     tracing::warn!("{e}");
                 }
             }
-            Ok(None) => tracing::warn!(
-                "endpoint {}: no interface with MAC {mac} in {}",
+            // Not moved in yet, or the container is going.
+            Ok(None) => tracing::debug!(
+                "endpoint {}: no interface with MAC {mac} in {} yet",
                 short(endpoint_id),
                 joined.sandbox
             ),
-            Err(e) => tracing::warn!("endpoint {}: {e}", short(endpoint_id)),
+            Err(e) => tracing::debug!("endpoint {}: {e}", short(endpoint_id)),
+        }
+    }
+
+    /// Notes the container-side name of every joined interface not known yet: when the
+    /// driver stops, while the interfaces still exist (Docker names them after `Join`,
+    /// and which of its later calls comes after the rename differs between versions).
+    pub fn note_all_ifnames(&mut self) {
+        let ids: Vec<String> = self
+            .state
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.joined.as_ref().is_some_and(|j| j.ifname.is_none()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.note_ifname(&id);
         }
     }
 
@@ -519,10 +558,12 @@ impl Driver {
                 ));
                 continue;
             }
-            let Some(ifname) = j.ifname.clone() else {
+            // A name never seen (switchyard was killed before it looked): the first
+            // `ethN` the container does not have, as Docker would pick.
+            let Some(ifname) = j.ifname.clone().or_else(|| first_free_eth(&j.sandbox)) else {
                 out.gone.push((
                     ep.name.clone(),
-                    "the interface's name in the container was never seen".into(),
+                    "no interface name free in the container".into(),
                 ));
                 continue;
             };
@@ -643,6 +684,21 @@ fn proto_name(p: u8) -> String {
 /// its container does).
 pub fn is_namespace(path: &str) -> bool {
     switchyard_os::netns::open_path(Path::new(path)).is_ok()
+}
+
+/// The first of `eth0`, `eth1`, ... that the namespace at `path` has no device of.
+fn first_free_eth(path: &str) -> Option<String> {
+    let fd = switchyard_os::netns::open_path(Path::new(path)).ok()?;
+    let names = switchyard_os::netns::run_in(&fd, || {
+        switchyard_os::netlink::Rtnl::new()
+            .and_then(|mut r| r.links())
+            .map(|l| l.into_iter().map(|l| l.name).collect::<Vec<_>>())
+    })
+    .ok()?
+    .ok()?;
+    (0..64)
+        .map(|n| format!("eth{n}"))
+        .find(|n| !names.contains(n))
 }
 
 /// The name of the interface with `mac` in the namespace at `path`.

@@ -239,9 +239,22 @@ fn bind_private(dir: &Path, name: &str, socket: &Path) -> Result<tiny_http::Serv
     placed
 }
 
-/// Answers Docker until `stop`.
+/// Answers Docker until `stop`; then notes where the joined interfaces are, for the
+/// next start.
 fn serve(server: tiny_http::Server, mut driver: Driver, stop: &AtomicBool) {
+    answer(&server, &mut driver, stop);
+    driver.note_all_ifnames();
+}
+
+fn answer(server: &tiny_http::Server, driver: &mut Driver, stop: &AtomicBool) {
+    let mut looked = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        // Docker renames an interface after `Join` and says nothing more: while a name
+        // is unknown, look once a second.
+        if looked.elapsed() >= Duration::from_secs(1) {
+            driver.note_all_ifnames();
+            looked = std::time::Instant::now();
+        }
         let mut req = match server.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,

@@ -13,6 +13,7 @@
 //! ```
 
 use crate::fixtures::{three, unique_prefix, wait_until};
+use switchyard::topology::TopologyBuilder;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -20,25 +21,40 @@ use std::time::{Duration, Instant};
 use switchyard_os::netns;
 
 /// A scratch directory with a topology file (the fixtures' `three`: endpoints a, b, c
-/// on one network) and a run directory, under a prefix of its own. Dropping it runs
-/// `down` and removes whatever is left.
+/// on one network, unless made [`Instance::with`] another) and a run directory, under a
+/// prefix of its own. Dropping it runs `down` and removes whatever is left.
 pub struct Instance {
     bin: PathBuf,
     pub dir: PathBuf,
     pub prefix: String,
     pub config: PathBuf,
+    /// The topology's endpoints, by name.
+    endpoints: Vec<String>,
 }
 
 impl Instance {
     /// `bin` is the `switchyard` binary (`env!("CARGO_BIN_EXE_switchyard")`).
     pub fn new(bin: &Path, tag: &str) -> Instance {
+        Instance::with(bin, tag, three)
+    }
+
+    /// An instance of the topology `topology` makes for the instance's prefix (a
+    /// fixture: `nat`, `routed`, ...) instead of `three`.
+    pub fn with(bin: &Path, tag: &str, topology: impl FnOnce(&str) -> TopologyBuilder) -> Instance {
         let prefix = unique_prefix();
         let dir = std::env::temp_dir().join(format!("switchyard-{tag}-{prefix}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("three.toml");
-        let text = three(&prefix).to_toml().expect("the fixture prints");
+        let builder = topology(&prefix);
+        let text = builder.to_toml().expect("the fixture prints");
+        let endpoints = crate::fixtures::build(builder)
+            .endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
         std::fs::write(&config, text).unwrap();
         Instance {
+            endpoints,
             bin: bin.to_path_buf(),
             dir,
             prefix,
@@ -60,7 +76,7 @@ impl Instance {
     }
 
     pub fn namespaces(&self) -> Vec<String> {
-        ["a", "b", "c"].iter().map(|e| self.netns(e)).collect()
+        self.endpoints.iter().map(|e| self.netns(e)).collect()
     }
 
     /// The binary, with this instance's run directory.

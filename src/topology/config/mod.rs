@@ -298,8 +298,10 @@ pub struct TrunkRole {
 impl Topology {
     /// The display name of an endpoint's interface as a switchyard port: the endpoint
     /// name for eth0, `endpoint/ethN` for the others.
+    /// A handed-over interface is its endpoint's only one, and its `ifname` only the
+    /// name it had before the runtime renamed it: the port is named after the endpoint.
     pub fn port_name(endpoint: &Endpoint, iface: &Interface) -> String {
-        if iface.ifname == "eth0" {
+        if iface.ifname == "eth0" || endpoint.handover {
             endpoint.name.clone()
         } else {
             format!("{}/{}", endpoint.name, iface.ifname)
