@@ -41,9 +41,10 @@ impl Driver<'_> {
     /// socket answers.
     fn up(&self) -> Up {
         let state = self.state.display().to_string();
-        let up = self
-            .inst
-            .up_with(&["--docker-driver", &self.name, "--docker-state", &state], &[]);
+        let up = self.inst.up_with(
+            &["--docker-driver", &self.name, "--docker-state", &state],
+            &[],
+        );
         wait_until(Duration::from_secs(20), "the plugin socket", || {
             std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
         });
@@ -155,7 +156,10 @@ fn assert_views_agree(d: &Dockerd, drv: &Driver, net: &str) -> String {
         .collect();
     want.sort();
     have.sort();
-    assert_eq!(have, want, "switchyard's endpoints against Docker's containers");
+    assert_eq!(
+        have, want,
+        "switchyard's endpoints against Docker's containers"
+    );
     sy_name.to_string()
 }
 
@@ -176,33 +180,95 @@ fn docker_runs_containers_on_switchyard_networks() {
 
     // Networks: Docker's IPAM pool, gateway and options become switchyard's.
     d.docker_ok(&[
-        "network", "create", "-d", name, "--subnet", "10.214.0.0/24", "--gateway",
-        "10.214.0.1", "-o", "mtu=1400", "n1",
+        "network",
+        "create",
+        "-d",
+        name,
+        "--subnet",
+        "10.214.0.0/24",
+        "--gateway",
+        "10.214.0.1",
+        "-o",
+        "mtu=1400",
+        "n1",
     ]);
-    d.docker_ok(&["network", "create", "-d", name, "--subnet", "10.215.0.0/24", "n2"]);
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        name,
+        "--subnet",
+        "10.215.0.0/24",
+        "n2",
+    ]);
     // Refusals come back in words a Docker user understands, and change nothing.
     let bad = d.docker(&[
-        "network", "create", "-d", name, "--subnet", "10.216.0.0/24", "-o", "parent=eth0", "n3",
+        "network",
+        "create",
+        "-d",
+        name,
+        "--subnet",
+        "10.216.0.0/24",
+        "-o",
+        "parent=eth0",
+        "n3",
     ]);
     assert!(!bad.status.success());
-    assert!(text(&bad).contains("unknown option \"parent\""), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("unknown option \"parent\""),
+        "{}",
+        text(&bad)
+    );
     let bad = d.docker(&[
-        "network", "create", "-d", name, "--subnet", "198.51.100.128/25", "n4",
+        "network",
+        "create",
+        "-d",
+        name,
+        "--subnet",
+        "198.51.100.128/25",
+        "n4",
     ]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("overlaps"), "{}", text(&bad));
     let nets = drv.sy(&["network", "ls"]);
-    assert_eq!(nets.as_array().unwrap().len(), 4, "default, outside, n1, n2: {nets}");
+    assert_eq!(
+        nets.as_array().unwrap().len(),
+        4,
+        "default, outside, n1, n2: {nets}"
+    );
 
     // Two containers; one publishes its web server as 8082 on the uplink.
     d.docker_ok(&[
-        "run", "-d", "--name", "c1", "--network", "n1", "-p", "8082:80", IMAGE, "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "n1",
+        "-p",
+        "8082:80",
+        IMAGE,
+        "sh",
+        "-c",
         "mkdir -p /www && echo hello-from-c1 > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
-    d.docker_ok(&["run", "-d", "--name", "c2", "--network", "n1", IMAGE, "sleep", "1000"]);
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "--network",
+        "n1",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
     let c1 = ip_on(&d, "c1", "n1");
     let c2 = ip_on(&d, "c2", "n1");
-    assert!(c1.starts_with("10.214.0.") && c2.starts_with("10.214.0."), "{c1} {c2}");
+    assert!(
+        c1.starts_with("10.214.0.") && c2.starts_with("10.214.0."),
+        "{c1} {c2}"
+    );
     assert!(ping(&d, "c2", &c1), "c2 reaches c1 through switchyard");
     assert!(ping(&d, "c1", "10.214.0.1"), "c1 reaches the gateway");
     // The interface Docker named eth0 is switchyard's TAP, with the network's MTU.
@@ -219,7 +285,10 @@ fn docker_runs_containers_on_switchyard_networks() {
     d.docker_ok(&["network", "connect", "n2", "c2"]);
     let c2b = ip_on(&d, "c2", "n2");
     assert!(c2b.starts_with("10.215.0."), "{c2b}");
-    assert!(ping(&d, "c2", "10.215.0.1"), "c2 reaches n2's gateway on eth1");
+    assert!(
+        ping(&d, "c2", "10.215.0.1"),
+        "c2 reaches n2's gateway on eth1"
+    );
     let addrs = stdout(&d.docker_ok(&["exec", "c2", "ip", "-4", "-o", "addr"]));
     assert!(addrs.contains("eth1") && addrs.contains(&c2b), "{addrs}");
     let n2 = assert_views_agree(&d, &drv, "n2");
@@ -240,11 +309,17 @@ fn docker_runs_containers_on_switchyard_networks() {
     });
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!drv.socket().exists(), "the plugin socket is removed at exit");
+    assert!(
+        !drv.socket().exists(),
+        "the plugin socket is removed at exit"
+    );
     assert!(!ping(&d, "c2", &c1), "no network while switchyard is down");
     let mut up = drv.up();
     let ls = drv.docker_ls();
-    assert!(ping(&d, "c2", &c1), "c2 reaches c1 again after the restart:\n{ls}");
+    assert!(
+        ping(&d, "c2", &c1),
+        "c2 reaches c1 again after the restart:\n{ls}"
+    );
     let body = wait_for(Duration::from_secs(10), "the published port again", || {
         get_published(&outside).ok()
     });
@@ -257,7 +332,11 @@ fn docker_runs_containers_on_switchyard_networks() {
     assert_eq!(n1_now["endpoints"], Value::Array(vec![]), "{n1_now}");
     d.docker_ok(&["network", "rm", "n1", "n2"]);
     let nets = drv.sy(&["network", "ls"]);
-    assert_eq!(nets.as_array().unwrap().len(), 2, "default and outside are left: {nets}");
+    assert_eq!(
+        nets.as_array().unwrap().len(),
+        2,
+        "default and outside are left: {nets}"
+    );
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!drv.socket().exists());

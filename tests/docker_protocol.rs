@@ -49,9 +49,10 @@ impl Plugin {
 
     fn up(&self) -> Up {
         let state = self.state.display().to_string();
-        let up = self
-            .inst
-            .up_with(&["--docker-driver", &self.name, "--docker-state", &state], &[]);
+        let up = self.inst.up_with(
+            &["--docker-driver", &self.name, "--docker-state", &state],
+            &[],
+        );
         wait_until(Duration::from_secs(20), "the plugin socket", || {
             UnixStream::connect(self.socket()).is_ok()
         });
@@ -229,7 +230,10 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
     let s1 = p.sandbox("c1");
     let (dev, created) = join(&p, EP1, "10.214.0.2/24", &s1, 8082);
     assert_eq!(created["Interface"]["MacAddress"], "02:42:0a:d6:00:02");
-    assert!(dev.starts_with(&p.inst.prefix), "{dev} carries the instance's prefix");
+    assert!(
+        dev.starts_with(&p.inst.prefix),
+        "{dev} carries the instance's prefix"
+    );
     assert!(Rtnl::new().unwrap().link_exists(&dev).unwrap());
     let mtu = move_in_as_docker_does(&dev, &s1, "10.214.0.2/24", "10.214.0.1");
     assert_eq!(mtu, 1400);
@@ -238,13 +242,16 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         json!({"NetworkID": NET, "EndpointID": EP1, "Options": {}}),
     );
     let s1_name = s1.trim_start_matches("/run/netns/").to_string();
-    assert!(ping(&s1_name, "10.214.0.1"), "the container reaches the gateway");
+    assert!(
+        ping(&s1_name, "10.214.0.1"),
+        "the container reaches the gateway"
+    );
     let ep = p.sy_json(&["endpoint", "ls"]);
     let row = ep
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["name"] == &EP1[..12])
+        .find(|e| e["name"] == EP1[..12])
         .unwrap_or_else(|| panic!("no endpoint {} in {ep}", &EP1[..12]))
         .clone();
     assert_eq!(row["publish"], json!(["8082:80/tcp"]));
@@ -255,7 +262,13 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
                "Interface": {"Address": "10.214.0.3/24"}}),
     );
     assert_eq!(status, 500);
-    assert!(v["Err"].as_str().unwrap().contains("not one of this switchyard's"), "{v}");
+    assert!(
+        v["Err"]
+            .as_str()
+            .unwrap()
+            .contains("not one of this switchyard's"),
+        "{v}"
+    );
 
     // A second container joins; then switchyard restarts, and meanwhile the second
     // container goes away.
@@ -270,7 +283,13 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
                    {"Proto": 6, "Port": 81, "HostPort": 8082, "HostPortEnd": 8082}]}}),
     );
     assert_eq!(status, 500);
-    assert!(v["Err"].as_str().unwrap().contains("8082/tcp is published already"), "{v}");
+    assert!(
+        v["Err"]
+            .as_str()
+            .unwrap()
+            .contains("8082/tcp is published already"),
+        "{v}"
+    );
     let (dev2, _) = join(&p, EP2, "10.214.0.3/24", &s2, 8083);
     move_in_as_docker_does(&dev2, &s2, "10.214.0.3/24", "10.214.0.1");
     p.ok(
@@ -285,7 +304,10 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
     let listed = p.docker_ls();
     assert!(listed.contains("container gone"), "{listed}");
     let mut up = p.up();
-    assert!(ping(&s1_name, "10.214.0.1"), "the running container is attached again");
+    assert!(
+        ping(&s1_name, "10.214.0.1"),
+        "the running container is attached again"
+    );
     let ep = p.sy_json(&["endpoint", "ls"]);
     let names: Vec<&str> = ep
         .as_array()
@@ -293,9 +315,15 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         .iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    assert!(names.contains(&&EP1[..12]) && !names.contains(&&EP2[..12]), "{names:?}");
+    assert!(
+        names.contains(&&EP1[..12]) && !names.contains(&&EP2[..12]),
+        "{names:?}"
+    );
     let listed = p.docker_ls();
-    assert!(listed.contains("attached") && listed.contains("container gone"), "{listed}");
+    assert!(
+        listed.contains("attached") && listed.contains("container gone"),
+        "{listed}"
+    );
 
     // Docker cleans up: Leave and DeleteEndpoint of both (the gone one too), then
     // DeleteNetwork.
@@ -309,7 +337,10 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         Rtnl::new().unwrap().link_exists("eth0").unwrap()
     })
     .unwrap();
-    assert!(!s1_has_eth0, "Leave closed the TAP, and the device went with it");
+    assert!(
+        !s1_has_eth0,
+        "Leave closed the TAP, and the device went with it"
+    );
     p.ok("NetworkDriver.DeleteNetwork", json!({"NetworkID": NET}));
     let nets = p.sy_json(&["network", "ls"]);
     assert!(
@@ -334,7 +365,10 @@ fn a_second_driver_of_the_same_name_is_refused_and_a_stale_socket_replaced() {
     let stale = std::os::unix::net::UnixListener::bind(p.socket()).unwrap();
     drop(stale);
     let mut up = p.up();
-    assert_eq!(p.ok("Plugin.Activate", json!({}))["Implements"], json!(["NetworkDriver"]));
+    assert_eq!(
+        p.ok("Plugin.Activate", json!({}))["Implements"],
+        json!(["NetworkDriver"])
+    );
     // The same name again, from another instance: refused, and that instance cleans up.
     let other = Instance::new(Path::new(BIN), "dockerproto2");
     let out = other
@@ -351,7 +385,10 @@ fn a_second_driver_of_the_same_name_is_refused_and_a_stale_socket_replaced() {
         assert!(!netns::exists(&n), "{n} left behind");
     }
     // The first one still answers.
-    assert_eq!(p.ok("Plugin.Activate", json!({}))["Implements"], json!(["NetworkDriver"]));
+    assert_eq!(
+        p.ok("Plugin.Activate", json!({}))["Implements"],
+        json!(["NetworkDriver"])
+    );
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!p.socket().exists());

@@ -13,11 +13,11 @@
 //! ```
 
 use crate::fixtures::{three, unique_prefix, wait_until};
-use switchyard::topology::TopologyBuilder;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use switchyard::topology::TopologyBuilder;
 use switchyard_os::netns;
 
 /// A scratch directory with a topology file (the fixtures' `three`: endpoints a, b, c
