@@ -325,6 +325,16 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         "{listed}"
     );
 
+    // The re-attached container's MAC is in the FDB (it pinged); Leave takes it out.
+    let fdb_has = |mac: &str| {
+        p.sy_json(&["show", "fdb"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["mac"] == mac)
+    };
+    assert!(fdb_has("02:42:0a:d6:00:02"));
+
     // Docker cleans up: Leave and DeleteEndpoint of both (the gone one too), then
     // DeleteNetwork.
     for ep in [EP1, EP2] {
@@ -333,6 +343,10 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         p.ok("NetworkDriver.Leave", id.clone());
         p.ok("NetworkDriver.DeleteEndpoint", id);
     }
+    assert!(
+        !fdb_has("02:42:0a:d6:00:02"),
+        "Leave removed the endpoint's FDB entry"
+    );
     let s1_has_eth0 = netns::run_in_named(&s1_name, || {
         Rtnl::new().unwrap().link_exists("eth0").unwrap()
     })
@@ -346,6 +360,34 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
     assert!(
         !nets.as_array().unwrap().iter().any(|n| n["name"] == "apps"),
         "{nets}"
+    );
+    // An internal network: Docker is given no gateway, so the container gets no
+    // default route through it.
+    p.ok(
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": "internal0123456789", "Options": {"com.docker.network.internal": true},
+               "IPv4Data": [{"Pool": "10.216.0.0/24", "Gateway": "10.216.0.1/24"}]}),
+    );
+    let inet = p.sy_json(&["network", "inspect", "internal0123"]);
+    assert_eq!(inet["internal"], true);
+    assert_eq!(inet["masquerade"], false);
+    p.ok(
+        "NetworkDriver.CreateEndpoint",
+        json!({"NetworkID": "internal0123456789", "EndpointID": EP1,
+               "Interface": {"Address": "10.216.0.2/24"}}),
+    );
+    let s3 = p.sandbox("c3");
+    let j = p.ok(
+        "NetworkDriver.Join",
+        json!({"NetworkID": "internal0123456789", "EndpointID": EP1, "SandboxKey": s3}),
+    );
+    assert_eq!(j.get("Gateway"), None, "{j}");
+    let id = json!({"NetworkID": "internal0123456789", "EndpointID": EP1});
+    p.ok("NetworkDriver.Leave", id.clone());
+    p.ok("NetworkDriver.DeleteEndpoint", id);
+    p.ok(
+        "NetworkDriver.DeleteNetwork",
+        json!({"NetworkID": "internal0123456789"}),
     );
     let state: Value = serde_json::from_str(&std::fs::read_to_string(&p.state).unwrap()).unwrap();
     assert_eq!(state["networks"], json!({}));
