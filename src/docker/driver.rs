@@ -537,14 +537,14 @@ impl Driver {
                     .push((net.create.name.clone(), e.to_string())),
             }
         }
-        let joined: Vec<(String, EndpointState)> = self
+        let joined: Vec<EndpointState> = self
             .state
             .endpoints
-            .iter()
-            .filter(|(_, e)| e.joined.is_some())
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .values()
+            .filter(|e| e.joined.is_some())
+            .cloned()
             .collect();
-        for (id, ep) in joined {
+        for ep in joined {
             let j = ep.joined.as_ref().expect("filtered on joined");
             let Some(net) = self.state.networks.get(&ep.network) else {
                 out.gone
@@ -582,7 +582,6 @@ impl Driver {
                 Ok(_) => out.reattached.push(ep.name.clone()),
                 Err(e) => out.gone.push((ep.name.clone(), e.to_string())),
             }
-            let _ = id;
         }
         out
     }
