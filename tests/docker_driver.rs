@@ -9,72 +9,15 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use switchyard_os::netns;
 use switchyard_testkit::docker::Dockerd;
 use switchyard_testkit::fixtures::{namespaces_with, nat, wait_for, wait_until};
-use switchyard_testkit::process::{text, Instance, Up};
+use switchyard_testkit::process::{text, DriverInstance};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const IMAGE: &str = "syboxdrv:1";
-
-struct Driver<'a> {
-    inst: &'a Instance,
-    name: String,
-    state: PathBuf,
-}
-
-impl Drop for Driver<'_> {
-    fn drop(&mut self) {
-        // A switchyard killed by a failing test leaves its socket.
-        let _ = std::fs::remove_file(self.socket());
-    }
-}
-
-impl Driver<'_> {
-    fn socket(&self) -> PathBuf {
-        Path::new("/run/docker/plugins").join(format!("{}.sock", self.name))
-    }
-
-    /// `switchyard up CONFIG --docker-driver NAME --docker-state PATH`, once the plugin
-    /// socket answers.
-    fn up(&self) -> Up {
-        let state = self.state.display().to_string();
-        let up = self.inst.up_with(
-            &["--docker-driver", &self.name, "--docker-state", &state],
-            &[],
-        );
-        wait_until(Duration::from_secs(20), "the plugin socket", || {
-            std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
-        });
-        up
-    }
-
-    fn docker_ls(&self) -> String {
-        let out = self
-            .inst
-            .cmd()
-            .args(["docker", "ls", "--name", &self.name, "--state"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn sy(&self, args: &[&str]) -> Value {
-        let out = self
-            .inst
-            .cmd()
-            .args(args)
-            .args(["--prefix", &self.inst.prefix, "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "switchyard {args:?}: {}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -112,7 +55,7 @@ fn get_published(ns: &str) -> Result<String, String> {
 /// Docker's view of a network against switchyard's: the same subnet and gateway, and
 /// the same containers with the same addresses and MACs (switchyard's endpoint names
 /// are Docker's short endpoint IDs).
-fn assert_views_agree(d: &Dockerd, drv: &Driver, net: &str) -> String {
+fn assert_views_agree(d: &Dockerd, drv: &DriverInstance, net: &str) -> String {
     let out = d.docker_ok(&["network", "inspect", net]);
     let docker: Value = serde_json::from_slice(&out.stdout).unwrap();
     let docker = &docker[0];
@@ -168,12 +111,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     let Some(d) = Dockerd::require("sydrv") else {
         return;
     };
-    let inst = Instance::with(Path::new(BIN), "docker", nat);
-    let drv = Driver {
-        inst: &inst,
-        name: format!("{}drv", inst.prefix),
-        state: inst.dir.join("driver-state.json"),
-    };
+    let drv = DriverInstance::new(Path::new(BIN), "docker", nat);
     let mut up = drv.up();
     d.import_busybox(IMAGE);
     let name = drv.name.as_str();
@@ -274,7 +212,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     // The interface Docker named eth0 is switchyard's TAP, with the network's MTU.
     let link = stdout(&d.docker_ok(&["exec", "c1", "cat", "/sys/class/net/eth0/mtu"]));
     assert_eq!(link, "1400");
-    let outside = inst.netns("outside");
+    let outside = drv.inst.netns("outside");
     let body = wait_for(Duration::from_secs(10), "the published port", || {
         get_published(&outside).ok()
     });
@@ -342,8 +280,7 @@ fn docker_runs_containers_on_switchyard_networks() {
     assert!(!drv.socket().exists());
     let left = d.stop();
     assert!(left.is_empty(), "dockerd left: {left}");
-    let prefix = inst.prefix.clone();
+    let prefix = drv.inst.prefix.clone();
     drop(drv);
-    drop(inst);
     assert_eq!(namespaces_with(&prefix), Vec::<String>::new());
 }

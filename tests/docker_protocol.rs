@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchyard_os::netlink::Rtnl;
 use switchyard_os::netns;
-use switchyard_testkit::fixtures::{nat, require_root, wait_until};
-use switchyard_testkit::process::{text, Instance, Up};
+use switchyard_testkit::fixtures::{nat, require_root};
+use switchyard_testkit::process::{text, DriverInstance, Instance, Up};
 use switchyard_testkit::traffic;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -23,40 +23,25 @@ const EP1: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90aabbccdd";
 const EP2: &str = "b1b2c3d4e5f60718293a4b5c6d7e8f90aabbccdd";
 
 struct Plugin {
-    inst: Instance,
-    name: String,
-    state: PathBuf,
+    drv: DriverInstance,
     /// Namespaces this test made, as Docker makes a sandbox.
     sandboxes: Vec<String>,
 }
 
 impl Plugin {
     fn new() -> Plugin {
-        let inst = Instance::with(Path::new(BIN), "dockerproto", nat);
-        let name = format!("{}p", inst.prefix);
-        let state = inst.dir.join("state.json");
         Plugin {
-            inst,
-            name,
-            state,
+            drv: DriverInstance::new(Path::new(BIN), "dockerproto", nat),
             sandboxes: Vec::new(),
         }
     }
 
     fn socket(&self) -> PathBuf {
-        Path::new("/run/docker/plugins").join(format!("{}.sock", self.name))
+        self.drv.socket()
     }
 
     fn up(&self) -> Up {
-        let state = self.state.display().to_string();
-        let up = self.inst.up_with(
-            &["--docker-driver", &self.name, "--docker-state", &state],
-            &[],
-        );
-        wait_until(Duration::from_secs(20), "the plugin socket", || {
-            UnixStream::connect(self.socket()).is_ok()
-        });
-        up
+        self.drv.up()
     }
 
     /// One POST, as dockerd sends it: the status and the JSON answer.
@@ -86,41 +71,23 @@ impl Plugin {
 
     /// A namespace standing for a container's sandbox.
     fn sandbox(&mut self, tag: &str) -> String {
-        let name = format!("{}{tag}", self.inst.prefix);
+        let name = format!("{}{tag}", self.drv.inst.prefix);
         netns::create(&name).unwrap();
         self.sandboxes.push(name.clone());
         format!("/run/netns/{name}")
     }
 
     fn sy_json(&self, args: &[&str]) -> Value {
-        let out = self
-            .inst
-            .cmd()
-            .args(args)
-            .args(["--prefix", &self.inst.prefix, "--json"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "switchyard {args:?}: {}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.drv.sy(args)
     }
 
     fn docker_ls(&self) -> String {
-        let out = self
-            .inst
-            .cmd()
-            .args(["docker", "ls", "--name", &self.name, "--state"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.drv.docker_ls()
     }
 }
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        // A switchyard killed by a failing test leaves its socket.
-        let _ = std::fs::remove_file(self.socket());
         for s in &self.sandboxes {
             let _ = netns::delete(s);
         }
@@ -231,7 +198,7 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
     let (dev, created) = join(&p, EP1, "10.214.0.2/24", &s1, 8082);
     assert_eq!(created["Interface"]["MacAddress"], "02:42:0a:d6:00:02");
     assert!(
-        dev.starts_with(&p.inst.prefix),
+        dev.starts_with(&p.drv.inst.prefix),
         "{dev} carries the instance's prefix"
     );
     assert!(Rtnl::new().unwrap().link_exists(&dev).unwrap());
@@ -389,7 +356,8 @@ fn each_verb_does_what_docker_expects_and_a_restart_reports_the_gone() {
         "NetworkDriver.DeleteNetwork",
         json!({"NetworkID": "internal0123456789"}),
     );
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(&p.state).unwrap()).unwrap();
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&p.drv.state).unwrap()).unwrap();
     assert_eq!(state["networks"], json!({}));
     assert_eq!(state["endpoints"], json!({}));
     let out = up.signal(nix::sys::signal::Signal::SIGTERM);
@@ -417,7 +385,7 @@ fn a_second_driver_of_the_same_name_is_refused_and_a_stale_socket_replaced() {
         .cmd()
         .arg("up")
         .arg(&other.config)
-        .args(["--docker-driver", &p.name, "--docker-state"])
+        .args(["--docker-driver", &p.drv.name, "--docker-state"])
         .arg(other.dir.join("s.json"))
         .output()
         .unwrap();

@@ -204,3 +204,79 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// An [`Instance`] run as Docker's network driver (`up --docker-driver NAME
+/// --docker-state PATH`), under a driver name made of the instance's prefix, so that
+/// its plugin socket in `/run/docker/plugins` carries the test's prefix too. Dropping it
+/// removes the socket a killed `up` leaves.
+pub struct DriverInstance {
+    pub inst: Instance,
+    /// The driver's name: `docker network create -d NAME`.
+    pub name: String,
+    /// Its state file, in the instance's directory.
+    pub state: PathBuf,
+}
+
+impl DriverInstance {
+    pub fn new(
+        bin: &Path,
+        tag: &str,
+        topology: impl FnOnce(&str) -> TopologyBuilder,
+    ) -> DriverInstance {
+        let inst = Instance::with(bin, tag, topology);
+        let name = format!("{}drv", inst.prefix);
+        let state = inst.dir.join("driver-state.json");
+        DriverInstance { inst, name, state }
+    }
+
+    /// The socket Docker connects to.
+    pub fn socket(&self) -> PathBuf {
+        Path::new("/run/docker/plugins").join(format!("{}.sock", self.name))
+    }
+
+    /// Starts `switchyard up` with the driver, and waits until the plugin socket answers.
+    pub fn up(&self) -> Up {
+        let state = self.state.display().to_string();
+        let up = self.inst.up_with(
+            &["--docker-driver", &self.name, "--docker-state", &state],
+            &[],
+        );
+        wait_until(Duration::from_secs(20), "the plugin socket", || {
+            std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+        });
+        up
+    }
+
+    /// `switchyard docker ls` of this driver: its table.
+    pub fn docker_ls(&self) -> String {
+        let out = self
+            .inst
+            .cmd()
+            .args(["docker", "ls", "--name", &self.name, "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `switchyard ARGS --prefix P --json` on the instance: its JSON answer.
+    pub fn sy(&self, args: &[&str]) -> serde_json::Value {
+        let out = self
+            .inst
+            .cmd()
+            .args(args)
+            .args(["--prefix", &self.inst.prefix, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "switchyard {args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for DriverInstance {
+    fn drop(&mut self) {
+        // A switchyard killed by a failing test leaves its socket.
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
