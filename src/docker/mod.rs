@@ -277,7 +277,17 @@ fn answer(server: &tiny_http::Server, driver: &mut Driver, stop: &AtomicBool) {
                 serde_json::json!({ "Err": "the plugin protocol is POST only" }),
             )
         } else {
-            match driver.handle(&path, &body) {
+            // A bug in one answer must not leave Docker without a driver: it is
+            // answered as an error, and the next request is served.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                driver.handle(&path, &body)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Refusal::Err(format!(
+                    "switchyard failed while answering {path} (a bug; see its log)"
+                )))
+            });
+            match handled {
                 Ok(v) => (200, v),
                 Err(r) => {
                     tracing::warn!("docker driver: {path}: {}", r.message());
