@@ -21,6 +21,7 @@ use super::api::{self, PortBinding};
 use super::state::{short, DriverState, EndpointState, Joined, NetworkState};
 use crate::control::client::{self, ClientError};
 use crate::control::protocol::{EndpointCreate, ErrorCode, NetworkCreate, Reply, Request};
+use crate::topology::config::parse_publish;
 use serde_json::{Map, Value};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -308,15 +309,17 @@ impl Driver {
         // A host port is the uplink's once: refused here, before Docker starts the
         // container, when another of Docker's endpoints has it (one the config file
         // publishes is refused at `Join`, by switchyard's own check).
+        let host_side = |rule: &str| parse_publish(rule).ok().map(|p| (p.host_port, p.udp));
         for rule in &publish {
-            let port = rule.split_once(':').map_or(rule.as_str(), |(h, _)| h);
-            let proto = rule.rsplit_once('/').map_or("", |(_, p)| p);
-            if let Some(other) = self.state.endpoints.values().find(|e| {
-                e.publish.iter().any(|o| {
-                    o.split_once(':').map(|(h, _)| h) == Some(port)
-                        && o.rsplit_once('/').map(|(_, p)| p) == Some(proto)
-                })
-            }) {
+            let mine = host_side(rule);
+            if let Some(other) = self
+                .state
+                .endpoints
+                .values()
+                .find(|e| e.publish.iter().any(|o| host_side(o) == mine))
+            {
+                let (port, udp) = mine.unwrap_or_default();
+                let proto = if udp { "udp" } else { "tcp" };
                 return Err(format!(
                     "-p {rule}: {port}/{proto} is published already, by endpoint {}",
                     other.name
@@ -687,14 +690,7 @@ pub fn is_namespace(path: &str) -> bool {
 
 /// The first of `eth0`, `eth1`, ... that the namespace at `path` has no device of.
 fn first_free_eth(path: &str) -> Option<String> {
-    let fd = switchyard_os::netns::open_path(Path::new(path)).ok()?;
-    let names = switchyard_os::netns::run_in(&fd, || {
-        switchyard_os::netlink::Rtnl::new()
-            .and_then(|mut r| r.links())
-            .map(|l| l.into_iter().map(|l| l.name).collect::<Vec<_>>())
-    })
-    .ok()?
-    .ok()?;
+    let names: Vec<String> = links_in(path).ok()?.into_iter().map(|l| l.name).collect();
     (0..64)
         .map(|n| format!("eth{n}"))
         .find(|n| !names.contains(n))
@@ -702,14 +698,19 @@ fn first_free_eth(path: &str) -> Option<String> {
 
 /// The name of the interface with `mac` in the namespace at `path`.
 fn ifname_in(path: &str, mac: MacAddr) -> Result<Option<String>, String> {
+    Ok(links_in(path)?
+        .into_iter()
+        .find(|l| l.mac == Some(mac.0))
+        .map(|l| l.name))
+}
+
+/// The devices of the namespace at `path`.
+fn links_in(path: &str) -> Result<Vec<switchyard_os::netlink::LinkInfo>, String> {
     let fd = switchyard_os::netns::open_path(Path::new(path)).map_err(|e| e.to_string())?;
-    switchyard_os::netns::run_in(&fd, || -> Result<Option<String>, String> {
-        let mut r = switchyard_os::netlink::Rtnl::new().map_err(|e| e.to_string())?;
-        let links = r.links().map_err(|e| e.to_string())?;
-        Ok(links
-            .into_iter()
-            .find(|l| l.mac == Some(mac.0))
-            .map(|l| l.name))
+    switchyard_os::netns::run_in(&fd, || {
+        switchyard_os::netlink::Rtnl::new()
+            .and_then(|mut r| r.links())
+            .map_err(|e| e.to_string())
     })
     .map_err(|e| e.to_string())?
 }

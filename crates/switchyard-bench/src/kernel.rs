@@ -248,7 +248,7 @@ impl KernelNet {
 /// marks a veth's carrier on through its link watch, up to a second after the pair
 /// came up, and until then drops what is sent on it: a first SYN lost that way would
 /// count as a failed connection.
-fn wait_running(ns: &str) -> Result<(), KernelError> {
+pub(crate) fn wait_running(ns: &str) -> Result<(), KernelError> {
     step(
         format!("wait for the devices in {ns} to run"),
         netns::run_in_named(ns, || -> Result<(), String> {

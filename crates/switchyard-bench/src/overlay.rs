@@ -19,7 +19,7 @@
 //! dstport 4789` builds it; the switchyard side is two instances, one per host, whose
 //! overlay network names the other as its remote.
 
-use crate::kernel::{configure_ns, veth};
+use crate::kernel::{configure_ns, veth, wait_running};
 use crate::kernel_links::KernelLinks;
 use crate::systems::SwitchyardTuning;
 use std::net::Ipv4Addr;
@@ -94,6 +94,9 @@ impl Underlay {
                 r.addr_add_v4(d, ip, 24).map_err(|e| e.to_string())?;
                 r.link_set_up(d).map_err(|e| e.to_string())
             })?;
+        }
+        for h in &u.namespaces {
+            wait_running(h).map_err(|e| e.to_string())?;
         }
         Ok(u)
     }
@@ -178,6 +181,9 @@ impl KernelOverlay {
                 None,
             )
             .map_err(|e| e.to_string())?;
+        }
+        for ns in k.underlay.namespaces.iter().chain(&k.endpoints) {
+            wait_running(ns).map_err(|e| e.to_string())?;
         }
         Ok(k)
     }

@@ -36,6 +36,19 @@ pub struct PeerNet {
 }
 
 impl PeerNet {
+    /// An empty deployment of `system` with a fresh scratch directory
+    /// (`switchyard-bench-<prefix><system>` under the temporary directory).
+    pub(crate) fn scratch(system: SystemKind, prefix: &str) -> Result<PeerNet, String> {
+        let dir = std::env::temp_dir().join(format!("switchyard-bench-{prefix}{}", system.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(PeerNet {
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        })
+    }
+
     /// CPU time used by the switch's processes (user + system, all threads).
     pub fn switch_cpu(&self) -> Option<Duration> {
         let ticks = clock_ticks();
@@ -118,14 +131,8 @@ pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str) -> Result<Pe
     if let Some(why) = unavailable(system, scenario) {
         return Err(why);
     }
-    let dir = std::env::temp_dir().join(format!("switchyard-bench-{prefix}{}", system.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut net = PeerNet {
-        namespaces: Vec::new(),
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    let mut net = PeerNet::scratch(system, prefix)?;
+    let dir = net.dir.clone();
     for (name, _) in ENDPOINTS {
         make_ns(&mut net, &format!("{prefix}{name}"))?;
     }

@@ -46,7 +46,7 @@
 //! Everything is removed when the [`PeerNet`] drops: the child ended by its PID,
 //! then the namespaces, then the scratch directory with the child's log.
 
-use super::kernel::{have, veth};
+use super::kernel::{have, veth, wait_running};
 use super::peers::{make_ns, PeerNet};
 use super::systems::{Scenario, SystemKind};
 use std::fs::File;
@@ -146,14 +146,8 @@ pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str) -> Result<Pe
         return Err(why);
     }
     let program = program(system).ok_or("not a rootless peer")?;
-    let dir = std::env::temp_dir().join(format!("switchyard-bench-{prefix}{}", system.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut net = PeerNet {
-        namespaces: Vec::new(),
-        children: Vec::new(),
-        dir: dir.clone(),
-    };
+    let mut net = PeerNet::scratch(system, prefix)?;
+    let dir = net.dir.clone();
     let (host, client, outside) = (
         format!("{prefix}host"),
         format!("{prefix}a"),
@@ -185,6 +179,9 @@ pub fn deploy(system: SystemKind, scenario: Scenario, prefix: &str) -> Result<Pe
         r.route_add_v4(Ipv4Addr::UNSPECIFIED, 0, Some(NEXT_HOP), None)
             .map_err(|e| e.to_string())
     })?;
+    for ns in [&host, &outside] {
+        wait_running(ns).map_err(|e| e.to_string())?;
+    }
     let path = netns::path_of(&client).map_err(|e| e.to_string())?;
     let log = dir.join(format!("{program}.log"));
     let child = spawn_logged(&host, program, &command(system, &path), &log)?;
